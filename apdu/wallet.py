@@ -1,0 +1,403 @@
+"""The wallet applet's command set (docs/APDU.md): constants, typed messages, builders.
+
+Fixed-layout messages are ``construct`` structs, the value record is BER-TLV
+(:mod:`apdu.records`). Every message has a frozen dataclass with ``from_bytes`` and
+``__bytes__`` so card and host share one definition of each byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import IntEnum
+
+from construct import (
+    Bytes,
+    ConstructError,
+    GreedyRange,
+    Int8ub,
+    Int16ub,
+    Int32ub,
+    PascalString,
+    Struct,
+    Terminated,
+)
+
+from .command import CommandApdu
+from .records import ValueFlags, ValueType, decode_bcd_date, encode_bcd_date
+
+AID_WALLET = bytes.fromhex("F0455642574C0101")  # F0 (unregistered RID) "EVBWL" app 01 v01
+VERSION = (1, 0)
+
+CLA_ISO = 0x00
+CLA_PROPRIETARY = 0x80
+
+INS_PERSONALIZE = 0x02
+INS_GET_CARD_INFO = 0x10
+INS_LIST_VALUES = 0x12
+INS_READ_VALUE = 0x14
+INS_STORE_VALUE = 0x16
+INS_MODIFY_VALUE = 0x18
+INS_DELETE_VALUE = 0x1A
+INS_VERIFY = 0x20
+INS_CHANGE_REFERENCE_DATA = 0x24
+INS_SELECT = 0xA4
+INS_GET_RESPONSE = 0xC0
+
+P1_SELECT_BY_DF_NAME = 0x04
+P2_PIN = 0x81  # specific (application) reference data, ISO 7816-4 table 65
+
+PIN_BLOCK_LEN = 8
+PIN_MIN, PIN_MAX = 4, 8
+PIN_PAD = 0xFF
+
+
+class MessageError(ValueError):
+    """Bytes that do not decode as the message expected; the card answers 6A80."""
+
+
+class LifeCycle(IntEnum):
+    PERSONALIZATION = 1  # no PIN yet: only PERSONALIZE and GET CARD INFO work
+    OPERATIONAL = 2
+
+
+class ModifyOp(IntEnum):
+    SPEND = 1  # take an amount from a prepaid balance
+    USE = 2  # use N of the tickets or coupons in a record
+
+
+def _parse(struct: Struct, raw: bytes):  # type: ignore[no-untyped-def]
+    try:
+        return struct.parse(raw)
+    except (ConstructError, UnicodeDecodeError) as exc:
+        raise MessageError(str(exc)) from exc
+
+
+# --- PIN ------------------------------------------------------------------------------------
+
+
+def pin_block(pin: str) -> bytes:
+    """ASCII digits padded with FF to 8 bytes: a format JavaCard's OwnerPIN checks directly."""
+    if not (pin.isascii() and pin.isdigit() and PIN_MIN <= len(pin) <= PIN_MAX):
+        raise MessageError(f"a PIN is {PIN_MIN} to {PIN_MAX} digits")
+    return pin.encode().ljust(PIN_BLOCK_LEN, bytes((PIN_PAD,)))
+
+
+def parse_pin_block(raw: bytes) -> bytes:
+    """The digits of a PIN block, or MessageError for anything malformed."""
+    if len(raw) != PIN_BLOCK_LEN:
+        raise MessageError("a PIN block is 8 bytes")
+    digits = raw.rstrip(bytes((PIN_PAD,)))
+    if not (PIN_MIN <= len(digits) <= PIN_MAX and all(0x30 <= b <= 0x39 for b in digits)):
+        raise MessageError("a PIN block holds 4 to 8 ASCII digits padded with FF")
+    return digits
+
+
+# --- GET CARD INFO --------------------------------------------------------------------------
+
+CARD_INFO = Struct(
+    "version_major" / Int8ub,
+    "version_minor" / Int8ub,
+    "life_cycle" / Int8ub,
+    "card_id" / Bytes(8),
+    "total_memory" / Int32ub,
+    "free_memory" / Int32ub,
+    "index_capacity" / Int16ub,
+    "index_used" / Int16ub,
+    "value_count" / Int16ub,
+    "certificate_count" / Int16ub,
+    "pin_tries_remaining" / Int8ub,
+    "pin_max_tries" / Int8ub,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CardInfo:
+    version: tuple[int, int]
+    life_cycle: LifeCycle
+    card_id: bytes
+    total_memory: int  # bytes of the data area
+    free_memory: int  # bytes of it not held by any value or certificate
+    index_capacity: int
+    index_used: int
+    value_count: int
+    certificate_count: int
+    pin_tries_remaining: int
+    pin_max_tries: int
+
+    def __bytes__(self) -> bytes:
+        return CARD_INFO.build(
+            dict(
+                version_major=self.version[0],
+                version_minor=self.version[1],
+                life_cycle=int(self.life_cycle),
+                card_id=self.card_id,
+                total_memory=self.total_memory,
+                free_memory=self.free_memory,
+                index_capacity=self.index_capacity,
+                index_used=self.index_used,
+                value_count=self.value_count,
+                certificate_count=self.certificate_count,
+                pin_tries_remaining=self.pin_tries_remaining,
+                pin_max_tries=self.pin_max_tries,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CardInfo:
+        if len(raw) != CARD_INFO.sizeof():
+            raise MessageError("card info has the wrong length")
+        c = _parse(CARD_INFO, raw)
+        try:
+            life_cycle = LifeCycle(c.life_cycle)
+        except ValueError as exc:
+            raise MessageError("unknown life cycle state") from exc
+        return cls(
+            (c.version_major, c.version_minor),
+            life_cycle,
+            bytes(c.card_id),
+            c.total_memory,
+            c.free_memory,
+            c.index_capacity,
+            c.index_used,
+            c.value_count,
+            c.certificate_count,
+            c.pin_tries_remaining,
+            c.pin_max_tries,
+        )
+
+
+# --- LIST VALUES ----------------------------------------------------------------------------
+
+FILTER_BY_TYPE = 0x01
+FILTER_CERTIFICATES = 0x02
+FILTER_EXPIRING = 0x04
+
+LIST_FILTER = Struct(
+    "flags" / Int8ub,
+    "type" / Int8ub,
+    "today" / Bytes(4),
+    "days" / Int16ub,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """Which index entries LIST VALUES returns. An empty command data field means all.
+
+    ``expiring_within`` keeps values whose valid-to date lies in [today, today + days]: the
+    host supplies "today" because a card has no clock.
+    """
+
+    type: ValueType | None = None
+    certificates_only: bool = False
+    today: date | None = None
+    expiring_within: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.today is None) != (self.expiring_within is None):
+            raise MessageError("an expiry filter needs both today and a number of days")
+        if self.expiring_within is not None and not 0 <= self.expiring_within <= 0xFFFF:
+            raise MessageError("days out of range")
+
+    @property
+    def is_empty(self) -> bool:
+        return self == ListFilter()
+
+    def __bytes__(self) -> bytes:
+        if self.is_empty:
+            return b""
+        flags = (
+            (FILTER_BY_TYPE if self.type is not None else 0)
+            | (FILTER_CERTIFICATES if self.certificates_only else 0)
+            | (FILTER_EXPIRING if self.today is not None else 0)
+        )
+        return LIST_FILTER.build(
+            dict(
+                flags=flags,
+                type=int(self.type or 0),
+                today=encode_bcd_date(self.today) if self.today else bytes(4),
+                days=self.expiring_within or 0,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ListFilter:
+        if not raw:
+            return cls()
+        if len(raw) != LIST_FILTER.sizeof():
+            raise MessageError("a list filter is 8 bytes")
+        f = _parse(LIST_FILTER, raw)
+        if f.flags & ~(FILTER_BY_TYPE | FILTER_CERTIFICATES | FILTER_EXPIRING):
+            raise MessageError("unknown filter flag")
+        try:
+            vtype = ValueType(f.type) if f.flags & FILTER_BY_TYPE else None
+            today = decode_bcd_date(bytes(f.today)) if f.flags & FILTER_EXPIRING else None
+        except ValueError as exc:
+            raise MessageError(str(exc)) from exc
+        return cls(
+            type=vtype,
+            certificates_only=bool(f.flags & FILTER_CERTIFICATES),
+            today=today,
+            expiring_within=f.days if f.flags & FILTER_EXPIRING else None,
+        )
+
+
+LIST_ENTRY = Struct(
+    "id" / Int16ub,
+    "type" / Int8ub,
+    "flags" / Int8ub,
+    "size" / Int16ub,
+    "valid_to" / Bytes(4),
+    "name" / PascalString(Int8ub, "utf8"),
+)
+NO_DATE = bytes(4)
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One line of a listing: what the index and the record's title give (seed, index 851)."""
+
+    id: int
+    type: ValueType
+    flags: ValueFlags
+    size: int
+    valid_to: date | None
+    name: str
+
+    def __bytes__(self) -> bytes:
+        return LIST_ENTRY.build(
+            dict(
+                id=self.id,
+                type=int(self.type),
+                flags=int(self.flags),
+                size=self.size,
+                valid_to=encode_bcd_date(self.valid_to) if self.valid_to else NO_DATE,
+                name=self.name,
+            )
+        )
+
+
+LIST_RESPONSE = Struct("entries" / GreedyRange(LIST_ENTRY), Terminated)
+
+
+def parse_listing(raw: bytes) -> list[ListEntry]:
+    entries = _parse(LIST_RESPONSE, raw).entries
+    try:
+        return [
+            ListEntry(
+                e.id,
+                ValueType(e.type),
+                ValueFlags(e.flags),
+                e.size,
+                None if bytes(e.valid_to) == NO_DATE else decode_bcd_date(bytes(e.valid_to)),
+                e.name,
+            )
+            for e in entries
+        ]
+    except ValueError as exc:
+        raise MessageError(str(exc)) from exc
+
+
+# --- MODIFY VALUE, STORE VALUE --------------------------------------------------------------
+
+MODIFY_REQUEST = Struct("op" / Int8ub, "amount" / Int32ub)
+REMAINING = Struct("remaining" / Int32ub)
+STORED_ID = Struct("id" / Int16ub)
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRequest:
+    op: ModifyOp
+    amount: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.amount <= 0xFFFFFFFF:
+            raise MessageError("amount must be positive")
+
+    def __bytes__(self) -> bytes:
+        return MODIFY_REQUEST.build(dict(op=int(self.op), amount=self.amount))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ModifyRequest:
+        if len(raw) != MODIFY_REQUEST.sizeof():
+            raise MessageError("a modify request is 5 bytes")
+        m = _parse(MODIFY_REQUEST, raw)
+        try:
+            return cls(ModifyOp(m.op), m.amount)
+        except ValueError as exc:
+            raise MessageError(str(exc)) from exc
+
+
+def encode_u16(n: int) -> bytes:
+    return STORED_ID.build(dict(id=n))
+
+
+def parse_u16(raw: bytes) -> int:
+    if len(raw) != 2:
+        raise MessageError("expected 2 bytes")
+    return int(_parse(STORED_ID, raw).id)
+
+
+def encode_remaining(n: int) -> bytes:
+    return REMAINING.build(dict(remaining=n))
+
+
+def parse_remaining(raw: bytes) -> int:
+    if len(raw) != 4:
+        raise MessageError("expected 4 bytes")
+    return int(_parse(REMAINING, raw).remaining)
+
+
+# --- command builders -----------------------------------------------------------------------
+
+
+def select(aid: bytes = AID_WALLET) -> CommandApdu:
+    return CommandApdu(CLA_ISO, INS_SELECT, P1_SELECT_BY_DF_NAME, 0x00, aid, ne=256)
+
+
+def get_response(ne: int) -> CommandApdu:
+    return CommandApdu(CLA_ISO, INS_GET_RESPONSE, 0, 0, ne=ne)
+
+
+def verify(pin: str | None) -> CommandApdu:
+    """VERIFY; with no PIN it asks only for the retry counter (answer 63Cx or 9000)."""
+    return CommandApdu(CLA_ISO, INS_VERIFY, 0x00, P2_PIN, pin_block(pin) if pin is not None else b"")
+
+
+def change_pin(old: str, new: str) -> CommandApdu:
+    return CommandApdu(CLA_ISO, INS_CHANGE_REFERENCE_DATA, 0x00, P2_PIN, pin_block(old) + pin_block(new))
+
+
+def personalize(pin: str) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_PERSONALIZE, 0, 0, pin_block(pin))
+
+
+def get_card_info() -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_CARD_INFO, ne=CARD_INFO.sizeof())
+
+
+def list_values(flt: ListFilter | None = None, ne: int = 256) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_LIST_VALUES, 0, 0, bytes(flt or ListFilter()), ne=ne)
+
+
+def _id_p1p2(value_id: int) -> tuple[int, int]:
+    if not 1 <= value_id <= 0xFFFF:
+        raise MessageError("a value id is 1..65535")
+    return value_id >> 8, value_id & 0xFF
+
+
+def read_value(value_id: int, ne: int = 256) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_READ_VALUE, *_id_p1p2(value_id), ne=ne)
+
+
+def store_value(body: bytes) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_STORE_VALUE, 0, 0, body, ne=2)
+
+
+def modify_value(value_id: int, request: ModifyRequest) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_MODIFY_VALUE, *_id_p1p2(value_id), bytes(request), ne=4)
+
+
+def delete_value(value_id: int) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_DELETE_VALUE, *_id_p1p2(value_id))

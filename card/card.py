@@ -1,0 +1,209 @@
+"""The simulated IC card: a pure APDU processor with power semantics.
+
+What lives here is what a card OS does below the applets: the ATR, power on/off/reset (RAM
+state is lost, the EEPROM journal is recovered), SELECT by AID, command chaining, response
+chaining with ``61xx``/GET RESPONSE, ``6Cxx`` for a wrong Le, and the rule that a Python
+exception never becomes a reply: every failure is a status word and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from apdu import SW, ApduFormatError, CommandApdu, ResponseApdu
+from apdu.atr import build_atr
+from apdu.wallet import INS_GET_RESPONSE, INS_SELECT, P1_SELECT_BY_DF_NAME
+
+from .applet import Applet, CardError
+from .eeprom import DEFAULT_SIZE, Eeprom, PowerLoss, TransactionError
+from .wallet import DEFAULT_INDEX_CAPACITY, WalletApplet
+
+log = logging.getLogger(__name__)
+
+ATR = build_atr()
+MAX_CHAIN = 4096  # bytes a command chain may accumulate, like a JavaCard APDU buffer
+
+
+class CardMute(Exception):
+    """The card gives no answer: it is not powered (or power was just cut)."""
+
+
+class SimulatedCard:
+    def __init__(self, eeprom: Eeprom) -> None:
+        self.eeprom = eeprom
+        self.atr = ATR
+        self.applets: list[Applet] = [WalletApplet(eeprom)]
+        self._selected: Applet | None = None
+        self._chain: list[CommandApdu] = []
+        self._pending: bytes = b""  # response bytes waiting for GET RESPONSE
+
+    # --- manufacture -------------------------------------------------------------------------
+
+    @classmethod
+    def manufacture(
+        cls,
+        size: int = DEFAULT_SIZE,
+        index_capacity: int = DEFAULT_INDEX_CAPACITY,
+        image: Path | None = None,
+    ) -> SimulatedCard:
+        eeprom = Eeprom.blank(size)
+        eeprom.power_on()
+        WalletApplet.format(eeprom, index_capacity)
+        eeprom.power_off()
+        if image is not None:
+            eeprom.save(image)
+        return cls(eeprom)
+
+    @classmethod
+    def open(cls, image: Path) -> SimulatedCard:
+        eeprom = Eeprom.load(image)
+        eeprom.power_on()  # recover a journal left by a tear before reading the layout
+        eeprom.power_off()
+        return cls(eeprom)
+
+    # --- power -------------------------------------------------------------------------------
+
+    @property
+    def powered(self) -> bool:
+        return self.eeprom.powered
+
+    def power_on(self) -> bytes:
+        self.eeprom.power_on()
+        self._reset_ram()
+        return self.atr
+
+    def power_off(self) -> None:
+        self.eeprom.power_off()
+        self._reset_ram()
+
+    def reset(self) -> bytes:
+        self.power_off()
+        return self.power_on()
+
+    def _reset_ram(self) -> None:
+        if self._selected is not None:
+            self._selected.deselect()
+        self._selected = None
+        self._chain = []
+        self._pending = b""
+
+    # --- APDU processing ---------------------------------------------------------------------
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """One command APDU in, one response APDU out. Raises only :class:`CardMute`."""
+        if not self.powered:
+            raise CardMute("card not powered")
+        writes_before = self.eeprom.page_writes
+        try:
+            response = self._process(apdu, writes_before)
+        except PowerLoss as exc:
+            self._reset_ram()
+            self.eeprom.flush()
+            raise CardMute(str(exc)) from exc
+        if self.eeprom.in_transaction:  # an applet bug must not leave half a command behind
+            self.eeprom.abort()
+            response = ResponseApdu(b"", SW.NO_PRECISE_DIAGNOSIS)
+        self.eeprom.flush()
+        return bytes(response)
+
+    def _process(self, raw: bytes, writes_before: int) -> ResponseApdu:
+        try:
+            command = CommandApdu.from_bytes(raw)
+        except ApduFormatError as exc:
+            self._chain, self._pending = [], b""
+            return ResponseApdu(b"", exc.sw)
+
+        if command.ins == INS_GET_RESPONSE and command.cla == 0x00:
+            return self._get_response(command)
+        self._pending = b""
+
+        if command.cla & 0x03 or command.cla & 0x0C:
+            return ResponseApdu(
+                b"", SW.LOGICAL_CHANNEL_NOT_SUPPORTED if command.cla & 0x03 else SW.CLA_NOT_SUPPORTED
+            )
+        if command.cla & 0x60 or command.cla not in (0x00, 0x10, 0x80, 0x90):
+            return ResponseApdu(b"", SW.CLA_NOT_SUPPORTED)
+
+        if command.chained:
+            if self._chain and (self._chain[0].ins, self._chain[0].p1, self._chain[0].p2) != (
+                command.ins,
+                command.p1,
+                command.p2,
+            ):
+                self._chain = []
+                return ResponseApdu(b"", SW.LAST_COMMAND_OF_CHAIN_EXPECTED)
+            if sum(len(c.data) for c in self._chain) + len(command.data) > MAX_CHAIN:
+                self._chain = []
+                return ResponseApdu(b"", SW.WRONG_LENGTH)
+            self._chain.append(command)
+            return ResponseApdu(b"", SW.OK)
+        if self._chain:
+            head = self._chain[0]
+            if (head.ins, head.p1, head.p2) != (command.ins, command.p1, command.p2):
+                self._chain = []
+                return ResponseApdu(b"", SW.LAST_COMMAND_OF_CHAIN_EXPECTED)
+            data = b"".join(c.data for c in self._chain) + command.data
+            self._chain = []
+            if len(data) > MAX_CHAIN:
+                return ResponseApdu(b"", SW.WRONG_LENGTH)
+            command = CommandApdu(command.cla, command.ins, command.p1, command.p2, data, command.ne)
+
+        try:
+            data = self._dispatch(command)
+        except CardError as exc:
+            if self.eeprom.in_transaction:
+                self.eeprom.abort()
+            return ResponseApdu(b"", exc.sw)
+        except PowerLoss:
+            raise
+        except TransactionError:
+            log.exception("transaction failure in %02X", command.ins)
+            self.eeprom.abort()
+            return ResponseApdu(b"", SW.NOT_ENOUGH_MEMORY)
+        except Exception:  # a card never answers with a traceback
+            log.exception("unexpected error in %02X", command.ins)
+            self.eeprom.abort()
+            return ResponseApdu(b"", SW.NO_PRECISE_DIAGNOSIS)
+        return self._shape(command, data, read_only=self.eeprom.page_writes == writes_before)
+
+    def _dispatch(self, command: CommandApdu) -> bytes:
+        if command.ins == INS_SELECT and command.cla == 0x00:
+            if command.p1 != P1_SELECT_BY_DF_NAME or command.p2 not in (0x00, 0x0C):
+                raise CardError(SW.INCORRECT_P1P2)
+            applet = next((a for a in self.applets if a.aid == command.data), None)
+            if applet is None:
+                raise CardError(SW.FILE_NOT_FOUND)
+            if self._selected is not None:
+                self._selected.deselect()
+            self._selected = applet
+            fci = applet.select()
+            return b"" if command.p2 == 0x0C else fci
+        if self._selected is None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        return self._selected.process(command)
+
+    def _shape(self, command: CommandApdu, data: bytes, read_only: bool) -> ResponseApdu:
+        """Fit response data to Ne the way a T=0 card does, so hosts see 61xx and 6Cxx."""
+        if not data:
+            return ResponseApdu(b"", SW.OK)
+        ne = command.ne or 0
+        if len(data) <= ne:
+            return ResponseApdu(data, SW.OK)
+        if command.case == 2 and ne and read_only and len(data) <= 256:
+            # Wrong Le on a command that changed nothing: ask for a re-issue with the exact Le.
+            return ResponseApdu(b"", 0x6C00 | (len(data) & 0xFF))
+        self._pending = data[ne:]
+        return ResponseApdu(data[:ne], 0x6100 | min(len(self._pending), 256) & 0xFF)
+
+    def _get_response(self, command: CommandApdu) -> ResponseApdu:
+        if command.p1 or command.p2:
+            self._pending = b""
+            return ResponseApdu(b"", SW.INCORRECT_P1P2)
+        if not self._pending:
+            return ResponseApdu(b"", SW.CONDITIONS_NOT_SATISFIED)
+        ne = command.ne or 256
+        chunk, self._pending = self._pending[:ne], self._pending[ne:]
+        if self._pending:
+            return ResponseApdu(chunk, 0x6100 | min(len(self._pending), 256) & 0xFF)
+        return ResponseApdu(chunk, SW.OK)

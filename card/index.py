@@ -1,0 +1,156 @@
+"""The index (seed E1, fig. 851): entries of (id, type, flags, pointer, size) over a data area.
+
+The index is the only map of the data area: listing and filtering read it (plus each record's
+title), allocation finds a gap between the extents it names, and compaction slides records down
+to close gaps. Compaction moves one record per transaction, so a torn compaction leaves a card
+that is laid out differently but holds exactly the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from construct import Int8ub, Int16ub, Struct
+
+from .eeprom import Eeprom
+
+ENTRY = Struct("id" / Int16ub, "type" / Int8ub, "flags" / Int8ub, "offset" / Int16ub, "size" / Int16ub)
+ENTRY_SIZE = ENTRY.sizeof()
+FREE_ID = 0
+
+
+class NoMemory(Exception):
+    """Not enough free data area or no free index slot."""
+
+
+class IndexCorrupt(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    slot: int
+    id: int
+    type: int
+    flags: int
+    offset: int  # from the start of the data area
+    size: int
+
+
+class Index:
+    def __init__(self, eeprom: Eeprom, base: int, capacity: int) -> None:
+        self.eeprom = eeprom
+        self.base = base
+        self.capacity = capacity
+        self.data_start = base + capacity * ENTRY_SIZE
+        self.data_size = min(eeprom.size - self.data_start, 0xFFFF)
+        if self.data_size <= 0:
+            raise IndexCorrupt("no room for a data area")
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def _entry(self, slot: int) -> IndexEntry:
+        raw = self.eeprom.read(self.base + slot * ENTRY_SIZE, ENTRY_SIZE)
+        e = ENTRY.parse(raw)
+        return IndexEntry(slot, e.id, e.type, e.flags, e.offset, e.size)
+
+    def entries(self) -> list[IndexEntry]:
+        """Occupied entries in id order (ids are assigned increasingly, so this is age order)."""
+        raw = self.eeprom.read(self.base, self.capacity * ENTRY_SIZE)
+        found = []
+        for slot in range(self.capacity):
+            e = ENTRY.parse(raw[slot * ENTRY_SIZE : (slot + 1) * ENTRY_SIZE])
+            if e.id != FREE_ID:
+                found.append(IndexEntry(slot, e.id, e.type, e.flags, e.offset, e.size))
+        return sorted(found, key=lambda e: e.id)
+
+    def find(self, value_id: int) -> IndexEntry | None:
+        return next((e for e in self.entries() if e.id == value_id), None)
+
+    def read(self, entry: IndexEntry) -> bytes:
+        return self.eeprom.read(self.data_start + entry.offset, entry.size)
+
+    def used_bytes(self) -> int:
+        return sum(e.size for e in self.entries())
+
+    def free_bytes(self) -> int:
+        return self.data_size - self.used_bytes()
+
+    # --- allocation --------------------------------------------------------------------------
+
+    def _find_gap(self, size: int, entries: list[IndexEntry]) -> int | None:
+        cursor = 0
+        for e in sorted(entries, key=lambda e: e.offset):
+            if e.offset - cursor >= size:
+                return cursor
+            cursor = e.offset + e.size
+        return cursor if self.data_size - cursor >= size else None
+
+    def reserve(self, size: int) -> int:
+        """A data-area offset with ``size`` free bytes, compacting first if fragmentation needs it.
+
+        Runs outside the caller's transaction: compaction commits its own moves, none of which
+        changes what the card holds.
+        """
+        entries = self.entries()
+        if len(entries) >= self.capacity or self.data_size - sum(e.size for e in entries) < size:
+            raise NoMemory
+        gap = self._find_gap(size, entries)
+        if gap is None:
+            self.compact()
+            gap = self._find_gap(size, self.entries())
+            if gap is None:  # cannot happen after a full compaction; refuse rather than guess
+                raise NoMemory
+        return gap
+
+    def compact(self) -> None:
+        cursor = 0
+        for e in sorted(self.entries(), key=lambda e: e.offset):
+            if e.offset > cursor:
+                with self.eeprom.transaction():
+                    data = self.read(e)
+                    self.eeprom.write(self.data_start + cursor, data)
+                    self._write_entry(IndexEntry(e.slot, e.id, e.type, e.flags, cursor, e.size))
+            cursor += e.size
+
+    # --- writing (inside the caller's transaction) -------------------------------------------
+
+    def _write_entry(self, e: IndexEntry) -> None:
+        raw = ENTRY.build(dict(id=e.id, type=e.type, flags=e.flags, offset=e.offset, size=e.size))
+        self.eeprom.write(self.base + e.slot * ENTRY_SIZE, raw)
+
+    def add(self, value_id: int, type_: int, flags: int, offset: int, data: bytes) -> IndexEntry:
+        slot = next((s for s in range(self.capacity) if self._entry(s).id == FREE_ID), None)
+        if slot is None:
+            raise NoMemory
+        self.eeprom.write(self.data_start + offset, data)
+        entry = IndexEntry(slot, value_id, type_, flags, offset, len(data))
+        self._write_entry(entry)
+        return entry
+
+    def remove(self, entry: IndexEntry) -> None:
+        """Erase the record's bytes (seed: the area is erased) and free its index entry."""
+        self.eeprom.write(self.data_start + entry.offset, bytes(entry.size))
+        self.eeprom.write(self.base + entry.slot * ENTRY_SIZE, bytes(ENTRY_SIZE))
+
+    def set_flags(self, entry: IndexEntry, flags: int) -> None:
+        self._write_entry(IndexEntry(entry.slot, entry.id, entry.type, flags, entry.offset, entry.size))
+
+    def write_at(self, entry: IndexEntry, pos: int, data: bytes) -> None:
+        if pos < 0 or pos + len(data) > entry.size:
+            raise IndexCorrupt("write outside the record")
+        self.eeprom.write(self.data_start + entry.offset + pos, data)
+
+    # --- checking ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise IndexCorrupt unless ids are unique and extents are in bounds and disjoint."""
+        entries = self.entries()
+        ids = [e.id for e in entries]
+        if len(set(ids)) != len(ids):
+            raise IndexCorrupt("duplicate ids")
+        end = 0
+        for e in sorted(entries, key=lambda e: e.offset):
+            if e.size == 0 or e.offset < end or e.offset + e.size > self.data_size:
+                raise IndexCorrupt(f"entry {e.id} overlaps or runs out of the data area")
+            end = e.offset + e.size

@@ -1,0 +1,291 @@
+"""The wallet applet (seed E1): stores, lists, reads, modifies and deletes electronic value.
+
+EEPROM layout of the applet area: a 64-byte header, then the index (:mod:`card.index`), then
+the data area. Every mutating command runs inside one EEPROM transaction, so it lands whole or
+not at all; the PIN retry counter is the one deliberate exception, committed *before* the PIN
+is compared so that tearing power during a wrong guess still costs a try.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from datetime import date
+
+from apdu import SW, CommandApdu, tlv
+from apdu import wallet as w
+from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, decode_bcd_date
+from apdu.sw import verify_failed
+
+from .applet import CardError
+from .eeprom import Eeprom
+from .index import Index, IndexEntry, NoMemory
+
+MAGIC = b"EVBW"
+LAYOUT_VERSION = 1
+HEADER_SIZE = 64
+DEFAULT_INDEX_CAPACITY = 128
+PIN_MAX_TRIES = 3
+
+# header field offsets
+H_MAGIC, H_LAYOUT, H_LIFE_CYCLE, H_CARD_ID = 0, 4, 5, 6
+H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48, 50
+
+
+class WalletApplet:
+    aid = w.AID_WALLET
+
+    def __init__(self, eeprom: Eeprom) -> None:
+        self.eeprom = eeprom
+        self.base = eeprom.app_offset
+        if eeprom.read(self.base + H_MAGIC, 4) != MAGIC:
+            raise ValueError("EEPROM holds no wallet: format it first")
+        capacity = eeprom.read_u16(self.base + H_INDEX_CAPACITY)
+        self.index = Index(eeprom, self.base + HEADER_SIZE, capacity)
+        self.pin_verified = False
+        self._handlers = {
+            (w.CLA_PROPRIETARY, w.INS_PERSONALIZE): self._personalize,
+            (w.CLA_PROPRIETARY, w.INS_GET_CARD_INFO): self._card_info,
+            (w.CLA_PROPRIETARY, w.INS_LIST_VALUES): self._list,
+            (w.CLA_PROPRIETARY, w.INS_READ_VALUE): self._read,
+            (w.CLA_PROPRIETARY, w.INS_STORE_VALUE): self._store,
+            (w.CLA_PROPRIETARY, w.INS_MODIFY_VALUE): self._modify,
+            (w.CLA_PROPRIETARY, w.INS_DELETE_VALUE): self._delete,
+            (w.CLA_ISO, w.INS_VERIFY): self._verify,
+            (w.CLA_ISO, w.INS_CHANGE_REFERENCE_DATA): self._change_pin,
+        }
+
+    @staticmethod
+    def format(eeprom: Eeprom, index_capacity: int = DEFAULT_INDEX_CAPACITY) -> None:
+        """Manufacture: lay out an empty wallet with a fresh card id, awaiting personalization."""
+        base = eeprom.app_offset
+        header = bytearray(HEADER_SIZE)
+        header[H_MAGIC : H_MAGIC + 4] = MAGIC
+        header[H_LAYOUT] = LAYOUT_VERSION
+        header[H_LIFE_CYCLE] = w.LifeCycle.PERSONALIZATION
+        header[H_CARD_ID : H_CARD_ID + 8] = os.urandom(8)
+        header[H_PIN_MAX] = PIN_MAX_TRIES
+        header[H_NEXT_ID : H_NEXT_ID + 2] = (1).to_bytes(2, "big")
+        header[H_INDEX_CAPACITY : H_INDEX_CAPACITY + 2] = index_capacity.to_bytes(2, "big")
+        Index(eeprom, base + HEADER_SIZE, index_capacity)  # refuses a geometry with no data area
+        with eeprom.transaction():
+            eeprom.write(base, bytes(header))
+
+    # --- header fields -----------------------------------------------------------------------
+
+    def _byte(self, off: int) -> int:
+        return self.eeprom.read(self.base + off, 1)[0]
+
+    @property
+    def life_cycle(self) -> w.LifeCycle:
+        return w.LifeCycle(self._byte(H_LIFE_CYCLE))
+
+    @property
+    def card_id(self) -> bytes:
+        return self.eeprom.read(self.base + H_CARD_ID, 8)
+
+    def _pin_hash(self, digits: bytes) -> bytes:
+        return hashlib.sha256(self.card_id + digits).digest()
+
+    # --- applet protocol ---------------------------------------------------------------------
+
+    def select(self) -> bytes:
+        self.pin_verified = False
+        return bytes(tlv.Tlv(0x6F, bytes(tlv.Tlv(0x84, self.aid))))  # FCI with the DF name
+
+    def deselect(self) -> None:
+        self.pin_verified = False
+
+    def process(self, command: CommandApdu) -> bytes:
+        cla = command.cla & ~0x10 & 0xFF
+        handler = self._handlers.get((cla, command.ins))
+        if handler is None:
+            known_ins = {ins for (_, ins) in self._handlers}
+            raise CardError(SW.CLA_NOT_SUPPORTED if command.ins in known_ins else SW.INS_NOT_SUPPORTED)
+        personalizing = self.life_cycle == w.LifeCycle.PERSONALIZATION
+        if personalizing and command.ins not in (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO):
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if not personalizing and command.ins == w.INS_PERSONALIZE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        try:
+            return handler(command)
+        except (w.MessageError, RecordError, tlv.TlvError) as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        except NoMemory as exc:
+            raise CardError(SW.NOT_ENOUGH_MEMORY) from exc
+
+    def _require_pin(self) -> None:
+        if self._byte(H_PIN_TRIES) == 0:
+            raise CardError(SW.AUTH_METHOD_BLOCKED)
+        if not self.pin_verified:
+            raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
+
+    @staticmethod
+    def _no_data(command: CommandApdu) -> None:
+        if command.data:
+            raise CardError(SW.WRONG_LENGTH)
+
+    def _entry(self, command: CommandApdu) -> IndexEntry:
+        value_id = command.p1 << 8 | command.p2
+        entry = self.index.find(value_id) if value_id else None
+        if entry is None:
+            raise CardError(SW.RECORD_NOT_FOUND)
+        return entry
+
+    # --- PIN ---------------------------------------------------------------------------------
+
+    def _personalize(self, command: CommandApdu) -> bytes:
+        digits = w.parse_pin_block(command.data)
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_PIN_HASH, self._pin_hash(digits))
+            self.eeprom.write(self.base + H_PIN_TRIES, bytes((PIN_MAX_TRIES,)))
+            self.eeprom.write(self.base + H_LIFE_CYCLE, bytes((w.LifeCycle.OPERATIONAL,)))
+        return b""
+
+    def _check_pin(self, block: bytes) -> None:
+        """Compare a PIN block with the counter already spent, then restore it on success."""
+        digits = w.parse_pin_block(block)
+        tries = self._byte(H_PIN_TRIES)
+        if tries == 0:
+            raise CardError(SW.AUTH_METHOD_BLOCKED)
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_PIN_TRIES, bytes((tries - 1,)))
+        stored = self.eeprom.read(self.base + H_PIN_HASH, 32)
+        if not hmac.compare_digest(stored, self._pin_hash(digits)):
+            self.pin_verified = False
+            raise CardError(verify_failed(tries - 1) if tries > 1 else SW.AUTH_METHOD_BLOCKED)
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_PIN_TRIES, bytes((self._byte(H_PIN_MAX),)))
+
+    def _verify(self, command: CommandApdu) -> bytes:
+        if command.p1 != 0 or command.p2 != w.P2_PIN:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND if command.p1 == 0 else SW.INCORRECT_P1P2)
+        if not command.data:  # ISO 7816-4 11.5.6: empty VERIFY asks for the status
+            tries = self._byte(H_PIN_TRIES)
+            if tries == 0:
+                raise CardError(SW.AUTH_METHOD_BLOCKED)
+            if self.pin_verified:
+                return b""
+            raise CardError(verify_failed(tries))
+        self._check_pin(command.data)
+        self.pin_verified = True
+        return b""
+
+    def _change_pin(self, command: CommandApdu) -> bytes:
+        if command.p1 != 0 or command.p2 != w.P2_PIN:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND if command.p1 == 0 else SW.INCORRECT_P1P2)
+        if len(command.data) != 2 * w.PIN_BLOCK_LEN:
+            raise CardError(SW.WRONG_LENGTH)
+        new_digits = w.parse_pin_block(command.data[w.PIN_BLOCK_LEN :])
+        self._check_pin(command.data[: w.PIN_BLOCK_LEN])
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_PIN_HASH, self._pin_hash(new_digits))
+        self.pin_verified = True
+        return b""
+
+    # --- information and listing -------------------------------------------------------------
+
+    def _card_info(self, command: CommandApdu) -> bytes:
+        self._no_data(command)
+        entries = self.index.entries()
+        certs = sum(1 for e in entries if e.flags & ValueFlags.CERTIFICATE)
+        return bytes(
+            w.CardInfo(
+                version=w.VERSION,
+                life_cycle=self.life_cycle,
+                card_id=self.card_id,
+                total_memory=self.index.data_size,
+                free_memory=self.index.data_size - sum(e.size for e in entries),
+                index_capacity=self.index.capacity,
+                index_used=len(entries),
+                value_count=len(entries) - certs,
+                certificate_count=certs,
+                pin_tries_remaining=self._byte(H_PIN_TRIES),
+                pin_max_tries=self._byte(H_PIN_MAX),
+            )
+        )
+
+    def _title(self, entry: IndexEntry) -> tuple[str, date | None]:
+        body = self.index.read(entry)
+        name_at = tlv.locate(body, Tag.NAME)
+        to_at = tlv.locate(body, Tag.VALID_TO)
+        name = body[name_at[0] : name_at[0] + name_at[1]].decode("utf-8") if name_at else ""
+        valid_to = None
+        if to_at:
+            valid_to = decode_bcd_date(body[to_at[0] : to_at[0] + to_at[1]])
+        return name, valid_to
+
+    def _list(self, command: CommandApdu) -> bytes:
+        if command.p1 or command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
+        flt = w.ListFilter.from_bytes(command.data)
+        out = bytearray()
+        for e in self.index.entries():
+            if flt.type is not None and e.type != flt.type:
+                continue
+            if flt.certificates_only and not e.flags & ValueFlags.CERTIFICATE:
+                continue
+            name, valid_to = self._title(e)
+            if flt.today is not None and flt.expiring_within is not None:
+                if valid_to is None:
+                    continue
+                days_left = valid_to.toordinal() - flt.today.toordinal()
+                if not 0 <= days_left <= flt.expiring_within:
+                    continue
+            out += bytes(w.ListEntry(e.id, e.type, ValueFlags(e.flags), e.size, valid_to, name))
+        return bytes(out)
+
+    def _read(self, command: CommandApdu) -> bytes:
+        self._no_data(command)
+        entry = self._entry(command)
+        head = tlv.encode([(Tag.ID, entry.id.to_bytes(2, "big")), (Tag.FLAGS, bytes((entry.flags,)))])
+        return head + self.index.read(entry)
+
+    # --- mutation ----------------------------------------------------------------------------
+
+    def _store(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        if command.p1 or command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
+        record = ValueRecord.from_bytes(command.data)
+        if record.id is not None or record.flags:
+            raise CardError(SW.WRONG_DATA)  # the card assigns ids and owns flags
+        body = record.body()
+        if len(body) > MAX_RECORD:
+            raise CardError(SW.WRONG_LENGTH)
+        value_id = self.eeprom.read_u16(self.base + H_NEXT_ID)
+        if value_id == 0:  # 65535 values stored over the card's life: ids are spent
+            raise CardError(SW.NOT_ENOUGH_MEMORY)
+        offset = self.index.reserve(len(body))
+        with self.eeprom.transaction():
+            self.index.add(value_id, record.type, 0, offset, body)
+            self.eeprom.write_u16(self.base + H_NEXT_ID, (value_id + 1) & 0xFFFF)
+        return w.encode_u16(value_id)
+
+    def _modify(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        entry = self._entry(command)
+        if entry.flags & (ValueFlags.CERTIFICATE | ValueFlags.PENDING):
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # only live value can be spent
+        request = w.ModifyRequest.from_bytes(command.data)
+        body = self.index.read(entry)
+        tag = Tag.BALANCE if request.op == w.ModifyOp.SPEND else Tag.QUANTITY
+        at = tlv.locate(body, tag)
+        if at is None or at[1] != 4:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        current = int.from_bytes(body[at[0] : at[0] + 4], "big")
+        if request.amount > current:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        remaining = current - request.amount
+        with self.eeprom.transaction():
+            self.index.write_at(entry, at[0], remaining.to_bytes(4, "big"))
+        return w.encode_remaining(remaining)
+
+    def _delete(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        self._no_data(command)
+        entry = self._entry(command)
+        with self.eeprom.transaction():
+            self.index.remove(entry)
+        return b""

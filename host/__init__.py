@@ -1,0 +1,1 @@
+"""The terminal: transports, the wallet session, the flows and the ``evb`` CLI."""

@@ -1,0 +1,3 @@
+from .main import cli, main, run
+
+__all__ = ["cli", "main", "run"]

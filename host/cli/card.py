@@ -1,0 +1,297 @@
+"""``evb card …``: thin commands over :class:`host.session.WalletSession`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from apdu import wallet as w
+from apdu.records import ValueRecord, ValueType
+
+from ..session import WalletSession
+from ..transport.inprocess import open_image
+from .errors import CliFail
+from .render import console, info_table, listing_table, print_json, record_table
+
+
+def default_image() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "evb" / "card.img"
+
+
+card_image_option = click.option(
+    "--card-image",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EVB_CARD_IMAGE",
+    default=default_image,
+    show_default="$XDG_DATA_HOME/evb/card.img",
+    help="The simulated card's EEPROM image.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+pin_option = click.option(
+    "--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal)."
+)
+
+
+@contextmanager
+def wallet(card_image: Path) -> Iterator[WalletSession]:
+    with open_image(card_image) as transport:
+        yield WalletSession(transport)
+
+
+def with_wallet(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Open the card named by ``--card-image`` and pass the session as ``session``."""
+
+    @card_image_option
+    @wraps(fn)
+    def wrapper(card_image: Path, **kwargs: Any) -> Any:
+        with wallet(card_image) as session:
+            return fn(session=session, **kwargs)
+
+    return wrapper
+
+
+def need_pin(pin: str | None, prompt: str = "PIN") -> str:
+    if pin is not None:
+        return pin
+    if not sys.stdin.isatty():
+        raise CliFail("a PIN is required: pass --pin or set EVB_PIN")
+    return str(click.prompt(prompt, hide_input=True))
+
+
+def unlock(session: WalletSession, pin: str | None) -> None:
+    session.verify_pin(need_pin(pin))
+
+
+class TypeChoice(click.Choice):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        super().__init__([t.name.lower() for t in ValueType], case_sensitive=False)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> ValueType:
+        if isinstance(value, ValueType):
+            return value
+        return ValueType[str(super().convert(value, param, ctx)).upper()]
+
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+DATETIME = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
+
+
+def as_date(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+@click.group()
+def card() -> None:
+    """Work with the card: create, inspect, store, spend, delete."""
+
+
+@card.command()
+@card_image_option
+@click.option("--pin", envvar="EVB_PIN", help="The PIN to set (4-8 digits).")
+@click.option(
+    "--size", type=click.IntRange(8192, 65536), default=32768, show_default=True, help="EEPROM bytes."
+)
+@click.option("--index-capacity", type=click.IntRange(8, 1024), default=128, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing card image.")
+def init(card_image: Path, pin: str | None, size: int, index_capacity: int, force: bool) -> None:
+    """Manufacture a new simulated card and personalize it with a PIN."""
+    from card import SimulatedCard
+
+    if card_image.exists() and not force:
+        raise CliFail(f"{card_image} already holds a card; pass --force to replace it")
+    if pin is None:
+        if not sys.stdin.isatty():
+            raise CliFail("a PIN is required: pass --pin or set EVB_PIN")
+        pin = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
+    w.pin_block(pin)  # refuse a bad PIN before anything is written
+    SimulatedCard.manufacture(size=size, index_capacity=index_capacity, image=card_image)
+    with wallet(card_image) as session:
+        session.personalize(pin)
+        info = session.info()
+    console.print(
+        f"Card {info.card_id.hex().upper()} ready at {card_image}: {info.total_memory} bytes for values."
+    )
+
+
+@card.command()
+@with_wallet
+@json_option
+def info(session: WalletSession, as_json: bool) -> None:
+    """Card ID, memory and PIN state."""
+    data = session.info()
+    print_json(data) if as_json else console.print(info_table(data))
+
+
+@card.command("list")
+@with_wallet
+@click.option("--type", "type_", type=TypeChoice(), help="Only values of this type.")
+@click.option("--certificates", is_flag=True, help="Only vault certificates.")
+@click.option(
+    "--expiring-within",
+    type=click.IntRange(0, 65535),
+    metavar="DAYS",
+    help="Only values whose validity ends within DAYS.",
+)
+@click.option("--today", type=DATE, help="The date to count from (default: today).")
+@json_option
+def list_(
+    session: WalletSession,
+    type_: ValueType | None,
+    certificates: bool,
+    expiring_within: int | None,
+    today: datetime | None,
+    as_json: bool,
+) -> None:
+    """List values and certificates from the card's index."""
+    if today is not None and expiring_within is None:
+        raise CliFail("--today only makes sense with --expiring-within")
+    flt = w.ListFilter(
+        type=type_,
+        certificates_only=certificates,
+        today=(as_date(today) or date.today()) if expiring_within is not None else None,
+        expiring_within=expiring_within,
+    )
+    entries = session.list(flt)
+    print_json(entries) if as_json else console.print(listing_table(entries))
+
+
+@card.command()
+@with_wallet
+@click.argument("value_id", type=click.IntRange(1, 65535))
+@json_option
+def show(session: WalletSession, value_id: int, as_json: bool) -> None:
+    """Show one value in full."""
+    record = session.read(value_id)
+    print_json(record) if as_json else console.print(record_table(record))
+
+
+@card.command()
+@with_wallet
+@click.option("--type", "type_", type=TypeChoice(), required=True)
+@click.option("--name", required=True)
+@click.option("--issuer", default="")
+@click.option("--quantity", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True)
+@click.option("--face-value", type=click.IntRange(0, 2**32 - 1), default=0, help="Unit price, minor units.")
+@click.option("--balance", type=click.IntRange(0, 2**32 - 1), default=0, help="Prepaid balance left.")
+@click.option("--currency", default="JPY", show_default=True)
+@click.option("--valid-from", type=DATE)
+@click.option("--valid-to", type=DATE)
+@click.option("--place", default="")
+@click.option("--acquired-at", type=DATETIME, help="Default: now.")
+@click.option("--payload-hex", default="", help="Opaque issuer data, hex.")
+@pin_option
+@json_option
+def store(
+    session: WalletSession,
+    type_: ValueType,
+    name: str,
+    issuer: str,
+    quantity: int,
+    face_value: int,
+    balance: int,
+    currency: str,
+    valid_from: datetime | None,
+    valid_to: datetime | None,
+    place: str,
+    acquired_at: datetime | None,
+    payload_hex: str,
+    pin: str | None,
+    as_json: bool,
+) -> None:
+    """Store a new value on the card."""
+    try:
+        payload = bytes.fromhex(payload_hex)
+    except ValueError as exc:
+        raise CliFail("--payload-hex is not hex") from exc
+    record = ValueRecord(
+        type=type_,
+        name=name,
+        issuer=issuer,
+        quantity=quantity,
+        face_value=face_value,
+        balance=balance,
+        currency=currency.upper(),
+        valid_from=as_date(valid_from),
+        valid_to=as_date(valid_to),
+        place=place,
+        acquired_at=(acquired_at or datetime.now()).replace(microsecond=0),
+        payload=payload,
+    )
+    unlock(session, pin)
+    value_id = session.store(record)
+    print_json({"id": value_id}) if as_json else console.print(f"Stored value {value_id}: {name}")
+
+
+@card.command()
+@with_wallet
+@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.option("--spend", type=click.IntRange(1, 2**32 - 1), help="Take this amount from the balance.")
+@click.option("--use", "use_", type=click.IntRange(1, 2**32 - 1), help="Use this many tickets.")
+@pin_option
+@json_option
+def modify(
+    session: WalletSession, value_id: int, spend: int | None, use_: int | None, pin: str | None, as_json: bool
+) -> None:
+    """Spend from a balance or use tickets."""
+    if (spend is None) == (use_ is None):
+        raise CliFail("give exactly one of --spend AMOUNT or --use COUNT")
+    unlock(session, pin)
+    if spend is not None:
+        left, what = session.spend(value_id, spend), "balance"
+    else:
+        left, what = session.use(value_id, use_ or 0), "quantity"
+    print_json({"id": value_id, what: left}) if as_json else console.print(
+        f"Value {value_id}: {what} now {left}"
+    )
+
+
+@card.command()
+@with_wallet
+@click.argument("value_id", type=click.IntRange(1, 65535))
+@pin_option
+def delete(session: WalletSession, value_id: int, pin: str | None) -> None:
+    """Delete a value from the card (it is gone: back it up first if it is worth anything)."""
+    unlock(session, pin)
+    session.delete(value_id)
+    console.print(f"Deleted value {value_id}")
+
+
+@card.group()
+def pin() -> None:
+    """PIN status and change."""
+
+
+@pin.command("status")
+@with_wallet
+@json_option
+def pin_status(session: WalletSession, as_json: bool) -> None:
+    """Tries left before the PIN blocks."""
+    tries = session.pin_tries_remaining()
+    if as_json:
+        print_json({"tries_remaining": tries, "blocked": tries == 0})
+    else:
+        console.print("PIN blocked" if tries == 0 else f"PIN: {tries} tries left")
+
+
+@pin.command("change")
+@with_wallet
+@click.option("--old", "old", envvar="EVB_PIN", help="Current PIN.")
+@click.option("--new", "new", envvar="EVB_NEW_PIN", help="New PIN, 4-8 digits.")
+def pin_change(session: WalletSession, old: str | None, new: str | None) -> None:
+    """Change the PIN (needs the current one)."""
+    old = need_pin(old, "Current PIN")
+    if new is None:
+        if not sys.stdin.isatty():
+            raise CliFail("a new PIN is required: pass --new or set EVB_NEW_PIN")
+        new = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
+    session.change_pin(old, new)
+    console.print("PIN changed")

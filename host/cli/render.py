@@ -1,0 +1,130 @@
+"""Terminal and JSON output for the CLI: rich tables for people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from apdu import wallet as w
+from apdu.records import ValueFlags, ValueRecord
+
+console = Console(highlight=False)
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, ValueFlags):
+        return [f.name.lower() for f in ValueFlags if f and f in obj]
+    if isinstance(obj, Enum):
+        return obj.name.lower()
+    if isinstance(obj, (date, datetime)):
+        return obj.isoformat()
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(x) for x in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(to_jsonable(obj), ensure_ascii=False, indent=2))
+
+
+def flags_text(flags: ValueFlags) -> str:
+    return ", ".join(f.name.lower().replace("_", "-") for f in ValueFlags if f and f in flags)
+
+
+def listing_table(entries: list[w.ListEntry], title: str = "Values on the card") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("ID", justify="right")
+    table.add_column("Type")
+    table.add_column("Name")
+    table.add_column("Valid to")
+    table.add_column("Size", justify="right")
+    table.add_column("Flags")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.type.name.lower(),
+            e.name,
+            e.valid_to.isoformat() if e.valid_to else "unlimited",
+            f"{e.size} B",
+            flags_text(e.flags),
+        )
+    if not entries:
+        table.caption = "(none)"
+    return table
+
+
+def record_table(r: ValueRecord) -> Table:
+    table = Table(show_header=False, title=f"Value {r.id}: {r.name}", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    validity = (
+        f"{r.valid_from.isoformat() if r.valid_from else '…'} .. {r.valid_to.isoformat() if r.valid_to else '…'}"
+        if r.valid_from or r.valid_to
+        else "unlimited"
+    )
+    rows = [
+        ("Type", r.type.name.lower()),
+        ("Issuer", r.issuer or "-"),
+        ("Quantity", str(r.quantity)),
+        ("Face value", f"{r.face_value} {r.currency}"),
+        ("Balance", f"{r.balance} {r.currency}"),
+        ("Validity", validity),
+        ("Place", r.place or "-"),
+        ("Acquired", r.acquired_at.isoformat(sep=" ") if r.acquired_at else "-"),
+        ("Payload", f"{len(r.payload)} bytes" if r.payload else "-"),
+        ("Flags", flags_text(r.flags) or "-"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def info_table(info: w.CardInfo) -> Table:
+    table = Table(show_header=False, title="Card", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in [
+        ("Card ID", info.card_id.hex().upper()),
+        ("Version", f"{info.version[0]}.{info.version[1]}"),
+        ("State", info.life_cycle.name.lower()),
+        ("Memory", f"{info.free_memory} of {info.total_memory} bytes free"),
+        ("Index", f"{info.index_used} of {info.index_capacity} entries used"),
+        ("Values", str(info.value_count)),
+        ("Certificates", str(info.certificate_count)),
+        ("PIN", f"{info.pin_tries_remaining} of {info.pin_max_tries} tries left"),
+    ]:
+        table.add_row(k, v)
+    return table
+
+
+class ConsoleReporter:
+    """The demo's reporter: numbered steps and tables on the terminal."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def step(self, title: str) -> None:
+        self._n += 1
+        console.print(f"\n[bold cyan]{self._n}. {title}[/]")
+
+    def listing(self, entries: list[w.ListEntry]) -> None:
+        console.print(listing_table(entries, title=""))
+
+    def record(self, record: ValueRecord) -> None:
+        console.print(record_table(record))
+
+    def info(self, info: w.CardInfo) -> None:
+        console.print(info_table(info))
+
+    def note(self, text: str) -> None:
+        console.print(f"   {text}")

@@ -1,0 +1,114 @@
+"""The seed's fig. 15 wallet and the scripted story ``evb demo`` tells with it.
+
+"Today" is 2000-03-15 as in the seed's embodiment 9; the four values are movie ticket A,
+concert ticket C (two seats), prepaid card E (1000 yen, 800 left) and movie ticket G (two).
+The story is written against a :class:`Reporter` so it stays free of terminal code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from apdu import wallet as w
+from apdu.records import ValueRecord, ValueType
+
+from .session import WalletSession
+
+TODAY = date(2000, 3, 15)
+DEMO_PIN = "1234"
+ACQUIRED = datetime(2000, 3, 1, 10, 0, 0)
+
+FIG15: tuple[ValueRecord, ...] = (
+    ValueRecord(
+        ValueType.TICKET,
+        "Movie ticket A",
+        issuer="Cinema B",
+        quantity=1,
+        face_value=1600,
+        valid_from=date(2000, 4, 1),
+        valid_to=date(2000, 5, 31),
+        place="B",
+        acquired_at=ACQUIRED,
+    ),
+    ValueRecord(
+        ValueType.TICKET,
+        "Concert ticket C",
+        issuer="Hall D",
+        quantity=2,
+        face_value=4500,
+        valid_from=date(2000, 4, 29),
+        valid_to=date(2000, 4, 29),
+        place="D",
+        acquired_at=ACQUIRED,
+    ),
+    ValueRecord(
+        ValueType.PREPAID,
+        "Prepaid card E",
+        issuer="Shop F",
+        quantity=1,
+        face_value=1000,
+        balance=800,
+        place="F",
+        acquired_at=ACQUIRED,
+    ),
+    ValueRecord(
+        ValueType.TICKET,
+        "Movie ticket G",
+        issuer="Cinema H",
+        quantity=2,
+        face_value=1600,
+        valid_from=date(2000, 5, 1),
+        valid_to=date(2000, 6, 30),
+        place="H",
+        acquired_at=ACQUIRED,
+    ),
+)
+
+
+class Reporter(Protocol):
+    def step(self, title: str) -> None: ...
+    def listing(self, entries: list[w.ListEntry]) -> None: ...
+    def record(self, record: ValueRecord) -> None: ...
+    def info(self, info: w.CardInfo) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoIds:
+    movie_a: int
+    concert_c: int
+    prepaid_e: int
+    movie_g: int
+
+
+def load_fig15(session: WalletSession) -> DemoIds:
+    return DemoIds(*(session.store(r) for r in FIG15))
+
+
+def run_wallet_story(session: WalletSession, report: Reporter) -> DemoIds:
+    report.step("A new card, personalized with PIN 1234")
+    session.personalize(DEMO_PIN)
+    session.verify_pin(DEMO_PIN)
+    report.info(session.info())
+
+    report.step("Storing the four values of the seed's fig. 15")
+    ids = load_fig15(session)
+    report.listing(session.list())
+
+    report.step("Listing only tickets (the index's type field)")
+    report.listing(session.list(w.ListFilter(type=ValueType.TICKET)))
+
+    report.step(f"Values expiring within 60 days of {TODAY.isoformat()}")
+    report.listing(session.list(w.ListFilter(today=TODAY, expiring_within=60)))
+
+    report.step("Paying 300 yen with prepaid card E")
+    report.note(f"balance left: {session.spend(ids.prepaid_e, 300)} yen")
+    report.step("Using one of the two concert tickets C")
+    report.note(f"tickets left: {session.use(ids.concert_c, 1)}")
+    report.record(session.read(ids.concert_c))
+
+    report.step("Card information after the story")
+    report.info(session.info())
+    return ids

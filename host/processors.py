@@ -1,0 +1,117 @@
+"""Stackable APDU processors: everything between "send this command" and the raw link.
+
+Bottom to top: :class:`RawProcessor` encodes and talks to the transport; :class:`TraceProcessor`
+logs hex with PINs redacted; :class:`ChainingProcessor` splits long data into a command chain and
+caps Ne when the card has no extended length; :class:`ReissueProcessor` answers ``6Cxx``;
+:class:`GetResponseProcessor` collects ``61xx`` continuations. Application code sees one
+:class:`ApduProcessor` and a complete response.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from apdu import CommandApdu, ResponseApdu, split_chain
+from apdu.atr import capabilities
+from apdu.command import SHORT_MAX_NC, SHORT_MAX_NE
+from apdu.wallet import INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_VERIFY, get_response
+
+from .transport import Transport, TransportError
+
+log = logging.getLogger("evb.apdu")
+TRACE = 5  # below DEBUG: APDU traffic is noisy and only wanted on purpose
+logging.addLevelName(TRACE, "TRACE")
+
+SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE}
+MAX_GET_RESPONSE = 1024  # a card that keeps answering 61xx is broken, not generous
+
+
+class ApduProcessor(Protocol):
+    def send_apdu(self, command: CommandApdu) -> ResponseApdu: ...
+
+
+class RawProcessor:
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        data, sw = self.transport.send_and_receive(command.to_bytes())
+        return ResponseApdu(data, sw)
+
+
+class TraceProcessor:
+    def __init__(self, inner: ApduProcessor) -> None:
+        self.inner = inner
+
+    def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        if log.isEnabledFor(TRACE):
+            shown = command.to_bytes()
+            if command.ins in SECRET_INS and command.data:
+                shown = shown[:5] + b"\xaa" * len(command.data)  # redact PIN blocks
+            log.log(TRACE, "> %s", shown.hex(" ").upper())
+        response = self.inner.send_apdu(command)
+        if log.isEnabledFor(TRACE):
+            log.log(TRACE, "< %s", bytes(response).hex(" ").upper())
+        return response
+
+
+class ChainingProcessor:
+    """ISO 7816-4 5.3.3: data over 255 bytes goes as a chain when extended length is not offered."""
+
+    def __init__(self, inner: ApduProcessor, extended: bool) -> None:
+        self.inner = inner
+        self.extended = extended
+
+    def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        if self.extended or not command.needs_extended:
+            return self.inner.send_apdu(command)
+        if command.ne is not None and command.ne > SHORT_MAX_NE:
+            command = CommandApdu(
+                command.cla, command.ins, command.p1, command.p2, command.data, SHORT_MAX_NE
+            )
+        *links, last = split_chain(command, SHORT_MAX_NC)
+        for link in links:
+            response = self.inner.send_apdu(link)
+            if response.sw != 0x9000:
+                return response
+        return self.inner.send_apdu(last)
+
+
+class ReissueProcessor:
+    """``6Cxx``: the card wants the same command again with Le = xx."""
+
+    def __init__(self, inner: ApduProcessor) -> None:
+        self.inner = inner
+
+    def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        response = self.inner.send_apdu(command)
+        if response.sw1 == 0x6C:
+            ne = response.sw2 or 256
+            command = CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, ne)
+            response = self.inner.send_apdu(command)
+        return response
+
+
+class GetResponseProcessor:
+    """``61xx``: fetch the rest with GET RESPONSE until the card answers a final status."""
+
+    def __init__(self, inner: ApduProcessor) -> None:
+        self.inner = inner
+
+    def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        response = self.inner.send_apdu(command)
+        data = bytearray(response.data)
+        for _ in range(MAX_GET_RESPONSE):
+            if response.sw1 != 0x61:
+                return ResponseApdu(bytes(data), response.sw)
+            response = self.inner.send_apdu(get_response(response.sw2 or 256))
+            data += response.data
+        raise TransportError("card kept answering 61xx")
+
+
+def build_stack(transport: Transport) -> ApduProcessor:
+    """The standard stack, sized by what the card's ATR says it supports."""
+    extended, _chaining = capabilities(transport.atr) if transport.atr else (False, False)
+    raw: ApduProcessor = TraceProcessor(RawProcessor(transport))
+    return GetResponseProcessor(ReissueProcessor(ChainingProcessor(raw, extended)))

@@ -1,0 +1,103 @@
+"""The wallet application as the terminal sees it: one method per card command, typed results.
+
+Like yubikit's sessions, constructing a :class:`WalletSession` selects the applet; every card
+refusal surfaces as an :class:`~apdu.ApduError` subclass naming the status word.
+"""
+
+from __future__ import annotations
+
+from apdu import SW, ApduError, CommandApdu, error_for
+from apdu import wallet as w
+from apdu.command import EXTENDED_MAX_NE
+from apdu.records import ValueRecord
+
+from .processors import ApduProcessor, build_stack
+from .transport import Transport
+
+
+class ValueRefusedError(ApduError):
+    """The card refused to spend or use more than a value holds."""
+
+    def __init__(self, sw: int, message: str) -> None:
+        super().__init__(sw)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CardProtocol:
+    def __init__(self, transport: Transport, processor: ApduProcessor | None = None) -> None:
+        self.transport = transport
+        self.processor = processor or build_stack(transport)
+
+    def send(self, command: CommandApdu) -> bytes:
+        response = self.processor.send_apdu(command)
+        if response.sw != SW.OK:
+            raise error_for(response.sw, response.data)
+        return response.data
+
+
+class WalletSession:
+    def __init__(self, transport: Transport) -> None:
+        self.protocol = CardProtocol(transport)
+        self.protocol.send(w.select())
+
+    def _send(self, command: CommandApdu) -> bytes:
+        return self.protocol.send(command)
+
+    # --- card and PIN ------------------------------------------------------------------------
+
+    def info(self) -> w.CardInfo:
+        return w.CardInfo.from_bytes(self._send(w.get_card_info()))
+
+    def personalize(self, pin: str) -> None:
+        self._send(w.personalize(pin))
+
+    def verify_pin(self, pin: str) -> None:
+        self._send(w.verify(pin))
+
+    def pin_tries_remaining(self) -> int | None:
+        """Tries left, or None when the PIN is already verified in this session."""
+        try:
+            self._send(w.verify(None))
+        except ApduError as exc:
+            if exc.sw & 0xFFF0 == SW.VERIFY_FAILED:
+                return exc.sw & 0x0F
+            if exc.sw == SW.AUTH_METHOD_BLOCKED:
+                return 0
+            raise
+        return None
+
+    def change_pin(self, old: str, new: str) -> None:
+        self._send(w.change_pin(old, new))
+
+    # --- values ------------------------------------------------------------------------------
+
+    def list(self, flt: w.ListFilter | None = None) -> list[w.ListEntry]:
+        return w.parse_listing(self._send(w.list_values(flt or w.ListFilter(), ne=EXTENDED_MAX_NE)))
+
+    def read(self, value_id: int) -> ValueRecord:
+        return ValueRecord.from_bytes(self._send(w.read_value(value_id, ne=EXTENDED_MAX_NE)))
+
+    def store(self, record: ValueRecord) -> int:
+        return w.parse_u16(self._send(w.store_value(record.body())))
+
+    def _modify(self, value_id: int, op: w.ModifyOp, amount: int, what: str) -> int:
+        try:
+            return w.parse_remaining(self._send(w.modify_value(value_id, w.ModifyRequest(op, amount))))
+        except ApduError as exc:
+            if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
+                raise ValueRefusedError(exc.sw, f"value {value_id} has no {what} for {amount}") from exc
+            raise
+
+    def spend(self, value_id: int, amount: int) -> int:
+        """Take ``amount`` from a prepaid balance; answers the balance left."""
+        return self._modify(value_id, w.ModifyOp.SPEND, amount, "balance left")
+
+    def use(self, value_id: int, count: int = 1) -> int:
+        """Use ``count`` tickets or coupons; answers how many are left."""
+        return self._modify(value_id, w.ModifyOp.USE, count, "tickets or uses left")
+
+    def delete(self, value_id: int) -> None:
+        self._send(w.delete_value(value_id))

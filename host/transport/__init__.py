@@ -1,0 +1,32 @@
+"""The one seam between protocol code and a card: ``send_and_receive(apdu) -> (data, sw)``.
+
+Every connection is a pyscard ``CardConnection`` underneath (a PC/SC reader, or
+:class:`~host.transport.inprocess.InProcessCardConnection` driving a simulated card), wrapped
+by :class:`PyscardTransport`. Protocol code above never imports pyscard.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class TransportError(Exception):
+    """The reader or the link failed; the card's state is unknown until it is read again."""
+
+
+class CardRemovedError(TransportError):
+    """No answer from the card: it was removed, reset or lost power mid-command."""
+
+
+class Transport(Protocol):
+    @property
+    def atr(self) -> bytes: ...
+
+    def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]: ...
+
+    def close(self) -> None: ...
+
+
+from .pyscard import PyscardTransport  # noqa: E402  (the adapter needs the errors above)
+
+__all__ = ["CardRemovedError", "PyscardTransport", "Transport", "TransportError"]

@@ -1,0 +1,78 @@
+"""A pyscard ``CardConnection`` that drives a simulated card in this process (no pcscd).
+
+Used by tests and by the embedded default: the host code above it cannot tell it from a
+reader. A card image is locked for the lifetime of the connection so two terminals never
+write the same image.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from smartcard.CardConnection import CardConnection
+from smartcard.Exceptions import CardConnectionException
+
+from card import CardMute, SimulatedCard
+
+from . import TransportError
+from .pyscard import PyscardTransport
+
+READER_NAME = "EVB in-process reader"
+
+
+class InProcessCardConnection(CardConnection):  # type: ignore[misc]
+    def __init__(self, card: SimulatedCard, reader: str = READER_NAME) -> None:
+        super().__init__(reader)
+        self.card = card
+        self._atr: bytes | None = None
+
+    def connect(self, protocol=None, mode=None, disposition=None) -> None:  # type: ignore[no-untyped-def]
+        super().connect(protocol, mode, disposition)
+        self._atr = self.card.power_on()
+
+    def disconnect(self) -> None:
+        super().disconnect()
+        if self.card.powered:
+            self.card.power_off()
+        self._atr = None
+
+    def getATR(self) -> list[int] | None:  # noqa: N802 (pyscard's name)
+        return list(self._atr) if self._atr is not None else None
+
+    def doTransmit(self, command, protocol=None):  # type: ignore[no-untyped-def]  # noqa: N802
+        try:
+            response = self.card.transmit(bytes(command))
+        except CardMute as exc:
+            raise CardConnectionException(f"card mute: {exc}") from exc
+        return list(response[:-2]), response[-2], response[-1]
+
+
+def connect_card(card: SimulatedCard) -> PyscardTransport:
+    connection = InProcessCardConnection(card)
+    connection.connect()
+    return PyscardTransport(connection)
+
+
+@contextmanager
+def open_image(path: Path) -> Iterator[PyscardTransport]:
+    """A transport to the card whose EEPROM lives in ``path``, held exclusively."""
+    if not path.exists():
+        raise TransportError(f"no card image at {path} (create one with 'evb card init')")
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise TransportError(f"card image {path} is in use by another process") from exc
+        try:
+            card = SimulatedCard.open(path)
+        except Exception as exc:
+            raise TransportError(f"cannot open card image {path}: {exc}") from exc
+        transport = connect_card(card)
+        try:
+            yield transport
+        finally:
+            transport.close()

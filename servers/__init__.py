@@ -1,0 +1,1 @@
+"""The vault and the key manager (HTTP services)."""
