@@ -4,7 +4,7 @@ definite lengths of 1-3 bytes. Enough for JavaCard's ``BERTLV`` classes to read 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -107,7 +107,7 @@ def decode_map(buf: bytes) -> dict[int, bytes]:
     return out
 
 
-def encode(items: list[Tlv] | list[tuple[int, bytes]]) -> bytes:
+def encode(items: Sequence[Tlv | tuple[int, bytes]]) -> bytes:
     return b"".join(bytes(i) if isinstance(i, Tlv) else bytes(Tlv(*i)) for i in items)
 
 

@@ -126,7 +126,7 @@ class CardInfo:
     pin_max_tries: int
 
     def __bytes__(self) -> bytes:
-        return CARD_INFO.build(
+        return bytes(CARD_INFO.build(
             dict(
                 version_major=self.version[0],
                 version_minor=self.version[1],
@@ -141,7 +141,7 @@ class CardInfo:
                 pin_tries_remaining=self.pin_tries_remaining,
                 pin_max_tries=self.pin_max_tries,
             )
-        )
+        ))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CardInfo:
@@ -212,14 +212,14 @@ class ListFilter:
             | (FILTER_CERTIFICATES if self.certificates_only else 0)
             | (FILTER_EXPIRING if self.today is not None else 0)
         )
-        return LIST_FILTER.build(
+        return bytes(LIST_FILTER.build(
             dict(
                 flags=flags,
                 type=int(self.type or 0),
                 today=encode_bcd_date(self.today) if self.today else bytes(4),
                 days=self.expiring_within or 0,
             )
-        )
+        ))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ListFilter:
@@ -266,7 +266,7 @@ class ListEntry:
     name: str
 
     def __bytes__(self) -> bytes:
-        return LIST_ENTRY.build(
+        return bytes(LIST_ENTRY.build(
             dict(
                 id=self.id,
                 type=int(self.type),
@@ -275,7 +275,7 @@ class ListEntry:
                 valid_to=encode_bcd_date(self.valid_to) if self.valid_to else NO_DATE,
                 name=self.name,
             )
-        )
+        ))
 
 
 LIST_RESPONSE = Struct("entries" / GreedyRange(LIST_ENTRY), Terminated)
@@ -316,7 +316,7 @@ class ModifyRequest:
             raise MessageError("amount must be positive")
 
     def __bytes__(self) -> bytes:
-        return MODIFY_REQUEST.build(dict(op=int(self.op), amount=self.amount))
+        return bytes(MODIFY_REQUEST.build(dict(op=int(self.op), amount=self.amount)))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ModifyRequest:
@@ -330,7 +330,7 @@ class ModifyRequest:
 
 
 def encode_u16(n: int) -> bytes:
-    return STORED_ID.build(dict(id=n))
+    return bytes(STORED_ID.build(dict(id=n)))
 
 
 def parse_u16(raw: bytes) -> int:
@@ -340,7 +340,7 @@ def parse_u16(raw: bytes) -> int:
 
 
 def encode_remaining(n: int) -> bytes:
-    return REMAINING.build(dict(remaining=n))
+    return bytes(REMAINING.build(dict(remaining=n)))
 
 
 def parse_remaining(raw: bytes) -> int:

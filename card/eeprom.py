@@ -115,6 +115,10 @@ class Eeprom:
         self.image = target
         self._unsaved = False
 
+    def snapshot(self) -> bytes:
+        """The cells as they are, for cloning a card or comparing states in tests."""
+        return bytes(self._cells)
+
     def flush(self) -> None:
         if self._unsaved:
             self.save()

@@ -71,10 +71,10 @@ class Index:
         return self.eeprom.read(self.data_start + entry.offset, entry.size)
 
     def used_bytes(self) -> int:
-        return sum(e.size for e in self.entries())
+        return sum(int(e.size) for e in self.entries())
 
     def free_bytes(self) -> int:
-        return self.data_size - self.used_bytes()
+        return int(self.data_size - self.used_bytes())
 
     # --- allocation --------------------------------------------------------------------------
 

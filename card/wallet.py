@@ -15,7 +15,7 @@ from datetime import date
 
 from apdu import SW, CommandApdu, tlv
 from apdu import wallet as w
-from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, decode_bcd_date
+from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType, decode_bcd_date
 from apdu.sw import verify_failed
 
 from .applet import CardError
@@ -233,7 +233,7 @@ class WalletApplet:
                 days_left = valid_to.toordinal() - flt.today.toordinal()
                 if not 0 <= days_left <= flt.expiring_within:
                     continue
-            out += bytes(w.ListEntry(e.id, e.type, ValueFlags(e.flags), e.size, valid_to, name))
+            out += bytes(w.ListEntry(e.id, ValueType(e.type), ValueFlags(e.flags), e.size, valid_to, name))
         return bytes(out)
 
     def _read(self, command: CommandApdu) -> bytes:

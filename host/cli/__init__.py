@@ -1,3 +1,3 @@
-from .main import cli, main, run
+from .main import cli, run
 
-__all__ = ["cli", "main", "run"]
+__all__ = ["cli", "run"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import sys
+from typing import Any
 
 import click
 
@@ -16,8 +16,26 @@ from .card import card
 from .demo import demo
 from .errors import CliFail
 
+EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError)
 
-@click.group()
+
+class EvbGroup(click.Group):
+    """Turns the library's typed errors into click's one-line failures, for every subcommand."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # one line, with where to look, instead of the usage block
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            raise CliFail(f"{exc.format_message()} (see '{where} --help')", status=2) from exc
+        except EXPECTED_FAILURES as exc:
+            raise CliFail(str(exc)) from exc
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise CliFail(f"{exc.strerror or exc}{where}") from exc
+
+
+@click.group(cls=EvbGroup)
 @click.option("-v", "--verbose", count=True, help="More logging; -vv traces APDUs (PINs redacted).")
 @click.version_option(package_name="evb", prog_name="evb")
 def cli(verbose: int) -> None:
@@ -30,26 +48,5 @@ cli.add_command(card)
 cli.add_command(demo)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        cli.main(args=argv, prog_name="evb", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except CliFail as exc:
-        click.echo(f"Error: {exc.message}", err=True)
-        return exc.status
-    except (ApduError, TransportError, MessageError, RecordError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return 1
-    except OSError as exc:
-        click.echo(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
-        return 1
-    return 0
-
-
 def run() -> None:
-    sys.exit(main())
+    cli(prog_name="evb")

@@ -21,7 +21,7 @@ def to_jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, ValueFlags):
-        return [f.name.lower() for f in ValueFlags if f and f in obj]
+        return [str(f.name).lower() for f in ValueFlags if f and f in obj]
     if isinstance(obj, Enum):
         return obj.name.lower()
     if isinstance(obj, (date, datetime)):
@@ -38,7 +38,7 @@ def print_json(obj: Any) -> None:
 
 
 def flags_text(flags: ValueFlags) -> str:
-    return ", ".join(f.name.lower().replace("_", "-") for f in ValueFlags if f and f in flags)
+    return ", ".join(str(f.name).lower().replace("_", "-") for f in ValueFlags if f and f in flags)
 
 
 def listing_table(entries: list[w.ListEntry], title: str = "Values on the card") -> Table:

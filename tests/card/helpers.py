@@ -1,0 +1,47 @@
+"""Black-box views of a card for the card tests: what a terminal could observe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apdu import ApduError, ResponseApdu
+from card import Eeprom, SimulatedCard
+from host.session import WalletSession
+from host.transport.inprocess import connect_card
+
+
+def clone(cells: bytes) -> SimulatedCard:
+    return SimulatedCard(Eeprom(bytearray(cells)))
+
+
+def send(card: SimulatedCard, hex_apdu: str) -> ResponseApdu:
+    return ResponseApdu.from_bytes(card.transmit(bytes.fromhex(hex_apdu)))
+
+
+@dataclass(frozen=True)
+class Observed:
+    values: tuple[tuple[object, ...], ...]
+    free_memory: int
+    index_used: int
+    pin_tries: int | None
+    pin_ok: dict[str, bool]
+
+
+def observe(card: SimulatedCard, pins: tuple[str, ...] = ()) -> Observed:
+    """Everything the host can see, read without writing (PIN checks run on a throwaway clone)."""
+    cells = card.eeprom.snapshot()
+    probe = clone(cells)
+    session = WalletSession(connect_card(probe))
+    info = session.info()
+    values = tuple((e.id, e.type, e.flags, e.size, e.name, session.read(e.id)) for e in session.list())
+    tries = session.pin_tries_remaining()
+    pin_ok = {}
+    for pin in pins:
+        trial = WalletSession(connect_card(clone(cells)))
+        try:
+            trial.verify_pin(pin)
+            pin_ok[pin] = True
+        except ApduError:
+            pin_ok[pin] = False
+    probe.applets[0].index.check()  # type: ignore[attr-defined]
+    return Observed(values, info.free_memory, info.index_used, tries, pin_ok)

@@ -1,0 +1,167 @@
+"""``evb`` through click's runner: each command's happy path and a bad-input case per command.
+
+A bad input gives exit code != 0, one line starting ``Error:``, no traceback, and an unchanged
+card image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from card import Eeprom
+from host.cli import cli
+
+PIN = "1234"
+
+
+def evb(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "card.img"
+    assert evb("card", "init", "--card-image", str(path), "--pin", PIN).exit_code == 0
+    return path
+
+
+@pytest.fixture
+def stocked(image: Path) -> Path:
+    for name, vtype, extra in [
+        ("Movie ticket A", "ticket", ["--face-value", "1600", "--valid-to", "2000-05-31", "--place", "B"]),
+        ("Prepaid card E", "prepaid", ["--face-value", "1000", "--balance", "800"]),
+    ]:
+        r = evb(
+            "card", "store", "--card-image", str(image), "--pin", PIN, "--type", vtype, "--name", name, *extra
+        )
+        assert r.exit_code == 0, r.output
+    return image
+
+
+def app_area(image: Path) -> bytes:
+    """The card's state in an image, without the journal's stale bytes."""
+    eeprom = Eeprom.load(image)
+    return eeprom.snapshot()[eeprom.app_offset :]
+
+
+def assert_clean_failure(result: Result, message: str) -> None:
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_init_info_json(image: Path) -> None:
+    r = evb("card", "info", "--card-image", str(image), "--json")
+    assert r.exit_code == 0
+    info = json.loads(r.stdout)
+    assert info["life_cycle"] == "operational" and info["value_count"] == 0
+    assert "Card ID" in evb("card", "info", "--card-image", str(image)).stdout
+
+
+def test_list_show_modify_delete(stocked: Path) -> None:
+    img = ["--card-image", str(stocked)]
+    table = evb("card", "list", *img).stdout
+    assert "Movie ticket A" in table and "Prepaid card E" in table and "unlimited" in table
+    entries = json.loads(evb("card", "list", *img, "--type", "prepaid", "--json").stdout)
+    assert [e["name"] for e in entries] == ["Prepaid card E"]
+    expiring = json.loads(
+        evb("card", "list", *img, "--expiring-within", "90", "--today", "2000-03-15", "--json").stdout
+    )
+    assert [e["name"] for e in expiring] == ["Movie ticket A"]
+    shown = json.loads(evb("card", "show", *img, "2", "--json").stdout)
+    assert shown["balance"] == 800 and shown["type"] == "prepaid"
+    assert "Balance" in evb("card", "show", *img, "2").stdout
+    r = evb("card", "modify", *img, "2", "--spend", "300", "--pin", PIN, "--json")
+    assert json.loads(r.stdout) == {"id": 2, "balance": 500}
+    r = evb("card", "modify", *img, "1", "--use", "1", "--pin", PIN)
+    assert "quantity now 0" in r.stdout
+    assert evb("card", "delete", *img, "1", "--pin", PIN).exit_code == 0
+    assert [e["id"] for e in json.loads(evb("card", "list", *img, "--json").stdout)] == [2]
+
+
+def test_pin_status_and_change(image: Path) -> None:
+    img = ["--card-image", str(image)]
+    assert json.loads(evb("card", "pin", "status", *img, "--json").stdout) == {
+        "tries_remaining": 3,
+        "blocked": False,
+    }
+    assert evb("card", "pin", "change", *img, "--old", PIN, "--new", "5678").exit_code == 0
+    assert evb("card", "store", *img, "--pin", "5678", "--type", "coupon", "--name", "C").exit_code == 0
+
+
+BAD_INPUTS = [
+    # (args after "card", expected fragment of the one-line error)
+    (["init", "--pin", "12"], "already holds a card"),
+    (["info", "--card-image", "/nonexistent/card.img"], "no card image"),
+    (["list", "--today", "2000-01-01"], "--today only makes sense"),
+    (["list", "--type", "banana"], "banana"),
+    (["show", "99"], "value not found"),
+    (["show", "0"], "0"),
+    (
+        [
+            "store",
+            "--pin",
+            PIN,
+            "--type",
+            "ticket",
+            "--name",
+            "X",
+            "--valid-from",
+            "2000-02-01",
+            "--valid-to",
+            "2000-01-01",
+        ],
+        "valid-from is after valid-to",
+    ),
+    (["store", "--pin", PIN, "--type", "ticket", "--name", "X", "--payload-hex", "zz"], "not hex"),
+    (["store", "--pin", "9999", "--type", "ticket", "--name", "X"], "wrong PIN, 2 tries remaining"),
+    (["store", "--type", "ticket", "--name", "X"], "a PIN is required"),
+    (["modify", "1", "--pin", PIN], "exactly one of"),
+    (["modify", "2", "--spend", "5000", "--pin", PIN], "has no balance left for 5000"),
+    (["modify", "7", "--use", "1", "--pin", PIN], "value not found"),
+    (["delete", "42", "--pin", PIN], "value not found"),
+    (["pin", "change", "--old", "1234", "--new", "12ab"], "a PIN is 4 to 8 digits"),
+    (["pin", "change", "--old", "0000", "--new", "5678"], "wrong PIN"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[" ".join(a[:2]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_and_changes_nothing(stocked: Path, args: list[str], message: str) -> None:
+    if "--card-image" not in args:
+        args = (
+            [args[0], "--card-image", str(stocked), *args[1:]]
+            if args[0] != "pin"
+            else ["pin", args[1], "--card-image", str(stocked), *args[2:]]
+        )
+    before = app_area(stocked)
+    result = evb("card", *args)
+    assert_clean_failure(result, message)
+    if "wrong PIN" not in message:  # a wrong guess is the one refusal that must be remembered
+        assert app_area(stocked) == before
+
+
+def test_image_in_use_is_refused(image: Path) -> None:
+    from host.transport.inprocess import open_image
+
+    with open_image(image):
+        assert_clean_failure(evb("card", "info", "--card-image", str(image)), "in use by another process")
+
+
+def test_demo_runs_the_fig15_story() -> None:
+    r = evb("demo")
+    assert r.exit_code == 0, r.output
+    for text in [
+        "Movie ticket A",
+        "Concert ticket C",
+        "Prepaid card E",
+        "Movie ticket G",
+        "balance left: 500 yen",
+        "Demo complete",
+    ]:
+        assert text in r.stdout
