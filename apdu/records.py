@@ -62,8 +62,11 @@ def encode_bcd_date(d: date) -> bytes:
 
 
 def decode_bcd_date(raw: bytes) -> date:
+    digits = raw.hex()
     try:
-        return datetime.strptime(raw.hex(), "%Y%m%d").date()
+        if len(raw) != 4 or not digits.isdigit():
+            raise ValueError(digits)
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
     except ValueError as exc:
         raise RecordError(f"bad BCD date {raw.hex()}") from exc
 

@@ -1,6 +1,7 @@
 """The wallet applet's command set (docs/APDU.md): constants, typed messages, builders.
 
-Fixed-layout messages are ``construct`` structs, the value record is BER-TLV
+Fixed-layout messages are ``construct`` structs, compiled because the card builds them on every
+command; the value record is BER-TLV
 (:mod:`apdu.records`). Every message has a frozen dataclass with ``from_bytes`` and
 ``__bytes__`` so card and host share one definition of each byte.
 """
@@ -108,7 +109,7 @@ CARD_INFO = Struct(
     "certificate_count" / Int16ub,
     "pin_tries_remaining" / Int8ub,
     "pin_max_tries" / Int8ub,
-)
+).compile()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,7 @@ LIST_FILTER = Struct(
     "type" / Int8ub,
     "today" / Bytes(4),
     "days" / Int16ub,
-)
+).compile()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +251,7 @@ LIST_ENTRY = Struct(
     "size" / Int16ub,
     "valid_to" / Bytes(4),
     "name" / PascalString(Int8ub, "utf8"),
-)
+).compile()
 NO_DATE = bytes(4)
 
 
@@ -278,7 +279,7 @@ class ListEntry:
         ))
 
 
-LIST_RESPONSE = Struct("entries" / GreedyRange(LIST_ENTRY), Terminated)
+LIST_RESPONSE = Struct("entries" / GreedyRange(LIST_ENTRY), Terminated).compile()
 
 
 def parse_listing(raw: bytes) -> list[ListEntry]:
@@ -301,9 +302,9 @@ def parse_listing(raw: bytes) -> list[ListEntry]:
 
 # --- MODIFY VALUE, STORE VALUE --------------------------------------------------------------
 
-MODIFY_REQUEST = Struct("op" / Int8ub, "amount" / Int32ub)
-REMAINING = Struct("remaining" / Int32ub)
-STORED_ID = Struct("id" / Int16ub)
+MODIFY_REQUEST = Struct("op" / Int8ub, "amount" / Int32ub).compile()
+REMAINING = Struct("remaining" / Int32ub).compile()
+STORED_ID = Struct("id" / Int16ub).compile()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import IO
 
 from apdu import SW, ApduFormatError, CommandApdu, ResponseApdu
 from apdu.atr import build_atr
 from apdu.wallet import INS_GET_RESPONSE, INS_SELECT, P1_SELECT_BY_DF_NAME
 
 from .applet import Applet, CardError
-from .eeprom import DEFAULT_SIZE, Eeprom, PowerLoss, TransactionError
+from .eeprom import DEFAULT_SIZE, Eeprom, PowerLoss, TransactionError, lock_image
 from .wallet import DEFAULT_INDEX_CAPACITY, WalletApplet
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class SimulatedCard:
         self._selected: Applet | None = None
         self._chain: list[CommandApdu] = []
         self._pending: bytes = b""  # response bytes waiting for GET RESPONSE
+        self._image_lock: IO[str] | None = None
 
     # --- manufacture -------------------------------------------------------------------------
 
@@ -57,10 +59,26 @@ class SimulatedCard:
 
     @classmethod
     def open(cls, image: Path) -> SimulatedCard:
-        eeprom = Eeprom.load(image)
-        eeprom.power_on()  # recover a journal left by a tear before reading the layout
-        eeprom.power_off()
-        return cls(eeprom)
+        """The card whose EEPROM is ``image``, held exclusively until :meth:`close`."""
+        lock = lock_image(image)
+        try:
+            eeprom = Eeprom.load(image)
+            eeprom.power_on()  # recover a journal left by a tear before reading the layout
+            eeprom.power_off()
+        except BaseException:
+            lock.close()
+            raise
+        card = cls(eeprom)
+        card._image_lock = lock
+        return card
+
+    def close(self) -> None:
+        """Release the image for other processes (the card is as if taken out of the reader)."""
+        if self.powered:
+            self.power_off()
+        if self._image_lock is not None:
+            self._image_lock.close()
+            self._image_lock = None
 
     # --- power -------------------------------------------------------------------------------
 

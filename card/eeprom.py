@@ -16,12 +16,14 @@ card image is then whatever the cells hold, as on a real card pulled from the re
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 MAGIC = b"EVBE"
 HEADER_SIZE = 16
@@ -51,6 +53,24 @@ class JournalFull(TransactionError):
 
 class ImageError(Exception):
     """A card image file that is not an EEPROM image of ours."""
+
+
+class ImageBusyError(ImageError):
+    """Another process has the card image open: one card cannot be in two readers."""
+
+
+def lock_image(path: Path) -> IO[str]:
+    """An exclusive lock on ``path`` (through ``path.lock``), held while the file stays open.
+
+    Two processes writing one image would each replace the other's file and lose writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (held by the caller)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ImageBusyError(f"card image {path} is in use by another process") from None
+    return lock
 
 
 class Eeprom:

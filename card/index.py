@@ -8,14 +8,15 @@ that is laid out differently but holds exactly the same values.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-
-from construct import Int8ub, Int16ub, Struct
 
 from .eeprom import Eeprom
 
-ENTRY = Struct("id" / Int16ub, "type" / Int8ub, "flags" / Int8ub, "offset" / Int16ub, "size" / Int16ub)
-ENTRY_SIZE = ENTRY.sizeof()
+# id u16, type u8, flags u8, offset u16, size u16. The index is read on every command, so it is
+# unpacked with struct (one C call for the whole table) rather than construct.
+ENTRY = struct.Struct(">HBBHH")
+ENTRY_SIZE = ENTRY.size
 FREE_ID = 0
 
 
@@ -49,20 +50,19 @@ class Index:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def _entry(self, slot: int) -> IndexEntry:
-        raw = self.eeprom.read(self.base + slot * ENTRY_SIZE, ENTRY_SIZE)
-        e = ENTRY.parse(raw)
-        return IndexEntry(slot, e.id, e.type, e.flags, e.offset, e.size)
-
     def entries(self) -> list[IndexEntry]:
         """Occupied entries in id order (ids are assigned increasingly, so this is age order)."""
         raw = self.eeprom.read(self.base, self.capacity * ENTRY_SIZE)
-        found = []
-        for slot in range(self.capacity):
-            e = ENTRY.parse(raw[slot * ENTRY_SIZE : (slot + 1) * ENTRY_SIZE])
-            if e.id != FREE_ID:
-                found.append(IndexEntry(slot, e.id, e.type, e.flags, e.offset, e.size))
+        found = [
+            IndexEntry(slot, *fields)
+            for slot, fields in enumerate(ENTRY.iter_unpack(raw))
+            if fields[0] != FREE_ID
+        ]
         return sorted(found, key=lambda e: e.id)
+
+    def _free_slot(self) -> int | None:
+        raw = self.eeprom.read(self.base, self.capacity * ENTRY_SIZE)
+        return next((slot for slot, f in enumerate(ENTRY.iter_unpack(raw)) if f[0] == FREE_ID), None)
 
     def find(self, value_id: int) -> IndexEntry | None:
         return next((e for e in self.entries() if e.id == value_id), None)
@@ -116,11 +116,11 @@ class Index:
     # --- writing (inside the caller's transaction) -------------------------------------------
 
     def _write_entry(self, e: IndexEntry) -> None:
-        raw = ENTRY.build(dict(id=e.id, type=e.type, flags=e.flags, offset=e.offset, size=e.size))
+        raw = ENTRY.pack(e.id, e.type, e.flags, e.offset, e.size)
         self.eeprom.write(self.base + e.slot * ENTRY_SIZE, raw)
 
     def add(self, value_id: int, type_: int, flags: int, offset: int, data: bytes) -> IndexEntry:
-        slot = next((s for s in range(self.capacity) if self._entry(s).id == FREE_ID), None)
+        slot = self._free_slot()
         if slot is None:
             raise NoMemory
         self.eeprom.write(self.data_start + offset, data)

@@ -7,14 +7,20 @@ something in a few minutes; ``full`` runs the sizes reported in closing notes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from card import SimulatedCard
 from host.session import WalletSession
+from host.transport import Transport
 from host.transport.inprocess import connect_card
+
+from . import readers
+from .readers import Reader
+
+# the reader fixtures: in-process and PC/SC
+pcscd, pcsc_bridge, reader = readers.pcscd, readers.pcsc_bridge, readers.reader
 
 SIZE = os.environ.get("EVB_TEST_SIZE", "ci")
 FULL = SIZE == "full"
@@ -37,8 +43,14 @@ def card() -> SimulatedCard:
 
 
 @pytest.fixture
-def session(card: SimulatedCard) -> Iterator[WalletSession]:
+def transport(reader: Reader, card: SimulatedCard) -> Transport:
+    """``card`` inserted in the reader under test (in-process, then PC/SC)."""
+    return reader.insert(card)
+
+
+@pytest.fixture
+def session(transport: Transport) -> WalletSession:
     """A session on ``card`` with the PIN verified."""
-    s = WalletSession(connect_card(card))
+    s = WalletSession(transport)
     s.verify_pin(PIN)
-    yield s
+    return s

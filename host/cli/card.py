@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,43 +16,39 @@ from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 
 from ..session import WalletSession
-from ..transport.inprocess import open_image
+from ..transport.open import default_image, open_card
 from .errors import CliFail
 from .render import console, info_table, listing_table, print_json, record_table
-
-
-def default_image() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "evb" / "card.img"
-
 
 card_image_option = click.option(
     "--card-image",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="EVB_CARD_IMAGE",
-    default=default_image,
-    show_default="$XDG_DATA_HOME/evb/card.img",
-    help="The simulated card's EEPROM image.",
+    help="A simulated card's EEPROM image [default: $XDG_DATA_HOME/evb/card.img].",
+)
+reader_option = click.option(
+    "--reader",
+    envvar="EVB_READER",
+    help="Use the card in this PC/SC reader (name, index or unique part of the name).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-pin_option = click.option(
-    "--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal)."
-)
+pin_option = click.option("--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal).")
 
 
 @contextmanager
-def wallet(card_image: Path) -> Iterator[WalletSession]:
-    with open_image(card_image) as transport:
+def wallet(card_image: Path | None, reader: str | None = None) -> Iterator[WalletSession]:
+    with open_card(card_image, reader) as transport:
         yield WalletSession(transport)
 
 
 def with_wallet(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the card named by ``--card-image`` and pass the session as ``session``."""
+    """Open the card named by ``--card-image`` or ``--reader``; pass the session as ``session``."""
 
     @card_image_option
+    @reader_option
     @wraps(fn)
-    def wrapper(card_image: Path, **kwargs: Any) -> Any:
-        with wallet(card_image) as session:
+    def wrapper(card_image: Path | None, reader: str | None, **kwargs: Any) -> Any:
+        with wallet(card_image, reader) as session:
             return fn(session=session, **kwargs)
 
     return wrapper
@@ -96,30 +91,35 @@ def card() -> None:
 
 @card.command()
 @card_image_option
+@reader_option
 @click.option("--pin", envvar="EVB_PIN", help="The PIN to set (4-8 digits).")
-@click.option(
-    "--size", type=click.IntRange(8192, 65536), default=32768, show_default=True, help="EEPROM bytes."
-)
+@click.option("--size", type=click.IntRange(8192, 65536), default=32768, show_default=True, help="EEPROM bytes.")
 @click.option("--index-capacity", type=click.IntRange(8, 1024), default=128, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing card image.")
-def init(card_image: Path, pin: str | None, size: int, index_capacity: int, force: bool) -> None:
-    """Manufacture a new simulated card and personalize it with a PIN."""
-    from card import SimulatedCard
-
-    if card_image.exists() and not force:
-        raise CliFail(f"{card_image} already holds a card; pass --force to replace it")
+def init(
+    card_image: Path | None, reader: str | None, pin: str | None, size: int, index_capacity: int, force: bool
+) -> None:
+    """Manufacture a simulated card (or take a blank one in --reader) and set its PIN."""
+    if reader is None:
+        card_image = card_image or default_image()
+        if card_image.exists() and not force:
+            raise CliFail(f"{card_image} already holds a card; pass --force to replace it")
     if pin is None:
         if not sys.stdin.isatty():
             raise CliFail("a PIN is required: pass --pin or set EVB_PIN")
         pin = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
     w.pin_block(pin)  # refuse a bad PIN before anything is written
-    SimulatedCard.manufacture(size=size, index_capacity=index_capacity, image=card_image)
-    with wallet(card_image) as session:
+    if reader is None:
+        from card import SimulatedCard
+
+        SimulatedCard.manufacture(size=size, index_capacity=index_capacity, image=card_image)
+    with wallet(card_image, reader) as session:
+        if session.info().life_cycle != w.LifeCycle.PERSONALIZATION:
+            raise CliFail("the card in the reader is already personalized")
         session.personalize(pin)
         info = session.info()
-    console.print(
-        f"Card {info.card_id.hex().upper()} ready at {card_image}: {info.total_memory} bytes for values."
-    )
+    where = reader or card_image
+    console.print(f"Card {info.card_id.hex().upper()} ready in {where}: {info.total_memory} bytes for values.")
 
 
 @card.command()

@@ -15,6 +15,7 @@ from ..transport import TransportError
 from .card import card
 from .demo import demo
 from .errors import CliFail
+from .pcsc import bench, readers, serve
 
 EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError)
 
@@ -46,6 +47,9 @@ def cli(verbose: int) -> None:
 
 cli.add_command(card)
 cli.add_command(demo)
+cli.add_command(readers)
+cli.add_command(bench)
+card.add_command(serve)
 
 
 def run() -> None:

@@ -7,7 +7,6 @@ write the same image.
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from smartcard.CardConnection import CardConnection
 from smartcard.Exceptions import CardConnectionException
 
 from card import CardMute, SimulatedCard
+from card.eeprom import ImageError
 
 from . import TransportError
 from .pyscard import PyscardTransport
@@ -61,18 +61,15 @@ def open_image(path: Path) -> Iterator[PyscardTransport]:
     """A transport to the card whose EEPROM lives in ``path``, held exclusively."""
     if not path.exists():
         raise TransportError(f"no card image at {path} (create one with 'evb card init')")
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise TransportError(f"card image {path} is in use by another process") from exc
-        try:
-            card = SimulatedCard.open(path)
-        except Exception as exc:
-            raise TransportError(f"cannot open card image {path}: {exc}") from exc
+    try:
+        card = SimulatedCard.open(path)
+    except ImageError as exc:
+        raise TransportError(str(exc)) from exc
+    try:
         transport = connect_card(card)
         try:
             yield transport
         finally:
             transport.close()
+    finally:
+        card.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from apdu import ApduError, ResponseApdu
 from card import Eeprom, SimulatedCard
 from host.session import WalletSession
+from host.transport import Transport
 from host.transport.inprocess import connect_card
 
 
@@ -14,8 +15,10 @@ def clone(cells: bytes) -> SimulatedCard:
     return SimulatedCard(Eeprom(bytearray(cells)))
 
 
-def send(card: SimulatedCard, hex_apdu: str) -> ResponseApdu:
-    return ResponseApdu.from_bytes(card.transmit(bytes.fromhex(hex_apdu)))
+def send(link: Transport, hex_apdu: str) -> ResponseApdu:
+    """A raw APDU through a transport: no processors, so the card's 61xx/6Cxx show as they are."""
+    data, sw = link.send_and_receive(bytes.fromhex(hex_apdu))
+    return ResponseApdu(data, sw)
 
 
 @dataclass(frozen=True)

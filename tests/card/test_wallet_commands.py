@@ -9,11 +9,13 @@ import pytest
 from apdu import SW, split_chain
 from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
-from card import SimulatedCard
+from card import CardMute, SimulatedCard
 from host.demo import FIG15
 from host.session import WalletSession
+from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
+from ..readers import Reader
 from .helpers import send
 
 SELECT = w.select().to_bytes().hex()
@@ -22,20 +24,20 @@ WRONG_BLOCK = "39393939FFFFFFFF"
 
 
 @pytest.fixture
-def loaded(card: SimulatedCard) -> SimulatedCard:
-    """The fig. 15 values on a powered, selected card; PIN not verified."""
+def link(card: SimulatedCard, transport: Transport) -> Transport:
+    """The fig. 15 values on a powered, selected card in the reader; PIN not verified."""
     s = WalletSession(connect_card(card))
     s.verify_pin("1234")
     for r in FIG15:
         s.store(r)
     card.reset()
-    assert send(card, SELECT).sw == SW.OK
-    return card
+    assert send(transport, SELECT).sw == SW.OK
+    return transport
 
 
-def verified(card: SimulatedCard) -> SimulatedCard:
-    assert send(card, "0020008108" + PIN_BLOCK).sw == SW.OK
-    return card
+def verified(link: Transport) -> Transport:
+    assert send(link, "0020008108" + PIN_BLOCK).sw == SW.OK
+    return link
 
 
 ERRORS = [
@@ -84,28 +86,26 @@ ERRORS = [
 
 @pytest.mark.parametrize(("name", "pin", "apdu", "sw"), ERRORS, ids=[e[0] for e in ERRORS])
 def test_error_status_words_change_nothing(
-    loaded: SimulatedCard, name: str, pin: bool, apdu: str, sw: int
+    card: SimulatedCard, link: Transport, name: str, pin: bool, apdu: str, sw: int
 ) -> None:
     if pin:
-        verified(loaded)
-    before = loaded.eeprom.snapshot()
-    response = send(loaded, apdu)
+        verified(link)
+    before = card.eeprom.snapshot()
+    response = send(link, apdu)
     assert (response.sw, response.data) == (sw, b""), name
-    assert loaded.eeprom.snapshot() == before
+    assert card.eeprom.snapshot() == before
 
 
-def test_list_filter_with_unknown_flag_is_wrong_data(loaded: SimulatedCard) -> None:
-    assert send(loaded, "80120000088000" + "20000315" + "0000").sw == SW.WRONG_DATA
+def test_list_filter_with_unknown_flag_is_wrong_data(card: SimulatedCard, link: Transport) -> None:
+    assert send(link, "80120000088000" + "20000315" + "0000").sw == SW.WRONG_DATA
 
 
-def test_command_before_select_is_refused(card: SimulatedCard) -> None:
-    card.power_on()
-    assert send(card, "80100000").sw == SW.CONDITIONS_NOT_SATISFIED
+def test_command_before_select_is_refused(transport: Transport) -> None:
+    assert send(transport, "80100000").sw == SW.CONDITIONS_NOT_SATISFIED
 
 
-def test_personalization_state_allows_only_personalize_and_info() -> None:
-    card = SimulatedCard.manufacture()
-    card.power_on()
+def test_personalization_state_allows_only_personalize_and_info(reader: Reader) -> None:
+    card = reader.insert(SimulatedCard.manufacture())
     send(card, SELECT)
     assert send(card, "0020008108" + PIN_BLOCK).sw == SW.CONDITIONS_NOT_SATISFIED
     info = w.CardInfo.from_bytes(send(card, "8010000000").data)
@@ -115,34 +115,34 @@ def test_personalization_state_allows_only_personalize_and_info() -> None:
     assert send(card, "0020008108" + PIN_BLOCK).sw == SW.OK
 
 
-def test_pin_retry_counter_blocks_after_three_wrong_tries(loaded: SimulatedCard) -> None:
-    answers = [send(loaded, "0020008108" + WRONG_BLOCK).sw for _ in range(4)]
+def test_pin_retry_counter_blocks_after_three_wrong_tries(card: SimulatedCard, link: Transport) -> None:
+    answers = [send(link, "0020008108" + WRONG_BLOCK).sw for _ in range(4)]
     assert answers == [0x63C2, 0x63C1, SW.AUTH_METHOD_BLOCKED, SW.AUTH_METHOD_BLOCKED]
-    assert send(loaded, "0020008108" + PIN_BLOCK).sw == SW.AUTH_METHOD_BLOCKED  # right PIN too late
-    assert send(loaded, "00200081").sw == SW.AUTH_METHOD_BLOCKED
-    assert send(loaded, "801A0001").sw == SW.AUTH_METHOD_BLOCKED
-    loaded.reset()  # blocking survives power cycles
-    send(loaded, SELECT)
-    assert send(loaded, "00200081").sw == SW.AUTH_METHOD_BLOCKED
+    assert send(link, "0020008108" + PIN_BLOCK).sw == SW.AUTH_METHOD_BLOCKED  # right PIN too late
+    assert send(link, "00200081").sw == SW.AUTH_METHOD_BLOCKED
+    assert send(link, "801A0001").sw == SW.AUTH_METHOD_BLOCKED
+    card.reset()  # blocking survives power cycles
+    send(link, SELECT)
+    assert send(link, "00200081").sw == SW.AUTH_METHOD_BLOCKED
 
 
-def test_right_pin_restores_the_counter(loaded: SimulatedCard) -> None:
-    assert send(loaded, "0020008108" + WRONG_BLOCK).sw == 0x63C2
-    assert send(loaded, "0020008108" + PIN_BLOCK).sw == SW.OK
-    assert send(loaded, "00200081").sw == SW.OK  # verified in this session
-    loaded.reset()
-    send(loaded, SELECT)
-    assert send(loaded, "00200081").sw == 0x63C3  # a reset forgets the verification
+def test_right_pin_restores_the_counter(card: SimulatedCard, link: Transport) -> None:
+    assert send(link, "0020008108" + WRONG_BLOCK).sw == 0x63C2
+    assert send(link, "0020008108" + PIN_BLOCK).sw == SW.OK
+    assert send(link, "00200081").sw == SW.OK  # verified in this session
+    card.reset()
+    send(link, SELECT)
+    assert send(link, "00200081").sw == 0x63C3  # a reset forgets the verification
 
 
-def test_change_pin(loaded: SimulatedCard) -> None:
+def test_change_pin(card: SimulatedCard, link: Transport) -> None:
     new = "3837363534333231"
-    assert send(loaded, "0024008110" + WRONG_BLOCK + new).sw == 0x63C2
-    assert send(loaded, "0024008110" + PIN_BLOCK + new).sw == SW.OK
-    loaded.reset()
-    send(loaded, SELECT)
-    assert send(loaded, "0020008108" + PIN_BLOCK).sw == 0x63C2
-    assert send(loaded, "0020008108" + new).sw == SW.OK
+    assert send(link, "0024008110" + WRONG_BLOCK + new).sw == 0x63C2
+    assert send(link, "0024008110" + PIN_BLOCK + new).sw == SW.OK
+    card.reset()
+    send(link, SELECT)
+    assert send(link, "0020008108" + PIN_BLOCK).sw == 0x63C2
+    assert send(link, "0020008108" + new).sw == SW.OK
 
 
 def test_store_list_read_modify_delete(session: WalletSession) -> None:
@@ -196,9 +196,9 @@ def test_list_filters(session: WalletSession, flt: w.ListFilter, names: list[str
     assert [e.name for e in session.list(flt)] == names
 
 
-def test_full_card_answers_6a84_and_changes_nothing() -> None:
+def test_full_card_answers_6a84_and_changes_nothing(reader: Reader) -> None:
     card = SimulatedCard.manufacture(size=8192, index_capacity=8)
-    s = WalletSession(connect_card(card))
+    s = WalletSession(reader.insert(card))
     s.personalize("1234")
     s.verify_pin("1234")
     big = ValueRecord(ValueType.COUPON, "Big", payload=bytes(500))
@@ -214,9 +214,9 @@ def test_full_card_answers_6a84_and_changes_nothing() -> None:
     assert s.info().index_used == 8
 
 
-def test_fragmented_card_compacts_to_make_room() -> None:
+def test_fragmented_card_compacts_to_make_room(reader: Reader) -> None:
     card = SimulatedCard.manufacture(size=8192, index_capacity=32)
-    s = WalletSession(connect_card(card))
+    s = WalletSession(reader.insert(card))
     s.personalize("1234")
     s.verify_pin("1234")
     ids = []
@@ -239,24 +239,24 @@ def test_fragmented_card_compacts_to_make_room() -> None:
     card.applets[0].index.check()  # type: ignore[attr-defined]
 
 
-def test_response_shaping_61xx_and_6cxx(loaded: SimulatedCard) -> None:
-    verified(loaded)
+def test_response_shaping_61xx_and_6cxx(card: SimulatedCard, link: Transport) -> None:
+    verified(link)
     # READ with a too-small Le on a read-only case-2 command: re-issue with the exact length
-    short = send(loaded, "8014000110")
+    short = send(link, "8014000110")
     assert short.sw1 == 0x6C and short.data == b""
-    full = send(loaded, f"80140001{short.sw2:02X}")
+    full = send(link, f"80140001{short.sw2:02X}")
     assert full.sw == SW.OK and len(full.data) == short.sw2
     # STORE without Le (case 3) has data to return: the card asks for GET RESPONSE
-    stored = send(loaded, w.store_value(FIG15[0].body()).to_bytes().hex()[:-2])
+    stored = send(link, w.store_value(FIG15[0].body()).to_bytes().hex()[:-2])
     assert stored.sw == 0x6102
-    assert send(loaded, "00C0000002").data == (5).to_bytes(2, "big")
+    assert send(link, "00C0000002").data == (5).to_bytes(2, "big")
     # a case-4 listing (filter: tickets) read in pieces of 16 through GET RESPONSE
     flt = bytes(w.ListFilter(type=ValueType.TICKET)).hex()
-    part = send(loaded, f"8012000008{flt}10")
+    part = send(link, f"8012000008{flt}10")
     assert part.sw1 == 0x61 and len(part.data) == 16
     data = bytearray(part.data)
     while part.sw1 == 0x61:
-        part = send(loaded, "00C0000010")
+        part = send(link, "00C0000010")
         data += part.data
     assert part.sw == SW.OK
     assert [e.name for e in w.parse_listing(bytes(data))] == [
@@ -267,30 +267,34 @@ def test_response_shaping_61xx_and_6cxx(loaded: SimulatedCard) -> None:
     ]
 
 
-def test_command_chaining_on_the_card(loaded: SimulatedCard) -> None:
-    verified(loaded)
+def test_command_chaining_on_the_card(card: SimulatedCard, link: Transport) -> None:
+    verified(link)
     body = ValueRecord(ValueType.VOUCHER, "Chained", payload=bytes(range(256)) * 2).body()
-    *links, last = split_chain(w.store_value(body), max_nc=200)
-    assert len(links) == 2 and all(link.cla == 0x90 for link in links)
-    for link in links:
-        assert send(loaded, link.to_bytes().hex()).sw == SW.OK
-    r = send(loaded, last.to_bytes().hex())
+    *chain, last = split_chain(w.store_value(body), max_nc=200)
+    assert len(chain) == 2 and all(c.cla == 0x90 for c in chain)
+    for c in chain:
+        assert send(link, c.to_bytes().hex()).sw == SW.OK
+    r = send(link, last.to_bytes().hex())
     assert (r.sw, r.data) == (SW.OK, (5).to_bytes(2, "big"))
-    assert loaded.applets[0].index.find(5) is not None  # type: ignore[attr-defined]
+    assert card.applets[0].index.find(5) is not None  # type: ignore[attr-defined]
     # an interrupted chain is refused and forgotten
-    assert send(loaded, "9016000001AA").sw == SW.OK
-    assert send(loaded, "80100000").sw == SW.LAST_COMMAND_OF_CHAIN_EXPECTED
-    assert send(loaded, "8010000000").sw == SW.OK
+    assert send(link, "9016000001AA").sw == SW.OK
+    assert send(link, "80100000").sw == SW.LAST_COMMAND_OF_CHAIN_EXPECTED
+    assert send(link, "8010000000").sw == SW.OK
 
 
-def test_oversized_chain_is_refused(loaded: SimulatedCard) -> None:
+def test_oversized_chain_is_refused(card: SimulatedCard, link: Transport) -> None:
     chunk = "90160000FF" + "AA" * 255
-    sws = [send(loaded, chunk).sw for _ in range(17)]
+    sws = [send(link, chunk).sw for _ in range(17)]
     assert sws[:16] == [SW.OK] * 16 and sws[16] == SW.WRONG_LENGTH
 
 
 def test_unpowered_card_is_mute(card: SimulatedCard) -> None:
-    from card import CardMute
-
     with pytest.raises(CardMute):
         card.transmit(bytes.fromhex("80100000"))
+
+
+def test_pulled_card_is_a_transport_error(card: SimulatedCard, transport: Transport) -> None:
+    card.power_off()
+    with pytest.raises(CardRemovedError):
+        send(transport, "80100000")

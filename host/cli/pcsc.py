@@ -1,0 +1,105 @@
+"""``evb card serve`` (a simulated card in a virtual reader), ``evb readers``, ``evb bench pcsc``."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from card.bridge.vpcd import BASE_PORT, DEFAULT_HOST, EchoCard, VpcdBridge
+
+from ..transport.open import default_image
+from .errors import CliFail
+from .render import console, print_json
+
+
+@click.command()
+@click.option(
+    "--card-image",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EVB_CARD_IMAGE",
+    help="The card to insert [default: $XDG_DATA_HOME/evb/card.img].",
+)
+@click.option("--kind", type=click.Choice(["wallet", "echo"]), default="wallet", show_default=True,
+              help="echo: a card answering 90 00 to everything (a latency baseline).")
+@click.option("--slot", type=click.IntRange(0, 1), default=0, show_default=True, help="vpcd reader slot.")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Where pcscd's vpcd driver listens.")
+@click.option("--port", type=int, help=f"Driver port [default: {BASE_PORT} + slot].")
+def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | None) -> None:
+    """Insert a simulated card into pcscd's virtual reader and serve it until Ctrl-C."""
+    from card import ATR, SimulatedCard
+    from card.eeprom import ImageError
+
+    logging.getLogger("evb.bridge").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(message)s")
+    if kind == "echo":
+        card: SimulatedCard | EchoCard = EchoCard(ATR)
+        what = "echo card"
+    else:
+        image = card_image or default_image()
+        try:
+            card = SimulatedCard.open(image)
+        except FileNotFoundError as exc:
+            raise CliFail(f"no card image at {image} (create one with 'evb card init')") from exc
+        except ImageError as exc:
+            raise CliFail(str(exc)) from exc
+        what = f"card {image}"
+    bridge = VpcdBridge(card, host, port if port is not None else BASE_PORT + slot)
+    console.print(f"Serving {what} in vpcd slot {slot} ({host}:{bridge.port}); Ctrl-C to remove it.")
+    try:
+        bridge.serve_forever()
+    except KeyboardInterrupt:
+        bridge.stop()
+        console.print("Card removed.")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def readers(as_json: bool) -> None:
+    """List PC/SC readers and the ATR of the card in each."""
+    from ..transport.pcsc import describe_readers
+
+    found = describe_readers()
+    if as_json:
+        print_json(found)
+        return
+    table = Table(title="PC/SC readers", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("Reader")
+    table.add_column("Card (ATR)")
+    for r in found:
+        table.add_row(str(r.index), r.name, r.atr.hex(" ").upper() if r.atr else "no card")
+    console.print(table)
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks, each against a baseline measured in the same run."""
+
+
+@bench.command("pcsc")
+@click.option("--rounds", type=click.IntRange(10, 100000), default=300, show_default=True,
+              help="Round trips per APDU and card.")
+@click.option("--no-quickack", is_flag=True, help="Bridge without TCP_QUICKACK: the old 40 ms stall.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_pcsc(rounds: int, no_quickack: bool, as_json: bool) -> None:
+    """Our card vs an echo card through the same pcscd + vpcd path: medians and ratios."""
+    from ..bench import run_pcsc_bench
+
+    with console.status("measuring round trips through pcscd...") if not as_json else nullcontext():
+        result = run_pcsc_bench(rounds, quickack=not no_quickack)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"APDU round trips through pcscd + vpcd ({rounds} each, interleaved)", title_justify="left")
+    for col in ("APDU", "our card (ms)", "echo card (ms)", "ratio"):
+        table.add_column(col, justify="right" if col != "APDU" else "left")
+    for row in result.rows:
+        table.add_row(row.name, f"{row.ours_ms:.3f}", f"{row.echo_ms:.3f}", f"{row.ratio:.2f}")
+    table.add_row("all (median of medians)", f"{result.ours_ms:.3f}", f"{result.echo_ms:.3f}", f"{result.ratio:.2f}",
+                  style="bold")
+    console.print(table)

@@ -1,0 +1,35 @@
+"""Open the card a command names: a simulated card's image file, or a card in a PC/SC reader."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import Transport, TransportError
+
+
+def default_image() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "evb" / "card.img"
+
+
+@contextmanager
+def open_card(card_image: Path | None = None, reader: str | None = None) -> Iterator[Transport]:
+    """``reader`` wins when given; otherwise the image (default path when neither is given)."""
+    if card_image is not None and reader is not None:
+        raise TransportError("give --card-image or --reader, not both")
+    if reader is not None:
+        from .pcsc import connect_reader
+
+        transport = connect_reader(reader)
+        try:
+            yield transport
+        finally:
+            transport.close()
+        return
+    from .inprocess import open_image
+
+    with open_image(card_image or default_image()) as transport:
+        yield transport
