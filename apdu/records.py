@@ -51,6 +51,7 @@ class Tag(IntEnum):
     CURRENCY = 0x8B
     PAYLOAD = 0x8C
     FLAGS = 0x8D
+    CERTIFICATE = 0x8E  # the vault's certificate, on a record that stands for a backed-up value
 
 
 class RecordError(ValueError):
@@ -109,6 +110,7 @@ class ValueRecord:
     place: str = ""
     acquired_at: datetime | None = None
     payload: bytes = b""
+    certificate: bytes = b""
     id: int | None = field(default=None, compare=True)
     flags: ValueFlags = ValueFlags.NONE
 
@@ -146,6 +148,8 @@ class ValueRecord:
             items.append((Tag.ACQUIRED_AT, encode_bcd_datetime(self.acquired_at)))
         if self.payload:
             items.append((Tag.PAYLOAD, self.payload))
+        if self.certificate:
+            items.append((Tag.CERTIFICATE, self.certificate))
         return tlv.encode(items)
 
     def to_bytes(self) -> bytes:
@@ -212,6 +216,7 @@ class ValueRecord:
             place=text(Tag.PLACE),
             acquired_at=(decode_bcd_datetime(fields[Tag.ACQUIRED_AT]) if Tag.ACQUIRED_AT in fields else None),
             payload=fields.get(Tag.PAYLOAD, b""),
+            certificate=fields.get(Tag.CERTIFICATE, b""),
             id=int.from_bytes(rid, "big") if rid is not None else None,
             flags=ValueFlags(flags[0]),
         )

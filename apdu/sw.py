@@ -15,6 +15,7 @@ class SW(IntEnum):
     OK = 0x9000
     # 61xx and 6Cxx carry a length in SW2; the enum names the SW1 families via helpers below.
     WARNING_NV_UNCHANGED = 0x6200
+    VERIFICATION_FAILED = 0x6300  # a signature did not verify
     VERIFY_FAILED = 0x63C0  # 63Cx: x tries remaining
     MEMORY_FAILURE = 0x6581
     WRONG_LENGTH = 0x6700
@@ -42,6 +43,7 @@ class SW(IntEnum):
 _MEANINGS: dict[int, str] = {
     SW.OK: "success",
     SW.WARNING_NV_UNCHANGED: "warning, non-volatile memory unchanged",
+    SW.VERIFICATION_FAILED: "verification failed (signature not valid)",
     SW.MEMORY_FAILURE: "memory failure",
     SW.WRONG_LENGTH: "wrong length",
     SW.LOGICAL_CHANNEL_NOT_SUPPORTED: "logical channel not supported",

@@ -133,6 +133,16 @@ class Index:
         self.eeprom.write(self.data_start + entry.offset, bytes(entry.size))
         self.eeprom.write(self.base + entry.slot * ENTRY_SIZE, bytes(ENTRY_SIZE))
 
+    def rewrite(self, entry: IndexEntry, offset: int, data: bytes, type_: int, flags: int) -> IndexEntry:
+        """Put new bytes in place of the record under the same id and slot (a swap of value and
+        certificate): the old extent is erased, ``offset`` comes from :meth:`reserve` or is the
+        record's own when the new bytes fit there."""
+        self.eeprom.write(self.data_start + entry.offset, bytes(entry.size))
+        self.eeprom.write(self.data_start + offset, data)
+        new = IndexEntry(entry.slot, entry.id, type_, flags, offset, len(data))
+        self._write_entry(new)
+        return new
+
     def set_flags(self, entry: IndexEntry, flags: int) -> None:
         self._write_entry(IndexEntry(entry.slot, entry.id, entry.type, flags, entry.offset, entry.size))
 

@@ -1,6 +1,6 @@
 """The wallet applet (seed E1): stores, lists, reads, modifies and deletes electronic value.
 
-EEPROM layout of the applet area: a 64-byte header, then the index (:mod:`card.index`), then
+EEPROM layout of the applet area: a 256-byte header (fields, then keys), then the index (:mod:`card.index`), then
 the data area. Every mutating command runs inside one EEPROM transaction, so it lands whole or
 not at all; the PIN retry counter is the one deliberate exception, committed *before* the PIN
 is compared so that tearing power during a wrong guess still costs a try.
@@ -19,21 +19,23 @@ from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, 
 from apdu.sw import verify_failed
 
 from .applet import CardError
+from .backup import KEY_AREA_END, BackupCommands
 from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
 
 MAGIC = b"EVBW"
-LAYOUT_VERSION = 1
-HEADER_SIZE = 64
+LAYOUT_VERSION = 2
+HEADER_SIZE = 256  # fields below, then the key area of card.backup
 DEFAULT_INDEX_CAPACITY = 128
 PIN_MAX_TRIES = 3
 
 # header field offsets
 H_MAGIC, H_LAYOUT, H_LIFE_CYCLE, H_CARD_ID = 0, 4, 5, 6
 H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48, 50
+assert KEY_AREA_END <= HEADER_SIZE
 
 
-class WalletApplet:
+class WalletApplet(BackupCommands):
     aid = w.AID_WALLET
 
     def __init__(self, eeprom: Eeprom) -> None:
@@ -54,6 +56,7 @@ class WalletApplet:
             (w.CLA_PROPRIETARY, w.INS_DELETE_VALUE): self._delete,
             (w.CLA_ISO, w.INS_VERIFY): self._verify,
             (w.CLA_ISO, w.INS_CHANGE_REFERENCE_DATA): self._change_pin,
+            **self.backup_handlers(),
         }
 
     @staticmethod
@@ -68,6 +71,7 @@ class WalletApplet:
         header[H_PIN_MAX] = PIN_MAX_TRIES
         header[H_NEXT_ID : H_NEXT_ID + 2] = (1).to_bytes(2, "big")
         header[H_INDEX_CAPACITY : H_INDEX_CAPACITY + 2] = index_capacity.to_bytes(2, "big")
+        BackupCommands.format_keys(header)
         Index(eeprom, base + HEADER_SIZE, index_capacity)  # refuses a geometry with no data area
         with eeprom.transaction():
             eeprom.write(base, bytes(header))
@@ -249,8 +253,8 @@ class WalletApplet:
         if command.p1 or command.p2:
             raise CardError(SW.INCORRECT_P1P2)
         record = ValueRecord.from_bytes(command.data)
-        if record.id is not None or record.flags:
-            raise CardError(SW.WRONG_DATA)  # the card assigns ids and owns flags
+        if record.id is not None or record.flags or record.certificate:
+            raise CardError(SW.WRONG_DATA)  # the card assigns ids, owns flags, takes certificates only from the vault
         body = record.body()
         if len(body) > MAX_RECORD:
             raise CardError(SW.WRONG_LENGTH)
@@ -280,12 +284,27 @@ class WalletApplet:
         remaining = current - request.amount
         with self.eeprom.transaction():
             self.index.write_at(entry, at[0], remaining.to_bytes(4, "big"))
+            if entry.flags & ValueFlags.BACKED_UP:  # the vault's copy no longer matches
+                self.index.set_flags(entry, entry.flags & ~ValueFlags.BACKED_UP)
         return w.encode_remaining(remaining)
 
     def _delete(self, command: CommandApdu) -> bytes:
         self._require_pin()
         self._no_data(command)
         entry = self._entry(command)
+        if entry.flags & ValueFlags.PENDING:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # finish or cancel the swap first
         with self.eeprom.transaction():
             self.index.remove(entry)
         return b""
+
+    def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None:
+        """Swap a record's content in one transaction, in place when it fits."""
+        if len(body) > MAX_RECORD:
+            raise CardError(SW.WRONG_LENGTH)
+        offset = entry.offset
+        if len(body) > entry.size:
+            offset = self.index.reserve(len(body))  # beside the old record: 6A84 if no room
+            entry = self.index.find(entry.id) or entry  # compaction may have moved it
+        with self.eeprom.transaction():
+            self.index.rewrite(entry, offset, body, type_, flags)

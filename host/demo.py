@@ -14,7 +14,9 @@ from typing import Protocol
 from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 
+from .backup import backup, connect, restore
 from .session import WalletSession
+from .vault_client import VaultClient
 
 TODAY = date(2000, 3, 15)
 DEMO_PIN = "1234"
@@ -112,3 +114,28 @@ def run_wallet_story(session: WalletSession, report: Reporter) -> DemoIds:
     report.step("Card information after the story")
     report.info(session.info())
     return ids
+
+
+def run_backup_story(session: WalletSession, vault: VaultClient, ids: DemoIds, report: Reporter) -> None:
+    """Seed E1: back values up to the vault against certificates, then restore one."""
+    report.step("Authenticating the card to the vault (it signs the vault's challenge)")
+    key = connect(session, vault)
+    report.note(f"card {session.identity().card_id.hex().upper()} trusts vault key {key[1:9].hex().upper()}…")
+    free_before = session.info().free_memory
+    report.step("Backing up movie tickets A and G: the card keeps certificates in their place")
+    for value_id in (ids.movie_a, ids.movie_g):
+        outcome = backup(session, vault, key, value_id)
+        report.note(f"{outcome.name}: {outcome.action}")
+    report.listing(session.list())
+    report.step("Backing up prepaid card E but keeping it on the card (claims 9/33)")
+    report.note(f"{backup(session, vault, key, ids.prepaid_e, keep=True).action}")
+    report.step("Certificates on the card")
+    report.listing(session.list(w.ListFilter(certificates_only=True)))
+    report.note(f"the vault holds {len(vault.registrations())} registrations for this card; "
+                f"free memory {free_before} -> {session.info().free_memory} bytes")
+    report.step("Restoring movie ticket A from its certificate")
+    report.note(restore(session, vault, ids.movie_a).action)
+    report.record(session.read(ids.movie_a))
+    report.note(f"the vault released A's registration on the card's receipt: "
+                f"{len(vault.registrations())} registrations left")
+    report.listing(session.list())

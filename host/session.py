@@ -7,6 +7,7 @@ refusal surfaces as an :class:`~apdu.ApduError` subclass naming the status word.
 from __future__ import annotations
 
 from apdu import SW, ApduError, CommandApdu, error_for
+from apdu import backup as b
 from apdu import wallet as w
 from apdu.command import EXTENDED_MAX_NE
 from apdu.records import ValueRecord
@@ -101,3 +102,36 @@ class WalletSession:
 
     def delete(self, value_id: int) -> None:
         self._send(w.delete_value(value_id))
+
+    # --- identity and the backup swap (apdu.backup) ------------------------------------------
+
+    def identity(self) -> b.Identity:
+        return b.Identity.from_bytes(self._send(b.get_identity()))
+
+    def put_vault_key(self, public_key: bytes) -> None:
+        self._send(b.put_vault_key(public_key))
+
+    def authenticate(self, challenge: bytes) -> bytes:
+        """The card's signature over the server's challenge (see :func:`apdu.backup.auth_message`)."""
+        return self._send(b.internal_authenticate(challenge))
+
+    def begin_backup(self, value_id: int) -> bytes:
+        """Mark the value pending and answer its stored bytes, the ones the vault will hash."""
+        return self._send(b.begin_backup(value_id))
+
+    def commit_backup(self, value_id: int, certificate: bytes, keep: bool = False) -> None:
+        option = b.BackupOption.KEEP_VALUE if keep else b.BackupOption.NONE
+        self._send(b.commit_backup(value_id, certificate, option))
+
+    def cancel_pending(self, value_id: int) -> None:
+        self._send(b.cancel_pending(value_id))
+
+    def begin_restore(self, value_id: int) -> bytes:
+        """Mark the certificate pending and answer it."""
+        return self._send(b.begin_restore(value_id))
+
+    def commit_restore(self, value_id: int, value: bytes) -> None:
+        self._send(b.commit_restore(value_id, value))
+
+    def sign_receipt(self, counter: int, value_hash: bytes) -> bytes:
+        return self._send(b.sign_receipt(counter, value_hash))

@@ -8,10 +8,12 @@ from pathlib import Path
 import click
 
 from card import SimulatedCard
+from servers.vault.server import running
 
-from ..demo import run_wallet_story
+from ..demo import run_backup_story, run_wallet_story
 from ..session import WalletSession
 from ..transport.inprocess import open_image
+from ..vault_client import VaultClient
 from .render import ConsoleReporter, console
 
 
@@ -24,6 +26,11 @@ def demo(workdir: Path | None) -> None:
         image = base / "demo-card.img"
         SimulatedCard.manufacture(image=image)
         console.print(f"[bold]Electronic value backup demo[/] (card image {image})")
+        reporter = ConsoleReporter()
         with open_image(image) as transport:
-            run_wallet_story(WalletSession(transport), ConsoleReporter())
+            session = WalletSession(transport)
+            ids = run_wallet_story(session, reporter)
+            console.print(f"\n[bold]Starting the vault on loopback[/] (SQLite {base / 'vault.db'})")
+            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem") as url, VaultClient(url) as vault:
+                run_backup_story(session, vault, ids, reporter)
         console.print("\n[bold green]Demo complete.[/]")

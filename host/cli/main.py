@@ -11,13 +11,16 @@ from apdu import ApduError
 from apdu.records import RecordError
 from apdu.wallet import MessageError
 
+from ..backup import BackupError
 from ..transport import TransportError
+from ..vault_client import VaultClientError
 from .card import card
 from .demo import demo
 from .errors import CliFail
 from .pcsc import bench, readers, serve
+from .vault import backup_cmd, certs, restore_cmd, vault
 
-EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError)
+EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, VaultClientError)
 
 
 class EvbGroup(click.Group):
@@ -50,6 +53,10 @@ cli.add_command(demo)
 cli.add_command(readers)
 cli.add_command(bench)
 card.add_command(serve)
+cli.add_command(vault)
+cli.add_command(backup_cmd)
+cli.add_command(restore_cmd)
+cli.add_command(certs)
 
 
 def run() -> None:

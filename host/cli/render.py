@@ -30,6 +30,8 @@ def to_jsonable(obj: Any) -> Any:
         return obj.hex()
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     return obj
 
 

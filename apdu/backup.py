@@ -1,0 +1,127 @@
+"""Commands for backing value up to the vault and restoring it (seed E1), shared by card and host.
+
+The swap is two-phase so that a lost response, a retry or a torn write never leaves two live
+copies or none (ARCHITECTURE section 4)::
+
+    BEGIN BACKUP id     -> value bytes; the value is marked PENDING (cannot be spent or deleted)
+    COMMIT BACKUP id    certificate -> the value is replaced by the certificate (or kept, marked
+                        BACKED UP); a retry of a done commit answers 9000 again
+    BEGIN RESTORE id    -> certificate; the certificate is marked PENDING
+    COMMIT RESTORE id   value -> the certificate is replaced by the value; answers a receipt
+    CANCEL PENDING id   clears PENDING (the host gave up the swap; the card keeps what it had)
+    SIGN RECEIPT        counter, X -> a receipt, only for a registration the card no longer needs
+
+A receipt is the card's signature that it holds neither the certificate nor a pending value for
+a registration: the vault deletes a registration only against one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag
+
+from .command import CommandApdu
+from .wallet import CLA_ISO, CLA_PROPRIETARY, MessageError, _id_p1p2
+
+INS_GET_IDENTITY = 0x30
+INS_PUT_VAULT_KEY = 0x32
+INS_INTERNAL_AUTHENTICATE = 0x88  # ISO 7816-4
+INS_BEGIN_BACKUP = 0x40
+INS_COMMIT_BACKUP = 0x42
+INS_CANCEL_PENDING = 0x44
+INS_BEGIN_RESTORE = 0x46
+INS_COMMIT_RESTORE = 0x48
+INS_SIGN_RECEIPT = 0x4A
+
+PUBLIC_KEY_LEN = 65  # uncompressed P-256 point: 04 || x || y
+CHALLENGE_MIN, CHALLENGE_MAX = 16, 64
+MAX_SIGNATURE = 72
+
+AUTH_CONTEXT = b"EVB-AUTH-1"
+RECEIPT_CONTEXT = b"EVB-RECEIPT-1"
+
+
+class BackupOption(IntFlag):
+    """COMMIT BACKUP's first data byte."""
+
+    NONE = 0
+    KEEP_VALUE = 0x01  # claims 9/33: keep the value on the card, mark it backed up
+
+
+@dataclass(frozen=True)
+class Identity:
+    card_id: bytes
+    public_key: bytes
+
+    def __bytes__(self) -> bytes:
+        return self.card_id + self.public_key
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Identity:
+        if len(raw) != 8 + PUBLIC_KEY_LEN or raw[8] != 0x04:
+            raise MessageError("identity is a card id and an uncompressed P-256 public key")
+        return cls(raw[:8], raw[8:])
+
+
+def auth_message(card_id: bytes, challenge: bytes) -> bytes:
+    """What the card signs to authenticate: bound to the card and to the server's challenge."""
+    return AUTH_CONTEXT + card_id + challenge
+
+
+def receipt_message(card_id: bytes, counter: int, value_hash: bytes) -> bytes:
+    return RECEIPT_CONTEXT + card_id + counter.to_bytes(4, "big") + value_hash
+
+
+def receipt_request(counter: int, value_hash: bytes) -> bytes:
+    if len(value_hash) != 32 or not 0 <= counter <= 0xFFFFFFFF:
+        raise MessageError("a receipt names a 4-byte counter and a 32-byte hash")
+    return counter.to_bytes(4, "big") + value_hash
+
+
+def parse_receipt_request(raw: bytes) -> tuple[int, bytes]:
+    if len(raw) != 36:
+        raise MessageError("a receipt request is a 4-byte counter and a 32-byte hash")
+    return int.from_bytes(raw[:4], "big"), raw[4:]
+
+
+# --- command builders -----------------------------------------------------------------------
+
+
+def get_identity() -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_IDENTITY, ne=8 + PUBLIC_KEY_LEN)
+
+
+def put_vault_key(public_key: bytes) -> CommandApdu:
+    if len(public_key) != PUBLIC_KEY_LEN or public_key[0] != 0x04:
+        raise MessageError("the vault key is an uncompressed P-256 public key")
+    return CommandApdu(CLA_PROPRIETARY, INS_PUT_VAULT_KEY, 0, 0, public_key)
+
+
+def internal_authenticate(challenge: bytes) -> CommandApdu:
+    if not CHALLENGE_MIN <= len(challenge) <= CHALLENGE_MAX:
+        raise MessageError(f"a challenge is {CHALLENGE_MIN}..{CHALLENGE_MAX} bytes")
+    return CommandApdu(CLA_ISO, INS_INTERNAL_AUTHENTICATE, 0, 0, challenge, ne=256)
+
+
+def begin_backup(value_id: int) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_BEGIN_BACKUP, *_id_p1p2(value_id), ne=256)
+
+
+def commit_backup(value_id: int, certificate: bytes, option: BackupOption = BackupOption.NONE) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_COMMIT_BACKUP, *_id_p1p2(value_id), bytes((int(option),)) + certificate)
+
+
+def cancel_pending(value_id: int) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_CANCEL_PENDING, *_id_p1p2(value_id))
+
+
+def begin_restore(value_id: int) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_BEGIN_RESTORE, *_id_p1p2(value_id), ne=256)
+
+
+def commit_restore(value_id: int, value: bytes) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_COMMIT_RESTORE, *_id_p1p2(value_id), value, ne=256)
+
+
+def sign_receipt(counter: int, value_hash: bytes) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_SIGN_RECEIPT, 0, 0, receipt_request(counter, value_hash), ne=256)

@@ -1,0 +1,226 @@
+"""The card's half of backup and restore (seed E1 steps 1-3/1-4 and 2-3/2-4), the card's
+identity key and the vault's trust anchor.
+
+Mixed into the wallet applet, whose index and transactions it uses. Every swap is one EEPROM
+transaction, so a value and its certificate are never both live, nor both gone: see
+:mod:`apdu.backup` for the protocol and ARCHITECTURE section 4 for the invariant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from apdu import SW, CommandApdu
+from apdu import backup as b
+from apdu.certificate import Certificate, CertificateError
+from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
+
+from . import crypto
+from .applet import CardError
+from .eeprom import Eeprom
+from .index import Index, IndexEntry
+
+# key area of the wallet header (see card.wallet for the rest of the layout)
+H_IDENTITY_KEY = 64  # private scalar, 32 bytes
+H_IDENTITY_PUB = 96  # uncompressed point, 65 bytes
+H_VAULT_KEY = 161  # the vault's public key, 65 bytes; all zero until installed
+KEY_AREA_END = 226
+
+TITLE_KEEP = ("type", "name", "issuer", "valid_from", "valid_to", "place")
+
+
+class BackupCommands:
+    eeprom: Eeprom
+    base: int
+    index: Index
+
+    if TYPE_CHECKING:  # provided by the wallet applet
+        @property
+        def card_id(self) -> bytes: ...
+
+        def _require_pin(self) -> None: ...
+        def _entry(self, command: CommandApdu) -> IndexEntry: ...
+        def _no_data(self, command: CommandApdu) -> None: ...
+        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
+
+    @staticmethod
+    def format_keys(header: bytearray) -> None:
+        """Manufacture: the identity key pair is generated here, on the card."""
+        scalar, public = crypto.generate()
+        header[H_IDENTITY_KEY : H_IDENTITY_KEY + 32] = scalar
+        header[H_IDENTITY_PUB : H_IDENTITY_PUB + 65] = public
+
+    def backup_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
+        p = 0x80
+        return {
+            (p, b.INS_GET_IDENTITY): self._get_identity,
+            (p, b.INS_PUT_VAULT_KEY): self._put_vault_key,
+            (0x00, b.INS_INTERNAL_AUTHENTICATE): self._authenticate,
+            (p, b.INS_BEGIN_BACKUP): self._begin_backup,
+            (p, b.INS_COMMIT_BACKUP): self._commit_backup,
+            (p, b.INS_CANCEL_PENDING): self._cancel_pending,
+            (p, b.INS_BEGIN_RESTORE): self._begin_restore,
+            (p, b.INS_COMMIT_RESTORE): self._commit_restore,
+            (p, b.INS_SIGN_RECEIPT): self._sign_receipt,
+        }
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def _header_bytes(self, off: int, n: int) -> bytes:
+        return self.eeprom.read(self.base + off, n)
+
+    def _sign(self, message: bytes) -> bytes:
+        return crypto.sign(self._header_bytes(H_IDENTITY_KEY, 32), message)
+
+    @property
+    def vault_key(self) -> bytes | None:
+        key = self._header_bytes(H_VAULT_KEY, 65)
+        return key if key[0] == 0x04 else None
+
+    def _get_identity(self, command: CommandApdu) -> bytes:
+        self._no_data(command)
+        return bytes(b.Identity(self.card_id, self._header_bytes(H_IDENTITY_PUB, 65)))
+
+    def _put_vault_key(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        if not crypto.valid_public_key(command.data):
+            raise CardError(SW.WRONG_DATA)
+        current = self.vault_key
+        if current == command.data:
+            return b""
+        if current is not None and any(e.flags for e in self.index.entries()):
+            # certificates signed by the old vault would become unverifiable: refuse
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_VAULT_KEY, command.data)
+        return b""
+
+    def _authenticate(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        if not b.CHALLENGE_MIN <= len(command.data) <= b.CHALLENGE_MAX:
+            raise CardError(SW.WRONG_LENGTH)
+        return self._sign(b.auth_message(self.card_id, command.data))
+
+    # --- backup ------------------------------------------------------------------------------
+
+    def _begin_backup(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        self._no_data(command)
+        entry = self._entry(command)
+        if entry.flags & ValueFlags.CERTIFICATE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if not entry.flags & ValueFlags.PENDING:
+            with self.eeprom.transaction():
+                self.index.set_flags(entry, entry.flags | ValueFlags.PENDING)
+        return self.index.read(entry)
+
+    def _commit_backup(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        if not command.data:
+            raise CardError(SW.WRONG_LENGTH)
+        option = b.BackupOption(command.data[0] & b.BackupOption.KEEP_VALUE)
+        if command.data[0] & ~b.BackupOption.KEEP_VALUE:
+            raise CardError(SW.WRONG_DATA)
+        raw = command.data[1:]
+        cert = self._parse_certificate(raw)
+        entry = self._entry(command)
+        if entry.flags & ValueFlags.CERTIFICATE:  # a retry after the swap: done already
+            if self._certificate_of(entry) == raw:
+                return b""
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        value = self.index.read(entry)
+        keep = bool(option & b.BackupOption.KEEP_VALUE)
+        if keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING:
+            self._check_certificate(cert, value)  # a retry of a keeping commit: done already
+            return b""
+        if not entry.flags & ValueFlags.PENDING:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        self._check_certificate(cert, value)
+        if keep:
+            with self.eeprom.transaction():
+                self.index.set_flags(entry, (entry.flags & ~ValueFlags.PENDING) | ValueFlags.BACKED_UP)
+            return b""
+        record = ValueRecord.from_bytes(value)
+        title = ValueRecord(**{k: getattr(record, k) for k in TITLE_KEEP}, certificate=raw)
+        self._replace(entry, title.body(), entry.type, ValueFlags.CERTIFICATE)
+        return b""
+
+    def _parse_certificate(self, raw: bytes) -> Certificate:
+        try:
+            return Certificate.from_bytes(raw)
+        except CertificateError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+
+    def _check_certificate(self, cert: Certificate, value: bytes) -> None:
+        """Seed step 1-4: digest and X must fit the value, and the vault must have signed."""
+        vault = self.vault_key
+        if vault is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+        if cert.card_id != self.card_id or not cert.matches(value):
+            raise CardError(SW.WRONG_DATA)
+        if not crypto.verify(vault, cert.signature, cert.signed_part()):
+            raise CardError(SW.VERIFICATION_FAILED)
+
+    def _certificate_of(self, entry: IndexEntry) -> bytes:
+        return ValueRecord.from_bytes(self.index.read(entry)).certificate
+
+    def _cancel_pending(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        self._no_data(command)
+        entry = self._entry(command)
+        if entry.flags & ValueFlags.PENDING:
+            with self.eeprom.transaction():
+                self.index.set_flags(entry, entry.flags & ~ValueFlags.PENDING)
+        return b""
+
+    # --- restore -----------------------------------------------------------------------------
+
+    def _begin_restore(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        self._no_data(command)
+        entry = self._entry(command)
+        if not entry.flags & ValueFlags.CERTIFICATE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if not entry.flags & ValueFlags.PENDING:
+            with self.eeprom.transaction():
+                self.index.set_flags(entry, entry.flags | ValueFlags.PENDING)
+        return self._certificate_of(entry)
+
+    def _commit_restore(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        value = command.data
+        if not value or len(value) > MAX_RECORD:
+            raise CardError(SW.WRONG_LENGTH)
+        entry = self._entry(command)
+        if not entry.flags & ValueFlags.CERTIFICATE:  # a retry after the swap: done already
+            if entry.flags == ValueFlags.NONE and self.index.read(entry) == value:
+                return b""
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        cert = self._parse_certificate(self._certificate_of(entry))
+        record = ValueRecord.from_bytes(value)
+        if record.certificate or record.body() != value:
+            raise CardError(SW.WRONG_DATA)  # only a value in the card's own encoding
+        if cert.card_id != self.card_id or not cert.matches(value):
+            raise CardError(SW.WRONG_DATA)  # seed step 2-4: the value must be the one certified
+        self._replace(entry, value, int(record.type), ValueFlags.NONE)
+        return b""
+
+    def _sign_receipt(self, command: CommandApdu) -> bytes:
+        """Sign that a registration is no longer needed: the card holds no certificate for it
+        and no value whose backup is pending or kept there."""
+        self._require_pin()
+        try:
+            counter, x = b.parse_receipt_request(command.data)
+        except ValueError as exc:
+            raise CardError(SW.WRONG_LENGTH) from exc
+        for entry in self.index.entries():
+            if entry.flags & ValueFlags.CERTIFICATE:
+                cert = self._parse_certificate(self._certificate_of(entry))
+                if cert.counter == counter and cert.value_hash == x:
+                    raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+            elif entry.flags & (ValueFlags.PENDING | ValueFlags.BACKED_UP):
+                if hashlib.sha256(self.index.read(entry)).digest() == x:
+                    raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        return self._sign(b.receipt_message(self.card_id, counter, x))

@@ -1,0 +1,42 @@
+"""The card's crypto unit: ECDSA P-256 with SHA-256, as a JavaCard's ``Signature`` and
+``KeyPair`` classes offer it. Private keys are 32-byte scalars in EEPROM; they never leave
+this module except as signatures."""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+CURVE = ec.SECP256R1()
+SCALAR_LEN = 32
+
+
+def generate() -> tuple[bytes, bytes]:
+    """A fresh key pair generated on the card: (private scalar, uncompressed public point)."""
+    key = ec.generate_private_key(CURVE)
+    scalar = key.private_numbers().private_value.to_bytes(SCALAR_LEN, "big")
+    return scalar, key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def sign(scalar: bytes, message: bytes) -> bytes:
+    key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
+    return key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        point = ec.EllipticCurvePublicKey.from_encoded_point(CURVE, public_key)
+        point.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def valid_public_key(public_key: bytes) -> bool:
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(CURVE, public_key)
+    except ValueError:
+        return False
+    return len(public_key) == 65

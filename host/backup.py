@@ -1,0 +1,148 @@
+"""Backup and restore flows (seed E1), idempotent and resumable.
+
+The card is the source of truth. A backup ends when the card swaps the value for the
+certificate, a restore when it swaps the certificate back; a re-run after any crash finds the
+value or certificate marked PENDING and finishes the swap (the vault answers a retried
+registration with the same certificate). The vault forgets a registration only against the
+card's receipt, which the card signs only once it needs the registration no more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from apdu import SW, ApduError
+from apdu import wallet as w
+from apdu.certificate import Certificate, CertificateError, digest_matches, value_hash
+from apdu.records import ValueFlags
+from card.crypto import verify
+
+from .session import WalletSession
+from .vault_client import VaultClient, VaultClientError
+
+Progress = Callable[[int], None]
+
+
+class BackupError(Exception):
+    """A backup or restore of one value failed; nothing changed on the card for that value."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    value_id: int
+    name: str
+    action: str  # "backed up", "kept and backed up", "restored", "already done"
+
+
+def connect(session: WalletSession, vault: VaultClient) -> bytes:
+    """Authenticate the card to the vault and make sure the card trusts this vault's key.
+
+    Answers the vault's public key. The card takes a vault key once (the PIN is verified);
+    a card that holds certificates of another vault refuses a new one."""
+    identity = session.identity()
+    challenge = vault.challenge(identity.card_id)
+    vault.open_session(identity.card_id, identity.public_key, challenge, session.authenticate(challenge))
+    key = vault.public_key()
+    try:
+        session.put_vault_key(key)
+    except ApduError as exc:
+        if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
+            raise BackupError("the card trusts another vault and holds its certificates") from exc
+        raise
+    return key
+
+
+def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes) -> Certificate:
+    """The card's own checks (seed step 1-4), made first on the host for a precise message."""
+    try:
+        cert = Certificate.from_bytes(raw)
+    except CertificateError as exc:
+        raise BackupError(f"the vault sent a malformed certificate: {exc}") from exc
+    if cert.card_id != card_id:
+        raise BackupError("the certificate names another card")
+    if not digest_matches(cert.digest, value):
+        raise BackupError("the certificate's digest does not match the value")
+    if cert.value_hash != value_hash(value):
+        raise BackupError("the certificate's hash does not match the value")
+    if not verify(vault_key, cert.signature, cert.signed_part()):
+        raise BackupError("the certificate's vault signature is not valid")
+    return cert
+
+
+def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_id: int, keep: bool = False) -> Outcome:
+    entry = _entry(session, value_id)
+    if entry.flags & ValueFlags.CERTIFICATE:
+        return Outcome(value_id, entry.name, "already done")
+    if keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING:
+        return Outcome(value_id, entry.name, "already done")
+    value = session.begin_backup(value_id)  # PENDING from here: cannot be spent meanwhile
+    try:
+        registration = vault.register(value)
+        check_certificate(registration.certificate, value, vault_key, session.identity().card_id)
+    except BackupError:
+        session.cancel_pending(value_id)  # the value stays live; the vault's entry is released later
+        raise
+    # a VaultClientError leaves the value PENDING: a re-run finishes or the user cancels
+    session.commit_backup(value_id, registration.certificate, keep=keep)
+    return Outcome(value_id, entry.name, "kept and backed up" if keep else "backed up")
+
+
+def restore(session: WalletSession, vault: VaultClient, value_id: int) -> Outcome:
+    entry = _entry(session, value_id)
+    if not entry.flags & ValueFlags.CERTIFICATE:
+        return Outcome(value_id, entry.name, "already done")
+    raw = session.begin_restore(value_id)
+    cert = Certificate.from_bytes(raw)
+    try:
+        value = vault.restore(raw)
+    except VaultClientError as exc:
+        if exc.status in (403, 404, 409):  # a definite refusal: the certificate stays
+            session.cancel_pending(value_id)
+            raise BackupError(f"value {value_id}: {exc.message}") from exc
+        raise
+    if not cert.matches(value):
+        session.cancel_pending(value_id)
+        raise BackupError(f"value {value_id}: the vault's value does not match the certificate")
+    session.commit_restore(value_id, value)
+    release(session, vault, cert.counter, cert.value_hash)
+    return Outcome(value_id, entry.name, "restored")
+
+
+def release(session: WalletSession, vault: VaultClient, counter: int, x: bytes) -> bool:
+    """Let the vault forget a registration if the card signs that it needs it no more."""
+    try:
+        receipt = session.sign_receipt(counter, x)
+    except ApduError as exc:
+        if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
+            return False  # the card still holds its certificate or a pending or kept value
+        raise
+    return vault.release(counter, x, receipt)
+
+
+def release_unneeded(session: WalletSession, vault: VaultClient) -> int:
+    """Garbage-collect this card's registrations at the vault; answers how many went."""
+    return sum(release(session, vault, r.counter, r.value_hash) for r in vault.registrations())
+
+
+def run_all(
+    ids: Iterable[int], step: Callable[[int], Outcome], progress: Progress | None = None
+) -> tuple[list[Outcome], list[tuple[int, str]]]:
+    """Run a step per value; one value's refusal does not stop the others."""
+    done: list[Outcome] = []
+    failed: list[tuple[int, str]] = []
+    for value_id in ids:
+        try:
+            done.append(step(value_id))
+        except BackupError as exc:
+            failed.append((value_id, str(exc)))
+        if progress:
+            progress(1)
+    return done, failed
+
+
+def _entry(session: WalletSession, value_id: int) -> w.ListEntry:
+    for entry in session.list():
+        if entry.id == value_id:
+            return entry
+    raise BackupError(f"no value {value_id} on the card")

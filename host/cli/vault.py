@@ -1,0 +1,157 @@
+"""``evb vault serve``, ``evb backup``, ``evb restore``, ``evb certs``: thin over host.backup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+
+from apdu import wallet as w
+from apdu.records import ValueFlags
+
+from ..backup import BackupError, Outcome, backup, connect, release_unneeded, restore, run_all
+from ..session import WalletSession
+from ..vault_client import VaultClient, VaultClientError
+from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
+from .errors import CliFail
+from .render import console, listing_table, print_json
+
+DEFAULT_VAULT = "http://127.0.0.1:8470"
+vault_option = click.option("--vault", "vault_url", envvar="EVB_VAULT", default=DEFAULT_VAULT, show_default=True,
+                            help="The vault's URL (or EVB_VAULT).")
+
+
+@click.group()
+def vault() -> None:
+    """The vault server."""
+
+
+@vault.command("serve")
+@click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The vault's signing key, PEM; created on first start [default: beside the data].")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8470, show_default=True)
+@click.option("--digest", default="type,name,count,expiry,place", show_default=True,
+              help="Value fields copied into certificates (comma-separated, may be empty).")
+@click.option("--counter-modulus", type=click.IntRange(2, 2**32), default=2**32, show_default=True,
+              help="Registration counters wrap here.")
+def serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int) -> None:
+    """Run the vault in the foreground (OpenAPI schema at /openapi.json)."""
+    import uvicorn
+
+    from apdu.certificate import DigestField
+    from servers.storage import StorageError
+    from servers.vault.server import build, default_db, default_key
+
+    try:
+        fields = tuple(DigestField[f.strip().upper()] for f in digest.split(",") if f.strip())
+    except KeyError as exc:
+        raise CliFail(f"unknown digest field {exc.args[0].lower()} (type, name, count, expiry, place)") from exc
+    try:
+        app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus)
+    except StorageError as exc:
+        raise CliFail(str(exc)) from exc
+    console.print(f"Vault on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        db.close()
+
+
+@contextmanager
+def vault_session(session: WalletSession, vault_url: str, pin: str | None) -> Iterator[tuple[VaultClient, bytes]]:
+    unlock(session, pin)
+    with VaultClient(vault_url) as client:
+        try:
+            key = connect(session, client)
+        except (VaultClientError, BackupError) as exc:
+            raise CliFail(str(exc)) from exc
+        yield client, key
+
+
+def pick(session: WalletSession, ids: tuple[int, ...], all_: bool, flt: w.ListFilter, want_certs: bool) -> list[int]:
+    if ids and all_:
+        raise CliFail("give value ids or --all, not both")
+    if ids:
+        return list(ids)
+    if not all_ and flt == w.ListFilter():
+        raise CliFail("name the values: ids, --all or --type")
+    entries = session.list(flt)
+    return [e.id for e in entries if bool(e.flags & ValueFlags.CERTIFICATE) == want_certs]
+
+
+def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str, as_json: bool) -> None:
+    if len(ids) > 3 and not as_json:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(what, total=len(ids))
+            done, failed = run_all(ids, step, lambda n: progress.advance(task, n))
+    else:
+        done, failed = run_all(ids, step)
+    if as_json:
+        print_json({"done": done, "failed": [{"value_id": i, "error": e} for i, e in failed]})
+    else:
+        for o in done:
+            console.print(f"{o.value_id:>5}  {o.name}: {o.action}")
+        for i, e in failed:
+            console.print(f"{i:>5}  [red]failed[/red]: {e}")
+    if failed:
+        raise CliFail(f"{len(failed)} of {len(ids)} values failed" + (f": {failed[0][1]}" if len(failed) == 1 else ""))
+
+
+@click.command("backup")
+@with_wallet
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
+@click.option("--all", "all_", is_flag=True, help="Every value on the card.")
+@click.option("--type", "vtype", type=TypeChoice(), help="Every value of this type.")
+@click.option("--keep", is_flag=True, help="Keep the value on the card too (marked backed up).")
+@vault_option
+@pin_option
+@json_option
+def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: object, keep: bool, vault_url: str,
+               pin: str | None, as_json: bool) -> None:
+    """Back values up to the vault; the card keeps a certificate in their place."""
+    flt = w.ListFilter(type=vtype) if vtype is not None else w.ListFilter()  # type: ignore[arg-type]
+    targets = pick(session, ids, all_, flt, want_certs=False)
+    with vault_session(session, vault_url, pin) as (client, key):
+        run_with_progress(targets, lambda i: _wrap(lambda: backup(session, client, key, i, keep=keep)),
+                          "backing up", as_json)
+
+
+@click.command("restore")
+@with_wallet
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
+@click.option("--all", "all_", is_flag=True, help="Every certificate on the card.")
+@vault_option
+@pin_option
+@json_option
+def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vault_url: str, pin: str | None,
+                as_json: bool) -> None:
+    """Restore values from the vault in place of their certificates."""
+    targets = pick(session, ids, all_, w.ListFilter(certificates_only=True) if all_ else w.ListFilter(), True)
+    with vault_session(session, vault_url, pin) as (client, _):
+        run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i)), "restoring", as_json)
+        _wrap(lambda: release_unneeded(session, client))
+
+
+@click.command("certs")
+@with_wallet
+@json_option
+def certs(session: WalletSession, as_json: bool) -> None:
+    """List the vault certificates on the card."""
+    entries = session.list(w.ListFilter(certificates_only=True))
+    if as_json:
+        print_json(entries)
+    else:
+        console.print(listing_table(entries, title="Certificates"))
+
+
+def _wrap(fn: Callable[[], object]) -> Outcome:
+    """A vault that cannot be reached or refuses becomes this value's failure, in one line."""
+    try:
+        return fn()  # type: ignore[return-value]
+    except VaultClientError as exc:
+        raise BackupError(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""The vault (electronic safe 113): registrations of backed-up value against certificates."""

@@ -1,0 +1,153 @@
+"""The vault over HTTP/JSON (FastAPI): binary fields are base64, card ids hex. The OpenAPI
+schema is served at ``/openapi.json``; every refusal is a 4xx with ``{"detail": message}``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from .service import VaultError, VaultService
+
+B64 = Annotated[str, Field(description="base64", max_length=4096)]
+HEX_ID = Annotated[str, Field(description="card id, 16 hex digits", min_length=16, max_length=16)]
+
+
+class VaultInfo(BaseModel):
+    public_key: B64
+    digest_fields: list[str]
+
+
+class ChallengeRequest(BaseModel):
+    card_id: HEX_ID
+
+
+class ChallengeResponse(BaseModel):
+    challenge: B64
+    expires_at: int
+
+
+class SessionRequest(BaseModel):
+    card_id: HEX_ID
+    public_key: B64
+    challenge: B64
+    signature: B64
+
+
+class SessionResponse(BaseModel):
+    token: str
+    expires_at: int
+
+
+class RegistrationRequest(BaseModel):
+    value: B64
+
+
+class RegistrationOut(BaseModel):
+    counter: int
+    value_hash: str
+    certificate: B64
+    created_at: int
+
+
+class RestoreRequest(BaseModel):
+    certificate: B64
+
+
+class RestoreResponse(BaseModel):
+    value: B64
+
+
+class ReleaseRequest(BaseModel):
+    counter: int = Field(ge=0, le=0xFFFFFFFF)
+    value_hash: Annotated[str, Field(min_length=64, max_length=64)]
+    receipt: B64
+
+
+class ReleaseResponse(BaseModel):
+    released: bool
+
+
+def unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise VaultError(400, f"{what} is not valid base64") from exc
+
+
+def unhex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise VaultError(400, f"{what} is not valid hex") from exc
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def authenticated_card(request: Request, authorization: Annotated[str, Header()] = "") -> bytes:
+    """The card behind the bearer token from /v1/sessions."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise VaultError(401, "not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions")
+    service: VaultService = request.app.state.service
+    return service.card_for(token)
+
+
+Card = Annotated[bytes, Depends(authenticated_card)]
+
+
+def create_app(service: VaultService) -> FastAPI:
+    app = FastAPI(title="evb vault", version="1", description="Backs up electronic value against certificates.")
+
+    @app.exception_handler(VaultError)
+    async def vault_error(request: Request, exc: VaultError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+
+    app.state.service = service
+
+    @app.get("/v1/vault", response_model=VaultInfo)
+    def vault_info() -> VaultInfo:
+        return VaultInfo(public_key=b64(service.public_key),
+                         digest_fields=[f.name.lower() for f in service.config.digest_fields])
+
+    @app.post("/v1/challenges", response_model=ChallengeResponse)
+    def challenge(body: ChallengeRequest) -> ChallengeResponse:
+        value, expires = service.challenge(unhex(body.card_id, "card_id"))
+        return ChallengeResponse(challenge=b64(value), expires_at=expires)
+
+    @app.post("/v1/sessions", response_model=SessionResponse)
+    def session(body: SessionRequest) -> SessionResponse:
+        token, expires = service.open_session(
+            unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
+            unb64(body.challenge, "challenge"), unb64(body.signature, "signature"),
+        )
+        return SessionResponse(token=token, expires_at=expires)
+
+    @app.post("/v1/registrations", response_model=RegistrationOut)
+    def register(body: RegistrationRequest, card_id: Card) -> RegistrationOut:
+        r = service.register(card_id, unb64(body.value, "value"))
+        return RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
+                               created_at=r.created_at)
+
+    @app.get("/v1/registrations", response_model=list[RegistrationOut])
+    def registrations(card_id: Card) -> list[RegistrationOut]:
+        return [RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
+                                created_at=r.created_at) for r in service.list(card_id)]
+
+    @app.post("/v1/restorations", response_model=RestoreResponse)
+    def restore(body: RestoreRequest, card_id: Card) -> RestoreResponse:
+        return RestoreResponse(value=b64(service.restore(card_id, unb64(body.certificate, "certificate"))))
+
+    @app.post("/v1/releases", response_model=ReleaseResponse)
+    def release(body: ReleaseRequest, card_id: Card) -> ReleaseResponse:
+        released = service.release(card_id, body.counter, unhex(body.value_hash, "value_hash"),
+                                   unb64(body.receipt, "receipt"))
+        return ReleaseResponse(released=released)
+
+    return app

@@ -1,0 +1,184 @@
+"""The vault (electronic safe 113, seed E1): registers values against certificates, returns
+them for certificates, and forgets them only against the card's signed receipt.
+
+Transport-free: :mod:`servers.vault.app` maps this onto HTTP. Every refusal is a
+:class:`VaultError` with the HTTP status it deserves and a message for the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from apdu import backup as b
+from apdu.certificate import (
+    ALL_DIGEST_FIELDS,
+    Certificate,
+    CertificateError,
+    DigestField,
+    make_digest,
+    value_hash,
+)
+from apdu.records import MAX_RECORD, RecordError, ValueRecord
+
+from .repository import ConflictError, Registration, VaultRepository
+
+CURVE = ec.SECP256R1()
+
+
+class VaultError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS
+    challenge_ttl: int = 120  # seconds
+    session_ttl: int = 900
+
+
+def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The vault's signing key, created on first start (owner-only file permissions)."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path} does not hold an EC private key")
+        return key
+    key = ec.generate_private_key(CURVE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return key
+
+
+def public_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(CURVE, public_key).verify(
+            signature, message, ec.ECDSA(hashes.SHA256())
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass
+class VaultService:
+    repo: VaultRepository
+    key: ec.EllipticCurvePrivateKey
+    config: VaultConfig = field(default_factory=VaultConfig)
+
+    @property
+    def public_key(self) -> bytes:
+        return public_bytes(self.key.public_key())
+
+    # --- card authentication -----------------------------------------------------------------
+
+    def challenge(self, card_id: bytes) -> tuple[bytes, int]:
+        _card_id(card_id)
+        challenge = secrets.token_bytes(32)
+        expires = int(time.time()) + self.config.challenge_ttl
+        self.repo.add_challenge(card_id, challenge, expires)
+        return challenge, expires
+
+    def open_session(self, card_id: bytes, public_key: bytes, challenge: bytes, signature: bytes) -> tuple[str, int]:
+        """A bearer token for a card that signed our fresh challenge with its identity key."""
+        _card_id(card_id)
+        now = int(time.time())
+        if not self.repo.take_challenge(card_id, challenge, now):
+            raise VaultError(401, "unknown or expired challenge: ask for a new one")
+        known = self.repo.card_key(card_id)
+        key = known or public_key
+        if not verify(key, signature, b.auth_message(card_id, challenge)):
+            raise VaultError(401, "the card's signature over the challenge is not valid")
+        if known is None:
+            try:
+                self.repo.register_card(card_id, public_key, now)
+            except ConflictError as exc:
+                raise VaultError(409, "this card id is registered with another key") from exc
+        token = secrets.token_urlsafe(32)
+        expires = now + self.config.session_ttl
+        self.repo.add_session(token_hash(token), card_id, expires)
+        return token, expires
+
+    def card_for(self, token: str) -> bytes:
+        card_id = self.repo.session_card(token_hash(token), int(time.time()))
+        if card_id is None:
+            raise VaultError(401, "not authenticated: the session is unknown or expired")
+        return card_id
+
+    # --- registrations -----------------------------------------------------------------------
+
+    def register(self, card_id: bytes, value: bytes) -> Registration:
+        """Seed steps 1-2/1-3. Registering the same bytes again answers the same certificate,
+        so a retry after a lost response creates nothing new."""
+        if not value or len(value) > MAX_RECORD:
+            raise VaultError(400, f"a value is 1..{MAX_RECORD} bytes")
+        try:
+            record = ValueRecord.from_bytes(value)
+        except RecordError as exc:
+            raise VaultError(400, f"not a value record: {exc}") from exc
+        if record.body() != value or record.certificate:
+            raise VaultError(400, "not a value in the card's stored encoding")
+        x = value_hash(value)
+        existing = self.repo.find_by_hash(card_id, x)
+        if existing is not None:
+            return existing
+        digest = make_digest(value, self.config.digest_fields)
+
+        def certify(counter: int) -> bytes:
+            cert = Certificate(card_id, counter, x, digest)
+            signature = self.key.sign(cert.signed_part(), ec.ECDSA(hashes.SHA256()))
+            return Certificate(card_id, counter, x, digest, signature=signature).to_bytes()
+
+        return self.repo.register(card_id, x, value, int(time.time()), certify)
+
+    def restore(self, card_id: bytes, certificate: bytes) -> bytes:
+        """Seed steps 2-2/2-3: find by counter, hash, full comparison; check consistency."""
+        try:
+            cert = Certificate.from_bytes(certificate)
+        except CertificateError as exc:
+            raise VaultError(400, f"malformed certificate: {exc}") from exc
+        if cert.card_id != card_id:
+            raise VaultError(403, "this certificate belongs to another card")
+        found = self.repo.lookup(cert.counter, cert.value_hash, certificate)
+        if found is None or found.card_id != card_id:
+            raise VaultError(404, "unknown certificate: no value is registered for it")
+        if value_hash(found.value) != cert.value_hash or not cert.matches(found.value):
+            raise VaultError(409, "inconsistent vault entry: the stored value does not match its certificate")
+        return found.value
+
+    def list(self, card_id: bytes) -> list[Registration]:
+        return self.repo.list(card_id)
+
+    def release(self, card_id: bytes, counter: int, x: bytes, receipt: bytes) -> bool:
+        """Forget a registration the card signed it no longer needs; answers whether one went."""
+        key = self.repo.card_key(card_id)
+        if key is None or not verify(key, receipt, b.receipt_message(card_id, counter, x)):
+            raise VaultError(403, "the card's receipt is not valid")
+        return self.repo.delete(card_id, counter, x)
+
+
+def _card_id(card_id: bytes) -> None:
+    if len(card_id) != 8:
+        raise VaultError(400, "a card id is 8 bytes (16 hex digits)")

@@ -1,0 +1,136 @@
+"""The storage layer and the vault's repository, the same tests on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from servers.storage import Database, Migration, StorageError
+from servers.vault.repository import MIGRATIONS, ConflictError, VaultRepository
+
+CARD, OTHER = bytes(range(8)), bytes(range(1, 9))
+
+
+def repo(url: str, modulus: int = 2**32) -> VaultRepository:
+    return VaultRepository(Database.open(url, MIGRATIONS), modulus)
+
+
+def cert_for(counter: int) -> bytes:
+    return b"cert-" + counter.to_bytes(4, "big")
+
+
+def test_migrations_apply_once(db_url: str) -> None:
+    extra = [*MIGRATIONS, Migration(2, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body BLOB)")]
+    Database.open(db_url, MIGRATIONS).close()
+    db = Database.open(db_url, extra)  # opening again applies only the new one
+    db.close()
+    db = Database.open(db_url, extra)
+    with db.transaction() as tx:
+        assert [r[0] for r in tx.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+        tx.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (1, b"\x00\xff"))
+        assert tx.execute("SELECT body FROM notes")[0][0] == b"\x00\xff"  # bytes on both backends
+    db.close()
+
+
+def test_rollback_on_exception(db_url: str) -> None:
+    r = repo(db_url)
+    with pytest.raises(RuntimeError), r.db.transaction() as tx:
+        tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?)", (CARD, b"k", 0))
+        raise RuntimeError
+    assert r.card_key(CARD) is None
+
+
+def test_registration_counter_wraps_and_lookup_uses_the_hash(db_url: str) -> None:
+    r = repo(db_url, modulus=4)
+    regs = [r.register(CARD, bytes([i]) * 32, b"value%d" % i, 100, cert_for) for i in range(6)]
+    assert [g.counter for g in regs] == [0, 1, 2, 3, 0, 1]
+    for g in regs:  # counters collide after the wrap: the hash and the certificate decide
+        assert r.lookup(g.counter, g.value_hash, g.certificate) == g
+    assert r.lookup(0, regs[0].value_hash, b"forged") is None
+    assert r.lookup(2, regs[0].value_hash, regs[0].certificate) is None
+    assert r.find_by_hash(CARD, regs[5].value_hash) == regs[5]
+    assert r.count() == 6 and [g.counter for g in r.list(CARD)] == [0, 1, 2, 3, 0, 1]
+
+
+def test_delete_is_scoped_to_the_card(db_url: str) -> None:
+    r = repo(db_url)
+    g = r.register(CARD, bytes(32), b"v", 1, cert_for)
+    assert not r.delete(OTHER, g.counter, g.value_hash)
+    assert r.delete(CARD, g.counter, g.value_hash)
+    assert not r.delete(CARD, g.counter, g.value_hash)
+    assert r.list(CARD) == []
+
+
+def test_cards_challenges_sessions(db_url: str) -> None:
+    r = repo(db_url)
+    r.register_card(CARD, b"key1", 0)
+    r.register_card(CARD, b"key1", 0)
+    with pytest.raises(ConflictError):
+        r.register_card(CARD, b"key2", 0)
+    assert r.card_key(CARD) == b"key1"
+    r.add_challenge(CARD, b"c1", expires_at=100)
+    assert not r.take_challenge(OTHER, b"c1", now=50)
+    assert r.take_challenge(CARD, b"c1", now=50)
+    assert not r.take_challenge(CARD, b"c1", now=50)  # single use
+    r.add_challenge(CARD, b"c2", expires_at=100)
+    assert not r.take_challenge(CARD, b"c2", now=101)  # expired
+    r.add_session(b"t" * 32, CARD, expires_at=100)
+    assert r.session_card(b"t" * 32, now=99) == CARD
+    assert r.session_card(b"t" * 32, now=101) is None
+
+
+def test_concurrent_registrations_get_distinct_counters(db_url: str) -> None:
+    r = repo(db_url)
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(10):
+            g = r.register(CARD, bytes([n, i]) * 16, b"v", 1, cert_for)
+            with lock:
+                got.append(g.counter)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(80))
+
+
+WRITER = """
+import sys, itertools
+from servers.storage import Database
+from servers.vault.repository import MIGRATIONS, VaultRepository
+r = VaultRepository(Database.open(sys.argv[1], MIGRATIONS))
+for i in itertools.count():
+    r.register(b"01234567", i.to_bytes(32, "big"), b"value" * 50, i, lambda c: b"cert" + c.to_bytes(4, "big"))
+    if i == 20:
+        print("running", flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_only_complete_rows(db_url: str) -> None:
+    repo(db_url).db.close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, db_url], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "running"
+    time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    r = repo(db_url)
+    rows = r.list(b"01234567")
+    assert len(rows) > 20
+    for g in rows:
+        assert g.value == b"value" * 50 and g.certificate == b"cert" + g.counter.to_bytes(4, "big")
+    assert sorted(g.counter for g in rows) == list(range(len(rows)))
+    r.db.close()
+
+
+def test_unreachable_postgres_is_one_clear_error() -> None:
+    with pytest.raises(StorageError, match=r"cannot connect to PostgreSQL at postgresql://evb:\*\*\*@127.0.0.1:1/x"):
+        Database.open("postgresql://evb:secret@127.0.0.1:1/x", MIGRATIONS)
