@@ -62,6 +62,16 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
         db.close()
 
 
+@vault.command("openapi")
+def openapi() -> None:
+    """Print the vault's OpenAPI schema (JSON), as published in docs/vault-openapi.json."""
+    import json
+
+    from servers.vault.app import openapi_schema
+
+    click.echo(json.dumps(openapi_schema(), indent=2, sort_keys=True))
+
+
 @contextmanager
 def vault_session(session: WalletSession, vault_url: str, pin: str | None) -> Iterator[tuple[VaultClient, bytes]]:
     unlock(session, pin)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
@@ -90,19 +90,32 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def authenticated_card(request: Request, authorization: Annotated[str, Header()] = "") -> bytes:
+def vault_service(request: Request) -> VaultService:
+    service: VaultService = request.app.state.service
+    return service
+
+
+Service = Annotated[VaultService, Depends(vault_service)]
+
+
+def authenticated_card(service: Service, authorization: Annotated[str, Header()] = "") -> bytes:
     """The card behind the bearer token from /v1/sessions."""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise VaultError(401, "not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions")
-    service: VaultService = request.app.state.service
     return service.card_for(token)
 
 
 Card = Annotated[bytes, Depends(authenticated_card)]
 
 
-def create_app(service: VaultService) -> FastAPI:
+def openapi_schema() -> dict[str, Any]:
+    """The published API (docs/vault-openapi.json); it depends on no database or key."""
+    return create_app(None).openapi()
+
+
+def create_app(service: VaultService | None) -> FastAPI:
+    """The HTTP app over ``service`` (None only to describe the API)."""
     app = FastAPI(title="evb vault", version="1", description="Backs up electronic value against certificates.")
 
     @app.exception_handler(VaultError)
@@ -112,17 +125,17 @@ def create_app(service: VaultService) -> FastAPI:
     app.state.service = service
 
     @app.get("/v1/vault", response_model=VaultInfo)
-    def vault_info() -> VaultInfo:
+    def vault_info(service: Service) -> VaultInfo:
         return VaultInfo(public_key=b64(service.public_key),
                          digest_fields=[f.name.lower() for f in service.config.digest_fields])
 
     @app.post("/v1/challenges", response_model=ChallengeResponse)
-    def challenge(body: ChallengeRequest) -> ChallengeResponse:
+    def challenge(body: ChallengeRequest, service: Service) -> ChallengeResponse:
         value, expires = service.challenge(unhex(body.card_id, "card_id"))
         return ChallengeResponse(challenge=b64(value), expires_at=expires)
 
     @app.post("/v1/sessions", response_model=SessionResponse)
-    def session(body: SessionRequest) -> SessionResponse:
+    def session(body: SessionRequest, service: Service) -> SessionResponse:
         token, expires = service.open_session(
             unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
             unb64(body.challenge, "challenge"), unb64(body.signature, "signature"),
@@ -130,22 +143,22 @@ def create_app(service: VaultService) -> FastAPI:
         return SessionResponse(token=token, expires_at=expires)
 
     @app.post("/v1/registrations", response_model=RegistrationOut)
-    def register(body: RegistrationRequest, card_id: Card) -> RegistrationOut:
+    def register(body: RegistrationRequest, card_id: Card, service: Service) -> RegistrationOut:
         r = service.register(card_id, unb64(body.value, "value"))
         return RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
                                created_at=r.created_at)
 
     @app.get("/v1/registrations", response_model=list[RegistrationOut])
-    def registrations(card_id: Card) -> list[RegistrationOut]:
+    def registrations(card_id: Card, service: Service) -> list[RegistrationOut]:
         return [RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
                                 created_at=r.created_at) for r in service.list(card_id)]
 
     @app.post("/v1/restorations", response_model=RestoreResponse)
-    def restore(body: RestoreRequest, card_id: Card) -> RestoreResponse:
+    def restore(body: RestoreRequest, card_id: Card, service: Service) -> RestoreResponse:
         return RestoreResponse(value=b64(service.restore(card_id, unb64(body.certificate, "certificate"))))
 
     @app.post("/v1/releases", response_model=ReleaseResponse)
-    def release(body: ReleaseRequest, card_id: Card) -> ReleaseResponse:
+    def release(body: ReleaseRequest, card_id: Card, service: Service) -> ReleaseResponse:
         released = service.release(card_id, body.counter, unhex(body.value_hash, "value_hash"),
                                    unb64(body.receipt, "receipt"))
         return ReleaseResponse(released=released)

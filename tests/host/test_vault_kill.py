@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from host.demo import FIG15
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
 from host.vault_client import VaultClient, VaultClientError
+from servers.vault.server import running
 
 from ..conftest import FULL
 
@@ -86,11 +88,11 @@ def wallet(n: int) -> tuple[SimulatedCard, dict[int, bytes]]:
     return card, originals
 
 
-def conserved(card: SimulatedCard, originals: dict[int, bytes], vault: VaultProcess) -> None:
+def conserved(card: SimulatedCard, originals: dict[int, bytes], vault_url: str) -> None:
     """Each value is live on the card, or the card holds its certificate and the vault its value."""
     s = WalletSession(connect_card(card))
     s.verify_pin(PIN)
-    with VaultClient(vault.url) as client:
+    with VaultClient(vault_url) as client:
         connect(s, client)
         entries = {e.id: e for e in s.list()}
         assert set(entries) == set(originals)
@@ -120,6 +122,21 @@ class KillingClient(VaultClient):
         return super()._call(method, path, body)
 
 
+class LosingClient(VaultClient):
+    """Loses the answer to its k-th request: the vault did the work, the terminal never hears."""
+
+    def __init__(self, url: str, k: int) -> None:
+        super().__init__(url)
+        self.k, self.calls = k, 0
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        self.calls += 1
+        answer = super()._call(method, path, body)
+        if self.calls == self.k:
+            raise VaultClientError(0, "the connection dropped before the answer arrived")
+        return answer
+
+
 def run(s: WalletSession, client: VaultClient, key: bytes, phase: str, ids: list[int]) -> None:
     for value_id in ids:
         try:
@@ -147,7 +164,7 @@ def test_kill_the_vault_mid_flow(trial: int, tmp_path: Path) -> None:
                     client.killer.join()
             vault.kill()
             vault.start()  # restart on the same database
-            conserved(card, originals, vault)
+            conserved(card, originals, vault.url)
             s = WalletSession(connect_card(card))
             s.verify_pin(PIN)
             with VaultClient(vault.url) as client:  # the re-run completes the phase
@@ -166,6 +183,45 @@ def test_kill_the_vault_mid_flow(trial: int, tmp_path: Path) -> None:
         vault.kill()
 
 
+def lost_response_trial(url: str, k: int) -> int:
+    """Back up then restore three values with the k-th answer lost, re-run: answers the requests."""
+    card, originals = wallet(3)
+    ids = list(originals)
+    calls = 0
+    for phase in ("backup", "restore"):
+        s = WalletSession(connect_card(card))
+        s.verify_pin(PIN)
+        with LosingClient(url, k - calls) as client:
+            try:
+                run(s, client, connect(s, client), phase, ids)
+            except VaultClientError:
+                pass  # lost while connecting
+            calls += client.calls
+        conserved(card, originals, url)
+        s = WalletSession(connect_card(card))
+        s.verify_pin(PIN)
+        with VaultClient(url) as client:
+            key = connect(s, client)
+            for value_id in ids:
+                backup(s, client, key, value_id) if phase == "backup" else restore(s, client, value_id)
+            release_unneeded(s, client)
+    s = WalletSession(connect_card(card))
+    assert {e.id: s.read(e.id).body() for e in s.list()} == originals
+    assert {e.flags for e in s.list()} == {ValueFlags.NONE}
+    return calls
+
+
+def test_a_lost_response_at_every_request(tmp_path: Path) -> None:
+    """Deterministic companion of the kill trials: each request of the flows in turn."""
+    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "key.pem") as url:
+        total = lost_response_trial(url, 0)
+        assert total > 10
+        for k in range(1, total + 1):
+            lost_response_trial(url, k)
+    with sqlite3.connect(tmp_path / "vault.db") as db:  # no trial left a registration behind
+        assert db.execute("SELECT count(*) FROM registrations").fetchone() == (0,)
+
+
 def test_certificate_survives_a_restart(tmp_path: Path) -> None:
     """Durability: what the vault answered before SIGKILL is there after the restart."""
     card, originals = wallet(1)
@@ -179,7 +235,7 @@ def test_certificate_survives_a_restart(tmp_path: Path) -> None:
             backup(s, client, key, 1)
         vault.kill()
         vault.start()
-        conserved(card, originals, vault)
+        conserved(card, originals, vault.url)
         cert = Certificate.from_bytes(WalletSession(connect_card(card)).read(1).certificate)
         assert cert.counter == 0
     finally:
