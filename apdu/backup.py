@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 from .command import CommandApdu
+from .records import ValueRecord
 from .wallet import CLA_ISO, CLA_PROPRIETARY, MessageError, _id_p1p2
 
 INS_GET_IDENTITY = 0x30
@@ -39,6 +40,15 @@ MAX_SIGNATURE = 72
 
 AUTH_CONTEXT = b"EVB-AUTH-1"
 RECEIPT_CONTEXT = b"EVB-RECEIPT-1"
+
+
+TITLE_KEEP = ("type", "name", "issuer", "valid_from", "valid_to", "place")
+
+
+def certificate_record(value: ValueRecord, certificate: bytes) -> ValueRecord:
+    """What the card keeps in a backed-up value's place: its title, to list it by, and the
+    certificate (seed E1: certificates are listed with the value's title)."""
+    return ValueRecord(**{k: getattr(value, k) for k in TITLE_KEEP}, certificate=certificate)
 
 
 class BackupOption(IntFlag):

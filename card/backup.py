@@ -28,9 +28,6 @@ H_IDENTITY_PUB = 96  # uncompressed point, 65 bytes
 H_VAULT_KEY = 161  # the vault's public key, 65 bytes; all zero until installed
 KEY_AREA_END = 226
 
-TITLE_KEEP = ("type", "name", "issuer", "valid_from", "valid_to", "place")
-
-
 class BackupCommands:
     eeprom: Eeprom
     base: int
@@ -143,8 +140,7 @@ class BackupCommands:
                 self.index.set_flags(entry, (entry.flags & ~ValueFlags.PENDING) | ValueFlags.BACKED_UP)
             return b""
         record = ValueRecord.from_bytes(value)
-        title = ValueRecord(**{k: getattr(record, k) for k in TITLE_KEEP}, certificate=raw)
-        self._replace(entry, title.body(), entry.type, ValueFlags.CERTIFICATE)
+        self._replace(entry, b.certificate_record(record, raw).body(), entry.type, ValueFlags.CERTIFICATE)
         return b""
 
     def _parse_certificate(self, raw: bytes) -> Certificate:

@@ -17,7 +17,7 @@ from apdu.atr import build_atr
 from apdu.wallet import INS_GET_RESPONSE, INS_SELECT, P1_SELECT_BY_DF_NAME
 
 from .applet import Applet, CardError
-from .eeprom import DEFAULT_SIZE, Eeprom, PowerLoss, TransactionError, lock_image
+from .eeprom import DEFAULT_SIZE, Eeprom, ImageError, PowerLoss, TransactionError, lock_image
 from .wallet import DEFAULT_INDEX_CAPACITY, WalletApplet
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,13 @@ class SimulatedCard:
             eeprom = Eeprom.load(image)
             eeprom.power_on()  # recover a journal left by a tear before reading the layout
             eeprom.power_off()
+            card = cls(eeprom)
+        except ValueError as exc:  # not our wallet, or an older layout
+            lock.close()
+            raise ImageError(f"{image}: {exc}") from exc
         except BaseException:
             lock.close()
             raise
-        card = cls(eeprom)
         card._image_lock = lock
         return card
 

@@ -1,6 +1,6 @@
 """The wallet applet (seed E1): stores, lists, reads, modifies and deletes electronic value.
 
-EEPROM layout of the applet area: a 256-byte header (fields, then keys), then the index (:mod:`card.index`), then
+EEPROM layout of the applet area: a 512-byte header (fields, keys, backup triggers), then the index (:mod:`card.index`), then
 the data area. Every mutating command runs inside one EEPROM transaction, so it lands whole or
 not at all; the PIN retry counter is the one deliberate exception, committed *before* the PIN
 is compared so that tearing power during a wrong guess still costs a try.
@@ -22,20 +22,21 @@ from .applet import CardError
 from .backup import KEY_AREA_END, BackupCommands
 from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
+from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
 MAGIC = b"EVBW"
-LAYOUT_VERSION = 2
-HEADER_SIZE = 256  # fields below, then the key area of card.backup
+LAYOUT_VERSION = 3
+HEADER_SIZE = 512  # fields below, the key area of card.backup, the trigger area of card.triggers
 DEFAULT_INDEX_CAPACITY = 128
 PIN_MAX_TRIES = 3
 
 # header field offsets
 H_MAGIC, H_LAYOUT, H_LIFE_CYCLE, H_CARD_ID = 0, 4, 5, 6
 H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48, 50
-assert KEY_AREA_END <= HEADER_SIZE
+assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= HEADER_SIZE
 
 
-class WalletApplet(BackupCommands):
+class WalletApplet(BackupCommands, TriggerCommands):
     aid = w.AID_WALLET
 
     def __init__(self, eeprom: Eeprom) -> None:
@@ -43,6 +44,9 @@ class WalletApplet(BackupCommands):
         self.base = eeprom.app_offset
         if eeprom.read(self.base + H_MAGIC, 4) != MAGIC:
             raise ValueError("EEPROM holds no wallet: format it first")
+        layout = eeprom.read(self.base + H_LAYOUT, 1)[0]
+        if layout != LAYOUT_VERSION:
+            raise ValueError(f"the wallet has layout {layout}; this card software reads layout {LAYOUT_VERSION}")
         capacity = eeprom.read_u16(self.base + H_INDEX_CAPACITY)
         self.index = Index(eeprom, self.base + HEADER_SIZE, capacity)
         self.pin_verified = False
@@ -57,6 +61,7 @@ class WalletApplet(BackupCommands):
             (w.CLA_ISO, w.INS_VERIFY): self._verify,
             (w.CLA_ISO, w.INS_CHANGE_REFERENCE_DATA): self._change_pin,
             **self.backup_handlers(),
+            **self.trigger_handlers(),
         }
 
     @staticmethod
@@ -72,6 +77,7 @@ class WalletApplet(BackupCommands):
         header[H_NEXT_ID : H_NEXT_ID + 2] = (1).to_bytes(2, "big")
         header[H_INDEX_CAPACITY : H_INDEX_CAPACITY + 2] = index_capacity.to_bytes(2, "big")
         BackupCommands.format_keys(header)
+        TriggerCommands.format_triggers(header)
         Index(eeprom, base + HEADER_SIZE, index_capacity)  # refuses a geometry with no data area
         with eeprom.transaction():
             eeprom.write(base, bytes(header))

@@ -88,7 +88,10 @@ def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_i
     return Outcome(value_id, entry.name, "kept and backed up" if keep else "backed up")
 
 
-def restore(session: WalletSession, vault: VaultClient, value_id: int) -> Outcome:
+MakeRoom = Callable[[int, str], object]  # (bytes needed, what for): frees them or raises BackupError
+
+
+def restore(session: WalletSession, vault: VaultClient, value_id: int, make_room: MakeRoom | None = None) -> Outcome:
     entry = _entry(session, value_id)
     if not entry.flags & ValueFlags.CERTIFICATE:
         return Outcome(value_id, entry.name, "already done")
@@ -104,7 +107,19 @@ def restore(session: WalletSession, vault: VaultClient, value_id: int) -> Outcom
     if not cert.matches(value):
         session.cancel_pending(value_id)
         raise BackupError(f"value {value_id}: the vault's value does not match the certificate")
-    session.commit_restore(value_id, value)
+    try:
+        session.commit_restore(value_id, value)
+    except ApduError as exc:
+        if exc.sw != SW.NOT_ENOUGH_MEMORY:
+            raise
+        try:  # claim 26: make room by the shortage policy, then continue the restore
+            if make_room is None:
+                raise BackupError(f"not enough card memory to restore '{entry.name}' ({len(value)} bytes)") from exc
+            make_room(len(value), f"restoring '{entry.name}'")
+        except BackupError:
+            session.cancel_pending(value_id)  # the certificate stays; nothing was lost
+            raise
+        session.commit_restore(value_id, value)
     release(session, vault, cert.counter, cert.value_hash)
     return Outcome(value_id, entry.name, "restored")
 

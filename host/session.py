@@ -6,8 +6,11 @@ refusal surfaces as an :class:`~apdu.ApduError` subclass naming the status word.
 
 from __future__ import annotations
 
+from datetime import date
+
 from apdu import SW, ApduError, CommandApdu, error_for
 from apdu import backup as b
+from apdu import triggers as t
 from apdu import wallet as w
 from apdu.command import EXTENDED_MAX_NE
 from apdu.records import ValueRecord
@@ -135,3 +138,18 @@ class WalletSession:
 
     def sign_receipt(self, counter: int, value_hash: bytes) -> bytes:
         return self._send(b.sign_receipt(counter, value_hash))
+
+    # --- the backup-trigger manager (apdu.triggers) ------------------------------------------
+
+    def triggers(self) -> t.TriggerSettings:
+        return t.TriggerSettings.from_bytes(self._send(t.get_triggers()))
+
+    def put_triggers(self, settings: t.TriggerSettings) -> None:
+        self._send(t.put_triggers(settings))
+
+    def select_for_backup(self, today: date) -> tuple[t.Candidate, ...]:
+        """The live values the card's conditions select on ``today`` (fig. 40)."""
+        return tuple(t.Candidate.parse_list(self._send(t.select_for_backup(today))))
+
+    def record_run(self, today: date) -> None:
+        self._send(t.record_run(today))

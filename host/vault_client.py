@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from apdu.certificate import DigestField
+
 
 class VaultClientError(Exception):
     """The vault refused (4xx/5xx) or could not be reached; ``status`` is 0 for the latter."""
@@ -68,6 +70,10 @@ class VaultClient:
 
     def public_key(self) -> bytes:
         return base64.b64decode(self._call("GET", "/v1/vault")["public_key"])
+
+    def digest_fields(self) -> tuple[DigestField, ...]:
+        """The value fields this vault copies into certificates."""
+        return tuple(DigestField[f.upper()] for f in self._call("GET", "/v1/vault")["digest_fields"])
 
     def challenge(self, card_id: bytes) -> bytes:
         return base64.b64decode(self._call("POST", "/v1/challenges", {"card_id": card_id.hex()})["challenge"])

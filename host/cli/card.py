@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import wraps
 from pathlib import Path
@@ -15,10 +16,13 @@ import click
 from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 
+from .. import triggers
 from ..session import WalletSession
 from ..transport.open import default_image, open_card
+from ..triggers import VaultLink
 from .errors import CliFail
 from .render import console, info_table, listing_table, print_json, record_table
+from .shortage import day, decider, policy_for, shortage_options
 
 card_image_option = click.option(
     "--card-image",
@@ -35,6 +39,19 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 pin_option = click.option("--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal).")
 
 
+@dataclass
+class HeldCard:
+    """Set as the click context's object by ``evb shell``: commands use this open card and PIN."""
+
+    session: WalletSession
+    pin: str | None = None
+
+
+def held_card() -> HeldCard | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_object(HeldCard) if ctx else None
+
+
 @contextmanager
 def wallet(card_image: Path | None, reader: str | None = None) -> Iterator[WalletSession]:
     with open_card(card_image, reader) as transport:
@@ -48,6 +65,10 @@ def with_wallet(fn: Callable[..., Any]) -> Callable[..., Any]:
     @reader_option
     @wraps(fn)
     def wrapper(card_image: Path | None, reader: str | None, **kwargs: Any) -> Any:
+        if (held := held_card()) is not None:
+            if card_image or reader:
+                raise CliFail("the shell already holds a card: leave it to use another")
+            return fn(session=held.session, **kwargs)
         with wallet(card_image, reader) as session:
             return fn(session=session, **kwargs)
 
@@ -57,6 +78,8 @@ def with_wallet(fn: Callable[..., Any]) -> Callable[..., Any]:
 def need_pin(pin: str | None, prompt: str = "PIN") -> str:
     if pin is not None:
         return pin
+    if (held := held_card()) is not None and held.pin is not None:
+        return held.pin
     if not sys.stdin.isatty():
         raise CliFail("a PIN is required: pass --pin or set EVB_PIN")
     return str(click.prompt(prompt, hide_input=True))
@@ -188,6 +211,7 @@ def show(session: WalletSession, value_id: int, as_json: bool) -> None:
 @click.option("--place", default="")
 @click.option("--acquired-at", type=DATETIME, help="Default: now.")
 @click.option("--payload-hex", default="", help="Opaque issuer data, hex.")
+@shortage_options
 @pin_option
 @json_option
 def store(
@@ -204,10 +228,13 @@ def store(
     place: str,
     acquired_at: datetime | None,
     payload_hex: str,
+    on_shortage: str,
+    vault_url: str,
+    today: datetime | None,
     pin: str | None,
     as_json: bool,
 ) -> None:
-    """Store a new value on the card."""
+    """Store a new value on the card; when it is full, the shortage policy decides (claims 25-27)."""
     try:
         payload = bytes.fromhex(payload_hex)
     except ValueError as exc:
@@ -227,8 +254,14 @@ def store(
         payload=payload,
     )
     unlock(session, pin)
-    value_id = session.store(record)
-    print_json({"id": value_id}) if as_json else console.print(f"Stored value {value_id}: {name}")
+    with VaultLink(vault_url) as link:
+        value_id, made = triggers.store(session, record, link, day(today), policy_for(session, on_shortage), decider())
+    if as_json:
+        print_json({"id": value_id, "backed_up": made})
+        return
+    for o in made:
+        console.print(f"{o.value_id:>5}  {o.name}: {o.action} to make room")
+    console.print(f"Stored value {value_id}: {name}")
 
 
 @card.command()

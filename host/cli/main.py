@@ -18,6 +18,8 @@ from .card import card
 from .demo import demo
 from .errors import CliFail
 from .pcsc import bench, readers, serve
+from .shell import shell
+from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
 
 EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, VaultClientError)
@@ -57,6 +59,9 @@ cli.add_command(vault)
 cli.add_command(backup_cmd)
 cli.add_command(restore_cmd)
 cli.add_command(certs)
+cli.add_command(triggers)
+cli.add_command(auto)
+cli.add_command(shell)
 
 
 def run() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -14,14 +15,12 @@ from apdu.records import ValueFlags
 
 from ..backup import BackupError, Outcome, backup, connect, release_unneeded, restore, run_all
 from ..session import WalletSession
+from ..triggers import VaultLink, make_room
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .render import console, listing_table, print_json
-
-DEFAULT_VAULT = "http://127.0.0.1:8470"
-vault_option = click.option("--vault", "vault_url", envvar="EVB_VAULT", default=DEFAULT_VAULT, show_default=True,
-                            help="The vault's URL (or EVB_VAULT).")
+from .shortage import day, decider, policy_for, shortage_options, vault_option
 
 
 @click.group()
@@ -135,15 +134,21 @@ def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: 
 @with_wallet
 @click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
 @click.option("--all", "all_", is_flag=True, help="Every certificate on the card.")
-@vault_option
+@shortage_options
 @pin_option
 @json_option
-def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vault_url: str, pin: str | None,
-                as_json: bool) -> None:
-    """Restore values from the vault in place of their certificates."""
+def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, on_shortage: str, vault_url: str,
+                today: datetime | None, pin: str | None, as_json: bool) -> None:
+    """Restore values from the vault in place of their certificates; when the card is full, the
+    shortage policy decides (claim 26)."""
     targets = pick(session, ids, all_, w.ListFilter(certificates_only=True) if all_ else w.ListFilter(), True)
-    with vault_session(session, vault_url, pin) as (client, _):
-        run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i)), "restoring", as_json)
+    with vault_session(session, vault_url, pin) as (client, _), VaultLink(vault_url) as link:
+        policy, decide = policy_for(session, on_shortage), decider()
+
+        def room(needed: int, what: str) -> object:
+            return make_room(session, link, needed, what, day(today), policy, decide)
+
+        run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i, room)), "restoring", as_json)
         _wrap(lambda: release_unneeded(session, client))
 
 

@@ -1,0 +1,158 @@
+"""``evb shell``: a terminal session on one card, with the CLI's commands, completion and history.
+
+Each line runs the same click command as ``evb …`` would, on the card the shell holds open
+(with the PIN given once), so the shell adds no second implementation of any command. The
+periodic automatic backup runs when the session starts if it is due.
+"""
+
+from __future__ import annotations
+
+import cmd
+import os
+import shlex
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from ..backup import BackupError
+from ..session import WalletSession
+from ..triggers import VaultLink, run_if_due
+from ..vault_client import VaultClientError
+from .card import HeldCard, card_image_option, need_pin, reader_option, wallet
+from .render import console
+from .shortage import day, today_option, vault_option
+
+try:
+    import readline
+except ImportError:  # pragma: no cover - not on Debian
+    readline = None  # type: ignore[assignment]
+
+OUTSIDE_ONLY = {"shell", "demo", "readers", "bench", "vault"}  # they open cards or servers of their own
+
+
+def history_file() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "evb" / "shell_history"
+
+
+class Shell(cmd.Cmd):
+    intro = "evb shell: the CLI's commands on this card ('help', Tab to complete, 'exit' to leave)."
+    prompt = "evb> "
+
+    def __init__(self, root: click.Group, held: HeldCard) -> None:
+        super().__init__()
+        self.root, self.held = root, held
+        card_group = root.commands["card"]
+        assert isinstance(card_group, click.Group)
+        self.card_group = card_group
+
+    # --- running a line ----------------------------------------------------------------------
+
+    def args_for(self, words: list[str]) -> list[str]:
+        """``list`` is ``card list``: the card's commands need no prefix in the shell."""
+        if words and words[0] not in self.root.commands and words[0] in self.card_group.commands:
+            return ["card", *words]
+        return words
+
+    def default(self, line: str) -> None:
+        try:
+            words = self.args_for(shlex.split(line))
+        except ValueError as exc:
+            console.print(f"Error: {exc}")
+            return
+        if words and words[0] in OUTSIDE_ONLY:
+            console.print(f"Error: '{words[0]}' runs outside the shell")
+            return
+        try:
+            self.root.main(words, prog_name="evb", obj=self.held, standalone_mode=False)
+        except click.ClickException as exc:
+            console.print(f"Error: {exc.format_message()}", markup=False)
+        except click.exceptions.Exit:
+            pass
+        except click.Abort:
+            console.print("Aborted.")
+
+    def emptyline(self) -> bool:
+        return False
+
+    def do_exit(self, _: str) -> bool:
+        """Leave the shell (also: quit, Ctrl-D)."""
+        return True
+
+    do_quit = do_exit
+
+    def do_EOF(self, _: str) -> bool:  # noqa: N802 - cmd's name for Ctrl-D
+        console.print()
+        return True
+
+    def do_help(self, arg: str) -> None:
+        """help [COMMAND]: the commands, or one command's options."""
+        words = self.args_for(shlex.split(arg)) if arg else []
+        self.default(" ".join([*words, "--help"]) if words else "--help")
+        if not words:
+            console.print("In the shell the card's commands need no 'card' prefix: list, show, store, …")
+
+    # --- completion --------------------------------------------------------------------------
+
+    def completenames(self, text: str, *ignored: object) -> list[str]:
+        names = {*self.root.commands, *self.card_group.commands, "exit", "quit", "help"} - OUTSIDE_ONLY
+        return sorted(n for n in names if n.startswith(text))
+
+    def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        words = self.args_for(shlex.split(line[:begidx]))
+        command: click.Command = self.root
+        for w in words:
+            if isinstance(command, click.Group) and w in command.commands:
+                command = command.commands[w]
+        if isinstance(command, click.Group):
+            return sorted(n for n in command.commands if n.startswith(text))
+        options = [o for p in command.params if isinstance(p, click.Option) for o in p.opts]
+        return sorted(o for o in options if o.startswith(text) and o not in ("--card-image", "--reader"))
+
+
+def start(session: WalletSession, vault_url: str, today: datetime | None) -> None:
+    """Session start: the periodic trigger (seed E9); a vault that is away does not stop the shell."""
+    try:
+        with VaultLink(vault_url) as link:
+            run = run_if_due(session, link, day(today))
+    except (VaultClientError, BackupError) as exc:
+        console.print(f"[yellow]Automatic backup is due but did not run: {exc}[/yellow]")
+        return
+    if run is not None:
+        went = ", ".join(f"{o.value_id} {o.name}" for o in run.done) or "nothing selected"
+        console.print(f"Automatic backup ran: {went}" + (f"; {len(run.failed)} failed" if run.failed else ""))
+
+
+@click.command("shell")
+@card_image_option
+@reader_option
+@vault_option
+@today_option
+@click.option("--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal).")
+def shell(card_image: Path | None, reader: str | None, vault_url: str, today: datetime | None,
+          pin: str | None) -> None:
+    """An interactive session on one card: list, store, backup, restore, triggers, …"""
+    with wallet(card_image, reader) as session:
+        pin = need_pin(pin)
+        session.verify_pin(pin)
+        held = HeldCard(session, pin)
+        root = click.get_current_context().find_root().command
+        assert isinstance(root, click.Group)
+        history = history_file()
+        if readline is not None:
+            readline.set_completer_delims(" \t")
+            history.parent.mkdir(parents=True, exist_ok=True)
+            if history.exists():
+                readline.read_history_file(history)
+        if today is not None:  # the commands of this session evaluate conditions on that day too
+            os.environ["EVB_TODAY"] = today.date().isoformat()
+        os.environ["EVB_VAULT"] = vault_url
+        start(session, vault_url, today)
+        try:
+            Shell(root, held).cmdloop()
+        except KeyboardInterrupt:
+            console.print()
+        finally:
+            if readline is not None:
+                readline.write_history_file(history)

@@ -1,0 +1,73 @@
+"""The storage-shortage choice (claims 25-27) as CLI options and a terminal prompt, shared by
+``evb card store``, ``evb restore`` and ``evb shell``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from apdu.triggers import ShortagePolicy
+
+from ..session import WalletSession
+from ..triggers import Choice, Decide, Shortage
+from .render import console
+
+DEFAULT_VAULT = "http://127.0.0.1:8470"
+vault_option = click.option("--vault", "vault_url", envvar="EVB_VAULT", default=DEFAULT_VAULT, show_default=True,
+                            help="The vault's URL (or EVB_VAULT).")
+today_option = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), envvar="EVB_TODAY",
+                            help="The date the conditions are evaluated on (or EVB_TODAY) [default: today].")
+POLICIES = {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}
+
+
+def shortage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--on-shortage", type=click.Choice(["card", *POLICIES]), default="card", show_default=True,
+                      help="When the card is full: the card's policy, abort, back up automatically by the "
+                           "card's conditions, or ask.")(fn)
+    return vault_option(today_option(fn))
+
+
+def day(today: datetime | None) -> date:
+    return today.date() if today else date.today()
+
+
+def policy_for(session: WalletSession, on_shortage: str) -> ShortagePolicy:
+    return session.triggers().policy if on_shortage == "card" else POLICIES[on_shortage]
+
+
+def gains_table(shortage: Shortage) -> Table:
+    table = Table(title=f"Live values ({shortage.free} bytes free, {shortage.needed} needed)")
+    for col in ("ID", "Name", "Size", "Frees", "Selected"):
+        table.add_column(col, justify="right" if col in ("ID", "Size", "Frees") else "left")
+    selected = {g.value_id for g in shortage.selected}
+    for g in shortage.live:
+        table.add_row(str(g.value_id), g.name, f"{g.size} B", f"{g.gain} B", "yes" if g.value_id in selected else "")
+    return table
+
+
+def ask_user(shortage: Shortage) -> tuple[Choice, tuple[int, ...]]:
+    """Claim 27: show the shortage and let the user abort, back up automatically or pick."""
+    console.print(f"[yellow]{str(shortage).capitalize()}.[/yellow]")
+    console.print(gains_table(shortage))
+    auto = shortage.automatic
+    console.print("automatic backup would take: " + (", ".join(map(str, auto)) if auto else "nothing that frees enough"))
+    answer = click.prompt("[a]bort, a[u]tomatic, [m]anual", type=click.Choice(["a", "u", "m"]), default="a")
+    if answer == "a":
+        return Choice.ABORT, ()
+    if answer == "u":
+        return Choice.AUTOMATIC, ()
+    raw = click.prompt("value ids to back up (space-separated)", default="")
+    try:
+        return Choice.MANUAL, tuple(int(x) for x in raw.replace(",", " ").split())
+    except ValueError:
+        return Choice.ABORT, ()
+
+
+def decider() -> Decide | None:
+    """Ask only where someone can answer; a script gets a clear error naming --on-shortage."""
+    return ask_user if sys.stdin.isatty() else None
