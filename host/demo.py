@@ -7,13 +7,15 @@ The story is written against a :class:`Reporter` so it stays free of terminal co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Protocol
 
 from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
+from apdu.triggers import ShortagePolicy, TriggerSettings, format_condition, parse_condition
 
+from . import triggers
 from .backup import backup, connect, restore
 from .session import WalletSession
 from .vault_client import VaultClient
@@ -138,4 +140,38 @@ def run_backup_story(session: WalletSession, vault: VaultClient, ids: DemoIds, r
     report.record(session.read(ids.movie_a))
     report.note(f"the vault released A's registration on the card's receipt: "
                 f"{len(vault.registrations())} registrations left")
+    report.listing(session.list())
+
+
+TICKET_DATA = bytes(400)  # the issuer's signed ticket data a real e-ticket carries
+
+
+def run_trigger_story(session: WalletSession, link: triggers.VaultLink, report: Reporter) -> None:
+    """Seed E9: the card's conditions select values (fig. 16), and a store that does not fit
+    backs up automatically, then continues (claim 26)."""
+    report.step("A second, small card (8 KiB): fig. 15 with 400 bytes of ticket data each, and coupons")
+    session.personalize(DEMO_PIN)
+    session.verify_pin(DEMO_PIN)
+    for r in FIG15:
+        session.store(replace(r, payload=TICKET_DATA))
+    while session.info().free_memory > 600:
+        n = session.info().index_used - len(FIG15) + 1
+        session.store(ValueRecord(ValueType.COUPON, f"Coupon {n}", issuer="Shop K", payload=bytes(500)))
+    report.listing(session.list())
+    report.info(session.info())
+    for figure, text in (("16(a)", "type=ticket and name~Movie"), ("16(b)", "unusable-within=30")):
+        session.put_triggers(TriggerSettings(parse_condition(text), 30, ShortagePolicy.AUTOMATIC))
+        chosen = {c.value_id for c in session.select_for_backup(TODAY)}
+        report.step(f"The card's condition '{text}' on {TODAY.isoformat()} selects (fig. {figure})")
+        report.listing([e for e in session.list() if e.id in chosen])
+    settings = session.triggers()
+    report.note(f"kept on the card: '{format_condition(settings.condition) if settings.condition else ''}', "
+                f"every {settings.period_days} days, on shortage: automatic backup")
+    new = ValueRecord(ValueType.TICKET, "Movie ticket X", issuer="Cinema B", valid_from=date(2000, 3, 20),
+                      valid_to=date(2000, 3, 31), place="B", acquired_at=datetime(2000, 3, 15, 12), payload=TICKET_DATA)
+    report.step(f"Storing {new.name} ({len(new.body())} bytes) with {session.info().free_memory} bytes free")
+    value_id, made = triggers.store(session, new, link, TODAY, settings.policy)
+    for o in made:
+        report.note(f"{o.name}: {o.action} to make room")
+    report.note(f"stored {new.name} as value {value_id}")
     report.listing(session.list())

@@ -10,9 +10,10 @@ import click
 from card import SimulatedCard
 from servers.vault.server import running
 
-from ..demo import run_backup_story, run_wallet_story
+from ..demo import run_backup_story, run_trigger_story, run_wallet_story
 from ..session import WalletSession
 from ..transport.inprocess import open_image
+from ..triggers import VaultLink
 from ..vault_client import VaultClient
 from .render import ConsoleReporter, console
 
@@ -27,10 +28,15 @@ def demo(workdir: Path | None) -> None:
         SimulatedCard.manufacture(image=image)
         console.print(f"[bold]Electronic value backup demo[/] (card image {image})")
         reporter = ConsoleReporter()
+        small = base / "demo-card-small.img"
+        SimulatedCard.manufacture(size=8192, index_capacity=16, image=small)
         with open_image(image) as transport:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
             console.print(f"\n[bold]Starting the vault on loopback[/] (SQLite {base / 'vault.db'})")
-            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem") as url, VaultClient(url) as vault:
-                run_backup_story(session, vault, ids, reporter)
+            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem") as url:
+                with VaultClient(url) as vault:
+                    run_backup_story(session, vault, ids, reporter)
+                with open_image(small) as small_card, VaultLink(url) as link:
+                    run_trigger_story(WalletSession(small_card), link, reporter)
         console.print("\n[bold green]Demo complete.[/]")

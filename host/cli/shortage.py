@@ -52,7 +52,8 @@ def gains_table(shortage: Shortage) -> Table:
 
 def ask_user(shortage: Shortage) -> tuple[Choice, tuple[int, ...]]:
     """Claim 27: show the shortage and let the user abort, back up automatically or pick."""
-    console.print(f"[yellow]{str(shortage).capitalize()}.[/yellow]")
+    text = str(shortage)
+    console.print(f"[yellow]{text[0].upper()}{text[1:]}.[/yellow]", markup=True)
     console.print(gains_table(shortage))
     auto = shortage.automatic
     console.print("automatic backup would take: " + (", ".join(map(str, auto)) if auto else "nothing that frees enough"))

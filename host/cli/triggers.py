@@ -114,7 +114,7 @@ def report(run: AutoRun, as_json: bool) -> None:
 
 
 def _auto(session: WalletSession, vault_url: str, today: datetime | None, as_json: bool, only_if_due: bool) -> bool:
-    with VaultLink(vault_url) as link, Progress(console=console, transient=True, disable=as_json) as bar:
+    with VaultLink(vault_url) as link, Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task("automatic backup", total=None)
         try:
             run = (run_if_due if only_if_due else run_auto)(session, link, day(today), lambda n: bar.advance(task, n))
