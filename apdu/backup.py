@@ -22,6 +22,7 @@ from enum import IntFlag
 
 from .command import CommandApdu
 from .records import ValueRecord
+from .signature import PUBLIC_KEY_LEN
 from .wallet import CLA_ISO, CLA_PROPRIETARY, MessageError, _id_p1p2
 
 INS_GET_IDENTITY = 0x30
@@ -34,7 +35,6 @@ INS_BEGIN_RESTORE = 0x46
 INS_COMMIT_RESTORE = 0x48
 INS_SIGN_RECEIPT = 0x4A
 
-PUBLIC_KEY_LEN = 65  # uncompressed P-256 point: 04 || x || y
 CHALLENGE_MIN, CHALLENGE_MAX = 16, 64
 MAX_SIGNATURE = 72
 

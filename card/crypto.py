@@ -4,12 +4,14 @@ this module except as signatures."""
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from apdu.signature import valid_public_key, verify
+
 CURVE = ec.SECP256R1()
+__all__ = ["generate", "sign", "valid_public_key", "verify"]
 SCALAR_LEN = 32
 
 
@@ -23,20 +25,3 @@ def generate() -> tuple[bytes, bytes]:
 def sign(scalar: bytes, message: bytes) -> bytes:
     key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
     return key.sign(message, ec.ECDSA(hashes.SHA256()))
-
-
-def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
-    try:
-        point = ec.EllipticCurvePublicKey.from_encoded_point(CURVE, public_key)
-        point.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-def valid_public_key(public_key: bytes) -> bool:
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(CURVE, public_key)
-    except ValueError:
-        return False
-    return len(public_key) == 65

@@ -16,7 +16,7 @@ from apdu import SW, ApduError
 from apdu import wallet as w
 from apdu.certificate import Certificate, CertificateError, digest_matches, value_hash
 from apdu.records import ValueFlags
-from card.crypto import verify
+from apdu.signature import verify
 
 from .session import WalletSession
 from .vault_client import VaultClient, VaultClientError

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -28,6 +27,7 @@ from apdu.certificate import (
     value_hash,
 )
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
+from apdu.signature import verify
 
 from .repository import ConflictError, Registration, VaultRepository
 
@@ -66,16 +66,6 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def public_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-
-def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(CURVE, public_key).verify(
-            signature, message, ec.ECDSA(hashes.SHA256())
-        )
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 def token_hash(token: str) -> bytes:

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from apdu import ApduError, ResponseApdu
+from apdu.records import ValueRecord
 from card import Eeprom, SimulatedCard
 from host.session import WalletSession
 from host.transport import Transport
 from host.transport.inprocess import connect_card
 
+PIN = "1234"
+
 
 def clone(cells: bytes) -> SimulatedCard:
     return SimulatedCard(Eeprom(bytearray(cells)))
+
+
+def personalized(size: int = 32768, index_capacity: int = 16) -> tuple[SimulatedCard, WalletSession]:
+    """A new card with PIN 1234, verified, in an in-process reader."""
+    card = SimulatedCard.manufacture(size=size, index_capacity=index_capacity)
+    session = WalletSession(connect_card(card))
+    session.personalize(PIN)
+    session.verify_pin(PIN)
+    return card, session
+
+
+def cells_with(records: Iterable[ValueRecord], size: int = 32768, index_capacity: int = 16) -> bytes:
+    """The EEPROM of a personalized card holding ``records``, powered off: clone it per test."""
+    card, session = personalized(size, index_capacity)
+    for r in records:
+        session.store(r)
+    card.power_off()
+    return card.eeprom.snapshot()
 
 
 def send(link: Transport, hex_apdu: str) -> ResponseApdu:

@@ -10,13 +10,12 @@ from hypothesis import strategies as st
 
 from apdu import SW, ResponseApdu
 from apdu import wallet as w
-from card import SimulatedCard
 from host.demo import FIG15
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
 
 from ..conftest import FULL
-from .helpers import clone
+from .helpers import cells_with, clone
 
 EXAMPLES = 100_000 if FULL else 10_000
 PIN = "1234"
@@ -37,14 +36,7 @@ INS = [
 
 @cache
 def loaded_cells() -> bytes:
-    card = SimulatedCard.manufacture(index_capacity=16)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
-    for r in FIG15:
-        s.store(r)
-    card.power_off()
-    return card.eeprom.snapshot()
+    return cells_with(FIG15)
 
 
 def pin_related(apdu: bytes) -> bool:

@@ -21,7 +21,7 @@ from host.transport.inprocess import connect_card
 
 from ..conftest import FULL
 from ..readers import Reader
-from .helpers import Observed, clone, observe
+from .helpers import Observed, cells_with, clone, observe
 
 PIN, NEW_PIN = "1234", "87654321"
 PCSC_POINTS = 16
@@ -29,14 +29,7 @@ Op = Callable[[WalletSession], object]
 
 
 def fig15_card(size: int = 32768) -> bytes:
-    card = SimulatedCard.manufacture(size=size, index_capacity=32)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
-    for r in FIG15:
-        s.store(r)
-    card.power_off()
-    return card.eeprom.snapshot()
+    return cells_with(FIG15, size, index_capacity=32)
 
 
 def fragmented_card() -> bytes:

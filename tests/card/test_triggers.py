@@ -22,24 +22,13 @@ from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
 from ..readers import Reader
-from .helpers import clone, observe, send
+from .helpers import cells_with, clone, observe, personalized, send
 
 PIN = "1234"
 TODAY = date(2000, 3, 15)  # the seed's "today"
 
 
-def fig15_cells() -> bytes:
-    card = SimulatedCard.manufacture(index_capacity=16)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
-    for r in FIG15:
-        s.store(r)
-    card.power_off()
-    return card.eeprom.snapshot()
-
-
-CELLS = fig15_cells()
+CELLS = cells_with(FIG15)
 NAMES = {1: "A", 2: "C", 3: "E", 4: "G"}
 
 
@@ -85,10 +74,7 @@ def test_expired_values_are_unusable_and_certificates_are_never_selected() -> No
 
 
 def test_share_of_free_memory() -> None:
-    card = SimulatedCard.manufacture(size=8192, index_capacity=8)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
+    _, s = personalized(size=8192, index_capacity=8)
     big = s.store(ValueRecord(ValueType.COUPON, "Big", payload=bytes(500)))
     s.store(ValueRecord(ValueType.COUPON, "Small"))
     free = s.info().free_memory
@@ -223,10 +209,7 @@ values = st.builds(
 def test_random_wallets_select_what_the_reference_selects(
     wallet: list[ValueRecord], condition: t.Condition, today: int
 ) -> None:
-    card = SimulatedCard.manufacture(size=8192, index_capacity=16)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
+    _, s = personalized(size=8192)
     ids = {s.store(r): r for r in wallet}
     s.put_triggers(t.TriggerSettings(condition))
     free = s.info().free_memory

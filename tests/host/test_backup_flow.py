@@ -20,7 +20,7 @@ from host.transport.inprocess import connect_card
 from host.vault_client import VaultClient, VaultClientError
 from servers.vault.server import running
 
-from ..card.helpers import clone
+from ..card.helpers import cells_with, clone
 
 PIN = "1234"
 
@@ -37,18 +37,7 @@ def vault(vault_url: str) -> Iterator[VaultClient]:
         yield client
 
 
-def fig15_cells() -> bytes:
-    card = SimulatedCard.manufacture(index_capacity=16)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
-    for r in FIG15:
-        s.store(r)
-    card.power_off()
-    return card.eeprom.snapshot()
-
-
-CELLS = fig15_cells()
+CELLS = cells_with(FIG15)
 
 
 def unlocked(card: SimulatedCard) -> WalletSession:
@@ -82,7 +71,7 @@ def test_another_card_cannot_use_or_release_my_registrations(vault: VaultClient,
     key = connect(mine, vault)
     backup(mine, vault, key, 1)
     cert = mine.begin_restore(1)
-    theirs = unlocked(clone(fig15_cells()))
+    theirs = unlocked(clone(cells_with(FIG15)))
     with VaultClient(vault_url) as other:
         connect(theirs, other)
         assert other.registrations() == []

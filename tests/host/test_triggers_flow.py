@@ -23,7 +23,7 @@ from host.transport.inprocess import connect_card
 from host.vault_client import VaultClient
 from servers.vault.server import running
 
-from ..card.helpers import clone
+from ..card.helpers import clone, personalized
 
 PIN = "1234"
 TODAY = date(2000, 3, 15)
@@ -38,10 +38,7 @@ def vault_url(tmp_path: Path) -> Iterator[str]:
 
 def full_card_cells() -> bytes:
     """Fig. 15 with 400 bytes of ticket data each, on an 8 KiB card filled up to the brim."""
-    card = SimulatedCard.manufacture(size=8192, index_capacity=16)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
+    card, s = personalized(size=8192)
     for r in FIG15:
         s.store(replace(r, payload=bytes(400)))
     while s.info().free_memory > 600:

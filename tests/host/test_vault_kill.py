@@ -31,6 +31,7 @@ from host.transport.inprocess import connect_card
 from host.vault_client import VaultClient, VaultClientError
 from servers.vault.server import running
 
+from ..card.helpers import personalized
 from ..conftest import FULL
 
 TRIALS = 100 if FULL else 8
@@ -76,10 +77,7 @@ class VaultProcess:
 
 
 def wallet(n: int) -> tuple[SimulatedCard, dict[int, bytes]]:
-    card = SimulatedCard.manufacture(index_capacity=32)
-    s = WalletSession(connect_card(card))
-    s.personalize(PIN)
-    s.verify_pin(PIN)
+    card, s = personalized(index_capacity=32)
     originals = {}
     for i in range(n):
         r = FIG15[i % len(FIG15)]
