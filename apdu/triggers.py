@@ -264,8 +264,9 @@ def parse_condition(text: str) -> Condition:
             return Not(factor())
         if token == "(":
             inner = expr()
-            if take() != ")":
+            if peek() != ")":
                 raise MessageError("a ')' is missing")
+            take()
             return inner
         return leaf(token)
 
