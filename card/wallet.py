@@ -1,7 +1,7 @@
 """The wallet applet (seed E1): stores, lists, reads, modifies and deletes electronic value.
 
-EEPROM layout of the applet area: a 512-byte header (fields, keys, backup triggers), then the index (:mod:`card.index`), then
-the data area. Every mutating command runs inside one EEPROM transaction, so it lands whole or
+EEPROM layout of the applet area: a 768-byte header (fields, identity keys, backup triggers, key
+store), then the index (:mod:`card.index`), then the data area. Every mutating command runs inside one EEPROM transaction, so it lands whole or
 not at all; the PIN retry counter is the one deliberate exception, committed *before* the PIN
 is compared so that tearing power during a wrong guess still costs a try.
 """
@@ -22,21 +22,23 @@ from .applet import CardError
 from .backup import KEY_AREA_END, BackupCommands
 from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
+from .keys import H_KEYSTORE, KeyCommands
+from .keys import KEY_AREA_END as KEYSTORE_END
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
 MAGIC = b"EVBW"
-LAYOUT_VERSION = 3
-HEADER_SIZE = 512  # fields below, the key area of card.backup, the trigger area of card.triggers
+LAYOUT_VERSION = 4
+HEADER_SIZE = 768  # fields below, then the areas of card.backup, card.triggers and card.keys
 DEFAULT_INDEX_CAPACITY = 128
 PIN_MAX_TRIES = 3
 
 # header field offsets
 H_MAGIC, H_LAYOUT, H_LIFE_CYCLE, H_CARD_ID = 0, 4, 5, 6
 H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48, 50
-assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= HEADER_SIZE
+assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= H_KEYSTORE and KEYSTORE_END <= HEADER_SIZE
 
 
-class WalletApplet(BackupCommands, TriggerCommands):
+class WalletApplet(BackupCommands, TriggerCommands, KeyCommands):
     aid = w.AID_WALLET
 
     def __init__(self, eeprom: Eeprom) -> None:
@@ -62,6 +64,7 @@ class WalletApplet(BackupCommands, TriggerCommands):
             (w.CLA_ISO, w.INS_CHANGE_REFERENCE_DATA): self._change_pin,
             **self.backup_handlers(),
             **self.trigger_handlers(),
+            **self.key_handlers(),
         }
 
     @staticmethod

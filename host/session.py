@@ -10,6 +10,7 @@ from datetime import date
 
 from apdu import SW, ApduError, CommandApdu, error_for
 from apdu import backup as b
+from apdu import keys as k
 from apdu import triggers as t
 from apdu import wallet as w
 from apdu.command import EXTENDED_MAX_NE
@@ -153,3 +154,24 @@ class WalletSession:
 
     def record_run(self, today: date) -> None:
         self._send(t.record_run(today))
+
+    # --- the key store (apdu.keys) -----------------------------------------------------------
+
+    def generate_key(self, mode: k.KeyMode = k.KeyMode.PUBLIC) -> k.KeyInfo:
+        return k.KeyInfo.from_bytes(self._send(k.generate_key(mode)))
+
+    def key_info(self) -> k.KeyInfo:
+        return k.KeyInfo.from_bytes(self._send(k.get_key_info()))
+
+    def put_keymgr_key(self, public_key: bytes) -> None:
+        self._send(k.put_keymgr_key(public_key))
+
+    def export_key(self) -> bytes:
+        """The card's key seed, sealed to the pinned key manager: opaque to this terminal."""
+        return self._send(k.export_key())
+
+    def new_transport_key(self) -> bytes:
+        return self._send(k.new_transport_key())
+
+    def import_key(self, mode: k.KeyMode, sealed: bytes) -> k.KeyInfo:
+        return k.KeyInfo.from_bytes(self._send(k.import_key(mode, sealed)))

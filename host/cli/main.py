@@ -18,6 +18,7 @@ from .card import card
 from .demo import demo
 from .errors import CliFail
 from .pcsc import bench, readers, serve
+from .keys import key
 from .shell import shell
 from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
@@ -62,6 +63,7 @@ cli.add_command(certs)
 cli.add_command(triggers)
 cli.add_command(auto)
 cli.add_command(shell)
+cli.add_command(key)
 
 
 def run() -> None:

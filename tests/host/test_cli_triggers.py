@@ -108,3 +108,4 @@ def test_bad_input_is_one_line_and_changes_nothing(fig15: Path, args: list[str],
     r = evb(*args, "--card-image", str(fig15))
     assert r.exit_code != 0 and message in r.output and r.output.count("\n") == 1, r.output
     assert evb("triggers", "show", "--card-image", str(fig15), "--json").output == before
+

@@ -1,0 +1,145 @@
+"""Sealing bytes to a key: the encryption scheme of encrypted backups (seed E2) and of keys in
+transit (E3), shared by card, terminal and key manager.
+
+Chosen so a JavaCard 3.0.4 applet can run it with its own APIs (no AEAD cipher there before
+3.0.5): ECDH on P-256 (``KeyAgreement.ALG_EC_SVDP_DH_PLAIN``), HKDF-SHA256 built on
+``Signature.ALG_HMAC_SHA_256``, AES-256-CBC (``Cipher.ALG_AES_BLOCK_128_CBC_NOPAD``) with ISO/IEC
+9797-1 padding method 2 done in the applet, and encrypt-then-MAC with a 16-byte HMAC-SHA256 tag.
+
+Public-key mode (encryption key 401 public, decryption key 402 private)::
+
+    E (65, ephemeral public key) || IV (16) || C || T (16)
+    z = ECDH(e, recipient).x;  k_enc || k_mac = HKDF(z, salt=E, info="EVB-SEAL-1" || context)
+
+Symmetric mode (claim 10: 401 and 402 are one AES key K)::
+
+    S (16, random salt) || IV (16) || C || T (16)
+    k_enc || k_mac = HKDF(K, salt=S, info="EVB-SEAL-1" || context)
+
+T = HMAC-SHA256(k_mac, header || IV || C)[:16]. ``context`` binds a sealed blob to its use
+(e.g. the card id and the digest of a backed-up value), so it cannot be replayed elsewhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from hashlib import sha256
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .signature import CURVE, PUBLIC_KEY_LEN
+
+INFO = b"EVB-SEAL-1"
+IV_LEN = TAG_LEN = SALT_LEN = 16
+BLOCK = 16
+SCALAR_LEN = 32
+SYMMETRIC_KEY_LEN = 32
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256
+
+
+class SealError(ValueError):
+    """A sealed blob that is malformed or fails its tag: tampered, or sealed to another key."""
+
+
+# --- primitives ----------------------------------------------------------------------------------
+
+
+def hkdf(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(hashes.SHA256(), length, salt, info).derive(secret)
+
+
+def pad(data: bytes) -> bytes:
+    """ISO/IEC 9797-1 padding method 2: 0x80, then zeros to the block."""
+    data += b"\x80"
+    return data + bytes(-len(data) % BLOCK)
+
+
+def unpad(data: bytes) -> bytes:
+    stripped = data.rstrip(b"\x00")
+    if not stripped or stripped[-1] != 0x80 or len(data) - len(stripped) >= BLOCK:
+        raise SealError("bad padding")
+    return stripped[:-1]
+
+
+def aes_cbc(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+    cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
+    op = cipher.encryptor() if encrypt else cipher.decryptor()
+    return op.update(data) + op.finalize()
+
+
+def public_key(scalar: bytes) -> bytes:
+    key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def ecdh(scalar: bytes, peer: bytes) -> bytes:
+    """The shared point's x-coordinate (SEC 1 ECDH primitive, as ALG_EC_SVDP_DH_PLAIN)."""
+    key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
+    try:
+        return key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(CURVE, peer))
+    except ValueError as exc:
+        raise SealError("not a P-256 public key") from exc
+
+
+def scalar_from_seed(seed: bytes) -> bytes:
+    """A P-256 private key derived from 32 bytes of seed material (claim 8: escrow the seed)."""
+    wide = int.from_bytes(hkdf(seed, b"", b"EVB-P256-KEY", 48), "big")  # bias < 2^-128
+    return (wide % (N - 1) + 1).to_bytes(SCALAR_LEN, "big")
+
+
+def symmetric_key_from_seed(seed: bytes) -> bytes:
+    return hkdf(seed, b"", b"EVB-AES-KEY", SYMMETRIC_KEY_LEN)
+
+
+def key_id(key_material: bytes) -> bytes:
+    """8 bytes naming a key without revealing it: of the public key, or of the AES key."""
+    return sha256(b"EVB-KEY-ID" + key_material).digest()[:8]
+
+
+# --- the scheme ----------------------------------------------------------------------------------
+
+
+def _close(header: bytes, secret: bytes, plaintext: bytes, context: bytes, iv: bytes) -> bytes:
+    keys = hkdf(secret, header, INFO + context, 64)
+    body = aes_cbc(keys[:32], iv, pad(plaintext), encrypt=True)
+    tag = hmac.new(keys[32:], header + iv + body, sha256).digest()[:TAG_LEN]
+    return header + iv + body + tag
+
+
+def _open(header: bytes, secret: bytes, rest: bytes, context: bytes) -> bytes:
+    if len(rest) < IV_LEN + BLOCK + TAG_LEN or (len(rest) - IV_LEN - TAG_LEN) % BLOCK:
+        raise SealError("a sealed blob of the wrong length")
+    iv, body, tag = rest[:IV_LEN], rest[IV_LEN:-TAG_LEN], rest[-TAG_LEN:]
+    keys = hkdf(secret, header, INFO + context, 64)
+    if not hmac.compare_digest(hmac.new(keys[32:], header + iv + body, sha256).digest()[:TAG_LEN], tag):
+        raise SealError("the sealed blob fails its tag: tampered, or sealed to another key")
+    return unpad(aes_cbc(keys[:32], iv, body, encrypt=False))
+
+
+def seal(recipient: bytes, plaintext: bytes, context: bytes = b"", *, ephemeral: bytes | None = None,
+         iv: bytes | None = None) -> bytes:
+    """Seal to a P-256 public key; ``ephemeral``/``iv`` only for known-answer tests."""
+    e = ephemeral or scalar_from_seed(os.urandom(32))
+    header = public_key(e)
+    return _close(header, ecdh(e, recipient), plaintext, context, iv or os.urandom(IV_LEN))
+
+
+def open_sealed(scalar: bytes, blob: bytes, context: bytes = b"") -> bytes:
+    header = blob[:PUBLIC_KEY_LEN]
+    if len(header) != PUBLIC_KEY_LEN:
+        raise SealError("a sealed blob of the wrong length")
+    return _open(header, ecdh(scalar, header), blob[PUBLIC_KEY_LEN:], context)
+
+
+def seal_symmetric(key: bytes, plaintext: bytes, context: bytes = b"", *, salt: bytes | None = None,
+                   iv: bytes | None = None) -> bytes:
+    return _close(salt or os.urandom(SALT_LEN), key, plaintext, context, iv or os.urandom(IV_LEN))
+
+
+def open_symmetric(key: bytes, blob: bytes, context: bytes = b"") -> bytes:
+    return _open(blob[:SALT_LEN], key, blob[SALT_LEN:], context)

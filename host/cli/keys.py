@@ -1,0 +1,49 @@
+"""``evb key init|info``: the card's key store (seed E2). Escrow to the key manager comes with it."""
+
+from __future__ import annotations
+
+import click
+
+from apdu.keys import KeyInfo, KeyMode
+
+from ..session import WalletSession
+from .card import json_option, pin_option, unlock, with_wallet
+from .render import console, print_json
+
+
+def info_json(info: KeyInfo) -> dict[str, object]:
+    return {"mode": info.mode.name.lower(), "key_id": info.key_id.hex() or None,
+            "public_key": info.public_key.hex() or None}
+
+
+@click.group()
+def key() -> None:
+    """The card's encryption keys, generated on the card."""
+
+
+@key.command("init")
+@with_wallet
+@click.option("--symmetric", is_flag=True, help="One AES-256 key instead of a P-256 pair (claim 10).")
+@pin_option
+@json_option
+def init(session: WalletSession, symmetric: bool, pin: str | None, as_json: bool) -> None:
+    """Generate the card's key (public-key mode by default); the private part never leaves it."""
+    unlock(session, pin)
+    info = session.generate_key(KeyMode.SYMMETRIC if symmetric else KeyMode.PUBLIC)
+    print_json(info_json(info)) if as_json else console.print(
+        f"Generated a {info.mode.name.lower()} key on the card: key id {info.key_id.hex().upper()}")
+
+
+@key.command("info")
+@with_wallet
+@json_option
+def info(session: WalletSession, as_json: bool) -> None:
+    """Show the card's key mode, key id and public encryption key."""
+    data = info_json(session.key_info())
+    if as_json:
+        print_json(data)
+    elif data["mode"] == "none":
+        console.print("The card has no key yet: 'evb key init' generates one.")
+    else:
+        console.print(f"mode {data['mode']}, key id {str(data['key_id']).upper()}"
+                      + (f"\npublic key {data['public_key']}" if data["public_key"] else ""))

@@ -1,0 +1,171 @@
+"""The card's key store at the APDU level: keys generated on the card, exported only sealed to
+the pinned key manager (the terminal and a vault cannot open the export), imported only when
+sealed for this card's one-time transport key; every refusal changes nothing; tearing at every
+write of generation and import."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from apdu import SW, ApduError, seal
+from apdu import keys as k
+from card import SimulatedCard
+from host.session import WalletSession
+from host.transport import CardRemovedError
+from host.transport.inprocess import connect_card
+
+from ..readers import Reader
+from .helpers import PIN, clone, observe, personalized, send
+
+KEYMGR = seal.scalar_from_seed(b"key manager".ljust(32, b"\0"))
+KEYMGR_PUBLIC = seal.public_key(KEYMGR)
+CELLS = personalized()[0].eeprom.snapshot()
+
+
+def unlocked(card: SimulatedCard) -> WalletSession:
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
+    return s
+
+
+def escrowed(mode: k.KeyMode = k.KeyMode.PUBLIC) -> tuple[k.KeyInfo, bytes, bytes]:
+    """A card with a key, exported to the key manager: (info, the export, the card id)."""
+    s = unlocked(clone(CELLS))
+    info = s.generate_key(mode)
+    s.put_keymgr_key(KEYMGR_PUBLIC)
+    return info, s.export_key(), s.identity().card_id
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, mode: k.KeyMode) -> None:
+    old = WalletSession(reader.insert(clone(CELLS)))
+    old.verify_pin(PIN)
+    assert old.key_info() == k.KeyInfo(k.KeyMode.NONE)
+    info = old.generate_key(mode)
+    assert old.key_info() == info and len(info.key_id) == 8
+    assert (len(info.public_key) == 65) == (mode == k.KeyMode.PUBLIC)
+    old.put_keymgr_key(KEYMGR_PUBLIC)
+    sealed = old.export_key()
+    # the key manager opens it (E3); the seed re-derives exactly the card's key
+    seed = seal.open_sealed(KEYMGR, sealed, k.export_context(old.identity().card_id, info.key_id))
+    # ... and seals it to the transport key a fresh card made for this import
+    new = unlocked(clone(personalized()[0].eeprom.snapshot()))
+    transport = new.new_transport_key()
+    blob = seal.seal(transport, seed, k.import_context(new.identity().card_id, mode))
+    assert new.import_key(mode, blob) == info
+    with pytest.raises(ApduError) as again:  # the transport key was one-time
+        new.import_key(mode, blob)
+    assert again.value.sw == SW.CONDITIONS_NOT_SATISFIED
+
+
+def test_the_export_is_opaque_to_everyone_but_the_key_manager() -> None:
+    info, sealed, card_id = escrowed()
+    context = k.export_context(card_id, info.key_id)
+    for outsider in (seal.scalar_from_seed(bytes(32)), seal.scalar_from_seed(b"vault".ljust(32, b"\0"))):
+        with pytest.raises(seal.SealError):
+            seal.open_sealed(outsider, sealed, context)  # the terminal or the vault
+    assert seal.public_key(seal.scalar_from_seed(seal.open_sealed(KEYMGR, sealed, context))) == info.public_key
+
+
+def test_an_import_made_for_another_card_is_refused() -> None:
+    info, sealed, card_id = escrowed()
+    seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
+    target = unlocked(clone(CELLS))
+    thief_card = clone(personalized()[0].eeprom.snapshot())
+    thief = unlocked(thief_card)
+    transport = target.new_transport_key()
+    thief.new_transport_key()
+    blob = seal.seal(transport, seed, k.import_context(target.identity().card_id, k.KeyMode.PUBLIC))
+    before = observe(thief_card)
+    with pytest.raises(ApduError) as refused:
+        thief.import_key(k.KeyMode.PUBLIC, blob)  # sealed to another card's transport key
+    assert refused.value.sw == SW.WRONG_DATA and observe(thief_card) == before
+    assert thief.key_info().mode == k.KeyMode.NONE
+
+
+@pytest.mark.parametrize(("name", "setup", "apdu", "sw"), [
+    ("generate-without-pin", "", "8060010000", SW.SECURITY_STATUS_NOT_SATISFIED),
+    ("generate-bad-mode", "pin", "8060030000", SW.INCORRECT_P1P2),
+    ("generate-twice", "pin key", "8060010000", SW.CONDITIONS_NOT_SATISFIED),
+    ("export-without-key", "pin keymgr", "8066000000", SW.CONDITIONS_NOT_SATISFIED),
+    ("export-without-keymgr", "pin key", "8066000000", SW.CONDITIONS_NOT_SATISFIED),
+    ("keymgr-not-a-point", "pin", "8064000041" + "04" + "00" * 64, SW.WRONG_DATA),
+    ("keymgr-replaced", "pin keymgr", "8064000041" + seal.public_key(seal.scalar_from_seed(bytes(32))).hex(),
+     SW.CONDITIONS_NOT_SATISFIED),
+    ("import-without-transport", "pin", "806A0100" + "60" + "00" * 96, SW.CONDITIONS_NOT_SATISFIED),
+    ("import-garbage", "pin transport", "806A0100" + "60" + "00" * 96, SW.WRONG_DATA),
+    ("import-bad-mode", "pin transport", "806A0000" + "60" + "00" * 96, SW.INCORRECT_P1P2),
+    ("import-over-a-key", "pin key transport", "806A0100" + "60" + "00" * 96, SW.CONDITIONS_NOT_SATISFIED),
+    ("info-with-data", "", "806200000100", SW.WRONG_LENGTH),
+])
+def test_refusals_change_nothing(reader: Reader, name: str, setup: str, apdu: str, sw: SW) -> None:
+    card = clone(CELLS)
+    s = unlocked(card)
+    if "key" in setup.split():
+        s.generate_key()
+    if "keymgr" in setup.split():
+        s.put_keymgr_key(KEYMGR_PUBLIC)
+    if "transport" in setup.split():
+        s.new_transport_key()
+    card.power_off()
+    before = observe(card)
+    link = reader.insert(card)
+    session = WalletSession(link)
+    session.info()
+    if "pin" in setup.split():
+        session.verify_pin(PIN)
+    assert send(link, apdu).sw == sw, name
+    link.close()
+    card.power_off()
+    assert observe(card) == before
+
+
+def tear_every_write(prepare: Callable[[WalletSession], None], op: Callable[[WalletSession], object],
+                     state: Callable[[WalletSession], object]) -> None:
+    """Power cut after each write of ``op``: afterwards the card is as before or as after."""
+    base = clone(CELLS)
+    prepare(unlocked(base))
+    base.power_off()
+    cells = base.eeprom.snapshot()
+
+    def run(tear_after: int | None) -> tuple[object, int]:
+        card = clone(cells)
+        s = unlocked(card)
+        start = card.eeprom.page_writes
+        card.eeprom.cut_power_after(tear_after)
+        try:
+            op(s)
+        except CardRemovedError:
+            assert tear_after is not None
+        card.eeprom.cut_power_after(None)
+        card.power_on()
+        s = unlocked(card)
+        return state(s), card.eeprom.page_writes - start
+
+    before = state(unlocked(clone(cells)))
+    after, total = run(None)
+    assert before != after and total > 0
+    seen = set()
+    for n in range(total):
+        got, _ = run(n)
+        assert got in (before, after), f"torn after {n} of {total} writes"
+        seen.add(got == after)
+    assert seen == {False, True}
+
+
+def test_tearing_key_generation() -> None:
+    tear_every_write(lambda s: None, lambda s: s.generate_key(), lambda s: s.key_info().mode)
+
+
+def test_tearing_key_import() -> None:
+    info, sealed, card_id = escrowed()
+    seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
+    made: list[bytes] = []
+
+    def prepare(s: WalletSession) -> None:
+        transport = s.new_transport_key()
+        made.append(seal.seal(transport, seed, k.import_context(s.identity().card_id, k.KeyMode.PUBLIC)))
+
+    tear_every_write(prepare, lambda s: s.import_key(k.KeyMode.PUBLIC, made[0]), lambda s: s.key_info())
