@@ -1,0 +1,99 @@
+"""The typed messages of the command set round-trip through their bytes (hypothesis), and the
+certificate parses only its one canonical encoding."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from apdu import tlv
+from apdu import wallet as w
+from apdu.certificate import (
+    Certificate,
+    CertificateError,
+    DigestField,
+    Mode,
+    digest_matches,
+    make_digest,
+    value_hash,
+)
+from apdu.records import MAX_TEXT, ValueFlags, ValueRecord, ValueType
+
+text = st.text(st.characters(codec="utf-8"), max_size=MAX_TEXT // 4)
+dates = st.dates(date(1990, 1, 1), date(2099, 12, 31))
+u32 = st.integers(0, 2**32 - 1)
+records = st.builds(
+    ValueRecord,
+    type=st.sampled_from(list(ValueType)),
+    name=text.filter(bool),
+    issuer=text,
+    quantity=u32,
+    face_value=u32,
+    balance=u32,
+    currency=st.sampled_from(["JPY", "EUR", "USD"]),
+    valid_from=st.none(),
+    valid_to=st.one_of(st.none(), dates),
+    place=text,
+    acquired_at=st.one_of(st.none(), st.datetimes(datetime(1990, 1, 1), datetime(2099, 1, 1)).map(
+        lambda t: t.replace(microsecond=0))),
+    payload=st.binary(max_size=512),
+)
+
+
+@given(records)
+def test_value_record_round_trip(r: ValueRecord) -> None:
+    assert ValueRecord.from_bytes(r.body()) == r
+    stored = r.stored(7, ValueFlags.BACKED_UP)
+    assert ValueRecord.from_bytes(stored.to_bytes()) == stored
+
+
+@given(st.builds(w.ListEntry, st.integers(1, 0xFFFF), st.sampled_from(list(ValueType)),
+                 st.sampled_from(list(ValueFlags)), st.integers(0, 0xFFFF), st.one_of(st.none(), dates),
+                 text), st.integers(0, 3))
+def test_listing_round_trip(entry: w.ListEntry, n: int) -> None:
+    assert w.parse_listing(bytes(entry) * n) == [entry] * n
+
+
+@given(st.one_of(st.none(), st.sampled_from(list(ValueType))), st.booleans(),
+       st.one_of(st.none(), st.tuples(dates, st.integers(0, 0xFFFF))))
+def test_list_filter_round_trip(vtype: ValueType | None, certs: bool, expiry: tuple[date, int] | None) -> None:
+    f = w.ListFilter(vtype, certs, *(expiry or (None, None)))
+    assert w.ListFilter.from_bytes(bytes(f)) == f
+
+
+@given(st.binary(min_size=8, max_size=8), u32, st.binary(min_size=32, max_size=32), st.binary(max_size=100),
+       st.sampled_from(list(Mode)), st.binary(min_size=8, max_size=72))
+def test_certificate_round_trip(card_id: bytes, counter: int, x: bytes, digest: bytes, mode: Mode,
+                                signature: bytes) -> None:
+    cert = Certificate(card_id, counter, x, digest, mode, signature)
+    assert Certificate.from_bytes(cert.to_bytes()) == cert
+    assert cert.to_bytes().startswith(cert.signed_part())
+
+
+CERT = Certificate(bytes(8), 5, bytes(32), b"", Mode.PLAIN, bytes(70)).to_bytes()
+ITEMS = tlv.decode(CERT)
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (CERT + b"\x00", "not TLV|order|canonical"),
+    (CERT[:-1], "not TLV"),
+    (CERT.replace(bytes.fromhex("800101"), bytes.fromhex("800102"), 1), "version"),
+    (tlv.encode([ITEMS[1], ITEMS[0], *ITEMS[2:]]), "order"),
+    (tlv.encode([*ITEMS, ITEMS[-1]]), "order"),
+])
+def test_certificate_refuses_other_encodings(raw: bytes, words: str) -> None:
+    with pytest.raises(CertificateError, match=words):
+        Certificate.from_bytes(raw)
+
+
+def test_digest_and_hash() -> None:
+    r = ValueRecord(ValueType.TICKET, "Movie ticket A", quantity=1, valid_to=date(2000, 5, 31), place="B")
+    body = r.body()
+    d = make_digest(body, (DigestField.NAME, DigestField.EXPIRY))
+    assert digest_matches(d, body) and digest_matches(b"", body)
+    other = ValueRecord(ValueType.TICKET, "Movie ticket G", quantity=1, valid_to=date(2000, 5, 31)).body()
+    assert not digest_matches(d, other)
+    assert value_hash(body) != value_hash(other) and len(value_hash(body)) == 32
