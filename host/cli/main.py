@@ -17,8 +17,8 @@ from ..vault_client import VaultClientError
 from .card import card
 from .demo import demo
 from .errors import CliFail
-from .pcsc import bench, readers, serve
 from .keys import key
+from .pcsc import bench, readers, serve
 from .shell import shell
 from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
