@@ -7,14 +7,11 @@ Transport-free: :mod:`servers.vault.app` maps this onto HTTP. Every refusal is a
 
 from __future__ import annotations
 
-import hashlib
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
@@ -29,6 +26,8 @@ from apdu.certificate import (
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
 
+from ..keyfile import public_bytes
+from ..tokens import new_token, token_hash
 from .repository import ConflictError, Registration, VaultRepository
 
 CURVE = ec.SECP256R1()
@@ -46,30 +45,6 @@ class VaultConfig:
     digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS
     challenge_ttl: int = 120  # seconds
     session_ttl: int = 900
-
-
-def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """The vault's signing key, created on first start (owner-only file permissions)."""
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{path} does not hold an EC private key")
-        return key
-    key = ec.generate_private_key(CURVE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    return key
-
-
-def public_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-
-def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass
@@ -106,7 +81,7 @@ class VaultService:
                 self.repo.register_card(card_id, public_key, now)
             except ConflictError as exc:
                 raise VaultError(409, "this card id is registered with another key") from exc
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         expires = now + self.config.session_ttl
         self.repo.add_session(token_hash(token), card_id, expires)
         return token, expires

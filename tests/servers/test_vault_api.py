@@ -19,11 +19,12 @@ from host.backup import BackupError, backup, connect, restore
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
 from host.vault_client import VaultClient, VaultClientError
+from servers.keyfile import load_or_create_key
 from servers.storage import Database
 from servers.vault.app import openapi_schema
 from servers.vault.repository import MIGRATIONS, VaultRepository
 from servers.vault.server import running
-from servers.vault.service import VaultService, load_or_create_key
+from servers.vault.service import VaultService
 
 PIN = "1234"
 SCHEMA = Path(__file__).parents[2] / "docs" / "vault-openapi.json"
