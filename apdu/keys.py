@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from . import tlv
+from . import seal, tlv
 from .command import CommandApdu
 from .signature import PUBLIC_KEY_LEN
 from .wallet import CLA_PROPRIETARY, MessageError
@@ -78,6 +78,19 @@ class KeyInfo:
         if mode == KeyMode.PUBLIC and len(info.public_key) != PUBLIC_KEY_LEN:
             raise MessageError("malformed key info")
         return info
+
+
+def decryption_key(seed: bytes, mode: KeyMode) -> bytes:
+    """402: the P-256 scalar, or the AES key in symmetric mode."""
+    return seal.scalar_from_seed(seed) if mode == KeyMode.PUBLIC else seal.symmetric_key_from_seed(seed)
+
+
+def key_info_of(seed: bytes, mode: KeyMode) -> KeyInfo:
+    """What a card holding ``seed`` in ``mode`` answers to GET KEY INFO."""
+    if mode == KeyMode.PUBLIC:
+        public = seal.public_key(decryption_key(seed, mode))
+        return KeyInfo(mode, seal.key_id(public), public)
+    return KeyInfo(mode, seal.key_id(decryption_key(seed, mode)))
 
 
 def export_context(card_id: bytes, key_id: bytes) -> bytes:

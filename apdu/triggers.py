@@ -321,7 +321,7 @@ def format_condition(c: Condition, top: bool = True) -> str:
         case TypeIs(types):
             return "type=" + ",".join(t.name.lower() for t in types)
         case NameContains(text):
-            return f'name~"{text}"' if re.search(r'[\s()"]', text) or not text else f"name~{text}"
+            return f"name~{text}" if re.fullmatch(r"[A-Za-z0-9]+", text) else f'name~"{text}"'
         case MinSize(size):
             return f"size>={size}"
         case ShareOfFree(percent):

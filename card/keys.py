@@ -59,19 +59,9 @@ class KeyCommands:
     def _seed(self) -> bytes:
         return self._stored(H_KEY_SEED, k.SEED_LEN)
 
-    def decryption_key(self) -> bytes:
-        """402: the P-256 scalar, or the AES key in symmetric mode."""
-        seed = self._seed()
-        return seal.scalar_from_seed(seed) if self.key_mode == k.KeyMode.PUBLIC else seal.symmetric_key_from_seed(seed)
-
     def key_info(self) -> k.KeyInfo:
         mode = self.key_mode
-        if mode == k.KeyMode.NONE:
-            return k.KeyInfo(mode)
-        if mode == k.KeyMode.PUBLIC:
-            public = seal.public_key(self.decryption_key())
-            return k.KeyInfo(mode, seal.key_id(public), public)
-        return k.KeyInfo(mode, seal.key_id(self.decryption_key()))
+        return k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self._seed(), mode)
 
     def _install(self, mode: k.KeyMode, seed: bytes, clear_transport: bool = False) -> None:
         with self.eeprom.transaction():

@@ -154,9 +154,10 @@ def run_trigger_story(session: WalletSession, link: triggers.VaultLink, report: 
     session.verify_pin(DEMO_PIN)
     for r in FIG15:
         session.store(replace(r, payload=TICKET_DATA))
-    while session.info().free_memory > 600:
-        n = session.info().index_used - len(FIG15) + 1
-        session.store(ValueRecord(ValueType.COUPON, f"Coupon {n}", issuer="Shop K", payload=bytes(500)))
+    while (free := session.info().free_memory) > 300:  # fill it up, leaving about 300 bytes
+        coupon = ValueRecord(ValueType.COUPON, f"Coupon {session.info().index_used - len(FIG15) + 1}", issuer="Shop K")
+        room = free - 300 - len(coupon.body()) - 3
+        session.store(replace(coupon, payload=bytes(min(500, max(room, 0)))))
     report.listing(session.list())
     report.info(session.info())
     for figure, text in (("16(a)", "type=ticket and name~Movie"), ("16(b)", "unusable-within=30")):

@@ -23,7 +23,7 @@ class BackgroundServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="vault", daemon=True)
+        self.thread = threading.Thread(target=self.server.run, name="evb-server", daemon=True)
 
     @property
     def url(self) -> str:

@@ -11,19 +11,20 @@ from apdu import ApduError
 from apdu.records import RecordError
 from apdu.wallet import MessageError
 
+from ..api_client import ServiceError
 from ..backup import BackupError
 from ..transport import TransportError
-from ..vault_client import VaultClientError
 from .card import card
 from .demo import demo
 from .errors import CliFail
+from .keymgr import account, keymgr
 from .keys import key
 from .pcsc import bench, readers, serve
 from .shell import shell
 from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
 
-EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, VaultClientError)
+EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, ServiceError)
 
 
 class EvbGroup(click.Group):
@@ -64,6 +65,8 @@ cli.add_command(triggers)
 cli.add_command(auto)
 cli.add_command(shell)
 cli.add_command(key)
+cli.add_command(keymgr)
+cli.add_command(account)
 
 
 def run() -> None:

@@ -3,14 +3,12 @@ schema is served at ``/openapi.json``; every refusal is a 4xx with ``{"detail": 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from ..wire import b64, install_error_handler, unb64, unhex
 from .service import VaultError, VaultService
 
 B64 = Annotated[str, Field(description="base64", max_length=4096)]
@@ -72,24 +70,6 @@ class ReleaseResponse(BaseModel):
     released: bool
 
 
-def unb64(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise VaultError(400, f"{what} is not valid base64") from exc
-
-
-def unhex(text: str, what: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError as exc:
-        raise VaultError(400, f"{what} is not valid hex") from exc
-
-
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
 def vault_service(request: Request) -> VaultService:
     service: VaultService = request.app.state.service
     return service
@@ -118,9 +98,7 @@ def create_app(service: VaultService | None) -> FastAPI:
     """The HTTP app over ``service`` (None only to describe the API)."""
     app = FastAPI(title="evb vault", version="1", description="Backs up electronic value against certificates.")
 
-    @app.exception_handler(VaultError)
-    async def vault_error(request: Request, exc: VaultError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+    install_error_handler(app)
 
     app.state.service = service
 

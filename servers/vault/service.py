@@ -28,16 +28,14 @@ from apdu.signature import verify
 
 from ..keyfile import public_bytes
 from ..tokens import new_token, token_hash
+from ..wire import ApiError
 from .repository import ConflictError, Registration, VaultRepository
 
 CURVE = ec.SECP256R1()
 
 
-class VaultError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class VaultError(ApiError):
+    """A refusal of this service: HTTP status and message."""
 
 
 @dataclass(frozen=True)

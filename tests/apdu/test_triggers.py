@@ -18,6 +18,7 @@ VECTORS = [
     ("unusable-within=30", "8402001e"),
     ("(size>=300 or share-of-free>=50) and not type=prepaid", "a00ea1078202012c830132a203800102"),
     ('held-over=90 or (type=coupon,voucher and name~"a b")', "a10f8502005aa009800203048103612062"),
+    ('name~"A=0"', "8103413d30"),  # found by hypothesis: text that looks like a condition is quoted
 ]
 
 

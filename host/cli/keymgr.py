@@ -1,0 +1,197 @@
+"""``evb keymgr serve|unlock|openapi``, ``evb account create|login|status`` and
+``evb key backup|restore``: thin over host.keys and servers.keymgr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..keymgr_client import KeyManagerClient
+from ..keys import backup_key, restore_key
+from ..session import WalletSession
+from .card import json_option, pin_option, unlock, with_wallet
+from .errors import CliFail
+from .keys import info_json, key
+from .render import console, print_json
+
+DEFAULT_KEYMGR = "http://127.0.0.1:8471"
+keymgr_option = click.option("--keymgr", "keymgr_url", envvar="EVB_KEYMGR", default=DEFAULT_KEYMGR,
+                             show_default=True, help="The key manager's URL (or EVB_KEYMGR).")
+
+
+def session_file() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "evb" / "keymgr-session.json"
+
+
+def logged_in(url: str) -> KeyManagerClient:
+    """A client with the session 'evb account login' saved for this key manager."""
+    try:
+        saved = json.loads(session_file().read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("url") != url or saved.get("expires_at", 0) <= time.time():
+        raise CliFail("not logged in to this key manager: run 'evb account login'")
+    client = KeyManagerClient(url)
+    client._token = saved["token"]
+    return client
+
+
+def ask_password(value: str | None, confirm: bool = False) -> str:
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise CliFail("a password is required: pass --password or set EVB_PASSWORD")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+password_option = click.option("--password", envvar="EVB_PASSWORD", help="(or EVB_PASSWORD; prompted on a terminal)")
+
+
+@click.group()
+def keymgr() -> None:
+    """The key manager server."""
+
+
+@keymgr.command("serve")
+@click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The key manager's own key pair, PEM; created on first start.")
+@click.option("--master-key", "master_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="32-byte file encrypting escrowed keys at rest, kept outside the database "
+                   "(or EVB_KEYMGR_MASTER_KEY_FILE); created on first start.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8471, show_default=True)
+def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, host: str, port: int) -> None:
+    """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
+    import uvicorn
+
+    from servers.keymgr.server import build, default_db, default_key, default_master_key
+    from servers.storage import StorageError
+
+    try:
+        app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key())
+    except (StorageError, ValueError) as exc:
+        raise CliFail(str(exc)) from exc
+    console.print(f"Key manager on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        db.close()
+
+
+@keymgr.command("unlock")
+@click.argument("name")
+@click.option("--db", "db_url", help="The key manager's database [default: under $XDG_DATA_HOME/evb].")
+def unlock_account(name: str, db_url: str | None) -> None:
+    """Clear a name locked by wrong passwords (administrator; written to the audit log)."""
+    from servers.keymgr.repository import MIGRATIONS, KeyManagerRepository
+    from servers.keymgr.server import default_db
+    from servers.storage import Database
+
+    db = Database.open(db_url or default_db(), MIGRATIONS)
+    try:
+        KeyManagerRepository(db).clear_failures(name, int(time.time()), event="unlocked by the administrator")
+    finally:
+        db.close()
+    console.print(f"Unlocked {name} (audited).")
+
+
+@keymgr.command("openapi")
+def openapi() -> None:
+    """Print the key manager's OpenAPI schema (JSON)."""
+    from servers.keymgr.app import openapi_schema
+
+    click.echo(json.dumps(openapi_schema(), indent=2, sort_keys=True))
+
+
+@click.group()
+def account() -> None:
+    """Your account at the key manager."""
+
+
+@account.command("create")
+@click.argument("name")
+@keymgr_option
+@password_option
+def create(name: str, keymgr_url: str, password: str | None) -> None:
+    """Open an account (the password is stored only as an Argon2id hash)."""
+    with KeyManagerClient(keymgr_url) as client:
+        client.create_account(name, ask_password(password, confirm=True))
+    console.print(f"Account {name} created; 'evb account login {name}' next.")
+
+
+@account.command("login")
+@click.argument("name")
+@keymgr_option
+@password_option
+def login(name: str, keymgr_url: str, password: str | None) -> None:
+    """Log in; the session is kept (0600) for the key commands until it expires."""
+    with KeyManagerClient(keymgr_url) as client:
+        expires = client.login(name, ask_password(password))
+        token = client._token
+    path = session_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": keymgr_url, "token": token, "expires_at": expires}, f)
+    console.print(f"Logged in as {name} until {time.strftime('%H:%M', time.localtime(expires))}.")
+
+
+@account.command("status")
+@keymgr_option
+@json_option
+def status(keymgr_url: str, as_json: bool) -> None:
+    """Your cards and their escrowed keys."""
+    with logged_in(keymgr_url) as client:
+        name, cards = client.status()
+    if as_json:
+        print_json({"name": name, "cards": [{"card_id": c.hex(), "keys": [
+            {"key_id": e.key_id.hex(), "mode": e.mode.name.lower(), "created_at": e.created_at} for e in keys]}
+            for c, keys in cards.items()]})
+        return
+    console.print(f"Account {name}: {len(cards)} card(s)")
+    for card_id, keys in cards.items():
+        console.print(f"  card {card_id.hex().upper()}: " + (", ".join(
+            f"{e.mode.name.lower()} key {e.key_id.hex().upper()}" for e in keys) or "no key escrowed"))
+
+
+@key.command("backup")
+@with_wallet
+@keymgr_option
+@pin_option
+@json_option
+def key_backup(session: WalletSession, keymgr_url: str, pin: str | None, as_json: bool) -> None:
+    """Escrow the card's key at the key manager (sealed on the card to the key manager)."""
+    unlock(session, pin)
+    with logged_in(keymgr_url) as client:
+        info = backup_key(session, client)
+    print_json(info_json(info)) if as_json else console.print(
+        f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
+
+
+@key.command("restore")
+@with_wallet
+@click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
+@keymgr_option
+@pin_option
+@json_option
+def key_restore(session: WalletSession, from_card: str, keymgr_url: str, pin: str | None, as_json: bool) -> None:
+    """Restore an escrowed key onto this card (it must have none)."""
+    try:
+        source = bytes.fromhex(from_card)
+    except ValueError as exc:
+        raise CliFail("--from-card is 16 hex digits") from exc
+    if len(source) != 8:
+        raise CliFail("--from-card is 16 hex digits")
+    unlock(session, pin)
+    with logged_in(keymgr_url) as client:
+        info = restore_key(session, client, source)
+    print_json(info_json(info)) if as_json else console.print(
+        f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")
+

@@ -1,0 +1,64 @@
+"""The terminal's client of the key manager's HTTP API (see :mod:`servers.keymgr.app`)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from apdu.keys import KeyMode
+
+from .api_client import ApiClient, ServiceError, b64
+
+
+class KeyManagerClientError(ServiceError):
+    service = "key manager"
+
+
+@dataclass(frozen=True)
+class EscrowedKey:
+    key_id: bytes
+    mode: KeyMode
+    created_at: int
+
+
+@dataclass(frozen=True)
+class KeyRestoration:
+    mode: KeyMode
+    key_id: bytes
+    sealed: bytes  # for the target card's transport key: opaque here
+
+
+class KeyManagerClient(ApiClient):
+    error = KeyManagerClientError
+
+    def __enter__(self) -> KeyManagerClient:
+        return self
+
+    def public_key(self) -> bytes:
+        return base64.b64decode(self._call("GET", "/v1/keymgr")["public_key"])
+
+    def create_account(self, name: str, password: str) -> None:
+        self._call("POST", "/v1/accounts", {"name": name, "password": password})
+
+    def login(self, name: str, password: str) -> int:
+        answer = self._call("POST", "/v1/sessions", {"name": name, "password": password})
+        self._token = answer["token"]
+        return int(answer["expires_at"])
+
+    def status(self) -> tuple[str, dict[bytes, list[EscrowedKey]]]:
+        answer = self._call("GET", "/v1/account")
+        cards = {bytes.fromhex(c["card_id"]): [EscrowedKey(bytes.fromhex(k["key_id"]), KeyMode[k["mode"].upper()],
+                                                           k["created_at"]) for k in c["keys"]]
+                 for c in answer["cards"]}
+        return answer["name"], cards
+
+    def escrow(self, card_id: bytes, key_id: bytes, mode: KeyMode, sealed: bytes) -> None:
+        self._call("POST", "/v1/escrows", {"card_id": card_id.hex(), "key_id": key_id.hex(),
+                                           "mode": mode.name.lower(), "sealed": b64(sealed)})
+
+    def restore_key(self, card_id: bytes, target_card_id: bytes, transport_key: bytes) -> KeyRestoration:
+        answer = self._call("POST", "/v1/key-restorations", {"card_id": card_id.hex(),
+                                                             "target_card_id": target_card_id.hex(),
+                                                             "transport_key": b64(transport_key)})
+        return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
+                              base64.b64decode(answer["sealed"]))

@@ -1,0 +1,142 @@
+"""The key manager over HTTP/JSON (FastAPI); OpenAPI at ``/openapi.json``, refusals are 4xx
+with ``{"detail": message}``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from pydantic import BaseModel, Field
+
+from ..wire import ApiError, b64, install_error_handler, unb64, unhex
+from .repository import Account
+from .service import KeyManagerService
+
+B64 = Annotated[str, Field(description="base64", max_length=4096)]
+HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16)]
+
+
+class KeyManagerInfo(BaseModel):
+    public_key: B64
+
+
+class Credentials(BaseModel):
+    name: Annotated[str, Field(max_length=64)]
+    password: Annotated[str, Field(max_length=1024)]
+
+
+class AccountCreated(BaseModel):
+    name: str
+
+
+class SessionResponse(BaseModel):
+    token: str
+    expires_at: int
+
+
+class EscrowRequest(BaseModel):
+    card_id: HEX_ID
+    key_id: HEX_ID
+    mode: Annotated[str, Field(pattern="^(public|symmetric)$")]
+    sealed: B64
+
+
+class EscrowResponse(BaseModel):
+    escrowed: bool
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    mode: str
+    created_at: int
+
+
+class CardOut(BaseModel):
+    card_id: str
+    keys: list[KeyOut]
+
+
+class AccountStatus(BaseModel):
+    name: str
+    cards: list[CardOut]
+
+
+class KeyRestoreRequest(BaseModel):
+    card_id: HEX_ID
+    target_card_id: HEX_ID
+    transport_key: B64
+
+
+class KeyRestoreResponse(BaseModel):
+    mode: str
+    key_id: str
+    sealed: B64
+
+
+MODES = {"public": 1, "symmetric": 2}
+MODE_NAMES = {v: k for k, v in MODES.items()}
+
+
+def keymgr_service(request: Request) -> KeyManagerService:
+    service: KeyManagerService = request.app.state.service
+    return service
+
+
+Service = Annotated[KeyManagerService, Depends(keymgr_service)]
+
+
+def logged_in(service: Service, authorization: Annotated[str, Header()] = "") -> Account:
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "not logged in: send 'Authorization: Bearer <token>' from /v1/sessions")
+    return service.account_for(token)
+
+
+Owner = Annotated[Account, Depends(logged_in)]
+
+
+def openapi_schema() -> dict[str, Any]:
+    return create_app(None).openapi()
+
+
+def create_app(service: KeyManagerService | None) -> FastAPI:
+    app = FastAPI(title="evb key manager", version="1",
+                  description="Escrows card keys under the owner's authentication.")
+    install_error_handler(app)
+    app.state.service = service
+
+    @app.get("/v1/keymgr", response_model=KeyManagerInfo)
+    def info(service: Service) -> KeyManagerInfo:
+        return KeyManagerInfo(public_key=b64(service.public_key))
+
+    @app.post("/v1/accounts", response_model=AccountCreated, status_code=201)
+    def create_account(body: Credentials, service: Service) -> AccountCreated:
+        service.create_account(body.name, body.password)
+        return AccountCreated(name=body.name)
+
+    @app.post("/v1/sessions", response_model=SessionResponse)
+    def login(body: Credentials, service: Service) -> SessionResponse:
+        token, expires = service.login(body.name, body.password)
+        return SessionResponse(token=token, expires_at=expires)
+
+    @app.get("/v1/account", response_model=AccountStatus)
+    def status(owner: Owner, service: Service) -> AccountStatus:
+        cards = [CardOut(card_id=c.hex(), keys=[KeyOut(key_id=e.key_id.hex(), mode=MODE_NAMES[e.mode],
+                                                       created_at=e.created_at) for e in escrows])
+                 for c, escrows in service.status(owner)]
+        return AccountStatus(name=owner.name, cards=cards)
+
+    @app.post("/v1/escrows", response_model=EscrowResponse)
+    def escrow(body: EscrowRequest, owner: Owner, service: Service) -> EscrowResponse:
+        service.escrow(owner, unhex(body.card_id, "card_id"), unhex(body.key_id, "key_id"), MODES[body.mode],
+                       unb64(body.sealed, "sealed"))
+        return EscrowResponse(escrowed=True)
+
+    @app.post("/v1/key-restorations", response_model=KeyRestoreResponse)
+    def restore(body: KeyRestoreRequest, owner: Owner, service: Service) -> KeyRestoreResponse:
+        mode, key_id, sealed = service.restore(owner, unhex(body.card_id, "card_id"),
+                                               unhex(body.target_card_id, "target_card_id"),
+                                               unb64(body.transport_key, "transport_key"))
+        return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
+
+    return app

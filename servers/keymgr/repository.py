@@ -1,0 +1,144 @@
+"""The key manager's tables: accounts and their cards, guesses per name, escrowed keys, audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..storage import Database, Migration
+
+MIGRATIONS = [
+    Migration(1, "accounts, cards, guesses, sessions, escrows, audit", """
+        CREATE TABLE accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+                               password_hash TEXT NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE account_cards (card_id BLOB PRIMARY KEY, account_id INTEGER NOT NULL);
+        CREATE TABLE guesses (name TEXT PRIMARY KEY, failures INTEGER NOT NULL);
+        CREATE TABLE sessions (token_hash BLOB PRIMARY KEY, account_id INTEGER NOT NULL,
+                               expires_at INTEGER NOT NULL);
+        CREATE TABLE escrows (card_id BLOB NOT NULL, key_id BLOB NOT NULL, mode INTEGER NOT NULL,
+                              sealed_seed BLOB NOT NULL, created_at INTEGER NOT NULL,
+                              PRIMARY KEY (card_id, key_id));
+        CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, name TEXT NOT NULL,
+                            event TEXT NOT NULL)
+    """),
+]
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Escrow:
+    card_id: bytes
+    key_id: bytes
+    mode: int
+    sealed_seed: bytes  # under the master key, never the seed itself
+    created_at: int
+
+
+class KeyManagerRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_account(self, name: str, password_hash: str, now: int) -> bool:
+        with self.db.transaction() as tx:
+            if tx.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)):
+                return False
+            tx.execute("INSERT INTO accounts (name, password_hash, created_at) VALUES (?, ?, ?)",
+                       (name, password_hash, now))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, "account created"))
+        return True
+
+    def account(self, name: str) -> Account | None:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT id, name, password_hash FROM accounts WHERE name = ?", (name,))
+        return Account(int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def account_by_id(self, account_id: int) -> Account | None:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT id, name, password_hash FROM accounts WHERE id = ?", (account_id,))
+        return Account(int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
+
+    # --- guesses: counted per name, known or not, so a lock says nothing about existence -----
+
+    def failures(self, name: str) -> int:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT failures FROM guesses WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def record_failure(self, name: str, now: int) -> int:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT failures FROM guesses WHERE name = ?", (name,))
+            failures = (int(rows[0][0]) if rows else 0) + 1
+            if rows:
+                tx.execute("UPDATE guesses SET failures = ? WHERE name = ?", (failures, name))
+            else:
+                tx.execute("INSERT INTO guesses (name, failures) VALUES (?, ?)", (name, failures))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
+                       (now, name, f"wrong password ({failures})"))
+        return failures
+
+    def clear_failures(self, name: str, now: int, event: str | None = None) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM guesses WHERE name = ?", (name,))
+            if event:
+                tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, event))
+
+    def audit(self, name: str) -> list[tuple[int, str]]:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT at, event FROM audit WHERE name = ? ORDER BY id", (name,))
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def add_session(self, token_hash: bytes, account_id: int, expires_at: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO sessions (token_hash, account_id, expires_at) VALUES (?, ?, ?)",
+                       (token_hash, account_id, expires_at))
+
+    def session_account(self, token_hash: bytes, now: int) -> int | None:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT account_id, expires_at FROM sessions WHERE token_hash = ?", (token_hash,))
+        return int(rows[0][0]) if rows and int(rows[0][1]) > now else None
+
+    # --- cards and escrows -------------------------------------------------------------------
+
+    def bind_card(self, card_id: bytes, account_id: int) -> bool:
+        """First owner wins; answers whether the card is (now) this account's."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT account_id FROM account_cards WHERE card_id = ?", (card_id,))
+            if rows:
+                return int(rows[0][0]) == account_id
+            tx.execute("INSERT INTO account_cards (card_id, account_id) VALUES (?, ?)", (card_id, account_id))
+        return True
+
+    def cards(self, account_id: int) -> list[bytes]:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT card_id FROM account_cards WHERE account_id = ? ORDER BY card_id",
+                              (account_id,))
+        return [bytes(r[0]) for r in rows]
+
+    def put_escrow(self, e: Escrow, name: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM escrows WHERE card_id = ? AND key_id = ?", (e.card_id, e.key_id))
+            tx.execute("INSERT INTO escrows (card_id, key_id, mode, sealed_seed, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (e.card_id, e.key_id, e.mode, e.sealed_seed, e.created_at))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
+                       (e.created_at, name, f"key {e.key_id.hex()} of card {e.card_id.hex()} escrowed"))
+
+    def escrows(self, card_id: bytes) -> list[Escrow]:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT card_id, key_id, mode, sealed_seed, created_at FROM escrows "
+                              "WHERE card_id = ? ORDER BY created_at", (card_id,))
+        return [Escrow(bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in rows]
+
+    def log(self, name: str, event: str, now: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, event))

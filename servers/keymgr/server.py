@@ -1,0 +1,58 @@
+"""Assemble and run the key manager: database, its own key pair, the master key, HTTP app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ..keyfile import load_or_create_key
+from ..runner import BackgroundServer, data_dir
+from ..storage import Database
+from .app import create_app
+from .repository import MIGRATIONS, KeyManagerRepository
+from .service import MASTER_KEY_ENV, KeyManagerConfig, KeyManagerService, MasterKey
+
+DEFAULT_PORT = 8471
+
+
+def default_db() -> str:
+    return f"sqlite:///{data_dir() / 'keymgr.db'}"
+
+
+def default_key() -> Path:
+    return data_dir() / "keymgr-key.pem"
+
+
+def default_master_key() -> Path:
+    """Outside the database on purpose: a stolen database alone opens no escrowed key."""
+    return Path(os.environ.get(MASTER_KEY_ENV) or data_dir() / "keymgr-master.key")
+
+
+def build_service(db_url: str, key_path: Path, master_path: Path,
+                  config: KeyManagerConfig | None = None) -> tuple[KeyManagerService, Database]:
+    db = Database.open(db_url, MIGRATIONS)
+    service = KeyManagerService(KeyManagerRepository(db), load_or_create_key(key_path),
+                                MasterKey.load_or_create(master_path), config or KeyManagerConfig())
+    return service, db
+
+
+def build(db_url: str, key_path: Path, master_path: Path,
+          config: KeyManagerConfig | None = None) -> tuple[FastAPI, Database]:
+    service, db = build_service(db_url, key_path, master_path, config)
+    return create_app(service), db
+
+
+@contextmanager
+def running(db_url: str, key_path: Path, master_path: Path, config: KeyManagerConfig | None = None) -> Iterator[str]:
+    """A key manager on a free loopback port for the length of the block; answers its URL."""
+    app, db = build(db_url, key_path, master_path, config)
+    server = BackgroundServer(app)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        db.close()

@@ -1,0 +1,193 @@
+"""The key manager (seed E3): accounts bind an owner to cards; a card's key seed is escrowed
+opened from the card's sealed export and kept encrypted under a master key held outside the
+database; after the owner logs in, the seed is sealed to a transport key a (new) card generated,
+so only that card can open it and the terminal never sees it.
+
+Passwords: Argon2id hashes; wrong guesses are counted per *name*, known or not, and ten lock
+it, so neither the answers nor their timing tell whether an account exists. Every refusal is a
+:class:`KeyManagerError` with its HTTP status and a message for the user.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from apdu import keys as k
+from apdu import seal
+
+from ..keyfile import public_bytes
+from ..tokens import new_token, token_hash
+from ..wire import ApiError
+from .repository import Account, Escrow, KeyManagerRepository
+
+MAX_FAILURES = 10
+MASTER_KEY_ENV = "EVB_KEYMGR_MASTER_KEY_FILE"
+
+
+class KeyManagerError(ApiError):
+    """A refusal of this service: HTTP status and message."""
+
+
+@dataclass(frozen=True)
+class KeyManagerConfig:
+    session_ttl: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536  # 64 MiB per guess: memory-hard
+    argon2_parallelism: int = 4
+
+
+class MasterKey:
+    """AES-256-GCM over escrowed seeds; the key lives in a file (0600), never in the database."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> MasterKey:
+        if path.exists():
+            raw = path.read_bytes()
+            if len(raw) != 32:
+                raise ValueError(f"{path} does not hold a 32-byte master key")
+            return cls(raw)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        return cls(raw)
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, blob: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], aad)
+        except InvalidTag as exc:
+            raise KeyManagerError(500, "an escrowed key fails its integrity check") from exc
+
+
+def _escrow_aad(card_id: bytes, key_id: bytes, mode: int) -> bytes:
+    return b"EVB-ESCROW-1" + card_id + key_id + bytes((mode,))
+
+
+@dataclass
+class KeyManagerService:
+    repo: KeyManagerRepository
+    key: ec.EllipticCurvePrivateKey
+    master: MasterKey
+    config: KeyManagerConfig = field(default_factory=KeyManagerConfig)
+
+    def __post_init__(self) -> None:
+        self.hasher = PasswordHasher(self.config.argon2_time_cost, self.config.argon2_memory_kib,
+                                     self.config.argon2_parallelism)
+        self._dummy = self.hasher.hash(os.urandom(16).hex())  # verified against for unknown names
+
+    @property
+    def public_key(self) -> bytes:
+        return public_bytes(self.key.public_key())
+
+    def _scalar(self) -> bytes:
+        return self.key.private_numbers().private_value.to_bytes(32, "big")
+
+    # --- accounts ----------------------------------------------------------------------------
+
+    def create_account(self, name: str, password: str) -> None:
+        if not 1 <= len(name) <= 64 or not name.isprintable() or name != name.strip():
+            raise KeyManagerError(400, "a name is 1-64 printable characters without surrounding spaces")
+        if len(password) < 8:
+            raise KeyManagerError(400, "a password has at least 8 characters")
+        if not self.repo.create_account(name, self.hasher.hash(password), int(time.time())):
+            raise KeyManagerError(409, "this name is taken: choose another")
+
+    def login(self, name: str, password: str) -> tuple[str, int]:
+        now = int(time.time())
+        if self.repo.failures(name) >= MAX_FAILURES:
+            raise KeyManagerError(423, f"locked after {MAX_FAILURES} wrong passwords: ask the administrator "
+                                       "to unlock it ('evb keymgr unlock')")
+        account = self.repo.account(name)
+        # one Argon2id verification either way: the answer and its timing do not tell
+        # whether the name exists
+        ok = self._verify(account.password_hash if account else self._dummy, password)
+        if account is None or not ok:
+            failures = self.repo.record_failure(name, now)
+            if failures >= MAX_FAILURES:
+                raise KeyManagerError(423, f"locked after {MAX_FAILURES} wrong passwords: ask the administrator "
+                                           "to unlock it ('evb keymgr unlock')")
+            raise KeyManagerError(401, f"wrong name or password ({MAX_FAILURES - failures} tries left)")
+        if self.repo.failures(name):
+            self.repo.clear_failures(name, now)
+        if self.hasher.check_needs_rehash(account.password_hash):
+            self.repo.set_password_hash(account.id, self.hasher.hash(password))
+        token = new_token()
+        self.repo.add_session(token_hash(token), account.id, now + self.config.session_ttl)
+        self.repo.log(name, "logged in", now)
+        return token, now + self.config.session_ttl
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def unlock(self, name: str) -> None:
+        """The audited administrator path out of a lock."""
+        self.repo.clear_failures(name, int(time.time()), event="unlocked by the administrator")
+
+    def account_for(self, token: str) -> Account:
+        account_id = self.repo.session_account(token_hash(token), int(time.time()))
+        account = self.repo.account_by_id(account_id) if account_id is not None else None
+        if account is None:
+            raise KeyManagerError(401, "not logged in: the session is unknown or expired")
+        return account
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def escrow(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes) -> None:
+        """Seed E3 steps 1-4..1-6: keep the card's exported seed for this owner."""
+        if len(card_id) != 8 or len(key_id) != 8 or mode not in (k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC):
+            raise KeyManagerError(400, "a card id and a key id are 8 bytes, the mode public or symmetric")
+        try:
+            seed = seal.open_sealed(self._scalar(), sealed, k.export_context(card_id, key_id))
+        except seal.SealError as exc:
+            raise KeyManagerError(400, f"the sealed key does not open: {exc}") from exc
+        if len(seed) != k.SEED_LEN or k.key_info_of(seed, k.KeyMode(mode)).key_id != key_id:
+            raise KeyManagerError(400, "the sealed key is not the key it claims to be")
+        if not self.repo.bind_card(card_id, account.id):
+            raise KeyManagerError(403, "this card belongs to another account")
+        blob = self.master.seal(seed, _escrow_aad(card_id, key_id, mode))
+        self.repo.put_escrow(Escrow(card_id, key_id, mode, blob, int(time.time())), account.name)
+
+    def restore(self, account: Account, card_id: bytes, target_card_id: bytes, transport_key: bytes) -> tuple[int, bytes, bytes]:
+        """Seed E3 steps 2-1..2-3, sealed for the target card: answers (mode, key id, blob)."""
+        if card_id not in self.repo.cards(account.id):
+            raise KeyManagerError(404, "no key of that card is escrowed in this account")
+        escrows = self.repo.escrows(card_id)
+        if not escrows:
+            raise KeyManagerError(404, "no key of that card is escrowed in this account")
+        e = escrows[-1]
+        if len(target_card_id) != 8:
+            raise KeyManagerError(400, "a card id is 8 bytes")
+        if not self.repo.bind_card(target_card_id, account.id):
+            raise KeyManagerError(403, "the target card belongs to another account")
+        seed = self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode))
+        try:
+            blob = seal.seal(transport_key, seed, k.import_context(target_card_id, k.KeyMode(e.mode)))
+        except seal.SealError as exc:
+            raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
+        self.repo.log(account.name, f"key {e.key_id.hex()} of card {card_id.hex()} sealed for card "
+                                    f"{target_card_id.hex()}", int(time.time()))
+        return e.mode, e.key_id, blob
+
+    def status(self, account: Account) -> list[tuple[bytes, list[Escrow]]]:
+        return [(c, self.repo.escrows(c)) for c in self.repo.cards(account.id)]
+

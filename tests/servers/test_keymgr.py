@@ -1,0 +1,185 @@
+"""The key manager on both storage backends, over real HTTP with real cards: accounts and
+lockout, escrow from one card and restore onto a fresh one, what each party can and cannot
+open, and the master key outside the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher, Type
+
+from apdu import keys as k
+from apdu import seal
+from host.keymgr_client import KeyManagerClient, KeyManagerClientError
+from host.keys import KeyFlowError, backup_key, restore_key
+from host.session import WalletSession
+from servers.keymgr.repository import MIGRATIONS
+from servers.keymgr.server import build_service, running
+from servers.keymgr.service import MAX_FAILURES, KeyManagerConfig, KeyManagerError, MasterKey
+from servers.storage import Database
+
+from ..card.helpers import personalized
+
+FAST = KeyManagerConfig(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+NAME, PASSWORD = "hanako", "correct horse battery"
+
+
+@pytest.fixture
+def keymgr_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    with running(db_url, tmp_path / "keymgr-key.pem", tmp_path / "master.key", FAST) as url:
+        yield url
+
+
+@pytest.fixture
+def owner(keymgr_url: str) -> Iterator[KeyManagerClient]:
+    with KeyManagerClient(keymgr_url) as client:
+        client.create_account(NAME, PASSWORD)
+        client.login(NAME, PASSWORD)
+        yield client
+
+
+def refused(call: object, status: int, words: str) -> None:
+    assert callable(call)
+    with pytest.raises(KeyManagerClientError) as exc:
+        call()
+    assert exc.value.status == status and words in exc.value.message, exc.value
+
+
+def card_with_key(mode: k.KeyMode = k.KeyMode.PUBLIC) -> WalletSession:
+    _, s = personalized()
+    s.generate_key(mode)
+    return s
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_escrow_then_restore_onto_a_fresh_card(owner: KeyManagerClient, mode: k.KeyMode) -> None:
+    old = card_with_key(mode)
+    info = backup_key(old, owner)
+    name, cards = owner.status()
+    old_id = old.identity().card_id
+    assert name == NAME and [e.key_id for e in cards[old_id]] == [info.key_id]
+    _, new = personalized()
+    assert restore_key(new, owner, old_id) == info  # the same key, on another card
+    with pytest.raises(KeyFlowError, match="already has a key"):
+        restore_key(new, owner, old_id)
+
+
+def test_the_terminal_and_the_vault_cannot_open_what_they_relay(owner: KeyManagerClient) -> None:
+    s = card_with_key()
+    s.put_keymgr_key(owner.public_key())
+    sealed, info = s.export_key(), s.key_info()
+    context = k.export_context(s.identity().card_id, info.key_id)
+    for outsider in (seal.scalar_from_seed(bytes(32)), seal.scalar_from_seed(b"\x01" * 32)):
+        with pytest.raises(seal.SealError):
+            seal.open_sealed(outsider, sealed, context)
+    _, new = personalized()
+    transport = new.new_transport_key()
+    owner.escrow(s.identity().card_id, info.key_id, info.mode, sealed)
+    blob = owner.restore_key(s.identity().card_id, new.identity().card_id, transport).sealed
+    with pytest.raises(seal.SealError):  # only the new card's transport key opens it
+        seal.open_sealed(seal.scalar_from_seed(bytes(32)), blob,
+                         k.import_context(new.identity().card_id, info.mode))
+    assert new.import_key(info.mode, blob) == info
+
+
+def test_tampered_or_false_escrows_are_refused_and_change_nothing(owner: KeyManagerClient) -> None:
+    s = card_with_key()
+    s.put_keymgr_key(owner.public_key())
+    sealed, info, card_id = bytearray(s.export_key()), s.key_info(), s.identity().card_id
+    sealed[100] ^= 1
+    refused(lambda: owner.escrow(card_id, info.key_id, info.mode, bytes(sealed)), 400, "does not open")
+    sealed[100] ^= 1
+    refused(lambda: owner.escrow(card_id, bytes(8), info.mode, bytes(sealed)), 400, "does not open")
+    other = card_with_key()  # a genuine export, claimed for a key id it is not
+    other.put_keymgr_key(owner.public_key())
+    forged = seal.seal(owner.public_key(), bytes(32), k.export_context(card_id, info.key_id))
+    refused(lambda: owner.escrow(card_id, info.key_id, info.mode, forged), 400, "not the key it claims")
+    assert owner.status()[1] == {}
+
+
+def test_other_owners_get_nothing(owner: KeyManagerClient, keymgr_url: str) -> None:
+    s = card_with_key()
+    backup_key(s, owner)
+    card_id = s.identity().card_id
+    with KeyManagerClient(keymgr_url) as thief:
+        thief.create_account("mallory", "another password")
+        thief.login("mallory", "another password")
+        _, their_card = personalized()
+        refused(lambda: thief.restore_key(card_id, their_card.identity().card_id, their_card.new_transport_key()),
+                404, "no key of that card")
+        their_card.generate_key()
+        their_card.put_keymgr_key(thief.public_key())
+        refused(lambda: backup_key(s, thief), 403, "belongs to another account")
+        assert thief.status()[1] == {}
+    with KeyManagerClient(keymgr_url) as anonymous:
+        refused(anonymous.status, 401, "not logged in")
+
+
+def test_ten_wrong_passwords_lock_known_and_unknown_names_alike(keymgr_url: str, db_url: str, tmp_path: Path) -> None:
+    with KeyManagerClient(keymgr_url) as client:
+        client.create_account(NAME, PASSWORD)
+        refused(lambda: client.create_account(NAME, "whatever else"), 409, "taken")
+        refused(lambda: client.create_account("x", "short"), 400, "at least 8")
+        answers = {}
+        for name in (NAME, "nobody-by-this-name"):
+            seen = []
+            for _ in range(MAX_FAILURES):
+                with pytest.raises(KeyManagerClientError) as exc:
+                    client.login(name, "wrong password")
+                seen.append((exc.value.status, exc.value.message))
+            answers[name] = seen
+            refused(lambda name=name: client.login(name, PASSWORD), 423, "locked")  # type: ignore[misc]
+        assert answers[NAME] == answers["nobody-by-this-name"]  # the answers do not tell
+        assert answers[NAME][0] == (401, f"wrong name or password ({MAX_FAILURES - 1} tries left)")
+    service, db = build_service(db_url, tmp_path / "keymgr-key.pem", tmp_path / "master.key", FAST)
+    service.unlock(NAME)  # the audited way out
+    assert service.repo.audit(NAME)[-1][1] == "unlocked by the administrator"
+    db.close()
+    with KeyManagerClient(keymgr_url) as client:
+        client.login(NAME, PASSWORD)
+
+
+def test_unknown_names_cost_one_argon2_verification_like_known_ones(db_url: str, tmp_path: Path) -> None:
+    """The timing side: both refusals run exactly one Argon2id verification of the password."""
+    service, db = build_service(db_url, tmp_path / "k.pem", tmp_path / "m.key", FAST)
+    service.create_account(NAME, PASSWORD)
+    calls: list[str] = []
+
+    class Counting(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+            calls.append(str(hash))
+            return super().verify(hash, password)
+
+    service.hasher = Counting(FAST.argon2_time_cost, FAST.argon2_memory_kib, FAST.argon2_parallelism)
+    for name in (NAME, "nobody"):
+        with pytest.raises(KeyManagerError):
+            service.login(name, "wrong password")
+    assert len(calls) == 2 and calls[1] != calls[0] and calls[1].startswith("$argon2id$")
+    db.close()
+
+
+def test_production_passwords_are_argon2id_and_memory_hard() -> None:
+    c = KeyManagerConfig()
+    hasher = PasswordHasher(c.argon2_time_cost, c.argon2_memory_kib, c.argon2_parallelism)
+    assert hasher.type == Type.ID and c.argon2_memory_kib >= 65536
+
+
+def test_escrowed_keys_are_encrypted_at_rest_under_a_master_key_outside_the_database(
+        owner: KeyManagerClient, db_url: str, tmp_path: Path) -> None:
+    s = card_with_key()
+    backup_key(s, owner)
+    db = Database.open(db_url, MIGRATIONS)
+    with db.transaction() as tx:
+        (stored,), = tx.execute("SELECT sealed_seed FROM escrows")
+    db.close()
+    assert len(bytes(stored)) == 12 + 32 + 16  # nonce, seed, tag: AES-256-GCM
+    service, db = build_service(db_url, tmp_path / "keymgr-key.pem", tmp_path / "another-master.key", FAST)
+    account = service.repo.account(NAME)
+    assert account is not None
+    with pytest.raises(KeyManagerError, match="integrity"):  # the database alone opens nothing
+        service.restore(account, s.identity().card_id, bytes(8), personalized()[1].new_transport_key())
+    db.close()
+    assert MasterKey.load_or_create(tmp_path / "master.key") is not None
+    assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600
