@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntFlag
 
+from . import tlv
 from .command import CommandApdu
 from .records import ValueRecord
 from .signature import PUBLIC_KEY_LEN
@@ -34,12 +35,15 @@ INS_CANCEL_PENDING = 0x44
 INS_BEGIN_RESTORE = 0x46
 INS_COMMIT_RESTORE = 0x48
 INS_SIGN_RECEIPT = 0x4A
+INS_BEGIN_ENCRYPTED_BACKUP = 0x4C
 
 CHALLENGE_MIN, CHALLENGE_MAX = 16, 64
 MAX_SIGNATURE = 72
 
 AUTH_CONTEXT = b"EVB-AUTH-1"
 RECEIPT_CONTEXT = b"EVB-RECEIPT-1"
+REGISTERED_CONTEXT = b"EVB-REGISTERED-1"
+E2_CONTEXT = b"EVB-E2-1"
 
 
 TITLE_KEEP = ("type", "name", "issuer", "valid_from", "valid_to", "place")
@@ -71,6 +75,56 @@ class Identity:
         if len(raw) != 8 + PUBLIC_KEY_LEN or raw[8] != 0x04:
             raise MessageError("identity is a card id and an uncompressed P-256 public key")
         return cls(raw[:8], raw[8:])
+
+
+@dataclass(frozen=True)
+class RegisteredValue:
+    """Seed E2, registered value 203: digest 302, the value sealed to the card's key 202, and
+    the card's signature 303 (its identity key) over both; the vault keeps it, the
+    certificate's X is SHA-256 of the ciphertext.
+
+    ``A0 { 80 digest, 81 key id (8), 82 ciphertext, 9E signature }``, in this one encoding.
+    The ciphertext is :func:`apdu.seal.seal` of the value bytes with context
+    ``"EVB-E2-1" || card id``, deterministic per value and key (a retry after a lost answer
+    registers the same bytes), so the card can recompute it to check X.
+    """
+
+    digest: bytes
+    key_id: bytes
+    ciphertext: bytes
+    signature: bytes = b""
+
+    def signed_part(self, card_id: bytes) -> bytes:
+        return REGISTERED_CONTEXT + card_id + tlv.encode(
+            [(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext)])
+
+    def to_bytes(self) -> bytes:
+        inner = tlv.encode([(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext),
+                            (0x9E, self.signature)])
+        return bytes(tlv.Tlv(0xA0, inner))
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RegisteredValue:
+        try:
+            (outer,) = tlv.decode(raw)
+            items = tlv.decode(outer.value)
+        except ValueError as exc:
+            raise MessageError(f"not a registered value: {exc}") from exc
+        if outer.tag != 0xA0 or [t.tag for t in items] != [0x80, 0x81, 0x82, 0x9E] or len(items[1].value) != 8:
+            raise MessageError("not a registered value: fields missing or out of order")
+        value = cls(*(t.value for t in items))
+        if value.to_bytes() != raw:
+            raise MessageError("a registered value not in its canonical encoding")
+        return value
+
+
+def e2_context(card_id: bytes) -> bytes:
+    """Binds an encrypted value to the card that backed it up (a new card with the same key
+    restores it under the old card's id)."""
+    return E2_CONTEXT + card_id
 
 
 def auth_message(card_id: bytes, challenge: bytes) -> bytes:
@@ -123,6 +177,11 @@ def commit_backup(value_id: int, certificate: bytes, option: BackupOption = Back
 
 def cancel_pending(value_id: int) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_CANCEL_PENDING, *_id_p1p2(value_id))
+
+
+def begin_encrypted_backup(value_id: int, digest_tags: bytes) -> CommandApdu:
+    """Data: the record tags the vault copies into digests (one byte each, may be empty)."""
+    return CommandApdu(CLA_PROPRIETARY, INS_BEGIN_ENCRYPTED_BACKUP, *_id_p1p2(value_id), digest_tags, ne=256)
 
 
 def begin_restore(value_id: int) -> CommandApdu:

@@ -8,14 +8,23 @@ transaction, so a value and its certificate are never both live, nor both gone: 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu
 from apdu import backup as b
-from apdu.certificate import Certificate, CertificateError
+from apdu.certificate import (
+    Certificate,
+    CertificateError,
+    DigestField,
+    Mode,
+    digest_matches,
+    make_digest,
+    value_hash,
+)
+from apdu.keys import KeyInfo, KeyMode
 from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
+from apdu.seal import SealError
 
 from . import crypto
 from .applet import CardError
@@ -41,6 +50,11 @@ class BackupCommands:
         def _entry(self, command: CommandApdu) -> IndexEntry: ...
         def _no_data(self, command: CommandApdu) -> None: ...
         def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
+        @property
+        def key_mode(self) -> KeyMode: ...
+        def key_info(self) -> KeyInfo: ...
+        def seal_value(self, value: bytes, card_id: bytes) -> bytes: ...
+        def open_value(self, ciphertext: bytes, card_id: bytes) -> bytes: ...
 
     @staticmethod
     def format_keys(header: bytearray) -> None:
@@ -56,6 +70,7 @@ class BackupCommands:
             (p, b.INS_PUT_VAULT_KEY): self._put_vault_key,
             (0x00, b.INS_INTERNAL_AUTHENTICATE): self._authenticate,
             (p, b.INS_BEGIN_BACKUP): self._begin_backup,
+            (p, b.INS_BEGIN_ENCRYPTED_BACKUP): self._begin_encrypted_backup,
             (p, b.INS_COMMIT_BACKUP): self._commit_backup,
             (p, b.INS_CANCEL_PENDING): self._cancel_pending,
             (p, b.INS_BEGIN_RESTORE): self._begin_restore,
@@ -113,6 +128,28 @@ class BackupCommands:
                 self.index.set_flags(entry, entry.flags | ValueFlags.PENDING)
         return self.index.read(entry)
 
+    def _begin_encrypted_backup(self, command: CommandApdu) -> bytes:
+        """Seed E2 steps 1-1..1-2: like BEGIN BACKUP, but answers the registered value 203:
+        the digest of the vault's fields, the value sealed to 401, and the card's signature."""
+        self._require_pin()
+        if self.key_mode == KeyMode.NONE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        try:
+            fields = [DigestField(t) for t in command.data]
+        except ValueError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        entry = self._entry(command)
+        if entry.flags & ValueFlags.CERTIFICATE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        value = self.index.read(entry)
+        if not entry.flags & ValueFlags.PENDING:
+            with self.eeprom.transaction():
+                self.index.set_flags(entry, entry.flags | ValueFlags.PENDING)
+        registered = b.RegisteredValue(make_digest(value, fields), self.key_info().key_id,
+                                       self.seal_value(value, self.card_id))
+        return b.RegisteredValue(registered.digest, registered.key_id, registered.ciphertext,
+                                 self._sign(registered.signed_part(self.card_id))).to_bytes()
+
     def _commit_backup(self, command: CommandApdu) -> bytes:
         self._require_pin()
         if not command.data:
@@ -154,10 +191,20 @@ class BackupCommands:
         vault = self.vault_key
         if vault is None:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-        if cert.card_id != self.card_id or not cert.matches(value):
+        if cert.card_id != self.card_id or not digest_matches(cert.digest, value):
+            raise CardError(SW.WRONG_DATA)
+        if cert.value_hash != self._backed_up_hash(value, cert.mode):
             raise CardError(SW.WRONG_DATA)
         if not crypto.verify(vault, cert.signature, cert.signed_part()):
             raise CardError(SW.VERIFICATION_FAILED)
+
+    def _backed_up_hash(self, value: bytes, mode: Mode) -> bytes | None:
+        """X as the vault computes it: of the value (E1), or of its ciphertext (E2)."""
+        if mode == Mode.PLAIN:
+            return value_hash(value)
+        if self.key_mode == KeyMode.NONE:
+            return None
+        return value_hash(self.seal_value(value, self.card_id))
 
     def _certificate_of(self, entry: IndexEntry) -> bytes:
         return ValueRecord.from_bytes(self.index.read(entry)).certificate
@@ -195,13 +242,32 @@ class BackupCommands:
                 return b""
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         cert = self._parse_certificate(self._certificate_of(entry))
+        if cert.card_id != self.card_id:
+            raise CardError(SW.WRONG_DATA)
+        if cert.mode == Mode.ENCRYPTED:  # E2 step 2-4: check X, then open with 402
+            value = self._open_registered(value, cert)
         record = ValueRecord.from_bytes(value)
         if record.certificate or record.body() != value:
             raise CardError(SW.WRONG_DATA)  # only a value in the card's own encoding
-        if cert.card_id != self.card_id or not cert.matches(value):
+        if not digest_matches(cert.digest, value) or (
+                cert.mode == Mode.PLAIN and cert.value_hash != value_hash(value)):
             raise CardError(SW.WRONG_DATA)  # seed step 2-4: the value must be the one certified
         self._replace(entry, value, int(record.type), ValueFlags.NONE)
         return b""
+
+    def _open_registered(self, raw: bytes, cert: Certificate) -> bytes:
+        try:
+            registered = b.RegisteredValue.from_bytes(raw)
+        except ValueError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
+            raise CardError(SW.WRONG_DATA)
+        if self.key_mode == KeyMode.NONE or registered.key_id != self.key_info().key_id:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # another key: restore the key first
+        try:
+            return self.open_value(registered.ciphertext, cert.card_id)
+        except SealError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
 
     def _sign_receipt(self, command: CommandApdu) -> bytes:
         """Sign that a registration is no longer needed: the card holds no certificate for it
@@ -217,6 +283,7 @@ class BackupCommands:
                 if cert.counter == counter and cert.value_hash == x:
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
             elif entry.flags & (ValueFlags.PENDING | ValueFlags.BACKED_UP):
-                if hashlib.sha256(self.index.read(entry)).digest() == x:
+                value = self.index.read(entry)  # its registration may be plain or encrypted
+                if x in (value_hash(value), self._backed_up_hash(value, Mode.ENCRYPTED)):
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         return self._sign(b.receipt_message(self.card_id, counter, x))

@@ -5,11 +5,14 @@ sealed to a one-time transport key this card generated. See :mod:`apdu.keys`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu, seal
+from apdu import backup as b
 from apdu import keys as k
 
 from . import crypto
@@ -62,6 +65,25 @@ class KeyCommands:
     def key_info(self) -> k.KeyInfo:
         mode = self.key_mode
         return k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self._seed(), mode)
+
+    # --- the encryption unit (E2) -------------------------------------------------------------
+
+    def seal_value(self, value: bytes, card_id: bytes) -> bytes:
+        """The value sealed to 401 (or under K): deterministic per value and key, so a retried
+        backup registers the same ciphertext and the card can recompute it to check X."""
+        mode, seed = self.key_mode, self._seed()
+        nonce = hmac.new(seed, b"EVB-E2-NONCE" + value, hashlib.sha256).digest()
+        context = b.e2_context(card_id)
+        if mode == k.KeyMode.PUBLIC:
+            public = seal.public_key(k.decryption_key(seed, mode))
+            return seal.seal(public, value, context, ephemeral=seal.scalar_from_seed(nonce), iv=nonce[:16])
+        return seal.seal_symmetric(k.decryption_key(seed, mode), value, context, salt=nonce[16:], iv=nonce[:16])
+
+    def open_value(self, ciphertext: bytes, card_id: bytes) -> bytes:
+        mode = self.key_mode
+        key = k.decryption_key(self._seed(), mode)
+        opener = seal.open_sealed if mode == k.KeyMode.PUBLIC else seal.open_symmetric
+        return opener(key, ciphertext, b.e2_context(card_id))
 
     def _install(self, mode: k.KeyMode, seed: bytes, clear_transport: bool = False) -> None:
         with self.eeprom.transaction():

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from apdu import SW, ApduError
 from apdu import wallet as w
-from apdu.certificate import Certificate, CertificateError, digest_matches, value_hash
+from apdu.backup import RegisteredValue
+from apdu.certificate import Certificate, CertificateError, Mode, digest_matches, value_hash
+from apdu.keys import KeyMode
 from apdu.records import ValueFlags
 from apdu.signature import verify
 
@@ -53,39 +55,55 @@ def connect(session: WalletSession, vault: VaultClient) -> bytes:
     return key
 
 
-def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes) -> Certificate:
-    """The card's own checks (seed step 1-4), made first on the host for a precise message."""
+def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes,
+                      ciphertext: bytes | None = None) -> Certificate:
+    """The card's own checks (seed step 1-4), made first on the host for a precise message.
+    X hashes the value (E1) or, for an encrypted backup, its ciphertext (E2)."""
     try:
         cert = Certificate.from_bytes(raw)
     except CertificateError as exc:
         raise BackupError(f"the vault sent a malformed certificate: {exc}") from exc
     if cert.card_id != card_id:
         raise BackupError("the certificate names another card")
+    if cert.mode != (Mode.PLAIN if ciphertext is None else Mode.ENCRYPTED):
+        raise BackupError("the certificate is for another kind of backup")
     if not digest_matches(cert.digest, value):
         raise BackupError("the certificate's digest does not match the value")
-    if cert.value_hash != value_hash(value):
+    if cert.value_hash != value_hash(value if ciphertext is None else ciphertext):
         raise BackupError("the certificate's hash does not match the value")
     if not verify(vault_key, cert.signature, cert.signed_part()):
         raise BackupError("the certificate's vault signature is not valid")
     return cert
 
 
-def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_id: int, keep: bool = False) -> Outcome:
+def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_id: int, keep: bool = False,
+           encrypt: bool | None = None) -> Outcome:
+    """Seed E1 (or E2 when ``encrypt``, by default when the card has a key): register, check the
+    certificate, and let the card swap. Idempotent: a re-run finishes a half-done backup."""
     entry = _entry(session, value_id)
     if entry.flags & ValueFlags.CERTIFICATE:
         return Outcome(value_id, entry.name, "already done")
     if keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING:
         return Outcome(value_id, entry.name, "already done")
-    value = session.begin_backup(value_id)  # PENDING from here: cannot be spent meanwhile
+    if encrypt is None:
+        encrypt = session.key_info().mode != KeyMode.NONE
+    ciphertext = None
+    if encrypt:  # PENDING from here: the value cannot be spent meanwhile
+        registered = session.begin_encrypted_backup(value_id, vault.digest_fields())
+        ciphertext = RegisteredValue.from_bytes(registered).ciphertext
+        value = session.read(value_id).body()
+    else:
+        value = session.begin_backup(value_id)
     try:
-        registration = vault.register(value)
-        check_certificate(registration.certificate, value, vault_key, session.identity().card_id)
+        registration = vault.register_encrypted(registered) if encrypt else vault.register(value)
+        check_certificate(registration.certificate, value, vault_key, session.identity().card_id, ciphertext)
     except BackupError:
         session.cancel_pending(value_id)  # the value stays live; the vault's entry is released later
         raise
     # a VaultClientError leaves the value PENDING: a re-run finishes or the user cancels
     session.commit_backup(value_id, registration.certificate, keep=keep)
-    return Outcome(value_id, entry.name, "kept and backed up" if keep else "backed up")
+    action = "kept and backed up" if keep else "backed up"
+    return Outcome(value_id, entry.name, f"{action}, encrypted" if encrypt else action)
 
 
 MakeRoom = Callable[[int, str], object]  # (bytes needed, what for): frees them or raises BackupError
@@ -104,7 +122,7 @@ def restore(session: WalletSession, vault: VaultClient, value_id: int, make_room
             session.cancel_pending(value_id)
             raise BackupError(f"value {value_id}: {exc.message}") from exc
         raise
-    if not cert.matches(value):
+    if not _answers(cert, value):
         session.cancel_pending(value_id)
         raise BackupError(f"value {value_id}: the vault's value does not match the certificate")
     try:
@@ -154,6 +172,17 @@ def run_all(
         if progress:
             progress(1)
     return done, failed
+
+
+def _answers(cert: Certificate, stored: bytes) -> bool:
+    """What the vault returned is what the certificate names (the card checks again)."""
+    if cert.mode == Mode.PLAIN:
+        return cert.matches(stored)
+    try:
+        registered = RegisteredValue.from_bytes(stored)
+    except ValueError:
+        return False
+    return value_hash(registered.ciphertext) == cert.value_hash and registered.digest == cert.digest
 
 
 def _entry(session: WalletSession, value_id: int) -> w.ListEntry:

@@ -13,6 +13,7 @@ from apdu import backup as b
 from apdu import keys as k
 from apdu import triggers as t
 from apdu import wallet as w
+from apdu.certificate import DigestField
 from apdu.command import EXTENDED_MAX_NE
 from apdu.records import ValueRecord
 
@@ -122,6 +123,10 @@ class WalletSession:
     def begin_backup(self, value_id: int) -> bytes:
         """Mark the value pending and answer its stored bytes, the ones the vault will hash."""
         return self._send(b.begin_backup(value_id))
+
+    def begin_encrypted_backup(self, value_id: int, fields: tuple[DigestField, ...]) -> bytes:
+        """Mark the value pending and answer its registered value (E2): the vault sees no plaintext."""
+        return self._send(b.begin_encrypted_backup(value_id, bytes(f.value for f in fields)))
 
     def commit_backup(self, value_id: int, certificate: bytes, keep: bool = False) -> None:
         option = b.BackupOption.KEEP_VALUE if keep else b.BackupOption.NONE

@@ -49,6 +49,9 @@ class VaultClient(ApiClient):
     def register(self, value: bytes) -> RegistrationInfo:
         return _registration(self._call("POST", "/v1/registrations", {"value": b64(value)}))
 
+    def register_encrypted(self, registered_value: bytes) -> RegistrationInfo:
+        return _registration(self._call("POST", "/v1/registrations", {"registered_value": b64(registered_value)}))
+
     def registrations(self) -> list[RegistrationInfo]:
         return [_registration(r) for r in self._call("GET", "/v1/registrations")]
 

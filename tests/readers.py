@@ -6,6 +6,7 @@ the vpcd driver, which ``scripts/test`` installs and these fixtures start when i
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,9 @@ def vpcd_listening(port: int = BASE_PORT) -> bool:
         return True
     except OSError:
         return False
+
+
+log = logging.getLogger(__name__)
 
 
 class InProcessReader:
@@ -67,7 +71,16 @@ class PcscReader:
                 raise
             return transport
 
-        transport = retry(connect)
+        try:
+            transport = retry(connect, timeout=5.0)
+        except Exception:
+            # seen rarely after a torn command: pcscd read the ATR yet keeps answering "no card";
+            # taking the card out and inserting it again (as a person would) clears it
+            log.warning("pcscd does not see the card in %s: re-seating it", self.reader_name)
+            self.bridge.stop()
+            self.bridge.start()
+            wait_connected(self.bridge)
+            transport = retry(connect)
         self._open.append(transport)
         return transport
 

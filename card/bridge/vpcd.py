@@ -41,6 +41,10 @@ class BridgedCard(Protocol):
     def transmit(self, apdu: bytes) -> bytes: ...
 
 
+class NotSeated(Exception):
+    """pcscd did not read the ATR after the card went in: re-seat it."""
+
+
 class Closed(Exception):
     """The driver closed the connection (pcscd stopped or restarted)."""
 
@@ -53,11 +57,13 @@ class VpcdBridge:
         port: int = BASE_PORT,
         quickack: bool = True,
         reconnect_delay: float = 0.5,
+        seat_timeout: float = 3.0,
     ) -> None:
         self.card = card
         self.host, self.port = host, port
         self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.reconnect_delay = reconnect_delay
+        self.seat_timeout = seat_timeout
         self.messages = 0
         self.connected = threading.Event()
         self.seen = threading.Event()  # pcscd asked for the ATR on this connection: card visible
@@ -87,6 +93,8 @@ class VpcdBridge:
                 log.info("card mute: dropping the connection as a pulled card would; reconnecting")
             except Closed:
                 log.info("vpcd closed the connection: card removed; reconnecting")
+            except NotSeated:
+                log.info("pcscd did not notice the card within %.1f s: re-inserting it", self.seat_timeout)
             except OSError as exc:
                 if not self._stop.is_set():
                     log.warning("connection to vpcd lost (%s); reconnecting", exc)
@@ -127,12 +135,21 @@ class VpcdBridge:
     # --- the protocol ------------------------------------------------------------------------
 
     def _serve(self, sock: socket.socket) -> None:
-        sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self.connected.set()
+        deadline = time.monotonic() + self.seat_timeout
         while not self._stop.is_set():
-            body = self._recv_message(sock)
+            # pcscd reads the ATR of a card it notices; if it has not within seat_timeout (seen
+            # after a fast pull and re-insert), take the card out and insert it again
+            left = deadline - time.monotonic()
+            if not self.seen.is_set() and left <= 0:
+                raise NotSeated
+            sock.settimeout(None if self.seen.is_set() else left)
+            try:
+                body = self._recv_message(sock)
+            except TimeoutError as exc:
+                raise NotSeated from exc
             answer = self.handle(body)
             if answer == MUTE:
                 return

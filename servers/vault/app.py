@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from pydantic import BaseModel, Field
 
-from ..wire import b64, install_error_handler, unb64, unhex
+from ..wire import ApiError, b64, install_error_handler, unb64, unhex
 from .service import VaultError, VaultService
 
 B64 = Annotated[str, Field(description="base64", max_length=4096)]
@@ -42,7 +42,10 @@ class SessionResponse(BaseModel):
 
 
 class RegistrationRequest(BaseModel):
-    value: B64
+    """Exactly one of: the value (E1), or the card's registered value (E2, encrypted)."""
+
+    value: B64 | None = None
+    registered_value: B64 | None = None
 
 
 class RegistrationOut(BaseModel):
@@ -122,7 +125,12 @@ def create_app(service: VaultService | None) -> FastAPI:
 
     @app.post("/v1/registrations", response_model=RegistrationOut)
     def register(body: RegistrationRequest, card_id: Card, service: Service) -> RegistrationOut:
-        r = service.register(card_id, unb64(body.value, "value"))
+        if (body.value is None) == (body.registered_value is None):
+            raise ApiError(400, "send either value or registered_value")
+        if body.registered_value is not None:
+            r = service.register_encrypted(card_id, unb64(body.registered_value, "registered_value"))
+        else:
+            r = service.register(card_id, unb64(body.value or "", "value"))
         return RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
                                created_at=r.created_at)
 

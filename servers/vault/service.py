@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
+from apdu import tlv
 from apdu.certificate import (
     ALL_DIGEST_FIELDS,
     Certificate,
     CertificateError,
     DigestField,
+    Mode,
     make_digest,
     value_hash,
 )
@@ -116,6 +118,37 @@ class VaultService:
 
         return self.repo.register(card_id, x, value, int(time.time()), certify)
 
+    def register_encrypted(self, card_id: bytes, raw: bytes) -> Registration:
+        """Seed E2: a registered value (digest, ciphertext, the card's signature); the vault never
+        sees the value. X is SHA-256 of the ciphertext; a retry answers the same certificate."""
+        try:
+            registered = b.RegisteredValue.from_bytes(raw)
+        except ValueError as exc:
+            raise VaultError(400, f"malformed registered value: {exc}") from exc
+        if len(raw) > 4 * MAX_RECORD:
+            raise VaultError(400, "a registered value is at most 4096 bytes")
+        allowed = {f.value for f in self.config.digest_fields}
+        try:
+            tags = [t.tag for t in tlv.decode(registered.digest)]
+        except ValueError as exc:
+            raise VaultError(400, f"the digest is not TLV: {exc}") from exc
+        if not set(tags) <= allowed:
+            raise VaultError(400, "the digest holds fields this vault does not certify")
+        key = self.repo.card_key(card_id)
+        if key is None or not verify(key, registered.signature, registered.signed_part(card_id)):
+            raise VaultError(400, "the card's signature over the registered value is not valid")
+        x = value_hash(registered.ciphertext)
+        existing = self.repo.find_by_hash(card_id, x)
+        if existing is not None:
+            return existing
+
+        def certify(counter: int) -> bytes:
+            cert = Certificate(card_id, counter, x, registered.digest, Mode.ENCRYPTED)
+            signature = self.key.sign(cert.signed_part(), ec.ECDSA(hashes.SHA256()))
+            return replace(cert, signature=signature).to_bytes()
+
+        return self.repo.register(card_id, x, raw, int(time.time()), certify)
+
     def restore(self, card_id: bytes, certificate: bytes) -> bytes:
         """Seed steps 2-2/2-3: find by counter, hash, full comparison; check consistency."""
         try:
@@ -127,7 +160,7 @@ class VaultService:
         found = self.repo.lookup(cert.counter, cert.value_hash, certificate)
         if found is None or found.card_id != card_id:
             raise VaultError(404, "unknown certificate: no value is registered for it")
-        if value_hash(found.value) != cert.value_hash or not cert.matches(found.value):
+        if not _consistent(found.value, cert):
             raise VaultError(409, "inconsistent vault entry: the stored value does not match its certificate")
         return found.value
 
@@ -140,6 +173,17 @@ class VaultService:
         if key is None or not verify(key, receipt, b.receipt_message(card_id, counter, x)):
             raise VaultError(403, "the card's receipt is not valid")
         return self.repo.delete(card_id, counter, x)
+
+
+def _consistent(stored: bytes, cert: Certificate) -> bool:
+    """Seed step 2-3: the entry found is the one certified (of the value, or of its ciphertext)."""
+    if cert.mode == Mode.PLAIN:
+        return cert.matches(stored)
+    try:
+        registered = b.RegisteredValue.from_bytes(stored)
+    except ValueError:
+        return False
+    return value_hash(registered.ciphertext) == cert.value_hash and registered.digest == cert.digest
 
 
 def _card_id(card_id: bytes) -> None:

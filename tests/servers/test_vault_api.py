@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apdu.certificate import Certificate
+from apdu.certificate import Certificate, Mode, value_hash
 from apdu.records import ValueFlags, ValueRecord, ValueType
 from card import SimulatedCard
 from host.backup import BackupError, backup, connect, restore
@@ -116,7 +116,9 @@ def test_inconsistent_vault_entry_is_refused_and_the_card_keeps_its_certificate(
     ({"value": "not base64!"}, 400, "not valid base64"),
     ({"value": ""}, 400, "1.."),
     ({"value": "AAEC"}, 400, "not a value record"),
-    ({}, 422, "Field required"),
+    ({}, 400, "send either value or registered_value"),
+    ({"value": "AAEC", "registered_value": "AAEC"}, 400, "send either value or registered_value"),
+    ({"registered_value": "AAEC"}, 400, "malformed registered value"),
 ])
 def test_bad_registrations_get_a_4xx_with_a_message(vault_url: str, body: dict[str, str], status: int,
                                                     words: str) -> None:
@@ -153,3 +155,20 @@ def test_the_published_openapi_schema_is_current() -> None:
 def test_the_running_vault_serves_its_schema(vault_url: str) -> None:
     schema = httpx.get(f"{vault_url}/openapi.json").json()
     assert schema["info"]["title"] == "evb vault"
+
+
+def test_encrypted_registrations_need_the_cards_signature(vault_url: str) -> None:
+    from apdu import backup as b
+    from apdu.certificate import DigestField
+
+    s = new_card("Movie ticket A")
+    s.generate_key()
+    with VaultClient(vault_url) as vault:
+        connect(s, vault)
+        raw = s.begin_encrypted_backup(1, tuple(DigestField))
+        r = b.RegisteredValue.from_bytes(raw)
+        forged = b.RegisteredValue(r.digest, r.key_id, r.ciphertext + b"x" * 16, r.signature).to_bytes()
+        refused(lambda: vault.register_encrypted(forged), 400, "signature over the registered value")
+        cert = Certificate.from_bytes(vault.register_encrypted(raw).certificate)
+        assert cert.value_hash == value_hash(r.ciphertext) and cert.mode == Mode.ENCRYPTED
+        assert vault.register_encrypted(raw).certificate == cert.to_bytes()  # a retry: the same
