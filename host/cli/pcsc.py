@@ -103,3 +103,20 @@ def bench_pcsc(rounds: int, no_quickack: bool, as_json: bool) -> None:
     table.add_row("all (median of medians)", f"{result.ours_ms:.3f}", f"{result.echo_ms:.3f}", f"{result.ratio:.2f}",
                   style="bold")
     console.print(table)
+
+
+@bench.command("login")
+@click.option("--rounds", type=click.IntRange(5, 10000), default=40, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_login(rounds: int, as_json: bool) -> None:
+    """Key manager: a refused login for an unknown name vs a wrong password, interleaved."""
+    from ..bench import run_login_bench
+
+    with console.status("timing refused logins (Argon2id, 64 MiB)...") if not as_json else nullcontext():
+        result = run_login_bench(rounds)
+    if as_json:
+        print_json({"rounds": result.rounds, "unknown_name_ms": result.unknown_name_ms,
+                    "wrong_password_ms": result.wrong_password_ms, "ratio": result.ratio})
+        return
+    console.print(f"median refused login over {rounds} rounds: unknown name {result.unknown_name_ms:.1f} ms, "
+                  f"wrong password {result.wrong_password_ms:.1f} ms, ratio {result.ratio:.3f}")
