@@ -16,7 +16,17 @@ PUT KEY MANAGER KEY        64     yes   uncompressed P-256 point; pinned on firs
 EXPORT KEY                 66     yes   -> seed sealed to the key manager's key
 NEW TRANSPORT KEY          68     yes   -> a fresh one-time P-256 public key
 IMPORT KEY                 6A     yes   P1 mode; seed sealed to the transport key -> key info
+SPLIT KEY                  6C     yes   P1 k, P2 n (2 <= k <= n <= 3) -> the shares, below
+IMPORT SHARE               6E     yes   P1 mode, P2 form; key id, share -> key info
 =========================  =====  ====  ====================================================
+
+Split key (E4, claims 7-8, as Shamir k of n over GF(2^8), :mod:`apdu.shamir`): SPLIT KEY
+answers ``81`` share 1 sealed to the key manager, ``82`` share 2 sealed to the vault (the
+pinned keys), and ``83`` for each further share in clear: the owner's printable recovery code.
+Neither server alone holds k shares. IMPORT SHARE collects shares for a card without a key:
+P2 = 01 a share sealed to this card's transport key, 00 a recovery code typed by the owner;
+when the shares collected rebuild a seed whose key id is the one given, the key is installed
+(key info); until then it answers key info with mode 00 (more shares needed) and keeps them.
 
 Key info: ``80 01 mode``, ``81 08 key id`` (:func:`apdu.seal.key_id`), and in public-key mode
 ``82 41 encryption key 401``. Sealing contexts bind a blob to its card and purpose, so an
@@ -39,10 +49,16 @@ INS_PUT_KEYMGR_KEY = 0x64
 INS_EXPORT_KEY = 0x66
 INS_NEW_TRANSPORT_KEY = 0x68
 INS_IMPORT_KEY = 0x6A
+INS_SPLIT_KEY = 0x6C
+INS_IMPORT_SHARE = 0x6E
 
 SEED_LEN = 32
 EXPORT_CONTEXT = b"EVB-KEY-EXPORT-1"
 IMPORT_CONTEXT = b"EVB-KEY-IMPORT-1"
+SHARE_CONTEXT = b"EVB-SHARE-1"
+SHARE_IMPORT_CONTEXT = b"EVB-SHARE-IMPORT-1"
+SHARE_LEN = 1 + SEED_LEN  # x, then one byte per seed byte
+MAX_SHARES = 3
 
 
 class KeyMode(IntEnum):
@@ -101,6 +117,48 @@ def import_context(card_id: bytes, mode: KeyMode) -> bytes:
     return IMPORT_CONTEXT + card_id + bytes((mode,))
 
 
+def share_context(card_id: bytes, key_id: bytes, x: int) -> bytes:
+    """Share x of a card's key, sealed by the card to the key manager (x = 1) or the vault (2)."""
+    return SHARE_CONTEXT + card_id + key_id + bytes((x,))
+
+
+def share_import_context(card_id: bytes, key_id: bytes) -> bytes:
+    return SHARE_IMPORT_CONTEXT + card_id + key_id
+
+
+@dataclass(frozen=True)
+class KeyShares:
+    keymgr: bytes  # share 1, sealed to the key manager
+    vault: bytes  # share 2, sealed to the vault
+    codes: tuple[bytes, ...]  # shares 3.., in clear, for the owner
+
+    def __bytes__(self) -> bytes:
+        return tlv.encode([(0x81, self.keymgr), (0x82, self.vault), *((0x83, c) for c in self.codes)])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> KeyShares:
+        items = tlv.decode(raw)
+        if [t.tag for t in items[:2]] != [0x81, 0x82] or any(t.tag != 0x83 for t in items[2:]):
+            raise MessageError("malformed key shares")
+        return cls(items[0].value, items[1].value, tuple(t.value for t in items[2:]))
+
+
+def recovery_code(share: bytes) -> str:
+    """A share as people copy it: hex in groups of four."""
+    text = share.hex().upper()
+    return "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+
+
+def parse_recovery_code(code: str) -> bytes:
+    try:
+        share = bytes.fromhex(code.replace("-", "").replace(" ", ""))
+    except ValueError as exc:
+        raise MessageError("a recovery code is hex digits in groups") from exc
+    if len(share) != SHARE_LEN or share[0] == 0:
+        raise MessageError("not a recovery code of this card")
+    return share
+
+
 def generate_key(mode: KeyMode) -> CommandApdu:
     if mode == KeyMode.NONE:
         raise MessageError("generate a public or a symmetric key")
@@ -129,3 +187,15 @@ def import_key(mode: KeyMode, sealed: bytes) -> CommandApdu:
     if mode == KeyMode.NONE:
         raise MessageError("import a public or a symmetric key")
     return CommandApdu(CLA_PROPRIETARY, INS_IMPORT_KEY, int(mode), 0, sealed, ne=256)
+
+
+def split_key(k: int, n: int) -> CommandApdu:
+    if not 2 <= k <= n <= MAX_SHARES:
+        raise MessageError(f"split into k of n shares with 2 <= k <= n <= {MAX_SHARES}")
+    return CommandApdu(CLA_PROPRIETARY, INS_SPLIT_KEY, k, n, ne=256)
+
+
+def import_share(mode: KeyMode, key_id: bytes, share: bytes, sealed: bool) -> CommandApdu:
+    if mode == KeyMode.NONE or len(key_id) != 8:
+        raise MessageError("import a share for a public or symmetric key, with its 8-byte key id")
+    return CommandApdu(CLA_PROPRIETARY, INS_IMPORT_SHARE, int(mode), 1 if sealed else 0, key_id + share, ne=256)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu, seal
+from apdu import SW, CommandApdu, seal, shamir
 from apdu import backup as b
 from apdu import keys as k
 
@@ -25,7 +26,8 @@ H_KEY_MODE = H_KEYSTORE  # 1 byte, KeyMode
 H_KEY_SEED = H_KEYSTORE + 1  # 32 bytes: every key of the store derives from it (claim 8)
 H_KEYMGR_KEY = H_KEYSTORE + 33  # 65 bytes, the key manager's public key; zero until pinned
 H_TRANSPORT = H_KEYSTORE + 98  # 32 bytes, a one-time import key's scalar; zero when none
-KEY_AREA_END = H_KEYSTORE + 130
+H_SHARES = H_KEYSTORE + 130  # shares being collected: count (1), mode (1), key id (8), 3 x 33
+KEY_AREA_END = H_SHARES + 10 + k.MAX_SHARES * k.SHARE_LEN
 
 
 class KeyCommands:
@@ -38,6 +40,8 @@ class KeyCommands:
 
         def _require_pin(self) -> None: ...
         def _no_data(self, command: CommandApdu) -> None: ...
+        @property
+        def vault_key(self) -> bytes | None: ...
 
     def key_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
@@ -48,6 +52,8 @@ class KeyCommands:
             (p, k.INS_EXPORT_KEY): self._export_key,
             (p, k.INS_NEW_TRANSPORT_KEY): self._new_transport_key,
             (p, k.INS_IMPORT_KEY): self._import_key,
+            (p, k.INS_SPLIT_KEY): self._split_key,
+            (p, k.INS_IMPORT_SHARE): self._import_share,
         }
 
     # --- the store ---------------------------------------------------------------------------
@@ -85,12 +91,15 @@ class KeyCommands:
         opener = seal.open_sealed if mode == k.KeyMode.PUBLIC else seal.open_symmetric
         return opener(key, ciphertext, b.e2_context(card_id))
 
-    def _install(self, mode: k.KeyMode, seed: bytes, clear_transport: bool = False) -> None:
+    def _install(self, mode: k.KeyMode, seed: bytes, clear_transport: bool = False,
+                 clear_shares: bool = False) -> None:
         with self.eeprom.transaction():
             self.eeprom.write(self.base + H_KEY_SEED, seed)
             self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
             if clear_transport:
                 self.eeprom.write(self.base + H_TRANSPORT, bytes(32))
+            if clear_shares:
+                self.eeprom.write(self.base + H_SHARES, bytes(10 + k.MAX_SHARES * k.SHARE_LEN))
 
     @staticmethod
     def _mode(p1: int) -> k.KeyMode:
@@ -162,3 +171,71 @@ class KeyCommands:
             raise CardError(SW.WRONG_DATA)
         self._install(mode, seed, clear_transport=True)
         return bytes(self.key_info())
+
+    # --- the split key (E4) ------------------------------------------------------------------
+
+    def _split_key(self, command: CommandApdu) -> bytes:
+        """Shamir k of n of the seed: share 1 sealed to the key manager, 2 to the vault, the rest
+        in clear for the owner; neither server alone can rebuild the key."""
+        self._require_pin()
+        self._no_data(command)
+        k_, n = command.p1, command.p2
+        if not 2 <= k_ <= n <= k.MAX_SHARES:
+            raise CardError(SW.INCORRECT_P1P2)
+        keymgr, vault = self._stored(H_KEYMGR_KEY, 65), self.vault_key
+        if self.key_mode == k.KeyMode.NONE or keymgr[0] != 0x04 or vault is None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        key_id = self.key_info().key_id
+        shares = shamir.split(self._seed(), k_, n)
+        return bytes(k.KeyShares(
+            seal.seal(keymgr, shares[0], k.share_context(self.card_id, key_id, 1)),
+            seal.seal(vault, shares[1], k.share_context(self.card_id, key_id, 2)),
+            tuple(shares[2:]),
+        ))
+
+    def _import_share(self, command: CommandApdu) -> bytes:
+        """Collect shares (sealed to this card's transport key, or typed recovery codes) until
+        they rebuild the seed of the key id given; then install it."""
+        self._require_pin()
+        mode = self._mode(command.p1)
+        if command.p2 not in (0, 1):
+            raise CardError(SW.INCORRECT_P1P2)
+        if self.key_mode != k.KeyMode.NONE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        key_id, share = command.data[:8], command.data[8:]
+        if len(key_id) != 8:
+            raise CardError(SW.WRONG_LENGTH)
+        if command.p2 == 1:
+            transport = self._stored(H_TRANSPORT, 32)
+            if not any(transport):
+                raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+            try:
+                share = seal.open_sealed(transport, share, k.share_import_context(self.card_id, key_id))
+            except seal.SealError as exc:
+                raise CardError(SW.WRONG_DATA) from exc
+        if len(share) != k.SHARE_LEN or share[0] == 0:
+            raise CardError(SW.WRONG_DATA)
+        header = self._stored(H_SHARES, 10)
+        shares = []
+        if header[1] == mode and header[2:10] == key_id:  # the same recovery: keep what we have
+            shares = [self._stored(H_SHARES + 10 + i * k.SHARE_LEN, k.SHARE_LEN) for i in range(header[0])]
+        shares = [s for s in shares if s[0] != share[0]] + [share]
+        seed = _rebuild(shares, mode, key_id)
+        if seed is not None:
+            self._install(mode, seed, clear_transport=True, clear_shares=True)
+            return bytes(self.key_info())
+        if len(shares) >= k.MAX_SHARES:
+            raise CardError(SW.WRONG_DATA)  # three shares that do not fit together: start again
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_SHARES, bytes((len(shares), mode)) + key_id + b"".join(shares))
+        return bytes(k.KeyInfo(k.KeyMode.NONE))
+
+
+def _rebuild(shares: list[bytes], mode: k.KeyMode, key_id: bytes) -> bytes | None:
+    """The seed from any subset of the shares that gives the key id (k unknown to the card)."""
+    for size in range(2, len(shares) + 1):
+        for subset in itertools.combinations(shares, size):
+            seed = shamir.combine(list(subset))
+            if k.key_info_of(seed, mode).key_id == key_id:
+                return seed
+    return None

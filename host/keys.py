@@ -4,11 +4,12 @@ the same or a new card. The terminal relays sealed blobs it cannot open."""
 from __future__ import annotations
 
 from apdu import SW, ApduError
-from apdu.keys import KeyInfo, KeyMode
+from apdu.keys import KeyInfo, KeyMode, parse_recovery_code, recovery_code
 
 from .backup import BackupError
 from .keymgr_client import KeyManagerClient
 from .session import WalletSession
+from .vault_client import VaultClient
 
 
 class KeyFlowError(BackupError):  # a BackupError: the CLI prints it as one line
@@ -39,6 +40,40 @@ def restore_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id
     transport = session.new_transport_key()
     restoration = keymgr.restore_key(source_card_id, session.identity().card_id, transport)
     info = session.import_key(restoration.mode, restoration.sealed)
+    if info.key_id != restoration.key_id:
+        raise KeyFlowError("the restored key is not the escrowed one")
+    return info
+
+
+def split_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClient, k_of: int = 2,
+              n: int = 3) -> tuple[KeyInfo, tuple[str, ...]]:
+    """Seed E4: share 1 to the key manager, share 2 to the vault (each sealed on the card to
+    that server), the rest as recovery codes for the owner. Answers the codes to show."""
+    info = session.key_info()
+    if info.mode == KeyMode.NONE:
+        raise KeyFlowError("the card has no key: 'evb key init' generates one")
+    session.put_keymgr_key(keymgr.public_key())
+    shares = session.split_key(k_of, n)
+    card_id = session.identity().card_id
+    keymgr.escrow_share(card_id, info.key_id, info.mode, shares.keymgr)
+    vault.keep_key_share(info.key_id, shares.vault)
+    return info, tuple(recovery_code(c) for c in shares.codes)
+
+
+def restore_split_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id: bytes,
+                      codes: tuple[str, ...]) -> KeyInfo:
+    """Rebuild a split key on this card from the key manager's share and the owner's codes."""
+    if session.key_info().mode != KeyMode.NONE:
+        raise KeyFlowError("the card already has a key")
+    transport = session.new_transport_key()
+    restoration = keymgr.restore_share(source_card_id, session.identity().card_id, transport)
+    info = session.import_share(restoration.mode, restoration.key_id, restoration.sealed, sealed=True)
+    for code in codes:
+        if info.mode != KeyMode.NONE:
+            break
+        info = session.import_share(restoration.mode, restoration.key_id, parse_recovery_code(code), sealed=False)
+    if info.mode == KeyMode.NONE:
+        raise KeyFlowError("the shares given do not rebuild the key yet: another recovery code is needed")
     if info.key_id != restoration.key_id:
         raise KeyFlowError("the restored key is not the escrowed one")
     return info

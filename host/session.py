@@ -180,3 +180,11 @@ class WalletSession:
 
     def import_key(self, mode: k.KeyMode, sealed: bytes) -> k.KeyInfo:
         return k.KeyInfo.from_bytes(self._send(k.import_key(mode, sealed)))
+
+    def split_key(self, k_of: int, n: int) -> k.KeyShares:
+        """Shamir shares of the card's key seed: to the key manager, to the vault, and codes."""
+        return k.KeyShares.from_bytes(self._send(k.split_key(k_of, n)))
+
+    def import_share(self, mode: k.KeyMode, key_id: bytes, share: bytes, sealed: bool) -> k.KeyInfo:
+        """Hand the card one share; mode NONE in the answer means it needs more."""
+        return k.KeyInfo.from_bytes(self._send(k.import_share(mode, key_id, share, sealed)))

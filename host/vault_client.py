@@ -52,6 +52,9 @@ class VaultClient(ApiClient):
     def register_encrypted(self, registered_value: bytes) -> RegistrationInfo:
         return _registration(self._call("POST", "/v1/registrations", {"registered_value": b64(registered_value)}))
 
+    def keep_key_share(self, key_id: bytes, sealed_share: bytes) -> None:
+        self._call("POST", "/v1/key-shares", {"key_id": key_id.hex(), "sealed_share": b64(sealed_share)})
+
     def registrations(self) -> list[RegistrationInfo]:
         return [_registration(r) for r in self._call("GET", "/v1/registrations")]
 

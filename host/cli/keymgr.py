@@ -11,13 +11,16 @@ from pathlib import Path
 
 import click
 
+from ..backup import connect
 from ..keymgr_client import KeyManagerClient
-from ..keys import backup_key, restore_key
+from ..keys import backup_key, restore_key, restore_split_key, split_key
 from ..session import WalletSession
+from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .keys import info_json, key
 from .render import console, print_json
+from .shortage import vault_option
 
 DEFAULT_KEYMGR = "http://127.0.0.1:8471"
 keymgr_option = click.option("--keymgr", "keymgr_url", envvar="EVB_KEYMGR", default=DEFAULT_KEYMGR,
@@ -164,24 +167,41 @@ def status(keymgr_url: str, as_json: bool) -> None:
 @key.command("backup")
 @with_wallet
 @keymgr_option
+@click.option("--split", is_flag=True, help="Split the key 2 of 3 (E4): key manager, vault, a recovery code.")
+@vault_option
 @pin_option
 @json_option
-def key_backup(session: WalletSession, keymgr_url: str, pin: str | None, as_json: bool) -> None:
-    """Escrow the card's key at the key manager (sealed on the card to the key manager)."""
+def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: str, pin: str | None,
+               as_json: bool) -> None:
+    """Escrow the card's key at the key manager (sealed on the card), or split it (--split)."""
     unlock(session, pin)
     with logged_in(keymgr_url) as client:
-        info = backup_key(session, client)
-    print_json(info_json(info)) if as_json else console.print(
-        f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
+        if not split:
+            info = backup_key(session, client)
+            print_json(info_json(info)) if as_json else console.print(
+                f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
+            return
+        with VaultClient(vault_url) as vault:
+            connect(session, vault)
+            info, codes = split_key(session, client, vault)
+    if as_json:
+        print_json({**info_json(info), "recovery_codes": list(codes)})
+        return
+    console.print(f"Key {info.key_id.hex().upper()} split 2 of 3: a share at the key manager, one at the vault.")
+    for code in codes:
+        console.print("Your recovery code (write it down; with the key manager's share it rebuilds the key):")
+        click.echo(f"  {code}")  # never wrapped: it is copied by hand
 
 
 @key.command("restore")
 @with_wallet
 @click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
+@click.option("--code", "codes", multiple=True, help="A recovery code of a split key (repeatable).")
 @keymgr_option
 @pin_option
 @json_option
-def key_restore(session: WalletSession, from_card: str, keymgr_url: str, pin: str | None, as_json: bool) -> None:
+def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], keymgr_url: str, pin: str | None,
+                as_json: bool) -> None:
     """Restore an escrowed key onto this card (it must have none)."""
     try:
         source = bytes.fromhex(from_card)
@@ -191,7 +211,7 @@ def key_restore(session: WalletSession, from_card: str, keymgr_url: str, pin: st
         raise CliFail("--from-card is 16 hex digits")
     unlock(session, pin)
     with logged_in(keymgr_url) as client:
-        info = restore_key(session, client, source)
+        info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
     print_json(info_json(info)) if as_json else console.print(
         f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")
 

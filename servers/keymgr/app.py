@@ -132,6 +132,19 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                        unb64(body.sealed, "sealed"))
         return EscrowResponse(escrowed=True)
 
+    @app.post("/v1/share-escrows", response_model=EscrowResponse)
+    def escrow_share(body: EscrowRequest, owner: Owner, service: Service) -> EscrowResponse:
+        service.escrow_share(owner, unhex(body.card_id, "card_id"), unhex(body.key_id, "key_id"), MODES[body.mode],
+                             unb64(body.sealed, "sealed"))
+        return EscrowResponse(escrowed=True)
+
+    @app.post("/v1/share-restorations", response_model=KeyRestoreResponse)
+    def restore_share(body: KeyRestoreRequest, owner: Owner, service: Service) -> KeyRestoreResponse:
+        mode, key_id, sealed = service.restore_share(owner, unhex(body.card_id, "card_id"),
+                                                     unhex(body.target_card_id, "target_card_id"),
+                                                     unb64(body.transport_key, "transport_key"))
+        return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
+
     @app.post("/v1/key-restorations", response_model=KeyRestoreResponse)
     def restore(body: KeyRestoreRequest, owner: Owner, service: Service) -> KeyRestoreResponse:
         mode, key_id, sealed = service.restore(owner, unhex(body.card_id, "card_id"),

@@ -20,6 +20,11 @@ MIGRATIONS = [
         CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, name TEXT NOT NULL,
                             event TEXT NOT NULL)
     """),
+    Migration(2, "shares of split keys (E4)", """
+        CREATE TABLE share_escrows (card_id BLOB NOT NULL, key_id BLOB NOT NULL, mode INTEGER NOT NULL,
+                                    sealed_share BLOB NOT NULL, created_at INTEGER NOT NULL,
+                                    PRIMARY KEY (card_id, key_id))
+    """),
 ]
 
 
@@ -142,3 +147,18 @@ class KeyManagerRepository:
     def log(self, name: str, event: str, now: int) -> None:
         with self.db.transaction() as tx:
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, event))
+
+    def put_share(self, e: Escrow, name: str) -> None:
+        """Share 1 of a split key (E4): alone it says nothing about the key."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM share_escrows WHERE card_id = ? AND key_id = ?", (e.card_id, e.key_id))
+            tx.execute("INSERT INTO share_escrows (card_id, key_id, mode, sealed_share, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (e.card_id, e.key_id, e.mode, e.sealed_seed, e.created_at))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
+                       (e.created_at, name, f"share of key {e.key_id.hex()} of card {e.card_id.hex()} escrowed"))
+
+    def shares(self, card_id: bytes) -> list[Escrow]:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT card_id, key_id, mode, sealed_share, created_at FROM share_escrows "
+                              "WHERE card_id = ? ORDER BY created_at", (card_id,))
+        return [Escrow(bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,38 +155,67 @@ class KeyManagerService:
 
     def escrow(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes) -> None:
         """Seed E3 steps 1-4..1-6: keep the card's exported seed for this owner."""
+        seed = self._open_from_card(card_id, key_id, mode, sealed, k.export_context(card_id, key_id))
+        if len(seed) != k.SEED_LEN or k.key_info_of(seed, k.KeyMode(mode)).key_id != key_id:
+            raise KeyManagerError(400, "the sealed key is not the key it claims to be")
+        self._keep(account, Escrow(card_id, key_id, mode, seed, int(time.time())), self.repo.put_escrow, b"")
+
+    def escrow_share(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes) -> None:
+        """Seed E4 steps 1-6/1-7: keep share 1 of the card's split key for this owner."""
+        share = self._open_from_card(card_id, key_id, mode, sealed, k.share_context(card_id, key_id, 1))
+        if len(share) != k.SHARE_LEN or share[0] != 1:
+            raise KeyManagerError(400, "not the key manager's share of a split key")
+        self._keep(account, Escrow(card_id, key_id, mode, share, int(time.time())), self.repo.put_share, b"share")
+
+    def restore(self, account: Account, card_id: bytes, target_card_id: bytes,
+                transport_key: bytes) -> tuple[int, bytes, bytes]:
+        """Seed E3 steps 2-1..2-3, sealed for the target card: answers (mode, key id, blob)."""
+        e = self._latest(account, card_id, self.repo.escrows, "key")
+        return self._seal_for(account, e, target_card_id, transport_key, b"",
+                              k.import_context(target_card_id, k.KeyMode(e.mode)))
+
+    def restore_share(self, account: Account, card_id: bytes, target_card_id: bytes,
+                      transport_key: bytes) -> tuple[int, bytes, bytes]:
+        """The key manager's share, sealed for the target card: one of the k it needs."""
+        e = self._latest(account, card_id, self.repo.shares, "share of the key")
+        return self._seal_for(account, e, target_card_id, transport_key, b"share",
+                              k.share_import_context(target_card_id, e.key_id))
+
+    # the steps both kinds of escrow share
+
+    def _open_from_card(self, card_id: bytes, key_id: bytes, mode: int, sealed: bytes, context: bytes) -> bytes:
         if len(card_id) != 8 or len(key_id) != 8 or mode not in (k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC):
             raise KeyManagerError(400, "a card id and a key id are 8 bytes, the mode public or symmetric")
         try:
-            seed = seal.open_sealed(self._scalar(), sealed, k.export_context(card_id, key_id))
+            return seal.open_sealed(self._scalar(), sealed, context)
         except seal.SealError as exc:
             raise KeyManagerError(400, f"the sealed key does not open: {exc}") from exc
-        if len(seed) != k.SEED_LEN or k.key_info_of(seed, k.KeyMode(mode)).key_id != key_id:
-            raise KeyManagerError(400, "the sealed key is not the key it claims to be")
-        if not self.repo.bind_card(card_id, account.id):
-            raise KeyManagerError(403, "this card belongs to another account")
-        blob = self.master.seal(seed, _escrow_aad(card_id, key_id, mode))
-        self.repo.put_escrow(Escrow(card_id, key_id, mode, blob, int(time.time())), account.name)
 
-    def restore(self, account: Account, card_id: bytes, target_card_id: bytes, transport_key: bytes) -> tuple[int, bytes, bytes]:
-        """Seed E3 steps 2-1..2-3, sealed for the target card: answers (mode, key id, blob)."""
-        if card_id not in self.repo.cards(account.id):
-            raise KeyManagerError(404, "no key of that card is escrowed in this account")
-        escrows = self.repo.escrows(card_id)
-        if not escrows:
-            raise KeyManagerError(404, "no key of that card is escrowed in this account")
-        e = escrows[-1]
+    def _keep(self, account: Account, e: Escrow, put: Callable[[Escrow, str], None], kind: bytes) -> None:
+        if not self.repo.bind_card(e.card_id, account.id):
+            raise KeyManagerError(403, "this card belongs to another account")
+        blob = self.master.seal(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode) + kind)
+        put(Escrow(e.card_id, e.key_id, e.mode, blob, e.created_at), account.name)
+
+    def _latest(self, account: Account, card_id: bytes, kept: Callable[[bytes], list[Escrow]], what: str) -> Escrow:
+        found = kept(card_id) if card_id in self.repo.cards(account.id) else []
+        if not found:
+            raise KeyManagerError(404, f"no {what} of that card is escrowed in this account")
+        return found[-1]
+
+    def _seal_for(self, account: Account, e: Escrow, target_card_id: bytes, transport_key: bytes, kind: bytes,
+                  context: bytes) -> tuple[int, bytes, bytes]:
         if len(target_card_id) != 8:
             raise KeyManagerError(400, "a card id is 8 bytes")
         if not self.repo.bind_card(target_card_id, account.id):
             raise KeyManagerError(403, "the target card belongs to another account")
-        seed = self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode))
+        secret = self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode) + kind)
         try:
-            blob = seal.seal(transport_key, seed, k.import_context(target_card_id, k.KeyMode(e.mode)))
+            blob = seal.seal(transport_key, secret, context)
         except seal.SealError as exc:
             raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
-        self.repo.log(account.name, f"key {e.key_id.hex()} of card {card_id.hex()} sealed for card "
-                                    f"{target_card_id.hex()}", int(time.time()))
+        self.repo.log(account.name, f"{'share' if kind else 'key'} {e.key_id.hex()} of card {e.card_id.hex()} "
+                                    f"sealed for card {target_card_id.hex()}", int(time.time()))
         return e.mode, e.key_id, blob
 
     def status(self, account: Account) -> list[tuple[bytes, list[Escrow]]]:

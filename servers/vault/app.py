@@ -63,6 +63,15 @@ class RestoreResponse(BaseModel):
     value: B64
 
 
+class KeyShareRequest(BaseModel):
+    key_id: Annotated[str, Field(min_length=16, max_length=16)]
+    sealed_share: B64
+
+
+class KeyShareResponse(BaseModel):
+    kept: bool
+
+
 class ReleaseRequest(BaseModel):
     counter: int = Field(ge=0, le=0xFFFFFFFF)
     value_hash: Annotated[str, Field(min_length=64, max_length=64)]
@@ -142,6 +151,11 @@ def create_app(service: VaultService | None) -> FastAPI:
     @app.post("/v1/restorations", response_model=RestoreResponse)
     def restore(body: RestoreRequest, card_id: Card, service: Service) -> RestoreResponse:
         return RestoreResponse(value=b64(service.restore(card_id, unb64(body.certificate, "certificate"))))
+
+    @app.post("/v1/key-shares", response_model=KeyShareResponse)
+    def key_share(body: KeyShareRequest, card_id: Card, service: Service) -> KeyShareResponse:
+        service.keep_key_share(card_id, unhex(body.key_id, "key_id"), unb64(body.sealed_share, "sealed_share"))
+        return KeyShareResponse(kept=True)
 
     @app.post("/v1/releases", response_model=ReleaseResponse)
     def release(body: ReleaseRequest, card_id: Card, service: Service) -> ReleaseResponse:

@@ -28,6 +28,10 @@ MIGRATIONS = [
         CREATE INDEX registrations_counter ON registrations (counter);
         CREATE INDEX registrations_card_hash ON registrations (card_id, value_hash)
     """),
+    Migration(2, "shares of split card keys (E4)", """
+        CREATE TABLE key_shares (card_id BLOB NOT NULL, key_id BLOB NOT NULL, sealed_share BLOB NOT NULL,
+                                 created_at INTEGER NOT NULL, PRIMARY KEY (card_id, key_id))
+    """),
 ]
 
 
@@ -145,3 +149,15 @@ class VaultRepository:
     def count(self) -> int:
         with self.db.transaction() as tx:
             return int(tx.execute("SELECT COUNT(*) FROM registrations")[0][0])
+
+    def put_key_share(self, card_id: bytes, key_id: bytes, sealed_share: bytes, now: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM key_shares WHERE card_id = ? AND key_id = ?", (card_id, key_id))
+            tx.execute("INSERT INTO key_shares (card_id, key_id, sealed_share, created_at) VALUES (?, ?, ?, ?)",
+                       (card_id, key_id, sealed_share, now))
+
+    def key_share(self, card_id: bytes, key_id: bytes) -> bytes | None:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT sealed_share FROM key_shares WHERE card_id = ? AND key_id = ?",
+                              (card_id, key_id))
+        return bytes(rows[0][0]) if rows else None

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
-from apdu import tlv
+from apdu import keys as k
+from apdu import seal, tlv
 from apdu.certificate import (
     ALL_DIGEST_FIELDS,
     Certificate,
@@ -166,6 +167,20 @@ class VaultService:
 
     def list(self, card_id: bytes) -> list[Registration]:
         return self.repo.list(card_id)
+
+    def keep_key_share(self, card_id: bytes, key_id: bytes, sealed: bytes) -> None:
+        """Seed E4: the vault's share of the card's split key, kept sealed to the vault's own key
+        (one share: it cannot rebuild the key alone)."""
+        if len(key_id) != 8:
+            raise VaultError(400, "a key id is 8 bytes")
+        scalar = self.key.private_numbers().private_value.to_bytes(32, "big")
+        try:
+            share = seal.open_sealed(scalar, sealed, k.share_context(card_id, key_id, 2))
+        except seal.SealError as exc:
+            raise VaultError(400, f"the sealed share does not open: {exc}") from exc
+        if len(share) != k.SHARE_LEN or share[0] != 2:
+            raise VaultError(400, "not the vault's share of a split key")
+        self.repo.put_key_share(card_id, key_id, sealed, int(time.time()))
 
     def release(self, card_id: bytes, counter: int, x: bytes, receipt: bytes) -> bool:
         """Forget a registration the card signed it no longer needs; answers whether one went."""

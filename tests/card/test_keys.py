@@ -169,3 +169,18 @@ def test_tearing_key_import() -> None:
         made.append(seal.seal(transport, seed, k.import_context(s.identity().card_id, k.KeyMode.PUBLIC)))
 
     tear_every_write(prepare, lambda s: s.import_key(k.KeyMode.PUBLIC, made[0]), lambda s: s.key_info())
+
+
+def test_tearing_share_import() -> None:
+    """The second share installs the key: torn anywhere, the card has the key or the shares."""
+    info, sealed, card_id = escrowed()
+    seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
+    from apdu import shamir
+
+    first, second, _ = shamir.split(seed, 2, 3)
+
+    def prepare(s: WalletSession) -> None:
+        assert s.import_share(k.KeyMode.PUBLIC, info.key_id, first, sealed=False).mode == k.KeyMode.NONE
+
+    tear_every_write(prepare, lambda s: s.import_share(k.KeyMode.PUBLIC, info.key_id, second, sealed=False),
+                     lambda s: s.key_info())

@@ -183,3 +183,12 @@ def test_escrowed_keys_are_encrypted_at_rest_under_a_master_key_outside_the_data
     db.close()
     assert MasterKey.load_or_create(tmp_path / "master.key") is not None
     assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_published_openapi_schema_is_current() -> None:
+    import json
+
+    from servers.keymgr.app import openapi_schema
+
+    published = json.loads((Path(__file__).parents[2] / "docs" / "keymgr-openapi.json").read_text())
+    assert published == openapi_schema(), "regenerate with: evb keymgr openapi > docs/keymgr-openapi.json"
