@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from apdu import ApduError, ResponseApdu
 from apdu.records import ValueRecord
 from card import Eeprom, SimulatedCard
 from host.session import WalletSession
-from host.transport import Transport
+from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
 PIN = "1234"
@@ -70,3 +70,47 @@ def observe(card: SimulatedCard, pins: tuple[str, ...] = ()) -> Observed:
             pin_ok[pin] = False
     probe.applets[0].index.check()  # type: ignore[attr-defined]
     return Observed(values, info.free_memory, info.index_used, tries, pin_ok)
+
+
+def tear_every_write(cells: bytes, op: Callable[[WalletSession], object], state: Callable[[WalletSession], object],
+                     prepare: Callable[[WalletSession], object] | None = None) -> int:
+    """Cut power after each write of ``op`` on a clone of ``cells`` (after ``prepare``): the card
+    recovers to its state before or after ``op``, with a consistent index. Answers the writes."""
+    if prepare is not None:
+        base = clone(cells)
+        session = WalletSession(connect_card(base))
+        session.verify_pin(PIN)
+        prepare(session)
+        base.power_off()
+        cells = base.eeprom.snapshot()
+
+    def unlocked(card: SimulatedCard) -> WalletSession:
+        s = WalletSession(connect_card(card))
+        s.verify_pin(PIN)
+        return s
+
+    def run(tear_after: int | None) -> tuple[object, int]:
+        card = clone(cells)
+        s = unlocked(card)
+        start = card.eeprom.page_writes
+        card.eeprom.cut_power_after(tear_after)
+        try:
+            op(s)
+        except CardRemovedError:
+            assert tear_after is not None
+        card.eeprom.cut_power_after(None)
+        card.power_on()
+        card.power_off()
+        observe(card)  # the index is consistent
+        return state(unlocked(card)), card.eeprom.page_writes - start
+
+    before = state(unlocked(clone(cells)))
+    after, total = run(None)
+    assert before != after and total > 0
+    seen = set()
+    for n in range(total):
+        got, _ = run(n)
+        assert got in (before, after), f"torn after {n} of {total} writes"
+        seen.add(got == after)
+    assert seen == {False, True}, "both sides of the commit point were reached"
+    return total

@@ -5,19 +5,16 @@ write of generation and import."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from apdu import SW, ApduError, seal
 from apdu import keys as k
 from card import SimulatedCard
 from host.session import WalletSession
-from host.transport import CardRemovedError
 from host.transport.inprocess import connect_card
 
 from ..readers import Reader
-from .helpers import PIN, clone, observe, personalized, send
+from .helpers import PIN, clone, observe, personalized, send, tear_every_write
 
 KEYMGR = seal.scalar_from_seed(b"key manager".ljust(32, b"\0"))
 KEYMGR_PUBLIC = seal.public_key(KEYMGR)
@@ -122,41 +119,8 @@ def test_refusals_change_nothing(reader: Reader, name: str, setup: str, apdu: st
     assert observe(card) == before
 
 
-def tear_every_write(prepare: Callable[[WalletSession], None], op: Callable[[WalletSession], object],
-                     state: Callable[[WalletSession], object]) -> None:
-    """Power cut after each write of ``op``: afterwards the card is as before or as after."""
-    base = clone(CELLS)
-    prepare(unlocked(base))
-    base.power_off()
-    cells = base.eeprom.snapshot()
-
-    def run(tear_after: int | None) -> tuple[object, int]:
-        card = clone(cells)
-        s = unlocked(card)
-        start = card.eeprom.page_writes
-        card.eeprom.cut_power_after(tear_after)
-        try:
-            op(s)
-        except CardRemovedError:
-            assert tear_after is not None
-        card.eeprom.cut_power_after(None)
-        card.power_on()
-        s = unlocked(card)
-        return state(s), card.eeprom.page_writes - start
-
-    before = state(unlocked(clone(cells)))
-    after, total = run(None)
-    assert before != after and total > 0
-    seen = set()
-    for n in range(total):
-        got, _ = run(n)
-        assert got in (before, after), f"torn after {n} of {total} writes"
-        seen.add(got == after)
-    assert seen == {False, True}
-
-
 def test_tearing_key_generation() -> None:
-    tear_every_write(lambda s: None, lambda s: s.generate_key(), lambda s: s.key_info().mode)
+    tear_every_write(CELLS, lambda s: s.generate_key(), lambda s: s.key_info().mode)
 
 
 def test_tearing_key_import() -> None:
@@ -168,7 +132,7 @@ def test_tearing_key_import() -> None:
         transport = s.new_transport_key()
         made.append(seal.seal(transport, seed, k.import_context(s.identity().card_id, k.KeyMode.PUBLIC)))
 
-    tear_every_write(prepare, lambda s: s.import_key(k.KeyMode.PUBLIC, made[0]), lambda s: s.key_info())
+    tear_every_write(CELLS, lambda s: s.import_key(k.KeyMode.PUBLIC, made[0]), lambda s: s.key_info(), prepare)
 
 
 def test_tearing_share_import() -> None:
@@ -182,5 +146,5 @@ def test_tearing_share_import() -> None:
     def prepare(s: WalletSession) -> None:
         assert s.import_share(k.KeyMode.PUBLIC, info.key_id, first, sealed=False).mode == k.KeyMode.NONE
 
-    tear_every_write(prepare, lambda s: s.import_share(k.KeyMode.PUBLIC, info.key_id, second, sealed=False),
-                     lambda s: s.key_info())
+    tear_every_write(CELLS, lambda s: s.import_share(k.KeyMode.PUBLIC, info.key_id, second, sealed=False),
+                     lambda s: s.key_info(), prepare)

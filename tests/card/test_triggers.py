@@ -4,6 +4,7 @@ nothing, and tearing at every write of the commands that write."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -15,14 +16,13 @@ from apdu import SW
 from apdu import triggers as t
 from apdu.records import ValueFlags, ValueRecord, ValueType
 from apdu.wallet import MessageError
-from card import SimulatedCard
 from host.demo import FIG15
 from host.session import WalletSession
-from host.transport import CardRemovedError, Transport
+from host.transport import Transport
 from host.transport.inprocess import connect_card
 
 from ..readers import Reader
-from .helpers import cells_with, clone, observe, personalized, send
+from .helpers import cells_with, clone, observe, personalized, send, tear_every_write
 
 PIN = "1234"
 TODAY = date(2000, 3, 15)  # the seed's "today"
@@ -228,39 +228,8 @@ WRITES = [
 
 
 @pytest.mark.parametrize(("name", "op"), WRITES, ids=[w[0] for w in WRITES])
-def test_tearing_at_every_write(name: str, op: object) -> None:
-    assert callable(op)
-
-    def run(tear_after: int | None) -> tuple[SimulatedCard, int]:
-        card = clone(CELLS)
-        s = WalletSession(connect_card(card))
-        s.verify_pin(PIN)
-        start = card.eeprom.page_writes
-        card.eeprom.cut_power_after(tear_after)
-        try:
-            op(s)
-        except CardRemovedError:
-            assert tear_after is not None
-        card.eeprom.cut_power_after(None)
-        card.power_on()
-        card.power_off()
-        return card, card.eeprom.page_writes - start
-
-    def settings(card: SimulatedCard) -> t.TriggerSettings:
-        return WalletSession(connect_card(clone(card.eeprom.snapshot()))).triggers()
-
-    before = settings(clone(CELLS))
-    done, total = run(None)
-    after = settings(done)
-    assert before != after and total > 0
-    seen = set()
-    for n in range(total):
-        card, _ = run(n)
-        state = settings(card)
-        assert state in (before, after), f"{name}: torn after {n} of {total} writes"
-        seen.add(state == after)
-        observe(card)  # the index is consistent too
-    assert seen == {False, True}
+def test_tearing_at_every_write(name: str, op: Callable[[WalletSession], object]) -> None:
+    tear_every_write(CELLS, op, lambda s: s.triggers())
 
 
 def test_pending_value_is_not_selected_after_a_torn_backup() -> None:
