@@ -15,8 +15,9 @@ from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 from apdu.triggers import ShortagePolicy, TriggerSettings, format_condition, parse_condition
 
-from . import triggers
+from . import keys, triggers
 from .backup import backup, connect, restore
+from .keymgr_client import KeyManagerClient
 from .session import WalletSession
 from .vault_client import VaultClient
 
@@ -176,3 +177,32 @@ def run_trigger_story(session: WalletSession, link: triggers.VaultLink, report: 
         report.note(f"{o.name}: {o.action} to make room")
     report.note(f"stored {new.name} as value {value_id}")
     report.listing(session.list())
+
+
+def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, keymgr: KeyManagerClient,
+                  report: Reporter) -> None:
+    """Seeds E2-E4: an encrypted backup, the card's key split between the key manager, the vault
+    and the owner's recovery code, and the key rebuilt on a fresh card."""
+    report.step("A third card generates its own key (P-256; the private part never leaves it)")
+    old.personalize(DEMO_PIN)
+    old.verify_pin(DEMO_PIN)
+    info = old.generate_key()
+    report.note(f"key id {info.key_id.hex().upper()}")
+    value_id = old.store(FIG15[0])
+    key = connect(old, vault)
+    report.step("Encrypted backup of movie ticket A (E2): the vault gets digest and ciphertext only")
+    report.note(f"{FIG15[0].name}: {backup(old, vault, key, value_id).action}")
+    report.listing(old.list())
+    report.step("The owner opens an account at the key manager and splits the card's key 2 of 3 (E4)")
+    keymgr.create_account("hanako", "correct horse battery")
+    keymgr.login("hanako", "correct horse battery")
+    _, codes = keys.split_key(old, keymgr, vault)
+    report.note("share 1 sealed on the card to the key manager, share 2 to the vault, share 3 to the owner:")
+    report.note(f"recovery code {codes[0]}")
+    report.step("The card is lost; a fresh card gets the key back from the key manager's share and the code")
+    new.personalize(DEMO_PIN)
+    new.verify_pin(DEMO_PIN)
+    restored = keys.restore_split_key(new, keymgr, old.identity().card_id, codes)
+    report.note(f"fresh card {new.identity().card_id.hex().upper()} now holds key "
+                f"{restored.key_id.hex().upper()} ({'the same key' if restored == info else 'ANOTHER KEY'}); "
+                "neither server alone could rebuild it")

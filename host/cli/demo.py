@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 
 from card import SimulatedCard
+from servers.keymgr.server import running as keymgr_running
 from servers.vault.server import running
 
-from ..demo import run_backup_story, run_trigger_story, run_wallet_story
+from ..demo import run_backup_story, run_key_story, run_trigger_story, run_wallet_story
+from ..keymgr_client import KeyManagerClient
 from ..session import WalletSession
 from ..transport.inprocess import open_image
 from ..triggers import VaultLink
@@ -30,6 +32,9 @@ def demo(workdir: Path | None) -> None:
         reporter = ConsoleReporter()
         small = base / "demo-card-small.img"
         SimulatedCard.manufacture(size=8192, index_capacity=16, image=small)
+        third, fresh = base / "demo-card-keys.img", base / "demo-card-fresh.img"
+        SimulatedCard.manufacture(image=third)
+        SimulatedCard.manufacture(image=fresh)
         with open_image(image) as transport:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
@@ -39,4 +44,10 @@ def demo(workdir: Path | None) -> None:
                     run_backup_story(session, vault, ids, reporter)
                 with open_image(small) as small_card, VaultLink(url) as link:
                     run_trigger_story(WalletSession(small_card), link, reporter)
+                console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'})")
+                with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", base / "keymgr-key.pem",
+                                    base / "keymgr-master.key") as km_url, \
+                        KeyManagerClient(km_url) as keymgr, VaultClient(url) as vault, \
+                        open_image(third) as old, open_image(fresh) as new:
+                    run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
         console.print("\n[bold green]Demo complete.[/]")
