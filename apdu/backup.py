@@ -10,9 +10,17 @@ copies or none (ARCHITECTURE section 4)::
     COMMIT RESTORE id   value -> the certificate is replaced by the value; answers a receipt
     CANCEL PENDING id   clears PENDING (the host gave up the swap; the card keeps what it had)
     SIGN RECEIPT        counter, X -> a receipt, only for a registration the card no longer needs
+    GET IMPORT COUNTER  -> how many handovers the card has imported (4 bytes)
+    IMPORT CERTIFICATE  handover -> the certificate is stored as a new entry (answers its id)
 
 A receipt is the card's signature that it holds neither the certificate nor a pending value for
-a registration: the vault deletes a registration only against one.
+a registration: the vault deletes a registration only against one. It carries the card's import
+counter, so the vault also knows the card has taken every certificate handed over before it.
+
+A *handover* moves a certificate of a replaced (lost) card onto its successor: the vault signs
+the certificate with the target card and a sequence number; the card takes sequence numbers
+strictly in order, one each, so a handover replayed or kept by the terminal is refused and a
+value is restored once.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ INS_BEGIN_RESTORE = 0x46
 INS_COMMIT_RESTORE = 0x48
 INS_SIGN_RECEIPT = 0x4A
 INS_BEGIN_ENCRYPTED_BACKUP = 0x4C
+INS_GET_IMPORT_COUNTER = 0x34
+INS_IMPORT_CERTIFICATE = 0x4E
 
 CHALLENGE_MIN, CHALLENGE_MAX = 16, 64
 MAX_SIGNATURE = 72
@@ -44,6 +54,7 @@ AUTH_CONTEXT = b"EVB-AUTH-1"
 RECEIPT_CONTEXT = b"EVB-RECEIPT-1"
 REGISTERED_CONTEXT = b"EVB-REGISTERED-1"
 E2_CONTEXT = b"EVB-E2-1"
+HANDOVER_CONTEXT = b"EVB-HANDOVER-1"
 
 
 TITLE_KEEP = ("type", "name", "issuer", "valid_from", "valid_to", "place")
@@ -132,8 +143,60 @@ def auth_message(card_id: bytes, challenge: bytes) -> bytes:
     return AUTH_CONTEXT + card_id + challenge
 
 
-def receipt_message(card_id: bytes, counter: int, value_hash: bytes) -> bytes:
-    return RECEIPT_CONTEXT + card_id + counter.to_bytes(4, "big") + value_hash
+def receipt_message(card_id: bytes, counter: int, value_hash: bytes, imported: int) -> bytes:
+    return RECEIPT_CONTEXT + card_id + counter.to_bytes(4, "big") + value_hash + imported.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """SIGN RECEIPT's answer: the card's import counter when it signed, and the signature."""
+
+    imported: int
+    signature: bytes
+
+    def to_bytes(self) -> bytes:
+        return self.imported.to_bytes(4, "big") + self.signature
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Receipt:
+        if not 4 < len(raw) <= 4 + MAX_SIGNATURE:
+            raise MessageError("a receipt is a 4-byte import counter and a signature")
+        return cls(int.from_bytes(raw[:4], "big"), raw[4:])
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A certificate of a replaced card, handed by the vault to the card that replaced it.
+
+    ``A1 { 81 sequence (4), 82 certificate, 9E vault signature }``; the signature covers
+    ``"EVB-HANDOVER-1" || target card id || sequence || certificate``.
+    """
+
+    sequence: int
+    certificate: bytes
+    signature: bytes = b""
+
+    def signed_part(self, target_card_id: bytes) -> bytes:
+        return HANDOVER_CONTEXT + target_card_id + self.sequence.to_bytes(4, "big") + self.certificate
+
+    def to_bytes(self) -> bytes:
+        inner = tlv.encode([(0x81, self.sequence.to_bytes(4, "big")), (0x82, self.certificate),
+                            (0x9E, self.signature)])
+        return bytes(tlv.Tlv(0xA1, inner))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Handover:
+        try:
+            (outer,) = tlv.decode(raw)
+            items = tlv.decode(outer.value)
+        except ValueError as exc:
+            raise MessageError(f"not a handover: {exc}") from exc
+        if outer.tag != 0xA1 or [t.tag for t in items] != [0x81, 0x82, 0x9E] or len(items[0].value) != 4:
+            raise MessageError("not a handover: fields missing or out of order")
+        handover = cls(int.from_bytes(items[0].value, "big"), items[1].value, items[2].value)
+        if handover.to_bytes() != raw:
+            raise MessageError("a handover not in its canonical encoding")
+        return handover
 
 
 def receipt_request(counter: int, value_hash: bytes) -> bytes:
@@ -194,3 +257,11 @@ def commit_restore(value_id: int, value: bytes) -> CommandApdu:
 
 def sign_receipt(counter: int, value_hash: bytes) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_SIGN_RECEIPT, 0, 0, receipt_request(counter, value_hash), ne=256)
+
+
+def get_import_counter() -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_IMPORT_COUNTER, ne=4)
+
+
+def import_certificate(handover: Handover) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_IMPORT_CERTIFICATE, 0, 0, handover.to_bytes(), ne=2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu
+from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
 from apdu.certificate import (
     Certificate,
@@ -23,8 +23,9 @@ from apdu.certificate import (
     value_hash,
 )
 from apdu.keys import KeyInfo, KeyMode
-from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
+from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType
 from apdu.seal import SealError
+from apdu.wallet import MessageError, encode_u16
 
 from . import crypto
 from .applet import CardError
@@ -35,7 +36,8 @@ from .index import Index, IndexEntry
 H_IDENTITY_KEY = 64  # private scalar, 32 bytes
 H_IDENTITY_PUB = 96  # uncompressed point, 65 bytes
 H_VAULT_KEY = 161  # the vault's public key, 65 bytes; all zero until installed
-KEY_AREA_END = 226
+H_IMPORTED = 226  # handovers imported, 4 bytes: the sequence number the next one must carry
+KEY_AREA_END = 230
 
 class BackupCommands:
     eeprom: Eeprom
@@ -50,6 +52,7 @@ class BackupCommands:
         def _entry(self, command: CommandApdu) -> IndexEntry: ...
         def _no_data(self, command: CommandApdu) -> None: ...
         def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
+        def _add(self, body: bytes, type_: int, flags: int, also: Callable[[], None] = ...) -> int: ...
         @property
         def key_mode(self) -> KeyMode: ...
         def key_info(self) -> KeyInfo: ...
@@ -76,6 +79,8 @@ class BackupCommands:
             (p, b.INS_BEGIN_RESTORE): self._begin_restore,
             (p, b.INS_COMMIT_RESTORE): self._commit_restore,
             (p, b.INS_SIGN_RECEIPT): self._sign_receipt,
+            (p, b.INS_GET_IMPORT_COUNTER): self._get_import_counter,
+            (p, b.INS_IMPORT_CERTIFICATE): self._import_certificate,
         }
 
     # --- keys --------------------------------------------------------------------------------
@@ -241,9 +246,7 @@ class BackupCommands:
             if entry.flags == ValueFlags.NONE and self.index.read(entry) == value:
                 return b""
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        cert = self._parse_certificate(self._certificate_of(entry))
-        if cert.card_id != self.card_id:
-            raise CardError(SW.WRONG_DATA)
+        cert = self._parse_certificate(self._certificate_of(entry))  # ours, or a verified handover's
         if cert.mode == Mode.ENCRYPTED:  # E2 step 2-4: check X, then open with 402
             value = self._open_registered(value, cert)
         record = ValueRecord.from_bytes(value)
@@ -286,4 +289,53 @@ class BackupCommands:
                 value = self.index.read(entry)  # its registration may be plain or encrypted
                 if x in (value_hash(value), self._backed_up_hash(value, Mode.ENCRYPTED)):
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        return self._sign(b.receipt_message(self.card_id, counter, x))
+        imported = self._imported()
+        return b.Receipt(imported, self._sign(b.receipt_message(self.card_id, counter, x, imported))).to_bytes()
+
+    # --- handovers from a replaced card ------------------------------------------------------
+
+    def _imported(self) -> int:
+        return int.from_bytes(self._header_bytes(H_IMPORTED, 4), "big")
+
+    def _get_import_counter(self, command: CommandApdu) -> bytes:
+        self._no_data(command)
+        return self._header_bytes(H_IMPORTED, 4)
+
+    def _import_certificate(self, command: CommandApdu) -> bytes:
+        """Take a certificate of the card this one replaces, as the vault handed it over: the
+        sequence number must be the next one, so each handover is taken once."""
+        self._require_pin()
+        if command.p1 or command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
+        try:
+            handover = b.Handover.from_bytes(command.data)
+        except MessageError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        cert = self._parse_certificate(handover.certificate)
+        vault = self.vault_key
+        if vault is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+        if handover.sequence != self._imported():
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # taken already, or one is missing
+        if cert.card_id == self.card_id:
+            raise CardError(SW.WRONG_DATA)  # a card's own certificates come by backup only
+        if not (crypto.verify(vault, handover.signature, handover.signed_part(self.card_id))
+                and crypto.verify(vault, cert.signature, cert.signed_part())):
+            raise CardError(SW.VERIFICATION_FAILED)
+        title = _title_of(cert)
+        next_sequence = (handover.sequence + 1).to_bytes(4, "big")
+        value_id = self._add(b.certificate_record(title, handover.certificate).body(), title.type,
+                             ValueFlags.CERTIFICATE,
+                             lambda: self.eeprom.write(self.base + H_IMPORTED, next_sequence))
+        return encode_u16(value_id)
+
+
+def _title_of(cert: Certificate) -> ValueRecord:
+    """What an imported certificate is listed by: the fields its digest shows."""
+    fields = tlv.decode_map(cert.digest)
+    fields.setdefault(Tag.TYPE, bytes((ValueType.OTHER,)))
+    fields.setdefault(Tag.NAME, f"certificate {cert.counter}".encode())
+    try:
+        return ValueRecord.from_bytes(tlv.encode(sorted(fields.items())))
+    except RecordError as exc:
+        raise CardError(SW.WRONG_DATA) from exc

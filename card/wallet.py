@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from datetime import date
 
 from apdu import SW, CommandApdu, tlv
@@ -264,7 +265,10 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands):
         record = ValueRecord.from_bytes(command.data)
         if record.id is not None or record.flags or record.certificate:
             raise CardError(SW.WRONG_DATA)  # the card assigns ids, owns flags, takes certificates only from the vault
-        body = record.body()
+        return w.encode_u16(self._add(record.body(), record.type, ValueFlags.NONE))
+
+    def _add(self, body: bytes, type_: int, flags: int, also: Callable[[], None] = lambda: None) -> int:
+        """A new entry, with ``also``'s writes in the same transaction; answers its id."""
         if len(body) > MAX_RECORD:
             raise CardError(SW.WRONG_LENGTH)
         value_id = self.eeprom.read_u16(self.base + H_NEXT_ID)
@@ -272,9 +276,10 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands):
             raise CardError(SW.NOT_ENOUGH_MEMORY)
         offset = self.index.reserve(len(body))
         with self.eeprom.transaction():
-            self.index.add(value_id, record.type, 0, offset, body)
+            self.index.add(value_id, type_, flags, offset, body)
             self.eeprom.write_u16(self.base + H_NEXT_ID, (value_id + 1) & 0xFFFF)
-        return w.encode_u16(value_id)
+            also()
+        return value_id
 
     def _modify(self, command: CommandApdu) -> bytes:
         self._require_pin()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from apdu.keys import KeyMode
 
 from .api_client import ApiClient, ServiceError, b64
+from .vault_client import LostCardStatement
 
 
 class KeyManagerClientError(ServiceError):
@@ -36,6 +37,25 @@ class KeyManagerClient(ApiClient):
 
     def public_key(self) -> bytes:
         return base64.b64decode(self._call("GET", "/v1/keymgr")["public_key"])
+
+    def statement_key(self) -> bytes:
+        return base64.b64decode(self._call("GET", "/v1/keymgr")["statement_key"])
+
+    def report_lost(self, card_id: bytes, new_card_id: bytes | None) -> LostCardStatement:
+        answer = self._call("POST", "/v1/lost-cards", {"card_id": card_id.hex(),
+                                                       "new_card_id": new_card_id.hex() if new_card_id else None})
+        new_key = answer["new_public_key"]
+        return LostCardStatement(bytes.fromhex(answer["old_card_id"]), base64.b64decode(answer["old_public_key"]),
+                                 bytes.fromhex(answer["new_card_id"]) if answer["new_card_id"] else None,
+                                 base64.b64decode(new_key) if new_key else None,
+                                 int(answer["issued_at"]), base64.b64decode(answer["signature"]))
+
+    def card_challenge(self) -> bytes:
+        return base64.b64decode(self._call("POST", "/v1/card-challenges")["challenge"])
+
+    def enrol_card(self, card_id: bytes, public_key: bytes, challenge: bytes, signature: bytes) -> None:
+        self._call("POST", "/v1/cards", {"card_id": card_id.hex(), "public_key": b64(public_key),
+                                         "challenge": b64(challenge), "signature": b64(signature)})
 
     def create_account(self, name: str, password: str) -> None:
         self._call("POST", "/v1/accounts", {"name": name, "password": password})

@@ -7,13 +7,20 @@ from apdu import SW, ApduError
 from apdu.keys import KeyInfo, KeyMode, parse_recovery_code, recovery_code
 
 from .backup import BackupError
-from .keymgr_client import KeyManagerClient
+from .keymgr_client import KeyManagerClient, KeyManagerClientError
 from .session import WalletSession
 from .vault_client import VaultClient
 
 
 class KeyFlowError(BackupError):  # a BackupError: the CLI prints it as one line
     """A key flow that cannot go on."""
+
+
+def enrol_card(session: WalletSession, keymgr: KeyManagerClient) -> None:
+    """Bind the card to the logged-in owner by its identity key's signature (again is harmless)."""
+    identity = session.identity()
+    challenge = keymgr.card_challenge()
+    keymgr.enrol_card(identity.card_id, identity.public_key, challenge, session.authenticate(challenge))
 
 
 def backup_key(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
@@ -28,6 +35,7 @@ def backup_key(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
         if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
             raise KeyFlowError("the card trusts another key manager") from exc
         raise
+    enrol_card(session, keymgr)
     keymgr.escrow(session.identity().card_id, info.key_id, info.mode, session.export_key())
     return info
 
@@ -37,6 +45,7 @@ def restore_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id
     manager seals the escrowed seed to it, the card opens and installs it."""
     if session.key_info().mode != KeyMode.NONE:
         raise KeyFlowError("the card already has a key")
+    enrol_card(session, keymgr)
     transport = session.new_transport_key()
     restoration = keymgr.restore_key(source_card_id, session.identity().card_id, transport)
     info = session.import_key(restoration.mode, restoration.sealed)
@@ -53,6 +62,7 @@ def split_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClie
     if info.mode == KeyMode.NONE:
         raise KeyFlowError("the card has no key: 'evb key init' generates one")
     session.put_keymgr_key(keymgr.public_key())
+    enrol_card(session, keymgr)
     shares = session.split_key(k_of, n)
     card_id = session.identity().card_id
     keymgr.escrow_share(card_id, info.key_id, info.mode, shares.keymgr)
@@ -61,13 +71,23 @@ def split_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClie
 
 
 def restore_split_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id: bytes,
-                      codes: tuple[str, ...]) -> KeyInfo:
-    """Rebuild a split key on this card from the key manager's share and the owner's codes."""
+                      codes: tuple[str, ...], vault: VaultClient | None = None) -> KeyInfo:
+    """Rebuild a split key on this card from the key manager's share and the owner's codes, or
+    the vault's share once the vault knows this card replaced the source card."""
     if session.key_info().mode != KeyMode.NONE:
         raise KeyFlowError("the card already has a key")
+    enrol_card(session, keymgr)
     transport = session.new_transport_key()
-    restoration = keymgr.restore_share(source_card_id, session.identity().card_id, transport)
+    try:
+        restoration = keymgr.restore_share(source_card_id, session.identity().card_id, transport)
+    except KeyManagerClientError as exc:
+        if exc.status == 404:
+            raise KeyFlowError(exc.message) from exc
+        raise
     info = session.import_share(restoration.mode, restoration.key_id, restoration.sealed, sealed=True)
+    if vault is not None and info.mode == KeyMode.NONE:
+        sealed = vault.restore_share(source_card_id, restoration.key_id, transport)
+        info = session.import_share(restoration.mode, restoration.key_id, sealed, sealed=True)
     for code in codes:
         if info.mode != KeyMode.NONE:
             break

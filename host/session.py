@@ -143,7 +143,16 @@ class WalletSession:
         self._send(b.commit_restore(value_id, value))
 
     def sign_receipt(self, counter: int, value_hash: bytes) -> bytes:
+        """A :class:`apdu.backup.Receipt`'s bytes, as the vault takes them."""
         return self._send(b.sign_receipt(counter, value_hash))
+
+    def import_counter(self) -> int:
+        """The sequence number the next handover must carry."""
+        return int.from_bytes(self._send(b.get_import_counter()), "big")
+
+    def import_certificate(self, handover: b.Handover) -> int:
+        """Store a handed-over certificate; answers its new value id."""
+        return w.parse_u16(self._send(b.import_certificate(handover)))
 
     # --- the backup-trigger manager (apdu.triggers) ------------------------------------------
 

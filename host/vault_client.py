@@ -6,6 +6,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from apdu.backup import Handover
 from apdu.certificate import DigestField
 
 from .api_client import ApiClient, ServiceError, b64
@@ -21,6 +22,19 @@ class RegistrationInfo:
     value_hash: bytes
     certificate: bytes
     created_at: int
+    card_id: bytes = b""  # the card that backed it up
+
+
+@dataclass(frozen=True)
+class LostCardStatement:
+    """The key manager's signed word that ``old_card_id`` is lost, as the vault takes it."""
+
+    old_card_id: bytes
+    old_public_key: bytes
+    new_card_id: bytes | None
+    new_public_key: bytes | None
+    issued_at: int
+    signature: bytes
 
 
 class VaultClient(ApiClient):
@@ -65,7 +79,28 @@ class VaultClient(ApiClient):
         body = {"counter": counter, "value_hash": value_hash.hex(), "receipt": b64(receipt)}
         return bool(self._call("POST", "/v1/releases", body)["released"])
 
+    def replace_card(self, statement: LostCardStatement) -> int:
+        """Deliver the statement; answers how many certificates wait for the new card."""
+        body = {"old_card_id": statement.old_card_id.hex(), "old_public_key": b64(statement.old_public_key),
+                "new_card_id": statement.new_card_id.hex() if statement.new_card_id else None,
+                "new_public_key": b64(statement.new_public_key) if statement.new_public_key else None,
+                "issued_at": statement.issued_at, "signature": b64(statement.signature)}
+        return int(self._call("POST", "/v1/replacements", body)["waiting"])
+
+    def handover(self, imported: int) -> tuple[Handover | None, int]:
+        """The handover numbered ``imported`` (the card's counter), and how many wait after it."""
+        answer = self._call("POST", "/v1/handovers", {"imported": imported})
+        raw = answer["handover"]
+        return (Handover.from_bytes(base64.b64decode(raw)) if raw else None), int(answer["waiting"])
+
+    def restore_share(self, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> bytes:
+        """The vault's share of a replaced card's key, sealed to this card's transport key."""
+        answer = self._call("POST", "/v1/share-restorations", {"old_card_id": old_card_id.hex(),
+                                                               "key_id": key_id.hex(),
+                                                               "transport_key": b64(transport_key)})
+        return base64.b64decode(answer["sealed_share"])
+
 
 def _registration(raw: dict[str, Any]) -> RegistrationInfo:
     return RegistrationInfo(raw["counter"], bytes.fromhex(raw["value_hash"]), base64.b64decode(raw["certificate"]),
-                            raw["created_at"])
+                            raw["created_at"], bytes.fromhex(raw["card_id"]))

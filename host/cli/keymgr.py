@@ -105,6 +105,18 @@ def unlock_account(name: str, db_url: str | None) -> None:
     console.print(f"Unlocked {name} (audited).")
 
 
+@keymgr.command("statement-key")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The key manager's own key, PEM; the statement key lives beside it.")
+def statement_key(key_path: Path | None) -> None:
+    """Print the public key the vault pins ('evb vault serve --keymgr-key …') to accept the key
+    manager's statements about lost cards."""
+    from servers.keyfile import load_or_create_key, public_bytes
+    from servers.keymgr.server import default_key, statement_key_path
+
+    click.echo(public_bytes(load_or_create_key(statement_key_path(key_path or default_key())).public_key()).hex())
+
+
 @keymgr.command("openapi")
 def openapi() -> None:
     """Print the key manager's OpenAPI schema (JSON)."""

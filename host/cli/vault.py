@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from apdu import wallet as w
 from apdu.records import ValueFlags
+from apdu.signature import valid_public_key
 
 from ..backup import BackupError, Outcome, backup, connect, release_unneeded, restore, run_all
 from ..session import WalletSession
@@ -38,7 +39,11 @@ def vault() -> None:
               help="Value fields copied into certificates (comma-separated, may be empty).")
 @click.option("--counter-modulus", type=click.IntRange(2, 2**32), default=2**32, show_default=True,
               help="Registration counters wrap here.")
-def serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int) -> None:
+@click.option("--keymgr-key", envvar="EVB_KEYMGR_KEY",
+              help="The key manager's statement key, hex ('evb keymgr statement-key'): lost cards are "
+                   "replaced on its signed word only.")
+def serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int,
+          keymgr_key: str | None) -> None:
     """Run the vault in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
@@ -50,8 +55,16 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
         fields = tuple(DigestField[f.strip().upper()] for f in digest.split(",") if f.strip())
     except KeyError as exc:
         raise CliFail(f"unknown digest field {exc.args[0].lower()} (type, name, count, expiry, place)") from exc
+    trusted = None
+    if keymgr_key:
+        try:
+            trusted = bytes.fromhex(keymgr_key)
+        except ValueError as exc:
+            raise CliFail("--keymgr-key is the key manager's statement key in hex") from exc
+        if not valid_public_key(trusted):
+            raise CliFail("--keymgr-key is not a P-256 public key")
     try:
-        app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus)
+        app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus, trusted)
     except StorageError as exc:
         raise CliFail(str(exc)) from exc
     console.print(f"Vault on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")

@@ -17,7 +17,42 @@ HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=1
 
 
 class KeyManagerInfo(BaseModel):
+    public_key: B64 = Field(description="cards seal keys and shares to it")
+    statement_key: B64 = Field(description="signs statements for the vault; pin it there")
+
+
+class LostCardRequest(BaseModel):
+    card_id: HEX_ID
+    new_card_id: HEX_ID | None = None
+
+
+class LostCardResponse(BaseModel):
+    """The signed statement; deliver it to the vault's /v1/replacements as it is."""
+
+    old_card_id: str
+    old_public_key: B64
+    new_card_id: str | None
+    new_public_key: B64 | None
+    issued_at: int
+    signature: B64
+
+
+class CardChallenge(BaseModel):
+    challenge: B64
+    expires_at: int
+
+
+class CardEnrolment(BaseModel):
+    """The card's INTERNAL AUTHENTICATE answer over a challenge from /v1/card-challenges."""
+
+    card_id: HEX_ID
     public_key: B64
+    challenge: B64
+    signature: B64
+
+
+class CardEnrolled(BaseModel):
+    card_id: str
 
 
 class Credentials(BaseModel):
@@ -107,7 +142,7 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
 
     @app.get("/v1/keymgr", response_model=KeyManagerInfo)
     def info(service: Service) -> KeyManagerInfo:
-        return KeyManagerInfo(public_key=b64(service.public_key))
+        return KeyManagerInfo(public_key=b64(service.public_key), statement_key=b64(service.statement_key))
 
     @app.post("/v1/accounts", response_model=AccountCreated, status_code=201)
     def create_account(body: Credentials, service: Service) -> AccountCreated:
@@ -151,5 +186,25 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                                                unhex(body.target_card_id, "target_card_id"),
                                                unb64(body.transport_key, "transport_key"))
         return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
+
+    @app.post("/v1/lost-cards", response_model=LostCardResponse)
+    def lost_card(body: LostCardRequest, owner: Owner, service: Service) -> LostCardResponse:
+        statement, signature = service.report_lost(owner, unhex(body.card_id, "card_id"),
+                                                   unhex(body.new_card_id, "new_card_id") if body.new_card_id else None)
+        return LostCardResponse(old_card_id=statement.old.hex(), old_public_key=b64(statement.old_key),
+                                new_card_id=statement.new.hex() if statement.new else None,
+                                new_public_key=b64(statement.new_key) if statement.new_key else None,
+                                issued_at=statement.issued_at, signature=b64(signature))
+
+    @app.post("/v1/card-challenges", response_model=CardChallenge)
+    def card_challenge(owner: Owner, service: Service) -> CardChallenge:
+        challenge, expires = service.card_challenge()
+        return CardChallenge(challenge=b64(challenge), expires_at=expires)
+
+    @app.post("/v1/cards", response_model=CardEnrolled)
+    def enrol_card(body: CardEnrolment, owner: Owner, service: Service) -> CardEnrolled:
+        service.enrol_card(owner, unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
+                           unb64(body.challenge, "challenge"), unb64(body.signature, "signature"))
+        return CardEnrolled(card_id=body.card_id)
 
     return app

@@ -25,6 +25,10 @@ MIGRATIONS = [
                                     sealed_share BLOB NOT NULL, created_at INTEGER NOT NULL,
                                     PRIMARY KEY (card_id, key_id))
     """),
+    Migration(3, "cards enrol with a signature of their identity key", """
+        ALTER TABLE account_cards ADD COLUMN public_key BLOB;
+        CREATE TABLE card_challenges (challenge BLOB PRIMARY KEY, expires_at INTEGER NOT NULL)
+    """),
 ]
 
 
@@ -115,14 +119,39 @@ class KeyManagerRepository:
 
     # --- cards and escrows -------------------------------------------------------------------
 
-    def bind_card(self, card_id: bytes, account_id: int) -> bool:
-        """First owner wins; answers whether the card is (now) this account's."""
+    def enrol_card(self, card_id: bytes, public_key: bytes, account_id: int) -> bool:
+        """First owner wins, with the identity key the card proved; answers whether the card is
+        (now) this account's with this key."""
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT account_id FROM account_cards WHERE card_id = ?", (card_id,))
-            if rows:
-                return int(rows[0][0]) == account_id
-            tx.execute("INSERT INTO account_cards (card_id, account_id) VALUES (?, ?)", (card_id, account_id))
+            rows = tx.execute("SELECT account_id, public_key FROM account_cards WHERE card_id = ?", (card_id,))
+            if not rows:
+                tx.execute("INSERT INTO account_cards (card_id, account_id, public_key) VALUES (?, ?, ?)",
+                           (card_id, account_id, public_key))
+                return True
+            owner, known = int(rows[0][0]), rows[0][1]
+            if owner != account_id or (known is not None and bytes(known) != public_key):
+                return False
+            if known is None:  # bound before cards proved their key
+                tx.execute("UPDATE account_cards SET public_key = ? WHERE card_id = ?", (public_key, card_id))
         return True
+
+    def card_key(self, card_id: bytes, account_id: int) -> bytes | None:
+        """The identity key the account's card proved, if it did."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT public_key FROM account_cards WHERE card_id = ? AND account_id = ?",
+                              (card_id, account_id))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def add_challenge(self, challenge: bytes, expires_at: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM card_challenges WHERE expires_at < ?", (expires_at - 3600,))
+            tx.execute("INSERT INTO card_challenges (challenge, expires_at) VALUES (?, ?)", (challenge, expires_at))
+
+    def take_challenge(self, challenge: bytes, now: int) -> bool:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT expires_at FROM card_challenges WHERE challenge = ?", (challenge,))
+            tx.execute("DELETE FROM card_challenges WHERE challenge = ?", (challenge,))
+        return bool(rows) and int(rows[0][0]) >= now
 
     def cards(self, account_id: int) -> list[bytes]:
         with self.db.transaction() as tx:

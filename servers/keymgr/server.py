@@ -27,6 +27,11 @@ def default_key() -> Path:
     return data_dir() / "keymgr-key.pem"
 
 
+def statement_key_path(key_path: Path) -> Path:
+    """The statement-signing key lives beside the key manager's own key."""
+    return key_path.with_name(key_path.stem + "-statements.pem")
+
+
 def default_master_key() -> Path:
     """Outside the database on purpose: a stolen database alone opens no escrowed key."""
     return Path(os.environ.get(MASTER_KEY_ENV) or data_dir() / "keymgr-master.key")
@@ -36,7 +41,8 @@ def build_service(db_url: str, key_path: Path, master_path: Path,
                   config: KeyManagerConfig | None = None) -> tuple[KeyManagerService, Database]:
     db = Database.open(db_url, MIGRATIONS)
     service = KeyManagerService(KeyManagerRepository(db), load_or_create_key(key_path),
-                                MasterKey.load_or_create(master_path), config or KeyManagerConfig())
+                                MasterKey.load_or_create(master_path),
+                                load_or_create_key(statement_key_path(key_path)), config or KeyManagerConfig())
     return service, db
 
 

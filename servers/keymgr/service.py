@@ -11,6 +11,7 @@ it, so neither the answers nor their timing tell whether an account exists. Ever
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,13 +20,17 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from apdu import keys as k
 from apdu import seal
+from apdu.backup import auth_message
+from apdu.signature import verify
 
 from ..keyfile import public_bytes
+from ..statements import Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from .repository import Account, Escrow, KeyManagerRepository
@@ -41,6 +46,7 @@ class KeyManagerError(ApiError):
 @dataclass(frozen=True)
 class KeyManagerConfig:
     session_ttl: int = 900
+    challenge_ttl: int = 120
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536  # 64 MiB per guess: memory-hard
     argon2_parallelism: int = 4
@@ -83,9 +89,13 @@ def _escrow_aad(card_id: bytes, key_id: bytes, mode: int) -> bytes:
 
 @dataclass
 class KeyManagerService:
+    """``key`` opens what cards seal to the key manager; ``signer`` signs statements for the
+    vault and nothing else (one key, one use)."""
+
     repo: KeyManagerRepository
     key: ec.EllipticCurvePrivateKey
     master: MasterKey
+    signer: ec.EllipticCurvePrivateKey
     config: KeyManagerConfig = field(default_factory=KeyManagerConfig)
 
     def __post_init__(self) -> None:
@@ -96,6 +106,10 @@ class KeyManagerService:
     @property
     def public_key(self) -> bytes:
         return public_bytes(self.key.public_key())
+
+    @property
+    def statement_key(self) -> bytes:
+        return public_bytes(self.signer.public_key())
 
     def _scalar(self) -> bytes:
         return self.key.private_numbers().private_value.to_bytes(32, "big")
@@ -192,8 +206,7 @@ class KeyManagerService:
             raise KeyManagerError(400, f"the sealed key does not open: {exc}") from exc
 
     def _keep(self, account: Account, e: Escrow, put: Callable[[Escrow, str], None], kind: bytes) -> None:
-        if not self.repo.bind_card(e.card_id, account.id):
-            raise KeyManagerError(403, "this card belongs to another account")
+        self._enrolled(account, e.card_id)
         blob = self.master.seal(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode) + kind)
         put(Escrow(e.card_id, e.key_id, e.mode, blob, e.created_at), account.name)
 
@@ -207,8 +220,7 @@ class KeyManagerService:
                   context: bytes) -> tuple[int, bytes, bytes]:
         if len(target_card_id) != 8:
             raise KeyManagerError(400, "a card id is 8 bytes")
-        if not self.repo.bind_card(target_card_id, account.id):
-            raise KeyManagerError(403, "the target card belongs to another account")
+        self._enrolled(account, target_card_id)
         secret = self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode) + kind)
         try:
             blob = seal.seal(transport_key, secret, context)
@@ -217,6 +229,53 @@ class KeyManagerService:
         self.repo.log(account.name, f"{'share' if kind else 'key'} {e.key_id.hex()} of card {e.card_id.hex()} "
                                     f"sealed for card {target_card_id.hex()}", int(time.time()))
         return e.mode, e.key_id, blob
+
+    # --- lost cards --------------------------------------------------------------------------
+
+    def report_lost(self, account: Account, old: bytes, new: bytes | None) -> tuple[Replacement, bytes]:
+        """The owner says ``old`` is lost (and ``new`` replaces it): a statement the vault
+        acts on, signed for whoever carries it there. Both cards must have proved their
+        identity keys here, and the statement names them, so the vault acts on those cards only."""
+        if len(old) != 8 or (new is not None and len(new) != 8):
+            raise KeyManagerError(400, "a card id is 8 bytes")
+        if old == new:
+            raise KeyManagerError(400, "a card cannot replace itself")
+        old_key = self._enrolled(account, old)
+        new_key = self._enrolled(account, new) if new is not None else None
+        statement = Replacement(old, old_key, new, new_key, int(time.time()))
+        signature = self.signer.sign(statement.message(), ec.ECDSA(hashes.SHA256()))
+        event = f"card {old.hex()} reported lost" + (f", replaced by card {new.hex()}" if new else "")
+        self.repo.log(account.name, event, statement.issued_at)
+        return statement, signature
+
+    # --- cards -------------------------------------------------------------------------------
+
+    def card_challenge(self) -> tuple[bytes, int]:
+        challenge = secrets.token_bytes(32)
+        expires = int(time.time()) + self.config.challenge_ttl
+        self.repo.add_challenge(challenge, expires)
+        return challenge, expires
+
+    def enrol_card(self, account: Account, card_id: bytes, public_key: bytes, challenge: bytes,
+                   signature: bytes) -> None:
+        """Bind a card to the account on its identity key's signature over our fresh challenge:
+        nobody can enrol, and later report lost, a card they do not hold."""
+        if len(card_id) != 8:
+            raise KeyManagerError(400, "a card id is 8 bytes")
+        if not self.repo.take_challenge(challenge, int(time.time())):
+            raise KeyManagerError(401, "unknown or expired challenge: ask for a new one")
+        if not verify(public_key, signature, auth_message(card_id, challenge)):
+            raise KeyManagerError(401, "the card's signature over the challenge is not valid")
+        if not self.repo.enrol_card(card_id, public_key, account.id):
+            raise KeyManagerError(403, "this card is enrolled in another account, or with another key")
+        self.repo.log(account.name, f"card {card_id.hex()} enrolled", int(time.time()))
+
+    def _enrolled(self, account: Account, card_id: bytes) -> bytes:
+        key = self.repo.card_key(card_id, account.id)
+        if key is None:
+            raise KeyManagerError(403, "that card is not enrolled in this account: enrol it with the card in "
+                                       "the reader ('evb account enrol-card')")
+        return key
 
     def status(self, account: Account) -> list[tuple[bytes, list[Escrow]]]:
         return [(c, self.repo.escrows(c)) for c in self.repo.cards(account.id)]

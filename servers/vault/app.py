@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from pydantic import BaseModel, Field
 
+from ..statements import Replacement
 from ..wire import ApiError, b64, install_error_handler, unb64, unhex
+from .repository import Registration
 from .service import VaultError, VaultService
 
 B64 = Annotated[str, Field(description="base64", max_length=4096)]
@@ -50,6 +52,7 @@ class RegistrationRequest(BaseModel):
 
 class RegistrationOut(BaseModel):
     counter: int
+    card_id: str = Field(description="the card that backed it up (another one after a replacement)")
     value_hash: str
     certificate: B64
     created_at: int
@@ -80,6 +83,40 @@ class ReleaseRequest(BaseModel):
 
 class ReleaseResponse(BaseModel):
     released: bool
+
+
+class ReplacementRequest(BaseModel):
+    """The key manager's signed statement that the owner lost ``old_card_id``."""
+
+    old_card_id: HEX_ID
+    old_public_key: B64
+    new_card_id: HEX_ID | None = None
+    new_public_key: B64 | None = None
+    issued_at: int
+    signature: B64
+
+
+class ReplacementResponse(BaseModel):
+    waiting: int = Field(description="registrations to hand over to the new card")
+
+
+class HandoverRequest(BaseModel):
+    imported: int = Field(ge=0, le=0xFFFFFFFF, description="the card's import counter")
+
+
+class HandoverResponse(BaseModel):
+    handover: B64 | None = Field(description="for IMPORT CERTIFICATE; null when none is left")
+    waiting: int
+
+
+class ShareRestoreRequest(BaseModel):
+    old_card_id: HEX_ID
+    key_id: HEX_ID
+    transport_key: B64
+
+
+class ShareRestoreResponse(BaseModel):
+    sealed_share: B64
 
 
 def vault_service(request: Request) -> VaultService:
@@ -140,13 +177,11 @@ def create_app(service: VaultService | None) -> FastAPI:
             r = service.register_encrypted(card_id, unb64(body.registered_value, "registered_value"))
         else:
             r = service.register(card_id, unb64(body.value or "", "value"))
-        return RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
-                               created_at=r.created_at)
+        return registration_out(r)
 
     @app.get("/v1/registrations", response_model=list[RegistrationOut])
     def registrations(card_id: Card, service: Service) -> list[RegistrationOut]:
-        return [RegistrationOut(counter=r.counter, value_hash=r.value_hash.hex(), certificate=b64(r.certificate),
-                                created_at=r.created_at) for r in service.list(card_id)]
+        return [registration_out(r) for r in service.list(card_id)]
 
     @app.post("/v1/restorations", response_model=RestoreResponse)
     def restore(body: RestoreRequest, card_id: Card, service: Service) -> RestoreResponse:
@@ -163,4 +198,29 @@ def create_app(service: VaultService | None) -> FastAPI:
                                    unb64(body.receipt, "receipt"))
         return ReleaseResponse(released=released)
 
+    @app.post("/v1/replacements", response_model=ReplacementResponse)
+    def replacement(body: ReplacementRequest, service: Service) -> ReplacementResponse:
+        """No card session: the key manager's signature authenticates the statement."""
+        statement = Replacement(unhex(body.old_card_id, "old_card_id"), unb64(body.old_public_key, "old_public_key"),
+                                unhex(body.new_card_id, "new_card_id") if body.new_card_id else None,
+                                unb64(body.new_public_key, "new_public_key") if body.new_public_key else None,
+                                body.issued_at)
+        return ReplacementResponse(waiting=service.replace_card(statement, unb64(body.signature, "signature")))
+
+    @app.post("/v1/handovers", response_model=HandoverResponse)
+    def handover(body: HandoverRequest, card_id: Card, service: Service) -> HandoverResponse:
+        found, waiting = service.hand_over(card_id, body.imported)
+        return HandoverResponse(handover=b64(found.to_bytes()) if found else None, waiting=waiting)
+
+    @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)
+    def share_restoration(body: ShareRestoreRequest, card_id: Card, service: Service) -> ShareRestoreResponse:
+        sealed = service.key_share_for(card_id, unhex(body.old_card_id, "old_card_id"), unhex(body.key_id, "key_id"),
+                                       unb64(body.transport_key, "transport_key"))
+        return ShareRestoreResponse(sealed_share=b64(sealed))
+
     return app
+
+
+def registration_out(r: Registration) -> RegistrationOut:
+    return RegistrationOut(counter=r.counter, card_id=r.card_id.hex(), value_hash=r.value_hash.hex(),
+                           certificate=b64(r.certificate), created_at=r.created_at)

@@ -32,28 +32,56 @@ MIGRATIONS = [
         CREATE TABLE key_shares (card_id BLOB NOT NULL, key_id BLOB NOT NULL, sealed_share BLOB NOT NULL,
                                  created_at INTEGER NOT NULL, PRIMARY KEY (card_id, key_id))
     """),
+    Migration(3, "replaced cards: revocation, holders of registrations, handovers", """
+        ALTER TABLE cards ADD COLUMN revoked_at INTEGER;
+        ALTER TABLE cards ADD COLUMN replaced_by BLOB;
+        ALTER TABLE cards ADD COLUMN next_handover INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE registrations ADD COLUMN holder BLOB;
+        UPDATE registrations SET holder = card_id;
+        ALTER TABLE registrations ADD COLUMN handover_seq INTEGER;
+        CREATE INDEX registrations_holder ON registrations (holder)
+    """),
 ]
 
 
 @dataclass(frozen=True)
 class Registration:
+    """``card_id`` backed the value up; ``holder`` may redeem it (the card that replaced it,
+    once a handover numbered ``handover_seq`` has given it the certificate)."""
+
     counter: int
     card_id: bytes
     value_hash: bytes
     value: bytes
     certificate: bytes
     created_at: int
+    holder: bytes = b""
+    handover_seq: int | None = None
+
+    @property
+    def redeemable(self) -> bool:
+        """The holder has the certificate: its own backup, or handed over."""
+        return self.holder == self.card_id or self.handover_seq is not None
+
+
+@dataclass(frozen=True)
+class CardState:
+    public_key: bytes
+    revoked: bool
+    replaced_by: bytes | None
+    next_handover: int
 
 
 class ConflictError(Exception):
     pass
 
 
-COLUMNS = "counter, card_id, value_hash, value, certificate, created_at"
+COLUMNS = "counter, card_id, value_hash, value, certificate, created_at, holder, handover_seq"
 
 
 def _reg(row: tuple[Any, ...]) -> Registration:
-    return Registration(int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]), bytes(row[4]), int(row[5]))
+    return Registration(int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]), bytes(row[4]), int(row[5]),
+                        bytes(row[6]), None if row[7] is None else int(row[7]))
 
 
 class VaultRepository:
@@ -68,6 +96,16 @@ class VaultRepository:
             rows = tx.execute("SELECT public_key FROM cards WHERE card_id = ?", (card_id,))
         return bytes(rows[0][0]) if rows else None
 
+    def card_state(self, card_id: bytes) -> CardState | None:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT public_key, revoked_at, replaced_by, next_handover FROM cards WHERE card_id = ?",
+                              (card_id,))
+        if not rows:
+            return None
+        key, revoked, replaced_by, next_handover = rows[0]
+        return CardState(bytes(key), revoked is not None, None if replaced_by is None else bytes(replaced_by),
+                         int(next_handover))
+
     def register_card(self, card_id: bytes, public_key: bytes, now: int) -> None:
         """Trust on first use: a card id keeps the key it first authenticated with."""
         with self.db.transaction() as tx:
@@ -77,6 +115,38 @@ class VaultRepository:
             if not rows:
                 tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?)",
                            (card_id, public_key, now))
+
+    def replace_card(self, old: bytes, new: bytes | None, now: int) -> None:
+        """Revoke ``old`` and, with ``new``, make it the holder of everything ``old`` held (also
+        what ``old`` had inherited): those certificates are handed over afresh."""
+        with self.db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM cards WHERE card_id = ?", (old,)):
+                tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?)", (old, b"", now))
+            tx.execute("UPDATE cards SET revoked_at = COALESCE(revoked_at, ?) WHERE card_id = ?", (now, old))
+            tx.execute("DELETE FROM sessions WHERE card_id = ?", (old,))
+            if new is not None:
+                tx.execute("UPDATE cards SET replaced_by = ? WHERE card_id = ? OR replaced_by = ?", (new, old, old))
+                tx.execute("UPDATE registrations SET holder = ?, handover_seq = NULL WHERE holder = ?", (new, old))
+
+    def hand_over(self, holder: bytes, imported: int) -> tuple[Registration | None, int]:
+        """The registration whose certificate goes to ``holder`` as handover number ``imported``
+        (the one given before, for a retry), and how many wait after it; None when all went."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT next_handover FROM cards WHERE card_id = ?", (holder,))
+            next_seq = int(rows[0][0]) if rows else 0
+            if imported > next_seq:
+                raise ConflictError("the card has imported more handovers than this vault gave it")
+            if imported == next_seq:
+                first = tx.execute("SELECT id FROM registrations WHERE holder = ? AND card_id <> ? "
+                                   "AND handover_seq IS NULL ORDER BY id LIMIT 1", (holder, holder))
+                if first:
+                    tx.execute("UPDATE registrations SET handover_seq = ? WHERE id = ?", (next_seq, first[0][0]))
+                    tx.execute("UPDATE cards SET next_handover = ? WHERE card_id = ?", (next_seq + 1, holder))
+            found = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE holder = ? AND handover_seq = ?",
+                               (holder, imported))
+            waiting = tx.execute("SELECT COUNT(*) FROM registrations WHERE holder = ? AND card_id <> ? "
+                                 "AND handover_seq IS NULL", (holder, holder))
+        return (_reg(found[0]) if found else None), int(waiting[0][0])
 
     def add_challenge(self, card_id: bytes, challenge: bytes, expires_at: int) -> None:
         with self.db.transaction() as tx:
@@ -120,9 +190,9 @@ class VaultRepository:
             tx.execute("UPDATE counter SET next = next + 1 WHERE id = 1")
             counter = (int(tx.execute("SELECT next FROM counter WHERE id = 1")[0][0]) - 1) % self.modulus
             certificate = make_certificate(counter)
-            tx.execute(f"INSERT INTO registrations ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                       (counter, card_id, value_hash, value, certificate, now))
-        return Registration(counter, card_id, value_hash, value, certificate, now)
+            tx.execute(f"INSERT INTO registrations ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                       (counter, card_id, value_hash, value, certificate, now, card_id))
+        return Registration(counter, card_id, value_hash, value, certificate, now, card_id)
 
     def lookup(self, counter: int, value_hash: bytes, certificate: bytes) -> Registration | None:
         """The seed's order: candidates by counter, then by hash, then a full comparison."""
@@ -133,18 +203,22 @@ class VaultRepository:
                 return reg
         return None
 
-    def list(self, card_id: bytes) -> list[Registration]:
+    def list(self, holder: bytes) -> list[Registration]:
+        """Everything ``holder`` may redeem or will be handed, oldest first."""
         with self.db.transaction() as tx:
-            rows = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE card_id = ? ORDER BY id", (card_id,))
+            rows = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE holder = ? ORDER BY id", (holder,))
         return [_reg(r) for r in rows]
 
-    def delete(self, card_id: bytes, counter: int, value_hash: bytes) -> bool:
+
+    def delete(self, holder: bytes, counter: int, value_hash: bytes, may_go: Callable[[Registration], bool]) -> bool:
+        """Delete the holder's registrations (counter, X) that ``may_go``; answers whether any went."""
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT id FROM registrations WHERE card_id = ? AND counter = ? AND value_hash = ?",
-                              (card_id, counter, value_hash))
-            for (row_id,) in rows:
+            rows = tx.execute(f"SELECT id, {COLUMNS} FROM registrations WHERE holder = ? AND counter = ? "
+                              "AND value_hash = ?", (holder, counter, value_hash))
+            gone = [row[0] for row in rows if may_go(_reg(row[1:]))]
+            for row_id in gone:
                 tx.execute("DELETE FROM registrations WHERE id = ?", (row_id,))
-        return bool(rows)
+        return bool(gone)
 
     def count(self) -> int:
         with self.db.transaction() as tx:

@@ -33,10 +33,12 @@ def build(
     key_path: Path,
     digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS,
     counter_modulus: int = 2**32,
+    keymgr_key: bytes | None = None,
 ) -> tuple[FastAPI, Database]:
+    """``keymgr_key``: the key manager's statement key, pinned; without it no card is replaced."""
     db = Database.open(db_url, MIGRATIONS)
     service = VaultService(VaultRepository(db, counter_modulus), load_or_create_key(key_path),
-                           VaultConfig(digest_fields=digest_fields))
+                           VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key))
     return create_app(service), db
 
 

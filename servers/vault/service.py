@@ -30,6 +30,7 @@ from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
 
 from ..keyfile import public_bytes
+from ..statements import Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from .repository import ConflictError, Registration, VaultRepository
@@ -46,6 +47,7 @@ class VaultConfig:
     digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS
     challenge_ttl: int = 120  # seconds
     session_ttl: int = 900
+    keymgr_key: bytes | None = None  # the key manager's statement key: trusted for replaced cards
 
 
 @dataclass
@@ -73,6 +75,9 @@ class VaultService:
         now = int(time.time())
         if not self.repo.take_challenge(card_id, challenge, now):
             raise VaultError(401, "unknown or expired challenge: ask for a new one")
+        state = self.repo.card_state(card_id)
+        if state is not None and state.revoked:
+            raise VaultError(403, "this card was reported lost and is revoked: its certificates are refused")
         known = self.repo.card_key(card_id)
         key = known or public_key
         if not verify(key, signature, b.auth_message(card_id, challenge)):
@@ -156,26 +161,89 @@ class VaultService:
             cert = Certificate.from_bytes(certificate)
         except CertificateError as exc:
             raise VaultError(400, f"malformed certificate: {exc}") from exc
-        if cert.card_id != card_id:
-            raise VaultError(403, "this certificate belongs to another card")
         found = self.repo.lookup(cert.counter, cert.value_hash, certificate)
-        if found is None or found.card_id != card_id:
+        if found is not None and found.holder == card_id and not found.redeemable:
+            raise VaultError(403, "this certificate has not been handed over to this card")
+        if cert.card_id != card_id and (found is None or found.holder != card_id):
+            raise VaultError(403, "this certificate belongs to another card")
+        if found is None or found.holder != card_id:
             raise VaultError(404, "unknown certificate: no value is registered for it")
         if not _consistent(found.value, cert):
             raise VaultError(409, "inconsistent vault entry: the stored value does not match its certificate")
         return found.value
 
     def list(self, card_id: bytes) -> list[Registration]:
-        return self.repo.list(card_id)
+        """What the card may redeem: its own, and what was handed over to it."""
+        return [r for r in self.repo.list(card_id) if r.redeemable]
+
+    # --- replaced cards ----------------------------------------------------------------------
+
+    def replace_card(self, statement: Replacement, signature: bytes) -> int:
+        """Carry out the key manager's signed statement that the owner lost ``old``; answers how
+        many registrations now wait to be handed over to ``new``."""
+        if self.config.keymgr_key is None:
+            raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
+        if len(statement.old) != 8 or (statement.new is not None and len(statement.new) != 8):
+            raise VaultError(400, "a card id is 8 bytes (16 hex digits)")
+        if not verify(self.config.keymgr_key, signature, statement.message()):
+            raise VaultError(403, "the key manager's signature over the statement is not valid")
+        if statement.new == statement.old or (statement.new is None) != (statement.new_key is None):
+            raise VaultError(400, "a card cannot replace itself, and a new card comes with its key")
+        old = self.repo.card_state(statement.old)
+        if old is not None and old.public_key and old.public_key != statement.old_key:
+            raise VaultError(409, "the key manager and this vault know different cards by that id")
+        if old is not None and old.replaced_by is not None and old.replaced_by != statement.new:
+            raise VaultError(409, "this card was already replaced by another card")
+        now = int(time.time())
+        if statement.new is not None and statement.new_key is not None:
+            new = self.repo.card_state(statement.new)
+            if new is not None and new.revoked:
+                raise VaultError(409, "the new card is itself revoked")
+            try:  # the key the new card proved to the key manager is the one it must use here
+                self.repo.register_card(statement.new, statement.new_key, now)
+            except ConflictError as exc:
+                raise VaultError(409, "the key manager and this vault know different cards by that id") from exc
+        self.repo.replace_card(statement.old, statement.new, now)
+        return sum(1 for r in self.repo.list(statement.new) if not r.redeemable) if statement.new else 0
+
+    def hand_over(self, card_id: bytes, imported: int) -> tuple[b.Handover | None, int]:
+        """The next certificate for a card that replaced another, signed for it with the
+        sequence number its import counter expects (the same one again after a lost answer)."""
+        try:
+            found, waiting = self.repo.hand_over(card_id, imported)
+        except ConflictError as exc:
+            raise VaultError(409, str(exc)) from exc
+        if found is None:
+            return None, waiting
+        handover = b.Handover(imported, found.certificate)
+        signature = self.key.sign(handover.signed_part(card_id), ec.ECDSA(hashes.SHA256()))
+        return replace(handover, signature=signature), waiting
+
+    def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> bytes:
+        """Seed E4 after a loss: the vault's share of the replaced card's key, sealed to the
+        transport key of the card that replaced it (the owner's key manager said so)."""
+        old = self.repo.card_state(old_card_id)
+        if old is None or old.replaced_by != card_id:
+            raise VaultError(403, "that card was not replaced by this one")
+        sealed = self.repo.key_share(old_card_id, key_id)
+        if sealed is None:
+            raise VaultError(404, "the vault holds no share of that key")
+        share = seal.open_sealed(self._scalar(), sealed, k.share_context(old_card_id, key_id, 2))
+        try:
+            return seal.seal(transport_key, share, k.share_import_context(card_id, key_id))
+        except seal.SealError as exc:
+            raise VaultError(400, "the transport key is not a P-256 public key") from exc
+
+    def _scalar(self) -> bytes:
+        return self.key.private_numbers().private_value.to_bytes(32, "big")
 
     def keep_key_share(self, card_id: bytes, key_id: bytes, sealed: bytes) -> None:
         """Seed E4: the vault's share of the card's split key, kept sealed to the vault's own key
         (one share: it cannot rebuild the key alone)."""
         if len(key_id) != 8:
             raise VaultError(400, "a key id is 8 bytes")
-        scalar = self.key.private_numbers().private_value.to_bytes(32, "big")
         try:
-            share = seal.open_sealed(scalar, sealed, k.share_context(card_id, key_id, 2))
+            share = seal.open_sealed(self._scalar(), sealed, k.share_context(card_id, key_id, 2))
         except seal.SealError as exc:
             raise VaultError(400, f"the sealed share does not open: {exc}") from exc
         if len(share) != k.SHARE_LEN or share[0] != 2:
@@ -183,11 +251,20 @@ class VaultService:
         self.repo.put_key_share(card_id, key_id, sealed, int(time.time()))
 
     def release(self, card_id: bytes, counter: int, x: bytes, receipt: bytes) -> bool:
-        """Forget a registration the card signed it no longer needs; answers whether one went."""
+        """Forget a registration the card signed it no longer needs; answers whether one went.
+        A handed-over one goes only once the card's import counter shows it took it."""
         key = self.repo.card_key(card_id)
-        if key is None or not verify(key, receipt, b.receipt_message(card_id, counter, x)):
+        try:
+            signed = b.Receipt.from_bytes(receipt)
+        except ValueError as exc:
+            raise VaultError(400, f"malformed receipt: {exc}") from exc
+        if key is None or not verify(key, signed.signature, b.receipt_message(card_id, counter, x, signed.imported)):
             raise VaultError(403, "the card's receipt is not valid")
-        return self.repo.delete(card_id, counter, x)
+
+        def may_go(r: Registration) -> bool:
+            return r.card_id == card_id or (r.handover_seq is not None and r.handover_seq < signed.imported)
+
+        return self.repo.delete(card_id, counter, x, may_go)
 
 
 def _consistent(stored: bytes, cert: Certificate) -> bool:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import SW, ApduError
+from apdu.backup import Receipt
 from apdu.certificate import Certificate, make_digest, value_hash
 from apdu.records import ValueFlags, ValueRecord
 from card import SimulatedCard, crypto
@@ -108,8 +109,10 @@ def test_keep_option_marks_backed_up(reader: Reader) -> None:
         s.sign_receipt(c.counter, c.value_hash)
     s.use(1, 1)  # spending makes the copy stale: the flag goes, the receipt is granted
     assert s.list()[0].flags == ValueFlags.NONE
-    assert crypto.verify(s.identity().public_key, s.sign_receipt(c.counter, c.value_hash),
-                         b"EVB-RECEIPT-1" + s.identity().card_id + c.counter.to_bytes(4, "big") + c.value_hash)
+    receipt = Receipt.from_bytes(s.sign_receipt(c.counter, c.value_hash))
+    assert receipt.imported == 0
+    assert crypto.verify(s.identity().public_key, receipt.signature, b"EVB-RECEIPT-1" + s.identity().card_id
+                         + c.counter.to_bytes(4, "big") + c.value_hash + bytes(4))
 
 
 BAD_CERTS = {

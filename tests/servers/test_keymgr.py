@@ -13,7 +13,7 @@ from argon2 import PasswordHasher, Type
 from apdu import keys as k
 from apdu import seal
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
-from host.keys import KeyFlowError, backup_key, restore_key
+from host.keys import KeyFlowError, backup_key, enrol_card, restore_key
 from host.session import WalletSession
 from servers.keymgr.repository import MIGRATIONS
 from servers.keymgr.server import build_service, running
@@ -76,6 +76,8 @@ def test_the_terminal_and_the_vault_cannot_open_what_they_relay(owner: KeyManage
             seal.open_sealed(outsider, sealed, context)
     _, new = personalized()
     transport = new.new_transport_key()
+    enrol_card(s, owner)
+    enrol_card(new, owner)
     owner.escrow(s.identity().card_id, info.key_id, info.mode, sealed)
     blob = owner.restore_key(s.identity().card_id, new.identity().card_id, transport).sealed
     with pytest.raises(seal.SealError):  # only the new card's transport key opens it
@@ -111,7 +113,7 @@ def test_other_owners_get_nothing(owner: KeyManagerClient, keymgr_url: str) -> N
                 404, "no key of that card")
         their_card.generate_key()
         their_card.put_keymgr_key(thief.public_key())
-        refused(lambda: backup_key(s, thief), 403, "belongs to another account")
+        refused(lambda: backup_key(s, thief), 403, "enrolled in another account")
         assert thief.status()[1] == {}
     with KeyManagerClient(keymgr_url) as anonymous:
         refused(anonymous.status, 401, "not logged in")
@@ -179,7 +181,7 @@ def test_escrowed_keys_are_encrypted_at_rest_under_a_master_key_outside_the_data
     account = service.repo.account(NAME)
     assert account is not None
     with pytest.raises(KeyManagerError, match="integrity"):  # the database alone opens nothing
-        service.restore(account, s.identity().card_id, bytes(8), personalized()[1].new_transport_key())
+        service.restore(account, s.identity().card_id, s.identity().card_id, personalized()[1].new_transport_key())
     db.close()
     assert MasterKey.load_or_create(tmp_path / "master.key") is not None
     assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600

@@ -13,7 +13,7 @@ from apdu import SW, ApduError, seal, shamir
 from apdu import keys as k
 from host.backup import connect
 from host.keymgr_client import KeyManagerClient
-from host.keys import KeyFlowError, restore_split_key, split_key
+from host.keys import KeyFlowError, enrol_card, restore_split_key, split_key
 from host.session import WalletSession
 from host.vault_client import VaultClient
 from servers.keymgr.server import running as keymgr_running
@@ -76,8 +76,10 @@ def test_shares_of_one_card_do_not_open_for_another(servers: tuple[KeyManagerCli
     old, info, _ = split_card(keymgr, vault)
     card, thief = personalized()
     thief.new_transport_key()
-    blob = keymgr.restore_share(old.identity().card_id, personalized()[1].identity().card_id,
-                                personalized()[1].new_transport_key()).sealed  # made for another card
+    _, other = personalized()
+    enrol_card(other, keymgr)
+    blob = keymgr.restore_share(old.identity().card_id, other.identity().card_id,
+                                other.new_transport_key()).sealed  # made for another card
     before = observe(card)
     with pytest.raises(ApduError) as refused:
         thief.import_share(info.mode, info.key_id, blob, sealed=True)

@@ -59,9 +59,10 @@ def test_registration_counter_wraps_and_lookup_uses_the_hash(db_url: str) -> Non
 def test_delete_is_scoped_to_the_card(db_url: str) -> None:
     r = repo(db_url)
     g = r.register(CARD, bytes(32), b"v", 1, cert_for)
-    assert not r.delete(OTHER, g.counter, g.value_hash)
-    assert r.delete(CARD, g.counter, g.value_hash)
-    assert not r.delete(CARD, g.counter, g.value_hash)
+    assert not r.delete(OTHER, g.counter, g.value_hash, lambda _: True)
+    assert not r.delete(CARD, g.counter, g.value_hash, lambda _: False)
+    assert r.delete(CARD, g.counter, g.value_hash, lambda _: True)
+    assert not r.delete(CARD, g.counter, g.value_hash, lambda _: True)
     assert r.list(CARD) == []
 
 

@@ -1,0 +1,30 @@
+"""Statements the key manager signs for the vault: service to service, carried by anyone.
+
+The signature is the authentication, so the vault needs no session for them and the terminal
+that carries one can neither forge nor alter it. Effects are monotone (a card once revoked stays
+revoked), so a replayed statement changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPLACEMENT_CONTEXT = b"EVB-REPLACEMENT-1"
+NO_CARD = bytes(8)
+NO_KEY = bytes(65)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """The owner reported ``old`` lost: revoke it and, with ``new``, let ``new`` inherit what it
+    had backed up. Signed by the key manager after the owner authenticated."""
+
+    old: bytes
+    old_key: bytes  # the identity keys both cards proved to the key manager
+    new: bytes | None
+    new_key: bytes | None
+    issued_at: int
+
+    def message(self) -> bytes:
+        return (REPLACEMENT_CONTEXT + self.old + self.old_key + (self.new or NO_CARD) + (self.new_key or NO_KEY)
+                + self.issued_at.to_bytes(8, "big"))
