@@ -17,7 +17,7 @@ from apdu.certificate import Certificate
 from apdu.keys import KeyMode
 from apdu.records import ValueFlags
 
-from .backup import BackupError, Outcome, restore, run_all
+from .backup import BackupError, Outcome, release_unneeded, restore, run_all
 from .keymgr_client import KeyManagerClient
 from .keys import enrol_card, restore_key, restore_split_key
 from .session import WalletSession
@@ -87,4 +87,5 @@ def recover(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient
     key = recover_key(session, keymgr, vault, old_card_id)
     imported = take_handovers(session, vault, progress)
     restored, failed = run_all(inherited(session), lambda i: restore(session, vault, i))
+    release_unneeded(session, vault)  # what a cut run restored but did not release
     return Recovery(key, imported, restored, failed)
