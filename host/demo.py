@@ -16,10 +16,11 @@ from apdu.records import ValueRecord, ValueType
 from apdu.triggers import ShortagePolicy, TriggerSettings, format_condition, parse_condition
 
 from . import keys, triggers
+from . import recovery as recovery_flow
 from .backup import backup, connect, restore
 from .keymgr_client import KeyManagerClient
 from .session import WalletSession
-from .vault_client import VaultClient
+from .vault_client import VaultClient, VaultClientError
 
 TODAY = date(2000, 3, 15)
 DEMO_PIN = "1234"
@@ -206,3 +207,15 @@ def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, ke
     report.note(f"fresh card {new.identity().card_id.hex().upper()} now holds key "
                 f"{restored.key_id.hex().upper()} ({'the same key' if restored == info else 'ANOTHER KEY'}); "
                 "neither server alone could rebuild it")
+    report.step("The owner reports the card lost: the vault revokes it and hands its certificates to the "
+                "fresh card, which restores the value")
+    connect(new, vault)
+    recovery = recovery_flow.recover(new, vault, keymgr, old.identity().card_id)
+    report.note(f"{recovery.imported} certificate handed over; restored: "
+                + ", ".join(o.name for o in recovery.restored))
+    report.listing(new.list())
+    try:
+        connect(old, vault)
+        report.note("the lost card still opens a session: NOT REVOKED")
+    except VaultClientError as exc:
+        report.note(f"the lost card, if found, is refused: {exc.message}")

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from card import SimulatedCard
+from servers.keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import running as keymgr_running
+from servers.keymgr.server import statement_key_path
 from servers.vault.server import running
 
 from ..demo import run_backup_story, run_key_story, run_trigger_story, run_wallet_story
@@ -39,14 +41,15 @@ def demo(workdir: Path | None) -> None:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
             console.print(f"\n[bold]Starting the vault on loopback[/] (SQLite {base / 'vault.db'})")
-            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem") as url:
+            km_key = base / "keymgr-key.pem"
+            trusted = public_bytes(load_or_create_key(statement_key_path(km_key)).public_key())
+            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem", keymgr_key=trusted) as url:
                 with VaultClient(url) as vault:
                     run_backup_story(session, vault, ids, reporter)
                 with open_image(small) as small_card, VaultLink(url) as link:
                     run_trigger_story(WalletSession(small_card), link, reporter)
                 console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'})")
-                with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", base / "keymgr-key.pem",
-                                    base / "keymgr-master.key") as km_url, \
+                with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key") as km_url, \
                         KeyManagerClient(km_url) as keymgr, VaultClient(url) as vault, \
                         open_image(third) as old, open_image(fresh) as new:
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)

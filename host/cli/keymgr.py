@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import click
+from rich.progress import Progress
 
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient
-from ..keys import backup_key, restore_key, restore_split_key, split_key
+from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
+from ..recovery import recover, report_lost
 from ..session import WalletSession
 from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
@@ -215,15 +217,86 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: 
 def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], keymgr_url: str, pin: str | None,
                 as_json: bool) -> None:
     """Restore an escrowed key onto this card (it must have none)."""
-    try:
-        source = bytes.fromhex(from_card)
-    except ValueError as exc:
-        raise CliFail("--from-card is 16 hex digits") from exc
-    if len(source) != 8:
-        raise CliFail("--from-card is 16 hex digits")
+    source = parse_card_id(from_card, "--from-card")
     unlock(session, pin)
     with logged_in(keymgr_url) as client:
         info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
     print_json(info_json(info)) if as_json else console.print(
         f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")
 
+
+
+def parse_card_id(text: str, what: str) -> bytes:
+    try:
+        card_id = bytes.fromhex(text)
+    except ValueError:
+        card_id = b""
+    if len(card_id) != 8:
+        raise CliFail(f"{what} is a card id: 16 hex digits")
+    return card_id
+
+
+@account.command("enrol-card")
+@with_wallet
+@keymgr_option
+@pin_option
+def enrol(session: WalletSession, keymgr_url: str, pin: str | None) -> None:
+    """Bind the card in the reader to your account: it signs a fresh challenge with its identity
+    key. Only an enrolled card can be reported lost, or replace one."""
+    unlock(session, pin)
+    with logged_in(keymgr_url) as client:
+        enrol_card(session, client)
+    console.print(f"Card {session.identity().card_id.hex().upper()} enrolled.")
+
+
+@click.command("lost")
+@click.argument("card_id")
+@keymgr_option
+@vault_option
+def lost(card_id: str, keymgr_url: str, vault_url: str) -> None:
+    """Report a card of yours lost: the vault revokes it at once, so nobody can redeem its
+    certificates; 'evb recover' later brings its values to a new card."""
+    old = parse_card_id(card_id, "CARD_ID")
+    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+        report_lost(client, vault, old, None)
+    console.print(f"Card {old.hex().upper()} revoked at the vault; recover its values with "
+                  f"'evb recover --from-card {old.hex()}' on the new card.")
+
+
+@click.command("recover")
+@with_wallet
+@click.option("--from-card", "from_card", required=True, help="The lost card's id (16 hex digits).")
+@keymgr_option
+@vault_option
+@pin_option
+@json_option
+def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_url: str, pin: str | None,
+                as_json: bool) -> None:
+    """Make the card in the reader the lost card's replacement: its key (if escrowed or split),
+    its certificates, one handover each, and their values, each exactly once. Safe to re-run."""
+    old = parse_card_id(from_card, "--from-card")
+    unlock(session, pin)
+    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+        connect(session, vault)
+        with Progress(transient=True, disable=as_json) as bar:
+            task = bar.add_task("Taking certificates", total=None)
+
+            def progress(taken: int, waiting: int) -> None:
+                bar.update(task, completed=taken, total=taken + waiting)
+
+            result = recover(session, vault, client, old, progress)
+    if as_json:
+        print_json({"key": result.key, "imported": result.imported,
+                    "restored": [{"id": o.value_id, "name": o.name} for o in result.restored],
+                    "failed": [{"id": i, "error": e} for i, e in result.failed]})
+    else:
+        console.print(f"Key: {result.key}.")
+        console.print(f"{result.imported} certificate(s) taken from the vault; "
+                      f"{len(result.restored)} value(s) restored.")
+        for o in result.restored:
+            console.print(f"  {o.value_id}: {o.name}")
+        for value_id, error in result.failed:
+            console.print(f"  [red]{value_id}: {error}[/]")
+        console.print("Values that were only on the lost card were never at the vault: they cannot come back.")
+    if result.failed:
+        raise CliFail(f"{len(result.failed)} value(s) not restored; re-run to retry")

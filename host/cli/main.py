@@ -17,7 +17,7 @@ from ..transport import TransportError
 from .card import card
 from .demo import demo
 from .errors import CliFail
-from .keymgr import account, keymgr
+from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
 from .shell import shell
@@ -57,6 +57,8 @@ cli.add_command(demo)
 cli.add_command(readers)
 cli.add_command(bench)
 card.add_command(serve)
+card.add_command(lost)
+cli.add_command(recover_cmd)
 cli.add_command(vault)
 cli.add_command(backup_cmd)
 cli.add_command(restore_cmd)

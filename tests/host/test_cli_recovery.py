@@ -1,0 +1,77 @@
+"""``evb account enrol-card``, ``evb card lost`` and ``evb recover`` through click's runner,
+against a key manager and a vault on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from host.keymgr_client import KeyManagerClient
+from servers.keymgr.server import running as keymgr_running
+from servers.vault.server import running as vault_running
+
+from ..servers.test_split_key import FAST
+from .test_cli import PIN, evb
+from .test_cli import stocked as stocked  # noqa: F401 (fixture)
+from .test_cli import image as image  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the saved login lives there
+    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
+    with keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST) as km:
+        with KeyManagerClient(km) as client:
+            trusted = client.statement_key()
+        with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", keymgr_key=trusted) as vault:
+            yield km, vault
+
+
+def ok(*args: str) -> str:
+    r = evb(*args)
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def test_lost_card_then_recover_onto_a_new_one(stocked: Path, tmp_path: Path,  # noqa: F811
+                                               urls: tuple[str, str]) -> None:
+    km, vault = urls
+    old, new = ["--card-image", str(stocked)], ["--card-image", str(tmp_path / "new.img")]
+    ok("card", "init", *new, "--pin", PIN)
+    servers = ["--keymgr", km, "--vault", vault]
+    ok("account", "create", "hanako", "--keymgr", km)
+    ok("account", "login", "hanako", "--keymgr", km)
+    assert "enrolled" in ok("account", "enrol-card", *old, "--pin", PIN, "--keymgr", km)
+    ok("backup", "1", "2", *old, "--pin", PIN, "--vault", vault)
+    old_id = json.loads(ok("card", "info", *old, "--json"))["card_id"]
+    assert "revoked" in ok("card", "lost", old_id, *servers)
+    result = json.loads(ok("recover", "--from-card", old_id, *new, "--pin", PIN, *servers, "--json"))
+    assert result["imported"] == 2 and [v["name"] for v in result["restored"]] == ["Movie ticket A", "Prepaid card E"]
+    again = json.loads(ok("recover", "--from-card", old_id, *new, "--pin", PIN, *servers, "--json"))
+    assert again["imported"] == 0 and again["restored"] == []
+    names = [v["name"] for v in json.loads(ok("card", "list", *new, "--json"))]
+    assert sorted(names) == ["Movie ticket A", "Prepaid card E"]
+    r = evb("backup", "1", *old, "--pin", PIN, "--vault", vault)  # the lost card, found again, is revoked
+    assert r.exit_code == 1 and "revoked" in r.output and r.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["card", "lost", "12"], "16 hex digits"),
+    (["card", "lost", "0102030405060708"], "not logged in"),
+])
+def test_bad_input_is_one_line(args: list[str], message: str, urls: tuple[str, str]) -> None:
+    km, vault = urls
+    r = evb(*args, "--keymgr", km, "--vault", vault)
+    assert r.exit_code != 0 and message in r.output and r.output.count("\n") == 1
+
+
+def test_a_card_not_enrolled_cannot_be_reported(image: Path, urls: tuple[str, str]) -> None:  # noqa: F811
+    km, vault = urls
+    ok("account", "create", "taro", "--keymgr", km)
+    ok("account", "login", "taro", "--keymgr", km)
+    card_id = json.loads(ok("card", "info", "--card-image", str(image), "--json"))["card_id"]
+    r = evb("card", "lost", card_id, "--keymgr", km, "--vault", vault)
+    assert r.exit_code == 1 and "not enrolled" in r.output
