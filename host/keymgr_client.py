@@ -83,6 +83,12 @@ class KeyManagerClient(ApiClient):
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
                               base64.b64decode(answer["sealed"]))
 
+    def generate_key(self, card_id: bytes, mode: KeyMode, transport_key: bytes) -> KeyRestoration:
+        answer = self._call("POST", "/v1/generated-keys", {"card_id": card_id.hex(), "mode": mode.name.lower(),
+                                                           "transport_key": b64(transport_key)})
+        return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
+                              base64.b64decode(answer["sealed"]))
+
     def escrow_share(self, card_id: bytes, key_id: bytes, mode: KeyMode, sealed: bytes) -> None:
         self._call("POST", "/v1/share-escrows", {"card_id": card_id.hex(), "key_id": key_id.hex(),
                                                  "mode": mode.name.lower(), "sealed": b64(sealed)})

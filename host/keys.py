@@ -54,6 +54,19 @@ def restore_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id
     return info
 
 
+def key_from_keymgr(session: WalletSession, keymgr: KeyManagerClient, mode: KeyMode = KeyMode.PUBLIC) -> KeyInfo:
+    """Claim 6: the key manager generates the key (escrowed from the start) and seals it to a
+    one-time transport key of this card; the terminal relays what it cannot open."""
+    if session.key_info().mode != KeyMode.NONE:
+        raise KeyFlowError("the card already has a key")
+    enrol_card(session, keymgr)
+    delivery = keymgr.generate_key(session.identity().card_id, mode, session.new_transport_key())
+    info = session.import_key(delivery.mode, delivery.sealed)
+    if info.key_id != delivery.key_id:
+        raise KeyFlowError("the installed key is not the one the key manager made")
+    return info
+
+
 def split_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClient, k_of: int = 2,
               n: int = 3) -> tuple[KeyInfo, tuple[str, ...]]:
     """Seed E4: share 1 to the key manager, share 2 to the vault (each sealed on the card to

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from apdu.keys import KeyInfo, KeyMode
@@ -24,14 +26,28 @@ def key() -> None:
 @key.command("init")
 @with_wallet
 @click.option("--symmetric", is_flag=True, help="One AES-256 key instead of a P-256 pair (claim 10).")
+@click.option("--by-keymgr", "keymgr_url", metavar="URL", is_flag=False, flag_value="env", default=None,
+              help="Let the key manager generate it, escrowed from the start (claim 6); needs a login.")
 @pin_option
 @json_option
-def init(session: WalletSession, symmetric: bool, pin: str | None, as_json: bool) -> None:
-    """Generate the card's key (public-key mode by default); the private part never leaves it."""
+def init(session: WalletSession, symmetric: bool, keymgr_url: str | None, pin: str | None, as_json: bool) -> None:
+    """Generate the card's key (public-key mode by default); the private part never leaves it
+    (with --by-keymgr it is made by the key manager and reaches the card sealed to it)."""
     unlock(session, pin)
-    info = session.generate_key(KeyMode.SYMMETRIC if symmetric else KeyMode.PUBLIC)
+    mode = KeyMode.SYMMETRIC if symmetric else KeyMode.PUBLIC
+    if keymgr_url is None:
+        info = session.generate_key(mode)
+        where = "on the card"
+    else:
+        from ..keys import key_from_keymgr
+        from .keymgr import DEFAULT_KEYMGR, logged_in
+
+        url = os.environ.get("EVB_KEYMGR", DEFAULT_KEYMGR) if keymgr_url == "env" else keymgr_url
+        with logged_in(url) as client:
+            info = key_from_keymgr(session, client, mode)
+        where = "by the key manager (escrowed)"
     print_json(info_json(info)) if as_json else console.print(
-        f"Generated a {info.mode.name.lower()} key on the card: key id {info.key_id.hex().upper()}")
+        f"Generated a {info.mode.name.lower()} key {where}: key id {info.key_id.hex().upper()}")
 
 
 @key.command("info")

@@ -102,6 +102,12 @@ class KeyRestoreRequest(BaseModel):
     transport_key: B64
 
 
+class KeyGenerateRequest(BaseModel):
+    card_id: HEX_ID
+    mode: Annotated[str, Field(pattern="^(public|symmetric)$")]
+    transport_key: B64
+
+
 class KeyRestoreResponse(BaseModel):
     mode: str
     key_id: str
@@ -178,6 +184,12 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
         mode, key_id, sealed = service.restore_share(owner, unhex(body.card_id, "card_id"),
                                                      unhex(body.target_card_id, "target_card_id"),
                                                      unb64(body.transport_key, "transport_key"))
+        return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
+
+    @app.post("/v1/generated-keys", response_model=KeyRestoreResponse)
+    def generate(body: KeyGenerateRequest, owner: Owner, service: Service) -> KeyRestoreResponse:
+        mode, key_id, sealed = service.generate(owner, unhex(body.card_id, "card_id"), MODES[body.mode],
+                                                unb64(body.transport_key, "transport_key"))
         return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
 
     @app.post("/v1/key-restorations", response_model=KeyRestoreResponse)

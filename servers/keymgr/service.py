@@ -188,6 +188,18 @@ class KeyManagerService:
         return self._seal_for(account, e, target_card_id, transport_key, b"",
                               k.import_context(target_card_id, k.KeyMode(e.mode)))
 
+    def generate(self, account: Account, card_id: bytes, mode: int, transport_key: bytes) -> tuple[int, bytes, bytes]:
+        """Claim 6: the key manager makes the card's key, escrows it, and delivers it sealed to a
+        transport key the card generated (for cards that cannot make good keys themselves)."""
+        if mode not in (k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC):
+            raise KeyManagerError(400, "the mode is public or symmetric")
+        self._enrolled(account, card_id)
+        seed = os.urandom(k.SEED_LEN)
+        key_id = k.key_info_of(seed, k.KeyMode(mode)).key_id
+        self._keep(account, Escrow(card_id, key_id, mode, seed, int(time.time())), self.repo.put_escrow, b"")
+        kept = next(e for e in self.repo.escrows(card_id) if e.key_id == key_id)
+        return self._seal_for(account, kept, card_id, transport_key, b"", k.import_context(card_id, k.KeyMode(mode)))
+
     def restore_share(self, account: Account, card_id: bytes, target_card_id: bytes,
                       transport_key: bytes) -> tuple[int, bytes, bytes]:
         """The key manager's share, sealed for the target card: one of the k it needs."""

@@ -75,3 +75,14 @@ def test_a_card_not_enrolled_cannot_be_reported(image: Path, urls: tuple[str, st
     card_id = json.loads(ok("card", "info", "--card-image", str(image), "--json"))["card_id"]
     r = evb("card", "lost", card_id, "--keymgr", km, "--vault", vault)
     assert r.exit_code == 1 and "not enrolled" in r.output
+
+
+def test_key_init_by_the_key_manager(image: Path, tmp_path: Path, urls: tuple[str, str]) -> None:  # noqa: F811
+    km, _ = urls
+    card = ["--card-image", str(image)]
+    ok("account", "create", "jiro", "--keymgr", km)
+    ok("account", "login", "jiro", "--keymgr", km)
+    info = json.loads(ok("key", "init", *card, "--pin", PIN, "--by-keymgr", km, "--json"))
+    assert info["mode"] == "public"
+    status = json.loads(ok("account", "status", "--keymgr", km, "--json"))
+    assert [k["key_id"] for c in status["cards"] for k in c["keys"]] == [info["key_id"]]

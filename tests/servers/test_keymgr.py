@@ -13,7 +13,7 @@ from argon2 import PasswordHasher, Type
 from apdu import keys as k
 from apdu import seal
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
-from host.keys import KeyFlowError, backup_key, enrol_card, restore_key
+from host.keys import KeyFlowError, backup_key, enrol_card, key_from_keymgr, restore_key
 from host.session import WalletSession
 from servers.keymgr.repository import MIGRATIONS
 from servers.keymgr.server import build_service, running
@@ -64,6 +64,24 @@ def test_escrow_then_restore_onto_a_fresh_card(owner: KeyManagerClient, mode: k.
     assert restore_key(new, owner, old_id) == info  # the same key, on another card
     with pytest.raises(KeyFlowError, match="already has a key"):
         restore_key(new, owner, old_id)
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_a_key_the_key_manager_generated_is_escrowed_from_the_start(owner: KeyManagerClient,
+                                                                    mode: k.KeyMode) -> None:
+    """Claim 6: made at the key manager, delivered sealed to the card, restorable elsewhere."""
+    _, s = personalized()
+    info = key_from_keymgr(s, owner, mode)
+    assert info == s.key_info() and info.mode == mode
+    card_id = s.identity().card_id
+    assert [e.key_id for e in owner.status()[1][card_id]] == [info.key_id]
+    _, new = personalized()
+    assert restore_key(new, owner, card_id) == info
+    with pytest.raises(KeyFlowError, match="already has a key"):
+        key_from_keymgr(s, owner, mode)
+    _, stranger = personalized()  # not enrolled: the key manager makes nothing for it
+    refused(lambda: owner.generate_key(stranger.identity().card_id, mode, stranger.new_transport_key()),
+            403, "not enrolled")
 
 
 def test_the_terminal_and_the_vault_cannot_open_what_they_relay(owner: KeyManagerClient) -> None:
