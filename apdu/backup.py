@@ -12,6 +12,8 @@ copies or none (ARCHITECTURE section 4)::
     SIGN RECEIPT        counter, X -> a receipt, only for a registration the card no longer needs
     GET IMPORT COUNTER  -> how many handovers the card has imported (4 bytes)
     IMPORT CERTIFICATE  handover -> the certificate is stored as a new entry (answers its id)
+    COMMIT ASSISTED RESTORE id  sealed value -> like COMMIT RESTORE, with the value the key
+                        manager decrypted and sealed to this card (seed E6)
 
 A receipt is the card's signature that it holds neither the certificate nor a pending value for
 a registration: the vault deletes a registration only against one. It carries the card's import
@@ -46,6 +48,7 @@ INS_SIGN_RECEIPT = 0x4A
 INS_BEGIN_ENCRYPTED_BACKUP = 0x4C
 INS_GET_IMPORT_COUNTER = 0x34
 INS_IMPORT_CERTIFICATE = 0x4E
+INS_COMMIT_ASSISTED_RESTORE = 0x38
 
 CHALLENGE_MIN, CHALLENGE_MAX = 16, 64
 MAX_SIGNATURE = 72
@@ -265,3 +268,7 @@ def get_import_counter() -> CommandApdu:
 
 def import_certificate(handover: Handover) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_IMPORT_CERTIFICATE, 0, 0, handover.to_bytes(), ne=2)
+
+
+def commit_assisted_restore(value_id: int, sealed: bytes) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_COMMIT_ASSISTED_RESTORE, *_id_p1p2(value_id), sealed)

@@ -35,10 +35,12 @@ export can be opened only by the key manager, and an import only by the card it 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
 from . import seal, tlv
+from .backup import E2_CONTEXT
 from .command import CommandApdu
 from .signature import PUBLIC_KEY_LEN
 from .wallet import CLA_PROPRIETARY, MessageError
@@ -57,6 +59,7 @@ EXPORT_CONTEXT = b"EVB-KEY-EXPORT-1"
 IMPORT_CONTEXT = b"EVB-KEY-IMPORT-1"
 SHARE_CONTEXT = b"EVB-SHARE-1"
 SHARE_IMPORT_CONTEXT = b"EVB-SHARE-IMPORT-1"
+ASSISTED_CONTEXT = b"EVB-E6-1"
 SHARE_LEN = 1 + SEED_LEN  # x, then one byte per seed byte
 MAX_SHARES = 3
 
@@ -99,6 +102,17 @@ class KeyInfo:
 def decryption_key(seed: bytes, mode: KeyMode) -> bytes:
     """402: the P-256 scalar, or the AES key in symmetric mode."""
     return seal.scalar_from_seed(seed) if mode == KeyMode.PUBLIC else seal.symmetric_key_from_seed(seed)
+
+
+def open_value(seed: bytes, mode: KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
+    """Open an E2 ciphertext (402 or K): on the card, or at the key manager for E6."""
+    opener = seal.open_sealed if mode == KeyMode.PUBLIC else seal.open_symmetric
+    return opener(decryption_key(seed, mode), ciphertext, E2_CONTEXT + card_id)
+
+
+def assisted_context(card_id: bytes, certificate: bytes) -> bytes:
+    """E6: a value the key manager sends towards a card, bound to that card and certificate."""
+    return ASSISTED_CONTEXT + card_id + hashlib.sha256(certificate).digest()
 
 
 def key_info_of(seed: bytes, mode: KeyMode) -> KeyInfo:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
+from apdu import keys as k
 from apdu.certificate import (
     Certificate,
     CertificateError,
@@ -58,6 +59,7 @@ class BackupCommands:
         def key_info(self) -> KeyInfo: ...
         def seal_value(self, value: bytes, card_id: bytes) -> bytes: ...
         def open_value(self, ciphertext: bytes, card_id: bytes) -> bytes: ...
+        def open_assisted(self, blob: bytes, context: bytes) -> bytes: ...
 
     @staticmethod
     def format_keys(header: bytearray) -> None:
@@ -81,6 +83,7 @@ class BackupCommands:
             (p, b.INS_SIGN_RECEIPT): self._sign_receipt,
             (p, b.INS_GET_IMPORT_COUNTER): self._get_import_counter,
             (p, b.INS_IMPORT_CERTIFICATE): self._import_certificate,
+            (p, b.INS_COMMIT_ASSISTED_RESTORE): self._commit_assisted_restore,
         }
 
     # --- keys --------------------------------------------------------------------------------
@@ -249,6 +252,29 @@ class BackupCommands:
         cert = self._parse_certificate(self._certificate_of(entry))  # ours, or a verified handover's
         if cert.mode == Mode.ENCRYPTED:  # E2 step 2-4: check X, then open with 402
             value = self._open_registered(value, cert)
+        self._finish_restore(entry, cert, value)
+        return b""
+
+    def _commit_assisted_restore(self, command: CommandApdu) -> bytes:
+        """Seed E6: the key manager checked the registered value, opened it with the escrowed
+        key and sealed the value to this card; the card checks it against the certificate."""
+        self._require_pin()
+        if not command.data:
+            raise CardError(SW.WRONG_LENGTH)
+        entry = self._entry(command)
+        if not entry.flags & ValueFlags.CERTIFICATE:  # a retry after the swap: done already
+            if entry.flags == ValueFlags.NONE:
+                return b""
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        raw = self._certificate_of(entry)
+        cert = self._parse_certificate(raw)
+        value = self.open_assisted(command.data, k.assisted_context(self.card_id, raw))
+        if len(value) > MAX_RECORD:
+            raise CardError(SW.WRONG_LENGTH)
+        self._finish_restore(entry, cert, value)
+        return b""
+
+    def _finish_restore(self, entry: IndexEntry, cert: Certificate, value: bytes) -> None:
         record = ValueRecord.from_bytes(value)
         if record.certificate or record.body() != value:
             raise CardError(SW.WRONG_DATA)  # only a value in the card's own encoding
@@ -256,7 +282,6 @@ class BackupCommands:
                 cert.mode == Mode.PLAIN and cert.value_hash != value_hash(value)):
             raise CardError(SW.WRONG_DATA)  # seed step 2-4: the value must be the one certified
         self._replace(entry, value, int(record.type), ValueFlags.NONE)
-        return b""
 
     def _open_registered(self, raw: bytes, cert: Certificate) -> bytes:
         try:

@@ -86,10 +86,18 @@ class KeyCommands:
         return seal.seal_symmetric(k.decryption_key(seed, mode), value, context, salt=nonce[16:], iv=nonce[:16])
 
     def open_value(self, ciphertext: bytes, card_id: bytes) -> bytes:
-        mode = self.key_mode
-        key = k.decryption_key(self._seed(), mode)
-        opener = seal.open_sealed if mode == k.KeyMode.PUBLIC else seal.open_symmetric
-        return opener(key, ciphertext, b.e2_context(card_id))
+        return k.open_value(self._seed(), self.key_mode, ciphertext, card_id)
+
+    def open_assisted(self, blob: bytes, context: bytes) -> bytes:
+        """E6: a value from the key manager, sealed under ECDH(transport key, pinned key
+        manager key): only the key manager could have made it, only this card opens it."""
+        transport, keymgr = self._stored(H_TRANSPORT, 32), self._stored(H_KEYMGR_KEY, 65)
+        if not any(transport) or keymgr[0] != 0x04:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        try:
+            return seal.open_symmetric(seal.ecdh(transport, keymgr), blob, context)
+        except seal.SealError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
 
     def _install(self, mode: k.KeyMode, seed: bytes, clear_transport: bool = False,
                  clear_shares: bool = False) -> None:

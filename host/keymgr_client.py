@@ -83,6 +83,12 @@ class KeyManagerClient(ApiClient):
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
                               base64.b64decode(answer["sealed"]))
 
+    def assisted_restore(self, card_id: bytes, certificate: bytes, transport_key: bytes) -> bytes:
+        answer = self._call("POST", "/v1/assisted-restorations", {"card_id": card_id.hex(),
+                                                                  "certificate": b64(certificate),
+                                                                  "transport_key": b64(transport_key)})
+        return base64.b64decode(answer["sealed_value"])
+
     def generate_key(self, card_id: bytes, mode: KeyMode, transport_key: bytes) -> KeyRestoration:
         answer = self._call("POST", "/v1/generated-keys", {"card_id": card_id.hex(), "mode": mode.name.lower(),
                                                            "transport_key": b64(transport_key)})

@@ -146,6 +146,10 @@ class WalletSession:
         """A :class:`apdu.backup.Receipt`'s bytes, as the vault takes them."""
         return self._send(b.sign_receipt(counter, value_hash))
 
+    def commit_assisted_restore(self, value_id: int, sealed: bytes) -> None:
+        """Seed E6: the value as the key manager sealed it to this card's transport key."""
+        self._send(b.commit_assisted_restore(value_id, sealed))
+
     def import_counter(self) -> int:
         """The sequence number the next handover must carry."""
         return int.from_bytes(self._send(b.get_import_counter()), "big")

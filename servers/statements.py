@@ -7,6 +7,7 @@ revoked), so a replayed statement changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 REPLACEMENT_CONTEXT = b"EVB-REPLACEMENT-1"
@@ -28,3 +29,18 @@ class Replacement:
     def message(self) -> bytes:
         return (REPLACEMENT_CONTEXT + self.old + self.old_key + (self.new or NO_CARD) + (self.new_key or NO_KEY)
                 + self.issued_at.to_bytes(8, "big"))
+
+
+FETCH_CONTEXT = b"EVB-FETCH-1"
+FETCH_WINDOW = 300  # seconds a fetch request stays valid
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """The key manager asks the vault for a registered value by certificate (seed E6)."""
+
+    certificate: bytes
+    issued_at: int
+
+    def message(self) -> bytes:
+        return FETCH_CONTEXT + hashlib.sha256(self.certificate).digest() + self.issued_at.to_bytes(8, "big")

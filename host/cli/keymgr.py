@@ -70,17 +70,21 @@ def keymgr() -> None:
 @click.option("--master-key", "master_path", type=click.Path(dir_okay=False, path_type=Path),
               help="32-byte file encrypting escrowed keys at rest, kept outside the database "
                    "(or EVB_KEYMGR_MASTER_KEY_FILE); created on first start.")
+@click.option("--vault", "vault_url", envvar="EVB_VAULT", help="The vault, for server-assisted restore (E6).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8471, show_default=True)
-def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, host: str, port: int) -> None:
+def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, vault_url: str | None, host: str,
+          port: int) -> None:
     """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
     from servers.keymgr.server import build, default_db, default_key, default_master_key
+    from servers.keymgr.service import KeyManagerConfig
     from servers.storage import StorageError
 
     try:
-        app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key())
+        app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key(),
+                        KeyManagerConfig(vault_url=vault_url))
     except (StorageError, ValueError) as exc:
         raise CliFail(str(exc)) from exc
     console.print(f"Key manager on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")

@@ -14,12 +14,14 @@ from apdu import wallet as w
 from apdu.records import ValueFlags
 from apdu.signature import valid_public_key
 
+from ..assisted import assisted_restore
 from ..backup import BackupError, Outcome, backup, connect, release_unneeded, restore, run_all
 from ..session import WalletSession
 from ..triggers import VaultLink, make_room
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
+from .keymgr import keymgr_option, logged_in
 from .render import console, listing_table, print_json
 from .shortage import day, decider, policy_for, shortage_options, vault_option
 
@@ -147,14 +149,23 @@ def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: 
 @with_wallet
 @click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
 @click.option("--all", "all_", is_flag=True, help="Every certificate on the card.")
+@click.option("--via-keymgr", is_flag=True,
+              help="Seed E6: the key manager fetches, checks and opens each encrypted value and seals it to "
+                   "the card (for a card without the key); needs 'evb account login'.")
+@keymgr_option
 @shortage_options
 @pin_option
 @json_option
-def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, on_shortage: str, vault_url: str,
-                today: datetime | None, pin: str | None, as_json: bool) -> None:
+def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_keymgr: bool, keymgr_url: str,
+                on_shortage: str, vault_url: str, today: datetime | None, pin: str | None, as_json: bool) -> None:
     """Restore values from the vault in place of their certificates; when the card is full, the
     shortage policy decides (claim 26)."""
     targets = pick(session, ids, all_, w.ListFilter(certificates_only=True) if all_ else w.ListFilter(), True)
+    if via_keymgr:
+        with vault_session(session, vault_url, pin) as (client, _), logged_in(keymgr_url) as keymgr:
+            run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client)),
+                              "restoring via the key manager", as_json)
+        return
     with vault_session(session, vault_url, pin) as (client, _), VaultLink(vault_url) as link:
         policy, decide = policy_for(session, on_shortage), decider()
 

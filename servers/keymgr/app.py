@@ -102,6 +102,16 @@ class KeyRestoreRequest(BaseModel):
     transport_key: B64
 
 
+class AssistedRestoreRequest(BaseModel):
+    card_id: HEX_ID
+    certificate: B64
+    transport_key: B64
+
+
+class AssistedRestoreResponse(BaseModel):
+    sealed_value: B64 = Field(description="for COMMIT ASSISTED RESTORE; only the card opens it")
+
+
 class KeyGenerateRequest(BaseModel):
     card_id: HEX_ID
     mode: Annotated[str, Field(pattern="^(public|symmetric)$")]
@@ -185,6 +195,13 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                                                      unhex(body.target_card_id, "target_card_id"),
                                                      unb64(body.transport_key, "transport_key"))
         return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
+
+    @app.post("/v1/assisted-restorations", response_model=AssistedRestoreResponse)
+    def assisted_restore(body: AssistedRestoreRequest, owner: Owner, service: Service) -> AssistedRestoreResponse:
+        sealed = service.assisted_restore(owner, unhex(body.card_id, "card_id"),
+                                          unb64(body.certificate, "certificate"),
+                                          unb64(body.transport_key, "transport_key"))
+        return AssistedRestoreResponse(sealed_value=b64(sealed))
 
     @app.post("/v1/generated-keys", response_model=KeyRestoreResponse)
     def generate(body: KeyGenerateRequest, owner: Owner, service: Service) -> KeyRestoreResponse:

@@ -10,6 +10,7 @@ it, so neither the answers nor their timing tell whether an account exists. Ever
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
@@ -24,13 +26,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from apdu import backup as b
 from apdu import keys as k
 from apdu import seal
 from apdu.backup import auth_message
+from apdu.certificate import Certificate, CertificateError, Mode, value_hash
 from apdu.signature import verify
 
 from ..keyfile import public_bytes
-from ..statements import Replacement
+from ..statements import Fetch, Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from .repository import Account, Escrow, KeyManagerRepository
@@ -50,6 +54,7 @@ class KeyManagerConfig:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536  # 64 MiB per guess: memory-hard
     argon2_parallelism: int = 4
+    vault_url: str | None = None  # for server-assisted restore (E6)
 
 
 class MasterKey:
@@ -241,6 +246,62 @@ class KeyManagerService:
         self.repo.log(account.name, f"{'share' if kind else 'key'} {e.key_id.hex()} of card {e.card_id.hex()} "
                                     f"sealed for card {target_card_id.hex()}", int(time.time()))
         return e.mode, e.key_id, blob
+
+    # --- server-assisted restore (E6) -----------------------------------------------------------
+
+    def assisted_restore(self, account: Account, card_id: bytes, certificate: bytes, transport_key: bytes,
+                         fetch: Callable[[Fetch, bytes], bytes] | None = None) -> bytes:
+        """Seed E6 steps: fetch the registered value from the vault by certificate, check the
+        backing card's signature and the certificate's X, open it with the escrowed key, and
+        seal the value to ``card_id``'s transport key under ECDH with our own key, so neither
+        the terminal nor the vault sees it and only we could have sent it."""
+        self._enrolled(account, card_id)
+        try:
+            cert = Certificate.from_bytes(certificate)
+        except CertificateError as exc:
+            raise KeyManagerError(400, f"malformed certificate: {exc}") from exc
+        if cert.mode != Mode.ENCRYPTED:
+            raise KeyManagerError(400, "a plain backup is restored from the vault directly")
+        source_key = self._enrolled(account, cert.card_id)
+        request = Fetch(certificate, int(time.time()))
+        raw = (fetch or self._fetch)(request, self.signer.sign(request.message(), ec.ECDSA(hashes.SHA256())))
+        try:
+            registered = b.RegisteredValue.from_bytes(raw)
+        except ValueError as exc:
+            raise KeyManagerError(409, "the vault answered no registered value") from exc
+        if not verify(source_key, registered.signature, registered.signed_part(cert.card_id)):
+            raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
+        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
+            raise KeyManagerError(409, "the registered value does not match the certificate: refused")
+        escrow = next((e for e in self.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)
+        if escrow is None:
+            raise KeyManagerError(404, "the key that encrypted this value is not escrowed here")
+        seed = self.master.open(escrow.sealed_seed, _escrow_aad(escrow.card_id, escrow.key_id, escrow.mode))
+        try:
+            value = k.open_value(seed, k.KeyMode(escrow.mode), registered.ciphertext, cert.card_id)
+            secret = seal.ecdh(self._scalar(), transport_key)
+        except (seal.SealError, ValueError) as exc:
+            raise KeyManagerError(400, f"cannot open the value or reach the card's key: {exc}") from exc
+        self.repo.log(account.name, f"value {cert.counter} of card {cert.card_id.hex()} restored via the key "
+                                    f"manager for card {card_id.hex()}", int(time.time()))
+        return seal.seal_symmetric(secret, value, k.assisted_context(card_id, certificate))
+
+    def _fetch(self, request: Fetch, signature: bytes) -> bytes:
+        if not self.config.vault_url:
+            raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
+        body = {"certificate": base64.b64encode(request.certificate).decode(), "issued_at": request.issued_at,
+                "signature": base64.b64encode(signature).decode()}
+        try:
+            response = httpx.post(f"{self.config.vault_url.rstrip('/')}/v1/keymgr/registered-values", json=body,
+                                  timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise KeyManagerError(503, f"cannot reach the vault: {exc}") from exc
+        if response.status_code >= 400:
+            detail = response.json().get("detail", response.text) if response.headers.get(
+                "content-type", "").startswith("application/json") else response.text
+            status = response.status_code if response.status_code < 500 else 502
+            raise KeyManagerError(status, f"the vault refused: {detail}")
+        return base64.b64decode(response.json()["registered_value"])
 
     # --- lost cards --------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from pydantic import BaseModel, Field
 
-from ..statements import Replacement
+from ..statements import Fetch, Replacement
 from ..wire import ApiError, b64, install_error_handler, unb64, unhex
 from .repository import Registration
 from .service import VaultError, VaultService
@@ -98,6 +98,18 @@ class ReplacementRequest(BaseModel):
 
 class ReplacementResponse(BaseModel):
     waiting: int = Field(description="registrations to hand over to the new card")
+
+
+class FetchRequest(BaseModel):
+    """Signed by the key manager's statement key over the certificate and the time."""
+
+    certificate: B64
+    issued_at: int
+    signature: B64
+
+
+class FetchResponse(BaseModel):
+    registered_value: B64
 
 
 class HandoverRequest(BaseModel):
@@ -206,6 +218,13 @@ def create_app(service: VaultService | None) -> FastAPI:
                                 unb64(body.new_public_key, "new_public_key") if body.new_public_key else None,
                                 body.issued_at)
         return ReplacementResponse(waiting=service.replace_card(statement, unb64(body.signature, "signature")))
+
+    @app.post("/v1/keymgr/registered-values", response_model=FetchResponse)
+    def fetch(body: FetchRequest, service: Service) -> FetchResponse:
+        """Service to service (seed E6): no card session, the key manager's signature."""
+        value = service.fetch_for_keymgr(Fetch(unb64(body.certificate, "certificate"), body.issued_at),
+                                         unb64(body.signature, "signature"))
+        return FetchResponse(registered_value=b64(value))
 
     @app.post("/v1/handovers", response_model=HandoverResponse)
     def handover(body: HandoverRequest, card_id: Card, service: Service) -> HandoverResponse:

@@ -30,7 +30,7 @@ from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
 
 from ..keyfile import public_bytes
-from ..statements import Replacement
+from ..statements import FETCH_WINDOW, Fetch, Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from .repository import ConflictError, Registration, VaultRepository
@@ -175,6 +175,29 @@ class VaultService:
     def list(self, card_id: bytes) -> list[Registration]:
         """What the card may redeem: its own, and what was handed over to it."""
         return [r for r in self.repo.list(card_id) if r.redeemable]
+
+    def fetch_for_keymgr(self, fetch: Fetch, signature: bytes) -> bytes:
+        """Seed E6: the registered value for the key manager, which opens it with the escrowed
+        key and seals the value to the card; refused for a revoked card's registration."""
+        if self.config.keymgr_key is None:
+            raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
+        if not verify(self.config.keymgr_key, signature, fetch.message()):
+            raise VaultError(403, "the key manager's signature over the request is not valid")
+        if abs(int(time.time()) - fetch.issued_at) > FETCH_WINDOW:
+            raise VaultError(403, "a stale request: the key manager's clock or a replay")
+        try:
+            cert = Certificate.from_bytes(fetch.certificate)
+        except CertificateError as exc:
+            raise VaultError(400, f"malformed certificate: {exc}") from exc
+        found = self.repo.lookup(cert.counter, cert.value_hash, fetch.certificate)
+        if found is None or not found.redeemable:
+            raise VaultError(404, "unknown certificate: no value is registered for it")
+        holder = self.repo.card_state(found.holder)
+        if holder is not None and holder.revoked:
+            raise VaultError(403, "the card holding this certificate was reported lost and is revoked")
+        if cert.mode != Mode.ENCRYPTED:
+            raise VaultError(400, "a plain backup is restored by the card directly")
+        return found.value
 
     # --- replaced cards ----------------------------------------------------------------------
 
