@@ -15,8 +15,8 @@ from servers.vault.server import running as vault_running
 
 from ..servers.test_split_key import FAST
 from .test_cli import PIN, evb
-from .test_cli import stocked as stocked  # noqa: F401 (fixture)
 from .test_cli import image as image  # noqa: F401 (fixture)
+from .test_cli import stocked as stocked  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -86,3 +86,28 @@ def test_key_init_by_the_key_manager(image: Path, tmp_path: Path, urls: tuple[st
     assert info["mode"] == "public"
     status = json.loads(ok("account", "status", "--keymgr", km, "--json"))
     assert [k["key_id"] for c in status["cards"] for k in c["keys"]] == [info["key_id"]]
+
+
+def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evb restore --via-keymgr: the key manager and the vault talk to each other (E6)."""
+    from servers.keyfile import load_or_create_key, public_bytes
+    from servers.keymgr.server import statement_key_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
+    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
+    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", keymgr_key=trusted) as vault, \
+            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
+                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault})) as km:
+        card = ["--card-image", str(tmp_path / "c.img")]
+        ok("card", "init", *card, "--pin", PIN)
+        ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", "Movie ticket A")
+        ok("account", "create", "saburo", "--keymgr", km)
+        ok("account", "login", "saburo", "--keymgr", km)
+        ok("key", "init", *card, "--pin", PIN, "--by-keymgr", km)
+        ok("backup", "1", *card, "--pin", PIN, "--vault", vault)
+        out = json.loads(ok("restore", "1", "--via-keymgr", *card, "--pin", PIN, "--vault", vault, "--keymgr", km,
+                            "--json"))
+        assert out["done"][0]["action"] == "restored via the key manager", out
+        r = evb("restore", "1", "--via-keymgr", *card, "--pin", PIN, "--vault", vault, "--keymgr", km)
+        assert r.exit_code == 0 and "already done" in r.output
