@@ -11,9 +11,10 @@ to a one-time transport key the receiving card generated.
 command                    INS    PIN   data -> response
 =========================  =====  ====  ====================================================
 GENERATE KEY               60     yes   P1 mode (01 public, 02 symmetric) -> key info
-GET KEY INFO               62     no    -> key info
+GET KEY INFO               62     no    P1 00 current, 01 next (rotation) -> key info
 PUT KEY MANAGER KEY        64     yes   uncompressed P-256 point; pinned on first use
-EXPORT KEY                 66     yes   -> seed sealed to the key manager's key
+EXPORT KEY                 66     yes   P1 00 current, 01 next (rotation) -> seed sealed to the
+                                        key manager's key
 NEW TRANSPORT KEY          68     yes   -> a fresh one-time P-256 public key
 IMPORT KEY                 6A     yes   P1 mode; seed sealed to the transport key -> key info
 SPLIT KEY                  6C     yes   P1 k, P2 n (2 <= k <= n <= 3) -> the shares, below
@@ -36,6 +37,7 @@ export can be opened only by the key manager, and an import only by the card it 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -102,6 +104,17 @@ class KeyInfo:
 def decryption_key(seed: bytes, mode: KeyMode) -> bytes:
     """402: the P-256 scalar, or the AES key in symmetric mode."""
     return seal.scalar_from_seed(seed) if mode == KeyMode.PUBLIC else seal.symmetric_key_from_seed(seed)
+
+
+def seal_value(seed: bytes, mode: KeyMode, value: bytes, card_id: bytes) -> bytes:
+    """An E2 ciphertext (401 or K), deterministic per value and key: a retried backup registers
+    the same bytes, and the card can recompute it to check X."""
+    nonce = hmac.new(seed, b"EVB-E2-NONCE" + value, hashlib.sha256).digest()
+    context = E2_CONTEXT + card_id
+    if mode == KeyMode.PUBLIC:
+        public = seal.public_key(decryption_key(seed, mode))
+        return seal.seal(public, value, context, ephemeral=seal.scalar_from_seed(nonce), iv=nonce[:16])
+    return seal.seal_symmetric(decryption_key(seed, mode), value, context, salt=nonce[16:], iv=nonce[:16])
 
 
 def open_value(seed: bytes, mode: KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
@@ -179,8 +192,9 @@ def generate_key(mode: KeyMode) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_GENERATE_KEY, int(mode), 0, ne=256)
 
 
-def get_key_info() -> CommandApdu:
-    return CommandApdu(CLA_PROPRIETARY, INS_GET_KEY_INFO, ne=256)
+def get_key_info(next_key: bool = False) -> CommandApdu:
+    """P1 = 01: the next key of a rotation under way (:mod:`apdu.rotation`)."""
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_KEY_INFO, int(next_key), 0, ne=256)
 
 
 def put_keymgr_key(public_key: bytes) -> CommandApdu:
@@ -189,8 +203,9 @@ def put_keymgr_key(public_key: bytes) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_PUT_KEYMGR_KEY, 0, 0, public_key)
 
 
-def export_key() -> CommandApdu:
-    return CommandApdu(CLA_PROPRIETARY, INS_EXPORT_KEY, ne=256)
+def export_key(next_key: bool = False) -> CommandApdu:
+    """P1 = 01: the next key of a rotation under way (:mod:`apdu.rotation`)."""
+    return CommandApdu(CLA_PROPRIETARY, INS_EXPORT_KEY, int(next_key), 0, ne=256)
 
 
 def new_transport_key() -> CommandApdu:

@@ -34,6 +34,7 @@ class ValueFlags(IntFlag):
     CERTIFICATE = 0x01  # the entry holds a vault certificate in place of the value
     BACKED_UP = 0x02  # a copy was registered at the vault and kept on the card (claims 9/33)
     PENDING = 0x04  # a two-phase backup or restore is under way
+    ROTATED = 0x08  # a certificate already re-encrypted under the next key (apdu.rotation)
 
 
 class Tag(IntEnum):

@@ -58,8 +58,10 @@ class BackupCommands:
         def key_mode(self) -> KeyMode: ...
         def key_info(self) -> KeyInfo: ...
         def seal_value(self, value: bytes, card_id: bytes) -> bytes: ...
-        def open_value(self, ciphertext: bytes, card_id: bytes) -> bytes: ...
         def open_assisted(self, blob: bytes, context: bytes) -> bytes: ...
+        @property
+        def next_mode(self) -> KeyMode: ...
+        def export_seed(self, next_key: bool) -> tuple[bytes, KeyMode]: ...
 
     @staticmethod
     def format_keys(header: bytearray) -> None:
@@ -140,8 +142,8 @@ class BackupCommands:
         """Seed E2 steps 1-1..1-2: like BEGIN BACKUP, but answers the registered value 203:
         the digest of the vault's fields, the value sealed to 401, and the card's signature."""
         self._require_pin()
-        if self.key_mode == KeyMode.NONE:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if self.key_mode == KeyMode.NONE or self.next_mode != KeyMode.NONE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # no key, or a rotation under way
         try:
             fields = [DigestField(t) for t in command.data]
         except ValueError as exc:
@@ -290,10 +292,15 @@ class BackupCommands:
             raise CardError(SW.WRONG_DATA) from exc
         if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
             raise CardError(SW.WRONG_DATA)
-        if self.key_mode == KeyMode.NONE or registered.key_id != self.key_info().key_id:
+        if self.key_mode == KeyMode.NONE:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # restore the key first
+        seed, mode = self.export_seed(next_key=False)
+        if registered.key_id != k.key_info_of(seed, mode).key_id and self.next_mode != KeyMode.NONE:
+            seed, mode = self.export_seed(next_key=True)  # already moved in a rotation under way
+        if registered.key_id != k.key_info_of(seed, mode).key_id:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # another key: restore the key first
         try:
-            return self.open_value(registered.ciphertext, cert.card_id)
+            return k.open_value(seed, mode, registered.ciphertext, cert.card_id)
         except SealError as exc:
             raise CardError(SW.WRONG_DATA) from exc
 

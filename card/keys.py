@@ -5,15 +5,12 @@ sealed to a one-time transport key this card generated. See :mod:`apdu.keys`.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu, seal, shamir
-from apdu import backup as b
 from apdu import keys as k
 
 from . import crypto
@@ -42,6 +39,10 @@ class KeyCommands:
         def _no_data(self, command: CommandApdu) -> None: ...
         @property
         def vault_key(self) -> bytes | None: ...
+
+        def export_seed(self, next_key: bool) -> tuple[bytes, k.KeyMode]: ...
+        @property
+        def next_mode(self) -> k.KeyMode: ...
 
     def key_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
@@ -75,18 +76,7 @@ class KeyCommands:
     # --- the encryption unit (E2) -------------------------------------------------------------
 
     def seal_value(self, value: bytes, card_id: bytes) -> bytes:
-        """The value sealed to 401 (or under K): deterministic per value and key, so a retried
-        backup registers the same ciphertext and the card can recompute it to check X."""
-        mode, seed = self.key_mode, self._seed()
-        nonce = hmac.new(seed, b"EVB-E2-NONCE" + value, hashlib.sha256).digest()
-        context = b.e2_context(card_id)
-        if mode == k.KeyMode.PUBLIC:
-            public = seal.public_key(k.decryption_key(seed, mode))
-            return seal.seal(public, value, context, ephemeral=seal.scalar_from_seed(nonce), iv=nonce[:16])
-        return seal.seal_symmetric(k.decryption_key(seed, mode), value, context, salt=nonce[16:], iv=nonce[:16])
-
-    def open_value(self, ciphertext: bytes, card_id: bytes) -> bytes:
-        return k.open_value(self._seed(), self.key_mode, ciphertext, card_id)
+        return k.seal_value(self._seed(), self.key_mode, value, card_id)
 
     def open_assisted(self, blob: bytes, context: bytes) -> bytes:
         """E6: a value from the key manager, sealed under ECDH(transport key, pinned key
@@ -130,8 +120,15 @@ class KeyCommands:
         return bytes(self.key_info())
 
     def _get_key_info(self, command: CommandApdu) -> bytes:
-        self._no_data(command)
-        return bytes(self.key_info())
+        """P1 = 01: the next key of a rotation under way (mode 00 when none is)."""
+        if command.data:
+            raise CardError(SW.WRONG_LENGTH)
+        if command.p1 not in (0, 1) or command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
+        if command.p1 == 0:
+            return bytes(self.key_info())
+        mode = self.next_mode
+        return bytes(k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self.export_seed(True)[0], mode))
 
     def _put_keymgr_key(self, command: CommandApdu) -> bytes:
         """Pinned on first use: a terminal cannot later swap in a key of its own to export to."""
@@ -150,11 +147,15 @@ class KeyCommands:
     def _export_key(self, command: CommandApdu) -> bytes:
         """Seed E3 steps 1-1..1-3, sealed: only the key manager can open what leaves the card."""
         self._require_pin()
-        self._no_data(command)
+        if command.data:
+            raise CardError(SW.WRONG_LENGTH)
+        if command.p1 not in (0, 1) or command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
         keymgr = self._stored(H_KEYMGR_KEY, 65)
         if self.key_mode == k.KeyMode.NONE or keymgr[0] != 0x04:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        return seal.seal(keymgr, self._seed(), k.export_context(self.card_id, self.key_info().key_id))
+        seed, mode = self.export_seed(next_key=command.p1 == 1)
+        return seal.seal(keymgr, seed, k.export_context(self.card_id, k.key_info_of(seed, mode).key_id))
 
     def _new_transport_key(self, command: CommandApdu) -> bytes:
         self._require_pin()

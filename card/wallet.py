@@ -25,6 +25,7 @@ from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
 from .keys import H_KEYSTORE, KeyCommands
 from .keys import KEY_AREA_END as KEYSTORE_END
+from .rotation import RotationCommands
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
 MAGIC = b"EVBW"
@@ -39,7 +40,7 @@ H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48
 assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= H_KEYSTORE and KEYSTORE_END <= HEADER_SIZE
 
 
-class WalletApplet(BackupCommands, TriggerCommands, KeyCommands):
+class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands):
     aid = w.AID_WALLET
 
     def __init__(self, eeprom: Eeprom) -> None:
@@ -66,6 +67,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands):
             **self.backup_handlers(),
             **self.trigger_handlers(),
             **self.key_handlers(),
+            **self.rotation_handlers(),
         }
 
     @staticmethod

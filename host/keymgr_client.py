@@ -89,6 +89,20 @@ class KeyManagerClient(ApiClient):
                                                                   "transport_key": b64(transport_key)})
         return base64.b64decode(answer["sealed_value"])
 
+    def rotation(self, card_id: bytes) -> tuple[bytes, bytes] | None:
+        """(old key id, new key id) of the card's rotation under way."""
+        answer = self._call("GET", f"/v1/rotations/{card_id.hex()}")
+        if answer["new_key_id"] is None:
+            return None
+        return bytes.fromhex(answer["old_key_id"]), bytes.fromhex(answer["new_key_id"])
+
+    def begin_rotation(self, card_id: bytes, old_key_id: bytes, new_key_id: bytes) -> None:
+        self._call("POST", "/v1/rotations", {"card_id": card_id.hex(), "old_key_id": old_key_id.hex(),
+                                             "new_key_id": new_key_id.hex()})
+
+    def finish_rotation(self, card_id: bytes, key_id: bytes) -> int:
+        return int(self._call("POST", f"/v1/rotations/{card_id.hex()}/finish", {"key_id": key_id.hex()})["destroyed"])
+
     def generate_key(self, card_id: bytes, mode: KeyMode, transport_key: bytes) -> KeyRestoration:
         answer = self._call("POST", "/v1/generated-keys", {"card_id": card_id.hex(), "mode": mode.name.lower(),
                                                            "transport_key": b64(transport_key)})

@@ -11,6 +11,7 @@ from datetime import date
 from apdu import SW, ApduError, CommandApdu, error_for
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rotation as r
 from apdu import triggers as t
 from apdu import wallet as w
 from apdu.certificate import DigestField
@@ -178,15 +179,31 @@ class WalletSession:
     def generate_key(self, mode: k.KeyMode = k.KeyMode.PUBLIC) -> k.KeyInfo:
         return k.KeyInfo.from_bytes(self._send(k.generate_key(mode)))
 
-    def key_info(self) -> k.KeyInfo:
-        return k.KeyInfo.from_bytes(self._send(k.get_key_info()))
+    def key_info(self, next_key: bool = False) -> k.KeyInfo:
+        """The card's key, or the next one of a rotation under way (mode NONE if none)."""
+        return k.KeyInfo.from_bytes(self._send(k.get_key_info(next_key)))
 
     def put_keymgr_key(self, public_key: bytes) -> None:
         self._send(k.put_keymgr_key(public_key))
 
-    def export_key(self) -> bytes:
-        """The card's key seed, sealed to the pinned key manager: opaque to this terminal."""
-        return self._send(k.export_key())
+    def export_key(self, next_key: bool = False) -> bytes:
+        """The card's key seed (or a rotation's next one), sealed to the pinned key manager:
+        opaque to this terminal."""
+        return self._send(k.export_key(next_key))
+
+    # --- key rotation (apdu.rotation) --------------------------------------------------------
+
+    def begin_rotation(self) -> k.KeyInfo:
+        return k.KeyInfo.from_bytes(self._send(r.begin_rotation()))
+
+    def reencrypt(self, value_id: int, registered_value: bytes) -> bytes:
+        return self._send(r.reencrypt(value_id, registered_value))
+
+    def swap_certificate(self, value_id: int, certificate: bytes, registered_value: bytes) -> None:
+        self._send(r.swap_certificate(value_id, certificate, registered_value))
+
+    def commit_rotation(self) -> k.KeyInfo:
+        return k.KeyInfo.from_bytes(self._send(r.commit_rotation()))
 
     def new_transport_key(self) -> bytes:
         return self._send(k.new_transport_key())

@@ -112,6 +112,26 @@ class AssistedRestoreResponse(BaseModel):
     sealed_value: B64 = Field(description="for COMMIT ASSISTED RESTORE; only the card opens it")
 
 
+class RotationRequest(BaseModel):
+    card_id: HEX_ID
+    old_key_id: HEX_ID
+    new_key_id: HEX_ID
+
+
+class RotationOut(BaseModel):
+    card_id: str
+    old_key_id: str | None
+    new_key_id: str | None
+
+
+class RotationFinish(BaseModel):
+    key_id: HEX_ID
+
+
+class RotationFinished(BaseModel):
+    destroyed: int = Field(description="old escrowed keys and shares destroyed")
+
+
 class KeyGenerateRequest(BaseModel):
     card_id: HEX_ID
     mode: Annotated[str, Field(pattern="^(public|symmetric)$")]
@@ -202,6 +222,24 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                                           unb64(body.certificate, "certificate"),
                                           unb64(body.transport_key, "transport_key"))
         return AssistedRestoreResponse(sealed_value=b64(sealed))
+
+    @app.post("/v1/rotations", response_model=RotationOut)
+    def begin_rotation(body: RotationRequest, owner: Owner, service: Service) -> RotationOut:
+        service.begin_rotation(owner, unhex(body.card_id, "card_id"), unhex(body.old_key_id, "old_key_id"),
+                               unhex(body.new_key_id, "new_key_id"))
+        return RotationOut(card_id=body.card_id, old_key_id=body.old_key_id, new_key_id=body.new_key_id)
+
+    @app.get("/v1/rotations/{card_id}", response_model=RotationOut)
+    def rotation(card_id: str, owner: Owner, service: Service) -> RotationOut:
+        """The card's rotation under way; both key ids null when none is."""
+        found = service.rotation(owner, unhex(card_id, "card_id"))
+        return RotationOut(card_id=card_id, old_key_id=found[0].hex() if found else None,
+                           new_key_id=found[1].hex() if found else None)
+
+    @app.post("/v1/rotations/{card_id}/finish", response_model=RotationFinished)
+    def finish_rotation(card_id: str, body: RotationFinish, owner: Owner, service: Service) -> RotationFinished:
+        return RotationFinished(destroyed=service.finish_rotation(owner, unhex(card_id, "card_id"),
+                                                                  unhex(body.key_id, "key_id")))
 
     @app.post("/v1/generated-keys", response_model=KeyRestoreResponse)
     def generate(body: KeyGenerateRequest, owner: Owner, service: Service) -> KeyRestoreResponse:

@@ -29,6 +29,10 @@ MIGRATIONS = [
         ALTER TABLE account_cards ADD COLUMN public_key BLOB;
         CREATE TABLE card_challenges (challenge BLOB PRIMARY KEY, expires_at INTEGER NOT NULL)
     """),
+    Migration(4, "key rotations under way (E7)", """
+        CREATE TABLE rotations (card_id BLOB PRIMARY KEY, old_key_id BLOB NOT NULL, new_key_id BLOB NOT NULL,
+                                started_at INTEGER NOT NULL)
+    """),
 ]
 
 
@@ -191,3 +195,35 @@ class KeyManagerRepository:
             rows = tx.execute("SELECT card_id, key_id, mode, sealed_share, created_at FROM share_escrows "
                               "WHERE card_id = ? ORDER BY created_at", (card_id,))
         return [Escrow(bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in rows]
+
+    # --- rotations (E7) ------------------------------------------------------------------------
+
+    def rotation(self, card_id: bytes) -> tuple[bytes, bytes] | None:
+        """(old key id, new key id) of the card's rotation under way."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT old_key_id, new_key_id FROM rotations WHERE card_id = ?", (card_id,))
+        return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def begin_rotation(self, card_id: bytes, old_key_id: bytes, new_key_id: bytes, now: int) -> bool:
+        """Record it; answers False when another rotation of the card is under way."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT new_key_id FROM rotations WHERE card_id = ?", (card_id,))
+            if rows:
+                return bytes(rows[0][0]) == new_key_id
+            tx.execute("INSERT INTO rotations (card_id, old_key_id, new_key_id, started_at) VALUES (?, ?, ?, ?)",
+                       (card_id, old_key_id, new_key_id, now))
+        return True
+
+    def finish_rotation(self, card_id: bytes, key_id: bytes, name: str, now: int) -> int:
+        """Destroy every escrowed key and share of the card but ``key_id``, and close the
+        rotation, in one transaction; answers how many went."""
+        with self.db.transaction() as tx:
+            gone = 0
+            for table in ("escrows", "share_escrows"):
+                rows = tx.execute(f"SELECT key_id FROM {table} WHERE card_id = ? AND key_id <> ?", (card_id, key_id))
+                gone += len(rows)
+                tx.execute(f"DELETE FROM {table} WHERE card_id = ? AND key_id <> ?", (card_id, key_id))
+            tx.execute("DELETE FROM rotations WHERE card_id = ?", (card_id,))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
+                       (now, name, f"card {card_id.hex()} rotated to key {key_id.hex()}: {gone} old key(s) destroyed"))
+        return gone

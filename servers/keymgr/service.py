@@ -303,6 +303,30 @@ class KeyManagerService:
             raise KeyManagerError(status, f"the vault refused: {detail}")
         return base64.b64decode(response.json()["registered_value"])
 
+    # --- key rotation (E7) ----------------------------------------------------------------------
+
+    def rotation(self, account: Account, card_id: bytes) -> tuple[bytes, bytes] | None:
+        self._enrolled(account, card_id)
+        return self.repo.rotation(card_id)
+
+    def begin_rotation(self, account: Account, card_id: bytes, old_key_id: bytes, new_key_id: bytes) -> None:
+        """The job's record: the new key must be escrowed before any value moves to it."""
+        self._enrolled(account, card_id)
+        if not any(e.key_id == new_key_id for e in self.repo.escrows(card_id)):
+            raise KeyManagerError(409, "escrow the new key before the rotation begins")
+        if not self.repo.begin_rotation(card_id, old_key_id, new_key_id, int(time.time())):
+            raise KeyManagerError(409, "another rotation of this card is under way")
+
+    def finish_rotation(self, account: Account, card_id: bytes, key_id: bytes) -> int:
+        """The card committed ``key_id``: destroy the old keys. Answers how many went."""
+        self._enrolled(account, card_id)
+        under_way = self.repo.rotation(card_id)
+        if under_way is not None and under_way[1] != key_id:
+            raise KeyManagerError(409, "the rotation under way moves to another key")
+        if not any(e.key_id == key_id for e in self.repo.escrows(card_id)):
+            raise KeyManagerError(409, "that key is not escrowed: nothing would be left to restore")
+        return self.repo.finish_rotation(card_id, key_id, account.name, int(time.time()))
+
     # --- lost cards --------------------------------------------------------------------------
 
     def report_lost(self, account: Account, old: bytes, new: bytes | None) -> tuple[Replacement, bytes]:

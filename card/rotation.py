@@ -1,0 +1,198 @@
+"""Key rotation on the card (seed E7, see :mod:`apdu.rotation`): the next key waits in the key
+store beside the current one until every encrypted certificate has moved to it.
+
+The next key lives in the key store's share area: a card collects shares only while it has
+no key, and rotates only while it has one, so the two never meet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from apdu import SW, CommandApdu, seal
+from apdu import backup as b
+from apdu import keys as k
+from apdu import rotation as r
+from apdu.certificate import Certificate, Mode, digest_matches, value_hash
+from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
+from apdu.wallet import MessageError
+
+from . import crypto
+from .applet import CardError
+from .eeprom import Eeprom
+from .index import Index, IndexEntry
+from .keys import H_KEY_MODE, H_KEY_SEED, H_SHARES
+
+H_NEXT_MODE = H_SHARES  # 1 byte: the next key's mode, 0 when no rotation is under way
+H_NEXT_SEED = H_SHARES + 1  # 32 bytes
+NEXT_AREA = 1 + k.SEED_LEN
+
+
+class RotationCommands:
+    eeprom: Eeprom
+    base: int
+    index: Index
+
+    if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
+        @property
+        def card_id(self) -> bytes: ...
+        @property
+        def key_mode(self) -> k.KeyMode: ...
+        @property
+        def vault_key(self) -> bytes | None: ...
+
+        def _require_pin(self) -> None: ...
+        def _no_data(self, command: CommandApdu) -> None: ...
+        def _entry(self, command: CommandApdu) -> IndexEntry: ...
+        def _seed(self) -> bytes: ...
+        def _stored(self, off: int, n: int) -> bytes: ...
+        def _sign(self, message: bytes) -> bytes: ...
+        def _certificate_of(self, entry: IndexEntry) -> bytes: ...
+        def _parse_certificate(self, raw: bytes) -> Certificate: ...
+        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
+
+    def rotation_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
+        p = 0x80
+        return {
+            (p, r.INS_BEGIN_ROTATION): self._begin_rotation,
+            (p, r.INS_REENCRYPT): self._reencrypt,
+            (p, r.INS_SWAP_CERTIFICATE): self._swap_certificate,
+            (p, r.INS_COMMIT_ROTATION): self._commit_rotation,
+        }
+
+    @property
+    def next_mode(self) -> k.KeyMode:
+        """The next key's mode while a rotation is under way (the area is the shares' otherwise)."""
+        if self.key_mode == k.KeyMode.NONE:
+            return k.KeyMode.NONE
+        return k.KeyMode(self._stored(H_NEXT_MODE, 1)[0])
+
+    def next_seed(self) -> bytes:
+        return self._stored(H_NEXT_SEED, k.SEED_LEN)
+
+    def _rotating(self) -> k.KeyMode:
+        mode = self.next_mode
+        if mode == k.KeyMode.NONE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # no rotation under way
+        return mode
+
+    def _begin_rotation(self, command: CommandApdu) -> bytes:
+        self._require_pin()
+        self._no_data(command)
+        mode = self.key_mode
+        if mode == k.KeyMode.NONE or any(e.flags & ValueFlags.PENDING for e in self.index.entries()):
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if self.next_mode == k.KeyMode.NONE:
+            with self.eeprom.transaction():
+                self.eeprom.write(self.base + H_NEXT_SEED, os.urandom(k.SEED_LEN))
+                self.eeprom.write(self.base + H_NEXT_MODE, bytes((mode,)))
+        return bytes(k.key_info_of(self.next_seed(), mode))
+
+    def _reencrypt(self, command: CommandApdu) -> bytes:
+        """Open a registered value with the current key, seal it with the next, sign the new one."""
+        self._require_pin()
+        mode = self._rotating()
+        entry = self._encrypted_certificate(command)
+        cert = self._parse_certificate(self._certificate_of(entry))
+        old = _registered(command.data)
+        if value_hash(old.ciphertext) != cert.value_hash or old.digest != cert.digest:
+            raise CardError(SW.WRONG_DATA)
+        if old.key_id != k.key_info_of(self._seed(), self.key_mode).key_id:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+        value = self._open(self._seed(), self.key_mode, old.ciphertext, cert.card_id)
+        # sealed for this card: a certificate a lost card handed over becomes this card's own
+        new = b.RegisteredValue(old.digest, k.key_info_of(self.next_seed(), mode).key_id,
+                                k.seal_value(self.next_seed(), mode, value, self.card_id))
+        return b.RegisteredValue(new.digest, new.key_id, new.ciphertext,
+                                 self._sign(new.signed_part(self.card_id))).to_bytes()
+
+    def _swap_certificate(self, command: CommandApdu) -> bytes:
+        """Replace a certificate by the vault's certificate of the re-encrypted value, after
+        checking both name the same value: the new ciphertext opens under the next key to the
+        value whose old ciphertext the old certificate hashes."""
+        self._require_pin()
+        mode = self._rotating()
+        try:
+            raw_new, raw_registered = r.split_swap(command.data)
+        except (MessageError, ValueError) as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        entry = self._encrypted_certificate(command)
+        current = self._certificate_of(entry)
+        if entry.flags & ValueFlags.ROTATED:
+            if current == raw_new:
+                return b""  # a retry after the swap: done already
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        old, new = self._parse_certificate(current), self._parse_certificate(raw_new)
+        registered = _registered(raw_registered)
+        vault = self.vault_key
+        if vault is None or not crypto.verify(vault, new.signature, new.signed_part()):
+            raise CardError(SW.VERIFICATION_FAILED)
+        if (new.card_id != self.card_id or new.mode != Mode.ENCRYPTED or new.digest != old.digest
+                or registered.digest != old.digest or value_hash(registered.ciphertext) != new.value_hash
+                or registered.key_id != k.key_info_of(self.next_seed(), mode).key_id):
+            raise CardError(SW.WRONG_DATA)
+        value = self._open(self.next_seed(), mode, registered.ciphertext, self.card_id)
+        if value_hash(k.seal_value(self._seed(), self.key_mode, value, old.card_id)) != old.value_hash:
+            raise CardError(SW.WRONG_DATA)  # not the value the old certificate names
+        if not digest_matches(new.digest, value):
+            raise CardError(SW.WRONG_DATA)
+        title = ValueRecord.from_bytes(self.index.read(entry))
+        self._replace(entry, b.certificate_record(title, raw_new).body(), entry.type,
+                      ValueFlags.CERTIFICATE | ValueFlags.ROTATED)
+        return b""
+
+    def _commit_rotation(self, command: CommandApdu) -> bytes:
+        """The next key becomes the key; the old one is erased, once nothing needs it."""
+        self._require_pin()
+        self._no_data(command)
+        if self.next_mode == k.KeyMode.NONE:  # a retry after the commit: done already
+            return bytes(k.key_info_of(self._seed(), self.key_mode))
+        entries = self.index.entries()
+        for entry in entries:
+            if entry.flags & ValueFlags.CERTIFICATE and not entry.flags & ValueFlags.ROTATED:
+                if self._parse_certificate(self._certificate_of(entry)).mode == Mode.ENCRYPTED:
+                    raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # a value still under the old key
+        mode, seed = self.next_mode, self.next_seed()
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_KEY_SEED, seed)
+            self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
+            self.eeprom.write(self.base + H_NEXT_MODE, bytes(NEXT_AREA))
+            for entry in entries:
+                if entry.flags & (ValueFlags.ROTATED | ValueFlags.BACKED_UP):
+                    self.index.set_flags(entry, entry.flags & ~(ValueFlags.ROTATED | ValueFlags.BACKED_UP))
+        return bytes(k.key_info_of(seed, mode))
+
+    def _encrypted_certificate(self, command: CommandApdu) -> IndexEntry:
+        entry = self._entry(command)
+        if not entry.flags & ValueFlags.CERTIFICATE or entry.flags & ValueFlags.PENDING:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if self._parse_certificate(self._certificate_of(entry)).mode != Mode.ENCRYPTED:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        return entry
+
+    @staticmethod
+    def _open(seed: bytes, mode: k.KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
+        try:
+            value = k.open_value(seed, mode, ciphertext, card_id)
+        except seal.SealError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        if len(value) > MAX_RECORD:
+            raise CardError(SW.WRONG_DATA)
+        return value
+
+    def export_seed(self, next_key: bool) -> tuple[bytes, k.KeyMode]:
+        """For EXPORT KEY: the current seed, or the next one during a rotation."""
+        if next_key:
+            return self.next_seed(), self._rotating()
+        return self._seed(), self.key_mode
+
+
+def _registered(raw: bytes) -> b.RegisteredValue:
+    try:
+        return b.RegisteredValue.from_bytes(raw)
+    except ValueError as exc:
+        raise CardError(SW.WRONG_DATA) from exc
+
+

@@ -1,0 +1,89 @@
+"""Key rotation as a resumable job (seed E7; E8 with ``restore_all``).
+
+The job's state is where it matters: the card keeps the next key and marks each certificate it
+has moved (ROTATED), the key manager records the rotation under way and holds both keys'
+escrows until the end, the vault holds old registrations until the card's receipts say they
+are no longer needed. So a run cut anywhere — a server killed, the card's power cut, the network
+dropped — is finished by running it again, and ends with every value decryptable under exactly
+one current key; the old key is destroyed (on the card, then at the key manager) only after the
+last value moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apdu.certificate import Certificate, Mode
+from apdu.keys import KeyInfo, KeyMode
+from apdu.records import ValueFlags
+
+from .backup import release_unneeded, restore
+from .keymgr_client import KeyManagerClient
+from .keys import KeyFlowError, enrol_card
+from .session import WalletSession
+from .vault_client import VaultClient
+
+Progress = Callable[[int, int], None]  # (values moved, values to move)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    key: KeyInfo  # the card's key now
+    moved: int  # certificates re-encrypted in this run
+    restored: int  # values restored to the card (E8)
+    destroyed: int  # old escrowed keys destroyed at the key manager
+
+
+def encrypted_certificates(session: WalletSession, rotated: bool | None = None) -> list[int]:
+    """The card's certificates of encrypted backups (moved or not yet, or both)."""
+    found = []
+    for e in session.list():
+        if not e.flags & ValueFlags.CERTIFICATE:
+            continue
+        if rotated is not None and bool(e.flags & ValueFlags.ROTATED) != rotated:
+            continue
+        if Certificate.from_bytes(session.read(e.id).certificate).mode == Mode.ENCRYPTED:
+            found.append(e.id)
+    return found
+
+
+def rotate(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient, progress: Progress | None = None,
+           restore_all: bool = False) -> Rotation:
+    """Move the card to a new key: the next key escrowed first, then every encrypted backup
+    re-encrypted on the card and registered anew, then the commit, then the clean-up."""
+    current = session.key_info()
+    if current.mode == KeyMode.NONE:
+        raise KeyFlowError("the card has no key to rotate: 'evb key init' generates one")
+    card_id = session.identity().card_id
+    session.put_keymgr_key(keymgr.public_key())
+    enrol_card(session, keymgr)
+    under_way = keymgr.rotation(card_id)
+    nxt = session.key_info(next_key=True)
+    if nxt.mode == KeyMode.NONE and under_way is not None and under_way[1] == current.key_id:
+        return _finish(session, vault, keymgr, current, 0, 0)  # committed before a cut: clean up
+    restored = 0
+    if restore_all and nxt.mode == KeyMode.NONE:  # E8: everything back on the card first
+        for value_id in encrypted_certificates(session):
+            restore(session, vault, value_id)
+            restored += 1
+    nxt = session.begin_rotation()  # the same next key again after a cut
+    keymgr.escrow(card_id, nxt.key_id, nxt.mode, session.export_key(next_key=True))
+    keymgr.begin_rotation(card_id, current.key_id, nxt.key_id)
+    todo = encrypted_certificates(session, rotated=False)
+    for done, value_id in enumerate(todo, 1):
+        old = vault.restore(session.read(value_id).certificate)  # the vault only reads here
+        new = session.reencrypt(value_id, old)
+        registration = vault.register_encrypted(new)  # the same answer again after a cut
+        session.swap_certificate(value_id, registration.certificate, new)
+        if progress:
+            progress(done, len(todo))
+    key = session.commit_rotation()
+    return _finish(session, vault, keymgr, key, len(todo), restored)
+
+
+def _finish(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient, key: KeyInfo, moved: int,
+            restored: int) -> Rotation:
+    release_unneeded(session, vault)  # the old registrations, against the card's receipts
+    destroyed = keymgr.finish_rotation(session.identity().card_id, key.key_id)
+    return Rotation(key, moved, restored, destroyed)
