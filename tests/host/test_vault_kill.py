@@ -5,20 +5,13 @@ Sized by EVB_TEST_SIZE: 8 trials in CI, 100 with ``full`` (reported in the closi
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from apdu.certificate import Certificate
@@ -33,47 +26,10 @@ from servers.vault.server import running
 
 from ..card.helpers import personalized
 from ..conftest import FULL
+from ..processes import VaultProcess
 
 TRIALS = 100 if FULL else 8
 PIN = "1234"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class VaultProcess:
-    def __init__(self, tmp: Path) -> None:
-        self.db = f"sqlite:///{tmp / 'vault.db'}"
-        self.key = tmp / "vault-key.pem"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "host.cli", "vault", "serve", "--db", self.db, "--key", str(self.key),
-             "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{self.url}/v1/vault", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                assert self.proc.poll() is None, "the vault exited"
-                assert time.monotonic() < deadline, "the vault did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        with self.lock:  # the killer thread and the test may both get here
-            if self.proc and self.proc.poll() is None:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def wallet(n: int) -> tuple[SimulatedCard, dict[int, bytes]]:
