@@ -10,18 +10,18 @@ import time
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient
 from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
 from ..recovery import recover, report_lost
+from ..rotation import rotate
 from ..session import WalletSession
 from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .keys import info_json, key
-from .render import console, print_json
+from .render import console, print_json, progress_bar
 from .shortage import vault_option
 
 DEFAULT_KEYMGR = "http://127.0.0.1:8471"
@@ -211,6 +211,31 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: 
         click.echo(f"  {code}")  # never wrapped: it is copied by hand
 
 
+@key.command("rotate")
+@with_wallet
+@click.option("--restore-all", is_flag=True,
+              help="Seed E8: restore every encrypted backup to the card first, then move to the new key.")
+@keymgr_option
+@vault_option
+@pin_option
+@json_option
+def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, pin: str | None,
+               as_json: bool) -> None:
+    """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
+    card and registered anew, then the old key is destroyed. Cut anywhere, run it again."""
+    unlock(session, pin)
+    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+        connect(session, vault)
+        with progress_bar("Re-encrypting", as_json) as progress:
+            result = rotate(session, vault, client, progress, restore_all=restore_all)
+    if as_json:
+        print_json({**info_json(result.key), "moved": result.moved, "restored": result.restored,
+                    "destroyed": result.destroyed})
+        return
+    console.print(f"The card now uses key {result.key.key_id.hex().upper()}: {result.moved} backup(s) "
+                  f"re-encrypted, {result.restored} restored to the card, {result.destroyed} old key(s) destroyed.")
+
+
 @key.command("restore")
 @with_wallet
 @click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
@@ -282,13 +307,8 @@ def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_u
     unlock(session, pin)
     with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
         connect(session, vault)
-        with Progress(transient=True, disable=as_json) as bar:
-            task = bar.add_task("Taking certificates", total=None)
-
-            def progress(taken: int, waiting: int) -> None:
-                bar.update(task, completed=taken, total=taken + waiting)
-
-            result = recover(session, vault, client, old, progress)
+        with progress_bar("Taking certificates", as_json) as progress:
+            result = recover(session, vault, client, old, lambda taken, waiting: progress(taken, taken + waiting))
     if as_json:
         print_json({"key": result.key, "imported": result.imported,
                     "restored": [{"id": o.value_id, "name": o.name} for o in result.restored],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from apdu import wallet as w
@@ -130,3 +133,11 @@ class ConsoleReporter:
 
     def note(self, text: str) -> None:
         console.print(f"   {text}")
+
+
+@contextmanager
+def progress_bar(what: str, as_json: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on a terminal (nothing in pipes or with --json); yields ``(done, total)``."""
+    with Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

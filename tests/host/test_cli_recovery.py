@@ -111,3 +111,20 @@ def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert out["done"][0]["action"] == "restored via the key manager", out
         r = evb("restore", "1", "--via-keymgr", *card, "--pin", PIN, "--vault", vault, "--keymgr", km)
         assert r.exit_code == 0 and "already done" in r.output
+
+
+def test_key_rotate(stocked: Path, urls: tuple[str, str]) -> None:  # noqa: F811
+    km, vault = urls
+    card, servers = ["--card-image", str(stocked)], ["--keymgr", km, "--vault", vault]
+    ok("account", "create", "shiro", "--keymgr", km)
+    ok("account", "login", "shiro", "--keymgr", km)
+    r = evb("key", "rotate", *card, "--pin", PIN, *servers)
+    assert r.exit_code == 1 and "no key to rotate" in r.output and r.output.count("\n") == 1
+    ok("key", "init", *card, "--pin", PIN)
+    ok("key", "backup", *card, "--pin", PIN, "--keymgr", km)
+    ok("backup", "1", *card, "--pin", PIN, "--vault", vault)
+    before = json.loads(ok("key", "info", *card, "--json"))["key_id"]
+    result = json.loads(ok("key", "rotate", *card, "--pin", PIN, *servers, "--json"))
+    assert result["moved"] == 1 and result["destroyed"] == 1 and result["key_id"] != before
+    ok("restore", "1", *card, "--pin", PIN, "--vault", vault)
+    assert [v["name"] for v in json.loads(ok("card", "list", *card, "--json"))][0] == "Movie ticket A"
