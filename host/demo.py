@@ -17,6 +17,7 @@ from apdu.triggers import ShortagePolicy, TriggerSettings, format_condition, par
 
 from . import keys, triggers
 from . import recovery as recovery_flow
+from . import rotation as rotation_flow
 from .backup import backup, connect, restore
 from .keymgr_client import KeyManagerClient
 from .session import WalletSession
@@ -219,3 +220,10 @@ def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, ke
         report.note("the lost card still opens a session: NOT REVOKED")
     except VaultClientError as exc:
         report.note(f"the lost card, if found, is refused: {exc.message}")
+    report.step("The fresh card backs the ticket up again and rotates its key (E7): each backup is "
+                "re-encrypted on the card under a new pair, then the old key is destroyed")
+    backup(new, vault, vault.public_key(), 1)
+    rotation = rotation_flow.rotate(new, vault, keymgr)
+    report.note(f"key {info.key_id.hex().upper()} -> {rotation.key.key_id.hex().upper()}: {rotation.moved} "
+                f"backup re-encrypted, {rotation.destroyed} old key destroyed at the key manager")
+    report.note(f"{restore(new, vault, 1).name}: restored under the new key")

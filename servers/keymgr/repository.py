@@ -214,15 +214,23 @@ class KeyManagerRepository:
                        (card_id, old_key_id, new_key_id, now))
         return True
 
-    def finish_rotation(self, card_id: bytes, key_id: bytes, name: str, now: int) -> int:
-        """Destroy every escrowed key and share of the card but ``key_id``, and close the
-        rotation, in one transaction; answers how many went."""
+    def finish_rotation(self, card_id: bytes, key_id: bytes, retired: bytes | None, cards: list[bytes], name: str,
+                        now: int) -> int:
+        """Destroy every escrowed key and share of the card but ``key_id``, and the ``retired``
+        key wherever the owner's cards kept it (a lost card's escrow of the same key), and close
+        the rotation, in one transaction; answers how many went."""
         with self.db.transaction() as tx:
             gone = 0
             for table in ("escrows", "share_escrows"):
-                rows = tx.execute(f"SELECT key_id FROM {table} WHERE card_id = ? AND key_id <> ?", (card_id, key_id))
-                gone += len(rows)
-                tx.execute(f"DELETE FROM {table} WHERE card_id = ? AND key_id <> ?", (card_id, key_id))
+                for other in cards:
+                    if other == card_id:
+                        where, args = "card_id = ? AND key_id <> ?", (card_id, key_id)
+                    elif retired is not None:
+                        where, args = "card_id = ? AND key_id = ?", (other, retired)
+                    else:
+                        continue
+                    gone += len(tx.execute(f"SELECT key_id FROM {table} WHERE {where}", args))
+                    tx.execute(f"DELETE FROM {table} WHERE {where}", args)
             tx.execute("DELETE FROM rotations WHERE card_id = ?", (card_id,))
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
                        (now, name, f"card {card_id.hex()} rotated to key {key_id.hex()}: {gone} old key(s) destroyed"))

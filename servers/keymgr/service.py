@@ -325,7 +325,9 @@ class KeyManagerService:
             raise KeyManagerError(409, "the rotation under way moves to another key")
         if not any(e.key_id == key_id for e in self.repo.escrows(card_id)):
             raise KeyManagerError(409, "that key is not escrowed: nothing would be left to restore")
-        return self.repo.finish_rotation(card_id, key_id, account.name, int(time.time()))
+        retired = under_way[0] if under_way is not None else None
+        return self.repo.finish_rotation(card_id, key_id, retired, self.repo.cards(account.id), account.name,
+                                         int(time.time()))
 
     # --- lost cards --------------------------------------------------------------------------
 
