@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +162,73 @@ def run_login_bench(rounds: int = 40) -> LoginTiming:
                     KeyManagerRepository(db).clear_failures("owner", int(time.time()), "bench reset")
                     db.close()
     return LoginTiming(rounds, statistics.median(unknown), statistics.median(wrong))
+
+
+@dataclass(frozen=True)
+class RotationTiming:
+    cards: int
+    values: int  # per card
+    backup_per_s: float  # the baseline: encrypted backups, the same values, the same servers
+    rotation_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        """Rotation time per value over backup time per value."""
+        return self.backup_per_s / self.rotation_per_s
+
+
+def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
+                       progress: Callable[[str, int, int], None] | None = None) -> RotationTiming:
+    """Back ``values`` values up encrypted from each of ``cards`` cards (the baseline), then
+    rotate every card's key (seed E7), against a vault on ``vault_db`` (SQLite in a temporary
+    directory by default) and a key manager on loopback: throughput of each, side by side."""
+    from dataclasses import replace
+
+    from servers.keymgr.server import running as keymgr_running
+    from servers.keymgr.service import KeyManagerConfig
+    from servers.vault.server import running as vault_running
+
+    from .backup import backup, connect
+    from .keymgr_client import KeyManagerClient
+    from .keys import backup_key
+    from .rotation import rotate
+    from .vault_client import VaultClient
+
+    quick = KeyManagerConfig(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)  # one login
+    total = cards * values
+    backup_s = rotation_s = 0.0
+    with tempfile.TemporaryDirectory(prefix="evb-bench-") as tmp:
+        base = Path(tmp)
+        with vault_running(vault_db or f"sqlite:///{base / 'v.db'}", base / "v.pem") as vault_url, \
+                keymgr_running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key", quick) as km_url, \
+                KeyManagerClient(km_url) as keymgr:
+            keymgr.create_account("bench", "bench password")
+            keymgr.login("bench", "bench password")
+            sessions = []
+            for c in range(cards):
+                session = WalletSession(connect_card(SimulatedCard.manufacture(size=65536, index_capacity=256)))
+                session.personalize("1234")
+                session.verify_pin("1234")
+                ids = [session.store(replace(FIG15[i % 4], name=f"{FIG15[i % 4].name} {c}/{i}")) for i in range(values)]
+                session.generate_key()
+                backup_key(session, keymgr)
+                with VaultClient(vault_url) as vault:
+                    key = connect(session, vault)
+                    start = time.perf_counter()
+                    for done, value_id in enumerate(ids, 1):
+                        backup(session, vault, key, value_id)
+                        if progress:
+                            progress("backing up", c * values + done, total)
+                    backup_s += time.perf_counter() - start
+                sessions.append(session)
+            for c, session in enumerate(sessions):
+                def moved(done: int, _: int, offset: int = c * values) -> None:
+                    if progress:
+                        progress("rotating", offset + done, total)
+
+                with VaultClient(vault_url) as vault:
+                    connect(session, vault)
+                    start = time.perf_counter()
+                    rotate(session, vault, keymgr, moved)
+                    rotation_s += time.perf_counter() - start
+    return RotationTiming(cards, values, total / backup_s, total / rotation_s)

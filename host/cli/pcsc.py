@@ -120,3 +120,23 @@ def bench_login(rounds: int, as_json: bool) -> None:
         return
     console.print(f"median refused login over {rounds} rounds: unknown name {result.unknown_name_ms:.1f} ms, "
                   f"wrong password {result.wrong_password_ms:.1f} ms, ratio {result.ratio:.3f}")
+
+
+@bench.command("rotation")
+@click.option("--cards", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--values", type=click.IntRange(1, 200), default=200, show_default=True, help="Per card.")
+@click.option("--vault-db", help="The vault's database (postgresql://…) [default: SQLite in a temporary directory].")
+@click.option("--json", "as_json", is_flag=True)
+def bench_rotation(cards: int, values: int, vault_db: str | None, as_json: bool) -> None:
+    """Key rotation throughput (seed E7) against encrypted backup of the same values, side by side."""
+    from ..bench import run_rotation_bench
+    from .render import progress_bar
+
+    with progress_bar("backing up, then rotating", as_json) as bar:
+        result = run_rotation_bench(cards, values, vault_db, lambda what, done, total: bar(done, total))
+    if as_json:
+        print_json({"cards": cards, "values": cards * values, "backup_per_s": result.backup_per_s,
+                    "rotation_per_s": result.rotation_per_s, "ratio": result.ratio})
+        return
+    console.print(f"{cards * values} values on {cards} card(s): encrypted backup {result.backup_per_s:.1f} values/s, "
+                  f"rotation {result.rotation_per_s:.1f} values/s (rotation costs {result.ratio:.2f}x a backup)")
