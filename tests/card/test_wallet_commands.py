@@ -47,7 +47,7 @@ ERRORS = [
     ("logical-channel", False, "81100000", SW.LOGICAL_CHANNEL_NOT_SUPPORTED),
     ("secure-messaging-cla", False, "8C100000", SW.CLA_NOT_SUPPORTED),
     ("unknown-cla", False, "A0100000", SW.CLA_NOT_SUPPORTED),
-    ("unknown-ins", False, "80700000", SW.INS_NOT_SUPPORTED),
+    ("unknown-ins", False, "80F00000", SW.INS_NOT_SUPPORTED),
     ("iso-ins-with-proprietary-cla", False, "80200081", SW.CLA_NOT_SUPPORTED),
     ("select-unknown-aid", False, "00A4040003A00000", SW.FILE_NOT_FOUND),
     ("select-by-file-id", False, "00A40000023F00", SW.INCORRECT_P1P2),
