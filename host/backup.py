@@ -76,6 +76,14 @@ def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes
     return cert
 
 
+def encryption(session: WalletSession, wanted: bool | None) -> bool:
+    """Whether a backup is encrypted: as asked, by default when the card has a key."""
+    has_key = session.key_info().mode != KeyMode.NONE
+    if wanted and not has_key:
+        raise BackupError("the card has no key to encrypt with: 'evb key init' generates one (or back up plain)")
+    return has_key if wanted is None else wanted
+
+
 def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_id: int, keep: bool = False,
            encrypt: bool | None = None) -> Outcome:
     """Seed E1 (or E2 when ``encrypt``, by default when the card has a key): register, check the
@@ -85,8 +93,7 @@ def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_i
         return Outcome(value_id, entry.name, "already done")
     if keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING:
         return Outcome(value_id, entry.name, "already done")
-    if encrypt is None:
-        encrypt = session.key_info().mode != KeyMode.NONE
+    encrypt = encryption(session, encrypt)
     ciphertext = None
     if encrypt:  # PENDING from here: the value cannot be spent meanwhile
         registered = session.begin_encrypted_backup(value_id, vault.digest_fields())

@@ -15,7 +15,7 @@ from apdu.records import ValueFlags
 from apdu.signature import valid_public_key
 
 from ..assisted import assisted_restore
-from ..backup import BackupError, Outcome, backup, connect, release_unneeded, restore, run_all
+from ..backup import BackupError, Outcome, backup, connect, encryption, release_unneeded, restore, run_all
 from ..session import WalletSession
 from ..triggers import VaultLink, make_room
 from ..vault_client import VaultClient, VaultClientError
@@ -132,17 +132,21 @@ def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str,
 @click.option("--all", "all_", is_flag=True, help="Every value on the card.")
 @click.option("--type", "vtype", type=TypeChoice(), help="Every value of this type.")
 @click.option("--keep", is_flag=True, help="Keep the value on the card too (marked backed up).")
+@click.option("--encrypt/--plain", default=None,
+              help="Encrypted (E2: the vault sees only ciphertext) or plain (E1) [default: encrypted when the "
+                   "card has a key].")
 @vault_option
 @pin_option
 @json_option
-def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: object, keep: bool, vault_url: str,
-               pin: str | None, as_json: bool) -> None:
+def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: object, keep: bool,
+               encrypt: bool | None, vault_url: str, pin: str | None, as_json: bool) -> None:
     """Back values up to the vault; the card keeps a certificate in their place."""
     flt = w.ListFilter(type=vtype) if vtype is not None else w.ListFilter()  # type: ignore[arg-type]
     targets = pick(session, ids, all_, flt, want_certs=False)
+    encrypt = encryption(session, encrypt)  # refused once, not per value
     with vault_session(session, vault_url, pin) as (client, key):
-        run_with_progress(targets, lambda i: _wrap(lambda: backup(session, client, key, i, keep=keep)),
-                          "backing up", as_json)
+        run_with_progress(targets, lambda i: _wrap(lambda: backup(session, client, key, i, keep=keep,
+                                                                  encrypt=encrypt)), "backing up", as_json)
 
 
 @click.command("restore")

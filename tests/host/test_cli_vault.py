@@ -70,3 +70,20 @@ def test_vault_serve_refuses_a_bad_database(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "secret" not in r.output and "cannot connect" in r.output
     r = evb("vault", "serve", "--digest", "type,colour", "--key", str(tmp_path / "k.pem"))
     assert r.exit_code == 1 and "unknown digest field colour" in r.output
+
+
+def test_encrypt_or_plain(stocked: Path, vault_url: str) -> None:  # noqa: F811
+    from apdu.certificate import Certificate, Mode
+    from host.session import WalletSession
+    from host.transport.inprocess import open_image
+
+    card = ["--card-image", str(stocked), "--pin", PIN, "--vault", vault_url]
+    r = evb("backup", "1", "--encrypt", *card)
+    assert r.exit_code == 1 and "no key to encrypt with" in r.output and r.output.count("\n") == 1
+    assert evb("key", "init", "--card-image", str(stocked), "--pin", PIN).exit_code == 0
+    assert evb("backup", "1", "--plain", *card).exit_code == 0
+    assert evb("backup", "2", *card).exit_code == 0  # encrypted by default now
+    with open_image(stocked) as transport:
+        s = WalletSession(transport)
+        modes = [Certificate.from_bytes(s.read(i).certificate).mode for i in (1, 2)]
+    assert modes == [Mode.PLAIN, Mode.ENCRYPTED]
