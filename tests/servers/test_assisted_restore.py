@@ -127,3 +127,9 @@ def test_a_plain_backup_is_restored_directly(world: World) -> None:
     backup(s, world.vault, connect(s, world.vault), 1)
     enrol_card(s, world.keymgr)
     refused(world, card, s, "plain backup")
+
+
+def test_without_logging_in_nothing_is_restored(world: World) -> None:
+    card, s = encrypted_backup(world)
+    with KeyManagerClient(world.keymgr.url) as anonymous:
+        refused(world, card, s, "not logged in", anonymous)
