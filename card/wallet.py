@@ -8,8 +8,6 @@ is compared so that tearing power during a wrong guess still costs a try.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from collections.abc import Callable
 from datetime import date
@@ -17,7 +15,6 @@ from datetime import date
 from apdu import SW, CommandApdu, tlv
 from apdu import wallet as w
 from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType, decode_bcd_date
-from apdu.sw import verify_failed
 
 from .applet import CardError
 from .backup import KEY_AREA_END, BackupCommands
@@ -25,6 +22,7 @@ from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
 from .keys import H_KEYSTORE, KeyCommands
 from .keys import KEY_AREA_END as KEYSTORE_END
+from .pin import Pin
 from .rotation import RotationCommands
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
@@ -53,6 +51,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             raise ValueError(f"the wallet has layout {layout}; this card software reads layout {LAYOUT_VERSION}")
         capacity = eeprom.read_u16(self.base + H_INDEX_CAPACITY)
         self.index = Index(eeprom, self.base + HEADER_SIZE, capacity)
+        self.pin = Pin(eeprom, self.base + H_PIN_TRIES, self.base + H_PIN_MAX, self.base + H_PIN_HASH, self.card_id)
         self.pin_verified = False
         self._handlers = {
             (w.CLA_PROPRIETARY, w.INS_PERSONALIZE): self._personalize,
@@ -100,9 +99,6 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
     @property
     def card_id(self) -> bytes:
         return self.eeprom.read(self.base + H_CARD_ID, 8)
-
-    def _pin_hash(self, digits: bytes) -> bytes:
-        return hashlib.sha256(self.card_id + digits).digest()
 
     # --- applet protocol ---------------------------------------------------------------------
 
@@ -154,38 +150,16 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
     def _personalize(self, command: CommandApdu) -> bytes:
         digits = w.parse_pin_block(command.data)
         with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_PIN_HASH, self._pin_hash(digits))
-            self.eeprom.write(self.base + H_PIN_TRIES, bytes((PIN_MAX_TRIES,)))
+            self.pin.set(digits)
             self.eeprom.write(self.base + H_LIFE_CYCLE, bytes((w.LifeCycle.OPERATIONAL,)))
         return b""
 
-    def _check_pin(self, block: bytes) -> None:
-        """Compare a PIN block with the counter already spent, then restore it on success."""
-        digits = w.parse_pin_block(block)
-        tries = self._byte(H_PIN_TRIES)
-        if tries == 0:
-            raise CardError(SW.AUTH_METHOD_BLOCKED)
-        with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_PIN_TRIES, bytes((tries - 1,)))
-        stored = self.eeprom.read(self.base + H_PIN_HASH, 32)
-        if not hmac.compare_digest(stored, self._pin_hash(digits)):
-            self.pin_verified = False
-            raise CardError(verify_failed(tries - 1) if tries > 1 else SW.AUTH_METHOD_BLOCKED)
-        with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_PIN_TRIES, bytes((self._byte(H_PIN_MAX),)))
-
     def _verify(self, command: CommandApdu) -> bytes:
-        if command.p1 != 0 or command.p2 != w.P2_PIN:
-            raise CardError(SW.REFERENCE_DATA_NOT_FOUND if command.p1 == 0 else SW.INCORRECT_P1P2)
-        if not command.data:  # ISO 7816-4 11.5.6: empty VERIFY asks for the status
-            tries = self._byte(H_PIN_TRIES)
-            if tries == 0:
-                raise CardError(SW.AUTH_METHOD_BLOCKED)
-            if self.pin_verified:
-                return b""
-            raise CardError(verify_failed(tries))
-        self._check_pin(command.data)
-        self.pin_verified = True
+        try:
+            self.pin_verified = self.pin.verify(command, self.pin_verified)
+        except CardError:
+            self.pin_verified = False
+            raise
         return b""
 
     def _change_pin(self, command: CommandApdu) -> bytes:
@@ -194,9 +168,13 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         if len(command.data) != 2 * w.PIN_BLOCK_LEN:
             raise CardError(SW.WRONG_LENGTH)
         new_digits = w.parse_pin_block(command.data[w.PIN_BLOCK_LEN :])
-        self._check_pin(command.data[: w.PIN_BLOCK_LEN])
+        try:
+            self.pin.check(command.data[: w.PIN_BLOCK_LEN])
+        except CardError:
+            self.pin_verified = False
+            raise
         with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_PIN_HASH, self._pin_hash(new_digits))
+            self.pin.set(new_digits, reset_tries=False)
         self.pin_verified = True
         return b""
 
