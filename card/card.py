@@ -9,6 +9,7 @@ exception never becomes a reply: every failure is a status word and changes noth
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +19,8 @@ from apdu.wallet import INS_GET_RESPONSE, INS_SELECT, P1_SELECT_BY_DF_NAME
 
 from .applet import Applet, CardError
 from .eeprom import DEFAULT_SIZE, Eeprom, ImageError, PowerLoss, TransactionError, lock_image
+from .idcard import MAGIC as ID_MAGIC
+from .idcard import IdCardApplet
 from .wallet import DEFAULT_INDEX_CAPACITY, WalletApplet
 
 log = logging.getLogger(__name__)
@@ -30,11 +33,18 @@ class CardMute(Exception):
     """The card gives no answer: it is not powered (or power was just cut)."""
 
 
+def _applet_for(eeprom: Eeprom) -> Applet:
+    """The applet the EEPROM was personalized for: an ID card, or else the wallet."""
+    if eeprom.read(eeprom.app_offset, 4) == ID_MAGIC:
+        return IdCardApplet(eeprom)
+    return WalletApplet(eeprom)
+
+
 class SimulatedCard:
     def __init__(self, eeprom: Eeprom) -> None:
         self.eeprom = eeprom
         self.atr = ATR
-        self.applets: list[Applet] = [WalletApplet(eeprom)]
+        self.applets: list[Applet] = [_applet_for(eeprom)]
         self._selected: Applet | None = None
         self._chain: list[CommandApdu] = []
         self._pending: bytes = b""  # response bytes waiting for GET RESPONSE
@@ -52,6 +62,18 @@ class SimulatedCard:
         eeprom = Eeprom.blank(size)
         eeprom.power_on()
         WalletApplet.format(eeprom, index_capacity)
+        eeprom.power_off()
+        if image is not None:
+            eeprom.save(image)
+        return cls(eeprom)
+
+    @classmethod
+    def issue_idcard(cls, holder: str, number: str, expiry: date, pin: str | None = None,
+                     image: Path | None = None) -> SimulatedCard:
+        """An ID card (seed E5) as its issuer personalizes it: the key pair made on the card."""
+        eeprom = Eeprom.blank(8192)
+        eeprom.power_on()
+        IdCardApplet.issue(eeprom, holder, number, expiry, pin)
         eeprom.power_off()
         if image is not None:
             eeprom.save(image)

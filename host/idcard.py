@@ -1,0 +1,25 @@
+"""The terminal's side of an ID card (seed E5) in a second reader: read the document, unlock
+with its PIN if it has one, sign the key manager's challenge."""
+
+from __future__ import annotations
+
+from apdu import idcard as i
+from apdu import wallet as w
+
+from .session import CardProtocol
+from .transport import Transport
+
+
+class IdCardSession:
+    def __init__(self, transport: Transport) -> None:
+        self.protocol = CardProtocol(transport)
+        self.protocol.send(w.select(i.AID_IDCARD))
+
+    def document(self) -> i.IdDocument:
+        return i.IdDocument.from_bytes(self.protocol.send(i.get_document()))
+
+    def verify_pin(self, pin: str) -> None:
+        self.protocol.send(w.verify(pin))
+
+    def authenticate(self, challenge: bytes) -> bytes:
+        return self.protocol.send(i.authenticate(challenge))
