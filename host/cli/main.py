@@ -17,6 +17,7 @@ from ..transport import TransportError
 from .card import card
 from .demo import demo
 from .errors import CliFail
+from .idcard import id_info, issue_id
 from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
@@ -58,6 +59,8 @@ cli.add_command(readers)
 cli.add_command(bench)
 card.add_command(serve)
 card.add_command(lost)
+card.add_command(issue_id)
+card.add_command(id_info)
 cli.add_command(recover_cmd)
 cli.add_command(vault)
 cli.add_command(backup_cmd)

@@ -23,8 +23,9 @@ from .render import console, print_json
     envvar="EVB_CARD_IMAGE",
     help="The card to insert [default: $XDG_DATA_HOME/evb/card.img].",
 )
-@click.option("--kind", type=click.Choice(["wallet", "echo"]), default="wallet", show_default=True,
-              help="echo: a card answering 90 00 to everything (a latency baseline).")
+@click.option("--kind", type=click.Choice(["wallet", "idcard", "echo"]), default="wallet", show_default=True,
+              help="idcard: an ID card image ('evb card issue-id'); echo: a card answering 90 00 to everything "
+                   "(a latency baseline).")
 @click.option("--slot", type=click.IntRange(0, 1), default=0, show_default=True, help="vpcd reader slot.")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Where pcscd's vpcd driver listens.")
 @click.option("--port", type=int, help=f"Driver port [default: {BASE_PORT} + slot].")
@@ -32,6 +33,7 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
     """Insert a simulated card into pcscd's virtual reader and serve it until Ctrl-C."""
     from card import ATR, SimulatedCard
     from card.eeprom import ImageError
+    from card.idcard import IdCardApplet
 
     logging.getLogger("evb.bridge").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
@@ -47,7 +49,11 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
             raise CliFail(f"no card image at {image} (create one with 'evb card init')") from exc
         except ImageError as exc:
             raise CliFail(str(exc)) from exc
-        what = f"card {image}"
+        is_id = isinstance(card.applets[0], IdCardApplet)
+        if is_id != (kind == "idcard"):
+            card.close()
+            raise CliFail(f"{image} is {'an ID card' if is_id else 'a wallet card'}, not --kind {kind}")
+        what = f"{'ID card' if is_id else 'card'} {image}"
     bridge = VpcdBridge(card, host, port if port is not None else BASE_PORT + slot)
     console.print(f"Serving {what} in vpcd slot {slot} ({host}:{bridge.port}); Ctrl-C to remove it.")
     try:

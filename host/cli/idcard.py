@@ -1,0 +1,69 @@
+"""``evb card issue-id`` and ``evb card id-info``: the ID card (seed E5), a second card kind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from apdu import wallet as w
+
+from ..idcard import IdCardSession
+from ..transport.open import open_card
+from .card import json_option
+from .errors import CliFail
+from .render import console, print_json
+
+id_image_option = click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path),
+                               envvar="EVB_ID_CARD_IMAGE", help="A simulated ID card's image.")
+id_reader_option = click.option("--id-reader", envvar="EVB_ID_READER",
+                                help="Use the ID card in this PC/SC reader (name, index or part of the name).")
+
+
+@contextmanager
+def id_card(image: Path | None, reader: str | None) -> Iterator[IdCardSession]:
+    if image is None and reader is None:
+        raise CliFail("which ID card? pass --id-card-image or --id-reader")
+    with open_card(image, reader) as transport:
+        yield IdCardSession(transport)
+
+
+@click.command("issue-id")
+@click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--holder", required=True, help="The holder's name as on the document.")
+@click.option("--number", required=True, help="The document number.")
+@click.option("--expiry", type=click.DateTime(["%Y-%m-%d"]), required=True, help="YYYY-MM-DD.")
+@click.option("--pin", help="Guard the card's signature with a PIN (4-8 digits).")
+@click.option("--force", is_flag=True, help="Replace an existing image.")
+def issue_id(id_image: Path, holder: str, number: str, expiry: datetime, pin: str | None, force: bool) -> None:
+    """Issue a simulated ID card (a driver's licence or passport stand-in): its key pair is made
+    on the card."""
+    from card import SimulatedCard
+
+    if id_image.exists() and not force:
+        raise CliFail(f"{id_image} already holds a card; pass --force to replace it")
+    if pin is not None:
+        w.pin_block(pin)
+    card = SimulatedCard.issue_idcard(holder, number, expiry.date(), pin, image=id_image)
+    doc = card.applets[0].document  # type: ignore[attr-defined]
+    console.print(f"ID card {doc.number} for {doc.holder}, valid to {doc.expiry}, in {id_image}.")
+
+
+@click.command("id-info")
+@id_image_option
+@id_reader_option
+@json_option
+def id_info(id_image: Path | None, id_reader: str | None, as_json: bool) -> None:
+    """What an ID card shows: holder, number, expiry, public key."""
+    with id_card(id_image, id_reader) as session:
+        doc = session.document()
+    data = {"holder": doc.holder, "number": doc.number, "expiry": doc.expiry.isoformat(),
+            "public_key": doc.public_key.hex(), "pin": doc.has_pin}
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"{doc.holder}, document {doc.number}, valid to {doc.expiry}"
+                      + (" (PIN protected)" if doc.has_pin else ""))
