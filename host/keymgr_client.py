@@ -16,6 +16,15 @@ class KeyManagerClientError(ServiceError):
 
 
 @dataclass(frozen=True)
+class IdCardAnswer:
+    """What an ID card answered to the key manager's login challenge."""
+
+    number: str
+    challenge: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
 class EscrowedKey:
     key_id: bytes
     mode: KeyMode
@@ -60,10 +69,36 @@ class KeyManagerClient(ApiClient):
     def create_account(self, name: str, password: str) -> None:
         self._call("POST", "/v1/accounts", {"name": name, "password": password})
 
-    def login(self, name: str, password: str) -> int:
-        answer = self._call("POST", "/v1/sessions", {"name": name, "password": password})
+    def login(self, name: str, password: str | None = None, id_card: IdCardAnswer | None = None,
+              fingerprint: bytes | None = None) -> int:
+        """Log in with the factors given (the account's policy says which it needs)."""
+        body: dict[str, object] = {"name": name, "password": password}
+        if id_card is not None:
+            body["id_card"] = {"number": id_card.number, "challenge": b64(id_card.challenge),
+                               "signature": b64(id_card.signature)}
+        if fingerprint is not None:
+            body["fingerprint"] = b64(fingerprint)
+        answer = self._call("POST", "/v1/sessions", body)
         self._token = answer["token"]
         return int(answer["expires_at"])
+
+    def auth_challenge(self, name: str) -> bytes:
+        return base64.b64decode(self._call("POST", "/v1/auth-challenges", {"name": name})["challenge"])
+
+    def enrol_id_card(self, document: bytes, challenge: bytes, signature: bytes) -> None:
+        self._call("POST", "/v1/factors/id-card", {"document": b64(document), "challenge": b64(challenge),
+                                                   "signature": b64(signature)})
+
+    def enrol_fingerprint(self, samples: list[bytes]) -> None:
+        self._call("POST", "/v1/factors/fingerprint", {"samples": [b64(s) for s in samples]})
+
+    def set_policy(self, policy: str) -> str:
+        return str(self._call("PUT", "/v1/policy", {"policy": policy})["policy"])
+
+    def factors(self) -> tuple[str, list[tuple[str, str]]]:
+        """The account's policy and its enrolled factors (kind, reference)."""
+        answer = self._call("GET", "/v1/account")
+        return answer["policy"], [(f["kind"], f["ref"]) for f in answer["factors"]]
 
     def status(self) -> tuple[str, dict[bytes, list[EscrowedKey]]]:
         answer = self._call("GET", "/v1/account")

@@ -9,8 +9,9 @@ from fastapi import Depends, FastAPI, Header, Request
 from pydantic import BaseModel, Field
 
 from ..wire import ApiError, b64, install_error_handler, unb64, unhex
+from .policy import text
 from .repository import Account
-from .service import KeyManagerService
+from .service import IdProof, KeyManagerService
 
 B64 = Annotated[str, Field(description="base64", max_length=4096)]
 HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16)]
@@ -60,6 +61,58 @@ class Credentials(BaseModel):
     password: Annotated[str, Field(max_length=1024)]
 
 
+class IdCardProof(BaseModel):
+    number: Annotated[str, Field(max_length=20)]
+    challenge: B64 = Field(description="from /v1/auth-challenges")
+    signature: B64
+
+
+class LoginRequest(BaseModel):
+    """The factors the account's policy needs (any subset may be given; all must be right)."""
+
+    name: Annotated[str, Field(max_length=64)]
+    password: Annotated[str | None, Field(max_length=1024)] = None
+    id_card: IdCardProof | None = None
+    fingerprint: B64 | None = Field(default=None, description="a sample from the sensor")
+
+
+class AuthChallengeRequest(BaseModel):
+    name: Annotated[str, Field(max_length=64)]
+
+
+class IdCardEnrolment(BaseModel):
+    document: B64 = Field(description="the ID card's GET DATA answer")
+    challenge: B64 = Field(description="from /v1/card-challenges")
+    signature: B64
+
+
+class IdCardEnrolled(BaseModel):
+    number: str
+    holder: str
+    expiry: str
+
+
+class FingerprintEnrolment(BaseModel):
+    samples: Annotated[list[B64], Field(min_length=3, max_length=5)]
+
+
+class Enrolled(BaseModel):
+    enrolled: bool
+
+
+class PolicyRequest(BaseModel):
+    policy: Annotated[str, Field(max_length=200, description="e.g. 'password and id-card'")]
+
+
+class PolicyOut(BaseModel):
+    policy: str
+
+
+class FactorOut(BaseModel):
+    kind: str
+    ref: str
+
+
 class AccountCreated(BaseModel):
     name: str
 
@@ -94,6 +147,8 @@ class CardOut(BaseModel):
 class AccountStatus(BaseModel):
     name: str
     cards: list[CardOut]
+    policy: str
+    factors: list[FactorOut]
 
 
 class KeyRestoreRequest(BaseModel):
@@ -185,17 +240,45 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
         service.create_account(body.name, body.password)
         return AccountCreated(name=body.name)
 
+    @app.post("/v1/auth-challenges", response_model=CardChallenge)
+    def auth_challenge(body: AuthChallengeRequest, service: Service) -> CardChallenge:
+        """For an ID card to sign at login; issued for any name."""
+        challenge, expires = service.auth_challenge(body.name)
+        return CardChallenge(challenge=b64(challenge), expires_at=expires)
+
     @app.post("/v1/sessions", response_model=SessionResponse)
-    def login(body: Credentials, service: Service) -> SessionResponse:
-        token, expires = service.login(body.name, body.password)
+    def login(body: LoginRequest, service: Service) -> SessionResponse:
+        proof = None
+        if body.id_card is not None:
+            proof = IdProof(body.id_card.number, unb64(body.id_card.challenge, "challenge"),
+                            unb64(body.id_card.signature, "signature"))
+        token, expires = service.login(body.name, body.password, proof,
+                                       unb64(body.fingerprint, "fingerprint") if body.fingerprint else None)
         return SessionResponse(token=token, expires_at=expires)
+
+    @app.post("/v1/factors/id-card", response_model=IdCardEnrolled)
+    def enrol_id_card(body: IdCardEnrolment, owner: Owner, service: Service) -> IdCardEnrolled:
+        doc = service.enrol_id_card(owner, unb64(body.document, "document"), unb64(body.challenge, "challenge"),
+                                    unb64(body.signature, "signature"))
+        return IdCardEnrolled(number=doc.number, holder=doc.holder, expiry=doc.expiry.isoformat())
+
+    @app.post("/v1/factors/fingerprint", response_model=Enrolled)
+    def enrol_fingerprint(body: FingerprintEnrolment, owner: Owner, service: Service) -> Enrolled:
+        service.enrol_fingerprint(owner, [unb64(s, "samples") for s in body.samples])
+        return Enrolled(enrolled=True)
+
+    @app.put("/v1/policy", response_model=PolicyOut)
+    def set_policy(body: PolicyRequest, owner: Owner, service: Service) -> PolicyOut:
+        return PolicyOut(policy=service.set_policy(owner, body.policy))
 
     @app.get("/v1/account", response_model=AccountStatus)
     def status(owner: Owner, service: Service) -> AccountStatus:
         cards = [CardOut(card_id=c.hex(), keys=[KeyOut(key_id=e.key_id.hex(), mode=MODE_NAMES[e.mode],
                                                        created_at=e.created_at) for e in escrows])
                  for c, escrows in service.status(owner)]
-        return AccountStatus(name=owner.name, cards=cards)
+        return AccountStatus(name=owner.name, cards=cards, policy=text(service.policy_of(owner)),
+                             factors=[FactorOut(kind="password", ref="")] + [
+                                 FactorOut(kind=kind, ref=ref) for kind, ref, _ in service.repo.factors(owner.id)])
 
     @app.post("/v1/escrows", response_model=EscrowResponse)
     def escrow(body: EscrowRequest, owner: Owner, service: Service) -> EscrowResponse:

@@ -33,6 +33,16 @@ MIGRATIONS = [
         CREATE TABLE rotations (card_id BLOB PRIMARY KEY, old_key_id BLOB NOT NULL, new_key_id BLOB NOT NULL,
                                 started_at INTEGER NOT NULL)
     """),
+    Migration(5, "authentication factors, policies, guesses per factor (E5)", """
+        CREATE TABLE factor_guesses (name TEXT NOT NULL, kind TEXT NOT NULL, failures INTEGER NOT NULL,
+                                     PRIMARY KEY (name, kind));
+        INSERT INTO factor_guesses (name, kind, failures) SELECT name, 'password', failures FROM guesses;
+        DROP TABLE guesses;
+        CREATE TABLE factors (account_id INTEGER NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, data BLOB NOT NULL,
+                              created_at INTEGER NOT NULL, PRIMARY KEY (account_id, kind, ref));
+        CREATE TABLE policies (account_id INTEGER PRIMARY KEY, policy TEXT NOT NULL);
+        CREATE TABLE auth_challenges (challenge BLOB PRIMARY KEY, name TEXT NOT NULL, expires_at INTEGER NOT NULL)
+    """),
 ]
 
 
@@ -81,26 +91,30 @@ class KeyManagerRepository:
 
     # --- guesses: counted per name, known or not, so a lock says nothing about existence -----
 
-    def failures(self, name: str) -> int:
+    def failures(self, name: str, kind: str = "password") -> int:
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT failures FROM guesses WHERE name = ?", (name,))
+            rows = tx.execute("SELECT failures FROM factor_guesses WHERE name = ? AND kind = ?", (name, kind))
         return int(rows[0][0]) if rows else 0
 
-    def record_failure(self, name: str, now: int) -> int:
+    def record_failure(self, name: str, now: int, kind: str = "password") -> int:
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT failures FROM guesses WHERE name = ?", (name,))
+            rows = tx.execute("SELECT failures FROM factor_guesses WHERE name = ? AND kind = ?", (name, kind))
             failures = (int(rows[0][0]) if rows else 0) + 1
             if rows:
-                tx.execute("UPDATE guesses SET failures = ? WHERE name = ?", (failures, name))
+                tx.execute("UPDATE factor_guesses SET failures = ? WHERE name = ? AND kind = ?", (failures, name, kind))
             else:
-                tx.execute("INSERT INTO guesses (name, failures) VALUES (?, ?)", (name, failures))
+                tx.execute("INSERT INTO factor_guesses (name, kind, failures) VALUES (?, ?, ?)", (name, kind, failures))
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
-                       (now, name, f"wrong password ({failures})"))
+                       (now, name, f"wrong {kind} ({failures})"))
         return failures
 
-    def clear_failures(self, name: str, now: int, event: str | None = None) -> None:
+    def clear_failures(self, name: str, now: int, event: str | None = None, kind: str | None = None) -> None:
+        """Every factor's count (the administrator's unlock), or one factor's."""
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM guesses WHERE name = ?", (name,))
+            if kind is None:
+                tx.execute("DELETE FROM factor_guesses WHERE name = ?", (name,))
+            else:
+                tx.execute("DELETE FROM factor_guesses WHERE name = ? AND kind = ?", (name, kind))
             if event:
                 tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, event))
 
@@ -235,3 +249,43 @@ class KeyManagerRepository:
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
                        (now, name, f"card {card_id.hex()} rotated to key {key_id.hex()}: {gone} old key(s) destroyed"))
         return gone
+
+    # --- factors and policies (E5) -------------------------------------------------------------
+
+    def put_factor(self, account_id: int, kind: str, ref: str, data: bytes, name: str, now: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM factors WHERE account_id = ? AND kind = ? AND ref = ?", (account_id, kind, ref))
+            tx.execute("INSERT INTO factors (account_id, kind, ref, data, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (account_id, kind, ref, data, now))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, f"{kind} {ref} enrolled"))
+
+    def factors(self, account_id: int, kind: str | None = None) -> list[tuple[str, str, bytes]]:
+        """(kind, ref, data) of the account's enrolled factors."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT kind, ref, data FROM factors WHERE account_id = ? ORDER BY kind, ref",
+                              (account_id,))
+        return [(str(r[0]), str(r[1]), bytes(r[2])) for r in rows if kind is None or r[0] == kind]
+
+    def policy(self, account_id: int) -> str | None:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT policy FROM policies WHERE account_id = ?", (account_id,))
+        return str(rows[0][0]) if rows else None
+
+    def set_policy(self, account_id: int, policy: str, name: str, now: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM policies WHERE account_id = ?", (account_id,))
+            tx.execute("INSERT INTO policies (account_id, policy) VALUES (?, ?)", (account_id, policy))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, f"policy set: {policy}"))
+
+    def add_auth_challenge(self, challenge: bytes, name: str, expires_at: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM auth_challenges WHERE expires_at < ?", (expires_at - 3600,))
+            tx.execute("INSERT INTO auth_challenges (challenge, name, expires_at) VALUES (?, ?, ?)",
+                       (challenge, name, expires_at))
+
+    def take_auth_challenge(self, challenge: bytes, name: str, now: int) -> bool:
+        """True once for a live challenge issued for this name."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT name, expires_at FROM auth_challenges WHERE challenge = ?", (challenge,))
+            tx.execute("DELETE FROM auth_challenges WHERE challenge = ?", (challenge,))
+        return bool(rows) and str(rows[0][0]) == name and int(rows[0][1]) >= now

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -31,16 +32,39 @@ from apdu import keys as k
 from apdu import seal
 from apdu.backup import auth_message
 from apdu.certificate import Certificate, CertificateError, Mode, value_hash
+from apdu.idcard import IdDocument
+from apdu.idcard import auth_message as id_auth_message
 from apdu.signature import verify
 
 from ..keyfile import public_bytes
 from ..statements import Fetch, Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
+from . import fingerprint
+from .policy import DEFAULT, Factor, Policy, PolicyError, factors, parse, satisfied, text
 from .repository import Account, Escrow, KeyManagerRepository
 
 MAX_FAILURES = 10
 MASTER_KEY_ENV = "EVB_KEYMGR_MASTER_KEY_FILE"
+
+
+@dataclass(frozen=True)
+class IdProof:
+    """An ID card's answer at login: its document number and its signature over our challenge."""
+
+    number: str
+    challenge: bytes
+    signature: bytes
+
+
+def _locked(factor: Factor) -> str:
+    what = {Factor.PASSWORD: "wrong passwords", Factor.ID_CARD: "refused ID cards",
+            Factor.FINGERPRINT: "unmatched fingerprints"}[factor]
+    return f"locked after {MAX_FAILURES} {what}: ask the administrator to unlock it ('evb keymgr unlock')"
+
+
+def _template_aad(account_id: int) -> bytes:
+    return b"EVB-FINGERPRINT-1" + account_id.to_bytes(8, "big")
 
 
 class KeyManagerError(ApiError):
@@ -129,29 +153,133 @@ class KeyManagerService:
         if not self.repo.create_account(name, self.hasher.hash(password), int(time.time())):
             raise KeyManagerError(409, "this name is taken: choose another")
 
-    def login(self, name: str, password: str) -> tuple[str, int]:
+    def auth_challenge(self, name: str) -> tuple[bytes, int]:
+        """A fresh challenge for an ID card to sign at login; issued for any name, known or not."""
+        challenge = secrets.token_bytes(32)
+        expires = int(time.time()) + self.config.challenge_ttl
+        self.repo.add_auth_challenge(challenge, name, expires)
+        return challenge, expires
+
+    def login(self, name: str, password: str | None = None, id_card: IdProof | None = None,
+              fingerprint: bytes | None = None) -> tuple[str, int]:
+        """A session once the factors given are all right and satisfy the account's policy.
+        Each factor's failures are counted per name, known or not; ten lock that factor."""
         now = int(time.time())
-        if self.repo.failures(name) >= MAX_FAILURES:
-            raise KeyManagerError(423, f"locked after {MAX_FAILURES} wrong passwords: ask the administrator "
-                                       "to unlock it ('evb keymgr unlock')")
+        given = {f for f, proof in ((Factor.PASSWORD, password), (Factor.ID_CARD, id_card),
+                                    (Factor.FINGERPRINT, fingerprint)) if proof is not None}
+        if not given:
+            raise KeyManagerError(400, "give a password, an ID card or a fingerprint")
+        for factor in sorted(given):
+            if self.repo.failures(name, factor.value) >= MAX_FAILURES:
+                raise KeyManagerError(423, _locked(factor))
         account = self.repo.account(name)
-        # one Argon2id verification either way: the answer and its timing do not tell
-        # whether the name exists
-        ok = self._verify(account.password_hash if account else self._dummy, password)
-        if account is None or not ok:
-            failures = self.repo.record_failure(name, now)
-            if failures >= MAX_FAILURES:
-                raise KeyManagerError(423, f"locked after {MAX_FAILURES} wrong passwords: ask the administrator "
-                                           "to unlock it ('evb keymgr unlock')")
-            raise KeyManagerError(401, f"wrong name or password ({MAX_FAILURES - failures} tries left)")
-        if self.repo.failures(name):
-            self.repo.clear_failures(name, now)
-        if self.hasher.check_needs_rehash(account.password_hash):
+        refusals: dict[Factor, str] = {}
+        if password is not None:
+            # one Argon2id verification either way: the answer and its timing do not tell
+            # whether the name exists
+            if not self._verify(account.password_hash if account else self._dummy, password) or account is None:
+                refusals[Factor.PASSWORD] = "wrong name or password"
+        if id_card is not None:
+            refusal = self._id_card_refusal(account, name, id_card, now)
+            if refusal:
+                refusals[Factor.ID_CARD] = refusal
+        if fingerprint is not None:
+            refusal = self._fingerprint_refusal(account, fingerprint)
+            if refusal:
+                refusals[Factor.FINGERPRINT] = refusal
+        if refusals:
+            left = MAX_FAILURES
+            for factor in refusals:
+                failures = self.repo.record_failure(name, now, factor.value)
+                if failures >= MAX_FAILURES:
+                    raise KeyManagerError(423, _locked(factor))
+                left = min(left, MAX_FAILURES - failures)
+            raise KeyManagerError(401, f"{'; '.join(refusals.values())} ({left} tries left)")
+        assert account is not None  # every factor given was right, so the name is known
+        policy = self.policy_of(account)
+        if not satisfied(policy, given):
+            raise KeyManagerError(401, f"this account logs in with: {text(policy)}")
+        for factor in given:
+            if self.repo.failures(name, factor.value):
+                self.repo.clear_failures(name, now, kind=factor.value)
+        if password is not None and self.hasher.check_needs_rehash(account.password_hash):
             self.repo.set_password_hash(account.id, self.hasher.hash(password))
         token = new_token()
         self.repo.add_session(token_hash(token), account.id, now + self.config.session_ttl)
-        self.repo.log(name, "logged in", now)
+        self.repo.log(name, f"logged in with {' and '.join(sorted(f.value for f in given))}", now)
         return token, now + self.config.session_ttl
+
+    def _id_card_refusal(self, account: Account | None, name: str, proof: IdProof, now: int) -> str | None:
+        if not self.repo.take_auth_challenge(proof.challenge, name, now):
+            return "the ID card answered an unknown, expired or used challenge"
+        enrolled = self.repo.factors(account.id, Factor.ID_CARD.value) if account else []
+        document = next((IdDocument.from_bytes(d) for _, ref, d in enrolled if ref == proof.number), None)
+        if document is None:
+            return "an ID card this account does not know"
+        if document.expired(date.fromtimestamp(now)):
+            return f"the ID card expired on {document.expiry}"
+        if not verify(document.public_key, proof.signature, id_auth_message(document.number, proof.challenge)):
+            return "the ID card's signature is not valid"
+        return None
+
+    def _fingerprint_refusal(self, account: Account | None, sample: bytes) -> str | None:
+        try:
+            touched = fingerprint.decode(sample)
+        except fingerprint.PrintError as exc:
+            raise KeyManagerError(400, f"not a fingerprint sample: {exc}") from exc
+        for _, _, sealed in self.repo.factors(account.id, Factor.FINGERPRINT.value) if account else []:
+            template = fingerprint.decode(self.master.open(sealed, _template_aad(account.id)))  # type: ignore[union-attr]
+            if fingerprint.matches(template, touched):
+                return None
+        return "the fingerprint does not match"
+
+    def policy_of(self, account: Account) -> Policy:
+        return parse(self.repo.policy(account.id) or DEFAULT)
+
+    # --- enrolment of factors (E5) -------------------------------------------------------------
+
+    def enrol_id_card(self, account: Account, document: bytes, challenge: bytes, signature: bytes) -> IdDocument:
+        """The ID card proves it holds the document's key by signing our fresh challenge."""
+        try:
+            doc = IdDocument.from_bytes(document)
+        except ValueError as exc:
+            raise KeyManagerError(400, f"not an ID document: {exc}") from exc
+        if not self.repo.take_challenge(challenge, int(time.time())):
+            raise KeyManagerError(401, "unknown or expired challenge: ask for a new one")
+        if not verify(doc.public_key, signature, id_auth_message(doc.number, challenge)):
+            raise KeyManagerError(401, "the ID card's signature over the challenge is not valid")
+        if doc.expired(date.today()):
+            raise KeyManagerError(400, f"the ID card expired on {doc.expiry}")
+        self.repo.put_factor(account.id, Factor.ID_CARD.value, doc.number, doc.to_bytes(), account.name,
+                             int(time.time()))
+        return doc
+
+    def enrol_fingerprint(self, account: Account, samples: list[bytes]) -> None:
+        """Three touches that agree: the first is kept as the template, encrypted at rest."""
+        try:
+            prints = [fingerprint.decode(s) for s in samples]
+        except fingerprint.PrintError as exc:
+            raise KeyManagerError(400, f"not a fingerprint sample: {exc}") from exc
+        if len(prints) < 3:
+            raise KeyManagerError(400, "enrolment takes three touches of the finger")
+        if not all(fingerprint.matches(prints[0], p) for p in prints[1:]):
+            raise KeyManagerError(400, "the touches do not agree: enrol the finger again")
+        sealed = self.master.seal(samples[0], _template_aad(account.id))
+        self.repo.put_factor(account.id, Factor.FINGERPRINT.value, "finger", sealed, account.name, int(time.time()))
+
+    def set_policy(self, account: Account, policy_text: str) -> str:
+        try:
+            policy = parse(policy_text)
+        except PolicyError as exc:
+            raise KeyManagerError(400, str(exc)) from exc
+        enrolled = {Factor.PASSWORD} | {Factor(kind) for kind, _, _ in self.repo.factors(account.id)}
+        missing = factors(policy) - enrolled
+        if missing:
+            raise KeyManagerError(409, f"enrol {', '.join(sorted(f.value for f in missing))} before the policy "
+                                       "needs it")
+        canonical = text(policy)
+        self.repo.set_policy(account.id, canonical, account.name, int(time.time()))
+        return canonical
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

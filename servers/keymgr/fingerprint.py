@@ -1,0 +1,65 @@
+"""Fingerprint templates and their matcher (seed E5), for the simulated sensor of
+:mod:`host.sensor`: a print is a set of minutiae (x, y in pixels, direction in radians).
+
+The matcher tries every pairing of a sample minutia with a template minutia as the alignment
+(the rotation that turns one's direction into the other's, the translation that puts one on
+the other), and scores the best: the share of minutiae that find a partner within a distance
+and an angle. Numpy does each alignment's whole comparison at once.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+MAX_MINUTIAE = 80
+DISTANCE = 12.0  # pixels
+ANGLE = 0.35  # radians
+THRESHOLD = 0.40  # the score at or above which a sample matches (FAR/FRR: evb bench fingerprint)
+_POINT = struct.Struct(">HHH")  # x and y in 1/10 pixel, direction in 1/10000 rad
+
+
+class PrintError(ValueError):
+    pass
+
+
+def encode(minutiae: np.ndarray) -> bytes:
+    if not 1 <= len(minutiae) <= MAX_MINUTIAE:
+        raise PrintError(f"a print has 1..{MAX_MINUTIAE} minutiae")
+    out = bytearray((len(minutiae),))
+    for x, y, a in minutiae:
+        out += _POINT.pack(int(round(x * 10)) % 65536, int(round(y * 10)) % 65536,
+                           int(round((a % (2 * np.pi)) * 10000)))
+    return bytes(out)
+
+
+def decode(raw: bytes) -> np.ndarray:
+    if not raw or len(raw) != 1 + raw[0] * _POINT.size or not 1 <= raw[0] <= MAX_MINUTIAE:
+        raise PrintError("not an encoded print")
+    points = [_POINT.unpack_from(raw, 1 + i * _POINT.size) for i in range(raw[0])]
+    return np.array([(x / 10, y / 10, a / 10000) for x, y, a in points], dtype=float)
+
+
+def score(template: np.ndarray, sample: np.ndarray) -> float:
+    """0..1: how much of the two prints agree under their best alignment."""
+    t_xy, t_a = template[:, :2], template[:, 2]
+    s_xy, s_a = sample[:, :2], sample[:, 2]
+    # every (template i, sample j) pairing as an alignment: rotate by t_a[i] - s_a[j] about
+    # sample j, then move sample j onto template i
+    rot = (t_a[:, None] - s_a[None, :]).reshape(-1)  # H
+    cos, sin = np.cos(rot), np.sin(rot)
+    ti = np.repeat(np.arange(len(template)), len(sample))
+    sj = np.tile(np.arange(len(sample)), len(template))
+    rel = s_xy[None, :, :] - s_xy[sj][:, None, :]  # H x S x 2
+    moved = np.stack([cos[:, None] * rel[..., 0] - sin[:, None] * rel[..., 1],
+                      sin[:, None] * rel[..., 0] + cos[:, None] * rel[..., 1]], axis=-1) + t_xy[ti][:, None, :]
+    dist = np.linalg.norm(moved[:, :, None, :] - t_xy[None, None, :, :], axis=-1)  # H x S x T
+    turn = np.abs(((s_a[None, :] + rot[:, None])[:, :, None] - t_a[None, None, :] + np.pi) % (2 * np.pi) - np.pi)
+    close = (dist < DISTANCE) & (turn < ANGLE)
+    matched = np.minimum(close.any(axis=2).sum(axis=1), close.any(axis=1).sum(axis=1))
+    return float(matched.max() / ((len(template) + len(sample)) / 2))
+
+
+def matches(template: np.ndarray, sample: np.ndarray, threshold: float = THRESHOLD) -> bool:
+    return score(template, sample) >= threshold

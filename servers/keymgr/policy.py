@@ -1,0 +1,110 @@
+"""Which authentication factors an account needs (seed E5): a small boolean language over the
+factor names, e.g. ``password and id-card``, ``fingerprint or password``,
+``password and (id-card or fingerprint)``. ``and`` binds tighter than ``or``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Factor(StrEnum):
+    PASSWORD = "password"
+    ID_CARD = "id-card"
+    FINGERPRINT = "fingerprint"
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Need:
+    factor: Factor
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple[Policy, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple[Policy, ...]
+
+
+Policy = Need | AllOf | AnyOf
+DEFAULT = "password"
+_TOKEN = re.compile(r"\s*(\(|\)|[a-z-]+)")
+
+
+def parse(text: str) -> Policy:
+    tokens, pos = [], 0
+    while pos < len(text.rstrip()):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise PolicyError(f"cannot read the policy at {text[pos:]!r}")
+        tokens.append(m.group(1))
+        pos = m.end()
+    policy, rest = _or(tokens)
+    if rest:
+        raise PolicyError(f"unexpected {' '.join(rest)!r} in the policy")
+    return policy
+
+
+def _or(tokens: list[str]) -> tuple[Policy, list[str]]:
+    parts = []
+    part, tokens = _and(tokens)
+    parts.append(part)
+    while tokens and tokens[0] == "or":
+        part, tokens = _and(tokens[1:])
+        parts.append(part)
+    return (parts[0] if len(parts) == 1 else AnyOf(tuple(parts))), tokens
+
+
+def _and(tokens: list[str]) -> tuple[Policy, list[str]]:
+    parts = []
+    part, tokens = _atom(tokens)
+    parts.append(part)
+    while tokens and tokens[0] == "and":
+        part, tokens = _atom(tokens[1:])
+        parts.append(part)
+    return (parts[0] if len(parts) == 1 else AllOf(tuple(parts))), tokens
+
+
+def _atom(tokens: list[str]) -> tuple[Policy, list[str]]:
+    if not tokens:
+        raise PolicyError("the policy ends too early")
+    if tokens[0] == "(":
+        inner, rest = _or(tokens[1:])
+        if not rest or rest[0] != ")":
+            raise PolicyError("a '(' is not closed")
+        return inner, rest[1:]
+    try:
+        return Need(Factor(tokens[0])), tokens[1:]
+    except ValueError as exc:
+        raise PolicyError(f"unknown factor {tokens[0]!r} (password, id-card, fingerprint)") from exc
+
+
+def satisfied(policy: Policy, proven: set[Factor]) -> bool:
+    if isinstance(policy, Need):
+        return policy.factor in proven
+    if isinstance(policy, AllOf):
+        return all(satisfied(p, proven) for p in policy.parts)
+    return any(satisfied(p, proven) for p in policy.parts)
+
+
+def factors(policy: Policy) -> set[Factor]:
+    if isinstance(policy, Need):
+        return {policy.factor}
+    return set().union(*(factors(p) for p in policy.parts))
+
+
+def text(policy: Policy) -> str:
+    """The canonical form, as stored and shown."""
+    if isinstance(policy, Need):
+        return policy.factor.value
+    joined = (" and " if isinstance(policy, AllOf) else " or ").join(
+        f"({text(p)})" if isinstance(p, (AllOf, AnyOf)) else text(p) for p in policy.parts)
+    return joined
