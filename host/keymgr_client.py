@@ -89,6 +89,9 @@ class KeyManagerClient(ApiClient):
         self._call("POST", "/v1/factors/id-card", {"document": b64(document), "challenge": b64(challenge),
                                                    "signature": b64(signature)})
 
+    def set_password(self, password: str) -> None:
+        self._call("POST", "/v1/factors/password", {"password": password})
+
     def enrol_fingerprint(self, samples: list[bytes]) -> None:
         self._call("POST", "/v1/factors/fingerprint", {"samples": [b64(s) for s in samples]})
 

@@ -31,6 +31,15 @@ def id_card(image: Path | None, reader: str | None) -> Iterator[IdCardSession]:
         yield IdCardSession(transport)
 
 
+@contextmanager
+def optional_id_card(image: Path | None, reader: str | None) -> Iterator[IdCardSession | None]:
+    if image is None and reader is None:
+        yield None
+        return
+    with id_card(image, reader) as session:
+        yield session
+
+
 @click.command("issue-id")
 @click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--holder", required=True, help="The holder's name as on the document.")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .. import factors
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient
 from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
@@ -20,6 +21,7 @@ from ..session import WalletSession
 from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
+from .idcard import id_image_option, id_reader_option, optional_id_card
 from .keys import info_json, key
 from .render import console, print_json, progress_bar
 from .shortage import vault_option
@@ -151,10 +153,20 @@ def create(name: str, keymgr_url: str, password: str | None) -> None:
 @click.argument("name")
 @keymgr_option
 @password_option
-def login(name: str, keymgr_url: str, password: str | None) -> None:
-    """Log in; the session is kept (0600) for the key commands until it expires."""
-    with KeyManagerClient(keymgr_url) as client:
-        expires = client.login(name, ask_password(password))
+@click.option("--no-password", is_flag=True, help="Do not give the password (a policy that does without it).")
+@id_image_option
+@id_reader_option
+@click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
+@click.option("--finger", help="The finger on the sensor (a simulated finger's name).")
+def login(name: str, keymgr_url: str, password: str | None, no_password: bool, id_image: Path | None,
+          id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
+    """Log in with the factors your account's policy needs (password by default; an ID card in a
+    second reader; a finger); the session is kept (0600) for the key commands until it expires."""
+    secret = None if no_password else ask_password(password)
+    with KeyManagerClient(keymgr_url) as client, optional_id_card(id_image, id_reader) as card:
+        if card is not None and id_pin is not None:
+            card.verify_pin(id_pin)
+        expires = factors.login(client, name, secret, card, finger)
         token = client._token
     path = session_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +174,61 @@ def login(name: str, keymgr_url: str, password: str | None) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump({"url": keymgr_url, "token": token, "expires_at": expires}, f)
     console.print(f"Logged in as {name} until {time.strftime('%H:%M', time.localtime(expires))}.")
+
+
+@account.command("enrol")
+@keymgr_option
+@click.option("--password", "new_password", is_flag=True, help="Set a new password (prompted).")
+@id_image_option
+@id_reader_option
+@click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
+@click.option("--finger", help="Enrol this finger (a simulated finger's name): three touches.")
+def enrol_factor(keymgr_url: str, new_password: bool, id_image: Path | None, id_reader: str | None,
+                 id_pin: str | None, finger: str | None) -> None:
+    """Add an authentication factor to your account: a password, an ID card, a fingerprint."""
+    if not (new_password or id_image or id_reader or finger):
+        raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
+    with logged_in(keymgr_url) as client:
+        if new_password:
+            client.set_password(ask_password(os.environ.get("EVB_NEW_PASSWORD"), confirm=True))
+            console.print("Password changed.")
+        with optional_id_card(id_image, id_reader) as card:
+            if card is not None:
+                if id_pin is not None:
+                    card.verify_pin(id_pin)
+                console.print(f"ID card {factors.enrol_id_card(client, card)} enrolled.")
+        if finger is not None:
+            factors.enrol_fingerprint(client, finger)
+            console.print("Fingerprint enrolled (the template is kept encrypted).")
+
+
+@account.group("policy")
+def policy() -> None:
+    """Which factors a login needs."""
+
+
+@policy.command("set")
+@click.argument("expression")
+@keymgr_option
+def policy_set(expression: str, keymgr_url: str) -> None:
+    """E.g. 'password and id-card', 'fingerprint or password' (factors must be enrolled)."""
+    with logged_in(keymgr_url) as client:
+        console.print(f"Logins now need: {client.set_policy(expression)}")
+
+
+@policy.command("show")
+@keymgr_option
+@json_option
+def policy_show(keymgr_url: str, as_json: bool) -> None:
+    """The policy and the enrolled factors."""
+    with logged_in(keymgr_url) as client:
+        text, enrolled = client.factors()
+    if as_json:
+        print_json({"policy": text, "factors": [{"kind": k, "ref": r} for k, r in enrolled]})
+        return
+    console.print(f"Logins need: {text}")
+    for kind, ref in enrolled:
+        console.print(f"  {kind}{' ' + ref if ref else ''}")
 
 
 @account.command("status")

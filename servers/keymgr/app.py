@@ -96,6 +96,10 @@ class FingerprintEnrolment(BaseModel):
     samples: Annotated[list[B64], Field(min_length=3, max_length=5)]
 
 
+class PasswordChange(BaseModel):
+    password: Annotated[str, Field(max_length=1024)]
+
+
 class Enrolled(BaseModel):
     enrolled: bool
 
@@ -261,6 +265,11 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
         doc = service.enrol_id_card(owner, unb64(body.document, "document"), unb64(body.challenge, "challenge"),
                                     unb64(body.signature, "signature"))
         return IdCardEnrolled(number=doc.number, holder=doc.holder, expiry=doc.expiry.isoformat())
+
+    @app.post("/v1/factors/password", response_model=Enrolled)
+    def set_password(body: PasswordChange, owner: Owner, service: Service) -> Enrolled:
+        service.set_password(owner, body.password)
+        return Enrolled(enrolled=True)
 
     @app.post("/v1/factors/fingerprint", response_model=Enrolled)
     def enrol_fingerprint(body: FingerprintEnrolment, owner: Owner, service: Service) -> Enrolled:

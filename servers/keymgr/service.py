@@ -254,6 +254,12 @@ class KeyManagerService:
                              int(time.time()))
         return doc
 
+    def set_password(self, account: Account, password: str) -> None:
+        if len(password) < 8:
+            raise KeyManagerError(400, "a password has at least 8 characters")
+        self.repo.set_password_hash(account.id, self.hasher.hash(password))
+        self.repo.log(account.name, "password changed", int(time.time()))
+
     def enrol_fingerprint(self, account: Account, samples: list[bytes]) -> None:
         """Three touches that agree: the first is kept as the template, encrypted at rest."""
         try:
