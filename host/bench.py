@@ -232,3 +232,40 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
                     rotate(session, vault, keymgr, moved)
                     rotation_s += time.perf_counter() - start
     return RotationTiming(cards, values, total / backup_s, total / rotation_s)
+
+
+@dataclass(frozen=True)
+class FingerprintRates:
+    fingers: int
+    threshold: float
+    genuine: list[float]  # one score per finger: a fresh touch against its template
+    impostor: list[float]  # one score per finger: another finger's touch against its template
+
+    def rates(self, threshold: float | None = None) -> tuple[float, float]:
+        """(false accept rate, false reject rate) at ``threshold``."""
+        t = self.threshold if threshold is None else threshold
+        far = sum(s >= t for s in self.impostor) / len(self.impostor)
+        frr = sum(s < t for s in self.genuine) / len(self.genuine)
+        return far, frr
+
+
+def run_fingerprint_bench(fingers: int = 1000, seed: int = 1,
+                          progress: Callable[[int, int], None] | None = None) -> FingerprintRates:
+    """A synthetic population from the simulated sensor: each finger enrolled with one touch,
+    then matched against a second touch of itself and a touch of another finger."""
+    import random
+
+    from servers.keymgr.fingerprint import THRESHOLD, score
+
+    from .sensor import finger, touch
+
+    rng = random.Random(seed)
+    genuine, impostor = [], []
+    for i in range(fingers):
+        true = finger(f"bench/{seed}/{i}")
+        template = touch(true, rng)
+        genuine.append(score(template, touch(true, rng)))
+        impostor.append(score(template, touch(finger(f"bench/{seed}/{(i + 1) % fingers}"), rng)))
+        if progress:
+            progress(i + 1, fingers)
+    return FingerprintRates(fingers, THRESHOLD, genuine, impostor)

@@ -146,3 +146,37 @@ def bench_rotation(cards: int, values: int, vault_db: str | None, as_json: bool)
         return
     console.print(f"{cards * values} values on {cards} card(s): encrypted backup {result.backup_per_s:.1f} values/s, "
                   f"rotation {result.rotation_per_s:.1f} values/s (rotation costs {result.ratio:.2f}x a backup)")
+
+
+@bench.command("fingerprint")
+@click.option("--fingers", type=click.IntRange(2, 100000), default=1000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_fingerprint(fingers: int, seed: int, as_json: bool) -> None:
+    """False accept and false reject rates of the fingerprint matcher over a synthetic population."""
+    import statistics
+
+    from rich.table import Table
+
+    from ..bench import run_fingerprint_bench
+    from .render import progress_bar
+
+    with progress_bar("matching", as_json) as bar:
+        result = run_fingerprint_bench(fingers, seed, bar)
+    thresholds = sorted({0.25, 0.30, 0.35, 0.40, 0.45, 0.50, result.threshold})
+    if as_json:
+        print_json({"fingers": fingers, "threshold": result.threshold,
+                    "genuine_median": statistics.median(result.genuine),
+                    "impostor_median": statistics.median(result.impostor),
+                    "rates": [{"threshold": t, "far": result.rates(t)[0], "frr": result.rates(t)[1]}
+                              for t in thresholds]})
+        return
+    table = Table(title=f"Fingerprint matcher, {fingers} fingers",
+                  caption=f"median score: genuine {statistics.median(result.genuine):.3f}, "
+                          f"impostor {statistics.median(result.impostor):.3f}")
+    for column in ("threshold", "FAR", "FRR"):
+        table.add_column(column, justify="right")
+    for t in thresholds:
+        far, frr = result.rates(t)
+        table.add_row(f"{t:.2f}" + (" (used)" if t == result.threshold else ""), f"{far:.2%}", f"{frr:.2%}")
+    console.print(table)

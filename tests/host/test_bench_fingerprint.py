@@ -1,0 +1,15 @@
+"""The FAR/FRR benchmark runs at a tiny size; the full population's figures go in the closing
+note, never in an assertion about rates on a small sample."""
+
+from __future__ import annotations
+
+from host.bench import run_fingerprint_bench
+
+
+def test_the_fingerprint_benchmark_runs() -> None:
+    result = run_fingerprint_bench(12, seed=3)
+    assert len(result.genuine) == len(result.impostor) == 12
+    far, frr = result.rates(2.0)  # nothing reaches a score of 2: all rejected
+    assert (far, frr) == (0.0, 1.0)
+    far, frr = result.rates(0.0)  # everything reaches 0: all accepted
+    assert (far, frr) == (1.0, 0.0)
