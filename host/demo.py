@@ -15,11 +15,12 @@ from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 from apdu.triggers import ShortagePolicy, TriggerSettings, format_condition, parse_condition
 
-from . import keys, triggers
+from . import factors, keys, triggers
 from . import recovery as recovery_flow
 from . import rotation as rotation_flow
 from .backup import backup, connect, restore
-from .keymgr_client import KeyManagerClient
+from .idcard import IdCardSession
+from .keymgr_client import KeyManagerClient, KeyManagerClientError
 from .session import WalletSession
 from .vault_client import VaultClient, VaultClientError
 
@@ -227,3 +228,27 @@ def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, ke
     report.note(f"key {info.key_id.hex().upper()} -> {rotation.key.key_id.hex().upper()}: {rotation.moved} "
                 f"backup re-encrypted, {rotation.destroyed} old key destroyed at the key manager")
     report.note(f"{restore(new, vault, 1).name}: restored under the new key")
+
+
+def run_factor_story(card: WalletSession, spare: WalletSession, id_card: IdCardSession, keymgr: KeyManagerClient,
+                     report: Reporter) -> None:
+    """Seed E5: the owner adds an ID card (a second reader) and makes the key manager need it
+    with the password; the key is then restored with both."""
+    doc = id_card.document()
+    report.step("The owner enrols an ID card from a second reader and requires password AND ID card (E5)")
+    factors.enrol_id_card(keymgr, id_card)
+    report.note(f"ID card {doc.number} of {doc.holder}, valid to {doc.expiry}: it signed a fresh challenge")
+    report.note(f"policy: {keymgr.set_policy('password and id-card')}")
+    try:
+        keymgr.login("hanako", "correct horse battery")
+        report.note("the password alone still logs in: POLICY NOT ENFORCED")
+    except KeyManagerClientError as exc:
+        report.note(f"the password alone is refused: {exc.message}")
+    factors.login(keymgr, "hanako", "correct horse battery", id_card=id_card)
+    report.note("logged in with the password and the ID card's signature over the key manager's challenge")
+    spare.personalize(DEMO_PIN)
+    spare.verify_pin(DEMO_PIN)
+    card.verify_pin(DEMO_PIN)
+    restored = keys.restore_key(spare, keymgr, card.identity().card_id)
+    report.note(f"key {restored.key_id.hex().upper()} restored onto a spare card "
+                f"({'the same key' if restored == card.key_info() else 'ANOTHER KEY'})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import date
 from pathlib import Path
 
 import click
@@ -13,7 +14,8 @@ from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
 from servers.vault.server import running
 
-from ..demo import run_backup_story, run_key_story, run_trigger_story, run_wallet_story
+from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
+from ..idcard import IdCardSession
 from ..keymgr_client import KeyManagerClient
 from ..session import WalletSession
 from ..transport.inprocess import open_image
@@ -37,6 +39,9 @@ def demo(workdir: Path | None) -> None:
         third, fresh = base / "demo-card-keys.img", base / "demo-card-fresh.img"
         SimulatedCard.manufacture(image=third)
         SimulatedCard.manufacture(image=fresh)
+        id_image, spare = base / "demo-id-card.img", base / "demo-card-spare.img"
+        SimulatedCard.issue_idcard("Hanako Yamada", "DL-2031-0042", date(2031, 3, 31), image=id_image)
+        SimulatedCard.manufacture(image=spare)
         with open_image(image) as transport:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
@@ -53,4 +58,7 @@ def demo(workdir: Path | None) -> None:
                         KeyManagerClient(km_url) as keymgr, VaultClient(url) as vault, \
                         open_image(third) as old, open_image(fresh) as new:
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
+                    with open_image(id_image) as id_card, open_image(spare) as spare_card:
+                        run_factor_story(WalletSession(new), WalletSession(spare_card), IdCardSession(id_card),
+                                         keymgr, reporter)
         console.print("\n[bold green]Demo complete.[/]")

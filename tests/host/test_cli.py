@@ -167,6 +167,8 @@ def test_demo_runs_the_fig15_story() -> None:
         "the lost card, if found, is refused",
         "1 backup re-encrypted, 1 old key destroyed",
         "Movie ticket A: restored under the new key",
+        "the password alone is refused",
+        "restored onto a spare card (the same key)",
         "Demo complete",
     ]:
         assert text in " ".join(r.stdout.split())  # rich wraps long lines
