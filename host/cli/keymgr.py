@@ -157,7 +157,7 @@ def create(name: str, keymgr_url: str, password: str | None) -> None:
 @id_image_option
 @id_reader_option
 @click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
-@click.option("--finger", help="The finger on the sensor (a simulated finger's name).")
+@click.option("--finger", "--fingerprint", "finger", help="The finger on the sensor (a simulated finger's name).")
 def login(name: str, keymgr_url: str, password: str | None, no_password: bool, id_image: Path | None,
           id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
     """Log in with the factors your account's policy needs (password by default; an ID card in a
@@ -182,7 +182,7 @@ def login(name: str, keymgr_url: str, password: str | None, no_password: bool, i
 @id_image_option
 @id_reader_option
 @click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
-@click.option("--finger", help="Enrol this finger (a simulated finger's name): three touches.")
+@click.option("--finger", "--fingerprint", "finger", help="Enrol this finger (a simulated finger's name): three touches.")
 def enrol_factor(keymgr_url: str, new_password: bool, id_image: Path | None, id_reader: str | None,
                  id_pin: str | None, finger: str | None) -> None:
     """Add an authentication factor to your account: a password, an ID card, a fingerprint."""

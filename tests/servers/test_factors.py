@@ -124,3 +124,13 @@ def test_fingerprint_samples_vary_but_match() -> None:
     assert len(a) != len(b) or (a != b).any()  # noisy
     assert matches(decode(encode(a)), decode(encode(b)))
     assert not matches(a, touch(finger("someone/else"), rng))
+
+
+def test_refused_id_cards_lock_the_id_card_factor(keymgr: KeyManagerClient) -> None:
+    factors.enrol_id_card(keymgr, id_card())
+    strangers = [id_card("Mallory", f"X-{i}") for i in range(MAX_FAILURES)]
+    for card in strangers[:-1]:
+        refused(lambda card=card: factors.login(keymgr, NAME, PASSWORD, id_card=card), 401,  # type: ignore[misc]
+                "does not know")
+    refused(lambda: factors.login(keymgr, NAME, PASSWORD, id_card=strangers[-1]), 423, "refused ID cards")
+    keymgr.login(NAME, PASSWORD)  # the default policy: the password alone, not locked
