@@ -5,6 +5,7 @@ factor names, e.g. ``password and id-card``, ``fingerprint or password``,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -54,23 +55,22 @@ def parse(text: str) -> Policy:
 
 
 def _or(tokens: list[str]) -> tuple[Policy, list[str]]:
-    parts = []
-    part, tokens = _and(tokens)
-    parts.append(part)
-    while tokens and tokens[0] == "or":
-        part, tokens = _and(tokens[1:])
-        parts.append(part)
-    return (parts[0] if len(parts) == 1 else AnyOf(tuple(parts))), tokens
+    return _chain(tokens, "or", _and, AnyOf)
 
 
 def _and(tokens: list[str]) -> tuple[Policy, list[str]]:
-    parts = []
-    part, tokens = _atom(tokens)
-    parts.append(part)
-    while tokens and tokens[0] == "and":
-        part, tokens = _atom(tokens[1:])
-        parts.append(part)
-    return (parts[0] if len(parts) == 1 else AllOf(tuple(parts))), tokens
+    return _chain(tokens, "and", _atom, AllOf)
+
+
+def _chain(tokens: list[str], word: str, part: Callable[[list[str]], tuple[Policy, list[str]]],
+           node: Callable[[tuple[Policy, ...]], Policy]) -> tuple[Policy, list[str]]:
+    """``part (word part)*``: one part alone, or the node of them all."""
+    first, tokens = part(tokens)
+    parts = [first]
+    while tokens and tokens[0] == word:
+        nxt, tokens = part(tokens[1:])
+        parts.append(nxt)
+    return (parts[0] if len(parts) == 1 else node(tuple(parts))), tokens
 
 
 def _atom(tokens: list[str]) -> tuple[Policy, list[str]]:

@@ -29,17 +29,11 @@ from servers.vault.server import running as vault_running
 
 from ..card.helpers import PIN
 from ..conftest import FULL
-from .test_recovery import Faults
+from .test_recovery import Faults, World
 from .test_split_key import FAST
 
 PASSWORD = "correct horse battery"
 names = (f"rotator{i}" for i in itertools.count())
-
-
-@dataclass(frozen=True)
-class World:
-    keymgr_url: str
-    vault_url: str
 
 
 @pytest.fixture
