@@ -15,12 +15,13 @@ import pytest
 from card import SimulatedCard
 from host import factors
 from host.idcard import IdCardSession
-from host.keymgr_client import IdCardAnswer, KeyManagerClient, KeyManagerClientError
+from host.keymgr_client import IdCardAnswer, KeyManagerClient
 from host.transport.inprocess import connect_card
 from servers.keymgr import service as keymgr_service
 from servers.keymgr.server import running
 from servers.keymgr.service import MAX_FAILURES
 
+from .test_keymgr import refused
 from .test_split_key import FAST
 
 NAME, PASSWORD, FINGER = "hanako", "correct horse battery", "hanako/right-index"
@@ -36,13 +37,6 @@ def keymgr(db_url: str, tmp_path: Path) -> Iterator[KeyManagerClient]:
 
 def id_card(holder: str = "Hanako Yamada", number: str = "DL-1", days: int = 365) -> IdCardSession:
     return IdCardSession(connect_card(SimulatedCard.issue_idcard(holder, number, date.today() + timedelta(days))))
-
-
-def refused(call: object, status: int, words: str) -> None:
-    assert callable(call)
-    with pytest.raises(KeyManagerClientError) as exc:
-        call()
-    assert exc.value.status == status and words in exc.value.message, exc.value
 
 
 def test_password_and_id_card(keymgr: KeyManagerClient) -> None:

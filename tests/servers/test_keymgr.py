@@ -12,6 +12,7 @@ from argon2 import PasswordHasher, Type
 
 from apdu import keys as k
 from apdu import seal
+from host.api_client import ServiceError
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key, enrol_card, key_from_keymgr, restore_key
 from host.session import WalletSession
@@ -41,8 +42,9 @@ def owner(keymgr_url: str) -> Iterator[KeyManagerClient]:
 
 
 def refused(call: object, status: int, words: str) -> None:
+    """``call`` is refused by a service with ``status`` and a message holding ``words``."""
     assert callable(call)
-    with pytest.raises(KeyManagerClientError) as exc:
+    with pytest.raises(ServiceError) as exc:
         call()
     assert exc.value.status == status and words in exc.value.message, exc.value
 

@@ -18,13 +18,15 @@ from card import SimulatedCard
 from host.backup import BackupError, backup, connect, restore
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
-from host.vault_client import VaultClient, VaultClientError
+from host.vault_client import VaultClient
 from servers.keyfile import load_or_create_key
 from servers.storage import Database
 from servers.vault.app import openapi_schema
 from servers.vault.repository import MIGRATIONS, VaultRepository
 from servers.vault.server import running
 from servers.vault.service import VaultService
+
+from .test_keymgr import refused
 
 PIN = "1234"
 SCHEMA = Path(__file__).parents[2] / "docs" / "vault-openapi.json"
@@ -43,13 +45,6 @@ def new_card(*names: str) -> WalletSession:
     for name in names:
         s.store(ValueRecord(ValueType.TICKET, name, issuer="Cinema B", valid_to=date(2000, 5, 31), place="B"))
     return s
-
-
-def refused(call: object, status: int, words: str) -> None:
-    assert callable(call)
-    with pytest.raises(VaultClientError) as exc:
-        call()
-    assert exc.value.status == status and words in exc.value.message, exc.value
 
 
 def test_a_challenge_opens_one_session_only(vault_url: str) -> None:
