@@ -28,10 +28,11 @@ value is restored once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntFlag
+from enum import IntEnum, IntFlag
 
 from . import tlv
 from .command import CommandApdu
+from .context import ANY_RELYING_PARTY, Purpose, audience, message
 from .records import ValueRecord
 from .signature import PUBLIC_KEY_LEN
 from .wallet import CLA_ISO, CLA_PROPRIETARY, MessageError, _id_p1p2
@@ -49,15 +50,25 @@ INS_BEGIN_ENCRYPTED_BACKUP = 0x4C
 INS_GET_IMPORT_COUNTER = 0x34
 INS_IMPORT_CERTIFICATE = 0x4E
 INS_COMMIT_ASSISTED_RESTORE = 0x38
+INS_PUT_ATTESTATION = 0x36
+INS_GET_ATTESTATION = 0x3A
 
 CHALLENGE_MIN, CHALLENGE_MAX = 16, 64
 MAX_SIGNATURE = 72
 
-AUTH_CONTEXT = b"EVB-AUTH-1"
-RECEIPT_CONTEXT = b"EVB-RECEIPT-1"
-REGISTERED_CONTEXT = b"EVB-REGISTERED-1"
-E2_CONTEXT = b"EVB-E2-1"
-HANDOVER_CONTEXT = b"EVB-HANDOVER-1"
+E2_CONTEXT = b"EVB-E2-1"  # sealing (HKDF info), not a signature: see apdu.seal
+
+
+class Audience(IntEnum):
+    """INTERNAL AUTHENTICATE's P1: whom the card signs the challenge for. The card puts in the
+    key it has pinned for that server (PUT VAULT KEY, PUT KEY MANAGER KEY), not one the host
+    names, so a challenge relayed from another server yields a signature that server refuses."""
+
+    VAULT = 0x01
+    KEY_MANAGER = 0x02
+
+
+AUTH_PURPOSE = {Audience.VAULT: Purpose.VAULT_SESSION, Audience.KEY_MANAGER: Purpose.KEYMGR_CARD}
 
 
 TITLE_KEEP = ("type", "name", "issuer", "valid_from", "valid_to", "place")
@@ -92,6 +103,31 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Attestation:
+    """The card issuer's word that an identity key was generated on a card it issued: what lets
+    a server bind a card id to a key the first time it sees it (no one can squat an id).
+
+    PUT ATTESTATION writes it at personalization, GET ATTESTATION reads it:
+    issuer public key (65) || signature over :meth:`message` (canonical DER)."""
+
+    issuer_key: bytes
+    signature: bytes
+
+    @staticmethod
+    def message(identity: Identity) -> bytes:
+        return message(Purpose.CARD_ATTESTATION, audience(ANY_RELYING_PARTY), bytes(identity))
+
+    def __bytes__(self) -> bytes:
+        return self.issuer_key + self.signature
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Attestation:
+        if not PUBLIC_KEY_LEN < len(raw) <= PUBLIC_KEY_LEN + MAX_SIGNATURE or raw[0] != 0x04:
+            raise MessageError("an attestation is an issuer's public key (65) and its signature")
+        return cls(raw[:PUBLIC_KEY_LEN], raw[PUBLIC_KEY_LEN:])
+
+
+@dataclass(frozen=True)
 class RegisteredValue:
     """Seed E2, registered value 203: digest 302, the value sealed to the card's key 202, and
     the card's signature 303 (its identity key) over both; the vault keeps it, the
@@ -108,9 +144,10 @@ class RegisteredValue:
     ciphertext: bytes
     signature: bytes = b""
 
-    def signed_part(self, card_id: bytes) -> bytes:
-        return REGISTERED_CONTEXT + card_id + tlv.encode(
-            [(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext)])
+    def signed_part(self, card_id: bytes, vault_key: bytes) -> bytes:
+        """For the vault the card has pinned: registered there, and nowhere else."""
+        return message(Purpose.REGISTERED, audience(vault_key), card_id, tlv.encode(
+            [(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext)]))
 
     def to_bytes(self) -> bytes:
         inner = tlv.encode([(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext),
@@ -141,13 +178,15 @@ def e2_context(card_id: bytes) -> bytes:
     return E2_CONTEXT + card_id
 
 
-def auth_message(card_id: bytes, challenge: bytes) -> bytes:
-    """What the card signs to authenticate: bound to the card and to the server's challenge."""
-    return AUTH_CONTEXT + card_id + challenge
+def auth_message(audience_: Audience, server_key: bytes, card_id: bytes, challenge: bytes) -> bytes:
+    """What the card signs to authenticate: for one kind of server and the one key it pinned for
+    it, bound to the card and to that server's challenge."""
+    return message(AUTH_PURPOSE[audience_], audience(server_key), card_id, challenge)
 
 
-def receipt_message(card_id: bytes, counter: int, value_hash: bytes, imported: int) -> bytes:
-    return RECEIPT_CONTEXT + card_id + counter.to_bytes(4, "big") + value_hash + imported.to_bytes(4, "big")
+def receipt_message(vault_key: bytes, card_id: bytes, counter: int, value_hash: bytes, imported: int) -> bytes:
+    return message(Purpose.RECEIPT, audience(vault_key), card_id, counter.to_bytes(4, "big"), value_hash,
+                   imported.to_bytes(4, "big"))
 
 
 @dataclass(frozen=True)
@@ -171,16 +210,18 @@ class Receipt:
 class Handover:
     """A certificate of a replaced card, handed by the vault to the card that replaced it.
 
-    ``A1 { 81 sequence (4), 82 certificate, 9E vault signature }``; the signature covers
-    ``"EVB-HANDOVER-1" || target card id || sequence || certificate``.
+    ``A1 { 81 sequence (4), 82 certificate, 9E vault signature }``; the signature is for the
+    target card, named by its identity key: ``HANDOVER, H(target key), target card id ||
+    sequence || certificate`` (:mod:`apdu.context`).
     """
 
     sequence: int
     certificate: bytes
     signature: bytes = b""
 
-    def signed_part(self, target_card_id: bytes) -> bytes:
-        return HANDOVER_CONTEXT + target_card_id + self.sequence.to_bytes(4, "big") + self.certificate
+    def signed_part(self, target: Identity) -> bytes:
+        return message(Purpose.HANDOVER, audience(target.public_key), target.card_id,
+                       self.sequence.to_bytes(4, "big"), self.certificate)
 
     def to_bytes(self) -> bytes:
         inner = tlv.encode([(0x81, self.sequence.to_bytes(4, "big")), (0x82, self.certificate),
@@ -221,16 +262,24 @@ def get_identity() -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_GET_IDENTITY, ne=8 + PUBLIC_KEY_LEN)
 
 
+def put_attestation(attestation: Attestation) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_PUT_ATTESTATION, 0, 0, bytes(attestation))
+
+
+def get_attestation() -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_ATTESTATION, ne=256)
+
+
 def put_vault_key(public_key: bytes) -> CommandApdu:
     if len(public_key) != PUBLIC_KEY_LEN or public_key[0] != 0x04:
         raise MessageError("the vault key is an uncompressed P-256 public key")
     return CommandApdu(CLA_PROPRIETARY, INS_PUT_VAULT_KEY, 0, 0, public_key)
 
 
-def internal_authenticate(challenge: bytes) -> CommandApdu:
+def internal_authenticate(audience_: Audience, challenge: bytes) -> CommandApdu:
     if not CHALLENGE_MIN <= len(challenge) <= CHALLENGE_MAX:
         raise MessageError(f"a challenge is {CHALLENGE_MIN}..{CHALLENGE_MAX} bytes")
-    return CommandApdu(CLA_ISO, INS_INTERNAL_AUTHENTICATE, 0, 0, challenge, ne=256)
+    return CommandApdu(CLA_ISO, INS_INTERNAL_AUTHENTICATE, int(audience_), 0, challenge, ne=256)
 
 
 def begin_backup(value_id: int) -> CommandApdu:

@@ -4,8 +4,9 @@ A compact TLV, because it lives in card EEPROM::
 
     80 version(1) 81 card id(8) 82 counter Y(4) 83 hash X(32) 84 mode(1) A5 digest 9E signature
 
-The signature (ECDSA P-256, SHA-256, DER) by the vault covers every byte before the ``9E`` TLV,
-so the card, the host and anyone holding the vault's public key can verify it offline. The
+The signature (ECDSA P-256, SHA-256, canonical DER) by the vault covers every byte before the
+``9E`` TLV, for the card it names (:meth:`Certificate.message`: purpose CERTIFICATE, audience the
+card id), so the card, the host and anyone holding the vault's public key can verify it offline. The
 digest is a configurable subset of the value's own TLVs (type, name, count, expiry, place; it
 may be empty); X binds the certificate to the exact stored bytes of the value.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from . import tlv
+from .context import Purpose, audience, message
 from .records import Tag
 
 VERSION = 1
@@ -112,6 +114,10 @@ class Certificate:
                 (CertTag.DIGEST, self.digest),
             ]
         )
+
+    def message(self) -> bytes:
+        """What the vault signs: the certificate's fields, for the card they name."""
+        return message(Purpose.CERTIFICATE, audience(self.card_id), self.signed_part())
 
     def to_bytes(self) -> bytes:
         return self.signed_part() + bytes(tlv.Tlv(CertTag.SIGNATURE, self.signature))

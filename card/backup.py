@@ -39,6 +39,9 @@ H_IDENTITY_PUB = 96  # uncompressed point, 65 bytes
 H_VAULT_KEY = 161  # the vault's public key, 65 bytes; all zero until installed
 H_IMPORTED = 226  # handovers imported, 4 bytes: the sequence number the next one must carry
 KEY_AREA_END = 230
+# attestation area, after the key store: signature length (1), issuer key (65), signature (<= 72)
+H_ATTESTATION = 768
+ATTESTATION_END = H_ATTESTATION + 1 + 65 + b.MAX_SIGNATURE
 
 class BackupCommands:
     eeprom: Eeprom
@@ -48,6 +51,9 @@ class BackupCommands:
     if TYPE_CHECKING:  # provided by the wallet applet
         @property
         def card_id(self) -> bytes: ...
+
+        @property
+        def keymgr_key(self) -> bytes | None: ...
 
         def _require_pin(self) -> None: ...
         def _entry(self, command: CommandApdu) -> IndexEntry: ...
@@ -75,6 +81,8 @@ class BackupCommands:
         return {
             (p, b.INS_GET_IDENTITY): self._get_identity,
             (p, b.INS_PUT_VAULT_KEY): self._put_vault_key,
+            (p, b.INS_PUT_ATTESTATION): self._put_attestation,
+            (p, b.INS_GET_ATTESTATION): self._get_attestation,
             (0x00, b.INS_INTERNAL_AUTHENTICATE): self._authenticate,
             (p, b.INS_BEGIN_BACKUP): self._begin_backup,
             (p, b.INS_BEGIN_ENCRYPTED_BACKUP): self._begin_encrypted_backup,
@@ -101,9 +109,38 @@ class BackupCommands:
         key = self._header_bytes(H_VAULT_KEY, 65)
         return key if key[0] == 0x04 else None
 
+    @property
+    def identity(self) -> b.Identity:
+        return b.Identity(self.card_id, self._header_bytes(H_IDENTITY_PUB, 65))
+
     def _get_identity(self, command: CommandApdu) -> bytes:
         self._no_data(command)
-        return bytes(b.Identity(self.card_id, self._header_bytes(H_IDENTITY_PUB, 65)))
+        return bytes(self.identity)
+
+    def _put_attestation(self, command: CommandApdu) -> bytes:
+        """The issuer's signature over this card's identity, written once at personalization
+        (the wallet allows it only then). Checked here so that a card never carries an
+        attestation of another card's key."""
+        if command.p1 or command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
+        try:
+            attestation = b.Attestation.from_bytes(command.data)
+        except MessageError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        if self._header_bytes(H_ATTESTATION, 1)[0]:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # attested once, for the card's life
+        if not crypto.verify(attestation.issuer_key, attestation.signature, b.Attestation.message(self.identity)):
+            raise CardError(SW.VERIFICATION_FAILED)
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_ATTESTATION, bytes((len(attestation.signature),)) + bytes(attestation))
+        return b""
+
+    def _get_attestation(self, command: CommandApdu) -> bytes:
+        self._no_data(command)
+        n = self._header_bytes(H_ATTESTATION, 1)[0]
+        if not n:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND)  # a card no issuer vouched for
+        return self._header_bytes(H_ATTESTATION + 1, 65 + n)
 
     def _put_vault_key(self, command: CommandApdu) -> bytes:
         self._require_pin()
@@ -120,10 +157,21 @@ class BackupCommands:
         return b""
 
     def _authenticate(self, command: CommandApdu) -> bytes:
+        """Sign a server's challenge for the key the card pinned for that kind of server: the
+        host names the kind (P1), never the key."""
         self._require_pin()
+        try:
+            audience = b.Audience(command.p1)
+        except ValueError as exc:
+            raise CardError(SW.INCORRECT_P1P2) from exc
+        if command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
         if not b.CHALLENGE_MIN <= len(command.data) <= b.CHALLENGE_MAX:
             raise CardError(SW.WRONG_LENGTH)
-        return self._sign(b.auth_message(self.card_id, command.data))
+        server = self.vault_key if audience == b.Audience.VAULT else self.keymgr_key
+        if server is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # pin the server's key first
+        return self._sign(b.auth_message(audience, server, self.card_id, command.data))
 
     # --- backup ------------------------------------------------------------------------------
 
@@ -151,6 +199,9 @@ class BackupCommands:
         entry = self._entry(command)
         if entry.flags & ValueFlags.CERTIFICATE:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        vault = self.vault_key
+        if vault is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # the audience of the signature
         value = self.index.read(entry)
         if not entry.flags & ValueFlags.PENDING:
             with self.eeprom.transaction():
@@ -158,7 +209,7 @@ class BackupCommands:
         registered = b.RegisteredValue(make_digest(value, fields), self.key_info().key_id,
                                        self.seal_value(value, self.card_id))
         return b.RegisteredValue(registered.digest, registered.key_id, registered.ciphertext,
-                                 self._sign(registered.signed_part(self.card_id))).to_bytes()
+                                 self._sign(registered.signed_part(self.card_id, vault))).to_bytes()
 
     def _commit_backup(self, command: CommandApdu) -> bytes:
         self._require_pin()
@@ -205,7 +256,7 @@ class BackupCommands:
             raise CardError(SW.WRONG_DATA)
         if cert.value_hash != self._backed_up_hash(value, cert.mode):
             raise CardError(SW.WRONG_DATA)
-        if not crypto.verify(vault, cert.signature, cert.signed_part()):
+        if not crypto.verify(vault, cert.signature, cert.message()):
             raise CardError(SW.VERIFICATION_FAILED)
 
     def _backed_up_hash(self, value: bytes, mode: Mode) -> bytes | None:
@@ -321,8 +372,11 @@ class BackupCommands:
                 value = self.index.read(entry)  # its registration may be plain or encrypted
                 if x in (value_hash(value), self._backed_up_hash(value, Mode.ENCRYPTED)):
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        vault = self.vault_key
+        if vault is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
         imported = self._imported()
-        return b.Receipt(imported, self._sign(b.receipt_message(self.card_id, counter, x, imported))).to_bytes()
+        return b.Receipt(imported, self._sign(b.receipt_message(vault, self.card_id, counter, x, imported))).to_bytes()
 
     # --- handovers from a replaced card ------------------------------------------------------
 
@@ -351,8 +405,8 @@ class BackupCommands:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # taken already, or one is missing
         if cert.card_id == self.card_id:
             raise CardError(SW.WRONG_DATA)  # a card's own certificates come by backup only
-        if not (crypto.verify(vault, handover.signature, handover.signed_part(self.card_id))
-                and crypto.verify(vault, cert.signature, cert.signed_part())):
+        if not (crypto.verify(vault, handover.signature, handover.signed_part(self.identity))
+                and crypto.verify(vault, cert.signature, cert.message())):
             raise CardError(SW.VERIFICATION_FAILED)
         title = _title_of(cert)
         next_sequence = (handover.sequence + 1).to_bytes(4, "big")

@@ -9,6 +9,7 @@ exception never becomes a reply: every failure is a status word and changes noth
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import IO
@@ -68,12 +69,13 @@ class SimulatedCard:
         return cls(eeprom)
 
     @classmethod
-    def issue_idcard(cls, holder: str, number: str, expiry: date, pin: str | None = None,
-                     image: Path | None = None) -> SimulatedCard:
-        """An ID card (seed E5) as its issuer personalizes it: the key pair made on the card."""
+    def issue_idcard(cls, holder: str, number: str, expiry: date, sign: Callable[[bytes], bytes],
+                     pin: str | None = None, image: Path | None = None) -> SimulatedCard:
+        """An ID card (seed E5) as its issuer personalizes it: the key pair made on the card,
+        the document signed by the issuer (``sign``)."""
         eeprom = Eeprom.blank(8192)
         eeprom.power_on()
-        IdCardApplet.issue(eeprom, holder, number, expiry, pin)
+        IdCardApplet.issue(eeprom, holder, number, expiry, sign, pin)
         eeprom.power_off()
         if image is not None:
             eeprom.save(image)

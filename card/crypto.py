@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from apdu.signature import valid_public_key, verify
+from apdu.signature import canonical, valid_public_key, verify
 
 CURVE = ec.SECP256R1()
 __all__ = ["generate", "sign", "valid_public_key", "verify"]
@@ -23,5 +23,6 @@ def generate() -> tuple[bytes, bytes]:
 
 
 def sign(scalar: bytes, message: bytes) -> bytes:
+    """ECDSA-SHA256 in its canonical (low-s) form; a Java Card normalises s the same way."""
     key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
-    return key.sign(message, ec.ECDSA(hashes.SHA256()))
+    return canonical(key.sign(message, ec.ECDSA(hashes.SHA256())))

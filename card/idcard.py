@@ -3,6 +3,7 @@ the card at issue, and which signs a server's challenge to prove the holder has 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from apdu import SW, CommandApdu
@@ -40,10 +41,13 @@ class IdCardApplet:
         self.pin_verified = False
 
     @staticmethod
-    def issue(eeprom: Eeprom, holder: str, number: str, expiry: date, pin: str | None = None) -> i.IdDocument:
-        """The issuer's personalization: the key pair is generated here, on the card."""
+    def issue(eeprom: Eeprom, holder: str, number: str, expiry: date, sign: Callable[[bytes], bytes],
+              pin: str | None = None) -> i.IdDocument:
+        """The issuer's personalization: the key pair is generated here, on the card, and the
+        document issuer signs the document with its public key (``sign`` is the issuer's)."""
         scalar, public = crypto.generate()
-        document = i.IdDocument(holder, number, expiry, public, pin is not None)
+        unsigned = i.IdDocument(holder, number, expiry, public, pin is not None)
+        document = i.IdDocument(holder, number, expiry, public, pin is not None, sign(unsigned.message()))
         raw = document.to_bytes()
         base = eeprom.app_offset
         with eeprom.transaction():
@@ -81,8 +85,10 @@ class IdCardApplet:
         if command.ins == i.INS_INTERNAL_AUTHENTICATE:
             if self.document.has_pin and not self.pin_verified:
                 raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
-            if not i.CHALLENGE_MIN <= len(command.data) <= i.CHALLENGE_MAX:
-                raise CardError(SW.WRONG_LENGTH)
+            try:
+                audience, challenge = i.split_authenticate(command.data)
+            except w.MessageError as exc:
+                raise CardError(SW.WRONG_LENGTH) from exc
             scalar = self.eeprom.read(self.base + H_SCALAR, 32)
-            return crypto.sign(scalar, i.auth_message(self.document.number, command.data))
+            return crypto.sign(scalar, i.auth_message(audience, self.document.number, challenge))
         raise CardError(SW.INS_NOT_SUPPORTED)

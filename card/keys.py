@@ -69,6 +69,12 @@ class KeyCommands:
     def _seed(self) -> bytes:
         return self._stored(H_KEY_SEED, k.SEED_LEN)
 
+    @property
+    def keymgr_key(self) -> bytes | None:
+        """The key manager's public key, once pinned: the audience of the card's signatures for it."""
+        key = self._stored(H_KEYMGR_KEY, 65)
+        return key if key[0] == 0x04 else None
+
     def key_info(self) -> k.KeyInfo:
         mode = self.key_mode
         return k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self._seed(), mode)

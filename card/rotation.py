@@ -101,12 +101,15 @@ class RotationCommands:
             raise CardError(SW.WRONG_DATA)
         if old.key_id != k.key_info_of(self._seed(), self.key_mode).key_id:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+        vault = self.vault_key
+        if vault is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
         value = self._open(self._seed(), self.key_mode, old.ciphertext, cert.card_id)
         # sealed for this card: a certificate a lost card handed over becomes this card's own
         new = b.RegisteredValue(old.digest, k.key_info_of(self.next_seed(), mode).key_id,
                                 k.seal_value(self.next_seed(), mode, value, self.card_id))
         return b.RegisteredValue(new.digest, new.key_id, new.ciphertext,
-                                 self._sign(new.signed_part(self.card_id))).to_bytes()
+                                 self._sign(new.signed_part(self.card_id, vault))).to_bytes()
 
     def _swap_certificate(self, command: CommandApdu) -> bytes:
         """Replace a certificate by the vault's certificate of the re-encrypted value, after
@@ -127,7 +130,7 @@ class RotationCommands:
         old, new = self._parse_certificate(current), self._parse_certificate(raw_new)
         registered = _registered(raw_registered)
         vault = self.vault_key
-        if vault is None or not crypto.verify(vault, new.signature, new.signed_part()):
+        if vault is None or not crypto.verify(vault, new.signature, new.message()):
             raise CardError(SW.VERIFICATION_FAILED)
         if (new.card_id != self.card_id or new.mode != Mode.ENCRYPTED or new.digest != old.digest
                 or registered.digest != old.digest or value_hash(registered.ciphertext) != new.value_hash

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from datetime import date
 
 from apdu import SW, CommandApdu, tlv
+from apdu import backup as b
 from apdu import wallet as w
 from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType, decode_bcd_date
 
 from .applet import CardError
-from .backup import KEY_AREA_END, BackupCommands
+from .backup import ATTESTATION_END, H_ATTESTATION, KEY_AREA_END, BackupCommands
 from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
 from .keys import H_KEYSTORE, KeyCommands
@@ -27,15 +28,19 @@ from .rotation import RotationCommands
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
 MAGIC = b"EVBW"
-LAYOUT_VERSION = 4
-HEADER_SIZE = 768  # fields below, then the areas of card.backup, card.triggers and card.keys
+LAYOUT_VERSION = 5  # 5: the issuer's attestation (card.backup)
+HEADER_SIZE = 1024  # fields below, then the areas of card.backup, card.triggers, card.keys, attestation
 DEFAULT_INDEX_CAPACITY = 128
 PIN_MAX_TRIES = 3
 
 # header field offsets
 H_MAGIC, H_LAYOUT, H_LIFE_CYCLE, H_CARD_ID = 0, 4, 5, 6
 H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48, 50
-assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= H_KEYSTORE and KEYSTORE_END <= HEADER_SIZE
+assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= H_KEYSTORE and KEYSTORE_END <= H_ATTESTATION
+assert ATTESTATION_END <= HEADER_SIZE
+# what a card in its personalization state answers: its issuer attests it, then the PIN is set
+PERSONALIZATION_INS = (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, b.INS_GET_IDENTITY, b.INS_PUT_ATTESTATION,
+                       b.INS_GET_ATTESTATION)
 
 
 class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands):
@@ -116,9 +121,9 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             known_ins = {ins for (_, ins) in self._handlers}
             raise CardError(SW.CLA_NOT_SUPPORTED if command.ins in known_ins else SW.INS_NOT_SUPPORTED)
         personalizing = self.life_cycle == w.LifeCycle.PERSONALIZATION
-        if personalizing and command.ins not in (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO):
+        if personalizing and command.ins not in PERSONALIZATION_INS:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        if not personalizing and command.ins == w.INS_PERSONALIZE:
+        if not personalizing and command.ins in (w.INS_PERSONALIZE, b.INS_PUT_ATTESTATION):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         try:
             return handler(command)

@@ -22,7 +22,6 @@ def assisted_restore(session: WalletSession, keymgr: KeyManagerClient, value_id:
     entry = _entry(session, value_id)
     if not entry.flags & ValueFlags.CERTIFICATE:
         return Outcome(value_id, entry.name, "already done")
-    session.put_keymgr_key(keymgr.public_key())
     try:
         enrol_card(session, keymgr)
     except KeyManagerClientError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from apdu import SW, ApduError
+from apdu import backup as b
 from apdu import wallet as w
 from apdu.backup import RegisteredValue
 from apdu.certificate import Certificate, CertificateError, Mode, digest_matches, value_hash
@@ -38,13 +39,11 @@ class Outcome:
 
 
 def connect(session: WalletSession, vault: VaultClient) -> bytes:
-    """Authenticate the card to the vault and make sure the card trusts this vault's key.
+    """Make sure the card trusts this vault's key, then authenticate the card to it.
 
     Answers the vault's public key. The card takes a vault key once (the PIN is verified);
-    a card that holds certificates of another vault refuses a new one."""
-    identity = session.identity()
-    challenge = vault.challenge(identity.card_id)
-    vault.open_session(identity.card_id, identity.public_key, challenge, session.authenticate(challenge))
+    a card that holds certificates of another vault refuses a new one. The card signs the
+    vault's challenge for the key it pinned, so the key comes first."""
     key = vault.public_key()
     try:
         session.put_vault_key(key)
@@ -52,7 +51,22 @@ def connect(session: WalletSession, vault: VaultClient) -> bytes:
         if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
             raise BackupError("the card trusts another vault and holds its certificates") from exc
         raise
+    identity = session.identity()
+    challenge = vault.challenge(identity.card_id)
+    vault.open_session(identity.card_id, identity.public_key, attestation_of(session), challenge,
+                       session.authenticate(b.Audience.VAULT, challenge))
     return key
+
+
+def attestation_of(session: WalletSession) -> b.Attestation:
+    """The card's issuer attestation, which servers need to believe its identity key."""
+    try:
+        return session.attestation()
+    except ApduError as exc:
+        if exc.sw == SW.REFERENCE_DATA_NOT_FOUND:
+            raise BackupError("this card was never attested by an issuer: servers refuse it "
+                              "('evb card init' attests new cards with the issuer key)") from exc
+        raise
 
 
 def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes,
@@ -71,7 +85,7 @@ def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes
         raise BackupError("the certificate's digest does not match the value")
     if cert.value_hash != value_hash(value if ciphertext is None else ciphertext):
         raise BackupError("the certificate's hash does not match the value")
-    if not verify(vault_key, cert.signature, cert.signed_part()):
+    if not verify(vault_key, cert.signature, cert.message()):
         raise BackupError("the certificate's vault signature is not valid")
     return cert
 

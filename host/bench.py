@@ -189,17 +189,21 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
     from servers.vault.server import running as vault_running
 
     from .backup import backup, connect
+    from .issuer import Issuer
     from .keymgr_client import KeyManagerClient
     from .keys import backup_key
     from .rotation import rotate
     from .vault_client import VaultClient
 
-    quick = KeyManagerConfig(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)  # one login
     total = cards * values
     backup_s = rotation_s = 0.0
     with tempfile.TemporaryDirectory(prefix="evb-bench-") as tmp:
         base = Path(tmp)
-        with vault_running(vault_db or f"sqlite:///{base / 'v.db'}", base / "v.pem") as vault_url, \
+        issuer = Issuer.load_or_create(base / "issuer.pem")
+        quick = KeyManagerConfig(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1,  # one login
+                                 issuers=(issuer.public_key,))
+        with vault_running(vault_db or f"sqlite:///{base / 'v.db'}", base / "v.pem",
+                           issuers=(issuer.public_key,)) as vault_url, \
                 keymgr_running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key", quick) as km_url, \
                 KeyManagerClient(km_url) as keymgr:
             keymgr.create_account("bench", "bench password")
@@ -207,7 +211,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
             sessions = []
             for c in range(cards):
                 session = WalletSession(connect_card(SimulatedCard.manufacture(size=65536, index_capacity=256)))
-                session.personalize("1234")
+                issuer.personalize(session, "1234")
                 session.verify_pin("1234")
                 ids = [session.store(replace(FIG15[i % 4], name=f"{FIG15[i % 4].name} {c}/{i}")) for i in range(values)]
                 session.generate_key()

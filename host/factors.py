@@ -16,7 +16,7 @@ from .keymgr_client import IdCardAnswer, KeyManagerClient
 def id_card_answer(keymgr: KeyManagerClient, name: str, id_card: IdCardSession) -> IdCardAnswer:
     """The ID card signs the key manager's fresh challenge for this login."""
     challenge = keymgr.auth_challenge(name)
-    return IdCardAnswer(id_card.document().number, challenge, id_card.authenticate(challenge))
+    return IdCardAnswer(id_card.document().number, challenge, id_card.authenticate(keymgr.public_key(), challenge))
 
 
 def touch(finger: str, rng: random.Random | None = None) -> bytes:
@@ -33,7 +33,7 @@ def login(keymgr: KeyManagerClient, name: str, password: str | None = None, id_c
 def enrol_id_card(keymgr: KeyManagerClient, id_card: IdCardSession) -> str:
     """Register the ID card with the logged-in account: it proves it holds its key."""
     challenge = keymgr.card_challenge()
-    keymgr.enrol_id_card(id_card.document().to_bytes(), challenge, id_card.authenticate(challenge))
+    keymgr.enrol_id_card(id_card.document().to_bytes(), challenge, id_card.authenticate(keymgr.public_key(), challenge))
     return id_card.document().number
 
 

@@ -21,5 +21,6 @@ class IdCardSession:
     def verify_pin(self, pin: str) -> None:
         self.protocol.send(w.verify(pin))
 
-    def authenticate(self, challenge: bytes) -> bytes:
-        return self.protocol.send(i.authenticate(challenge))
+    def authenticate(self, server_key: bytes, challenge: bytes) -> bytes:
+        """The ID card's signature over ``challenge`` for the key manager whose key is ``server_key``."""
+        return self.protocol.send(i.authenticate(server_key, challenge))

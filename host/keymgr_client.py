@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from apdu.backup import Attestation
 from apdu.keys import KeyMode
 
 from .api_client import ApiClient, ServiceError, b64
@@ -50,9 +51,11 @@ class KeyManagerClient(ApiClient):
     def statement_key(self) -> bytes:
         return base64.b64decode(self._call("GET", "/v1/keymgr")["statement_key"])
 
-    def report_lost(self, card_id: bytes, new_card_id: bytes | None) -> LostCardStatement:
+    def report_lost(self, card_id: bytes, new_card_id: bytes | None, vault_key: bytes) -> LostCardStatement:
+        """A statement signed for the vault whose public key is ``vault_key`` (and no other)."""
         answer = self._call("POST", "/v1/lost-cards", {"card_id": card_id.hex(),
-                                                       "new_card_id": new_card_id.hex() if new_card_id else None})
+                                                       "new_card_id": new_card_id.hex() if new_card_id else None,
+                                                       "vault_key": b64(vault_key)})
         new_key = answer["new_public_key"]
         return LostCardStatement(bytes.fromhex(answer["old_card_id"]), base64.b64decode(answer["old_public_key"]),
                                  bytes.fromhex(answer["new_card_id"]) if answer["new_card_id"] else None,
@@ -62,9 +65,11 @@ class KeyManagerClient(ApiClient):
     def card_challenge(self) -> bytes:
         return base64.b64decode(self._call("POST", "/v1/card-challenges")["challenge"])
 
-    def enrol_card(self, card_id: bytes, public_key: bytes, challenge: bytes, signature: bytes) -> None:
+    def enrol_card(self, card_id: bytes, public_key: bytes, attestation: Attestation, challenge: bytes,
+                   signature: bytes) -> None:
         self._call("POST", "/v1/cards", {"card_id": card_id.hex(), "public_key": b64(public_key),
-                                         "challenge": b64(challenge), "signature": b64(signature)})
+                                         "attestation": b64(bytes(attestation)), "challenge": b64(challenge),
+                                         "signature": b64(signature)})
 
     def create_account(self, name: str, password: str) -> None:
         self._call("POST", "/v1/accounts", {"name": name, "password": password})

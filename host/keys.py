@@ -4,9 +4,10 @@ the same or a new card. The terminal relays sealed blobs it cannot open."""
 from __future__ import annotations
 
 from apdu import SW, ApduError
+from apdu.backup import Audience
 from apdu.keys import KeyInfo, KeyMode, parse_recovery_code, recovery_code
 
-from .backup import BackupError
+from .backup import BackupError, attestation_of
 from .keymgr_client import KeyManagerClient, KeyManagerClientError
 from .session import WalletSession
 from .vault_client import VaultClient
@@ -17,10 +18,25 @@ class KeyFlowError(BackupError):  # a BackupError: the CLI prints it as one line
 
 
 def enrol_card(session: WalletSession, keymgr: KeyManagerClient) -> None:
-    """Bind the card to the logged-in owner by its identity key's signature (again is harmless)."""
+    """Bind the card to the logged-in owner by its identity key's signature (again is harmless).
+
+    The card signs for the key manager key it pinned, so that key is pinned first."""
+    pin_keymgr_key(session, keymgr)
     identity = session.identity()
     challenge = keymgr.card_challenge()
-    keymgr.enrol_card(identity.card_id, identity.public_key, challenge, session.authenticate(challenge))
+    keymgr.enrol_card(identity.card_id, identity.public_key, attestation_of(session), challenge,
+                      session.authenticate(Audience.KEY_MANAGER, challenge))
+
+
+def pin_keymgr_key(session: WalletSession, keymgr: KeyManagerClient) -> None:
+    """The card takes the key manager's key once: later ones are refused (the card's keys are
+    only ever exported, and its signatures for a key manager only made, to the first)."""
+    try:
+        session.put_keymgr_key(keymgr.public_key())
+    except ApduError as exc:
+        if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
+            raise KeyFlowError("the card trusts another key manager") from exc
+        raise
 
 
 def backup_key(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
@@ -29,12 +45,6 @@ def backup_key(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
     info = session.key_info()
     if info.mode == KeyMode.NONE:
         raise KeyFlowError("the card has no key: 'evb key init' generates one")
-    try:
-        session.put_keymgr_key(keymgr.public_key())
-    except ApduError as exc:
-        if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
-            raise KeyFlowError("the card trusts another key manager") from exc
-        raise
     enrol_card(session, keymgr)
     keymgr.escrow(session.identity().card_id, info.key_id, info.mode, session.export_key())
     return info
@@ -74,7 +84,6 @@ def split_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClie
     info = session.key_info()
     if info.mode == KeyMode.NONE:
         raise KeyFlowError("the card has no key: 'evb key init' generates one")
-    session.put_keymgr_key(keymgr.public_key())
     enrol_card(session, keymgr)
     shares = session.split_key(k_of, n)
     card_id = session.identity().card_id

@@ -37,7 +37,7 @@ class Recovery:
 def report_lost(keymgr: KeyManagerClient, vault: VaultClient, card_id: bytes, new_card_id: bytes | None) -> int:
     """Revoke ``card_id`` at the vault on the key manager's word; answers how many of its
     certificates wait for ``new_card_id``."""
-    return vault.replace_card(keymgr.report_lost(card_id, new_card_id))
+    return vault.replace_card(keymgr.report_lost(card_id, new_card_id, vault.public_key()))
 
 
 def take_handovers(session: WalletSession, vault: VaultClient, progress: Progress | None = None) -> int:

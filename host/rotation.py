@@ -56,7 +56,6 @@ def rotate(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient,
     if current.mode == KeyMode.NONE:
         raise KeyFlowError("the card has no key to rotate: 'evb key init' generates one")
     card_id = session.identity().card_id
-    session.put_keymgr_key(keymgr.public_key())
     enrol_card(session, keymgr)
     under_way = keymgr.rotation(card_id)
     nxt = session.key_info(next_key=True)

@@ -117,9 +117,17 @@ class WalletSession:
     def put_vault_key(self, public_key: bytes) -> None:
         self._send(b.put_vault_key(public_key))
 
-    def authenticate(self, challenge: bytes) -> bytes:
-        """The card's signature over the server's challenge (see :func:`apdu.backup.auth_message`)."""
-        return self._send(b.internal_authenticate(challenge))
+    def authenticate(self, audience: b.Audience, challenge: bytes) -> bytes:
+        """The card's signature over a server's challenge, for the key it pinned for that kind of
+        server (see :func:`apdu.backup.auth_message`)."""
+        return self._send(b.internal_authenticate(audience, challenge))
+
+    def attestation(self) -> b.Attestation:
+        """The issuer's attestation of the card's identity key (servers refuse a card without)."""
+        return b.Attestation.from_bytes(self._send(b.get_attestation()))
+
+    def put_attestation(self, attestation: b.Attestation) -> None:
+        self._send(b.put_attestation(attestation))
 
     def begin_backup(self, value_id: int) -> bytes:
         """Mark the value pending and answer its stored bytes, the ones the vault will hash."""

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from apdu.backup import Handover
+from apdu.backup import Attestation, Handover
 from apdu.certificate import DigestField
 
 from .api_client import ApiClient, ServiceError, b64
@@ -55,9 +55,10 @@ class VaultClient(ApiClient):
     def challenge(self, card_id: bytes) -> bytes:
         return base64.b64decode(self._call("POST", "/v1/challenges", {"card_id": card_id.hex()})["challenge"])
 
-    def open_session(self, card_id: bytes, public_key: bytes, challenge: bytes, signature: bytes) -> None:
-        body = {"card_id": card_id.hex(), "public_key": b64(public_key), "challenge": b64(challenge),
-                "signature": b64(signature)}
+    def open_session(self, card_id: bytes, public_key: bytes, attestation: Attestation, challenge: bytes,
+                     signature: bytes) -> None:
+        body = {"card_id": card_id.hex(), "public_key": b64(public_key), "attestation": b64(bytes(attestation)),
+                "challenge": b64(challenge), "signature": b64(signature)}
         self._token = self._call("POST", "/v1/sessions", body)["token"]
 
     def register(self, value: bytes) -> RegistrationInfo:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from apdu.signature import canonical, valid_public_key
 
 CURVE = ec.SECP256R1()
 
@@ -29,3 +31,27 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def public_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
+    """ECDSA-SHA256 in the one (low-s) form every verifier of the system accepts."""
+    return canonical(key.sign(message, ec.ECDSA(hashes.SHA256())))
+
+
+def parse_public_keys(text: str) -> tuple[bytes, ...]:
+    """Public keys given as hex, separated by commas or spaces (``EVB_ISSUER_KEY``, options)."""
+    keys = []
+    for word in text.replace(",", " ").split():
+        try:
+            key = bytes.fromhex(word)
+        except ValueError as exc:
+            raise ValueError(f"not a hex public key: {word[:20]}…") from exc
+        if not valid_public_key(key):
+            raise ValueError(f"not an uncompressed P-256 public key: {word[:20]}…")
+        keys.append(key)
+    return tuple(keys)
+
+
+def trusted_issuers(variable: str = "EVB_ISSUER_KEY") -> tuple[bytes, ...]:
+    """The card (or ID-card) issuers a server trusts when none are given: from the environment."""
+    return parse_public_keys(os.environ.get(variable, ""))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-REPLACEMENT_CONTEXT = b"EVB-REPLACEMENT-1"
+from apdu.context import Purpose, audience, message
+
 NO_CARD = bytes(8)
 NO_KEY = bytes(65)
 
@@ -26,12 +27,12 @@ class Replacement:
     new_key: bytes | None
     issued_at: int
 
-    def message(self) -> bytes:
-        return (REPLACEMENT_CONTEXT + self.old + self.old_key + (self.new or NO_CARD) + (self.new_key or NO_KEY)
-                + self.issued_at.to_bytes(8, "big"))
+    def message(self, vault_key: bytes) -> bytes:
+        """Signed for one vault: a statement carried to another vault proves nothing there."""
+        return message(Purpose.REPLACEMENT, audience(vault_key), self.old, self.old_key, self.new or NO_CARD,
+                       self.new_key or NO_KEY, self.issued_at.to_bytes(8, "big"))
 
 
-FETCH_CONTEXT = b"EVB-FETCH-1"
 FETCH_WINDOW = 300  # seconds a fetch request stays valid
 
 
@@ -42,5 +43,6 @@ class Fetch:
     certificate: bytes
     issued_at: int
 
-    def message(self) -> bytes:
-        return FETCH_CONTEXT + hashlib.sha256(self.certificate).digest() + self.issued_at.to_bytes(8, "big")
+    def message(self, vault_key: bytes) -> bytes:
+        return message(Purpose.FETCH, audience(vault_key), hashlib.sha256(self.certificate).digest(),
+                       self.issued_at.to_bytes(8, "big"))

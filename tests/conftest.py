@@ -6,12 +6,17 @@ something in a few minutes; ``full`` runs the sizes reported in closing notes.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from card import SimulatedCard
+from host.issuer import Issuer
 from host.session import WalletSession
 from host.transport import Transport
 from host.transport.inprocess import connect_card
@@ -31,15 +36,27 @@ settings.load_profile("full" if FULL else "ci")
 
 PIN = "1234"
 
+# One card issuer for the whole run: cards the tests make are attested by it, and the servers the
+# tests start (in-process or as processes, which inherit the environment) trust it and no other.
+_issuer_dir = Path(tempfile.mkdtemp(prefix="evb-test-issuer-"))
+atexit.register(shutil.rmtree, _issuer_dir, True)
+ISSUER = Issuer.load_or_create(_issuer_dir / "issuer-key.pem")
+os.environ["EVB_ISSUER_KEY_FILE"] = str(_issuer_dir / "issuer-key.pem")
+os.environ["EVB_ISSUER_KEY"] = ISSUER.public_key.hex()
+os.environ.pop("EVB_ID_ISSUER_KEY", None)
+
+
+def issue(card: SimulatedCard, pin: str = PIN) -> SimulatedCard:
+    """Attest and personalize a freshly manufactured card, as its issuer would; leaves it off."""
+    ISSUER.personalize(WalletSession(connect_card(card)), pin)
+    card.power_off()
+    return card
+
 
 @pytest.fixture
 def card() -> SimulatedCard:
     """A personalized card in the reader, powered, with nothing on it."""
-    c = SimulatedCard.manufacture()
-    session = WalletSession(connect_card(c))
-    session.personalize(PIN)
-    c.power_off()
-    return c
+    return issue(SimulatedCard.manufacture())
 
 
 @pytest.fixture

@@ -119,10 +119,17 @@ def card() -> None:
 @click.option("--size", type=click.IntRange(8192, 65536), default=32768, show_default=True, help="EEPROM bytes.")
 @click.option("--index-capacity", type=click.IntRange(8, 1024), default=128, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing card image.")
+@click.option("--issuer-key-file", "issuer_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The issuer's private key that attests the card (or EVB_ISSUER_KEY_FILE; 'evb issuer init').")
 def init(
-    card_image: Path | None, reader: str | None, pin: str | None, size: int, index_capacity: int, force: bool
+    card_image: Path | None, reader: str | None, pin: str | None, size: int, index_capacity: int, force: bool,
+    issuer_file: Path | None,
 ) -> None:
-    """Manufacture a simulated card (or take a blank one in --reader) and set its PIN."""
+    """Manufacture a simulated card (or take a blank one in --reader), have the issuer attest its
+    identity key, and set its PIN."""
+    from .issuer import load_issuer
+
+    issuer = load_issuer(issuer_file)  # before anything is made: an unattested card is no use
     if reader is None:
         card_image = card_image or default_image()
         if card_image.exists() and not force:
@@ -139,6 +146,7 @@ def init(
     with wallet(card_image, reader) as session:
         if session.info().life_cycle != w.LifeCycle.PERSONALIZATION:
             raise CliFail("the card in the reader is already personalized")
+        issuer.attest(session)
         session.personalize(pin)
         info = session.info()
     where = reader or card_image

@@ -12,10 +12,12 @@ from card import SimulatedCard
 from servers.keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
+from servers.keymgr.service import KeyManagerConfig
 from servers.vault.server import running
 
 from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
 from ..idcard import IdCardSession
+from ..issuer import Issuer
 from ..keymgr_client import KeyManagerClient
 from ..session import WalletSession
 from ..transport.inprocess import open_image
@@ -30,31 +32,42 @@ def demo(workdir: Path | None) -> None:
     """Run the seed's fig. 15 story end to end on a new simulated card."""
     with tempfile.TemporaryDirectory(prefix="evb-demo-") as tmp:
         base = workdir or Path(tmp)
+        issuer = Issuer.load_or_create(base / "issuer-key.pem")
+        issuers = (issuer.public_key,)
+
+        def manufacture(image: Path, **options: int) -> None:
+            """A card as its issuer hands it out: attested, not yet personalized."""
+            SimulatedCard.manufacture(image=image, **options)
+            with open_image(image) as transport:
+                issuer.attest(WalletSession(transport))
+
         image = base / "demo-card.img"
-        SimulatedCard.manufacture(image=image)
+        manufacture(image)
         console.print(f"[bold]Electronic value backup demo[/] (card image {image})")
         reporter = ConsoleReporter()
         small = base / "demo-card-small.img"
-        SimulatedCard.manufacture(size=8192, index_capacity=16, image=small)
+        manufacture(small, size=8192, index_capacity=16)
         third, fresh = base / "demo-card-keys.img", base / "demo-card-fresh.img"
-        SimulatedCard.manufacture(image=third)
-        SimulatedCard.manufacture(image=fresh)
+        manufacture(third)
+        manufacture(fresh)
         id_image, spare = base / "demo-id-card.img", base / "demo-card-spare.img"
-        SimulatedCard.issue_idcard("Hanako Yamada", "DL-2031-0042", date(2031, 3, 31), image=id_image)
-        SimulatedCard.manufacture(image=spare)
+        SimulatedCard.issue_idcard("Hanako Yamada", "DL-2031-0042", date(2031, 3, 31), issuer.sign, image=id_image)
+        manufacture(spare)
         with open_image(image) as transport:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
             console.print(f"\n[bold]Starting the vault on loopback[/] (SQLite {base / 'vault.db'})")
             km_key = base / "keymgr-key.pem"
             trusted = public_bytes(load_or_create_key(statement_key_path(km_key)).public_key())
-            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem", keymgr_key=trusted) as url:
+            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem", keymgr_key=trusted,
+                         issuers=issuers) as url:
                 with VaultClient(url) as vault:
                     run_backup_story(session, vault, ids, reporter)
                 with open_image(small) as small_card, VaultLink(url) as link:
                     run_trigger_story(WalletSession(small_card), link, reporter)
                 console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'})")
-                with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key") as km_url, \
+                with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key",
+                                    KeyManagerConfig(issuers=issuers)) as km_url, \
                         KeyManagerClient(km_url) as keymgr, VaultClient(url) as vault, \
                         open_image(third) as old, open_image(fresh) as new:
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)

@@ -15,6 +15,7 @@ from ..idcard import IdCardSession
 from ..transport.open import open_card
 from .card import json_option
 from .errors import CliFail
+from .issuer import issuer_file_option, load_issuer
 from .render import console, print_json
 
 id_image_option = click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path),
@@ -47,16 +48,19 @@ def optional_id_card(image: Path | None, reader: str | None) -> Iterator[IdCardS
 @click.option("--expiry", type=click.DateTime(["%Y-%m-%d"]), required=True, help="YYYY-MM-DD.")
 @click.option("--pin", help="Guard the card's signature with a PIN (4-8 digits).")
 @click.option("--force", is_flag=True, help="Replace an existing image.")
-def issue_id(id_image: Path, holder: str, number: str, expiry: datetime, pin: str | None, force: bool) -> None:
+@issuer_file_option
+def issue_id(id_image: Path, holder: str, number: str, expiry: datetime, pin: str | None, force: bool,
+             issuer_file: Path | None) -> None:
     """Issue a simulated ID card (a driver's licence or passport stand-in): its key pair is made
-    on the card."""
+    on the card, and the issuer's key signs its document."""
     from card import SimulatedCard
 
+    issuer = load_issuer(issuer_file)
     if id_image.exists() and not force:
         raise CliFail(f"{id_image} already holds a card; pass --force to replace it")
     if pin is not None:
         w.pin_block(pin)
-    card = SimulatedCard.issue_idcard(holder, number, expiry.date(), pin, image=id_image)
+    card = SimulatedCard.issue_idcard(holder, number, expiry.date(), issuer.sign, pin, image=id_image)
     doc = card.applets[0].document  # type: ignore[attr-defined]
     console.print(f"ID card {doc.number} for {doc.holder}, valid to {doc.expiry}, in {id_image}.")
 

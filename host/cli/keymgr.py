@@ -22,6 +22,7 @@ from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .idcard import id_image_option, id_reader_option, optional_id_card
+from .issuer import trusted_keys, trusted_option
 from .keys import info_json, key
 from .render import console, print_json, progress_bar
 from .shortage import vault_option
@@ -75,8 +76,10 @@ def keymgr() -> None:
 @click.option("--vault", "vault_url", envvar="EVB_VAULT", help="The vault, for server-assisted restore (E6).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8471, show_default=True)
+@trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
+@trusted_option("--id-issuer-key", "EVB_ID_ISSUER_KEY", "ID-card")
 def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, vault_url: str | None, host: str,
-          port: int) -> None:
+          port: int, issuer_key: tuple[str, ...], id_issuer_key: tuple[str, ...]) -> None:
     """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
@@ -84,9 +87,11 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
     from servers.keymgr.service import KeyManagerConfig
     from servers.storage import StorageError
 
+    issuers = trusted_keys(issuer_key, "issuer")
+    id_issuers = trusted_keys(id_issuer_key, "id-issuer") if id_issuer_key else issuers
     try:
         app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key(),
-                        KeyManagerConfig(vault_url=vault_url))
+                        KeyManagerConfig(vault_url=vault_url, issuers=issuers, id_issuers=id_issuers))
     except (StorageError, ValueError) as exc:
         raise CliFail(str(exc)) from exc
     console.print(f"Key manager on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")

@@ -18,6 +18,7 @@ from .card import card
 from .demo import demo
 from .errors import CliFail
 from .idcard import id_info, issue_id
+from .issuer import issuer
 from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
@@ -72,6 +73,7 @@ cli.add_command(shell)
 cli.add_command(key)
 cli.add_command(keymgr)
 cli.add_command(account)
+cli.add_command(issuer)
 
 
 def run() -> None:

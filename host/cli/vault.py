@@ -21,6 +21,7 @@ from ..triggers import VaultLink, make_room
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
+from .issuer import trusted_keys, trusted_option
 from .keymgr import keymgr_option, logged_in
 from .render import console, listing_table, print_json
 from .shortage import day, decider, policy_for, shortage_options, vault_option
@@ -44,8 +45,9 @@ def vault() -> None:
 @click.option("--keymgr-key", envvar="EVB_KEYMGR_KEY",
               help="The key manager's statement key, hex ('evb keymgr statement-key'): lost cards are "
                    "replaced on its signed word only.")
+@trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
 def serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int,
-          keymgr_key: str | None) -> None:
+          keymgr_key: str | None, issuer_key: tuple[str, ...]) -> None:
     """Run the vault in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
@@ -65,8 +67,9 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
             raise CliFail("--keymgr-key is the key manager's statement key in hex") from exc
         if not valid_public_key(trusted):
             raise CliFail("--keymgr-key is not a P-256 public key")
+    issuers = trusted_keys(issuer_key, "issuer")
     try:
-        app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus, trusted)
+        app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus, trusted, issuers)
     except StorageError as exc:
         raise CliFail(str(exc)) from exc
     console.print(f"Vault on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")

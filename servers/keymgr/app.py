@@ -25,6 +25,7 @@ class KeyManagerInfo(BaseModel):
 class LostCardRequest(BaseModel):
     card_id: HEX_ID
     new_card_id: HEX_ID | None = None
+    vault_key: B64 = Field(description="the public key of the vault the statement is for (its audience)")
 
 
 class LostCardResponse(BaseModel):
@@ -48,6 +49,7 @@ class CardEnrolment(BaseModel):
 
     card_id: HEX_ID
     public_key: B64
+    attestation: B64 = Field(description="the card issuer's attestation of the identity key")
     challenge: B64
     signature: B64
 
@@ -349,7 +351,8 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
     @app.post("/v1/lost-cards", response_model=LostCardResponse)
     def lost_card(body: LostCardRequest, owner: Owner, service: Service) -> LostCardResponse:
         statement, signature = service.report_lost(owner, unhex(body.card_id, "card_id"),
-                                                   unhex(body.new_card_id, "new_card_id") if body.new_card_id else None)
+                                                   unhex(body.new_card_id, "new_card_id") if body.new_card_id else None,
+                                                   unb64(body.vault_key, "vault_key"))
         return LostCardResponse(old_card_id=statement.old.hex(), old_public_key=b64(statement.old_key),
                                 new_card_id=statement.new.hex() if statement.new else None,
                                 new_public_key=b64(statement.new_key) if statement.new_key else None,
@@ -363,7 +366,8 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
     @app.post("/v1/cards", response_model=CardEnrolled)
     def enrol_card(body: CardEnrolment, owner: Owner, service: Service) -> CardEnrolled:
         service.enrol_card(owner, unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
-                           unb64(body.challenge, "challenge"), unb64(body.signature, "signature"))
+                           unb64(body.attestation, "attestation"), unb64(body.challenge, "challenge"),
+                           unb64(body.signature, "signature"))
         return CardEnrolled(card_id=body.card_id)
 
     return app

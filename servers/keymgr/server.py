@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from ..keyfile import load_or_create_key
+from ..keyfile import load_or_create_key, trusted_issuers
 from ..runner import BackgroundServer, data_dir
 from ..storage import Database
 from .app import create_app
@@ -39,10 +40,16 @@ def default_master_key() -> Path:
 
 def build_service(db_url: str, key_path: Path, master_path: Path,
                   config: KeyManagerConfig | None = None) -> tuple[KeyManagerService, Database]:
+    """Card and ID-card issuers not in ``config`` come from EVB_ISSUER_KEY and EVB_ID_ISSUER_KEY
+    (ID-card issuers default to the card issuers: one issuer in the embedded default)."""
+    config = config or KeyManagerConfig()
+    issuers = config.issuers or trusted_issuers()
+    config = replace(config, issuers=issuers,
+                     id_issuers=config.id_issuers or trusted_issuers("EVB_ID_ISSUER_KEY") or issuers)
     db = Database.open(db_url, MIGRATIONS)
     service = KeyManagerService(KeyManagerRepository(db), load_or_create_key(key_path),
                                 MasterKey.load_or_create(master_path),
-                                load_or_create_key(statement_key_path(key_path)), config or KeyManagerConfig())
+                                load_or_create_key(statement_key_path(key_path)), config)
     return service, db
 
 

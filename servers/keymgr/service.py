@@ -23,7 +23,6 @@ import httpx
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -32,11 +31,13 @@ from apdu import keys as k
 from apdu import seal
 from apdu.backup import auth_message
 from apdu.certificate import Certificate, CertificateError, Mode, value_hash
+from apdu.context import audience
 from apdu.idcard import IdDocument
 from apdu.idcard import auth_message as id_auth_message
-from apdu.signature import verify
+from apdu.signature import valid_public_key, verify
 
-from ..keyfile import public_bytes
+from ..attestation import check_attestation, check_document
+from ..keyfile import public_bytes, sign
 from ..statements import Fetch, Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
@@ -79,6 +80,9 @@ class KeyManagerConfig:
     argon2_memory_kib: int = 65536  # 64 MiB per guess: memory-hard
     argon2_parallelism: int = 4
     vault_url: str | None = None  # for server-assisted restore (E6)
+    vault_key: bytes | None = None  # that vault's public key; asked of vault_url when not given
+    issuers: tuple[bytes, ...] = ()  # card issuers: an enrolled card's identity must be attested
+    id_issuers: tuple[bytes, ...] = ()  # ID-card (document) issuers
 
 
 class MasterKey:
@@ -128,6 +132,7 @@ class KeyManagerService:
     config: KeyManagerConfig = field(default_factory=KeyManagerConfig)
 
     def __post_init__(self) -> None:
+        self._asked_vault_key: bytes | None = None
         self.hasher = PasswordHasher(self.config.argon2_time_cost, self.config.argon2_memory_kib,
                                      self.config.argon2_parallelism)
         self._dummy = self.hasher.hash(os.urandom(16).hex())  # verified against for unknown names
@@ -218,8 +223,9 @@ class KeyManagerService:
             return "an ID card this account does not know"
         if document.expired(date.fromtimestamp(now)):
             return f"the ID card expired on {document.expiry}"
-        if not verify(document.public_key, proof.signature, id_auth_message(document.number, proof.challenge)):
-            return "the ID card's signature is not valid"
+        if not verify(document.public_key, proof.signature,
+                      id_auth_message(audience(self.public_key), document.number, proof.challenge)):
+            return "the ID card's signature is not valid for this key manager"
         return None
 
     def _fingerprint_refusal(self, account: Account | None, sample: bytes) -> str | None:
@@ -244,10 +250,11 @@ class KeyManagerService:
             doc = IdDocument.from_bytes(document)
         except ValueError as exc:
             raise KeyManagerError(400, f"not an ID document: {exc}") from exc
+        check_document(self.config.id_issuers, doc, KeyManagerError)
         if not self.repo.take_challenge(challenge, int(time.time())):
             raise KeyManagerError(401, "unknown or expired challenge: ask for a new one")
-        if not verify(doc.public_key, signature, id_auth_message(doc.number, challenge)):
-            raise KeyManagerError(401, "the ID card's signature over the challenge is not valid")
+        if not verify(doc.public_key, signature, id_auth_message(audience(self.public_key), doc.number, challenge)):
+            raise KeyManagerError(401, "the ID card's signature over the challenge is not valid for this key manager")
         if doc.expired(date.today()):
             raise KeyManagerError(400, f"the ID card expired on {doc.expiry}")
         self.repo.put_factor(account.id, Factor.ID_CARD.value, doc.number, doc.to_bytes(), account.name,
@@ -397,13 +404,14 @@ class KeyManagerService:
         if cert.mode != Mode.ENCRYPTED:
             raise KeyManagerError(400, "a plain backup is restored from the vault directly")
         source_key = self._enrolled(account, cert.card_id)
+        vault_key = self._vault_key()
         request = Fetch(certificate, int(time.time()))
-        raw = (fetch or self._fetch)(request, self.signer.sign(request.message(), ec.ECDSA(hashes.SHA256())))
+        raw = (fetch or self._fetch)(request, sign(self.signer, request.message(vault_key)))
         try:
             registered = b.RegisteredValue.from_bytes(raw)
         except ValueError as exc:
             raise KeyManagerError(409, "the vault answered no registered value") from exc
-        if not verify(source_key, registered.signature, registered.signed_part(cert.card_id)):
+        if not verify(source_key, registered.signature, registered.signed_part(cert.card_id, vault_key)):
             raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
         if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
             raise KeyManagerError(409, "the registered value does not match the certificate: refused")
@@ -419,6 +427,23 @@ class KeyManagerService:
         self.repo.log(account.name, f"value {cert.counter} of card {cert.card_id.hex()} restored via the key "
                                     f"manager for card {card_id.hex()}", int(time.time()))
         return seal.seal_symmetric(secret, value, k.assisted_context(card_id, certificate))
+
+    def _vault_key(self) -> bytes:
+        """The public key of our vault: the audience of what we sign for it and of what cards
+        signed for it. Given, or asked of the vault once (over TLS) and kept."""
+        if self.config.vault_key is not None:
+            return self.config.vault_key
+        if self._asked_vault_key is None:
+            if not self.config.vault_url:
+                raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
+            try:
+                response = httpx.get(f"{self.config.vault_url.rstrip('/')}/v1/vault", timeout=10.0)
+                response.raise_for_status()
+                key = base64.b64decode(response.json()["public_key"])
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                raise KeyManagerError(503, f"cannot learn the vault's key: {exc}") from exc
+            self._asked_vault_key = key
+        return self._asked_vault_key
 
     def _fetch(self, request: Fetch, signature: bytes) -> bytes:
         if not self.config.vault_url:
@@ -465,9 +490,10 @@ class KeyManagerService:
 
     # --- lost cards --------------------------------------------------------------------------
 
-    def report_lost(self, account: Account, old: bytes, new: bytes | None) -> tuple[Replacement, bytes]:
-        """The owner says ``old`` is lost (and ``new`` replaces it): a statement the vault
-        acts on, signed for whoever carries it there. Both cards must have proved their
+    def report_lost(self, account: Account, old: bytes, new: bytes | None,
+                    vault_key: bytes) -> tuple[Replacement, bytes]:
+        """The owner says ``old`` is lost (and ``new`` replaces it): a statement the vault whose
+        key is ``vault_key`` acts on (and no other), signed for whoever carries it there. Both cards must have proved their
         identity keys here, and the statement names them, so the vault acts on those cards only."""
         if len(old) != 8 or (new is not None and len(new) != 8):
             raise KeyManagerError(400, "a card id is 8 bytes")
@@ -475,8 +501,10 @@ class KeyManagerService:
             raise KeyManagerError(400, "a card cannot replace itself")
         old_key = self._enrolled(account, old)
         new_key = self._enrolled(account, new) if new is not None else None
+        if not valid_public_key(vault_key):
+            raise KeyManagerError(400, "the vault key is an uncompressed P-256 public key")
         statement = Replacement(old, old_key, new, new_key, int(time.time()))
-        signature = self.signer.sign(statement.message(), ec.ECDSA(hashes.SHA256()))
+        signature = sign(self.signer, statement.message(vault_key))
         event = f"card {old.hex()} reported lost" + (f", replaced by card {new.hex()}" if new else "")
         self.repo.log(account.name, event, statement.issued_at)
         return statement, signature
@@ -489,16 +517,18 @@ class KeyManagerService:
         self.repo.add_challenge(challenge, expires)
         return challenge, expires
 
-    def enrol_card(self, account: Account, card_id: bytes, public_key: bytes, challenge: bytes,
-                   signature: bytes) -> None:
-        """Bind a card to the account on its identity key's signature over our fresh challenge:
-        nobody can enrol, and later report lost, a card they do not hold."""
+    def enrol_card(self, account: Account, card_id: bytes, public_key: bytes, attestation: bytes,
+                   challenge: bytes, signature: bytes) -> None:
+        """Bind a card to the account on its identity key's signature over our fresh challenge,
+        made for us: nobody can enrol, and later report lost, a card they do not hold, nor a
+        key no issuer attested for that card id."""
         if len(card_id) != 8:
             raise KeyManagerError(400, "a card id is 8 bytes")
+        check_attestation(self.config.issuers, b.Identity(card_id, public_key), attestation, KeyManagerError)
         if not self.repo.take_challenge(challenge, int(time.time())):
             raise KeyManagerError(401, "unknown or expired challenge: ask for a new one")
-        if not verify(public_key, signature, auth_message(card_id, challenge)):
-            raise KeyManagerError(401, "the card's signature over the challenge is not valid")
+        if not verify(public_key, signature, auth_message(b.Audience.KEY_MANAGER, self.public_key, card_id, challenge)):
+            raise KeyManagerError(401, "the card's signature over the challenge is not valid for this key manager")
         if not self.repo.enrol_card(card_id, public_key, account.id):
             raise KeyManagerError(403, "this card is enrolled in another account, or with another key")
         self.repo.log(account.name, f"card {card_id.hex()} enrolled", int(time.time()))

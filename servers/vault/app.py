@@ -34,6 +34,8 @@ class ChallengeResponse(BaseModel):
 class SessionRequest(BaseModel):
     card_id: HEX_ID
     public_key: B64
+    attestation: B64 = Field(description="the card issuer's attestation of the identity key "
+                                         "(GET ATTESTATION: issuer public key, signature)")
     challenge: B64
     signature: B64
 
@@ -177,7 +179,8 @@ def create_app(service: VaultService | None) -> FastAPI:
     def session(body: SessionRequest, service: Service) -> SessionResponse:
         token, expires = service.open_session(
             unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
-            unb64(body.challenge, "challenge"), unb64(body.signature, "signature"),
+            unb64(body.attestation, "attestation"), unb64(body.challenge, "challenge"),
+            unb64(body.signature, "signature"),
         )
         return SessionResponse(token=token, expires_at=expires)
 

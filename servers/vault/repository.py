@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from apdu.certificate import Certificate
+
 from ..storage import Database, Migration
 
 MIGRATIONS = [
@@ -194,12 +196,15 @@ class VaultRepository:
                        (counter, card_id, value_hash, value, certificate, now, card_id))
         return Registration(counter, card_id, value_hash, value, certificate, now, card_id)
 
-    def lookup(self, counter: int, value_hash: bytes, certificate: bytes) -> Registration | None:
-        """The seed's order: candidates by counter, then by hash, then a full comparison."""
+    def lookup(self, cert: Certificate) -> Registration | None:
+        """The seed's order: candidates by counter, then by hash, then a full comparison of what
+        the certificate says (every field the vault signed), never of its signature's bytes: an
+        ECDSA signature has other valid encodings, and the certificate is what we issued."""
         with self.db.transaction() as tx:
-            rows = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE counter = ? ORDER BY id", (counter,))
+            rows = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE counter = ? ORDER BY id", (cert.counter,))
         for reg in map(_reg, rows):
-            if reg.value_hash == value_hash and reg.certificate == certificate:
+            if reg.value_hash == cert.value_hash and Certificate.from_bytes(reg.certificate).signed_part() == \
+                    cert.signed_part():
                 return reg
         return None
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from apdu.certificate import ALL_DIGEST_FIELDS, DigestField
 
-from ..keyfile import load_or_create_key
+from ..keyfile import load_or_create_key, trusted_issuers
 from ..runner import BackgroundServer, data_dir
 from ..storage import Database
 from .app import create_app
@@ -34,11 +34,14 @@ def build(
     digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS,
     counter_modulus: int = 2**32,
     keymgr_key: bytes | None = None,
+    issuers: tuple[bytes, ...] = (),
 ) -> tuple[FastAPI, Database]:
-    """``keymgr_key``: the key manager's statement key, pinned; without it no card is replaced."""
+    """``keymgr_key``: the key manager's statement key, pinned; without it no card is replaced.
+    ``issuers``: the card issuers' keys (default: EVB_ISSUER_KEY); without one no card is let in."""
     db = Database.open(db_url, MIGRATIONS)
     service = VaultService(VaultRepository(db, counter_modulus), load_or_create_key(key_path),
-                           VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key))
+                           VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key,
+                                       issuers=issuers or trusted_issuers()))
     return create_app(service), db
 
 

@@ -11,7 +11,6 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
@@ -29,7 +28,8 @@ from apdu.certificate import (
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
 
-from ..keyfile import public_bytes
+from ..attestation import check_attestation
+from ..keyfile import public_bytes, sign
 from ..statements import FETCH_WINDOW, Fetch, Replacement
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
@@ -48,6 +48,7 @@ class VaultConfig:
     challenge_ttl: int = 120  # seconds
     session_ttl: int = 900
     keymgr_key: bytes | None = None  # the key manager's statement key: trusted for replaced cards
+    issuers: tuple[bytes, ...] = ()  # card issuers' public keys: a new card's identity must be attested
 
 
 @dataclass
@@ -69,8 +70,10 @@ class VaultService:
         self.repo.add_challenge(card_id, challenge, expires)
         return challenge, expires
 
-    def open_session(self, card_id: bytes, public_key: bytes, challenge: bytes, signature: bytes) -> tuple[str, int]:
-        """A bearer token for a card that signed our fresh challenge with its identity key."""
+    def open_session(self, card_id: bytes, public_key: bytes, attestation: bytes, challenge: bytes,
+                     signature: bytes) -> tuple[str, int]:
+        """A bearer token for a card that signed our fresh challenge, for us, with its identity
+        key; the first time, the key must be one a trusted issuer attested for that card id."""
         _card_id(card_id)
         now = int(time.time())
         if not self.repo.take_challenge(card_id, challenge, now):
@@ -80,9 +83,10 @@ class VaultService:
             raise VaultError(403, "this card was reported lost and is revoked: its certificates are refused")
         known = self.repo.card_key(card_id)
         key = known or public_key
-        if not verify(key, signature, b.auth_message(card_id, challenge)):
-            raise VaultError(401, "the card's signature over the challenge is not valid")
+        if not verify(key, signature, b.auth_message(b.Audience.VAULT, self.public_key, card_id, challenge)):
+            raise VaultError(401, "the card's signature over the challenge is not valid for this vault")
         if known is None:
+            check_attestation(self.config.issuers, b.Identity(card_id, public_key), attestation, VaultError)
             try:
                 self.repo.register_card(card_id, public_key, now)
             except ConflictError as exc:
@@ -119,8 +123,7 @@ class VaultService:
 
         def certify(counter: int) -> bytes:
             cert = Certificate(card_id, counter, x, digest)
-            signature = self.key.sign(cert.signed_part(), ec.ECDSA(hashes.SHA256()))
-            return Certificate(card_id, counter, x, digest, signature=signature).to_bytes()
+            return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
 
         return self.repo.register(card_id, x, value, int(time.time()), certify)
 
@@ -141,7 +144,7 @@ class VaultService:
         if not set(tags) <= allowed:
             raise VaultError(400, "the digest holds fields this vault does not certify")
         key = self.repo.card_key(card_id)
-        if key is None or not verify(key, registered.signature, registered.signed_part(card_id)):
+        if key is None or not verify(key, registered.signature, registered.signed_part(card_id, self.public_key)):
             raise VaultError(400, "the card's signature over the registered value is not valid")
         x = value_hash(registered.ciphertext)
         existing = self.repo.find_by_hash(card_id, x)
@@ -150,8 +153,7 @@ class VaultService:
 
         def certify(counter: int) -> bytes:
             cert = Certificate(card_id, counter, x, registered.digest, Mode.ENCRYPTED)
-            signature = self.key.sign(cert.signed_part(), ec.ECDSA(hashes.SHA256()))
-            return replace(cert, signature=signature).to_bytes()
+            return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
 
         return self.repo.register(card_id, x, raw, int(time.time()), certify)
 
@@ -161,7 +163,7 @@ class VaultService:
             cert = Certificate.from_bytes(certificate)
         except CertificateError as exc:
             raise VaultError(400, f"malformed certificate: {exc}") from exc
-        found = self.repo.lookup(cert.counter, cert.value_hash, certificate)
+        found = self.repo.lookup(cert)
         if found is not None and found.holder == card_id and not found.redeemable:
             raise VaultError(403, "this certificate has not been handed over to this card")
         if cert.card_id != card_id and (found is None or found.holder != card_id):
@@ -181,7 +183,7 @@ class VaultService:
         key and seals the value to the card; refused for a revoked card's registration."""
         if self.config.keymgr_key is None:
             raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
-        if not verify(self.config.keymgr_key, signature, fetch.message()):
+        if not verify(self.config.keymgr_key, signature, fetch.message(self.public_key)):
             raise VaultError(403, "the key manager's signature over the request is not valid")
         if abs(int(time.time()) - fetch.issued_at) > FETCH_WINDOW:
             raise VaultError(403, "a stale request: the key manager's clock or a replay")
@@ -189,7 +191,7 @@ class VaultService:
             cert = Certificate.from_bytes(fetch.certificate)
         except CertificateError as exc:
             raise VaultError(400, f"malformed certificate: {exc}") from exc
-        found = self.repo.lookup(cert.counter, cert.value_hash, fetch.certificate)
+        found = self.repo.lookup(cert)
         if found is None or not found.redeemable:
             raise VaultError(404, "unknown certificate: no value is registered for it")
         holder = self.repo.card_state(found.holder)
@@ -208,7 +210,7 @@ class VaultService:
             raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
         if len(statement.old) != 8 or (statement.new is not None and len(statement.new) != 8):
             raise VaultError(400, "a card id is 8 bytes (16 hex digits)")
-        if not verify(self.config.keymgr_key, signature, statement.message()):
+        if not verify(self.config.keymgr_key, signature, statement.message(self.public_key)):
             raise VaultError(403, "the key manager's signature over the statement is not valid")
         if statement.new == statement.old or (statement.new is None) != (statement.new_key is None):
             raise VaultError(400, "a card cannot replace itself, and a new card comes with its key")
@@ -239,8 +241,9 @@ class VaultService:
         if found is None:
             return None, waiting
         handover = b.Handover(imported, found.certificate)
-        signature = self.key.sign(handover.signed_part(card_id), ec.ECDSA(hashes.SHA256()))
-        return replace(handover, signature=signature), waiting
+        key = self.repo.card_key(card_id)
+        assert key is not None  # a card with a session is registered
+        return replace(handover, signature=sign(self.key, handover.signed_part(b.Identity(card_id, key)))), waiting
 
     def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> bytes:
         """Seed E4 after a loss: the vault's share of the replaced card's key, sealed to the
@@ -281,7 +284,8 @@ class VaultService:
             signed = b.Receipt.from_bytes(receipt)
         except ValueError as exc:
             raise VaultError(400, f"malformed receipt: {exc}") from exc
-        if key is None or not verify(key, signed.signature, b.receipt_message(card_id, counter, x, signed.imported)):
+        if key is None or not verify(key, signed.signature,
+                                        b.receipt_message(self.public_key, card_id, counter, x, signed.imported)):
             raise VaultError(403, "the card's receipt is not valid")
 
         def may_go(r: Registration) -> bool:

@@ -12,6 +12,8 @@ from host.session import WalletSession
 from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
+from ..conftest import ISSUER
+
 PIN = "1234"
 
 
@@ -23,7 +25,7 @@ def personalized(size: int = 32768, index_capacity: int = 16) -> tuple[Simulated
     """A new card with PIN 1234, verified, in an in-process reader."""
     card = SimulatedCard.manufacture(size=size, index_capacity=index_capacity)
     session = WalletSession(connect_card(card))
-    session.personalize(PIN)
+    ISSUER.personalize(session, PIN)
     session.verify_pin(PIN)
     return card, session
 

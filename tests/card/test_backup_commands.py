@@ -7,18 +7,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import SW, ApduError
-from apdu.backup import Receipt
+from apdu.backup import Audience, Receipt, receipt_message
 from apdu.certificate import Certificate, make_digest, value_hash
 from apdu.records import ValueFlags, ValueRecord
 from card import SimulatedCard, crypto
 from host.demo import FIG15
 from host.session import WalletSession
 from host.transport import CardRemovedError
+from servers.keyfile import sign
 
+from ..conftest import ISSUER
 from ..readers import Reader
 from .helpers import clone, observe
 
@@ -37,7 +38,7 @@ class Vault:
         self.counter += 1
         cert = Certificate(card_id, self.counter, value_hash(value), make_digest(value))
         cert = replace(cert, **changes)  # type: ignore[arg-type]
-        return replace(cert, signature=self.key.sign(cert.signed_part(), ec.ECDSA(hashes.SHA256()))).to_bytes()
+        return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
 
 
 def crypto_public(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -52,7 +53,7 @@ VAULT = Vault()
 def loaded(vault: Vault = VAULT) -> bytes:
     card = SimulatedCard.manufacture(index_capacity=16)
     s = WalletSession(card_link(card))
-    s.personalize(PIN)
+    ISSUER.personalize(s, PIN)
     s.verify_pin(PIN)
     for r in FIG15:
         s.store(r)
@@ -111,8 +112,8 @@ def test_keep_option_marks_backed_up(reader: Reader) -> None:
     assert s.list()[0].flags == ValueFlags.NONE
     receipt = Receipt.from_bytes(s.sign_receipt(c.counter, c.value_hash))
     assert receipt.imported == 0
-    assert crypto.verify(s.identity().public_key, receipt.signature, b"EVB-RECEIPT-1" + s.identity().card_id
-                         + c.counter.to_bytes(4, "big") + c.value_hash + bytes(4))
+    assert crypto.verify(s.identity().public_key, receipt.signature,
+                         receipt_message(VAULT.public_key, s.identity().card_id, c.counter, c.value_hash, 0))
 
 
 BAD_CERTS = {
@@ -181,7 +182,8 @@ def test_vault_key_is_pinned_while_certificates_exist(reader: Reader) -> None:
 def test_commands_need_the_pin(reader: Reader) -> None:
     card = clone(CELLS)
     s = WalletSession(reader.insert(card))
-    for call in (lambda: s.begin_backup(1), lambda: s.authenticate(bytes(32)), lambda: s.sign_receipt(1, bytes(32))):
+    for call in (lambda: s.begin_backup(1), lambda: s.authenticate(Audience.VAULT, bytes(32)),
+                 lambda: s.sign_receipt(1, bytes(32))):
         with pytest.raises(ApduError) as refused:
             call()
         assert refused.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED

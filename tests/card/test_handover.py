@@ -7,16 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import SW, ApduError
-from apdu.backup import Handover, Receipt
+from apdu.backup import Handover, Identity, Receipt, receipt_message
 from apdu.certificate import Certificate
 from apdu.records import ValueFlags, ValueType
 from card import crypto
 from host.demo import FIG15
 from host.session import WalletSession
+from servers.keyfile import sign
 
 from ..readers import Reader
 from .helpers import observe, tear_every_write
@@ -26,16 +25,19 @@ OLD_CARD = bytes.fromhex("0102030405060708")
 VALUE = FIG15[0].body()
 
 
-def handover(target: bytes, sequence: int, vault: Vault = VAULT, cert: bytes | None = None,
+OTHER_CARD = Identity(OLD_CARD, VAULT.public_key)  # any valid point serves as another card's key
+
+
+def handover(target: Identity, sequence: int, vault: Vault = VAULT, cert: bytes | None = None,
              card_id: bytes = OLD_CARD) -> Handover:
     cert = cert or vault.certify(card_id, VALUE)
     h = Handover(sequence, cert)
-    return replace(h, signature=vault.key.sign(h.signed_part(target), ec.ECDSA(hashes.SHA256())))
+    return replace(h, signature=sign(vault.key, h.signed_part(target)))
 
 
 def test_a_handover_is_imported_once_and_its_value_restored(reader: Reader) -> None:
     card, s = opened(reader)
-    me = s.identity().card_id
+    me = s.identity()
     assert s.import_counter() == 0
     h = handover(me, 0)
     value_id = s.import_certificate(h)
@@ -54,37 +56,39 @@ def test_a_handover_is_imported_once_and_its_value_restored(reader: Reader) -> N
     assert s.read(value_id).body() == VALUE
     receipt = Receipt.from_bytes(s.sign_receipt(c.counter, c.value_hash))
     assert receipt.imported == 1
-    assert crypto.verify(s.identity().public_key, receipt.signature, b"EVB-RECEIPT-1" + me
-                         + c.counter.to_bytes(4, "big") + c.value_hash + (1).to_bytes(4, "big"))
+    assert crypto.verify(me.public_key, receipt.signature,
+                         receipt_message(VAULT.public_key, me.card_id, c.counter, c.value_hash, 1))
 
 
 def test_a_certificate_without_name_or_type_is_listed_by_its_counter(reader: Reader) -> None:
     card, s = opened(reader)
     cert = VAULT.certify(OLD_CARD, VALUE, digest=b"")
-    value_id = s.import_certificate(handover(s.identity().card_id, 0, cert=cert))
+    value_id = s.import_certificate(handover(s.identity(), 0, cert=cert))
     entry = next(e for e in s.list() if e.id == value_id)
     assert entry.name == f"certificate {Certificate.from_bytes(cert).counter}" and entry.type == ValueType.OTHER
 
 
-def refusals(me: bytes) -> dict[str, tuple[Handover, SW]]:
+def refusals(me: Identity) -> dict[str, tuple[Handover, SW]]:
     other_vault = Vault()
     genuine = handover(me, 0)
     return {
         "out of sequence": (handover(me, 1), SW.CONDITIONS_NOT_SATISFIED),
-        "signed for another card": (handover(OLD_CARD, 0), SW.VERIFICATION_FAILED),
+        "signed for another card": (handover(OTHER_CARD, 0), SW.VERIFICATION_FAILED),
+        "signed for this card id with another key": (handover(Identity(me.card_id, VAULT.public_key), 0),
+                                                     SW.VERIFICATION_FAILED),
         "another vault": (handover(me, 0, other_vault, cert=other_vault.certify(OLD_CARD, VALUE)),
                           SW.VERIFICATION_FAILED),
         "tampered handover": (replace(genuine, signature=genuine.signature[:-1] + b"\x00"), SW.VERIFICATION_FAILED),
         "certificate not signed": (handover(me, 0, cert=replace(Certificate.from_bytes(VAULT.certify(
             OLD_CARD, VALUE)), signature=b"\x30\x00").to_bytes()), SW.VERIFICATION_FAILED),
-        "the card's own certificate": (handover(me, 0, card_id=me), SW.WRONG_DATA),
+        "the card's own certificate": (handover(me, 0, card_id=me.card_id), SW.WRONG_DATA),
     }
 
 
-@pytest.mark.parametrize("case", list(refusals(bytes(8))))
+@pytest.mark.parametrize("case", list(refusals(OTHER_CARD)))
 def test_refused_handovers_change_nothing(reader: Reader, case: str) -> None:
     card, s = opened(reader)
-    h, sw = refusals(s.identity().card_id)[case]
+    h, sw = refusals(s.identity())[case]
     before = observe(card)
     with pytest.raises(ApduError) as refused:
         s.import_certificate(h)
@@ -96,15 +100,15 @@ def test_no_vault_key_no_import() -> None:
 
     card, s = personalized()
     with pytest.raises(ApduError) as refused:
-        s.import_certificate(handover(s.identity().card_id, 0))
+        s.import_certificate(handover(s.identity(), 0))
     assert refused.value.sw == SW.REFERENCE_DATA_NOT_USABLE
 
 
 def test_tearing_at_every_write_of_an_import() -> None:
     cells = loaded()
 
-    def target(s: WalletSession) -> bytes:
-        return s.identity().card_id
+    def target(s: WalletSession) -> Identity:
+        return s.identity()
 
     def op(s: WalletSession) -> None:
         s.import_certificate(handover(target(s), s.import_counter()))

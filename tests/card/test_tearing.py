@@ -19,7 +19,7 @@ from host.session import WalletSession
 from host.transport import CardRemovedError
 from host.transport.inprocess import connect_card
 
-from ..conftest import FULL
+from ..conftest import FULL, ISSUER
 from ..readers import Reader
 from .helpers import Observed, cells_with, clone, observe
 
@@ -36,7 +36,7 @@ def fragmented_card() -> bytes:
     """A small card whose free space is only in holes: the next large store must compact."""
     card = SimulatedCard.manufacture(size=8192, index_capacity=32)
     s = WalletSession(connect_card(card))
-    s.personalize(PIN)
+    ISSUER.personalize(s, PIN)
     s.verify_pin(PIN)
     ids = []
     try:

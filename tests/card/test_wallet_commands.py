@@ -15,6 +15,7 @@ from host.session import WalletSession
 from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
+from ..conftest import ISSUER
 from ..readers import Reader
 from .helpers import send
 
@@ -199,7 +200,7 @@ def test_list_filters(session: WalletSession, flt: w.ListFilter, names: list[str
 def test_full_card_answers_6a84_and_changes_nothing(reader: Reader) -> None:
     card = SimulatedCard.manufacture(size=8192, index_capacity=8)
     s = WalletSession(reader.insert(card))
-    s.personalize("1234")
+    ISSUER.personalize(s, "1234")
     s.verify_pin("1234")
     big = ValueRecord(ValueType.COUPON, "Big", payload=bytes(500))
     while True:
@@ -217,7 +218,7 @@ def test_full_card_answers_6a84_and_changes_nothing(reader: Reader) -> None:
 def test_fragmented_card_compacts_to_make_room(reader: Reader) -> None:
     card = SimulatedCard.manufacture(size=8192, index_capacity=32)
     s = WalletSession(reader.insert(card))
-    s.personalize("1234")
+    ISSUER.personalize(s, "1234")
     s.verify_pin("1234")
     ids = []
     while True:  # fill the data area with 300-byte records

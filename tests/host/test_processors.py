@@ -13,6 +13,8 @@ from host.session import WalletSession
 from host.transport import TransportError
 from host.transport.inprocess import connect_card
 
+from ..conftest import ISSUER
+
 
 class Recorder:
     """A transport that records what crosses it and forwards to a real simulated card."""
@@ -53,7 +55,7 @@ def personalized(historical: bytes | None = None) -> SimulatedCard:
     if historical is not None:
         card.atr = build_atr(historical)
     s = WalletSession(connect_card(card))
-    s.personalize("1234")
+    ISSUER.personalize(s, "1234")
     card.power_off()
     return card
 

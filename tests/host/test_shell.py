@@ -17,6 +17,8 @@ from host.session import WalletSession
 from host.transport.inprocess import open_image
 from servers.vault.server import running
 
+from ..conftest import ISSUER
+
 PIN = "1234"
 PROMPT = "evb> "
 COUPON = "store --type coupon --name 'Coupon {n}' --payload-hex " + "ab" * 500
@@ -46,7 +48,7 @@ def test_a_session_that_stores_until_shortage_and_chooses_automatic(tmp_path: Pa
     image = tmp_path / "card.img"
     SimulatedCard.manufacture(size=8192, index_capacity=16, image=image)
     with open_image(image) as transport:
-        WalletSession(transport).personalize(PIN)
+        ISSUER.personalize(WalletSession(transport), PIN)
     child = spawn(tmp_path, vault_url, image)
     transcript = []
     child.logfile_read = _Collect(transcript)

@@ -22,6 +22,7 @@ from host.session import WalletSession
 from host.transport.pcsc import connect_reader
 from servers.keymgr.server import running
 
+from ..conftest import ISSUER
 from ..readers import PcscReader, retry
 from ..servers.test_split_key import FAST
 from .test_serve import SLOT1, evb
@@ -32,7 +33,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def id_card_in_slot1(pcscd: None, tmp_path: Path) -> Iterator[IdCardSession]:
     image = tmp_path / "id.img"
-    SimulatedCard.issue_idcard("Hanako Yamada", "DL-777", date(2099, 12, 31), pin="2468", image=image)
+    SimulatedCard.issue_idcard("Hanako Yamada", "DL-777", date(2099, 12, 31), ISSUER.sign, pin="2468", image=image)
     proc = subprocess.Popen([sys.executable, "-m", "host.cli", "card", "serve", "--kind", "idcard",
                              "--card-image", str(image), "--slot", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,7 +55,7 @@ def test_a_key_restored_with_password_and_id_card(pcsc_bridge: VpcdBridge, id_ca
     slot0 = PcscReader(pcsc_bridge)
     try:
         old = WalletSession(slot0.insert(SimulatedCard.manufacture()))
-        old.personalize("1234")
+        ISSUER.personalize(old, "1234")
         old.verify_pin("1234")
         info = old.generate_key()
         with running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST) as url:
@@ -66,7 +67,7 @@ def test_a_key_restored_with_password_and_id_card(pcsc_bridge: VpcdBridge, id_ca
                 keymgr.set_policy("password and id-card")
             old_id = old.identity().card_id
             new = WalletSession(slot0.insert(SimulatedCard.manufacture()))  # the card was lost: a new one
-            new.personalize("1234")
+            ISSUER.personalize(new, "1234")
             new.verify_pin("1234")
             with KeyManagerClient(url) as keymgr:
                 with pytest.raises(KeyManagerClientError) as refused:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from servers.keymgr import service as keymgr_service
 from servers.keymgr.server import running
 from servers.keymgr.service import MAX_FAILURES
 
+from ..conftest import ISSUER
 from .test_keymgr import refused
 from .test_split_key import FAST
 
@@ -35,8 +36,10 @@ def keymgr(db_url: str, tmp_path: Path) -> Iterator[KeyManagerClient]:
         yield client
 
 
-def id_card(holder: str = "Hanako Yamada", number: str = "DL-1", days: int = 365) -> IdCardSession:
-    return IdCardSession(connect_card(SimulatedCard.issue_idcard(holder, number, date.today() + timedelta(days))))
+def id_card(holder: str = "Hanako Yamada", number: str = "DL-1", days: int = 365,
+            issuer: Callable[[bytes], bytes] = ISSUER.sign) -> IdCardSession:
+    return IdCardSession(connect_card(SimulatedCard.issue_idcard(holder, number, date.today() + timedelta(days),
+                                                                 issuer)))
 
 
 def test_password_and_id_card(keymgr: KeyManagerClient) -> None:
@@ -61,7 +64,8 @@ def test_a_replayed_challenge_signature_is_refused(keymgr: KeyManagerClient) -> 
     keymgr.login(NAME, PASSWORD, answer)
     refused(lambda: keymgr.login(NAME, PASSWORD, answer), 401, "used challenge")
     challenge = keymgr.auth_challenge("someone else")  # issued for another name
-    refused(lambda: keymgr.login(NAME, PASSWORD, IdCardAnswer("DL-1", challenge, mine.authenticate(challenge))),
+    refused(lambda: keymgr.login(NAME, PASSWORD, IdCardAnswer("DL-1", challenge,
+                                                              mine.authenticate(keymgr.public_key(), challenge))),
             401, "challenge")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from apdu.backup import Audience
 from apdu.records import ValueFlags
 from card import SimulatedCard
 from host.backup import backup, connect
@@ -30,7 +31,7 @@ from servers.keymgr.server import running as keymgr_running
 from servers.vault.server import running as vault_running
 
 from ..card.helpers import PIN, personalized
-from ..conftest import FULL
+from ..conftest import FULL, ISSUER
 from .test_split_key import FAST
 
 PASSWORD = "correct horse battery"
@@ -154,7 +155,7 @@ def test_refusals(world: World) -> None:
     lost = lose_a_card(world, encrypted=False)
     with KeyManagerClient(world.keymgr_url) as anonymous:
         with pytest.raises(KeyManagerClientError) as refused:
-            anonymous.report_lost(lost.card_id, None)
+            anonymous.report_lost(lost.card_id, None, ISSUER.public_key)  # any vault key
         assert refused.value.status == 401
     with KeyManagerClient(world.keymgr_url) as thief, VaultClient(world.vault_url) as vault:
         name = next(names)
@@ -163,13 +164,14 @@ def test_refusals(world: World) -> None:
         _, theirs = personalized()
         enrol_card(theirs, thief)
         with pytest.raises(KeyManagerClientError) as refused:  # not the thief's card
-            thief.report_lost(lost.card_id, theirs.identity().card_id)
+            thief.report_lost(lost.card_id, theirs.identity().card_id, vault.public_key())
         assert refused.value.status == 403
         with pytest.raises(KeyManagerClientError) as refused:  # enrolling it needs the card itself
             challenge = thief.card_challenge()
-            thief.enrol_card(lost.card_id, theirs.identity().public_key, challenge, theirs.authenticate(challenge))
-        assert refused.value.status == 401
-        statement = thief.report_lost(theirs.identity().card_id, None)
+            thief.enrol_card(lost.card_id, theirs.identity().public_key, theirs.attestation(), challenge,
+                             theirs.authenticate(Audience.KEY_MANAGER, challenge))
+        assert refused.value.status == 403 and "attestation" in refused.value.message
+        statement = thief.report_lost(theirs.identity().card_id, None, vault.public_key())
         forged = replace(statement, old_card_id=lost.card_id)  # their signed word, bent to another card
         with pytest.raises(VaultClientError) as refused:
             vault.replace_card(forged)

@@ -28,7 +28,7 @@ from servers.keymgr.server import running as keymgr_running
 from servers.vault.server import running as vault_running
 
 from ..card.helpers import PIN
-from ..conftest import FULL
+from ..conftest import FULL, ISSUER
 from .test_recovery import Faults, World
 from .test_split_key import FAST
 
@@ -61,7 +61,7 @@ def owner_with_backups(world: World, n: int = 6) -> Owner:
     name = next(names)
     card = SimulatedCard.manufacture(size=65536, index_capacity=256)
     s = WalletSession(connect_card(card))
-    s.personalize(PIN)
+    ISSUER.personalize(s, PIN)
     s.verify_pin(PIN)
     originals = {}
     for i in range(n):

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from apdu.backup import Audience
 from apdu.certificate import Certificate, Mode, value_hash
 from apdu.records import ValueFlags, ValueRecord, ValueType
 from card import SimulatedCard
@@ -26,6 +27,7 @@ from servers.vault.repository import MIGRATIONS, VaultRepository
 from servers.vault.server import running
 from servers.vault.service import VaultService
 
+from ..conftest import ISSUER
 from .test_keymgr import refused
 
 PIN = "1234"
@@ -40,7 +42,7 @@ def vault_url(db_url: str, tmp_path: Path) -> Iterator[str]:
 
 def new_card(*names: str) -> WalletSession:
     s = WalletSession(connect_card(SimulatedCard.manufacture(index_capacity=16)))
-    s.personalize(PIN)
+    ISSUER.personalize(s, PIN)
     s.verify_pin(PIN)
     for name in names:
         s.store(ValueRecord(ValueType.TICKET, name, issuer="Cinema B", valid_to=date(2000, 5, 31), place="B"))
@@ -50,17 +52,20 @@ def new_card(*names: str) -> WalletSession:
 def test_a_challenge_opens_one_session_only(vault_url: str) -> None:
     s = new_card()
     identity = s.identity()
+    attestation = s.attestation()
     with VaultClient(vault_url) as vault:
+        s.put_vault_key(vault.public_key())
         challenge = vault.challenge(identity.card_id)
-        signature = s.authenticate(challenge)
-        vault.open_session(identity.card_id, identity.public_key, challenge, signature)
+        signature = s.authenticate(Audience.VAULT, challenge)
+        vault.open_session(identity.card_id, identity.public_key, attestation, challenge, signature)
         assert vault.registrations() == []
-        refused(lambda: vault.open_session(identity.card_id, identity.public_key, challenge, signature),
+        refused(lambda: vault.open_session(identity.card_id, identity.public_key, attestation, challenge, signature),
                 401, "unknown or expired challenge")  # a replayed signature is worthless
         other = vault.challenge(identity.card_id)
-        refused(lambda: vault.open_session(identity.card_id, identity.public_key, other, signature),
+        refused(lambda: vault.open_session(identity.card_id, identity.public_key, attestation, other, signature),
                 401, "signature over the challenge is not valid")  # signed another challenge
-        refused(lambda: vault.open_session(identity.card_id, identity.public_key, other, s.authenticate(other)),
+        refused(lambda: vault.open_session(identity.card_id, identity.public_key, attestation, other,
+                                           s.authenticate(Audience.VAULT, other)),
                 401, "unknown or expired challenge")  # the failed try used it up
 
 
@@ -69,9 +74,10 @@ def test_a_card_id_is_bound_to_its_first_key(vault_url: str) -> None:
     card_id = mine.identity().card_id
     with VaultClient(vault_url) as vault:
         connect(mine, vault)
+        impostor.put_vault_key(vault.public_key())
         challenge = vault.challenge(card_id)  # the impostor claims my id with its own key
-        refused(lambda: vault.open_session(card_id, impostor.identity().public_key, challenge,
-                                           impostor.authenticate(challenge)), 401, "not valid")
+        refused(lambda: vault.open_session(card_id, impostor.identity().public_key, impostor.attestation(), challenge,
+                                           impostor.authenticate(Audience.VAULT, challenge)), 401, "not valid")
 
 
 def test_cards_see_and_release_only_their_own(vault_url: str) -> None:

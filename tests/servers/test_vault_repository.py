@@ -6,9 +6,11 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
+from apdu.certificate import Certificate
 from servers.storage import Database, Migration, StorageError
 from servers.vault.repository import MIGRATIONS, ConflictError, VaultRepository
 
@@ -19,8 +21,8 @@ def repo(url: str, modulus: int = 2**32) -> VaultRepository:
     return VaultRepository(Database.open(url, MIGRATIONS), modulus)
 
 
-def cert_for(counter: int) -> bytes:
-    return b"cert-" + counter.to_bytes(4, "big")
+def cert_for(counter: int, x: bytes = bytes(32), digest: bytes = b"") -> bytes:
+    return Certificate(CARD, counter, x, digest, signature=b"\x30\x00").to_bytes()
 
 
 def test_migrations_apply_once(db_url: str) -> None:
@@ -46,12 +48,16 @@ def test_rollback_on_exception(db_url: str) -> None:
 
 def test_registration_counter_wraps_and_lookup_uses_the_hash(db_url: str) -> None:
     r = repo(db_url, modulus=4)
-    regs = [r.register(CARD, bytes([i]) * 32, b"value%d" % i, 100, cert_for) for i in range(6)]
+    regs = [r.register(CARD, bytes([i]) * 32, b"value%d" % i, 100, lambda c, x=bytes([i]) * 32: cert_for(c, x))
+            for i in range(6)]
     assert [g.counter for g in regs] == [0, 1, 2, 3, 0, 1]
     for g in regs:  # counters collide after the wrap: the hash and the certificate decide
-        assert r.lookup(g.counter, g.value_hash, g.certificate) == g
-    assert r.lookup(0, regs[0].value_hash, b"forged") is None
-    assert r.lookup(2, regs[0].value_hash, regs[0].certificate) is None
+        assert r.lookup(Certificate.from_bytes(g.certificate)) == g
+    first = Certificate.from_bytes(regs[0].certificate)
+    assert r.lookup(replace(first, digest=bytes.fromhex("8301"))) is None  # another content
+    assert r.lookup(replace(first, counter=2)) is None
+    # what the vault signed decides, not the signature's bytes (ECDSA has other valid encodings)
+    assert r.lookup(replace(first, signature=b"\x30\x01")) == regs[0]
     assert r.find_by_hash(CARD, regs[5].value_hash) == regs[5]
     assert r.count() == 6 and [g.counter for g in r.list(CARD)] == [0, 1, 2, 3, 0, 1]
 
@@ -105,6 +111,7 @@ def test_concurrent_registrations_get_distinct_counters(db_url: str) -> None:
 
 WRITER = """
 import sys, itertools
+from apdu.certificate import Certificate
 from servers.storage import Database
 from servers.vault.repository import MIGRATIONS, VaultRepository
 r = VaultRepository(Database.open(sys.argv[1], MIGRATIONS))
