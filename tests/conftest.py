@@ -7,6 +7,7 @@ something in a few minutes; ``full`` runs the sizes reported in closing notes.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +16,7 @@ from card import SimulatedCard
 from host.session import WalletSession
 from host.transport import Transport
 from host.transport.inprocess import connect_card
+from servers.tls import Issued, init_folder
 
 from . import readers
 from .readers import Reader
@@ -30,6 +32,15 @@ settings.register_profile("full", max_examples=2000, deadline=None, suppress_hea
 settings.load_profile("full" if FULL else "ci")
 
 PIN = "1234"
+
+
+@pytest.fixture
+def cli_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Issued:
+    """A CA and a loopback server certificate for the servers a CLI test starts; the CLI trusts
+    the CA through EVB_CA, as a user would set it."""
+    issued = init_folder(tmp_path / "tls")
+    monkeypatch.setenv("EVB_CA", str(issued.ca_cert))
+    return issued
 
 
 @pytest.fixture

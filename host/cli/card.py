@@ -19,8 +19,8 @@ from apdu.records import ValueRecord, ValueType
 from .. import triggers
 from ..session import WalletSession
 from ..transport.open import default_image, open_card
-from ..triggers import VaultLink
 from .errors import CliFail
+from .net import vault_link
 from .render import console, info_table, listing_table, print_json, record_table
 from .shortage import day, decider, policy_for, shortage_options
 
@@ -254,7 +254,7 @@ def store(
         payload=payload,
     )
     unlock(session, pin)
-    with VaultLink(vault_url) as link:
+    with vault_link(vault_url) as link:
         value_id, made = triggers.store(session, record, link, day(today), policy_for(session, on_shortage), decider())
     if as_json:
         print_json({"id": value_id, "backed_up": made})

@@ -8,8 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from servers.tls import ServerTls
 
 from .. import factors
 from ..backup import connect
@@ -18,17 +22,16 @@ from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split
 from ..recovery import recover, report_lost
 from ..rotation import rotate
 from ..session import WalletSession
-from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .idcard import id_image_option, id_reader_option, optional_id_card
 from .keys import info_json, key
+from .net import keymgr_client, serve_tls, trust, url_option, vault_client, warn_plain_http, with_ca
 from .render import console, print_json, progress_bar
 from .shortage import vault_option
 
-DEFAULT_KEYMGR = "http://127.0.0.1:8471"
-keymgr_option = click.option("--keymgr", "keymgr_url", envvar="EVB_KEYMGR", default=DEFAULT_KEYMGR,
-                             show_default=True, help="The key manager's URL (or EVB_KEYMGR).")
+DEFAULT_KEYMGR = "https://127.0.0.1:8471"
+keymgr_option = url_option("--keymgr", "keymgr_url", "EVB_KEYMGR", DEFAULT_KEYMGR, "key manager")
 
 
 def session_file() -> Path:
@@ -44,7 +47,7 @@ def logged_in(url: str) -> KeyManagerClient:
         saved = {}
     if saved.get("url") != url or saved.get("expires_at", 0) <= time.time():
         raise CliFail("not logged in to this key manager: run 'evb account login'")
-    client = KeyManagerClient(url)
+    client = keymgr_client(url)
     client._token = saved["token"]
     return client
 
@@ -72,11 +75,14 @@ def keymgr() -> None:
 @click.option("--master-key", "master_path", type=click.Path(dir_okay=False, path_type=Path),
               help="32-byte file encrypting escrowed keys at rest, kept outside the database "
                    "(or EVB_KEYMGR_MASTER_KEY_FILE); created on first start.")
-@click.option("--vault", "vault_url", envvar="EVB_VAULT", help="The vault, for server-assisted restore (E6).")
+@click.option("--vault", "vault_url", envvar="EVB_VAULT",
+              help="The vault, for server-assisted restore (E6); its certificate is checked as a client's (--ca).")
+@with_ca
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8471, show_default=True)
+@serve_tls
 def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, vault_url: str | None, host: str,
-          port: int) -> None:
+          port: int, tls: ServerTls | None) -> None:
     """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
@@ -84,14 +90,18 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
     from servers.keymgr.service import KeyManagerConfig
     from servers.storage import StorageError
 
+    if vault_url:
+        warn_plain_http(vault_url, "vault")
     try:
         app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key(),
-                        KeyManagerConfig(vault_url=vault_url))
+                        KeyManagerConfig(vault_url=vault_url, vault_ca=trust()))
     except (StorageError, ValueError) as exc:
         raise CliFail(str(exc)) from exc
-    console.print(f"Key manager on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")
+    console.print(f"Key manager on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
+                  "Ctrl-C to stop.")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=tls.cert if tls else None,
+                    ssl_keyfile=tls.key if tls else None)
     finally:
         db.close()
 
@@ -144,7 +154,7 @@ def account() -> None:
 @password_option
 def create(name: str, keymgr_url: str, password: str | None) -> None:
     """Open an account (the password is stored only as an Argon2id hash)."""
-    with KeyManagerClient(keymgr_url) as client:
+    with keymgr_client(keymgr_url) as client:
         client.create_account(name, ask_password(password, confirm=True))
     console.print(f"Account {name} created; 'evb account login {name}' next.")
 
@@ -163,7 +173,7 @@ def login(name: str, keymgr_url: str, password: str | None, no_password: bool, i
     """Log in with the factors your account's policy needs (password by default; an ID card in a
     second reader; a finger); the session is kept (0600) for the key commands until it expires."""
     secret = None if no_password else ask_password(password)
-    with KeyManagerClient(keymgr_url) as client, optional_id_card(id_image, id_reader) as card:
+    with keymgr_client(keymgr_url) as client, optional_id_card(id_image, id_reader) as card:
         if card is not None and id_pin is not None:
             card.verify_pin(id_pin)
         expires = factors.login(client, name, secret, card, finger)
@@ -266,7 +276,7 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: 
             print_json(info_json(info)) if as_json else console.print(
                 f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
             return
-        with VaultClient(vault_url) as vault:
+        with vault_client(vault_url) as vault:
             connect(session, vault)
             info, codes = split_key(session, client, vault)
     if as_json:
@@ -291,7 +301,7 @@ def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault
     """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
     card and registered anew, then the old key is destroyed. Cut anywhere, run it again."""
     unlock(session, pin)
-    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
         connect(session, vault)
         with progress_bar("Re-encrypting", as_json) as progress:
             result = rotate(session, vault, client, progress, restore_all=restore_all)
@@ -353,7 +363,7 @@ def lost(card_id: str, keymgr_url: str, vault_url: str) -> None:
     """Report a card of yours lost: the vault revokes it at once, so nobody can redeem its
     certificates; 'evb recover' later brings its values to a new card."""
     old = parse_card_id(card_id, "CARD_ID")
-    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
         report_lost(client, vault, old, None)
     console.print(f"Card {old.hex().upper()} revoked at the vault; recover its values with "
                   f"'evb recover --from-card {old.hex()}' on the new card.")
@@ -372,7 +382,7 @@ def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_u
     its certificates, one handover each, and their values, each exactly once. Safe to re-run."""
     old = parse_card_id(from_card, "--from-card")
     unlock(session, pin)
-    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
         connect(session, vault)
         with progress_bar("Taking certificates", as_json) as progress:
             result = recover(session, vault, client, old, lambda taken, waiting: progress(taken, taken + waiting))

@@ -22,6 +22,7 @@ from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
 from .shell import shell
+from .tls import tls
 from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
 
@@ -72,6 +73,7 @@ cli.add_command(shell)
 cli.add_command(key)
 cli.add_command(keymgr)
 cli.add_command(account)
+cli.add_command(tls)
 
 
 def run() -> None:

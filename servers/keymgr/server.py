@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from ..keyfile import load_or_create_key
 from ..runner import BackgroundServer, data_dir
 from ..storage import Database
+from ..tls import ServerTls
 from .app import create_app
 from .repository import MIGRATIONS, KeyManagerRepository
 from .service import MASTER_KEY_ENV, KeyManagerConfig, KeyManagerService, MasterKey
@@ -53,10 +54,12 @@ def build(db_url: str, key_path: Path, master_path: Path,
 
 
 @contextmanager
-def running(db_url: str, key_path: Path, master_path: Path, config: KeyManagerConfig | None = None) -> Iterator[str]:
-    """A key manager on a free loopback port for the length of the block; answers its URL."""
+def running(db_url: str, key_path: Path, master_path: Path, config: KeyManagerConfig | None = None,
+            tls: ServerTls | None = None) -> Iterator[str]:
+    """A key manager on a free loopback port for the length of the block (HTTPS with ``tls``);
+    answers its URL."""
     app, db = build(db_url, key_path, master_path, config)
-    server = BackgroundServer(app)
+    server = BackgroundServer(app, tls=tls)
     try:
         yield server.start()
     finally:

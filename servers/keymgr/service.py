@@ -36,8 +36,9 @@ from apdu.idcard import IdDocument
 from apdu.idcard import auth_message as id_auth_message
 from apdu.signature import verify
 
-from ..keyfile import public_bytes
+from ..keyfile import check_private, private_dir, public_bytes
 from ..statements import Fetch, Replacement
+from ..tls import untrusted_reason, verify_context
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from . import fingerprint
@@ -79,6 +80,7 @@ class KeyManagerConfig:
     argon2_memory_kib: int = 65536  # 64 MiB per guess: memory-hard
     argon2_parallelism: int = 4
     vault_url: str | None = None  # for server-assisted restore (E6)
+    vault_ca: Path | None = None  # the CA the vault's certificate must chain to [default: the system store]
 
 
 class MasterKey:
@@ -90,11 +92,12 @@ class MasterKey:
     @classmethod
     def load_or_create(cls, path: Path) -> MasterKey:
         if path.exists():
+            check_private(path)
             raw = path.read_bytes()
             if len(raw) != 32:
                 raise ValueError(f"{path} does not hold a 32-byte master key")
             return cls(raw)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         raw = os.urandom(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -427,9 +430,9 @@ class KeyManagerService:
                 "signature": base64.b64encode(signature).decode()}
         try:
             response = httpx.post(f"{self.config.vault_url.rstrip('/')}/v1/keymgr/registered-values", json=body,
-                                  timeout=10.0)
+                                  timeout=10.0, verify=verify_context(self.config.vault_ca))
         except httpx.HTTPError as exc:
-            raise KeyManagerError(503, f"cannot reach the vault: {exc}") from exc
+            raise KeyManagerError(503, f"cannot reach the vault: {untrusted_reason(exc) or exc}") from exc
         if response.status_code >= 400:
             detail = response.json().get("detail", response.text) if response.headers.get(
                 "content-type", "").startswith("application/json") else response.text

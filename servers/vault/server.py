@@ -13,6 +13,7 @@ from apdu.certificate import ALL_DIGEST_FIELDS, DigestField
 from ..keyfile import load_or_create_key
 from ..runner import BackgroundServer, data_dir
 from ..storage import Database
+from ..tls import ServerTls
 from .app import create_app
 from .repository import MIGRATIONS, VaultRepository
 from .service import VaultConfig, VaultService
@@ -43,10 +44,11 @@ def build(
 
 
 @contextmanager
-def running(db_url: str, key_path: Path, **options: object) -> Iterator[str]:
-    """A vault on a free loopback port for the length of the block; answers its URL."""
+def running(db_url: str, key_path: Path, tls: ServerTls | None = None, **options: object) -> Iterator[str]:
+    """A vault on a free loopback port for the length of the block (HTTPS with ``tls``);
+    answers its URL."""
     app, db = build(db_url, key_path, **options)  # type: ignore[arg-type]
-    server = BackgroundServer(app)
+    server = BackgroundServer(app, tls=tls)
     try:
         yield server.start()
     finally:
