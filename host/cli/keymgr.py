@@ -24,10 +24,11 @@ from ..rotation import rotate
 from ..session import WalletSession
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
-from .idcard import id_image_option, id_reader_option, optional_id_card
+from .idcard import id_image_option, id_pin_option, id_reader_option, optional_id_card
 from .keys import info_json, key
 from .net import keymgr_client, serve_tls, trust, url_option, vault_client, warn_plain_http, with_ca
 from .render import console, print_json, progress_bar
+from .secrets import secret_option
 from .shortage import vault_option
 
 DEFAULT_KEYMGR = "https://127.0.0.1:8471"
@@ -56,11 +57,11 @@ def ask_password(value: str | None, confirm: bool = False) -> str:
     if value is not None:
         return value
     if not sys.stdin.isatty():
-        raise CliFail("a password is required: pass --password or set EVB_PASSWORD")
+        raise CliFail("a password is required: pass --password-file FILE or set EVB_PASSWORD")
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
-password_option = click.option("--password", envvar="EVB_PASSWORD", help="(or EVB_PASSWORD; prompted on a terminal)")
+password_option = secret_option("password", "EVB_PASSWORD", "The account's password")
 
 
 @click.group()
@@ -166,7 +167,7 @@ def create(name: str, keymgr_url: str, password: str | None) -> None:
 @click.option("--no-password", is_flag=True, help="Do not give the password (a policy that does without it).")
 @id_image_option
 @id_reader_option
-@click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
+@id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="The finger on the sensor (a simulated finger's name).")
 def login(name: str, keymgr_url: str, password: str | None, no_password: bool, id_image: Path | None,
           id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
@@ -188,19 +189,21 @@ def login(name: str, keymgr_url: str, password: str | None, no_password: bool, i
 
 @account.command("enrol")
 @keymgr_option
-@click.option("--password", "new_password", is_flag=True, help="Set a new password (prompted).")
+@click.option("--password", "new_password", is_flag=True,
+              help="Set a new password (from --new-password-file, EVB_NEW_PASSWORD or the prompt).")
+@secret_option("new-password", "EVB_NEW_PASSWORD", "The new password, with --password", dest="new_password_value")
 @id_image_option
 @id_reader_option
-@click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
+@id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="Enrol this finger (a simulated finger's name): three touches.")
-def enrol_factor(keymgr_url: str, new_password: bool, id_image: Path | None, id_reader: str | None,
-                 id_pin: str | None, finger: str | None) -> None:
+def enrol_factor(keymgr_url: str, new_password: bool, new_password_value: str | None, id_image: Path | None,
+                 id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
     """Add an authentication factor to your account: a password, an ID card, a fingerprint."""
     if not (new_password or id_image or id_reader or finger):
         raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
     with logged_in(keymgr_url) as client:
         if new_password:
-            client.set_password(ask_password(os.environ.get("EVB_NEW_PASSWORD"), confirm=True))
+            client.set_password(ask_password(new_password_value, confirm=True))
             console.print("Password changed.")
         with optional_id_card(id_image, id_reader) as card:
             if card is not None:
@@ -316,7 +319,7 @@ def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault
 @key.command("restore")
 @with_wallet
 @click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
-@click.option("--code", "codes", multiple=True, help="A recovery code of a split key (repeatable).")
+@secret_option("code", "EVB_RECOVERY_CODE", "A recovery code of a split key", dest="codes", multiple=True)
 @keymgr_option
 @pin_option
 @json_option

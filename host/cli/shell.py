@@ -19,7 +19,7 @@ from ..backup import BackupError
 from ..session import WalletSession
 from ..triggers import run_if_due
 from ..vault_client import VaultClientError
-from .card import HeldCard, card_image_option, need_pin, reader_option, wallet
+from .card import HeldCard, card_image_option, need_pin, pin_option, reader_option, wallet
 from .net import CA_ENV, trust, vault_link
 from .render import console
 from .shortage import day, today_option, vault_option
@@ -130,7 +130,7 @@ def start(session: WalletSession, vault_url: str, today: datetime | None) -> Non
 @reader_option
 @vault_option
 @today_option
-@click.option("--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal).")
+@pin_option
 def shell(card_image: Path | None, reader: str | None, vault_url: str, today: datetime | None,
           pin: str | None) -> None:
     """An interactive session on one card: list, store, backup, restore, triggers, …"""

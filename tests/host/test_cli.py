@@ -18,8 +18,8 @@ from host.cli import cli
 PIN = "1234"
 
 
-def evb(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+def evb(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
 
 @pytest.fixture
