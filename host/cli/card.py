@@ -128,6 +128,7 @@ def init(
         card_image = card_image or default_image()
         if card_image.exists() and not force:
             raise CliFail(f"{card_image} already holds a card; pass --force to replace it")
+        card_image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the image itself is 0600
     if pin is None:
         if not sys.stdin.isatty():
             raise CliFail("a PIN is required: pass --pin-file FILE or set EVB_PIN")

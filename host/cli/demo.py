@@ -31,6 +31,7 @@ def demo(workdir: Path | None) -> None:
     """Run the seed's fig. 15 story end to end on a new simulated card."""
     with tempfile.TemporaryDirectory(prefix="evb-demo-") as tmp:
         base = workdir or Path(tmp)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, databases and card images
         image = base / "demo-card.img"
         SimulatedCard.manufacture(image=image)
         console.print(f"[bold]Electronic value backup demo[/] (card image {image})")

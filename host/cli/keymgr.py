@@ -133,7 +133,11 @@ def statement_key(key_path: Path | None) -> None:
     from servers.keyfile import load_or_create_key, public_bytes
     from servers.keymgr.server import default_key, statement_key_path
 
-    click.echo(public_bytes(load_or_create_key(statement_key_path(key_path or default_key())).public_key()).hex())
+    try:
+        key = load_or_create_key(statement_key_path(key_path or default_key()))
+    except ValueError as exc:  # a key file others can read, or not a key
+        raise CliFail(str(exc)) from exc
+    click.echo(public_bytes(key.public_key()).hex())
 
 
 @keymgr.command("openapi")
@@ -180,7 +184,7 @@ def login(name: str, keymgr_url: str, password: str | None, no_password: bool, i
         expires = factors.login(client, name, secret, card, finger)
         token = client._token
     path = session_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"url": keymgr_url, "token": token, "expires_at": expires}, f)

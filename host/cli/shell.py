@@ -143,7 +143,7 @@ def shell(card_image: Path | None, reader: str | None, vault_url: str, today: da
         history = history_file()
         if readline is not None:
             readline.set_completer_delims(" \t")
-            history.parent.mkdir(parents=True, exist_ok=True)
+            history.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if history.exists():
                 readline.read_history_file(history)
         if today is not None:  # the commands of this session evaluate conditions on that day too

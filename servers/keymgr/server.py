@@ -40,10 +40,11 @@ def default_master_key() -> Path:
 
 def build_service(db_url: str, key_path: Path, master_path: Path,
                   config: KeyManagerConfig | None = None) -> tuple[KeyManagerService, Database]:
+    # the keys first: a refused key file leaves no database behind
+    key, master = load_or_create_key(key_path), MasterKey.load_or_create(master_path)
+    signer = load_or_create_key(statement_key_path(key_path))
     db = Database.open(db_url, MIGRATIONS)
-    service = KeyManagerService(KeyManagerRepository(db), load_or_create_key(key_path),
-                                MasterKey.load_or_create(master_path),
-                                load_or_create_key(statement_key_path(key_path)), config or KeyManagerConfig())
+    service = KeyManagerService(KeyManagerRepository(db), key, master, signer, config or KeyManagerConfig())
     return service, db
 
 

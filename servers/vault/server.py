@@ -37,8 +37,9 @@ def build(
     keymgr_key: bytes | None = None,
 ) -> tuple[FastAPI, Database]:
     """``keymgr_key``: the key manager's statement key, pinned; without it no card is replaced."""
+    key = load_or_create_key(key_path)  # first: a refused key file leaves no database behind
     db = Database.open(db_url, MIGRATIONS)
-    service = VaultService(VaultRepository(db, counter_modulus), load_or_create_key(key_path),
+    service = VaultService(VaultRepository(db, counter_modulus), key,
                            VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key))
     return create_app(service), db
 
