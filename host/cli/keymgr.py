@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from servers.tls import ServerTls
-
 from .. import factors
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient
@@ -30,6 +27,9 @@ from .net import keymgr_client, serve_tls, trust, url_option, vault_client, warn
 from .render import console, print_json, progress_bar
 from .secrets import secret_option
 from .shortage import vault_option
+
+if TYPE_CHECKING:
+    from servers.tls import ServerTls
 
 DEFAULT_KEYMGR = "https://127.0.0.1:8471"
 keymgr_option = url_option("--keymgr", "keymgr_url", "EVB_KEYMGR", DEFAULT_KEYMGR, "key manager")

@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-if TYPE_CHECKING:
-    from servers.tls import ServerTls
 from rich.progress import Progress
 
 from apdu import wallet as w
@@ -29,6 +26,9 @@ from .keymgr import keymgr_option, logged_in
 from .net import serve_tls, vault_client, vault_link
 from .render import console, listing_table, print_json
 from .shortage import day, decider, policy_for, shortage_options, vault_option
+
+if TYPE_CHECKING:
+    from servers.tls import ServerTls
 
 
 @click.group()
