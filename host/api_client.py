@@ -29,10 +29,17 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+class CaFileError(ValueError):
+    """A ``--ca`` file that holds no usable CA certificate."""
+
+
 def verify_context(ca: Path | None) -> ssl.SSLContext:
     """The server's certificate must chain to ``ca`` (only), or to the system store without one,
     and name the host in the URL (the same rule as ``servers.tls.verify_context``)."""
-    return ssl.create_default_context(cafile=str(ca) if ca else None)
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+    except OSError as exc:  # ssl.SSLError is one
+        raise CaFileError(f"cannot use {ca} as a CA certificate (PEM): {exc.strerror or exc}") from exc
 
 
 def _refused_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -53,7 +60,10 @@ class ApiClient:
     def __init__(self, url: str, timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
                  ca: Path | None = None) -> None:
         self.url = url.rstrip("/")
-        verify: ssl.SSLContext | bool = verify_context(ca) if self.url.startswith("https:") else True
+        try:
+            verify: ssl.SSLContext | bool = verify_context(ca) if self.url.startswith("https:") else True
+        except CaFileError as exc:
+            raise self.error(0, str(exc)) from exc
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport, verify=verify)
         self._token: str | None = None
 

@@ -163,7 +163,10 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 def verify_context(ca: Path | None) -> ssl.SSLContext:
     """A client's check of a server: its certificate chains to ``ca`` (only), or to the system
     store without one, and names the host in the URL."""
-    return ssl.create_default_context(cafile=str(ca) if ca else None)
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+    except OSError as exc:  # ssl.SSLError is one
+        raise TlsError(f"cannot use {ca} as a CA certificate (PEM): {exc.strerror or exc}") from exc
 
 
 def untrusted_reason(exc: BaseException) -> str | None:

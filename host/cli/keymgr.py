@@ -90,10 +90,13 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
     from servers.keymgr.server import build, default_db, default_key, default_master_key
     from servers.keymgr.service import KeyManagerConfig
     from servers.storage import StorageError
+    from servers.tls import verify_context
 
     if vault_url:
         warn_plain_http(vault_url, "vault")
     try:
+        if vault_url and vault_url.startswith("https:"):
+            verify_context(trust())  # a bad --ca fails here, not at the first assisted restore
         app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key(),
                         KeyManagerConfig(vault_url=vault_url, vault_ca=trust()))
     except (StorageError, ValueError) as exc:

@@ -38,7 +38,7 @@ from apdu.signature import verify
 
 from ..keyfile import check_private, private_dir, public_bytes
 from ..statements import Fetch, Replacement
-from ..tls import untrusted_reason, verify_context
+from ..tls import TlsError, untrusted_reason, verify_context
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from . import fingerprint
@@ -431,7 +431,7 @@ class KeyManagerService:
         try:
             response = httpx.post(f"{self.config.vault_url.rstrip('/')}/v1/keymgr/registered-values", json=body,
                                   timeout=10.0, verify=verify_context(self.config.vault_ca))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TlsError) as exc:
             raise KeyManagerError(503, f"cannot reach the vault: {untrusted_reason(exc) or exc}") from exc
         if response.status_code >= 400:
             detail = response.json().get("detail", response.text) if response.headers.get(

@@ -121,3 +121,15 @@ def test_both_servers_serve_https(tmp_path: Path, issued: Issued) -> None:
             keymgr.kill()
     finally:
         vault.kill()
+
+
+def test_a_ca_file_without_a_certificate_is_one_error_line(tmp_path: Path, issued: Issued) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    r = evb("account", "create", "hanako", "--keymgr", "https://127.0.0.1:9", "--ca", str(bad), "--password", "pw")
+    assert r.exit_code == 1 and len(r.output.splitlines()) == 1
+    assert r.output.startswith(f"Error: cannot use {bad} as a CA certificate (PEM): ")
+    r = evb("keymgr", "serve", "--key", str(tmp_path / "k.pem"), "--master-key", str(tmp_path / "m.key"),
+            "--db", f"sqlite:///{tmp_path / 'km.db'}", "--vault", "https://127.0.0.1:8470", "--ca", str(bad),
+            "--tls-cert", str(issued.server.cert), "--tls-key", str(issued.server.key))
+    assert r.exit_code == 1 and r.output.startswith(f"Error: cannot use {bad} as a CA certificate (PEM): ")
