@@ -133,3 +133,10 @@ def test_a_ca_file_without_a_certificate_is_one_error_line(tmp_path: Path, issue
             "--db", f"sqlite:///{tmp_path / 'km.db'}", "--vault", "https://127.0.0.1:8470", "--ca", str(bad),
             "--tls-cert", str(issued.server.cert), "--tls-key", str(issued.server.key))
     assert r.exit_code == 1 and r.output.startswith(f"Error: cannot use {bad} as a CA certificate (PEM): ")
+
+
+def test_serving_plain_http_warns(tmp_path: Path) -> None:
+    r = evb("vault", "serve", "--insecure-http", "--digest", "type,colour", "--key", str(tmp_path / "k.pem"))
+    assert r.exit_code == 1 and r.stderr.splitlines() == [
+        "Warning: serving plain HTTP (--insecure-http): anyone on the network can read and change the traffic",
+        "Error: unknown digest field colour (type, name, count, expiry, place)"]
