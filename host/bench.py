@@ -139,6 +139,7 @@ def run_login_bench(rounds: int = 40) -> LoginTiming:
     from servers.keymgr.repository import MIGRATIONS, KeyManagerRepository
     from servers.keymgr.server import running
     from servers.storage import Database
+    from servers.tls import init_folder
 
     from .keymgr_client import KeyManagerClient, KeyManagerClientError
 
@@ -146,8 +147,9 @@ def run_login_bench(rounds: int = 40) -> LoginTiming:
     wrong: list[float] = []
     with tempfile.TemporaryDirectory(prefix="evb-bench-") as tmp:
         base = Path(tmp)
-        with running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key") as url, \
-                KeyManagerClient(url) as client:
+        tls = init_folder(base / "tls")  # over TLS on loopback, as deployed
+        with running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key", tls=tls.server) as url, \
+                KeyManagerClient(url, ca=tls.ca_cert) as client:
             client.create_account("owner", "the right password")
             for i in range(rounds):
                 for name, into in ((f"nobody-{i}", unknown), ("owner", wrong)):
@@ -186,6 +188,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
 
     from servers.keymgr.server import running as keymgr_running
     from servers.keymgr.service import KeyManagerConfig
+    from servers.tls import init_folder
     from servers.vault.server import running as vault_running
 
     from .backup import backup, connect
@@ -202,10 +205,12 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
         issuer = Issuer.load_or_create(base / "issuer.pem")
         quick = KeyManagerConfig(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1,  # one login
                                  issuers=(issuer.public_key,))
-        with vault_running(vault_db or f"sqlite:///{base / 'v.db'}", base / "v.pem",
+        tls = init_folder(base / "tls")  # over TLS on loopback, as deployed
+        with vault_running(vault_db or f"sqlite:///{base / 'v.db'}", base / "v.pem", tls.server,
                            issuers=(issuer.public_key,)) as vault_url, \
-                keymgr_running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key", quick) as km_url, \
-                KeyManagerClient(km_url) as keymgr:
+                keymgr_running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key", quick,
+                               tls.server) as km_url, \
+                KeyManagerClient(km_url, ca=tls.ca_cert) as keymgr:
             keymgr.create_account("bench", "bench password")
             keymgr.login("bench", "bench password")
             sessions = []
@@ -216,7 +221,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
                 ids = [session.store(replace(FIG15[i % 4], name=f"{FIG15[i % 4].name} {c}/{i}")) for i in range(values)]
                 session.generate_key()
                 backup_key(session, keymgr)
-                with VaultClient(vault_url) as vault:
+                with VaultClient(vault_url, ca=tls.ca_cert) as vault:
                     key = connect(session, vault)
                     start = time.perf_counter()
                     for done, value_id in enumerate(ids, 1):
@@ -230,7 +235,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
                     if progress:
                         progress("rotating", offset + done, total)
 
-                with VaultClient(vault_url) as vault:
+                with VaultClient(vault_url, ca=tls.ca_cert) as vault:
                     connect(session, vault)
                     start = time.perf_counter()
                     rotate(session, vault, keymgr, moved)

@@ -1,7 +1,7 @@
 """Stackable APDU processors: everything between "send this command" and the raw link.
 
 Bottom to top: :class:`RawProcessor` encodes and talks to the transport; :class:`TraceProcessor`
-logs hex with PINs redacted; :class:`ChainingProcessor` splits long data into a command chain and
+logs hex with secrets redacted (PINs, key seeds, key shares and recovery codes); :class:`ChainingProcessor` splits long data into a command chain and
 caps Ne when the card has no extended length; :class:`ReissueProcessor` answers ``6Cxx``;
 :class:`GetResponseProcessor` collects ``61xx`` continuations. Application code sees one
 :class:`ApduProcessor` and a complete response.
@@ -15,7 +15,8 @@ from typing import Protocol
 from apdu import CommandApdu, ResponseApdu, split_chain
 from apdu.atr import capabilities
 from apdu.command import SHORT_MAX_NC, SHORT_MAX_NE
-from apdu.wallet import INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_VERIFY, get_response
+from apdu.keys import INS_EXPORT_KEY, INS_IMPORT_KEY, INS_IMPORT_SHARE, INS_SPLIT_KEY
+from apdu.wallet import INS_CHANGE_REFERENCE_DATA, INS_GET_RESPONSE, INS_PERSONALIZE, INS_VERIFY, get_response
 
 from .transport import Transport, TransportError
 
@@ -23,7 +24,11 @@ log = logging.getLogger("evb.apdu")
 TRACE = 5  # below DEBUG: APDU traffic is noisy and only wanted on purpose
 logging.addLevelName(TRACE, "TRACE")
 
-SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE}
+# commands whose data is secret: PIN blocks, a key seed sealed for this card, a key share (a
+# recovery code when unsealed)
+SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_IMPORT_KEY, INS_IMPORT_SHARE}
+# commands whose answer is secret: the recovery codes among the shares, the sealed key seed
+SECRET_ANSWER_INS = {INS_SPLIT_KEY, INS_EXPORT_KEY}
 MAX_GET_RESPONSE = 1024  # a card that keeps answering 61xx is broken, not generous
 
 
@@ -41,18 +46,29 @@ class RawProcessor:
 
 
 class TraceProcessor:
+    """Hex of every APDU at the TRACE level, secret data replaced by AA bytes of the same length.
+
+    It sits below GET RESPONSE, so the rest of a secret answer arrives as answers to GET RESPONSE:
+    they stay redacted until another command is sent."""
+
     def __init__(self, inner: ApduProcessor) -> None:
         self.inner = inner
+        self._secret_answer = False
 
     def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        if command.ins != INS_GET_RESPONSE:
+            self._secret_answer = command.ins in SECRET_ANSWER_INS
         if log.isEnabledFor(TRACE):
             shown = command.to_bytes()
             if command.ins in SECRET_INS and command.data:
-                shown = shown[:5] + b"\xaa" * len(command.data)  # redact PIN blocks
+                shown = shown[:5] + b"\xaa" * len(command.data)
             log.log(TRACE, "> %s", shown.hex(" ").upper())
         response = self.inner.send_apdu(command)
         if log.isEnabledFor(TRACE):
-            log.log(TRACE, "< %s", bytes(response).hex(" ").upper())
+            shown = bytes(response)
+            if self._secret_answer and response.data:
+                shown = b"\xaa" * len(response.data) + shown[-2:]
+            log.log(TRACE, "< %s", shown.hex(" ").upper())
         return response
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
+from pathlib import Path
 
 from apdu import SW, ApduError
 from apdu import backup as b
@@ -81,14 +82,15 @@ class VaultLink:
     reads only public facts, so the card authenticates (and pins the vault's key) only when
     something is about to be backed up."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ca: Path | None = None) -> None:
         self.url = url
+        self.ca = ca
         self._client: VaultClient | None = None
         self._key: bytes | None = None
 
     def client(self) -> VaultClient:
         if self._client is None:
-            self._client = VaultClient(self.url)
+            self._client = VaultClient(self.url, ca=self.ca)
         return self._client
 
     def open(self, session: WalletSession) -> tuple[VaultClient, bytes]:

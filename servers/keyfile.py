@@ -1,4 +1,6 @@
-"""A server's P-256 private key in a PEM file, created on first start with owner-only access."""
+"""A server's P-256 private key in a PEM file, created on first start with owner-only access,
+and the rule for every secret file and data folder: created 0600/0700, and a key file that group
+or others can read is refused (a copied backup or a careless umask would leak it silently)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,32 @@ from apdu.signature import canonical, valid_public_key
 CURVE = ec.SECP256R1()
 
 
+class KeyFileError(ValueError):
+    """A key file others may read: the message names the file and the fix."""
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secret file with any group or other permission bit."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyFileError(f"key file {path} is open to group or others (mode {mode:o}): run 'chmod 600 {path}'")
+
+
+def private_dir(path: Path) -> None:
+    """Create a data folder owner-only (0700); an existing folder is left as its owner set it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """The vault's signing key, created on first start (owner-only file permissions)."""
     if path.exists():
+        check_private(path)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{path} does not hold an EC private key")
         return key
     key = ec.generate_private_key(CURVE)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:

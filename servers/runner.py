@@ -11,6 +11,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from .tls import ServerTls
+
 
 def data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -18,18 +20,23 @@ def data_dir() -> Path:
 
 
 class BackgroundServer:
-    """uvicorn in a thread of this process: the embedded demo and the tests use it."""
+    """uvicorn in a thread of this process: the embedded demo and the tests use it. HTTPS with
+    ``tls``; plain HTTP without (tests in one process, where nobody is on the wire)."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, tls: ServerTls | None = None) -> None:
+        if tls is not None:
+            tls.check()
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="evb-server", daemon=True)
+        self.scheme = "https" if tls else "http"
 
     @property
     def url(self) -> str:
         sock = self.server.servers[0].sockets[0]
         host, port = sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self) -> str:
         self.thread.start()

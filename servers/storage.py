@@ -2,7 +2,8 @@
 
 * SQLite (the embedded default): ``sqlite:///abs/path.db`` or a plain path. WAL journal,
   ``synchronous=FULL`` so a committed registration survives a killed process or a power cut,
-  ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing halfway.
+  ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing halfway. A new file is made
+  0600 in a 0700 folder (SQLite gives its -wal and -shm files the database file's mode).
 * PostgreSQL: ``postgresql://user:pw@host:port/db`` through psycopg 3 and a connection pool.
 
 SQL is written once, with ``?`` placeholders and SQLite's type names; :func:`_to_postgres`
@@ -12,6 +13,7 @@ applied once each, in order, under a lock.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+from .keyfile import private_dir
 
 
 class StorageError(Exception):
@@ -107,7 +111,8 @@ class _Sqlite(Database):
         self._all: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # owner-only before SQLite makes it
             self._conn()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc

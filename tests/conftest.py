@@ -20,6 +20,7 @@ from host.issuer import Issuer
 from host.session import WalletSession
 from host.transport import Transport
 from host.transport.inprocess import connect_card
+from servers.tls import Issued, init_folder
 
 from . import readers
 from .readers import Reader
@@ -51,6 +52,15 @@ def issue(card: SimulatedCard, pin: str = PIN) -> SimulatedCard:
     ISSUER.personalize(WalletSession(connect_card(card)), pin)
     card.power_off()
     return card
+
+
+@pytest.fixture
+def cli_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Issued:
+    """A CA and a loopback server certificate for the servers a CLI test starts; the CLI trusts
+    the CA through EVB_CA, as a user would set it."""
+    issued = init_folder(tmp_path / "tls")
+    monkeypatch.setenv("EVB_CA", str(issued.ca_cert))
+    return issued
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from servers.tls import Issued
 
 
 def free_port() -> int:
@@ -21,14 +24,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """One server on a fixed port and database across restarts; ``kill`` is SIGKILL."""
+    """One server on a fixed port and database across restarts; ``kill`` is SIGKILL. HTTPS with
+    ``tls`` (the server's certificate and the CA the health check trusts), else plain HTTP."""
 
     health = "/"
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], tls: Issued | None = None) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "host.cli", *args, "--port", str(self.port)]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        serving = ["--tls-cert", str(tls.server.cert), "--tls-key", str(tls.server.key)] if tls else ["--insecure-http"]
+        self.args = [sys.executable, "-m", "host.cli", *args, "--port", str(self.port), *serving]
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=tls.ca_cert) if tls else True
         self.proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
 
@@ -37,7 +43,7 @@ class ServerProcess:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"{self.url}{self.health}", timeout=1).raise_for_status()
+                httpx.get(f"{self.url}{self.health}", timeout=1, verify=self.verify).raise_for_status()
                 return
             except httpx.HTTPError:
                 assert self.proc.poll() is None, f"{self.args[3]} exited"
@@ -54,17 +60,20 @@ class ServerProcess:
 class VaultProcess(ServerProcess):
     health = "/v1/vault"
 
-    def __init__(self, tmp: Path, keymgr_key: bytes | None = None, db: str | None = None) -> None:
+    def __init__(self, tmp: Path, keymgr_key: bytes | None = None, db: str | None = None,
+                 tls: Issued | None = None) -> None:
         self.db = db or f"sqlite:///{tmp / 'vault.db'}"
         trust = ["--keymgr-key", keymgr_key.hex()] if keymgr_key else []
-        super().__init__(["vault", "serve", "--db", self.db, "--key", str(tmp / "vault-key.pem"), *trust])
+        super().__init__(["vault", "serve", "--db", self.db, "--key", str(tmp / "vault-key.pem"), *trust], tls)
 
 
 class KeyManagerProcess(ServerProcess):
     health = "/v1/keymgr"
 
-    def __init__(self, tmp: Path, vault_url: str | None = None, db: str | None = None) -> None:
+    def __init__(self, tmp: Path, vault_url: str | None = None, db: str | None = None,
+                 tls: Issued | None = None) -> None:
         self.db = db or f"sqlite:///{tmp / 'keymgr.db'}"
         vault = ["--vault", vault_url] if vault_url else []
+        trust = ["--ca", str(tls.ca_cert)] if tls else []
         super().__init__(["keymgr", "serve", "--db", self.db, "--key", str(tmp / "keymgr-key.pem"),
-                          "--master-key", str(tmp / "keymgr-master.key"), *vault])
+                          "--master-key", str(tmp / "keymgr-master.key"), *vault, *trust], tls)

@@ -19,9 +19,10 @@ from apdu.records import ValueRecord, ValueType
 from .. import triggers
 from ..session import WalletSession
 from ..transport.open import default_image, open_card
-from ..triggers import VaultLink
 from .errors import CliFail
+from .net import vault_link
 from .render import console, info_table, listing_table, print_json, record_table
+from .secrets import secret_option
 from .shortage import day, decider, policy_for, shortage_options
 
 card_image_option = click.option(
@@ -36,7 +37,7 @@ reader_option = click.option(
     help="Use the card in this PC/SC reader (name, index or unique part of the name).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-pin_option = click.option("--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal).")
+pin_option = secret_option("pin", "EVB_PIN", "The card PIN")
 
 
 @dataclass
@@ -81,7 +82,7 @@ def need_pin(pin: str | None, prompt: str = "PIN") -> str:
     if (held := held_card()) is not None and held.pin is not None:
         return held.pin
     if not sys.stdin.isatty():
-        raise CliFail("a PIN is required: pass --pin or set EVB_PIN")
+        raise CliFail("a PIN is required: pass --pin-file FILE or set EVB_PIN")
     return str(click.prompt(prompt, hide_input=True))
 
 
@@ -115,7 +116,7 @@ def card() -> None:
 @card.command()
 @card_image_option
 @reader_option
-@click.option("--pin", envvar="EVB_PIN", help="The PIN to set (4-8 digits).")
+@secret_option("pin", "EVB_PIN", "The PIN to set (4-8 digits)")
 @click.option("--size", type=click.IntRange(8192, 65536), default=32768, show_default=True, help="EEPROM bytes.")
 @click.option("--index-capacity", type=click.IntRange(8, 1024), default=128, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing card image.")
@@ -134,9 +135,10 @@ def init(
         card_image = card_image or default_image()
         if card_image.exists() and not force:
             raise CliFail(f"{card_image} already holds a card; pass --force to replace it")
+        card_image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the image itself is 0600
     if pin is None:
         if not sys.stdin.isatty():
-            raise CliFail("a PIN is required: pass --pin or set EVB_PIN")
+            raise CliFail("a PIN is required: pass --pin-file FILE or set EVB_PIN")
         pin = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
     w.pin_block(pin)  # refuse a bad PIN before anything is written
     if reader is None:
@@ -262,7 +264,7 @@ def store(
         payload=payload,
     )
     unlock(session, pin)
-    with VaultLink(vault_url) as link:
+    with vault_link(vault_url) as link:
         value_id, made = triggers.store(session, record, link, day(today), policy_for(session, on_shortage), decider())
     if as_json:
         print_json({"id": value_id, "backed_up": made})
@@ -325,14 +327,14 @@ def pin_status(session: WalletSession, as_json: bool) -> None:
 
 @pin.command("change")
 @with_wallet
-@click.option("--old", "old", envvar="EVB_PIN", help="Current PIN.")
-@click.option("--new", "new", envvar="EVB_NEW_PIN", help="New PIN, 4-8 digits.")
+@secret_option("old", "EVB_PIN", "The current PIN")
+@secret_option("new", "EVB_NEW_PIN", "The new PIN, 4-8 digits")
 def pin_change(session: WalletSession, old: str | None, new: str | None) -> None:
     """Change the PIN (needs the current one)."""
     old = need_pin(old, "Current PIN")
     if new is None:
         if not sys.stdin.isatty():
-            raise CliFail("a new PIN is required: pass --new or set EVB_NEW_PIN")
+            raise CliFail("a new PIN is required: pass --new-file FILE or set EVB_NEW_PIN")
         new = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
     session.change_pin(old, new)
     console.print("PIN changed")

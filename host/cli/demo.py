@@ -13,6 +13,7 @@ from servers.keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
 from servers.keymgr.service import KeyManagerConfig
+from servers.tls import init_folder
 from servers.vault.server import running
 
 from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
@@ -32,6 +33,7 @@ def demo(workdir: Path | None) -> None:
     """Run the seed's fig. 15 story end to end on a new simulated card."""
     with tempfile.TemporaryDirectory(prefix="evb-demo-") as tmp:
         base = workdir or Path(tmp)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, databases and card images
         issuer = Issuer.load_or_create(base / "issuer-key.pem")
         issuers = (issuer.public_key,)
 
@@ -56,19 +58,23 @@ def demo(workdir: Path | None) -> None:
         with open_image(image) as transport:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
-            console.print(f"\n[bold]Starting the vault on loopback[/] (SQLite {base / 'vault.db'})")
+            issued = init_folder(base / "tls")
+            ca, tls = issued.ca_cert, issued.server
+            console.print(f"\n[bold]Starting the vault on loopback[/] (SQLite {base / 'vault.db'}; HTTPS with a "
+                          f"certificate from the demo's own CA {ca})")
             km_key = base / "keymgr-key.pem"
             trusted = public_bytes(load_or_create_key(statement_key_path(km_key)).public_key())
-            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem", keymgr_key=trusted,
+            with running(f"sqlite:///{base / 'vault.db'}", base / "vault-key.pem", tls, keymgr_key=trusted,
                          issuers=issuers) as url:
-                with VaultClient(url) as vault:
+                console.print(f"vault at {url}")
+                with VaultClient(url, ca=ca) as vault:
                     run_backup_story(session, vault, ids, reporter)
-                with open_image(small) as small_card, VaultLink(url) as link:
+                with open_image(small) as small_card, VaultLink(url, ca=ca) as link:
                     run_trigger_story(WalletSession(small_card), link, reporter)
-                console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'})")
+                console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'}; HTTPS)")
                 with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key",
-                                    KeyManagerConfig(issuers=issuers)) as km_url, \
-                        KeyManagerClient(km_url) as keymgr, VaultClient(url) as vault, \
+                                    KeyManagerConfig(issuers=issuers), tls=tls) as km_url, \
+                        KeyManagerClient(km_url, ca=ca) as keymgr, VaultClient(url, ca=ca) as vault, \
                         open_image(third) as old, open_image(fresh) as new:
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
                     with open_image(id_image) as id_card, open_image(spare) as spare_card:

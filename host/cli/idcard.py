@@ -17,6 +17,9 @@ from .card import json_option
 from .errors import CliFail
 from .issuer import issuer_file_option, load_issuer
 from .render import console, print_json
+from .secrets import secret_option
+
+id_pin_option = secret_option("id-pin", "EVB_ID_PIN", "The ID card's PIN, if it has one")
 
 id_image_option = click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path),
                                envvar="EVB_ID_CARD_IMAGE", help="A simulated ID card's image.")
@@ -46,7 +49,7 @@ def optional_id_card(image: Path | None, reader: str | None) -> Iterator[IdCardS
 @click.option("--holder", required=True, help="The holder's name as on the document.")
 @click.option("--number", required=True, help="The document number.")
 @click.option("--expiry", type=click.DateTime(["%Y-%m-%d"]), required=True, help="YYYY-MM-DD.")
-@click.option("--pin", help="Guard the card's signature with a PIN (4-8 digits).")
+@secret_option("pin", "EVB_ID_PIN", "A PIN guarding the ID card's signature (4-8 digits)")
 @click.option("--force", is_flag=True, help="Replace an existing image.")
 @issuer_file_option
 def issue_id(id_image: Path, holder: str, number: str, expiry: datetime, pin: str | None, force: bool,

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,18 +19,21 @@ from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split
 from ..recovery import recover, report_lost
 from ..rotation import rotate
 from ..session import WalletSession
-from ..vault_client import VaultClient
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
-from .idcard import id_image_option, id_reader_option, optional_id_card
+from .idcard import id_image_option, id_pin_option, id_reader_option, optional_id_card
 from .issuer import trusted_keys, trusted_option
 from .keys import info_json, key
+from .net import keymgr_client, serve_tls, trust, url_option, vault_client, warn_plain_http, with_ca
 from .render import console, print_json, progress_bar
+from .secrets import secret_option
 from .shortage import vault_option
 
-DEFAULT_KEYMGR = "http://127.0.0.1:8471"
-keymgr_option = click.option("--keymgr", "keymgr_url", envvar="EVB_KEYMGR", default=DEFAULT_KEYMGR,
-                             show_default=True, help="The key manager's URL (or EVB_KEYMGR).")
+if TYPE_CHECKING:
+    from servers.tls import ServerTls
+
+DEFAULT_KEYMGR = "https://127.0.0.1:8471"
+keymgr_option = url_option("--keymgr", "keymgr_url", "EVB_KEYMGR", DEFAULT_KEYMGR, "key manager")
 
 
 def session_file() -> Path:
@@ -45,7 +49,7 @@ def logged_in(url: str) -> KeyManagerClient:
         saved = {}
     if saved.get("url") != url or saved.get("expires_at", 0) <= time.time():
         raise CliFail("not logged in to this key manager: run 'evb account login'")
-    client = KeyManagerClient(url)
+    client = keymgr_client(url)
     client._token = saved["token"]
     return client
 
@@ -54,11 +58,11 @@ def ask_password(value: str | None, confirm: bool = False) -> str:
     if value is not None:
         return value
     if not sys.stdin.isatty():
-        raise CliFail("a password is required: pass --password or set EVB_PASSWORD")
+        raise CliFail("a password is required: pass --password-file FILE or set EVB_PASSWORD")
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
-password_option = click.option("--password", envvar="EVB_PASSWORD", help="(or EVB_PASSWORD; prompted on a terminal)")
+password_option = secret_option("password", "EVB_PASSWORD", "The account's password")
 
 
 @click.group()
@@ -73,30 +77,41 @@ def keymgr() -> None:
 @click.option("--master-key", "master_path", type=click.Path(dir_okay=False, path_type=Path),
               help="32-byte file encrypting escrowed keys at rest, kept outside the database "
                    "(or EVB_KEYMGR_MASTER_KEY_FILE); created on first start.")
-@click.option("--vault", "vault_url", envvar="EVB_VAULT", help="The vault, for server-assisted restore (E6).")
+@click.option("--vault", "vault_url", envvar="EVB_VAULT",
+              help="The vault, for server-assisted restore (E6); its certificate is checked as a client's (--ca).")
+@with_ca
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8471, show_default=True)
 @trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
 @trusted_option("--id-issuer-key", "EVB_ID_ISSUER_KEY", "ID-card")
+@serve_tls
 def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, vault_url: str | None, host: str,
-          port: int, issuer_key: tuple[str, ...], id_issuer_key: tuple[str, ...]) -> None:
+          port: int, issuer_key: tuple[str, ...], id_issuer_key: tuple[str, ...], tls: ServerTls | None) -> None:
     """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
     from servers.keymgr.server import build, default_db, default_key, default_master_key
     from servers.keymgr.service import KeyManagerConfig
     from servers.storage import StorageError
+    from servers.tls import verify_context
 
     issuers = trusted_keys(issuer_key, "issuer")
     id_issuers = trusted_keys(id_issuer_key, "id-issuer") if id_issuer_key else issuers
+    if vault_url:
+        warn_plain_http(vault_url, "vault")
     try:
+        if vault_url and vault_url.startswith("https:"):
+            verify_context(trust())  # a bad --ca fails here, not at the first assisted restore
         app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key(),
-                        KeyManagerConfig(vault_url=vault_url, issuers=issuers, id_issuers=id_issuers))
+                        KeyManagerConfig(vault_url=vault_url, vault_ca=trust(), issuers=issuers,
+                                         id_issuers=id_issuers))
     except (StorageError, ValueError) as exc:
         raise CliFail(str(exc)) from exc
-    console.print(f"Key manager on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")
+    console.print(f"Key manager on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
+                  "Ctrl-C to stop.")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=tls.cert if tls else None,
+                    ssl_keyfile=tls.key if tls else None)
     finally:
         db.close()
 
@@ -127,7 +142,11 @@ def statement_key(key_path: Path | None) -> None:
     from servers.keyfile import load_or_create_key, public_bytes
     from servers.keymgr.server import default_key, statement_key_path
 
-    click.echo(public_bytes(load_or_create_key(statement_key_path(key_path or default_key())).public_key()).hex())
+    try:
+        key = load_or_create_key(statement_key_path(key_path or default_key()))
+    except ValueError as exc:  # a key file others can read, or not a key
+        raise CliFail(str(exc)) from exc
+    click.echo(public_bytes(key.public_key()).hex())
 
 
 @keymgr.command("openapi")
@@ -149,7 +168,7 @@ def account() -> None:
 @password_option
 def create(name: str, keymgr_url: str, password: str | None) -> None:
     """Open an account (the password is stored only as an Argon2id hash)."""
-    with KeyManagerClient(keymgr_url) as client:
+    with keymgr_client(keymgr_url) as client:
         client.create_account(name, ask_password(password, confirm=True))
     console.print(f"Account {name} created; 'evb account login {name}' next.")
 
@@ -161,20 +180,20 @@ def create(name: str, keymgr_url: str, password: str | None) -> None:
 @click.option("--no-password", is_flag=True, help="Do not give the password (a policy that does without it).")
 @id_image_option
 @id_reader_option
-@click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
+@id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="The finger on the sensor (a simulated finger's name).")
 def login(name: str, keymgr_url: str, password: str | None, no_password: bool, id_image: Path | None,
           id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
     """Log in with the factors your account's policy needs (password by default; an ID card in a
     second reader; a finger); the session is kept (0600) for the key commands until it expires."""
     secret = None if no_password else ask_password(password)
-    with KeyManagerClient(keymgr_url) as client, optional_id_card(id_image, id_reader) as card:
+    with keymgr_client(keymgr_url) as client, optional_id_card(id_image, id_reader) as card:
         if card is not None and id_pin is not None:
             card.verify_pin(id_pin)
         expires = factors.login(client, name, secret, card, finger)
         token = client._token
     path = session_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"url": keymgr_url, "token": token, "expires_at": expires}, f)
@@ -183,19 +202,21 @@ def login(name: str, keymgr_url: str, password: str | None, no_password: bool, i
 
 @account.command("enrol")
 @keymgr_option
-@click.option("--password", "new_password", is_flag=True, help="Set a new password (prompted).")
+@click.option("--password", "new_password", is_flag=True,
+              help="Set a new password (from --new-password-file, EVB_NEW_PASSWORD or the prompt).")
+@secret_option("new-password", "EVB_NEW_PASSWORD", "The new password, with --password", dest="new_password_value")
 @id_image_option
 @id_reader_option
-@click.option("--id-pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one.")
+@id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="Enrol this finger (a simulated finger's name): three touches.")
-def enrol_factor(keymgr_url: str, new_password: bool, id_image: Path | None, id_reader: str | None,
-                 id_pin: str | None, finger: str | None) -> None:
+def enrol_factor(keymgr_url: str, new_password: bool, new_password_value: str | None, id_image: Path | None,
+                 id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
     """Add an authentication factor to your account: a password, an ID card, a fingerprint."""
     if not (new_password or id_image or id_reader or finger):
         raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
     with logged_in(keymgr_url) as client:
         if new_password:
-            client.set_password(ask_password(os.environ.get("EVB_NEW_PASSWORD"), confirm=True))
+            client.set_password(ask_password(new_password_value, confirm=True))
             console.print("Password changed.")
         with optional_id_card(id_image, id_reader) as card:
             if card is not None:
@@ -271,7 +292,7 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: 
             print_json(info_json(info)) if as_json else console.print(
                 f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
             return
-        with VaultClient(vault_url) as vault:
+        with vault_client(vault_url) as vault:
             connect(session, vault)
             info, codes = split_key(session, client, vault)
     if as_json:
@@ -296,7 +317,7 @@ def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault
     """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
     card and registered anew, then the old key is destroyed. Cut anywhere, run it again."""
     unlock(session, pin)
-    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
         connect(session, vault)
         with progress_bar("Re-encrypting", as_json) as progress:
             result = rotate(session, vault, client, progress, restore_all=restore_all)
@@ -311,7 +332,7 @@ def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault
 @key.command("restore")
 @with_wallet
 @click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
-@click.option("--code", "codes", multiple=True, help="A recovery code of a split key (repeatable).")
+@secret_option("code", "EVB_RECOVERY_CODE", "A recovery code of a split key", dest="codes", multiple=True)
 @keymgr_option
 @pin_option
 @json_option
@@ -358,7 +379,7 @@ def lost(card_id: str, keymgr_url: str, vault_url: str) -> None:
     """Report a card of yours lost: the vault revokes it at once, so nobody can redeem its
     certificates; 'evb recover' later brings its values to a new card."""
     old = parse_card_id(card_id, "CARD_ID")
-    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
         report_lost(client, vault, old, None)
     console.print(f"Card {old.hex().upper()} revoked at the vault; recover its values with "
                   f"'evb recover --from-card {old.hex()}' on the new card.")
@@ -377,7 +398,7 @@ def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_u
     its certificates, one handover each, and their values, each exactly once. Safe to re-run."""
     old = parse_card_id(from_card, "--from-card")
     unlock(session, pin)
-    with logged_in(keymgr_url) as client, VaultClient(vault_url) as vault:
+    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
         connect(session, vault)
         with progress_bar("Taking certificates", as_json) as progress:
             result = recover(session, vault, client, old, lambda taken, waiting: progress(taken, taken + waiting))

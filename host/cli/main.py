@@ -23,6 +23,7 @@ from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
 from .shell import shell
+from .tls import tls
 from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
 
@@ -74,6 +75,7 @@ cli.add_command(key)
 cli.add_command(keymgr)
 cli.add_command(account)
 cli.add_command(issuer)
+cli.add_command(tls)
 
 
 def run() -> None:

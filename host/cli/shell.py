@@ -17,9 +17,10 @@ import click
 
 from ..backup import BackupError
 from ..session import WalletSession
-from ..triggers import VaultLink, run_if_due
+from ..triggers import run_if_due
 from ..vault_client import VaultClientError
-from .card import HeldCard, card_image_option, need_pin, reader_option, wallet
+from .card import HeldCard, card_image_option, need_pin, pin_option, reader_option, wallet
+from .net import CA_ENV, trust, vault_link
 from .render import console
 from .shortage import day, today_option, vault_option
 
@@ -114,7 +115,7 @@ class Shell(cmd.Cmd):
 def start(session: WalletSession, vault_url: str, today: datetime | None) -> None:
     """Session start: the periodic trigger (seed E9); a vault that is away does not stop the shell."""
     try:
-        with VaultLink(vault_url) as link:
+        with vault_link(vault_url) as link:
             run = run_if_due(session, link, day(today))
     except (VaultClientError, BackupError) as exc:
         console.print(f"[yellow]Automatic backup is due but did not run: {exc}[/yellow]")
@@ -129,7 +130,7 @@ def start(session: WalletSession, vault_url: str, today: datetime | None) -> Non
 @reader_option
 @vault_option
 @today_option
-@click.option("--pin", envvar="EVB_PIN", help="The card PIN (or EVB_PIN; prompted on a terminal).")
+@pin_option
 def shell(card_image: Path | None, reader: str | None, vault_url: str, today: datetime | None,
           pin: str | None) -> None:
     """An interactive session on one card: list, store, backup, restore, triggers, …"""
@@ -142,12 +143,14 @@ def shell(card_image: Path | None, reader: str | None, vault_url: str, today: da
         history = history_file()
         if readline is not None:
             readline.set_completer_delims(" \t")
-            history.parent.mkdir(parents=True, exist_ok=True)
+            history.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if history.exists():
                 readline.read_history_file(history)
         if today is not None:  # the commands of this session evaluate conditions on that day too
             os.environ["EVB_TODAY"] = today.date().isoformat()
         os.environ["EVB_VAULT"] = vault_url
+        if (ca := trust()) is not None:  # and trust the same CA
+            os.environ[CA_ENV] = str(ca)
         start(session, vault_url, today)
         try:
             Shell(root, held).cmdloop()

@@ -15,11 +15,11 @@ from apdu.triggers import ShortagePolicy
 
 from ..session import WalletSession
 from ..triggers import Choice, Decide, Shortage
+from .net import url_option
 from .render import console
 
-DEFAULT_VAULT = "http://127.0.0.1:8470"
-vault_option = click.option("--vault", "vault_url", envvar="EVB_VAULT", default=DEFAULT_VAULT, show_default=True,
-                            help="The vault's URL (or EVB_VAULT).")
+DEFAULT_VAULT = "https://127.0.0.1:8470"
+vault_option = url_option("--vault", "vault_url", "EVB_VAULT", DEFAULT_VAULT, "vault")
 today_option = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), envvar="EVB_TODAY",
                             help="The date the conditions are evaluated on (or EVB_TODAY) [default: today].")
 POLICIES = {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}

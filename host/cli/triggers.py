@@ -13,10 +13,11 @@ from apdu.triggers import FACTORY_SETTINGS, TriggerSettings, format_condition, p
 
 from ..backup import BackupError
 from ..session import WalletSession
-from ..triggers import AutoRun, VaultLink, run_auto, run_if_due
+from ..triggers import AutoRun, run_auto, run_if_due
 from ..vault_client import VaultClientError
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
+from .net import vault_link
 from .render import console, listing_table, print_json
 from .shortage import POLICIES, day, today_option, vault_option
 
@@ -114,7 +115,7 @@ def report(run: AutoRun, as_json: bool) -> None:
 
 
 def _auto(session: WalletSession, vault_url: str, today: datetime | None, as_json: bool, only_if_due: bool) -> bool:
-    with VaultLink(vault_url) as link, Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+    with vault_link(vault_url) as link, Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task("automatic backup", total=None)
         try:
             run = (run_if_due if only_if_due else run_auto)(session, link, day(today), lambda n: bar.advance(task, n))

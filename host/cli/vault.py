@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import Progress
@@ -17,14 +18,18 @@ from apdu.signature import valid_public_key
 from ..assisted import assisted_restore
 from ..backup import BackupError, Outcome, backup, connect, encryption, release_unneeded, restore, run_all
 from ..session import WalletSession
-from ..triggers import VaultLink, make_room
+from ..triggers import make_room
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .issuer import trusted_keys, trusted_option
 from .keymgr import keymgr_option, logged_in
+from .net import serve_tls, vault_client, vault_link
 from .render import console, listing_table, print_json
 from .shortage import day, decider, policy_for, shortage_options, vault_option
+
+if TYPE_CHECKING:
+    from servers.tls import ServerTls
 
 
 @click.group()
@@ -46,8 +51,9 @@ def vault() -> None:
               help="The key manager's statement key, hex ('evb keymgr statement-key'): lost cards are "
                    "replaced on its signed word only.")
 @trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
+@serve_tls
 def serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int,
-          keymgr_key: str | None, issuer_key: tuple[str, ...]) -> None:
+          keymgr_key: str | None, issuer_key: tuple[str, ...], tls: ServerTls | None) -> None:
     """Run the vault in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
@@ -70,11 +76,13 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
     issuers = trusted_keys(issuer_key, "issuer")
     try:
         app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus, trusted, issuers)
-    except StorageError as exc:
+    except (StorageError, ValueError) as exc:  # ValueError: a key file others can read
         raise CliFail(str(exc)) from exc
-    console.print(f"Vault on http://{host}:{port} (database {db.describe()}); Ctrl-C to stop.")
+    console.print(f"Vault on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
+                  "Ctrl-C to stop.")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=tls.cert if tls else None,
+                    ssl_keyfile=tls.key if tls else None)
     finally:
         db.close()
 
@@ -92,7 +100,7 @@ def openapi() -> None:
 @contextmanager
 def vault_session(session: WalletSession, vault_url: str, pin: str | None) -> Iterator[tuple[VaultClient, bytes]]:
     unlock(session, pin)
-    with VaultClient(vault_url) as client:
+    with vault_client(vault_url) as client:
         try:
             key = connect(session, client)
         except (VaultClientError, BackupError) as exc:
@@ -173,7 +181,7 @@ def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_ke
             run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client)),
                               "restoring via the key manager", as_json)
         return
-    with vault_session(session, vault_url, pin) as (client, _), VaultLink(vault_url) as link:
+    with vault_session(session, vault_url, pin) as (client, _), vault_link(vault_url) as link:
         policy, decide = policy_for(session, on_shortage), decider()
 
         def room(needed: int, what: str) -> object:

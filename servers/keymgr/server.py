@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from ..keyfile import load_or_create_key, trusted_issuers
 from ..runner import BackgroundServer, data_dir
 from ..storage import Database
+from ..tls import ServerTls
 from .app import create_app
 from .repository import MIGRATIONS, KeyManagerRepository
 from .service import MASTER_KEY_ENV, KeyManagerConfig, KeyManagerService, MasterKey
@@ -46,10 +47,11 @@ def build_service(db_url: str, key_path: Path, master_path: Path,
     issuers = config.issuers or trusted_issuers()
     config = replace(config, issuers=issuers,
                      id_issuers=config.id_issuers or trusted_issuers("EVB_ID_ISSUER_KEY") or issuers)
+    # the keys first: a refused key file leaves no database behind
+    key, master = load_or_create_key(key_path), MasterKey.load_or_create(master_path)
+    signer = load_or_create_key(statement_key_path(key_path))
     db = Database.open(db_url, MIGRATIONS)
-    service = KeyManagerService(KeyManagerRepository(db), load_or_create_key(key_path),
-                                MasterKey.load_or_create(master_path),
-                                load_or_create_key(statement_key_path(key_path)), config)
+    service = KeyManagerService(KeyManagerRepository(db), key, master, signer, config)
     return service, db
 
 
@@ -60,10 +62,12 @@ def build(db_url: str, key_path: Path, master_path: Path,
 
 
 @contextmanager
-def running(db_url: str, key_path: Path, master_path: Path, config: KeyManagerConfig | None = None) -> Iterator[str]:
-    """A key manager on a free loopback port for the length of the block; answers its URL."""
+def running(db_url: str, key_path: Path, master_path: Path, config: KeyManagerConfig | None = None,
+            tls: ServerTls | None = None) -> Iterator[str]:
+    """A key manager on a free loopback port for the length of the block (HTTPS with ``tls``);
+    answers its URL."""
     app, db = build(db_url, key_path, master_path, config)
-    server = BackgroundServer(app)
+    server = BackgroundServer(app, tls=tls)
     try:
         yield server.start()
     finally:

@@ -37,8 +37,9 @@ from apdu.idcard import auth_message as id_auth_message
 from apdu.signature import valid_public_key, verify
 
 from ..attestation import check_attestation, check_document
-from ..keyfile import public_bytes, sign
+from ..keyfile import check_private, private_dir, public_bytes, sign
 from ..statements import Fetch, Replacement
+from ..tls import TlsError, untrusted_reason, verify_context
 from ..tokens import new_token, token_hash
 from ..wire import ApiError
 from . import fingerprint
@@ -83,6 +84,7 @@ class KeyManagerConfig:
     vault_key: bytes | None = None  # that vault's public key; asked of vault_url when not given
     issuers: tuple[bytes, ...] = ()  # card issuers: an enrolled card's identity must be attested
     id_issuers: tuple[bytes, ...] = ()  # ID-card (document) issuers
+    vault_ca: Path | None = None  # the CA the vault's certificate must chain to [default: the system store]
 
 
 class MasterKey:
@@ -94,11 +96,12 @@ class MasterKey:
     @classmethod
     def load_or_create(cls, path: Path) -> MasterKey:
         if path.exists():
+            check_private(path)
             raw = path.read_bytes()
             if len(raw) != 32:
                 raise ValueError(f"{path} does not hold a 32-byte master key")
             return cls(raw)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         raw = os.urandom(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -437,11 +440,14 @@ class KeyManagerService:
             if not self.config.vault_url:
                 raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
             try:
-                response = httpx.get(f"{self.config.vault_url.rstrip('/')}/v1/vault", timeout=10.0)
+                response = httpx.get(f"{self.config.vault_url.rstrip('/')}/v1/vault", timeout=10.0,
+                                     verify=verify_context(self.config.vault_ca))
                 response.raise_for_status()
                 key = base64.b64decode(response.json()["public_key"])
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                raise KeyManagerError(503, f"cannot learn the vault's key: {exc}") from exc
+            except (httpx.HTTPError, TlsError, ValueError, KeyError) as exc:
+                raise KeyManagerError(503, f"cannot learn the vault's key: {untrusted_reason(exc) or exc}") from exc
+            if not valid_public_key(key):
+                raise KeyManagerError(503, "the vault's key is not a P-256 public key")
             self._asked_vault_key = key
         return self._asked_vault_key
 
@@ -452,9 +458,9 @@ class KeyManagerService:
                 "signature": base64.b64encode(signature).decode()}
         try:
             response = httpx.post(f"{self.config.vault_url.rstrip('/')}/v1/keymgr/registered-values", json=body,
-                                  timeout=10.0)
-        except httpx.HTTPError as exc:
-            raise KeyManagerError(503, f"cannot reach the vault: {exc}") from exc
+                                  timeout=10.0, verify=verify_context(self.config.vault_ca))
+        except (httpx.HTTPError, TlsError) as exc:
+            raise KeyManagerError(503, f"cannot reach the vault: {untrusted_reason(exc) or exc}") from exc
         if response.status_code >= 400:
             detail = response.json().get("detail", response.text) if response.headers.get(
                 "content-type", "").startswith("application/json") else response.text

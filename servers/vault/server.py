@@ -13,6 +13,7 @@ from apdu.certificate import ALL_DIGEST_FIELDS, DigestField
 from ..keyfile import load_or_create_key, trusted_issuers
 from ..runner import BackgroundServer, data_dir
 from ..storage import Database
+from ..tls import ServerTls
 from .app import create_app
 from .repository import MIGRATIONS, VaultRepository
 from .service import VaultConfig, VaultService
@@ -38,18 +39,20 @@ def build(
 ) -> tuple[FastAPI, Database]:
     """``keymgr_key``: the key manager's statement key, pinned; without it no card is replaced.
     ``issuers``: the card issuers' keys (default: EVB_ISSUER_KEY); without one no card is let in."""
+    key = load_or_create_key(key_path)  # first: a refused key file leaves no database behind
     db = Database.open(db_url, MIGRATIONS)
-    service = VaultService(VaultRepository(db, counter_modulus), load_or_create_key(key_path),
+    service = VaultService(VaultRepository(db, counter_modulus), key,
                            VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key,
                                        issuers=issuers or trusted_issuers()))
     return create_app(service), db
 
 
 @contextmanager
-def running(db_url: str, key_path: Path, **options: object) -> Iterator[str]:
-    """A vault on a free loopback port for the length of the block; answers its URL."""
+def running(db_url: str, key_path: Path, tls: ServerTls | None = None, **options: object) -> Iterator[str]:
+    """A vault on a free loopback port for the length of the block (HTTPS with ``tls``);
+    answers its URL."""
     app, db = build(db_url, key_path, **options)  # type: ignore[arg-type]
-    server = BackgroundServer(app)
+    server = BackgroundServer(app, tls=tls)
     try:
         yield server.start()
     finally:

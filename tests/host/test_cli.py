@@ -18,8 +18,8 @@ from host.cli import cli
 PIN = "1234"
 
 
-def evb(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+def evb(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -162,6 +162,7 @@ def test_demo_runs_the_fig15_story() -> None:
         "Prepaid card E",
         "Movie ticket G",
         "balance left: 500 yen",
+        "vault at https://127.0.0.1:",  # over TLS, with the demo's own CA
         "(the same key)",
         "1 certificate handed over; restored: Movie ticket A",
         "the lost card, if found, is refused",

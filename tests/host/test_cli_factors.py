@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 
 from servers.keymgr.server import running
+from servers.tls import Issued
 
 from ..servers.test_split_key import FAST
 from .test_cli import evb
 
 
 @pytest.fixture
-def km(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def km(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> Iterator[str]:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
-    with running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST) as url:
+    with running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST,
+                 tls=cli_tls.server) as url:
         yield url
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from host.keymgr_client import KeyManagerClient
 from servers.keymgr.server import running as keymgr_running
+from servers.tls import Issued
 from servers.vault.server import running as vault_running
 
 from ..servers.test_split_key import FAST
@@ -20,13 +21,15 @@ from .test_cli import stocked as stocked  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+def urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> Iterator[tuple[str, str]]:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the saved login lives there
     monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
-    with keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST) as km:
-        with KeyManagerClient(km) as client:
+    with keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST,
+                        tls=cli_tls.server) as km:
+        with KeyManagerClient(km, ca=cli_tls.ca_cert) as client:
             trusted = client.statement_key()
-        with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", keymgr_key=trusted) as vault:
+        with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
+                           keymgr_key=trusted) as vault:
             yield km, vault
 
 
@@ -88,7 +91,7 @@ def test_key_init_by_the_key_manager(image: Path, tmp_path: Path, urls: tuple[st
     assert [k["key_id"] for c in status["cards"] for k in c["keys"]] == [info["key_id"]]
 
 
-def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> None:
     """evb restore --via-keymgr: the key manager and the vault talk to each other (E6)."""
     from servers.keyfile import load_or_create_key, public_bytes
     from servers.keymgr.server import statement_key_path
@@ -96,9 +99,11 @@ def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
     trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
-    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", keymgr_key=trusted) as vault, \
+    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
+                       keymgr_key=trusted) as vault, \
             keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
-                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault})) as km:
+                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
+                           tls=cli_tls.server) as km:
         card = ["--card-image", str(tmp_path / "c.img")]
         ok("card", "init", *card, "--pin", PIN)
         ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", "Movie ticket A")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from servers.tls import Issued
 from servers.vault.server import running
 
 from .test_cli import PIN, evb
@@ -24,8 +25,8 @@ FIG15 = [
 
 
 @pytest.fixture
-def vault_url(tmp_path: Path) -> Iterator[str]:
-    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "key.pem") as url:
+def vault_url(tmp_path: Path, cli_tls: Issued) -> Iterator[str]:
+    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "key.pem", cli_tls.server) as url:
         yield url
 
 
@@ -101,7 +102,7 @@ SET = ["triggers", "set", "--pin", PIN]
     ([*SET, "--on-shortage", "maybe"], "'maybe' is not one of"),
     (["triggers", "set", "--pin", "9999", "--period", "1"], "wrong PIN, 2 tries remaining"),
     (["triggers", "check", "--today", "15/03/2000"], "does not match the format"),
-    (["triggers", "run", "--pin", PIN, "--vault", "http://127.0.0.1:9", *DAY], "cannot reach the vault"),
+    (["triggers", "run", "--pin", PIN, "--vault", "https://127.0.0.1:9", *DAY], "cannot reach the vault"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(fig15: Path, args: list[str], message: str) -> None:
     before = evb("triggers", "show", "--card-image", str(fig15), "--json").output

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from servers.tls import Issued
 from servers.vault.server import running
 
 from .test_cli import PIN, evb
@@ -17,8 +18,8 @@ from .test_cli import stocked as stocked  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def vault_url(tmp_path: Path) -> Iterator[str]:
-    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "key.pem") as url:
+def vault_url(tmp_path: Path, cli_tls: Issued) -> Iterator[str]:
+    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "key.pem", cli_tls.server) as url:
         yield url
 
 
@@ -47,7 +48,7 @@ def state(image: Path) -> tuple[str, str]:
     [
         (["backup"], "name the values"),
         (["backup", "1", "--all"], "not both"),
-        (["backup", "1", "--vault", "http://127.0.0.1:9"], "cannot reach the vault"),
+        (["backup", "1", "--vault", "https://127.0.0.1:9"], "cannot reach the vault"),
         (["backup", "7"], "no value 7"),
         (["restore", "1"], ""),  # value 1 is not a certificate: nothing to do, not an error
     ],
@@ -66,9 +67,10 @@ def test_bad_input_is_one_line(stocked: Path, vault_url: str, args: list[str], m
 
 
 def test_vault_serve_refuses_a_bad_database(tmp_path: Path) -> None:
-    r = evb("vault", "serve", "--db", "postgresql://evb:secret@127.0.0.1:1/none", "--key", str(tmp_path / "k.pem"))
+    r = evb("vault", "serve", "--db", "postgresql://evb:secret@127.0.0.1:1/none", "--key", str(tmp_path / "k.pem"),
+            "--insecure-http")
     assert r.exit_code == 1 and "secret" not in r.output and "cannot connect" in r.output
-    r = evb("vault", "serve", "--digest", "type,colour", "--key", str(tmp_path / "k.pem"))
+    r = evb("vault", "serve", "--digest", "type,colour", "--key", str(tmp_path / "k.pem"), "--insecure-http")
     assert r.exit_code == 1 and "unknown digest field colour" in r.output
 
 

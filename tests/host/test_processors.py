@@ -8,7 +8,7 @@ from apdu import CommandApdu, ResponseApdu
 from apdu.atr import build_atr
 from apdu.records import ValueRecord, ValueType
 from card import SimulatedCard
-from host.processors import TRACE, GetResponseProcessor, ReissueProcessor
+from host.processors import TRACE, GetResponseProcessor, ReissueProcessor, TraceProcessor
 from host.session import WalletSession
 from host.transport import TransportError
 from host.transport.inprocess import connect_card
@@ -116,3 +116,18 @@ def test_trace_redacts_pins(caplog: pytest.LogCaptureFixture) -> None:
     assert "00 20 00 81 08 AA AA AA AA AA AA AA AA" in text
     assert "31 32 33 34" not in text
     assert "> 80 10 00 00" in text and "< " in text
+
+
+def test_trace_redacts_a_secret_answer_through_get_response(caplog: pytest.LogCaptureFixture) -> None:
+    """SPLIT KEY's shares (recovery codes) come in 61xx pieces; every piece stays hidden, and the
+    next command's answer is shown again."""
+    share = bytes(range(0x30, 0x51))
+    script = Scripted([ResponseApdu(share[:20], 0x610D), ResponseApdu(share[20:], 0x9000),
+                       ResponseApdu(b"\x12\x34", 0x9000)])
+    stack = GetResponseProcessor(TraceProcessor(script))
+    with caplog.at_level(TRACE, logger="evb.apdu"):
+        assert stack.send_apdu(CommandApdu(0x80, 0x6C, 2, 3, ne=256)).data == share
+        stack.send_apdu(CommandApdu(0x80, 0x10))
+    flat = caplog.text.replace(" ", "")
+    assert not any(share[i:i + 4].hex().upper() in flat for i in range(len(share) - 3))
+    assert "< AA AA" in caplog.text and "< 12 34 90 00" in caplog.text

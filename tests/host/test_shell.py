@@ -15,6 +15,7 @@ import pytest
 from card import SimulatedCard
 from host.session import WalletSession
 from host.transport.inprocess import open_image
+from servers.tls import Issued
 from servers.vault.server import running
 
 from ..conftest import ISSUER
@@ -25,8 +26,8 @@ COUPON = "store --type coupon --name 'Coupon {n}' --payload-hex " + "ab" * 500
 
 
 @pytest.fixture
-def vault_url(tmp_path: Path) -> Iterator[str]:
-    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "vault-key.pem") as url:
+def vault_url(tmp_path: Path, cli_tls: Issued) -> Iterator[str]:
+    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "vault-key.pem", cli_tls.server) as url:
         yield url
 
 

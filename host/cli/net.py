@@ -1,0 +1,125 @@
+"""How the CLI reaches the vault and the key manager, and how it serves them: URL options, the
+CA their certificates must chain to (``--ca`` or ``EVB_CA``; the system store without), the
+``--tls-cert/--tls-key`` a server presents, and one warning line whenever plain HTTP is used."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..keymgr_client import KeyManagerClient
+from ..triggers import VaultLink
+from ..vault_client import VaultClient
+from .errors import CliFail
+
+if TYPE_CHECKING:
+    from servers.tls import ServerTls
+
+CA_ENV = "EVB_CA"
+_CA_KEY, _WARNED_KEY = "evb.ca", "evb.plain-http-warned"
+
+
+def _keep_ca(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.meta[_CA_KEY] = value
+
+
+_ca_option = click.option(
+    "--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar=CA_ENV, expose_value=False,
+    callback=_keep_ca, help="Trust servers whose TLS certificate this CA (PEM) issued, instead of the system's "
+                            "store (or EVB_CA).")
+
+
+def with_ca(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command ``--ca`` once, however many service URLs it takes."""
+    if any(p.name == "ca" for p in getattr(fn, "__click_params__", ())):
+        return fn
+    return _ca_option(fn)
+
+
+def url_option(flag: str, dest: str, envvar: str, default: str,
+               what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A service's URL option, with ``--ca`` beside it."""
+    option = click.option(flag, dest, envvar=envvar, default=default, show_default=True,
+                          help=f"The {what}'s URL (or {envvar}).")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return option(with_ca(fn))
+
+    return decorate
+
+
+def trust() -> Path | None:
+    """The CA this command trusts: ``--ca``, else ``EVB_CA``, else none (the system store)."""
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.meta.get(_CA_KEY) if ctx is not None else None
+    if chosen is None and os.environ.get(CA_ENV):
+        chosen = Path(os.environ[CA_ENV])
+    return chosen
+
+
+def warn_plain_http(url: str, what: str) -> None:
+    """One line on stderr, once per URL and command: plain HTTP hides nothing from the network."""
+    if not url.lower().startswith("http:"):
+        return
+    ctx = click.get_current_context(silent=True)
+    warned: set[str] = ctx.meta.setdefault(_WARNED_KEY, set()) if ctx is not None else set()
+    if url not in warned:
+        warned.add(url)
+        click.echo(f"Warning: plain HTTP to the {what} at {url}: anyone on the network can read and change "
+                   "the traffic; use https://", err=True)
+
+
+def vault_client(url: str) -> VaultClient:
+    warn_plain_http(url, "vault")
+    return VaultClient(url, ca=trust())
+
+
+def vault_link(url: str) -> VaultLink:
+    warn_plain_http(url, "vault")
+    return VaultLink(url, ca=trust())
+
+
+def keymgr_client(url: str) -> KeyManagerClient:
+    warn_plain_http(url, "key manager")
+    return KeyManagerClient(url, ca=trust())
+
+
+def serve_tls(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tls-cert/--tls-key`` (HTTPS) or ``--insecure-http``; passes ``tls`` (None: plain HTTP)."""
+
+    @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), envvar="EVB_TLS_CERT",
+                  help="The server's certificate (chain), PEM; 'evb tls init' makes one (or EVB_TLS_CERT).")
+    @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="EVB_TLS_KEY",
+                  help="Its private key, PEM, mode 0600 (or EVB_TLS_KEY).")
+    @click.option("--insecure-http", is_flag=True,
+                  help="Serve plain HTTP instead: only where nobody else is on the network.")
+    @wraps(fn)
+    def wrapper(tls_cert: Path | None, tls_key: Path | None, insecure_http: bool, **kwargs: Any) -> Any:
+        return fn(tls=server_tls(tls_cert, tls_key, insecure_http), **kwargs)
+
+    return wrapper
+
+
+def server_tls(cert: Path | None, key: Path | None, insecure_http: bool) -> ServerTls | None:
+    from servers.tls import ServerTls, TlsError
+
+    if insecure_http:
+        if cert or key:
+            raise CliFail("--insecure-http serves plain HTTP: leave out --tls-cert and --tls-key")
+        click.echo("Warning: serving plain HTTP (--insecure-http): anyone on the network can read and change "
+                   "the traffic", err=True)
+        return None
+    if cert is None or key is None:
+        raise CliFail("give --tls-cert and --tls-key ('evb tls init DIR' makes them), or --insecure-http")
+    tls = ServerTls(cert, key)
+    try:
+        tls.check()
+    except TlsError as exc:
+        raise CliFail(str(exc)) from exc
+    return tls
