@@ -445,7 +445,7 @@ class KeyManagerService:
                 response.raise_for_status()
                 key = base64.b64decode(response.json()["public_key"])
             except (httpx.HTTPError, TlsError, ValueError, KeyError) as exc:
-                raise KeyManagerError(503, f"cannot learn the vault's key: {untrusted_reason(exc) or exc}") from exc
+                raise KeyManagerError(503, f"cannot reach the vault for its key: {untrusted_reason(exc) or exc}") from exc
             if not valid_public_key(key):
                 raise KeyManagerError(503, "the vault's key is not a P-256 public key")
             self._asked_vault_key = key

@@ -128,7 +128,7 @@ def test_the_key_manager_fetches_from_the_vault_over_tls(tls_world: World) -> No
 @pytest.mark.parametrize("tls_world", ["another CA"], indirect=True)
 def test_the_key_manager_refuses_a_vault_certificate_from_another_ca(tls_world: World) -> None:
     _, s = encrypted_backup(tls_world)
-    with pytest.raises(KeyManagerClientError, match="cannot reach the vault: its TLS certificate is refused") as e:
+    with pytest.raises(KeyManagerClientError, match="cannot reach the vault.*: its TLS certificate is refused") as e:
         assisted_restore(s, tls_world.keymgr, 1, tls_world.vault)
     assert e.value.status == 503
     assert s.list()[0].flags & ValueFlags.CERTIFICATE  # still a certificate, re-run later (two-phase)
