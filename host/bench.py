@@ -188,6 +188,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
     from servers.keymgr.service import KeyManagerConfig
     from servers.vault.server import running as vault_running
 
+    from . import factors
     from .backup import backup, connect
     from .keymgr_client import KeyManagerClient
     from .keys import backup_key
@@ -203,7 +204,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
                 keymgr_running(f"sqlite:///{base / 'k.db'}", base / "k.pem", base / "m.key", quick) as km_url, \
                 KeyManagerClient(km_url) as keymgr:
             keymgr.create_account("bench", "bench password")
-            keymgr.login("bench", "bench password")
+            factors.login(keymgr, "bench", "bench password")
             sessions = []
             for c in range(cards):
                 session = WalletSession(connect_card(SimulatedCard.manufacture(size=65536, index_capacity=256)))
