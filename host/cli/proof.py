@@ -53,7 +53,8 @@ def proof_options(prefix: str = "") -> Callable[[Callable[..., Any]], Callable[.
                      envvar=None if prefix else "EVB_ID_CARD_IMAGE", help="A simulated ID card's image."),
         click.option(f"{p}id-reader", "proof_id_reader", envvar=None if prefix else "EVB_ID_READER",
                      help="Use the ID card in this PC/SC reader (name, index or part of the name)."),
-        click.option(f"{p}id-pin", "proof_id_pin", envvar="EVB_ID_PIN", help="The ID card's PIN, if it has one."),
+        click.option(f"{p}id-pin", "proof_id_pin", envvar=None if prefix else "EVB_ID_PIN",
+                     help="The ID card's PIN, if it has one."),
         click.option(*([f"{p}finger"] + ([] if prefix else ["--fingerprint"])), "proof_finger",
                      help="The finger on the sensor (a simulated finger's name)."),
     ]
