@@ -212,7 +212,8 @@ def enrol_factor(keymgr_url: str, new_password: bool, id_image: Path | None, id_
         raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
     with logged_in(keymgr_url, proof) as client:
         if new_password:
-            client.set_password(ask_password(os.environ.get("EVB_NEW_PASSWORD"), confirm=True, label="New password"))
+            client.set_password(ask_password(os.environ.get("EVB_NEW_PASSWORD"), confirm=True, label="New password",
+                                             source="set EVB_NEW_PASSWORD"))
             console.print("Password changed; your other sessions ended.")
         with optional_id_card(id_image, id_reader) as card:
             if card is not None:

@@ -19,11 +19,13 @@ from .errors import CliFail
 from .idcard import optional_id_card
 
 
-def ask_password(value: str | None, confirm: bool = False, label: str = "Password") -> str:
+def ask_password(value: str | None, confirm: bool = False, label: str = "Password",
+                 source: str = "pass --password or set EVB_PASSWORD") -> str:
+    """``value``, or the answer to a prompt on a terminal; ``source`` says where else it comes from."""
     if value is not None:
         return value
     if not sys.stdin.isatty():
-        raise CliFail("a password is required: pass --password or set EVB_PASSWORD")
+        raise CliFail(f"{label.lower()} is required: {source}")
     return str(click.prompt(label, hide_input=True, confirmation_prompt=confirm))
 
 
@@ -38,6 +40,7 @@ class ProofOptions:
     id_reader: str | None
     id_pin: str | None
     finger: str | None
+    password_option: str = "--password"
 
 
 def proof_options(prefix: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -65,7 +68,7 @@ def proof_options(prefix: str = "") -> Callable[[Callable[..., Any]], Callable[.
                     proof_id_reader: str | None, proof_id_pin: str | None, proof_finger: str | None,
                     **kwargs: Any) -> Any:
             proof = ProofOptions(proof_password, proof_no_password, proof_id_image, proof_id_reader, proof_id_pin,
-                                 proof_finger)
+                                 proof_finger, f"{p}password")
             return fn(*args, proof=proof, **kwargs)
 
         for option in reversed(options):
@@ -79,7 +82,8 @@ def proof_options(prefix: str = "") -> Callable[[Callable[..., Any]], Callable[.
 def gathered(proof: ProofOptions) -> Iterator[tuple[str | None, IdCardSession | None]]:
     """The password (unless --no-password) and the ID card, opened and unlocked, as a login
     gathers them."""
-    secret = None if proof.no_password else ask_password(proof.password)
+    source = f"pass {proof.password_option} or set EVB_PASSWORD"
+    secret = None if proof.no_password else ask_password(proof.password, source=source)
     with optional_id_card(proof.id_image, proof.id_reader) as card:
         if card is not None and proof.id_pin is not None:
             card.verify_pin(proof.id_pin)

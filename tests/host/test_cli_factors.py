@@ -73,7 +73,8 @@ def test_sensitive_commands_prove_the_factors_again(km: str, monkeypatch: pytest
     ok("account", "create", "jiro", "--keymgr", km)
     ok("account", "login", "jiro", "--keymgr", km)
     monkeypatch.delenv("EVB_PASSWORD")  # the saved session alone does not do
-    fails("a password is required", "account", "policy", "set", "password", "--keymgr", km)
+    fails("password is required: pass --password", "account", "policy", "set", "password", "--keymgr", km)
+    fails("password is required: pass --proof-password", "account", "enrol", "--finger", "jiro/index", "--keymgr", km)
     fails("wrong name or password (9 tries left)", "account", "policy", "set", "password", "--password",
           "a wrong one", "--keymgr", km)
     assert "password" in ok("account", "policy", "set", "password", "--password", "correct horse battery",
