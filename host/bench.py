@@ -191,6 +191,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
     from servers.tls import init_folder
     from servers.vault.server import running as vault_running
 
+    from . import factors
     from .backup import backup, connect
     from .issuer import Issuer
     from .keymgr_client import KeyManagerClient
@@ -212,7 +213,7 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
                                tls.server) as km_url, \
                 KeyManagerClient(km_url, ca=tls.ca_cert) as keymgr:
             keymgr.create_account("bench", "bench password")
-            keymgr.login("bench", "bench password")
+            factors.login(keymgr, "bench", "bench password")
             sessions = []
             for c in range(cards):
                 session = WalletSession(connect_card(SimulatedCard.manufacture(size=65536, index_capacity=256)))

@@ -198,7 +198,7 @@ def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, ke
     report.listing(old.list())
     report.step("The owner opens an account at the key manager and splits the card's key 2 of 3 (E4)")
     keymgr.create_account("hanako", "correct horse battery")
-    keymgr.login("hanako", "correct horse battery")
+    factors.login(keymgr, "hanako", "correct horse battery")
     _, codes = keys.split_key(old, keymgr, vault)
     report.note("share 1 sealed on the card to the key manager, share 2 to the vault, share 3 to the owner:")
     report.note(f"recovery code {codes[0]}")

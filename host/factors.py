@@ -10,7 +10,7 @@ from servers.keymgr.fingerprint import encode
 
 from . import sensor
 from .idcard import IdCardSession
-from .keymgr_client import IdCardAnswer, KeyManagerClient
+from .keymgr_client import Factors, IdCardAnswer, KeyManagerClient
 
 
 def id_card_answer(keymgr: KeyManagerClient, name: str, id_card: IdCardSession) -> IdCardAnswer:
@@ -24,10 +24,27 @@ def touch(finger: str, rng: random.Random | None = None) -> bytes:
     return encode(sensor.touch(sensor.finger(finger), rng))
 
 
+def factors(keymgr: KeyManagerClient, name: str, password: str | None = None, id_card: IdCardSession | None = None,
+            finger: str | None = None) -> Factors:
+    """The owner's factors, fresh: the ID card signs a new challenge, the finger touches again."""
+    answer = id_card_answer(keymgr, name, id_card) if id_card is not None else None
+    return Factors(password, answer, touch(finger) if finger is not None else None)
+
+
+def step_up_with(keymgr: KeyManagerClient, name: str, password: str | None = None,
+                 id_card: IdCardSession | None = None, finger: str | None = None) -> None:
+    """Let the client prove these factors again, afresh, with each sensitive request (step-up)."""
+    keymgr.prove_with(lambda: factors(keymgr, name, password, id_card, finger))
+
+
 def login(keymgr: KeyManagerClient, name: str, password: str | None = None, id_card: IdCardSession | None = None,
           finger: str | None = None) -> int:
-    answer = id_card_answer(keymgr, name, id_card) if id_card is not None else None
-    return keymgr.login(name, password, answer, touch(finger) if finger is not None else None)
+    """Log in with these factors; the client then steps up with the same ones (the ID card and
+    the finger asked again each time), as the owner at this terminal."""
+    given = factors(keymgr, name, password, id_card, finger)
+    expires = keymgr.login(name, given.password, given.id_card, given.fingerprint)
+    step_up_with(keymgr, name, password, id_card, finger)
+    return expires
 
 
 def enrol_id_card(keymgr: KeyManagerClient, id_card: IdCardSession) -> str:

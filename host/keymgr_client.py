@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from apdu.backup import Attestation
@@ -26,6 +27,28 @@ class IdCardAnswer:
 
 
 @dataclass(frozen=True)
+class Factors:
+    """What the owner shows at login, and again (step-up) with each sensitive request: enrolling
+    a card, reporting one lost, changing the password, the policy or a factor."""
+
+    password: str | None = None
+    id_card: IdCardAnswer | None = None
+    fingerprint: bytes | None = None
+
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"password": self.password}
+        if self.id_card is not None:
+            body["id_card"] = {"number": self.id_card.number, "challenge": b64(self.id_card.challenge),
+                               "signature": b64(self.id_card.signature)}
+        if self.fingerprint is not None:
+            body["fingerprint"] = b64(self.fingerprint)
+        return body
+
+
+Prover = Callable[[], Factors]  # fresh factors for one request (an ID card signs a new challenge)
+
+
+@dataclass(frozen=True)
 class EscrowedKey:
     key_id: bytes
     mode: KeyMode
@@ -41,6 +64,15 @@ class KeyRestoration:
 
 class KeyManagerClient(ApiClient):
     error = KeyManagerClientError
+    _prover: Prover | None = None
+
+    def prove_with(self, prover: Prover | None) -> None:
+        """How this client steps up: ``prover`` answers the owner's factors afresh for each
+        sensitive request. Without one, the key manager refuses those requests (403)."""
+        self._prover = prover
+
+    def _proof(self) -> dict[str, object] | None:
+        return self._prover().body() if self._prover is not None else None
 
     def __enter__(self) -> KeyManagerClient:
         return self
@@ -55,7 +87,7 @@ class KeyManagerClient(ApiClient):
         """A statement signed for the vault whose public key is ``vault_key`` (and no other)."""
         answer = self._call("POST", "/v1/lost-cards", {"card_id": card_id.hex(),
                                                        "new_card_id": new_card_id.hex() if new_card_id else None,
-                                                       "vault_key": b64(vault_key)})
+                                                       "vault_key": b64(vault_key), "proof": self._proof()})
         new_key = answer["new_public_key"]
         return LostCardStatement(bytes.fromhex(answer["old_card_id"]), base64.b64decode(answer["old_public_key"]),
                                  bytes.fromhex(answer["new_card_id"]) if answer["new_card_id"] else None,
@@ -69,7 +101,7 @@ class KeyManagerClient(ApiClient):
                    signature: bytes) -> None:
         self._call("POST", "/v1/cards", {"card_id": card_id.hex(), "public_key": b64(public_key),
                                          "attestation": b64(bytes(attestation)), "challenge": b64(challenge),
-                                         "signature": b64(signature)})
+                                         "signature": b64(signature), "proof": self._proof()})
 
     def create_account(self, name: str, password: str) -> None:
         self._call("POST", "/v1/accounts", {"name": name, "password": password})
@@ -77,31 +109,31 @@ class KeyManagerClient(ApiClient):
     def login(self, name: str, password: str | None = None, id_card: IdCardAnswer | None = None,
               fingerprint: bytes | None = None) -> int:
         """Log in with the factors given (the account's policy says which it needs)."""
-        body: dict[str, object] = {"name": name, "password": password}
-        if id_card is not None:
-            body["id_card"] = {"number": id_card.number, "challenge": b64(id_card.challenge),
-                               "signature": b64(id_card.signature)}
-        if fingerprint is not None:
-            body["fingerprint"] = b64(fingerprint)
-        answer = self._call("POST", "/v1/sessions", body)
+        answer = self._call("POST", "/v1/sessions", {"name": name, **Factors(password, id_card, fingerprint).body()})
         self._token = answer["token"]
         return int(answer["expires_at"])
+
+    def logout(self) -> None:
+        """End the session at the key manager: its token opens nothing from now on."""
+        self._call("DELETE", "/v1/sessions/current")
+        self._token = None
 
     def auth_challenge(self, name: str) -> bytes:
         return base64.b64decode(self._call("POST", "/v1/auth-challenges", {"name": name})["challenge"])
 
     def enrol_id_card(self, document: bytes, challenge: bytes, signature: bytes) -> None:
         self._call("POST", "/v1/factors/id-card", {"document": b64(document), "challenge": b64(challenge),
-                                                   "signature": b64(signature)})
+                                                   "signature": b64(signature), "proof": self._proof()})
 
     def set_password(self, password: str) -> None:
-        self._call("POST", "/v1/factors/password", {"password": password})
+        """A new password: the key manager ends every other session of the account."""
+        self._call("POST", "/v1/factors/password", {"password": password, "proof": self._proof()})
 
     def enrol_fingerprint(self, samples: list[bytes]) -> None:
-        self._call("POST", "/v1/factors/fingerprint", {"samples": [b64(s) for s in samples]})
+        self._call("POST", "/v1/factors/fingerprint", {"samples": [b64(s) for s in samples], "proof": self._proof()})
 
     def set_policy(self, policy: str) -> str:
-        return str(self._call("PUT", "/v1/policy", {"policy": policy})["policy"])
+        return str(self._call("PUT", "/v1/policy", {"policy": policy, "proof": self._proof()})["policy"])
 
     def factors(self) -> tuple[str, list[tuple[str, str]]]:
         """The account's policy and its enrolled factors (kind, reference)."""

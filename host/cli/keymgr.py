@@ -1,20 +1,21 @@
-"""``evb keymgr serve|unlock|openapi``, ``evb account create|login|status`` and
+"""``evb keymgr serve|unlock|openapi``, ``evb account create|login|logout|status`` and
 ``evb key backup|restore``: thin over host.keys and servers.keymgr."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import factors
 from ..backup import connect
-from ..keymgr_client import KeyManagerClient
+from ..keymgr_client import KeyManagerClient, KeyManagerClientError
 from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
 from ..recovery import recover, report_lost
 from ..rotation import rotate
@@ -25,6 +26,7 @@ from .idcard import id_image_option, id_pin_option, id_reader_option, optional_i
 from .issuer import trusted_keys, trusted_option
 from .keys import info_json, key
 from .net import keymgr_client, serve_tls, trust, url_option, vault_client, warn_plain_http, with_ca
+from .proof import ProofOptions, ask_password, gathered, proof_options
 from .render import console, print_json, progress_bar
 from .secrets import secret_option
 from .shortage import vault_option
@@ -41,25 +43,29 @@ def session_file() -> Path:
     return Path(base) / "evb" / "keymgr-session.json"
 
 
-def logged_in(url: str) -> KeyManagerClient:
-    """A client with the session 'evb account login' saved for this key manager."""
+def saved_session() -> dict[str, Any]:
     try:
-        saved = json.loads(session_file().read_text())
+        saved: dict[str, Any] = json.loads(session_file().read_text())
     except (OSError, ValueError):
         saved = {}
-    if saved.get("url") != url or saved.get("expires_at", 0) <= time.time():
+    return saved
+
+
+@contextmanager
+def logged_in(url: str, proof: ProofOptions | None = None) -> Iterator[KeyManagerClient]:
+    """A client with the session 'evb account login' saved for this key manager; with ``proof``,
+    one that proves those factors afresh with each sensitive request (step-up)."""
+    saved = saved_session()
+    if saved.get("url") != url or saved.get("expires_at", 0) <= time.time() or "name" not in saved:
         raise CliFail("not logged in to this key manager: run 'evb account login'")
-    client = keymgr_client(url)
-    client._token = saved["token"]
-    return client
-
-
-def ask_password(value: str | None, confirm: bool = False) -> str:
-    if value is not None:
-        return value
-    if not sys.stdin.isatty():
-        raise CliFail("a password is required: pass --password-file FILE or set EVB_PASSWORD")
-    return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+    with keymgr_client(url) as client:
+        client._token = saved["token"]
+        if proof is None:
+            yield client
+            return
+        with gathered(proof) as (secret, card):
+            factors.step_up_with(client, saved["name"], secret, card, proof.finger)
+            yield client
 
 
 password_option = secret_option("password", "EVB_PASSWORD", "The account's password")
@@ -176,28 +182,39 @@ def create(name: str, keymgr_url: str, password: str | None) -> None:
 @account.command("login")
 @click.argument("name")
 @keymgr_option
-@password_option
-@click.option("--no-password", is_flag=True, help="Do not give the password (a policy that does without it).")
-@id_image_option
-@id_reader_option
-@id_pin_option
-@click.option("--finger", "--fingerprint", "finger", help="The finger on the sensor (a simulated finger's name).")
-def login(name: str, keymgr_url: str, password: str | None, no_password: bool, id_image: Path | None,
-          id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
+@proof_options()
+def login(name: str, keymgr_url: str, proof: ProofOptions) -> None:
     """Log in with the factors your account's policy needs (password by default; an ID card in a
-    second reader; a finger); the session is kept (0600) for the key commands until it expires."""
-    secret = None if no_password else ask_password(password)
-    with keymgr_client(keymgr_url) as client, optional_id_card(id_image, id_reader) as card:
-        if card is not None and id_pin is not None:
-            card.verify_pin(id_pin)
-        expires = factors.login(client, name, secret, card, finger)
+    second reader; a finger); the session is kept (0600) for the key commands until it expires.
+    Enrolling a card, reporting one lost and changing the password, policy or factors ask for
+    the same factors again (the same options)."""
+    with keymgr_client(keymgr_url) as client, gathered(proof) as (secret, card):
+        expires = factors.login(client, name, secret, card, proof.finger)
         token = client._token
     path = session_file()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": keymgr_url, "token": token, "expires_at": expires}, f)
+        json.dump({"url": keymgr_url, "name": name, "token": token, "expires_at": expires}, f)
     console.print(f"Logged in as {name} until {time.strftime('%H:%M', time.localtime(expires))}.")
+
+
+@account.command("logout")
+@keymgr_option
+def logout(keymgr_url: str) -> None:
+    """End the session at the key manager and forget its token here."""
+    saved = saved_session()
+    if saved.get("url") != keymgr_url:
+        raise CliFail("not logged in to this key manager")
+    session_file().unlink()  # forgotten here first, whatever the key manager answers
+    with KeyManagerClient(keymgr_url) as client:
+        client._token = saved.get("token")
+        try:
+            client.logout()
+        except KeyManagerClientError as exc:
+            if exc.status != 401:  # 401: it had ended already (expired, or a password change)
+                raise CliFail(f"the session is forgotten here, but the key manager did not end it: {exc}") from exc
+    console.print("Logged out.")
 
 
 @account.command("enrol")
@@ -209,15 +226,20 @@ def login(name: str, keymgr_url: str, password: str | None, no_password: bool, i
 @id_reader_option
 @id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="Enrol this finger (a simulated finger's name): three touches.")
+@proof_options("proof-")
 def enrol_factor(keymgr_url: str, new_password: bool, new_password_value: str | None, id_image: Path | None,
-                 id_reader: str | None, id_pin: str | None, finger: str | None) -> None:
-    """Add an authentication factor to your account: a password, an ID card, a fingerprint."""
+                 id_reader: str | None, id_pin: str | None, finger: str | None, proof: ProofOptions) -> None:
+    """Add an authentication factor to your account: a password, an ID card, a fingerprint. The
+    factors your policy needs are proved again first: the current password (--proof-password-file,
+    EVB_PASSWORD or prompted), --proof-id-card-image/--proof-id-reader, --proof-finger. A new
+    password ends your other sessions."""
     if not (new_password or id_image or id_reader or finger):
         raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
-    with logged_in(keymgr_url) as client:
+    with logged_in(keymgr_url, proof) as client:
         if new_password:
-            client.set_password(ask_password(new_password_value, confirm=True))
-            console.print("Password changed.")
+            client.set_password(ask_password(new_password_value, confirm=True, label="New password",
+                                             source="pass --new-password-file FILE or set EVB_NEW_PASSWORD"))
+            console.print("Password changed; your other sessions ended.")
         with optional_id_card(id_image, id_reader) as card:
             if card is not None:
                 if id_pin is not None:
@@ -236,9 +258,11 @@ def policy() -> None:
 @policy.command("set")
 @click.argument("expression")
 @keymgr_option
-def policy_set(expression: str, keymgr_url: str) -> None:
-    """E.g. 'password and id-card', 'fingerprint or password' (factors must be enrolled)."""
-    with logged_in(keymgr_url) as client:
+@proof_options()
+def policy_set(expression: str, keymgr_url: str, proof: ProofOptions) -> None:
+    """E.g. 'password and id-card', 'fingerprint or password' (factors must be enrolled). The
+    factors the current policy needs are proved again (the options of 'evb account login')."""
+    with logged_in(keymgr_url, proof) as client:
         console.print(f"Logins now need: {client.set_policy(expression)}")
 
 
@@ -282,11 +306,13 @@ def status(keymgr_url: str, as_json: bool) -> None:
 @vault_option
 @pin_option
 @json_option
+@proof_options()
 def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: str, pin: str | None,
-               as_json: bool) -> None:
-    """Escrow the card's key at the key manager (sealed on the card), or split it (--split)."""
+               as_json: bool, proof: ProofOptions) -> None:
+    """Escrow the card's key at the key manager (sealed on the card), or split it (--split).
+    Enrolling the card needs your login's factors again (the options of 'evb account login')."""
     unlock(session, pin)
-    with logged_in(keymgr_url) as client:
+    with logged_in(keymgr_url, proof) as client:
         if not split:
             info = backup_key(session, client)
             print_json(info_json(info)) if as_json else console.print(
@@ -312,12 +338,13 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: 
 @vault_option
 @pin_option
 @json_option
+@proof_options()
 def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, pin: str | None,
-               as_json: bool) -> None:
+               as_json: bool, proof: ProofOptions) -> None:
     """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
     card and registered anew, then the old key is destroyed. Cut anywhere, run it again."""
     unlock(session, pin)
-    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
+    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
         connect(session, vault)
         with progress_bar("Re-encrypting", as_json) as progress:
             result = rotate(session, vault, client, progress, restore_all=restore_all)
@@ -336,12 +363,13 @@ def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault
 @keymgr_option
 @pin_option
 @json_option
+@proof_options()
 def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], keymgr_url: str, pin: str | None,
-                as_json: bool) -> None:
+                as_json: bool, proof: ProofOptions) -> None:
     """Restore an escrowed key onto this card (it must have none)."""
     source = parse_card_id(from_card, "--from-card")
     unlock(session, pin)
-    with logged_in(keymgr_url) as client:
+    with logged_in(keymgr_url, proof) as client:
         info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
     print_json(info_json(info)) if as_json else console.print(
         f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")
@@ -362,11 +390,13 @@ def parse_card_id(text: str, what: str) -> bytes:
 @with_wallet
 @keymgr_option
 @pin_option
-def enrol(session: WalletSession, keymgr_url: str, pin: str | None) -> None:
+@proof_options()
+def enrol(session: WalletSession, keymgr_url: str, pin: str | None, proof: ProofOptions) -> None:
     """Bind the card in the reader to your account: it signs a fresh challenge with its identity
-    key. Only an enrolled card can be reported lost, or replace one."""
+    key. Only an enrolled card can be reported lost, or replace one. Your login's factors are
+    proved again (the options of 'evb account login')."""
     unlock(session, pin)
-    with logged_in(keymgr_url) as client:
+    with logged_in(keymgr_url, proof) as client:
         enrol_card(session, client)
     console.print(f"Card {session.identity().card_id.hex().upper()} enrolled.")
 
@@ -375,11 +405,13 @@ def enrol(session: WalletSession, keymgr_url: str, pin: str | None) -> None:
 @click.argument("card_id")
 @keymgr_option
 @vault_option
-def lost(card_id: str, keymgr_url: str, vault_url: str) -> None:
+@proof_options()
+def lost(card_id: str, keymgr_url: str, vault_url: str, proof: ProofOptions) -> None:
     """Report a card of yours lost: the vault revokes it at once, so nobody can redeem its
-    certificates; 'evb recover' later brings its values to a new card."""
+    certificates; 'evb recover' later brings its values to a new card. Your login's factors are
+    proved again (the options of 'evb account login')."""
     old = parse_card_id(card_id, "CARD_ID")
-    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
+    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
         report_lost(client, vault, old, None)
     console.print(f"Card {old.hex().upper()} revoked at the vault; recover its values with "
                   f"'evb recover --from-card {old.hex()}' on the new card.")
@@ -392,13 +424,14 @@ def lost(card_id: str, keymgr_url: str, vault_url: str) -> None:
 @vault_option
 @pin_option
 @json_option
+@proof_options()
 def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_url: str, pin: str | None,
-                as_json: bool) -> None:
+                as_json: bool, proof: ProofOptions) -> None:
     """Make the card in the reader the lost card's replacement: its key (if escrowed or split),
     its certificates, one handover each, and their values, each exactly once. Safe to re-run."""
     old = parse_card_id(from_card, "--from-card")
     unlock(session, pin)
-    with logged_in(keymgr_url) as client, vault_client(vault_url) as vault:
+    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
         connect(session, vault)
         with progress_bar("Taking certificates", as_json) as progress:
             result = recover(session, vault, client, old, lambda taken, waiting: progress(taken, taken + waiting))

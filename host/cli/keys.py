@@ -10,6 +10,7 @@ from apdu.keys import KeyInfo, KeyMode
 
 from ..session import WalletSession
 from .card import json_option, pin_option, unlock, with_wallet
+from .proof import ProofOptions, proof_options
 from .render import console, print_json
 
 
@@ -30,9 +31,12 @@ def key() -> None:
               help="Let the key manager generate it, escrowed from the start (claim 6); needs a login.")
 @pin_option
 @json_option
-def init(session: WalletSession, symmetric: bool, keymgr_url: str | None, pin: str | None, as_json: bool) -> None:
+@proof_options()
+def init(session: WalletSession, symmetric: bool, keymgr_url: str | None, pin: str | None, as_json: bool,
+         proof: ProofOptions) -> None:
     """Generate the card's key (public-key mode by default); the private part never leaves it
-    (with --by-keymgr it is made by the key manager and reaches the card sealed to it)."""
+    (with --by-keymgr it is made by the key manager and reaches the card sealed to it; enrolling
+    the card there needs your login's factors again, the options of 'evb account login')."""
     unlock(session, pin)
     mode = KeyMode.SYMMETRIC if symmetric else KeyMode.PUBLIC
     if keymgr_url is None:
@@ -43,7 +47,7 @@ def init(session: WalletSession, symmetric: bool, keymgr_url: str | None, pin: s
         from .keymgr import DEFAULT_KEYMGR, logged_in
 
         url = os.environ.get("EVB_KEYMGR", DEFAULT_KEYMGR) if keymgr_url == "env" else keymgr_url
-        with logged_in(url) as client:
+        with logged_in(url, proof) as client:
             info = key_from_keymgr(session, client, mode)
         where = "by the key manager (escrowed)"
     print_json(info_json(info)) if as_json else console.print(

@@ -25,6 +25,7 @@ from .errors import CliFail
 from .issuer import trusted_keys, trusted_option
 from .keymgr import keymgr_option, logged_in
 from .net import serve_tls, vault_client, vault_link
+from .proof import ProofOptions, proof_options
 from .render import console, listing_table, print_json
 from .shortage import day, decider, policy_for, shortage_options, vault_option
 
@@ -171,13 +172,15 @@ def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: 
 @shortage_options
 @pin_option
 @json_option
+@proof_options()
 def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_keymgr: bool, keymgr_url: str,
-                on_shortage: str, vault_url: str, today: datetime | None, pin: str | None, as_json: bool) -> None:
+                on_shortage: str, vault_url: str, today: datetime | None, pin: str | None, as_json: bool,
+                proof: ProofOptions) -> None:
     """Restore values from the vault in place of their certificates; when the card is full, the
     shortage policy decides (claim 26)."""
     targets = pick(session, ids, all_, w.ListFilter(certificates_only=True) if all_ else w.ListFilter(), True)
     if via_keymgr:
-        with vault_session(session, vault_url, pin) as (client, _), logged_in(keymgr_url) as keymgr:
+        with vault_session(session, vault_url, pin) as (client, _), logged_in(keymgr_url, proof) as keymgr:
             run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client)),
                               "restoring via the key manager", as_json)
         return

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from ..wire import ApiError, b64, install_error_handler, unb64, unhex
 from .policy import text
 from .repository import Account
-from .service import IdProof, KeyManagerService
+from .service import Factors, IdProof, KeyManagerService, SteppedUp
 
 B64 = Annotated[str, Field(description="base64", max_length=4096)]
 HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16)]
@@ -22,10 +22,29 @@ class KeyManagerInfo(BaseModel):
     statement_key: B64 = Field(description="signs statements for the vault; pin it there")
 
 
+class IdCardProof(BaseModel):
+    number: Annotated[str, Field(max_length=20)]
+    challenge: B64 = Field(description="from /v1/auth-challenges")
+    signature: B64
+
+
+class FactorsIn(BaseModel):
+    """The factors the account's policy needs (any subset may be given; all must be right)."""
+
+    password: Annotated[str | None, Field(max_length=1024)] = None
+    id_card: IdCardProof | None = None
+    fingerprint: B64 | None = Field(default=None, description="a sample from the sensor")
+
+
+STEP_UP = ("a fresh proof of the account's factors, as at a login (step-up): the session token alone "
+           "does not do; wrong factors count as failed logins")
+
+
 class LostCardRequest(BaseModel):
     card_id: HEX_ID
     new_card_id: HEX_ID | None = None
     vault_key: B64 = Field(description="the public key of the vault the statement is for (its audience)")
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
 class LostCardResponse(BaseModel):
@@ -52,6 +71,7 @@ class CardEnrolment(BaseModel):
     attestation: B64 = Field(description="the card issuer's attestation of the identity key")
     challenge: B64
     signature: B64
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
 class CardEnrolled(BaseModel):
@@ -63,19 +83,10 @@ class Credentials(BaseModel):
     password: Annotated[str, Field(max_length=1024)]
 
 
-class IdCardProof(BaseModel):
-    number: Annotated[str, Field(max_length=20)]
-    challenge: B64 = Field(description="from /v1/auth-challenges")
-    signature: B64
-
-
-class LoginRequest(BaseModel):
+class LoginRequest(FactorsIn):
     """The factors the account's policy needs (any subset may be given; all must be right)."""
 
     name: Annotated[str, Field(max_length=64)]
-    password: Annotated[str | None, Field(max_length=1024)] = None
-    id_card: IdCardProof | None = None
-    fingerprint: B64 | None = Field(default=None, description="a sample from the sensor")
 
 
 class AuthChallengeRequest(BaseModel):
@@ -86,6 +97,7 @@ class IdCardEnrolment(BaseModel):
     document: B64 = Field(description="the ID card's GET DATA answer")
     challenge: B64 = Field(description="from /v1/card-challenges")
     signature: B64
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
 class IdCardEnrolled(BaseModel):
@@ -96,10 +108,14 @@ class IdCardEnrolled(BaseModel):
 
 class FingerprintEnrolment(BaseModel):
     samples: Annotated[list[B64], Field(min_length=3, max_length=5)]
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
 class PasswordChange(BaseModel):
+    """The new password; every other session of the account ends."""
+
     password: Annotated[str, Field(max_length=1024)]
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
 class Enrolled(BaseModel):
@@ -108,6 +124,7 @@ class Enrolled(BaseModel):
 
 class PolicyRequest(BaseModel):
     policy: Annotated[str, Field(max_length=200, description="e.g. 'password and id-card'")]
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
 class PolicyOut(BaseModel):
@@ -126,6 +143,10 @@ class AccountCreated(BaseModel):
 class SessionResponse(BaseModel):
     token: str
     expires_at: int
+
+
+class LoggedOut(BaseModel):
+    logged_out: bool
 
 
 class EscrowRequest(BaseModel):
@@ -217,14 +238,35 @@ def keymgr_service(request: Request) -> KeyManagerService:
 Service = Annotated[KeyManagerService, Depends(keymgr_service)]
 
 
-def logged_in(service: Service, authorization: Annotated[str, Header()] = "") -> Account:
+def bearer(authorization: Annotated[str, Header()] = "") -> str:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "not logged in: send 'Authorization: Bearer <token>' from /v1/sessions")
+    return token
+
+
+Token = Annotated[str, Depends(bearer)]
+
+
+def logged_in(service: Service, token: Token) -> Account:
     return service.account_for(token)
 
 
 Owner = Annotated[Account, Depends(logged_in)]
+
+
+def factors_of(body: FactorsIn) -> Factors:
+    """The wire's factors as the service verifies them (a login's, or a step-up's proof)."""
+    id_card = None
+    if body.id_card is not None:
+        id_card = IdProof(body.id_card.number, unb64(body.id_card.challenge, "challenge"),
+                          unb64(body.id_card.signature, "signature"))
+    return Factors(body.password, id_card, unb64(body.fingerprint, "fingerprint") if body.fingerprint else None)
+
+
+def stepped_up(service: KeyManagerService, owner: Account, proof: FactorsIn | None) -> SteppedUp:
+    """The owner of the session, once the request's proof of the account's factors is verified."""
+    return service.step_up(owner, factors_of(proof) if proof is not None else None)
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -254,33 +296,40 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
 
     @app.post("/v1/sessions", response_model=SessionResponse)
     def login(body: LoginRequest, service: Service) -> SessionResponse:
-        proof = None
-        if body.id_card is not None:
-            proof = IdProof(body.id_card.number, unb64(body.id_card.challenge, "challenge"),
-                            unb64(body.id_card.signature, "signature"))
-        token, expires = service.login(body.name, body.password, proof,
-                                       unb64(body.fingerprint, "fingerprint") if body.fingerprint else None)
+        given = factors_of(body)
+        token, expires = service.login(body.name, given.password, given.id_card, given.fingerprint)
         return SessionResponse(token=token, expires_at=expires)
+
+    @app.delete("/v1/sessions/current", response_model=LoggedOut)
+    def logout(owner: Owner, token: Token, service: Service) -> LoggedOut:
+        """End the session whose token this is."""
+        service.logout(owner, token)
+        return LoggedOut(logged_out=True)
 
     @app.post("/v1/factors/id-card", response_model=IdCardEnrolled)
     def enrol_id_card(body: IdCardEnrolment, owner: Owner, service: Service) -> IdCardEnrolled:
-        doc = service.enrol_id_card(owner, unb64(body.document, "document"), unb64(body.challenge, "challenge"),
+        proven = stepped_up(service, owner, body.proof)
+        doc = service.enrol_id_card(proven, unb64(body.document, "document"), unb64(body.challenge, "challenge"),
                                     unb64(body.signature, "signature"))
         return IdCardEnrolled(number=doc.number, holder=doc.holder, expiry=doc.expiry.isoformat())
 
     @app.post("/v1/factors/password", response_model=Enrolled)
-    def set_password(body: PasswordChange, owner: Owner, service: Service) -> Enrolled:
-        service.set_password(owner, body.password)
+    def set_password(body: PasswordChange, owner: Owner, token: Token, service: Service) -> Enrolled:
+        """A new password; every other session of the account ends, this one goes on."""
+        proven = stepped_up(service, owner, body.proof)
+        service.set_password(proven, body.password, token)
         return Enrolled(enrolled=True)
 
     @app.post("/v1/factors/fingerprint", response_model=Enrolled)
     def enrol_fingerprint(body: FingerprintEnrolment, owner: Owner, service: Service) -> Enrolled:
-        service.enrol_fingerprint(owner, [unb64(s, "samples") for s in body.samples])
+        proven = stepped_up(service, owner, body.proof)
+        service.enrol_fingerprint(proven, [unb64(s, "samples") for s in body.samples])
         return Enrolled(enrolled=True)
 
     @app.put("/v1/policy", response_model=PolicyOut)
     def set_policy(body: PolicyRequest, owner: Owner, service: Service) -> PolicyOut:
-        return PolicyOut(policy=service.set_policy(owner, body.policy))
+        proven = stepped_up(service, owner, body.proof)
+        return PolicyOut(policy=service.set_policy(proven, body.policy))
 
     @app.get("/v1/account", response_model=AccountStatus)
     def status(owner: Owner, service: Service) -> AccountStatus:
@@ -350,7 +399,8 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
 
     @app.post("/v1/lost-cards", response_model=LostCardResponse)
     def lost_card(body: LostCardRequest, owner: Owner, service: Service) -> LostCardResponse:
-        statement, signature = service.report_lost(owner, unhex(body.card_id, "card_id"),
+        proven = stepped_up(service, owner, body.proof)
+        statement, signature = service.report_lost(proven, unhex(body.card_id, "card_id"),
                                                    unhex(body.new_card_id, "new_card_id") if body.new_card_id else None,
                                                    unb64(body.vault_key, "vault_key"))
         return LostCardResponse(old_card_id=statement.old.hex(), old_public_key=b64(statement.old_key),
@@ -365,7 +415,8 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
 
     @app.post("/v1/cards", response_model=CardEnrolled)
     def enrol_card(body: CardEnrolment, owner: Owner, service: Service) -> CardEnrolled:
-        service.enrol_card(owner, unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
+        proven = stepped_up(service, owner, body.proof)
+        service.enrol_card(proven, unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
                            unb64(body.attestation, "attestation"), unb64(body.challenge, "challenge"),
                            unb64(body.signature, "signature"))
         return CardEnrolled(card_id=body.card_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..storage import Database, Migration
+from ..storage import Database, Migration, Tx
 
 MIGRATIONS = [
     Migration(1, "accounts, cards, guesses, sessions, escrows, audit", """
@@ -43,7 +43,25 @@ MIGRATIONS = [
         CREATE TABLE policies (account_id INTEGER PRIMARY KEY, policy TEXT NOT NULL);
         CREATE TABLE auth_challenges (challenge BLOB PRIMARY KEY, name TEXT NOT NULL, expires_at INTEGER NOT NULL)
     """),
+    Migration(6, "expiry indexes: purging expired sessions and challenges touches only those", """
+        CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+        CREATE INDEX sessions_by_account ON sessions (account_id);
+        CREATE INDEX card_challenges_by_expiry ON card_challenges (expires_at);
+        CREATE INDEX auth_challenges_by_expiry ON auth_challenges (expires_at)
+    """),
 ]
+
+# Expired rows each write purges at most, from the table it writes: bounded work per request,
+# and still more than one write adds, so expired rows never pile up.
+PURGE_BATCH = 16
+_KEYS = {"sessions": "token_hash", "card_challenges": "challenge", "auth_challenges": "challenge"}
+
+
+def _purge(tx: Tx, table: str, now: int) -> None:
+    """Delete up to PURGE_BATCH rows of ``table`` that expired before ``now`` (by the expiry index)."""
+    key = _KEYS[table]
+    tx.execute(f"DELETE FROM {table} WHERE {key} IN "
+               f"(SELECT {key} FROM {table} WHERE expires_at < ? LIMIT ?)", (now, PURGE_BATCH))
 
 
 @dataclass(frozen=True)
@@ -125,8 +143,9 @@ class KeyManagerRepository:
 
     # --- sessions ----------------------------------------------------------------------------
 
-    def add_session(self, token_hash: bytes, account_id: int, expires_at: int) -> None:
+    def add_session(self, token_hash: bytes, account_id: int, expires_at: int, now: int) -> None:
         with self.db.transaction() as tx:
+            _purge(tx, "sessions", now)
             tx.execute("INSERT INTO sessions (token_hash, account_id, expires_at) VALUES (?, ?, ?)",
                        (token_hash, account_id, expires_at))
 
@@ -134,6 +153,20 @@ class KeyManagerRepository:
         with self.db.transaction() as tx:
             rows = tx.execute("SELECT account_id, expires_at FROM sessions WHERE token_hash = ?", (token_hash,))
         return int(rows[0][0]) if rows and int(rows[0][1]) > now else None
+
+    def end_session(self, token_hash: bytes) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    def change_password(self, account_id: int, password_hash: str, keep: bytes) -> int:
+        """The new hash, and every session of the account but ``keep`` ended, at once; answers
+        how many ended."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
+            where = "account_id = ? AND token_hash <> ?"
+            ended = len(tx.execute(f"SELECT 1 FROM sessions WHERE {where}", (account_id, keep)))
+            tx.execute(f"DELETE FROM sessions WHERE {where}", (account_id, keep))
+        return ended
 
     # --- cards and escrows -------------------------------------------------------------------
 
@@ -160,9 +193,9 @@ class KeyManagerRepository:
                               (card_id, account_id))
         return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def add_challenge(self, challenge: bytes, expires_at: int) -> None:
+    def add_challenge(self, challenge: bytes, expires_at: int, now: int) -> None:
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM card_challenges WHERE expires_at < ?", (expires_at - 3600,))
+            _purge(tx, "card_challenges", now)
             tx.execute("INSERT INTO card_challenges (challenge, expires_at) VALUES (?, ?)", (challenge, expires_at))
 
     def take_challenge(self, challenge: bytes, now: int) -> bool:
@@ -277,9 +310,9 @@ class KeyManagerRepository:
             tx.execute("INSERT INTO policies (account_id, policy) VALUES (?, ?)", (account_id, policy))
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, f"policy set: {policy}"))
 
-    def add_auth_challenge(self, challenge: bytes, name: str, expires_at: int) -> None:
+    def add_auth_challenge(self, challenge: bytes, name: str, expires_at: int, now: int) -> None:
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM auth_challenges WHERE expires_at < ?", (expires_at - 3600,))
+            _purge(tx, "auth_challenges", now)
             tx.execute("INSERT INTO auth_challenges (challenge, name, expires_at) VALUES (?, ?, ?)",
                        (challenge, name, expires_at))
 

@@ -6,6 +6,11 @@ so only that card can open it and the terminal never sees it.
 Passwords: Argon2id hashes; wrong guesses are counted per *name*, known or not, and ten lock
 it, so neither the answers nor their timing tell whether an account exists. Every refusal is a
 :class:`KeyManagerError` with its HTTP status and a message for the user.
+
+Step-up: what could take the owner's values or lock the owner out (enrolling a card, reporting
+one lost, changing the password, the policy or a factor) needs the account's factors again in
+the same request, verified as a login verifies them (:meth:`KeyManagerService.step_up`); a
+session token alone, sniffed or stolen, does none of it.
 """
 
 from __future__ import annotations
@@ -57,6 +62,23 @@ class IdProof:
     number: str
     challenge: bytes
     signature: bytes
+
+
+@dataclass(frozen=True)
+class Factors:
+    """What an owner shows to prove the account is theirs: at login, and again (step-up) on each
+    sensitive action. Any subset may be given; all given must be right, and together they must
+    satisfy the account's policy."""
+
+    password: str | None = None
+    id_card: IdProof | None = None
+    fingerprint: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SteppedUp(Account):
+    """An account whose owner proved its factors in this very request (:meth:`KeyManagerService.step_up`):
+    what the sensitive actions take, so none can be reached with a session token alone."""
 
 
 def _locked(factor: Factor) -> str:
@@ -164,8 +186,9 @@ class KeyManagerService:
     def auth_challenge(self, name: str) -> tuple[bytes, int]:
         """A fresh challenge for an ID card to sign at login; issued for any name, known or not."""
         challenge = secrets.token_bytes(32)
-        expires = int(time.time()) + self.config.challenge_ttl
-        self.repo.add_auth_challenge(challenge, name, expires)
+        now = int(time.time())
+        expires = now + self.config.challenge_ttl
+        self.repo.add_auth_challenge(challenge, name, expires, now)
         return challenge, expires
 
     def login(self, name: str, password: str | None = None, id_card: IdProof | None = None,
@@ -173,8 +196,37 @@ class KeyManagerService:
         """A session once the factors given are all right and satisfy the account's policy.
         Each factor's failures are counted per name, known or not; ten lock that factor."""
         now = int(time.time())
-        given = {f for f, proof in ((Factor.PASSWORD, password), (Factor.ID_CARD, id_card),
-                                    (Factor.FINGERPRINT, fingerprint)) if proof is not None}
+        account, given = self._prove(name, Factors(password, id_card, fingerprint), now)
+        if password is not None and self.hasher.check_needs_rehash(account.password_hash):
+            self.repo.set_password_hash(account.id, self.hasher.hash(password))
+        token = new_token()
+        self.repo.add_session(token_hash(token), account.id, now + self.config.session_ttl, now)
+        self.repo.log(name, f"logged in with {' and '.join(sorted(f.value for f in given))}", now)
+        return token, now + self.config.session_ttl
+
+    def step_up(self, account: Account, proof: Factors | None) -> SteppedUp:
+        """The owner proves the account's factors again, in the request that does the sensitive
+        action (step-up), on top of the session token.
+
+        Why a proof in each request rather than a session marked as stepped-up for a while: a
+        token sniffed or stolen during that window would carry the step-up with it; here the
+        token alone never suffices, whenever it was taken. The proof is verified by the very
+        path a login takes (:meth:`_prove`): the same policy, the same failure counts and locks,
+        so a thief holding a token guesses no faster than at the login. An ID card's answer is
+        over a one-use challenge from /v1/auth-challenges, so it cannot be replayed either."""
+        if proof is None:
+            raise KeyManagerError(403, "this action needs a fresh proof of the account's factors ('proof': "
+                                       "the factors of a login), not only the session")
+        proven, _ = self._prove(account.name, proof, int(time.time()))
+        return SteppedUp(proven.id, proven.name, proven.password_hash)
+
+    def _prove(self, name: str, proof: Factors, now: int) -> tuple[Account, set[Factor]]:
+        """The account once the factors given are all right and satisfy its policy; each wrong
+        factor is counted against the name, known or not, and ten lock that factor. Answers the
+        account and the factors given. The one verification of factors: login and step-up."""
+        password, id_card, fingerprint = proof.password, proof.id_card, proof.fingerprint
+        given = {f for f, shown in ((Factor.PASSWORD, password), (Factor.ID_CARD, id_card),
+                                    (Factor.FINGERPRINT, fingerprint)) if shown is not None}
         if not given:
             raise KeyManagerError(400, "give a password, an ID card or a fingerprint")
         for factor in sorted(given):
@@ -210,12 +262,7 @@ class KeyManagerService:
         for factor in given:
             if self.repo.failures(name, factor.value):
                 self.repo.clear_failures(name, now, kind=factor.value)
-        if password is not None and self.hasher.check_needs_rehash(account.password_hash):
-            self.repo.set_password_hash(account.id, self.hasher.hash(password))
-        token = new_token()
-        self.repo.add_session(token_hash(token), account.id, now + self.config.session_ttl)
-        self.repo.log(name, f"logged in with {' and '.join(sorted(f.value for f in given))}", now)
-        return token, now + self.config.session_ttl
+        return account, given
 
     def _id_card_refusal(self, account: Account | None, name: str, proof: IdProof, now: int) -> str | None:
         if not self.repo.take_auth_challenge(proof.challenge, name, now):
@@ -247,7 +294,7 @@ class KeyManagerService:
 
     # --- enrolment of factors (E5) -------------------------------------------------------------
 
-    def enrol_id_card(self, account: Account, document: bytes, challenge: bytes, signature: bytes) -> IdDocument:
+    def enrol_id_card(self, account: SteppedUp, document: bytes, challenge: bytes, signature: bytes) -> IdDocument:
         """The ID card proves it holds the document's key by signing our fresh challenge."""
         try:
             doc = IdDocument.from_bytes(document)
@@ -264,13 +311,15 @@ class KeyManagerService:
                              int(time.time()))
         return doc
 
-    def set_password(self, account: Account, password: str) -> None:
+    def set_password(self, account: SteppedUp, password: str, token: str) -> None:
+        """A new password ends every other session of the account: whoever else held a token
+        (a thief's copy) is out; the session that changed it (``token``'s) goes on."""
         if len(password) < 8:
             raise KeyManagerError(400, "a password has at least 8 characters")
-        self.repo.set_password_hash(account.id, self.hasher.hash(password))
-        self.repo.log(account.name, "password changed", int(time.time()))
+        ended = self.repo.change_password(account.id, self.hasher.hash(password), token_hash(token))
+        self.repo.log(account.name, f"password changed; {ended} other session(s) ended", int(time.time()))
 
-    def enrol_fingerprint(self, account: Account, samples: list[bytes]) -> None:
+    def enrol_fingerprint(self, account: SteppedUp, samples: list[bytes]) -> None:
         """Three touches that agree: the first is kept as the template, encrypted at rest."""
         try:
             prints = [fingerprint.decode(s) for s in samples]
@@ -283,7 +332,7 @@ class KeyManagerService:
         sealed = self.master.seal(samples[0], _template_aad(account.id))
         self.repo.put_factor(account.id, Factor.FINGERPRINT.value, "finger", sealed, account.name, int(time.time()))
 
-    def set_policy(self, account: Account, policy_text: str) -> str:
+    def set_policy(self, account: SteppedUp, policy_text: str) -> str:
         try:
             policy = parse(policy_text)
         except PolicyError as exc:
@@ -313,6 +362,11 @@ class KeyManagerService:
         if account is None:
             raise KeyManagerError(401, "not logged in: the session is unknown or expired")
         return account
+
+    def logout(self, account: Account, token: str) -> None:
+        """End this session: its token opens nothing from now on."""
+        self.repo.end_session(token_hash(token))
+        self.repo.log(account.name, "logged out", int(time.time()))
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -496,7 +550,7 @@ class KeyManagerService:
 
     # --- lost cards --------------------------------------------------------------------------
 
-    def report_lost(self, account: Account, old: bytes, new: bytes | None,
+    def report_lost(self, account: SteppedUp, old: bytes, new: bytes | None,
                     vault_key: bytes) -> tuple[Replacement, bytes]:
         """The owner says ``old`` is lost (and ``new`` replaces it): a statement the vault whose
         key is ``vault_key`` acts on (and no other), signed for whoever carries it there. Both cards must have proved their
@@ -519,11 +573,12 @@ class KeyManagerService:
 
     def card_challenge(self) -> tuple[bytes, int]:
         challenge = secrets.token_bytes(32)
-        expires = int(time.time()) + self.config.challenge_ttl
-        self.repo.add_challenge(challenge, expires)
+        now = int(time.time())
+        expires = now + self.config.challenge_ttl
+        self.repo.add_challenge(challenge, expires, now)
         return challenge, expires
 
-    def enrol_card(self, account: Account, card_id: bytes, public_key: bytes, attestation: bytes,
+    def enrol_card(self, account: SteppedUp, card_id: bytes, public_key: bytes, attestation: bytes,
                    challenge: bytes, signature: bytes) -> None:
         """Bind a card to the account on its identity key's signature over our fresh challenge,
         made for us: nobody can enrol, and later report lost, a card they do not hold, nor a

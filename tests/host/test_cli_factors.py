@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from host.cli.keymgr import session_file
+from host.keymgr_client import KeyManagerClient
 from servers.keymgr.server import running
 from servers.tls import Issued
 
+from ..servers.test_keymgr import refused
 from ..servers.test_split_key import FAST
 from .test_cli import evb
 
@@ -48,8 +51,11 @@ def test_password_id_card_and_finger(km: str, tmp_path: Path) -> None:
     ok("account", "policy", "set", "password and id-card", "--keymgr", km)
     fails("logs in with: password and id-card", "account", "login", "hanako", "--keymgr", km)
     ok("account", "login", "hanako", *idc, "--id-pin", "2468", "--keymgr", km)
-    ok("account", "enrol", "--finger", "hanako/index", "--keymgr", km)
-    ok("account", "policy", "set", "fingerprint or (password and id-card)", "--keymgr", km)
+    # changing factors or the policy proves the policy's factors again (step-up), the ID card too
+    fails("logs in with: password and id-card", "account", "enrol", "--finger", "hanako/index", "--keymgr", km)
+    ok("account", "enrol", "--finger", "hanako/index", "--proof-id-card-image", str(tmp_path / "id.img"),
+       "--proof-id-pin", "2468", "--keymgr", km)
+    ok("account", "policy", "set", "fingerprint or (password and id-card)", *idc, "--id-pin", "2468", "--keymgr", km)
     ok("account", "login", "hanako", "--no-password", "--finger", "hanako/index", "--keymgr", km)
     fails("does not match", "account", "login", "hanako", "--no-password", "--finger", "taro/index", "--keymgr", km)
     shown = json.loads(ok("account", "policy", "show", "--keymgr", km, "--json"))
@@ -63,3 +69,35 @@ def test_bad_input_is_one_line(km: str) -> None:
     fails("what to enrol", "account", "enrol", "--keymgr", km)
     fails("unknown factor", "account", "policy", "set", "password or retina", "--keymgr", km)
     fails("enrol id-card", "account", "policy", "set", "id-card", "--keymgr", km)
+
+
+def test_sensitive_commands_prove_the_factors_again(km: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok("account", "create", "jiro", "--keymgr", km)
+    ok("account", "login", "jiro", "--keymgr", km)
+    monkeypatch.delenv("EVB_PASSWORD")  # the saved session alone does not do
+    fails("password is required: pass --password", "account", "policy", "set", "password", "--keymgr", km)
+    fails("password is required: pass --proof-password", "account", "enrol", "--finger", "jiro/index", "--keymgr", km)
+    fails("wrong name or password (9 tries left)", "account", "policy", "set", "password", "--password",
+          "a wrong one", "--keymgr", km)
+    assert "password" in ok("account", "policy", "set", "password", "--password", "correct horse battery",
+                            "--keymgr", km)
+    monkeypatch.setenv("EVB_NEW_PASSWORD", "another horse battery")
+    with KeyManagerClient(km) as laptop:  # another session of the owner's
+        laptop.login("jiro", "correct horse battery")
+        out = ok("account", "enrol", "--password", "--proof-password", "correct horse battery", "--keymgr", km)
+        assert "other sessions ended" in out
+        refused(laptop.status, 401, "not logged in")
+    ok("account", "policy", "show", "--keymgr", km)  # the session that changed it goes on
+
+
+def test_logout_ends_the_session_and_forgets_it(km: str) -> None:
+    ok("account", "create", "saburo", "--keymgr", km)
+    ok("account", "login", "saburo", "--keymgr", km)
+    token = json.loads(session_file().read_text())["token"]
+    assert "Logged out" in ok("account", "logout", "--keymgr", km)
+    assert not session_file().exists()
+    with KeyManagerClient(km) as sniffed:
+        sniffed._token = token
+        refused(sniffed.status, 401, "not logged in")
+    fails("not logged in", "account", "policy", "show", "--keymgr", km)
+    fails("not logged in", "account", "logout", "--keymgr", km)

@@ -61,7 +61,7 @@ def test_a_key_restored_with_password_and_id_card(pcsc_bridge: VpcdBridge, id_ca
         with running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key", FAST) as url:
             with KeyManagerClient(url) as keymgr:
                 keymgr.create_account("hanako", PASSWORD)
-                keymgr.login("hanako", PASSWORD)
+                factors.login(keymgr, "hanako", PASSWORD)
                 backup_key(old, keymgr)
                 factors.enrol_id_card(keymgr, id_card_in_slot1)  # slot 1, while slot 0 holds the wallet
                 keymgr.set_policy("password and id-card")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from apdu.records import ValueFlags
+from host import factors
 from host.assisted import assisted_restore
 from host.backup import BackupError, backup, connect
 from host.demo import FIG15
@@ -49,7 +50,7 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
         with keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", km_key, tmp_path / "master.key", config) as km_url, \
                 KeyManagerClient(km_url) as keymgr, VaultClient(vault_url) as vault:
             keymgr.create_account("hanako", PASSWORD)
-            keymgr.login("hanako", PASSWORD)
+            factors.login(keymgr, "hanako", PASSWORD)
             yield World(keymgr, vault, db_url)
 
 
@@ -104,7 +105,7 @@ def test_another_owner_is_refused(world: World) -> None:
     card, s = encrypted_backup(world)
     with KeyManagerClient(world.keymgr.url) as thief:
         thief.create_account("mallory", PASSWORD)
-        thief.login("mallory", PASSWORD)
+        factors.login(thief, "mallory", PASSWORD)
         refused(world, card, s, "enrolled in another account", thief)
 
 

@@ -32,7 +32,7 @@ NAME, PASSWORD, FINGER = "hanako", "correct horse battery", "hanako/right-index"
 def keymgr(db_url: str, tmp_path: Path) -> Iterator[KeyManagerClient]:
     with running(db_url, tmp_path / "km.pem", tmp_path / "master.key", FAST) as url, KeyManagerClient(url) as client:
         client.create_account(NAME, PASSWORD)
-        client.login(NAME, PASSWORD)
+        factors.login(client, NAME, PASSWORD)
         yield client
 
 

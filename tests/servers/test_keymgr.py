@@ -12,6 +12,7 @@ from argon2 import PasswordHasher, Type
 
 from apdu import keys as k
 from apdu import seal
+from host import factors
 from host.api_client import ServiceError
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key, enrol_card, key_from_keymgr, restore_key
@@ -37,7 +38,7 @@ def keymgr_url(db_url: str, tmp_path: Path) -> Iterator[str]:
 def owner(keymgr_url: str) -> Iterator[KeyManagerClient]:
     with KeyManagerClient(keymgr_url) as client:
         client.create_account(NAME, PASSWORD)
-        client.login(NAME, PASSWORD)
+        factors.login(client, NAME, PASSWORD)
         yield client
 
 
@@ -127,7 +128,7 @@ def test_other_owners_get_nothing(owner: KeyManagerClient, keymgr_url: str) -> N
     card_id = s.identity().card_id
     with KeyManagerClient(keymgr_url) as thief:
         thief.create_account("mallory", "another password")
-        thief.login("mallory", "another password")
+        factors.login(thief, "mallory", "another password")
         _, their_card = personalized()
         refused(lambda: thief.restore_key(card_id, their_card.identity().card_id, their_card.new_transport_key()),
                 404, "no key of that card")
@@ -160,7 +161,7 @@ def test_ten_wrong_passwords_lock_known_and_unknown_names_alike(keymgr_url: str,
     assert service.repo.audit(NAME)[-1][1] == "unlocked by the administrator"
     db.close()
     with KeyManagerClient(keymgr_url) as client:
-        client.login(NAME, PASSWORD)
+        factors.login(client, NAME, PASSWORD)
 
 
 def test_unknown_names_cost_one_argon2_verification_like_known_ones(db_url: str, tmp_path: Path) -> None:

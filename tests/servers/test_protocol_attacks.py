@@ -20,6 +20,7 @@ from apdu import SW, ApduError
 from apdu.backup import Attestation, Audience, Identity, auth_message
 from apdu.certificate import Certificate
 from apdu.signature import ORDER, verify
+from host import factors
 from host.backup import BackupError, backup, check_certificate, connect, restore
 from host.demo import FIG15
 from host.issuer import Issuer
@@ -47,7 +48,7 @@ def owner(world: World) -> Iterator[KeyManagerClient]:
     name = next(names)
     with KeyManagerClient(world.keymgr_url) as km:
         km.create_account(name, PASSWORD)
-        km.login(name, PASSWORD)
+        factors.login(km, name, PASSWORD)
         yield km
 
 

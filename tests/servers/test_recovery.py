@@ -18,6 +18,7 @@ import pytest
 from apdu.backup import Audience
 from apdu.records import ValueFlags
 from card import SimulatedCard
+from host import factors
 from host.backup import backup, connect
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
@@ -72,7 +73,7 @@ def lose_a_card(world: World, encrypted: bool) -> Lost:
     bodies = [a.read(a.store(replace(r, name=f"{r.name} of {name}"))).body() for r in FIG15]
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
         km.create_account(name, PASSWORD)
-        km.login(name, PASSWORD)
+        factors.login(km, name, PASSWORD)
         key = connect(a, vault)
         if encrypted:
             a.generate_key()
@@ -94,7 +95,7 @@ def recover_onto(world: World, lost: Lost, card: SimulatedCard,
                  km_client: type[KeyManagerClient] = KeyManagerClient,
                  vault_client: type[VaultClient] = VaultClient) -> None:
     with km_client(world.keymgr_url) as km, vault_client(world.vault_url) as vault:
-        km.login(lost.name, PASSWORD)
+        factors.login(km, lost.name, PASSWORD)
         s = unlocked(card)
         connect(s, vault)
         recover(s, vault, km, lost.card_id)
@@ -116,7 +117,7 @@ def test_a_lost_cards_values_come_back_once_on_the_new_card(world: World, encryp
     lost = lose_a_card(world, encrypted)
     b, s = personalized()
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
-        km.login(lost.name, PASSWORD)
+        factors.login(km, lost.name, PASSWORD)
         connect(s, vault)
         result = recover(s, vault, km, lost.card_id)
         assert result.imported == 3 and len(result.restored) == 3 and not result.failed
@@ -138,7 +139,7 @@ def test_a_card_replaced_twice_hands_everything_to_the_last(world: World) -> Non
     b, _ = personalized()
     c, _ = personalized()
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
-        km.login(lost.name, PASSWORD)
+        factors.login(km, lost.name, PASSWORD)
         sb = unlocked(b)
         enrol_card(sb, km)
         connect(sb, vault)
@@ -160,7 +161,7 @@ def test_refusals(world: World) -> None:
     with KeyManagerClient(world.keymgr_url) as thief, VaultClient(world.vault_url) as vault:
         name = next(names)
         thief.create_account(name, PASSWORD)
-        thief.login(name, PASSWORD)
+        factors.login(thief, name, PASSWORD)
         _, theirs = personalized()
         enrol_card(theirs, thief)
         with pytest.raises(KeyManagerClientError) as refused:  # not the thief's card
@@ -195,7 +196,7 @@ def test_handovers_are_numbered_by_the_cards_counter(world: World) -> None:
     lost = lose_a_card(world, encrypted=False)
     _, s = personalized()
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
-        km.login(lost.name, PASSWORD)
+        factors.login(km, lost.name, PASSWORD)
         enrol_card(s, km)
         connect(s, vault)
         assert report_lost(km, vault, lost.card_id, s.identity().card_id) == 3

@@ -15,6 +15,7 @@ import pytest
 from apdu.keys import KeyMode
 from apdu.records import ValueFlags
 from card import SimulatedCard
+from host import factors
 from host.backup import backup, connect, restore
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
@@ -71,7 +72,7 @@ def owner_with_backups(world: World, n: int = 6) -> Owner:
     s.generate_key()
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
         km.create_account(name, PASSWORD)
-        km.login(name, PASSWORD)
+        factors.login(km, name, PASSWORD)
         backup_key(s, km)
         key = connect(s, vault)
         ids = list(originals)
@@ -86,7 +87,7 @@ def rotate_once(world: World, owner: Owner, restore_all: bool = False,
                 km_client: type[KeyManagerClient] = KeyManagerClient,
                 vault_client: type[VaultClient] = VaultClient) -> None:
     with km_client(world.keymgr_url) as km, vault_client(world.vault_url) as vault:
-        km.login(owner.name, PASSWORD)
+        factors.login(km, owner.name, PASSWORD)
         s = unlocked(owner.card)
         connect(s, vault)
         rotate(s, vault, km, restore_all=restore_all)
@@ -99,7 +100,7 @@ def assert_rotated(world: World, owner: Owner, old_key: bytes, everything_on_car
     key = s.key_info()
     assert key.key_id != old_key and s.key_info(next_key=True).mode == KeyMode.NONE
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
-        km.login(owner.name, PASSWORD)
+        factors.login(km, owner.name, PASSWORD)
         card_id = s.identity().card_id
         assert [e.key_id for e in km.status()[1][card_id]] == [key.key_id]  # the old key destroyed
         assert km.rotation(card_id) is None
@@ -118,7 +119,7 @@ def test_every_value_moves_to_the_new_key(world: World) -> None:
     owner = owner_with_backups(world)
     old = unlocked(owner.card).key_info().key_id
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
-        km.login(owner.name, PASSWORD)
+        factors.login(km, owner.name, PASSWORD)
         s = unlocked(owner.card)
         connect(s, vault)
         result = rotate(s, vault, km)
@@ -141,7 +142,7 @@ def test_the_key_manager_keeps_its_record_straight(world: World) -> None:
     s = unlocked(owner.card)
     card_id, key_id = s.identity().card_id, s.key_info().key_id
     with KeyManagerClient(world.keymgr_url) as km:
-        km.login(owner.name, PASSWORD)
+        factors.login(km, owner.name, PASSWORD)
         with pytest.raises(KeyManagerClientError) as unescrowed:
             km.begin_rotation(card_id, key_id, bytes(8))
         assert unescrowed.value.status == 409 and "escrow the new key" in unescrowed.value.message

@@ -11,6 +11,7 @@ import pytest
 
 from apdu import SW, ApduError, seal, shamir
 from apdu import keys as k
+from host import factors
 from host.backup import connect
 from host.keymgr_client import KeyManagerClient
 from host.keys import KeyFlowError, enrol_card, restore_split_key, split_key
@@ -31,7 +32,7 @@ def servers(db_url: str, tmp_path: Path) -> Iterator[tuple[KeyManagerClient, Vau
             vault_running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "vault.pem") as vault_url, \
             KeyManagerClient(km_url) as keymgr, VaultClient(vault_url) as vault:
         keymgr.create_account("hanako", "correct horse battery")
-        keymgr.login("hanako", "correct horse battery")
+        factors.login(keymgr, "hanako", "correct horse battery")
         yield keymgr, vault
 
 
