@@ -18,11 +18,13 @@ class KeyFlowError(BackupError):  # a BackupError: the CLI prints it as one line
 
 
 def enrol_card(session: WalletSession, keymgr: KeyManagerClient) -> None:
-    """Bind the card to the logged-in owner by its identity key's signature (again is harmless).
+    """Bind the card to the logged-in owner by its identity key's signature (once; again is a no-op).
 
     The card signs for the key manager key it pinned, so that key is pinned first."""
     pin_keymgr_key(session, keymgr)
     identity = session.identity()
+    if identity.card_id in keymgr.status()[1]:
+        return  # enrolled already: nothing to change, so no step-up to ask for
     challenge = keymgr.card_challenge()
     keymgr.enrol_card(identity.card_id, identity.public_key, attestation_of(session), challenge,
                       session.authenticate(Audience.KEY_MANAGER, challenge))

@@ -207,7 +207,7 @@ def logout(keymgr_url: str) -> None:
     if saved.get("url") != keymgr_url:
         raise CliFail("not logged in to this key manager")
     session_file().unlink()  # forgotten here first, whatever the key manager answers
-    with KeyManagerClient(keymgr_url) as client:
+    with keymgr_client(keymgr_url) as client:
         client._token = saved.get("token")
         try:
             client.logout()

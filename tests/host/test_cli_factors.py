@@ -4,6 +4,7 @@ click's runner against a key manager on loopback."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_sensitive_commands_prove_the_factors_again(km: str, monkeypatch: pytest
     assert "password" in ok("account", "policy", "set", "password", "--password", "correct horse battery",
                             "--keymgr", km)
     monkeypatch.setenv("EVB_NEW_PASSWORD", "another horse battery")
-    with KeyManagerClient(km) as laptop:  # another session of the owner's
+    with KeyManagerClient(km, ca=Path(os.environ["EVB_CA"])) as laptop:  # another session of the owner's
         laptop.login("jiro", "correct horse battery")
         out = ok("account", "enrol", "--password", "--proof-password", "correct horse battery", "--keymgr", km)
         assert "other sessions ended" in out
@@ -96,7 +97,7 @@ def test_logout_ends_the_session_and_forgets_it(km: str) -> None:
     token = json.loads(session_file().read_text())["token"]
     assert "Logged out" in ok("account", "logout", "--keymgr", km)
     assert not session_file().exists()
-    with KeyManagerClient(km) as sniffed:
+    with KeyManagerClient(km, ca=Path(os.environ["EVB_CA"])) as sniffed:
         sniffed._token = token
         refused(sniffed.status, 401, "not logged in")
     fails("not logged in", "account", "policy", "show", "--keymgr", km)

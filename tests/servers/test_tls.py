@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from apdu.records import ValueFlags
+from host import factors
 from host.assisted import assisted_restore
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.vault_client import VaultClient, VaultClientError
@@ -54,7 +55,7 @@ def test_clients_with_the_right_ca_talk_to_both_servers(vault_url: str, keymgr_u
         assert len(vault.public_key()) == 65
     with KeyManagerClient(keymgr_url, ca=issued.ca_cert) as keymgr:
         keymgr.create_account("hanako", PASSWORD)
-        keymgr.login("hanako", PASSWORD)
+        factors.login(keymgr, "hanako", PASSWORD)
         assert keymgr.status() == ("hanako", {})
 
 
@@ -115,7 +116,7 @@ def tls_world(tmp_path: Path, issued: Issued, request: pytest.FixtureRequest) ->
                             tls=issued.server) as km_url, \
                 KeyManagerClient(km_url, ca=issued.ca_cert) as keymgr, VaultClient(vault_url, ca=issued.ca_cert) as vault:
             keymgr.create_account("hanako", PASSWORD)
-            keymgr.login("hanako", PASSWORD)
+            factors.login(keymgr, "hanako", PASSWORD)
             yield World(keymgr, vault, db)
 
 
