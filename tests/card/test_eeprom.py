@@ -248,6 +248,7 @@ class Disk:
 
 
 CRASH_SAMPLES = 64 if FULL else 8
+RECOVERY_CRASH_SAMPLES = 8 if FULL else 4  # per crash point, twice over
 SEQUENCE: list[Callable[[Eeprom], None]] = [
     _two_range_commit,
     lambda e: _small(e, b"1"),
@@ -260,43 +261,84 @@ SEQUENCE: list[Callable[[Eeprom], None]] = [
 ]
 
 
+Events = list[tuple[int, bytes] | None]  # the image's page writes, None for a sync
+
+
+def recorded(e: Eeprom, commits: list[Callable[[Eeprom], None]], monkeypatch: pytest.MonkeyPatch,
+             power_on: bool = False) -> tuple[Events, list[bytes], list[int]]:
+    """Run ``commits`` on the image card ``e`` (after powering it on, if asked), recording its
+    file's writes and syncs. Answers them, the application area before and after each commit,
+    and how many events each commit had seen when it returned."""
+    events: Events = []
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        events.append((offset, bytes(data)))
+        return len(data)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: events.append(None))
+    if power_on:
+        e.power_on()
+    states, answered_at = [cells(e)], []
+    for commit in commits:
+        commit(e)
+        states.append(cells(e))
+        answered_at.append(len(events))
+    monkeypatch.undo()
+    e.close()
+    return events, states, answered_at
+
+
+def disk_after(image: bytes, events: Events) -> Disk:
+    disk = Disk(image)
+    for event in events:
+        if event is None:
+            disk.fdatasync(0)
+        else:
+            disk.pwrite(0, event[1], event[0])
+    return disk
+
+
 def test_a_machine_crash_at_any_write_keeps_every_answered_commit(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The syncs are where durability needs them: crash the machine after any write of an image
     card's commits, losing any unsynced page writes the kernel may not have written back; the
     card powers on after the last commit that returned, or after the one in progress."""
     e = Eeprom.blank(8192)
+    image = e.snapshot()
     e.save(tmp_path / "card.img")
     e.power_on()
-    events: list[tuple[str, int, bytes]] = []
-
-    def pwrite(fd: int, data: bytes, offset: int) -> int:
-        events.append(("write", offset, bytes(data)))
-        return len(data)
-
-    def fdatasync(fd: int) -> None:
-        events.append(("sync", 0, b""))
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    states, answered_at = [cells(e)], []
-    for commit in SEQUENCE:
-        commit(e)
-        states.append(cells(e))
-        answered_at.append(len(events))
-    monkeypatch.undo()
-    e.close()
-
+    events, states, answered_at = recorded(e, SEQUENCE, monkeypatch)
     rng = random.Random(18)
     for k in range(len(events) + 1):
-        disk = Disk(Eeprom.blank(8192).snapshot())
-        for kind, offset, data in events[:k]:
-            if kind == "write":
-                disk.pwrite(0, data, offset)
-            else:
-                disk.fdatasync(0)
+        disk = disk_after(image, events[:k])
         answered = sum(at <= k for at in answered_at)
         for _ in range(CRASH_SAMPLES):
             after = Eeprom(bytearray(disk.after_crash(rng)))
             after.power_on()
             assert cells(after) in states[answered : answered + 2], f"crash after {k} of {len(events)} writes"
+
+
+def test_a_machine_crash_after_a_recovery_keeps_what_it_recovered(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crash once at any write, power on (the recovery writes pages too), commit once more and
+    crash again at any write: the card is as the first recovery left it, or after the new commit."""
+    e = Eeprom.blank(8192)
+    image = e.snapshot()
+    e.save(tmp_path / "card.img")
+    e.power_on()
+    events, _, _ = recorded(e, SEQUENCE, monkeypatch)
+    rng = random.Random(18)
+    for k in range(len(events) + 1):
+        for _ in range(RECOVERY_CRASH_SAMPLES):
+            crashed = disk_after(image, events[:k]).after_crash(rng)
+            (tmp_path / "crashed.img").write_bytes(crashed)
+            again = Eeprom.load(tmp_path / "crashed.img")
+            more, states, answered_at = recorded(again, [lambda e: _small(e, b"9")], monkeypatch, power_on=True)
+            for j in range(len(more) + 1):
+                disk = disk_after(crashed, more[:j])
+                answered = sum(at <= j for at in answered_at)
+                for _ in range(RECOVERY_CRASH_SAMPLES):
+                    after = Eeprom(bytearray(disk.after_crash(rng)))
+                    after.power_on()
+                    assert cells(after) in states[answered : answered + 2], f"crash after {k}, then after {j}"
