@@ -11,6 +11,7 @@ import gzip
 import os
 import random
 import signal
+import stat
 import time
 import traceback
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import pytest
 
 from apdu.records import ValueRecord, ValueType
 from card import Eeprom, SimulatedCard
-from card.eeprom import H_FORMAT, PAGE
+from card.eeprom import H_FORMAT, PAGE, ImageError
 from host.demo import FIG15
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
@@ -112,12 +113,25 @@ def test_commands_write_the_image_in_place_page_by_page(tmp_path: Path, monkeypa
     assert syncs == commands
 
 
-def test_a_new_image_is_created_whole(tmp_path: Path) -> None:
-    """Creation still goes through a temporary file and a rename, and leaves nothing else."""
+def test_a_new_image_is_created_whole_and_its_name_synced(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creation goes through a temporary file, a rename and a sync of the folder (the new name
+    survives a crash), and leaves nothing else behind."""
     image = tmp_path / "cards" / "card.img"
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        is_folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append(f"folder with {sorted(os.listdir(image.parent))}" if is_folder else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     card = SimulatedCard.manufacture(image=image)
+    monkeypatch.undo()
     assert image.read_bytes() == card.eeprom.snapshot()
-    assert [p.name for p in image.parent.iterdir()] == ["card.img"]
+    assert synced == ["file", "folder with ['card.img']"]
+    assert os.listdir(image.parent) == ["card.img"]
 
 
 def test_a_closed_card_does_not_power_on(tmp_path: Path) -> None:
@@ -125,7 +139,7 @@ def test_a_closed_card_does_not_power_on(tmp_path: Path) -> None:
     SimulatedCard.manufacture(image=image)
     card = SimulatedCard.open(image)
     card.close()
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(ImageError, match="closed"):
         card.power_on()
 
 
