@@ -103,6 +103,7 @@ class SimulatedCard:
         """Release the image for other processes (the card is as if taken out of the reader)."""
         if self.powered:
             self.power_off()
+        self.eeprom.close()
         if self._image_lock is not None:
             self._image_lock.close()
             self._image_lock = None
@@ -144,12 +145,10 @@ class SimulatedCard:
             response = self._process(apdu, writes_before)
         except PowerLoss as exc:
             self._reset_ram()
-            self.eeprom.flush()
             raise CardMute(str(exc)) from exc
         if self.eeprom.in_transaction:  # an applet bug must not leave half a command behind
             self.eeprom.abort()
             response = ResponseApdu(b"", SW.NO_PRECISE_DIAGNOSIS)
-        self.eeprom.flush()
         return bytes(response)
 
     def _process(self, raw: bytes, writes_before: int) -> ResponseApdu:

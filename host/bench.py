@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apdu import wallet as w
-from card import ATR, SimulatedCard
+from card import ATR, Eeprom, SimulatedCard
 from card.bridge.vpcd import BASE_PORT, EchoCard, VpcdBridge, wait_connected
 
 from .demo import FIG15, load_fig15
@@ -279,3 +279,53 @@ def run_fingerprint_bench(fingers: int = 1000, seed: int = 1,
         if progress:
             progress(i + 1, fingers)
     return FingerprintRates(fingers, THRESHOLD, genuine, impostor)
+
+
+@dataclass(frozen=True)
+class ImageTiming:
+    pairs: int
+    memory_apdu_s: float  # the baseline: the same card, its EEPROM in memory only
+    image_apdu_s: float  # its EEPROM in an image file, written in place
+
+    @property
+    def ratio(self) -> float:
+        return self.image_apdu_s / self.memory_apdu_s
+
+
+def run_image_bench(pairs: int = 2000, folder: Path | None = None) -> ImageTiming:
+    """STORE+DELETE pairs on one card, as an in-memory clone and as an image file in ``folder``
+    (a temporary folder by default: the disk's sync cost is part of the figure), in interleaved
+    batches so that background load hits both alike: medians of the batch rates, in APDU/s."""
+    from dataclasses import replace
+
+    card = SimulatedCard.manufacture()
+    session = WalletSession(connect_card(card))
+    session.personalize("1234")
+    session.verify_pin("1234")
+    load_fig15(session)
+    card.power_off()
+    cells = card.eeprom.snapshot()
+    value = replace(FIG15[0], name="Benchmark ticket")
+
+    def batch(s: WalletSession) -> float:
+        start = time.perf_counter()
+        for _ in range(BATCH):
+            s.delete(s.store(value))
+        return 2 * BATCH / (time.perf_counter() - start)
+
+    memory: list[float] = []
+    image: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="evb-bench-", dir=folder) as tmp:
+        Eeprom(bytearray(cells)).save(Path(tmp) / "bench.img")
+        on_file = SimulatedCard.open(Path(tmp) / "bench.img")
+        in_memory = SimulatedCard(Eeprom(bytearray(cells)))
+        sessions = [WalletSession(connect_card(c)) for c in (in_memory, on_file)]
+        for s in sessions:
+            s.verify_pin("1234")
+        try:
+            for _ in range(0, pairs, BATCH):
+                memory.append(batch(sessions[0]))
+                image.append(batch(sessions[1]))
+        finally:
+            on_file.close()
+    return ImageTiming(len(memory) * BATCH, statistics.median(memory), statistics.median(image))

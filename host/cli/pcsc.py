@@ -180,3 +180,24 @@ def bench_fingerprint(fingers: int, seed: int, as_json: bool) -> None:
         far, frr = result.rates(t)
         table.add_row(f"{t:.2f}" + (" (used)" if t == result.threshold else ""), f"{far:.2%}", f"{frr:.2%}")
     console.print(table)
+
+
+@bench.command("image")
+@click.option("--pairs", type=click.IntRange(10, 1_000_000), default=2000, show_default=True,
+              help="STORE+DELETE pairs on each card.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Where the image file goes (its disk's sync cost counts) [default: a temporary folder].")
+@click.option("--json", "as_json", is_flag=True)
+def bench_image(pairs: int, folder: Path | None, as_json: bool) -> None:
+    """STORE+DELETE on a card whose EEPROM is an image file vs the same card in memory, interleaved."""
+    from ..bench import run_image_bench
+
+    with console.status("storing and deleting on both cards...") if not as_json else nullcontext():
+        result = run_image_bench(pairs, folder)
+    if as_json:
+        print_json({"pairs": result.pairs, "memory_apdu_s": result.memory_apdu_s,
+                    "image_apdu_s": result.image_apdu_s, "ratio": result.ratio})
+        return
+    console.print(f"STORE+DELETE, {result.pairs} pairs each, median of batches: image file "
+                  f"{result.image_apdu_s:,.0f} APDU/s, in memory {result.memory_apdu_s:,.0f} APDU/s, "
+                  f"ratio {result.ratio:.2f} (goal >= 0.5)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
@@ -113,6 +114,47 @@ def test_tearing_at_every_write(case: Case, reader: Reader) -> None:
     for n in tear_points(total, reader):
         card, _ = run(cells, case, n, reader)
         state = recovered(card)
+        assert state in allowed, f"{case.name}: torn after {n} of {total} writes"
+        seen.add(allowed.index(state))
+    assert {0, 1} <= seen, "both sides of the commit point were reached"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_tearing_at_every_write_of_an_image_card(case: Case, tmp_path: Path) -> None:
+    """The same sweep on a card whose EEPROM is an image file: the torn cells are what the file
+    holds, and the card is reopened from it by a process that knows nothing else."""
+    cells = case.image()
+    image = tmp_path / "card.img"
+    before = observe(clone(cells), pins=(PIN, NEW_PIN))
+    allowed = [before]
+    if case.name == "pin-change":
+        allowed.append(replace(before, pin_tries=(before.pin_tries or 0) - 1))
+
+    def run(tear_after: int | None) -> tuple[Observed, int]:
+        image.write_bytes(cells)
+        card = SimulatedCard.open(image)
+        session = WalletSession(connect_card(card))
+        if case.verify_first:
+            session.verify_pin(PIN)
+        start = card.eeprom.page_writes
+        card.eeprom.cut_power_after(tear_after)
+        try:
+            case.op(session)
+        except CardRemovedError:
+            assert tear_after is not None
+        writes = card.eeprom.page_writes - start
+        card.close()
+        reopened = SimulatedCard.open(image)
+        state = observe(reopened, pins=(PIN, NEW_PIN))
+        reopened.close()
+        return state, writes
+
+    after, total = run(None)
+    allowed.insert(1, after)
+    assert after != before and total > 0
+    seen = set()
+    for n in range(total):
+        state, _ = run(n)
         assert state in allowed, f"{case.name}: torn after {n} of {total} writes"
         seen.add(allowed.index(state))
     assert {0, 1} <= seen, "both sides of the commit point were reached"
