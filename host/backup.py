@@ -146,21 +146,31 @@ def restore(session: WalletSession, vault: VaultClient, value_id: int, make_room
     if not _answers(cert, value):
         session.cancel_pending(value_id)
         raise BackupError(f"value {value_id}: the vault's value does not match the certificate")
+    commit_with_room(session, value_id, entry.name, len(value), lambda: session.commit_restore(value_id, value),
+                     make_room)
+    release(session, vault, cert.counter, cert.value_hash)
+    return Outcome(value_id, entry.name, "restored")
+
+
+def commit_with_room(session: WalletSession, value_id: int, name: str, needed: int, commit: Callable[[], None],
+                     make_room: MakeRoom | None) -> None:
+    """Commit a restore of a pending certificate; when the card is full (6A84), make room by the
+    shortage policy and commit again (claims 25-27, 35-37). Every path that writes a value back to
+    the card (plain, assisted, lost-card recovery, E8) goes through here, so a refusal anywhere
+    cancels the pending mark: the certificate stays, nothing is left half-done, and a batch goes on."""
     try:
-        session.commit_restore(value_id, value)
+        commit()
     except ApduError as exc:
         if exc.sw != SW.NOT_ENOUGH_MEMORY:
             raise
-        try:  # claim 26: make room by the shortage policy, then continue the restore
+        try:
             if make_room is None:
-                raise BackupError(f"not enough card memory to restore '{entry.name}' ({len(value)} bytes)") from exc
-            make_room(len(value), f"restoring '{entry.name}'")
+                raise BackupError(f"not enough card memory to restore '{name}' ({needed} bytes)") from exc
+            make_room(needed, f"restoring '{name}'")
         except BackupError:
             session.cancel_pending(value_id)  # the certificate stays; nothing was lost
             raise
-        session.commit_restore(value_id, value)
-    release(session, vault, cert.counter, cert.value_hash)
-    return Outcome(value_id, entry.name, "restored")
+        commit()
 
 
 def release(session: WalletSession, vault: VaultClient, counter: int, x: bytes) -> bool:

@@ -17,7 +17,7 @@ from apdu.certificate import Certificate
 from apdu.keys import KeyMode
 from apdu.records import ValueFlags
 
-from .backup import BackupError, Outcome, release_unneeded, restore, run_all
+from .backup import BackupError, MakeRoom, Outcome, release_unneeded, restore, run_all
 from .keymgr_client import KeyManagerClient
 from .keys import enrol_card, restore_key, restore_split_key
 from .session import WalletSession
@@ -79,13 +79,13 @@ def recover_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultCl
 
 
 def recover(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient, old_card_id: bytes,
-            progress: Progress | None = None) -> Recovery:
+            progress: Progress | None = None, make_room: MakeRoom | None = None) -> Recovery:
     """The whole story on the new card in the reader, resumable at every step: report the loss
     (again is harmless), bring the key, take the certificates, restore their values."""
     enrol_card(session, keymgr)
     report_lost(keymgr, vault, old_card_id, session.identity().card_id)
     key = recover_key(session, keymgr, vault, old_card_id)
     imported = take_handovers(session, vault, progress)
-    restored, failed = run_all(inherited(session), lambda i: restore(session, vault, i))
+    restored, failed = run_all(inherited(session), lambda i: restore(session, vault, i, make_room))
     release_unneeded(session, vault)  # what a cut run restored but did not release
     return Recovery(key, imported, restored, failed)

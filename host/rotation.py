@@ -18,7 +18,7 @@ from apdu.certificate import Certificate, Mode
 from apdu.keys import KeyInfo, KeyMode
 from apdu.records import ValueFlags
 
-from .backup import release_unneeded, restore
+from .backup import MakeRoom, release_unneeded, restore
 from .keymgr_client import KeyManagerClient
 from .keys import KeyFlowError, enrol_card
 from .session import WalletSession
@@ -49,9 +49,11 @@ def encrypted_certificates(session: WalletSession, rotated: bool | None = None) 
 
 
 def rotate(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient, progress: Progress | None = None,
-           restore_all: bool = False) -> Rotation:
+           restore_all: bool = False, make_room: MakeRoom | None = None) -> Rotation:
     """Move the card to a new key: the next key escrowed first, then every encrypted backup
-    re-encrypted on the card and registered anew, then the commit, then the clean-up."""
+    re-encrypted on the card and registered anew, then the commit, then the clean-up. E8
+    (``restore_all``) brings every value back first, making room by ``make_room`` when the card
+    is full; a shortage it cannot solve stops before the key moves, with no certificate pending."""
     current = session.key_info()
     if current.mode == KeyMode.NONE:
         raise KeyFlowError("the card has no key to rotate: 'evb key init' generates one")
@@ -64,7 +66,7 @@ def rotate(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient,
     restored = 0
     if restore_all and nxt.mode == KeyMode.NONE:  # E8: everything back on the card first
         for value_id in encrypted_certificates(session):
-            restore(session, vault, value_id)
+            restore(session, vault, value_id, make_room)
             restored += 1
     nxt = session.begin_rotation()  # the same next key again after a cut
     keymgr.escrow(card_id, nxt.key_id, nxt.mode, session.export_key(next_key=True))

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,20 @@ from .errors import CliFail
 from .idcard import id_image_option, id_pin_option, id_reader_option, optional_id_card
 from .issuer import trusted_keys, trusted_option
 from .keys import info_json, key
-from .net import keymgr_client, serve_tls, trust, url_option, vault_client, warn_plain_http, with_ca
+from .net import (
+    keymgr_client,
+    serve_tls,
+    trust,
+    url_option,
+    vault_client,
+    vault_link,
+    warn_plain_http,
+    with_ca,
+)
 from .proof import ProofOptions, ask_password, gathered, proof_options
 from .render import console, print_json, progress_bar
 from .secrets import secret_option
-from .shortage import vault_option
+from .shortage import room_maker, shortage_options, vault_option
 
 if TYPE_CHECKING:
     from servers.tls import ServerTls
@@ -335,19 +345,21 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: 
 @click.option("--restore-all", is_flag=True,
               help="Seed E8: restore every encrypted backup to the card first, then move to the new key.")
 @keymgr_option
-@vault_option
+@shortage_options
 @pin_option
 @json_option
 @proof_options()
-def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, pin: str | None,
-               as_json: bool, proof: ProofOptions) -> None:
+def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, on_shortage: str,
+               today: datetime | None, pin: str | None, as_json: bool, proof: ProofOptions) -> None:
     """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
-    card and registered anew, then the old key is destroyed. Cut anywhere, run it again."""
+    card and registered anew, then the old key is destroyed. Cut anywhere, run it again. With
+    --restore-all (E8) a card too full for its values follows the shortage policy."""
     unlock(session, pin)
-    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
+    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault, vault_link(vault_url) as link:
         connect(session, vault)
         with progress_bar("Re-encrypting", as_json) as progress:
-            result = rotate(session, vault, client, progress, restore_all=restore_all)
+            result = rotate(session, vault, client, progress, restore_all=restore_all,
+                            make_room=room_maker(session, link, on_shortage, today))
     if as_json:
         print_json({**info_json(result.key), "moved": result.moved, "restored": result.restored,
                     "destroyed": result.destroyed})
@@ -421,20 +433,22 @@ def lost(card_id: str, keymgr_url: str, vault_url: str, proof: ProofOptions) -> 
 @with_wallet
 @click.option("--from-card", "from_card", required=True, help="The lost card's id (16 hex digits).")
 @keymgr_option
-@vault_option
+@shortage_options
 @pin_option
 @json_option
 @proof_options()
-def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_url: str, pin: str | None,
-                as_json: bool, proof: ProofOptions) -> None:
+def recover_cmd(session: WalletSession, from_card: str, keymgr_url: str, vault_url: str, on_shortage: str,
+                today: datetime | None, pin: str | None, as_json: bool, proof: ProofOptions) -> None:
     """Make the card in the reader the lost card's replacement: its key (if escrowed or split),
-    its certificates, one handover each, and their values, each exactly once. Safe to re-run."""
+    its certificates, one handover each, and their values, each exactly once. Safe to re-run.
+    A card too full for the values follows the shortage policy (--on-shortage)."""
     old = parse_card_id(from_card, "--from-card")
     unlock(session, pin)
-    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
+    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault, vault_link(vault_url) as link:
         connect(session, vault)
         with progress_bar("Taking certificates", as_json) as progress:
-            result = recover(session, vault, client, old, lambda taken, waiting: progress(taken, taken + waiting))
+            result = recover(session, vault, client, old, lambda taken, waiting: progress(taken, taken + waiting),
+                             room_maker(session, link, on_shortage, today))
     if as_json:
         print_json({"key": result.key, "imported": result.imported,
                     "restored": [{"id": o.value_id, "name": o.name} for o in result.restored],

@@ -14,7 +14,7 @@ from rich.table import Table
 from apdu.triggers import ShortagePolicy
 
 from ..session import WalletSession
-from ..triggers import Choice, Decide, Shortage
+from ..triggers import Choice, Decide, Shortage, VaultLink, make_room
 from .net import url_option
 from .render import console
 
@@ -25,11 +25,24 @@ today_option = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"])
 POLICIES = {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}
 
 
+on_shortage_option = click.option(
+    "--on-shortage", type=click.Choice(["card", *POLICIES]), default="card", show_default=True,
+    help="When the card is full: the card's policy, abort, back up automatically by the card's conditions, or ask.")
+
+
 def shortage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--on-shortage", type=click.Choice(["card", *POLICIES]), default="card", show_default=True,
-                      help="When the card is full: the card's policy, abort, back up automatically by the "
-                           "card's conditions, or ask.")(fn)
-    return vault_option(today_option(fn))
+    return vault_option(today_option(on_shortage_option(fn)))
+
+
+def room_maker(session: WalletSession, link: VaultLink, on_shortage: str,
+               today: datetime | None) -> Callable[[int, str], object]:
+    """The shortage policy as the flows take it: (bytes needed, what for) -> room or a refusal."""
+    policy, decide = policy_for(session, on_shortage), decider()
+
+    def room(needed: int, what: str) -> object:
+        return make_room(session, link, needed, what, day(today), policy, decide)
+
+    return room
 
 
 def day(today: datetime | None) -> date:

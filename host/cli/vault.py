@@ -18,7 +18,6 @@ from apdu.signature import valid_public_key
 from ..assisted import assisted_restore
 from ..backup import BackupError, Outcome, backup, connect, encryption, release_unneeded, restore, run_all
 from ..session import WalletSession
-from ..triggers import make_room
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
@@ -27,7 +26,7 @@ from .keymgr import keymgr_option, logged_in
 from .net import serve_tls, vault_client, vault_link
 from .proof import ProofOptions, proof_options
 from .render import console, listing_table, print_json
-from .shortage import day, decider, policy_for, shortage_options, vault_option
+from .shortage import room_maker, shortage_options, vault_option
 
 if TYPE_CHECKING:
     from servers.tls import ServerTls
@@ -179,17 +178,13 @@ def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_ke
     """Restore values from the vault in place of their certificates; when the card is full, the
     shortage policy decides (claim 26)."""
     targets = pick(session, ids, all_, w.ListFilter(certificates_only=True) if all_ else w.ListFilter(), True)
-    if via_keymgr:
-        with vault_session(session, vault_url, pin) as (client, _), logged_in(keymgr_url, proof) as keymgr:
-            run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client)),
-                              "restoring via the key manager", as_json)
-        return
     with vault_session(session, vault_url, pin) as (client, _), vault_link(vault_url) as link:
-        policy, decide = policy_for(session, on_shortage), decider()
-
-        def room(needed: int, what: str) -> object:
-            return make_room(session, link, needed, what, day(today), policy, decide)
-
+        room = room_maker(session, link, on_shortage, today)
+        if via_keymgr:
+            with logged_in(keymgr_url, proof) as keymgr:
+                run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client, room)),
+                                  "restoring via the key manager", as_json)
+            return
         run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i, room)), "restoring", as_json)
         _wrap(lambda: release_unneeded(session, client))
 
