@@ -7,7 +7,7 @@ A compact TLV, because it lives in card EEPROM::
 The signature (ECDSA P-256, SHA-256, canonical DER) by the vault covers every byte before the
 ``9E`` TLV, for the card it names (:meth:`Certificate.message`: purpose CERTIFICATE, audience the
 card id), so the card, the host and anyone holding the vault's public key can verify it offline. The
-digest is a configurable subset of the value's own TLVs (type, name, count, expiry, place; it
+digest is a configurable subset of the value's own TLVs (type, name, count, start, expiry, place; it
 may be empty); X binds the certificate to the exact stored bytes of the value.
 """
 
@@ -49,6 +49,7 @@ class DigestField(Enum):
     TYPE = Tag.TYPE
     NAME = Tag.NAME
     COUNT = Tag.QUANTITY
+    START = Tag.VALID_FROM  # with EXPIRY: the whole validity range of fig. 2(b)
     EXPIRY = Tag.VALID_TO
     PLACE = Tag.PLACE
 

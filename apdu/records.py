@@ -53,6 +53,8 @@ class Tag(IntEnum):
     PAYLOAD = 0x8C
     FLAGS = 0x8D
     CERTIFICATE = 0x8E  # the vault's certificate, on a record that stands for a backed-up value
+    TOTAL = 0x8F  # seed fig. 2(a): the total amount (e.g. paid for the whole quantity)
+    REMARKS = 0x90  # seed fig. 2(a): remarks
 
 
 class RecordError(ValueError):
@@ -112,6 +114,8 @@ class ValueRecord:
     acquired_at: datetime | None = None
     payload: bytes = b""
     certificate: bytes = b""
+    total: int = 0
+    remarks: str = ""
     id: int | None = field(default=None, compare=True)
     flags: ValueFlags = ValueFlags.NONE
 
@@ -147,6 +151,10 @@ class ValueRecord:
             items.append((Tag.PLACE, _text(self.place, "place")))
         if self.acquired_at:
             items.append((Tag.ACQUIRED_AT, encode_bcd_datetime(self.acquired_at)))
+        if self.total:
+            items.append((Tag.TOTAL, _u32(self.total)))
+        if self.remarks:
+            items.append((Tag.REMARKS, _text(self.remarks, "remarks")))
         if self.payload:
             items.append((Tag.PAYLOAD, self.payload))
         if self.certificate:
@@ -218,6 +226,8 @@ class ValueRecord:
             acquired_at=(decode_bcd_datetime(fields[Tag.ACQUIRED_AT]) if Tag.ACQUIRED_AT in fields else None),
             payload=fields.get(Tag.PAYLOAD, b""),
             certificate=fields.get(Tag.CERTIFICATE, b""),
+            total=num(Tag.TOTAL),
+            remarks=text(Tag.REMARKS),
             id=int.from_bytes(rid, "big") if rid is not None else None,
             flags=ValueFlags(flags[0]),
         )

@@ -221,6 +221,8 @@ def show(session: WalletSession, value_id: int, as_json: bool) -> None:
 @click.option("--place", default="")
 @click.option("--acquired-at", type=DATETIME, help="Default: now.")
 @click.option("--payload-hex", default="", help="Opaque issuer data, hex.")
+@click.option("--total", type=click.IntRange(0, 0xFFFFFFFF), default=0, help="The total amount (fig. 2(a)).")
+@click.option("--remarks", default="", help="Remarks (fig. 2(a)), up to 64 bytes.")
 @shortage_options
 @pin_option
 @json_option
@@ -238,6 +240,8 @@ def store(
     place: str,
     acquired_at: datetime | None,
     payload_hex: str,
+    total: int,
+    remarks: str,
     on_shortage: str,
     vault_url: str,
     today: datetime | None,
@@ -262,6 +266,8 @@ def store(
         place=place,
         acquired_at=(acquired_at or datetime.now()).replace(microsecond=0),
         payload=payload,
+        total=total,
+        remarks=remarks,
     )
     unlock(session, pin)
     with vault_link(vault_url) as link:

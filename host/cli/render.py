@@ -83,9 +83,11 @@ def record_table(r: ValueRecord) -> Table:
         ("Quantity", str(r.quantity)),
         ("Face value", f"{r.face_value} {r.currency}"),
         ("Balance", f"{r.balance} {r.currency}"),
+        ("Total", f"{r.total} {r.currency}" if r.total else "-"),
         ("Validity", validity),
         ("Place", r.place or "-"),
         ("Acquired", r.acquired_at.isoformat(sep=" ") if r.acquired_at else "-"),
+        ("Remarks", r.remarks or "-"),
         ("Payload", f"{len(r.payload)} bytes" if r.payload else "-"),
         ("Flags", flags_text(r.flags) or "-"),
     ]

@@ -43,7 +43,7 @@ def vault() -> None:
               help="The vault's signing key, PEM; created on first start [default: beside the data].")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8470, show_default=True)
-@click.option("--digest", default="type,name,count,expiry,place", show_default=True,
+@click.option("--digest", default="type,name,count,start,expiry,place", show_default=True,
               help="Value fields copied into certificates (comma-separated, may be empty).")
 @click.option("--counter-modulus", type=click.IntRange(2, 2**32), default=2**32, show_default=True,
               help="Registration counters wrap here.")
@@ -64,7 +64,7 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
     try:
         fields = tuple(DigestField[f.strip().upper()] for f in digest.split(",") if f.strip())
     except KeyError as exc:
-        raise CliFail(f"unknown digest field {exc.args[0].lower()} (type, name, count, expiry, place)") from exc
+        raise CliFail(f"unknown digest field {exc.args[0].lower()} (type, name, count, start, expiry, place)") from exc
     trusted = None
     if keymgr_key:
         try:

@@ -20,7 +20,7 @@ from apdu.certificate import (
     make_digest,
     value_hash,
 )
-from apdu.records import MAX_TEXT, ValueFlags, ValueRecord, ValueType
+from apdu.records import MAX_TEXT, Tag, ValueFlags, ValueRecord, ValueType
 
 text = st.text(st.characters(codec="utf-8"), max_size=MAX_TEXT // 4)
 dates = st.dates(date(1990, 1, 1), date(2099, 12, 31))
@@ -40,6 +40,8 @@ records = st.builds(
     acquired_at=st.one_of(st.none(), st.datetimes(datetime(1990, 1, 1), datetime(2099, 1, 1)).map(
         lambda t: t.replace(microsecond=0))),
     payload=st.binary(max_size=512),
+    total=u32,
+    remarks=text,
 )
 
 
@@ -87,6 +89,25 @@ ITEMS = tlv.decode(CERT)
 def test_certificate_refuses_other_encodings(raw: bytes, words: str) -> None:
     with pytest.raises(CertificateError, match=words):
         Certificate.from_bytes(raw)
+
+
+def test_fig_2a_total_and_remarks_are_stored_fields() -> None:
+    r = ValueRecord(ValueType.TICKET, "Concert ticket C", quantity=2, face_value=4500, total=9000,
+                    remarks="row 12, seats 5-6")
+    body = r.body()
+    assert bytes.fromhex("8F0400002328") in body and bytes.fromhex("9011") + b"row 12, seats 5-6" in body
+    assert ValueRecord.from_bytes(body) == r
+    assert {Tag.TOTAL, Tag.REMARKS}.isdisjoint(tlv.decode_map(ValueRecord(ValueType.TICKET, "none").body()))
+
+
+def test_the_digest_can_carry_the_whole_validity_range() -> None:
+    """Fig. 2(b): the digest's expiry as a from-to range, not valid-to alone."""
+    r = ValueRecord(ValueType.TICKET, "Movie ticket A", valid_from=date(2000, 4, 1), valid_to=date(2000, 5, 31))
+    body = r.body()
+    digest = make_digest(body, (DigestField.START, DigestField.EXPIRY))
+    assert digest == bytes.fromhex("870420000401" "880420000531")
+    shifted = ValueRecord(ValueType.TICKET, "Movie ticket A", valid_from=date(2000, 4, 2), valid_to=date(2000, 5, 31))
+    assert digest_matches(digest, body) and not digest_matches(digest, shifted.body())
 
 
 def test_digest_and_hash() -> None:

@@ -139,4 +139,4 @@ def test_serving_plain_http_warns(tmp_path: Path) -> None:
     r = evb("vault", "serve", "--insecure-http", "--digest", "type,colour", "--key", str(tmp_path / "k.pem"))
     assert r.exit_code == 1 and r.stderr.splitlines() == [
         "Warning: serving plain HTTP (--insecure-http): anyone on the network can read and change the traffic",
-        "Error: unknown digest field colour (type, name, count, expiry, place)"]
+        "Error: unknown digest field colour (type, name, count, start, expiry, place)"]
