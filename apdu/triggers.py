@@ -34,6 +34,11 @@ Settings (GET/PUT TRIGGERS), version 1::
     C1 02 days          periodic trigger: run every N days (0: off)
     C2 01 policy        on storage shortage: 00 abort, 01 automatic backup, 02 ask the user
     C3 04 yyyymmdd      last automatic run (BCD); written by RECORD RUN only, never by PUT
+    C4 01 percent       present: the triggers combine as "both" (seed para. 0133): the periodic
+                        run happens only when it is due *and* the card is short of memory, i.e.
+                        less than this percent (1-99) of the data area is free. Absent: "either",
+                        the periodic run happens whenever it is due (and a store or restore that
+                        does not fit triggers the shortage policy on its own, in both modes).
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ class Setting(IntEnum):
     PERIOD = 0xC1
     POLICY = 0xC2
     LAST_RUN = 0xC3
+    BOTH_BELOW = 0xC4
 
 
 class ShortagePolicy(IntEnum):
@@ -348,16 +354,25 @@ class TriggerSettings:
     period_days: int = 0
     policy: ShortagePolicy = ShortagePolicy.ASK
     last_run: date | None = None
+    both_below: int = 0  # "both": run periodically only when less than this percent is free; 0: "either"
 
     def __post_init__(self) -> None:
         if not 0 <= self.period_days <= 0xFFFF:
             raise MessageError("the period is 0..65535 days")
+        if not 0 <= self.both_below <= 99:
+            raise MessageError("the shortage threshold is 1..99 percent of the data area (0: either)")
 
-    def due(self, today: date) -> bool:
-        """Whether a periodic run is due: on, and never run or run at least a period ago."""
+    def due(self, today: date, free_percent: int | None = None) -> bool:
+        """Whether a periodic run is due: on, and never run or run at least a period ago; when
+        the triggers combine as "both", also short of memory (``free_percent`` below the mark)."""
         if not self.period_days:
             return False
+        if self.both_below and (free_percent is None or free_percent >= self.both_below):
+            return False
         return self.last_run is None or (today - self.last_run).days >= self.period_days
+
+    def with_last_run(self, day: date | None) -> TriggerSettings:
+        return TriggerSettings(self.condition, self.period_days, self.policy, day, self.both_below)
 
     def __bytes__(self) -> bytes:
         items: list[tuple[int, bytes]] = [(Setting.VERSION, bytes((VERSION,)))]
@@ -366,6 +381,8 @@ class TriggerSettings:
         items += [(Setting.PERIOD, self.period_days.to_bytes(2, "big")), (Setting.POLICY, bytes((self.policy,)))]
         if self.last_run is not None:
             items.append((Setting.LAST_RUN, encode_bcd_date(self.last_run)))
+        if self.both_below:
+            items.append((Setting.BOTH_BELOW, bytes((self.both_below,))))
         raw = tlv.encode(items)
         if len(raw) > MAX_SETTINGS:
             raise MessageError(f"the settings take {len(raw)} bytes; the card keeps {MAX_SETTINGS}")
@@ -381,6 +398,9 @@ class TriggerSettings:
         period, policy = fields.get(Setting.PERIOD, b""), fields.get(Setting.POLICY, b"")
         if len(period) != 2 or len(policy) != 1 or policy[0] not in {int(p) for p in ShortagePolicy}:
             raise MessageError("trigger settings need a 2-byte period and a known policy")
+        both = fields.get(Setting.BOTH_BELOW, b"\x00")
+        if len(both) != 1 or (Setting.BOTH_BELOW in fields and not 1 <= both[0] <= 99):
+            raise MessageError("the shortage threshold is one byte, 1..99 percent")
         try:
             last = fields.get(Setting.LAST_RUN)
             settings = cls(
@@ -388,6 +408,7 @@ class TriggerSettings:
                 int.from_bytes(period, "big"),
                 ShortagePolicy(policy[0]),
                 decode_bcd_date(last) if last is not None else None,
+                both[0],
             )
         except RecordError as exc:
             raise MessageError(str(exc)) from exc

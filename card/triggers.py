@@ -86,7 +86,7 @@ class TriggerCommands:
         if new.last_run is not None:
             raise CardError(SW.WRONG_DATA)
         last_run = t.TriggerSettings.from_bytes(self._settings_raw()).last_run
-        self._write_settings(bytes(t.TriggerSettings(new.condition, new.period_days, new.policy, last_run)))
+        self._write_settings(bytes(new.with_last_run(last_run)))
         return b""
 
     def _select_for_backup(self, command: CommandApdu) -> bytes:
@@ -115,7 +115,7 @@ class TriggerCommands:
             raise CardError(SW.INCORRECT_P1P2)
         day = decode_bcd_date(command.data)
         settings = t.TriggerSettings.from_bytes(self._settings_raw())
-        self._write_settings(bytes(t.TriggerSettings(settings.condition, settings.period_days, settings.policy, day)))
+        self._write_settings(bytes(settings.with_last_run(day)))
         return b""
 
 

@@ -150,6 +150,13 @@ def run_backup_story(session: WalletSession, vault: VaultClient, ids: DemoIds, r
 TICKET_DATA = bytes(400)  # the issuer's signed ticket data a real e-ticket carries
 
 
+FIG_16B_NOTE = (
+    "the seed's fig. 16(b) shows prepaid card E and movie ticket G for this rule; by the rule as para. 0126 "
+    "states it (no usable day within a month of 2000-03-15), E, which fig. 15 gives no expiry, is usable "
+    "every day and is not selected, while concert ticket C, usable on 2000-04-29 only, has no usable day "
+    "by 2000-04-15 and is: fig. 15's data cannot give the figure's E, so the card follows the text (C and G)")
+
+
 def run_trigger_story(session: WalletSession, link: triggers.VaultLink, report: Reporter) -> None:
     """Seed E9: the card's conditions select values (fig. 16), and a store that does not fit
     backs up automatically, then continues (claim 26)."""
@@ -169,6 +176,7 @@ def run_trigger_story(session: WalletSession, link: triggers.VaultLink, report: 
         chosen = {c.value_id for c in session.select_for_backup(TODAY)}
         report.step(f"The card's condition '{text}' on {TODAY.isoformat()} selects (fig. {figure})")
         report.listing([e for e in session.list() if e.id in chosen])
+    report.note(FIG_16B_NOTE)
     settings = session.triggers()
     report.note(f"kept on the card: '{format_condition(settings.condition) if settings.condition else ''}', "
                 f"every {settings.period_days} days, on shortage: automatic backup")

@@ -141,7 +141,13 @@ def run_auto(session: WalletSession, link: VaultLink, today: date, progress: Pro
 
 def run_if_due(session: WalletSession, link: VaultLink, today: date, progress: Progress | None = None) -> AutoRun | None:
     """The periodic trigger, checked when a terminal session starts: None when not due."""
-    return run_auto(session, link, today, progress) if session.triggers().due(today) else None
+    return run_auto(session, link, today, progress) if session.triggers().due(today, free_percent(session)) else None
+
+
+def free_percent(session: WalletSession) -> int:
+    """How much of the data area is free, in whole percent: what a "both" combination watches."""
+    info = session.info()
+    return info.free_memory * 100 // info.total_memory if info.total_memory else 0
 
 
 # --- storage shortage (claims 25-27) -----------------------------------------------------------

@@ -13,7 +13,7 @@ from apdu.triggers import FACTORY_SETTINGS, TriggerSettings, format_condition, p
 
 from ..backup import BackupError
 from ..session import WalletSession
-from ..triggers import AutoRun, run_auto, run_if_due
+from ..triggers import AutoRun, free_percent, run_auto, run_if_due
 from ..vault_client import VaultClientError
 from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
@@ -24,13 +24,15 @@ from .shortage import POLICIES, day, today_option, vault_option
 POLICY_NAMES = {v: k for k, v in POLICIES.items()}
 
 
-def settings_json(s: TriggerSettings, today: datetime | None) -> dict[str, object]:
+def settings_json(s: TriggerSettings, today: datetime | None, free: int | None = None) -> dict[str, object]:
     return {
         "condition": format_condition(s.condition) if s.condition else None,
         "period_days": s.period_days,
+        "combine": "both" if s.both_below else "either",
+        "both_below_percent": s.both_below or None,
         "on_shortage": POLICY_NAMES[s.policy],
         "last_run": s.last_run.isoformat() if s.last_run else None,
-        "due": s.due(day(today)),
+        "due": s.due(day(today), free),
     }
 
 
@@ -45,7 +47,7 @@ def triggers() -> None:
 @json_option
 def show(session: WalletSession, today: datetime | None, as_json: bool) -> None:
     """Show the conditions the card keeps (fig. 39 step 1-1)."""
-    data = settings_json(session.triggers(), today)
+    data = settings_json(session.triggers(), today, free_percent(session))
     if as_json:
         print_json(data)
         return
@@ -54,6 +56,8 @@ def show(session: WalletSession, today: datetime | None, as_json: bool) -> None:
     table.add_column()
     table.add_row("Condition", str(data["condition"] or "(none: automatic backup selects nothing)"))
     table.add_row("Period", f"every {data['period_days']} days" if data["period_days"] else "off")
+    table.add_row("Combined", f"both: only when under {data['both_below_percent']}% is free"
+                  if data["combine"] == "both" else "either: whenever due")
     table.add_row("On shortage", str(data["on_shortage"]))
     table.add_row("Last run", str(data["last_run"] or "never"))
     table.add_row("Due", "yes" if data["due"] else "no")
@@ -65,24 +69,32 @@ def show(session: WalletSession, today: datetime | None, as_json: bool) -> None:
 @click.option("--condition", help="e.g. 'type=ticket and name~Movie', 'unusable-within=30'; 'none' clears it.")
 @click.option("--period", type=click.IntRange(0, 65535), help="Run automatically every N days (0: off).")
 @click.option("--on-shortage", type=click.Choice(list(POLICIES)), help="The card's shortage policy.")
+@click.option("--both-below", type=click.IntRange(1, 99), metavar="PERCENT",
+              help="Combine the triggers as 'both' (seed para. 0133): the periodic run only when under PERCENT "
+                   "of the card is free.")
+@click.option("--either", is_flag=True, help="Combine the triggers as 'either': the periodic run whenever due.")
 @click.option("--factory", is_flag=True, help="Back to the factory defaults first.")
 @pin_option
 @json_option
-def set_(session: WalletSession, condition: str | None, period: int | None, on_shortage: str | None, factory: bool,
-         pin: str | None, as_json: bool) -> None:
-    """Replace the conditions, period or policy (fig. 39 steps 1-2, 1-3)."""
+def set_(session: WalletSession, condition: str | None, period: int | None, on_shortage: str | None,
+         both_below: int | None, either: bool, factory: bool, pin: str | None, as_json: bool) -> None:
+    """Replace the conditions, period, combination or policy (fig. 39 steps 1-2, 1-3)."""
+    if either and both_below is not None:
+        raise CliFail("--either or --both-below, not both", status=2)
     current = FACTORY_SETTINGS if factory else session.triggers()
     new = TriggerSettings(
         current.condition if condition is None else (None if condition.strip() == "none" else parse_condition(condition)),
         current.period_days if period is None else period,
         current.policy if on_shortage is None else POLICIES[on_shortage],
+        None,
+        0 if either else current.both_below if both_below is None else both_below,
     )
     unlock(session, pin)
     session.put_triggers(new)
     data = settings_json(session.triggers(), None)
     print_json(data) if as_json else console.print(f"Triggers set: {data['condition'] or 'no condition'}, "
-                                                   f"period {data['period_days']} days, on shortage "
-                                                   f"{data['on_shortage']}")
+                                                   f"period {data['period_days']} days ({data['combine']}), "
+                                                   f"on shortage {data['on_shortage']}")
 
 
 @triggers.command("check")

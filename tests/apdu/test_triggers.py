@@ -120,9 +120,10 @@ def test_text_round_trip(c: t.Condition) -> None:
 
 
 @given(st.one_of(st.none(), trees.filter(encodable)), st.integers(0, 0xFFFF), st.sampled_from(list(t.ShortagePolicy)),
-       st.one_of(st.none(), st.dates(date(2000, 1, 1), date(2099, 12, 31))))
-def test_settings_round_trip(c: t.Condition | None, period: int, policy: t.ShortagePolicy, last: date | None) -> None:
-    s = t.TriggerSettings(c, period, policy, last)
+       st.one_of(st.none(), st.dates(date(2000, 1, 1), date(2099, 12, 31))), st.integers(0, 99))
+def test_settings_round_trip(c: t.Condition | None, period: int, policy: t.ShortagePolicy, last: date | None,
+                             both_below: int) -> None:
+    s = t.TriggerSettings(c, period, policy, last, both_below)
     try:
         raw = bytes(s)
     except MessageError as exc:
@@ -136,3 +137,26 @@ def test_due() -> None:
     assert not s.due(date(2000, 3, 21)) and s.due(date(2000, 3, 22))
     assert t.TriggerSettings(period_days=7).due(date(2000, 1, 1))
     assert not t.TriggerSettings(period_days=0).due(date(2000, 1, 1))
+
+
+@pytest.mark.parametrize("free_percent, due", [(None, False), (0, True), (19, True), (20, False), (80, False)])
+def test_both_combines_the_period_with_a_shortage(free_percent: int | None, due: bool) -> None:
+    """Seed para. 0133, "both": periodic *and* short of memory (under 20% free here)."""
+    s = t.TriggerSettings(period_days=7, both_below=20)
+    assert s.due(date(2000, 1, 1), free_percent) == due
+    assert t.TriggerSettings(period_days=7).due(date(2000, 1, 1), 80)  # "either": whenever due
+
+
+@pytest.mark.parametrize("hex_tlv", [
+    "C00101C1020007C20102C40100",  # a threshold of 0 is written as no C4 at all
+    "C00101C1020007C20102C40164",  # 100%: always short, i.e. not "both"
+    "C00101C1020007C20102C4020014",  # two bytes
+])
+def test_bad_both_thresholds_are_refused(hex_tlv: str) -> None:
+    with pytest.raises(MessageError):
+        t.TriggerSettings.from_bytes(bytes.fromhex(hex_tlv))
+
+
+def test_both_vector() -> None:
+    s = t.TriggerSettings(None, 7, t.ShortagePolicy.ASK, None, 20)
+    assert bytes(s).hex().upper() == "C00101C1020007C20102C40114"

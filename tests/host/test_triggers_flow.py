@@ -86,6 +86,21 @@ def decide(choice: tr.Choice, ids: tuple[int, ...] = ()) -> tr.Decide:
     return lambda shortage: (choice, ids)
 
 
+def test_both_runs_the_period_only_when_the_card_is_short(vault_url: str) -> None:
+    """Seed para. 0133: triggers combined as "both", periodic and shortage together."""
+    s = unlocked(clone(FULL))
+    free = tr.free_percent(s)
+    assert 0 < free < 10  # the full card
+    with tr.VaultLink(vault_url) as link:
+        s.put_triggers(replace(s.triggers(), both_below=free))  # not short by this mark: no run
+        assert tr.run_if_due(s, link, TODAY) is None and certificates(s) == []
+        s.put_triggers(replace(s.triggers(), both_below=free + 1))  # short: the due run happens
+        run = tr.run_if_due(s, link, TODAY)
+        assert run is not None and certificates(s) == [2, 4]
+        assert s.triggers().both_below == free + 1 and s.triggers().last_run == TODAY  # RECORD RUN kept it
+
+
+
 @pytest.mark.parametrize(("policy", "decider", "backed_up"), [
     (t.ShortagePolicy.AUTOMATIC, None, [2, 4]),
     (t.ShortagePolicy.ASK, decide(tr.Choice.AUTOMATIC), [2, 4]),
