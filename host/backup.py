@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 from apdu import SW, ApduError
 from apdu import backup as b
-from apdu import wallet as w
 from apdu.backup import RegisteredValue
 from apdu.certificate import Certificate, CertificateError, Mode, digest_matches, value_hash
 from apdu.keys import KeyMode
-from apdu.records import ValueFlags
+from apdu.records import ValueFlags, ValueRecord
 from apdu.signature import verify
 
 from .session import WalletSession
@@ -101,18 +100,36 @@ def encryption(session: WalletSession, wanted: bool | None) -> bool:
 def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_id: int, keep: bool = False,
            encrypt: bool | None = None) -> Outcome:
     """Seed E1 (or E2 when ``encrypt``, by default when the card has a key): register, check the
-    certificate, and let the card swap. Idempotent: a re-run finishes a half-done backup."""
-    entry = _entry(session, value_id)
-    if entry.flags & ValueFlags.CERTIFICATE:
-        return Outcome(value_id, entry.name, "already done")
-    if keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING:
-        return Outcome(value_id, entry.name, "already done")
+    certificate, and let the card swap. Idempotent: a re-run finishes a half-done backup.
+
+    Two APDUs per plain value (BEGIN BACKUP answers the value; COMMIT BACKUP), three per encrypted
+    or kept one (READ VALUE first, for the value's state and the bytes the digest must fit), and
+    one HTTP request: the per-run facts (the card's key, identity, the vault's fields) are asked
+    once by the caller's session and client."""
     encrypt = encryption(session, encrypt)
+    if encrypt or keep:
+        entry = _entry(session, value_id)
+        if entry.flags & ValueFlags.CERTIFICATE or (
+                keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING):
+            return Outcome(value_id, entry.name, "already done")
+        name, value = entry.name, entry.body()
     ciphertext = None
     if encrypt:  # PENDING from here: the value cannot be spent meanwhile
         registered = session.begin_encrypted_backup(value_id, vault.digest_fields())
         ciphertext = RegisteredValue.from_bytes(registered).ciphertext
-        value = session.read(value_id).body()
+    elif not keep:
+        try:
+            value = session.begin_backup(value_id)
+        except ApduError as exc:
+            if exc.sw == SW.RECORD_NOT_FOUND:
+                raise BackupError(f"no value {value_id} on the card") from exc
+            if exc.sw != SW.CONDITIONS_NOT_SATISFIED:
+                raise
+            entry = _entry(session, value_id)  # refused: a certificate already, i.e. done
+            if entry.flags & ValueFlags.CERTIFICATE:
+                return Outcome(value_id, entry.name, "already done")
+            raise
+        name = ValueRecord.from_bytes(value).name
     else:
         value = session.begin_backup(value_id)
     try:
@@ -124,7 +141,7 @@ def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_i
     # a VaultClientError leaves the value PENDING: a re-run finishes or the user cancels
     session.commit_backup(value_id, registration.certificate, keep=keep)
     action = "kept and backed up" if keep else "backed up"
-    return Outcome(value_id, entry.name, f"{action}, encrypted" if encrypt else action)
+    return Outcome(value_id, name, f"{action}, encrypted" if encrypt else action)
 
 
 MakeRoom = Callable[[int, str], object]  # (bytes needed, what for): frees them or raises BackupError
@@ -216,8 +233,11 @@ def _answers(cert: Certificate, stored: bytes) -> bool:
     return value_hash(registered.ciphertext) == cert.value_hash and registered.digest == cert.digest
 
 
-def _entry(session: WalletSession, value_id: int) -> w.ListEntry:
-    for entry in session.list():
-        if entry.id == value_id:
-            return entry
-    raise BackupError(f"no value {value_id} on the card")
+def _entry(session: WalletSession, value_id: int) -> ValueRecord:
+    """The value or certificate record with its flags: one READ VALUE, not a listing of the card."""
+    try:
+        return session.read(value_id)
+    except ApduError as exc:
+        if exc.sw == SW.RECORD_NOT_FOUND:
+            raise BackupError(f"no value {value_id} on the card") from exc
+        raise

@@ -45,12 +45,21 @@ class VaultClient(ApiClient):
 
     # --- API ---------------------------------------------------------------------------------
 
+    _about: dict[str, Any] | None = None
+
+    def _vault(self) -> dict[str, Any]:
+        """The vault's key and certified fields, asked once per client: they do not change while
+        it runs, and a flow of N values should make N requests, not 2N."""
+        if self._about is None:
+            self._about = self._call("GET", "/v1/vault")
+        return self._about
+
     def public_key(self) -> bytes:
-        return base64.b64decode(self._call("GET", "/v1/vault")["public_key"])
+        return base64.b64decode(self._vault()["public_key"])
 
     def digest_fields(self) -> tuple[DigestField, ...]:
         """The value fields this vault copies into certificates."""
-        return tuple(DigestField[f.upper()] for f in self._call("GET", "/v1/vault")["digest_fields"])
+        return tuple(DigestField[f.upper()] for f in self._vault()["digest_fields"])
 
     def challenge(self, card_id: bytes) -> bytes:
         return base64.b64decode(self._call("POST", "/v1/challenges", {"card_id": card_id.hex()})["challenge"])
