@@ -19,6 +19,8 @@ class IdCardSession:
         return i.IdDocument.from_bytes(self.protocol.send(i.get_document()))
 
     def verify_pin(self, pin: str) -> None:
+        """VERIFY, holding the card for this program from now until the transport closes."""
+        self.protocol.transport.begin_exclusive()
         self.protocol.send(w.verify(pin))
 
     def authenticate(self, server_key: bytes, challenge: bytes) -> bytes:
