@@ -9,7 +9,9 @@ from datetime import date
 import pytest
 
 from apdu import SW, CommandApdu, ResponseApdu
+from apdu import backup as b
 from apdu import keys as k
+from apdu import rotation as r
 from apdu import triggers as t
 from apdu import wallet as w
 from apdu.records import ValueType
@@ -159,3 +161,30 @@ def test_case_2_with_le_is_answered_the_same_on_both_protocols(card: SimulatedCa
     assert info.sw == SW.OK and len(info.data) == 0x1D
     assert send(link, "8010000005").sw == 0x6C1D
     assert CommandApdu.from_bytes(bytes(w.get_card_info())).ne == 0x1D
+
+
+def test_the_whole_demo_runs_for_a_jdk_t0_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every card the demo opens, through a T=0 link that strips Le as the JDK does: backup,
+    restore, receipts, handovers, key escrow, rotation and factors all work, their case-4
+    commands answered through 61xx and GET RESPONSE under the command's class."""
+    from click.testing import CliRunner
+
+    import host.transport.inprocess as inprocess
+    from host.cli import cli
+
+    links: list[JdkT0Transport] = []
+    plain = inprocess.connect_card
+
+    def jdk_t0(card: SimulatedCard, protocol: str | None = None) -> JdkT0Transport:
+        links.append(JdkT0Transport(plain(card, T0)))
+        return links[-1]
+
+    monkeypatch.setattr(inprocess, "connect_card", jdk_t0)
+    result = CliRunner().invoke(cli, ["demo"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Demo complete." in result.output
+    sent = [c for link in links for c in link.sent]
+    after = {prev[1] for prev, c in zip(sent, sent[1:], strict=False) if c[:2] == b"\x80\xc0" and prev[1] != 0xC0}
+    case_4 = {w.INS_STORE_VALUE, w.INS_MODIFY_VALUE, b.INS_SIGN_RECEIPT, b.INS_BEGIN_ENCRYPTED_BACKUP,
+              b.INS_IMPORT_CERTIFICATE, t.INS_SELECT_FOR_BACKUP, k.INS_IMPORT_KEY, k.INS_IMPORT_SHARE, r.INS_REENCRYPT}
+    assert case_4 <= after, sorted(hex(i) for i in case_4 - after)  # their data came through 61xx, GET RESPONSE 80
