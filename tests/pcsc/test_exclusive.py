@@ -19,8 +19,9 @@ from card import SimulatedCard
 from card.bridge.vpcd import VpcdBridge
 from host.demo import FIG15
 from host.session import WalletSession
+from host.transport import CardBusyError
 from host.transport.inprocess import connect_card
-from host.transport.pcsc import connect_reader
+from host.transport.pcsc import connect_reader, wait_for_card
 
 from ..card.helpers import clone
 from ..conftest import PIN
@@ -136,3 +137,15 @@ def test_evb_leaves_other_programs_sessions_alone(in_reader: SimulatedCard, othe
     evb("card", "info", "--reader", SLOT0)  # connects, selects, reads, and leaves the card powered
     info = other.ask(w.get_card_info().to_bytes().hex())
     assert info[-4:] == "9000", info  # no reset: the other program's connection carries on
+
+
+def test_evb_gives_up_on_a_card_held_too_long_with_one_clear_error(in_reader: SimulatedCard, other: Other) -> None:
+    assert other.ask("BEGIN") == "began"  # and never ends it while we wait
+    notices: list[str] = []
+    with pytest.raises(CardBusyError) as busy:
+        wait_for_card(SLOT0, notices.append, patience=0.5)
+    assert notices == [f"The card in {SLOT0} is in use by another program: waiting for it (Ctrl-C to give up)."]
+    assert "stayed in use by another program" in str(busy.value)
+    assert other.ask("END") == "ended"
+    wait_for_card(SLOT0, notices.append)  # free again: no wait, no notice
+    assert len(notices) == 1
