@@ -116,7 +116,8 @@ class InvalidPinError(ApduError):
 
 class PinBlockedError(ApduError):
     def __str__(self) -> str:
-        return "PIN blocked: too many wrong tries"
+        return ("PIN blocked after too many wrong tries: set a new one with the unblocking code (PUK) "
+                "shown at card init: 'evb card pin unblock'")
 
 
 def error_for(sw: int, data: bytes = b"") -> ApduError:

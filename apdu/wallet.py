@@ -42,15 +42,18 @@ INS_MODIFY_VALUE = 0x18
 INS_DELETE_VALUE = 0x1A
 INS_VERIFY = 0x20
 INS_CHANGE_REFERENCE_DATA = 0x24
+INS_RESET_RETRY_COUNTER = 0x2C
 INS_SELECT = 0xA4
 INS_GET_RESPONSE = 0xC0
 
 P1_SELECT_BY_DF_NAME = 0x04
 P2_PIN = 0x81  # specific (application) reference data, ISO 7816-4 table 65
+P1_VERIFY_RESET = 0xFF  # VERIFY with P1 FF and no data: forget that the PIN was verified
 
 PIN_BLOCK_LEN = 8
 PIN_MIN, PIN_MAX = 4, 8
 PIN_PAD = 0xFF
+PUK_LEN = 8  # the unblocking code: exactly 8 digits, sent as 8 ASCII bytes
 
 
 class MessageError(ValueError):
@@ -92,6 +95,19 @@ def parse_pin_block(raw: bytes) -> bytes:
     if not (PIN_MIN <= len(digits) <= PIN_MAX and all(0x30 <= b <= 0x39 for b in digits)):
         raise MessageError("a PIN block holds 4 to 8 ASCII digits padded with FF")
     return digits
+
+
+def puk_block(puk: str) -> bytes:
+    """The unblocking code as the card takes it: its 8 ASCII digits, no padding."""
+    if not (puk.isascii() and puk.isdigit() and len(puk) == PUK_LEN):
+        raise MessageError(f"an unblocking code (PUK) is {PUK_LEN} digits")
+    return puk.encode()
+
+
+def parse_puk_block(raw: bytes) -> bytes:
+    if not (len(raw) == PUK_LEN and all(0x30 <= b <= 0x39 for b in raw)):
+        raise MessageError(f"an unblocking code block is {PUK_LEN} ASCII digits")
+    return raw
 
 
 # --- GET CARD INFO --------------------------------------------------------------------------
@@ -366,12 +382,22 @@ def verify(pin: str | None) -> CommandApdu:
     return CommandApdu(CLA_ISO, INS_VERIFY, 0x00, P2_PIN, pin_block(pin) if pin is not None else b"")
 
 
+def log_out() -> CommandApdu:
+    """VERIFY with P1 FF (ISO 7816-4 11.5.6): the card forgets that the PIN was verified."""
+    return CommandApdu(CLA_ISO, INS_VERIFY, P1_VERIFY_RESET, P2_PIN)
+
+
 def change_pin(old: str, new: str) -> CommandApdu:
     return CommandApdu(CLA_ISO, INS_CHANGE_REFERENCE_DATA, 0x00, P2_PIN, pin_block(old) + pin_block(new))
 
 
-def personalize(pin: str) -> CommandApdu:
-    return CommandApdu(CLA_PROPRIETARY, INS_PERSONALIZE, 0, 0, pin_block(pin))
+def reset_retry_counter(puk: str, new_pin: str) -> CommandApdu:
+    """RESET RETRY COUNTER (ISO 7816-4 11.5.10) with P1 00: the unblocking code and a new PIN."""
+    return CommandApdu(CLA_ISO, INS_RESET_RETRY_COUNTER, 0x00, P2_PIN, puk_block(puk) + pin_block(new_pin))
+
+
+def personalize(pin: str, puk: str) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_PERSONALIZE, 0, 0, pin_block(pin) + puk_block(puk))
 
 
 def get_card_info() -> CommandApdu:

@@ -1,9 +1,10 @@
 """The simulated IC card: a pure APDU processor with power semantics.
 
 What lives here is what a card OS does below the applets: the ATR, power on/off/reset (RAM
-state is lost, the EEPROM journal is recovered), SELECT by AID, command chaining, response
-chaining with ``61xx``/GET RESPONSE, ``6Cxx`` for a wrong Le, and the rule that a Python
-exception never becomes a reply: every failure is a status word and changes nothing.
+state is lost, the EEPROM journal is recovered), the transmission protocol (T=0 unless a PPS
+chose T=1), SELECT by AID, command chaining, response chaining with ``61xx``/GET RESPONSE,
+``6Cxx`` for a wrong Le, and the rule that a Python exception never becomes a reply: every
+failure is a status word and changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 ATR = build_atr()
 MAX_CHAIN = 4096  # bytes a command chain may accumulate, like a JavaCard APDU buffer
+T0, T1 = "T=0", "T=1"
+# GET RESPONSE is served under the classes the card's commands use: a host (the JDK's
+# javax.smartcardio) sends it with the class of the command it follows
+GET_RESPONSE_CLASSES = (0x00, 0x80)
 
 
 class CardMute(Exception):
@@ -50,6 +55,7 @@ class SimulatedCard:
         self._chain: list[CommandApdu] = []
         self._pending: bytes = b""  # response bytes waiting for GET RESPONSE
         self._image_lock: IO[str] | None = None
+        self.protocol = T0  # ISO 7816-3: the first protocol the ATR offers, until a PPS
 
     # --- manufacture -------------------------------------------------------------------------
 
@@ -127,12 +133,23 @@ class SimulatedCard:
         self.power_off()
         return self.power_on()
 
+    def select_protocol(self, protocol: str) -> None:
+        """The PPS exchange after the ATR (ISO 7816-3 9): the reader picks T=0 or T=1.
+
+        The in-process reader calls this; pcscd's vpcd driver passes no PPS to the card, so a
+        card in the virtual reader stays in T=0, the protocol its ATR offers first.
+        """
+        if protocol not in (T0, T1):
+            raise ValueError(f"the card offers T=0 and T=1, not {protocol}")
+        self.protocol = protocol
+
     def _reset_ram(self) -> None:
         if self._selected is not None:
             self._selected.deselect()
         self._selected = None
         self._chain = []
         self._pending = b""
+        self.protocol = T0
 
     # --- APDU processing ---------------------------------------------------------------------
 
@@ -158,7 +175,10 @@ class SimulatedCard:
             self._chain, self._pending = [], b""
             return ResponseApdu(b"", exc.sw)
 
-        if command.ins == INS_GET_RESPONSE and command.cla == 0x00:
+        if command.ins == INS_GET_RESPONSE:
+            # A refused GET RESPONSE (class, P1-P2) is not a new command: the waiting data stays
+            # for a corrected one. Any other command ends the wait (ISO 7816-4 5.3.4, and what
+            # a JavaCard runtime does).
             return self._get_response(command)
         self._pending = b""
 
@@ -228,8 +248,17 @@ class SimulatedCard:
         return self._selected.process(command)
 
     def _shape(self, command: CommandApdu, data: bytes, read_only: bool) -> ResponseApdu:
-        """Fit response data to Ne the way a T=0 card does, so hosts see 61xx and 6Cxx."""
+        """Fit response data to Ne (ISO 7816-4 5.1, 7816-3 12.2.5 for T=0).
+
+        No Le field means Ne = 0. On T=1 the card then answers the status alone. On T=0 a case-4
+        command always arrives without Le (the reader strips it: the TPDU has one length byte),
+        so the card answers ``61xx`` and waits for GET RESPONSE. With an Le too short for the
+        data, ``6Cxx`` asks for a re-issue of a read-only case-2 command, and otherwise Ne bytes
+        come with ``61xx`` for the rest.
+        """
         if not data:
+            return ResponseApdu(b"", SW.OK)
+        if command.ne is None and self.protocol == T1:
             return ResponseApdu(b"", SW.OK)
         ne = command.ne or 0
         if len(data) <= ne:
@@ -241,9 +270,16 @@ class SimulatedCard:
         return ResponseApdu(data[:ne], 0x6100 | min(len(self._pending), 256) & 0xFF)
 
     def _get_response(self, command: CommandApdu) -> ResponseApdu:
+        if command.cla & 0x03:
+            return ResponseApdu(b"", SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
+        if command.chained:
+            return ResponseApdu(b"", SW.CHAINING_NOT_SUPPORTED)
+        if command.cla not in GET_RESPONSE_CLASSES:
+            return ResponseApdu(b"", SW.CLA_NOT_SUPPORTED)
         if command.p1 or command.p2:
-            self._pending = b""
             return ResponseApdu(b"", SW.INCORRECT_P1P2)
+        if command.data:
+            return ResponseApdu(b"", SW.WRONG_LENGTH)
         if not self._pending:
             return ResponseApdu(b"", SW.CONDITIONS_NOT_SATISFIED)
         ne = command.ne or 256

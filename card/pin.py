@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from apdu import SW, CommandApdu
 from apdu import wallet as w
@@ -16,8 +17,12 @@ from .eeprom import Eeprom
 
 
 class Pin:
-    def __init__(self, eeprom: Eeprom, tries_at: int, max_at: int, hash_at: int, salt: bytes) -> None:
+    """A PIN, or (with ``parse`` = :func:`apdu.wallet.parse_puk_block`) the unblocking code."""
+
+    def __init__(self, eeprom: Eeprom, tries_at: int, max_at: int, hash_at: int, salt: bytes,
+                 parse: Callable[[bytes], bytes] = w.parse_pin_block) -> None:
         self.eeprom, self.tries_at, self.max_at, self.hash_at, self.salt = eeprom, tries_at, max_at, hash_at, salt
+        self.parse = parse
 
     @property
     def tries(self) -> int:
@@ -38,7 +43,7 @@ class Pin:
 
     def check(self, block: bytes) -> None:
         """Compare a PIN block with the counter already spent, then restore it on success."""
-        digits = w.parse_pin_block(block)
+        digits = self.parse(block)
         tries = self.tries
         if tries == 0:
             raise CardError(SW.AUTH_METHOD_BLOCKED)
@@ -50,9 +55,15 @@ class Pin:
             self.eeprom.write(self.tries_at, bytes((self.max_tries,)))
 
     def verify(self, command: CommandApdu, verified: bool) -> bool:
-        """ISO 7816-4 VERIFY (an empty one asks for the status); answers whether verified."""
-        if command.p1 != 0 or command.p2 != w.P2_PIN:
-            raise CardError(SW.REFERENCE_DATA_NOT_FOUND if command.p1 == 0 else SW.INCORRECT_P1P2)
+        """ISO 7816-4 VERIFY (an empty one asks for the status; P1 FF with no data resets the
+        verified status, 11.5.6); answers whether verified."""
+        if command.p1 not in (0, w.P1_VERIFY_RESET) or command.p2 != w.P2_PIN:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND if command.p1 in (0, w.P1_VERIFY_RESET)
+                            else SW.INCORRECT_P1P2)
+        if command.p1 == w.P1_VERIFY_RESET:
+            if command.data:
+                raise CardError(SW.WRONG_LENGTH)
+            return False
         if not command.data:
             if self.tries == 0:
                 raise CardError(SW.AUTH_METHOD_BLOCKED)

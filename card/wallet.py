@@ -14,6 +14,9 @@ from datetime import date
 
 from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
+from apdu import keys as k
+from apdu import rotation as r
+from apdu import triggers as t
 from apdu import wallet as w
 from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType, decode_bcd_date
 
@@ -32,15 +35,34 @@ LAYOUT_VERSION = 5  # 5: the issuer's attestation (card.backup)
 HEADER_SIZE = 1024  # fields below, then the areas of card.backup, card.triggers, card.keys, attestation
 DEFAULT_INDEX_CAPACITY = 128
 PIN_MAX_TRIES = 3
+PUK_MAX_TRIES = 10
 
 # header field offsets
 H_MAGIC, H_LAYOUT, H_LIFE_CYCLE, H_CARD_ID = 0, 4, 5, 6
 H_PIN_TRIES, H_PIN_MAX, H_PIN_HASH, H_NEXT_ID, H_INDEX_CAPACITY = 14, 15, 16, 48, 50
 assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= H_KEYSTORE and KEYSTORE_END <= H_ATTESTATION
-assert ATTESTATION_END <= HEADER_SIZE
+# the unblocking code (PUK), after the attestation: tries left, the maximum, SHA-256(salt ‖ digits)
+H_PUK_TRIES, H_PUK_MAX, H_PUK_HASH = 912, 913, 914
+PUK_AREA_END = H_PUK_HASH + 32
+PUK_SALT = b"PUK"  # appended to the card id, so a PUK never hashes like a PIN of the same digits
+assert ATTESTATION_END <= H_PUK_TRIES and PUK_AREA_END <= HEADER_SIZE
 # what a card in its personalization state answers: its issuer attests it, then the PIN is set
 PERSONALIZATION_INS = (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, b.INS_GET_IDENTITY, b.INS_PUT_ATTESTATION,
                        b.INS_GET_ATTESTATION)
+# P1-P2 are checked before anything else (6A86), so a host learns of a malformed command first:
+# these commands take none (00 00), these a value id (1..65535)
+NO_P1P2 = frozenset({
+    w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, w.INS_LIST_VALUES, w.INS_STORE_VALUE, b.INS_GET_IDENTITY,
+    b.INS_PUT_VAULT_KEY, b.INS_GET_IMPORT_COUNTER, b.INS_SIGN_RECEIPT, b.INS_IMPORT_CERTIFICATE,
+    b.INS_PUT_ATTESTATION, b.INS_GET_ATTESTATION, t.INS_GET_TRIGGERS, t.INS_PUT_TRIGGERS,
+    t.INS_SELECT_FOR_BACKUP, t.INS_RECORD_RUN, k.INS_PUT_KEYMGR_KEY, k.INS_NEW_TRANSPORT_KEY,
+    r.INS_BEGIN_ROTATION, r.INS_COMMIT_ROTATION,
+})
+VALUE_ID_P1P2 = frozenset({
+    w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, b.INS_BEGIN_BACKUP, b.INS_COMMIT_BACKUP,
+    b.INS_CANCEL_PENDING, b.INS_BEGIN_RESTORE, b.INS_COMMIT_RESTORE, b.INS_COMMIT_ASSISTED_RESTORE,
+    b.INS_BEGIN_ENCRYPTED_BACKUP, r.INS_REENCRYPT, r.INS_SWAP_CERTIFICATE,
+})
 
 
 class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands):
@@ -57,6 +79,8 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         capacity = eeprom.read_u16(self.base + H_INDEX_CAPACITY)
         self.index = Index(eeprom, self.base + HEADER_SIZE, capacity)
         self.pin = Pin(eeprom, self.base + H_PIN_TRIES, self.base + H_PIN_MAX, self.base + H_PIN_HASH, self.card_id)
+        self.puk = Pin(eeprom, self.base + H_PUK_TRIES, self.base + H_PUK_MAX, self.base + H_PUK_HASH,
+                       self.card_id + PUK_SALT, parse=w.parse_puk_block)
         self.pin_verified = False
         self._handlers = {
             (w.CLA_PROPRIETARY, w.INS_PERSONALIZE): self._personalize,
@@ -68,6 +92,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             (w.CLA_PROPRIETARY, w.INS_DELETE_VALUE): self._delete,
             (w.CLA_ISO, w.INS_VERIFY): self._verify,
             (w.CLA_ISO, w.INS_CHANGE_REFERENCE_DATA): self._change_pin,
+            (w.CLA_ISO, w.INS_RESET_RETRY_COUNTER): self._reset_retry_counter,
             **self.backup_handlers(),
             **self.trigger_handlers(),
             **self.key_handlers(),
@@ -84,6 +109,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         header[H_LIFE_CYCLE] = w.LifeCycle.PERSONALIZATION
         header[H_CARD_ID : H_CARD_ID + 8] = os.urandom(8)
         header[H_PIN_MAX] = PIN_MAX_TRIES
+        header[H_PUK_MAX] = PUK_MAX_TRIES
         header[H_NEXT_ID : H_NEXT_ID + 2] = (1).to_bytes(2, "big")
         header[H_INDEX_CAPACITY : H_INDEX_CAPACITY + 2] = index_capacity.to_bytes(2, "big")
         BackupCommands.format_keys(header)
@@ -120,6 +146,9 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         if handler is None:
             known_ins = {ins for (_, ins) in self._handlers}
             raise CardError(SW.CLA_NOT_SUPPORTED if command.ins in known_ins else SW.INS_NOT_SUPPORTED)
+        p1p2 = command.p1 << 8 | command.p2
+        if (command.ins in NO_P1P2 and p1p2) or (command.ins in VALUE_ID_P1P2 and not p1p2):
+            raise CardError(SW.INCORRECT_P1P2)
         personalizing = self.life_cycle == w.LifeCycle.PERSONALIZATION
         if personalizing and command.ins not in PERSONALIZATION_INS:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
@@ -153,9 +182,16 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
     # --- PIN ---------------------------------------------------------------------------------
 
     def _personalize(self, command: CommandApdu) -> bytes:
-        digits = w.parse_pin_block(command.data)
+        """The PIN block and the unblocking code, in one transaction with the life cycle. The
+        one-block form of earlier layouts is refused (6700): a card never leaves personalization
+        without a way back from a blocked PIN."""
+        if len(command.data) != w.PIN_BLOCK_LEN + w.PUK_LEN:
+            raise CardError(SW.WRONG_LENGTH)
+        digits = w.parse_pin_block(command.data[: w.PIN_BLOCK_LEN])
+        puk = w.parse_puk_block(command.data[w.PIN_BLOCK_LEN :])
         with self.eeprom.transaction():
             self.pin.set(digits)
+            self.puk.set(puk)
             self.eeprom.write(self.base + H_LIFE_CYCLE, bytes((w.LifeCycle.OPERATIONAL,)))
         return b""
 
@@ -181,6 +217,23 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         with self.eeprom.transaction():
             self.pin.set(new_digits, reset_tries=False)
         self.pin_verified = True
+        return b""
+
+    def _reset_retry_counter(self, command: CommandApdu) -> bytes:
+        """ISO 7816-4 RESET RETRY COUNTER, P1 00: the unblocking code and a new PIN. The code has
+        its own counter, spent before the comparison like the PIN's; a right code sets the new
+        PIN and both counters back to their maximum in one transaction. The PIN is not verified
+        by it: the holder verifies the new PIN next."""
+        if command.p1 != 0 or command.p2 != w.P2_PIN:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND if command.p1 == 0 else SW.INCORRECT_P1P2)
+        if len(command.data) != w.PUK_LEN + w.PIN_BLOCK_LEN:
+            raise CardError(SW.WRONG_LENGTH)
+        new_digits = w.parse_pin_block(command.data[w.PUK_LEN :])
+        w.parse_puk_block(command.data[: w.PUK_LEN])  # malformed: 6A80 before a try is spent
+        self.pin_verified = False
+        self.puk.check(command.data[: w.PUK_LEN])
+        with self.eeprom.transaction():
+            self.pin.set(new_digits)
         return b""
 
     # --- information and listing -------------------------------------------------------------

@@ -3,11 +3,19 @@ with its PIN if it has one, sign the key manager's challenge."""
 
 from __future__ import annotations
 
+from apdu import PinBlockedError
 from apdu import idcard as i
 from apdu import wallet as w
 
 from .session import CardProtocol
 from .transport import Transport
+
+
+class IdPinBlockedError(PinBlockedError):
+    """An ID card's PIN blocked: the card has no unblocking code of the holder's."""
+
+    def __str__(self) -> str:
+        return "the ID card's PIN is blocked after too many wrong tries: its issuer can reset it"
 
 
 class IdCardSession:
@@ -19,7 +27,12 @@ class IdCardSession:
         return i.IdDocument.from_bytes(self.protocol.send(i.get_document()))
 
     def verify_pin(self, pin: str) -> None:
-        self.protocol.send(w.verify(pin))
+        """VERIFY, holding the card for this program from now until the transport closes."""
+        self.protocol.transport.begin_exclusive()
+        try:
+            self.protocol.send(w.verify(pin))
+        except PinBlockedError as exc:
+            raise IdPinBlockedError(exc.sw, exc.data) from exc
 
     def authenticate(self, server_key: bytes, challenge: bytes) -> bytes:
         """The ID card's signature over ``challenge`` for the key manager whose key is ``server_key``."""

@@ -56,7 +56,8 @@ class Issuer:
         session.put_attestation(attestation)
         return attestation
 
-    def personalize(self, session: WalletSession, pin: str) -> None:
-        """Issue a blank card: attest its identity key, then set the owner's PIN."""
+    def personalize(self, session: WalletSession, pin: str, puk: str | None = None) -> str:
+        """Issue a blank card: attest its identity key, then set the owner's PIN and unblocking
+        code (random when not given); answers the code."""
         self.attest(session)
-        session.personalize(pin)
+        return session.personalize(pin, puk)

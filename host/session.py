@@ -6,9 +6,10 @@ refusal surfaces as an :class:`~apdu.ApduError` subclass naming the status word.
 
 from __future__ import annotations
 
+import secrets
 from datetime import date
 
-from apdu import SW, ApduError, CommandApdu, error_for
+from apdu import SW, ApduError, CommandApdu, InvalidPinError, PinBlockedError, error_for
 from apdu import backup as b
 from apdu import keys as k
 from apdu import rotation as r
@@ -19,7 +20,7 @@ from apdu.command import EXTENDED_MAX_NE
 from apdu.records import ValueRecord
 
 from .processors import ApduProcessor, build_stack
-from .transport import Transport
+from .transport import Transport, TransportError
 
 
 class ValueRefusedError(ApduError):
@@ -31,6 +32,15 @@ class ValueRefusedError(ApduError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def new_puk() -> str:
+    """A random unblocking code: 8 digits, about 26.6 bits against 10 tries."""
+    return f"{secrets.randbelow(10**w.PUK_LEN):0{w.PUK_LEN}d}"
+
+
+class UnblockRefusedError(ValueRefusedError):
+    """RESET RETRY COUNTER refused: a wrong unblocking code (63Cx) or a blocked one (6983)."""
 
 
 class CardProtocol:
@@ -49,6 +59,7 @@ class WalletSession:
     def __init__(self, transport: Transport) -> None:
         self.protocol = CardProtocol(transport)
         self.protocol.send(w.select())
+        self.pin_verified = False  # by this session: release() makes the card forget it
 
     def _send(self, command: CommandApdu) -> bytes:
         return self.protocol.send(command)
@@ -58,11 +69,19 @@ class WalletSession:
     def info(self) -> w.CardInfo:
         return w.CardInfo.from_bytes(self._send(w.get_card_info()))
 
-    def personalize(self, pin: str) -> None:
-        self._send(w.personalize(pin))
+    def personalize(self, pin: str, puk: str | None = None) -> str:
+        """Set the PIN and the unblocking code (a random one when not given); answers the code,
+        which the card never tells again."""
+        puk = puk if puk is not None else new_puk()
+        self._send(w.personalize(pin, puk))
+        return puk
 
     def verify_pin(self, pin: str) -> None:
+        """VERIFY, first taking the card for this program alone until the transport closes: on a
+        shared reader another program could otherwise use the PIN we verify."""
+        self.protocol.transport.begin_exclusive()
         self._send(w.verify(pin))
+        self.pin_verified = True
 
     def pin_tries_remaining(self) -> int | None:
         """Tries left, or None when the PIN is already verified in this session."""
@@ -77,7 +96,33 @@ class WalletSession:
         return None
 
     def change_pin(self, old: str, new: str) -> None:
+        self.protocol.transport.begin_exclusive()
         self._send(w.change_pin(old, new))
+        self.pin_verified = True  # the card counts the old PIN as verified
+
+    def unblock_pin(self, puk: str, new_pin: str) -> None:
+        """RESET RETRY COUNTER: a new PIN with full tries, with the unblocking code."""
+        try:
+            self._send(w.reset_retry_counter(puk, new_pin))
+        except InvalidPinError as exc:
+            raise UnblockRefusedError(exc.sw, f"wrong unblocking code, {exc.tries_remaining} tries left") from exc
+        except PinBlockedError as exc:
+            raise UnblockRefusedError(exc.sw, "the unblocking code is blocked after too many wrong tries: the "
+                                      "PIN cannot be reset any more (restore backed-up values to a new card)") from exc
+
+    def log_out(self) -> None:
+        """Make the card forget the verified PIN, so no program after us can use it."""
+        self._send(w.log_out())
+        self.pin_verified = False
+
+    def release(self) -> None:
+        """End of an operation: if we verified the PIN, the card forgets it (best effort: a card
+        that no longer answers has forgotten it anyway)."""
+        if self.pin_verified:
+            try:
+                self.log_out()
+            except (ApduError, TransportError):
+                pass
 
     # --- values ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ settings.register_profile("full", max_examples=2000, deadline=None, suppress_hea
 settings.load_profile("full" if FULL else "ci")
 
 PIN = "1234"
+PUK = "87654321"
 
 # One card issuer for the whole run: cards the tests make are attested by it, and the servers the
 # tests start (in-process or as processes, which inherit the environment) trust it and no other.
@@ -49,7 +50,7 @@ os.environ.pop("EVB_ID_ISSUER_KEY", None)
 
 def issue(card: SimulatedCard, pin: str = PIN) -> SimulatedCard:
     """Attest and personalize a freshly manufactured card, as its issuer would; leaves it off."""
-    ISSUER.personalize(WalletSession(connect_card(card)), pin)
+    ISSUER.personalize(WalletSession(connect_card(card)), pin, PUK)
     card.power_off()
     return card
 

@@ -54,9 +54,12 @@ class PcscReader:
         self._open: list[Transport] = []
 
     def insert(self, card: SimulatedCard) -> Transport:
-        """Swap ``card`` into the bridged slot and connect to it through pcscd."""
+        """Swap ``card`` into the bridged slot and connect to it through pcscd. The connections
+        to the card before end first, as taking a card out ends them (pcscd, which does not see
+        the swap, would otherwise keep their PC/SC transactions and make this one wait)."""
         from host.transport.pcsc import connect_reader
 
+        self.close()
         self.bridge.swap_card(card)
         wait_connected(self.bridge)  # after a torn command the bridge reconnects
 

@@ -12,6 +12,12 @@ Latency: the driver writes the length and the body with two ``send()`` calls. Wi
 and Linux delays that ACK by up to 40 ms. We cannot set options on the driver's socket, so we
 re-arm ``TCP_QUICKACK`` before every read (Linux clears it after use) and ACK at once; our own
 replies go out as one segment with ``TCP_NODELAY``.
+
+Protocol: the driver ignores the PPS pcscd asks for (``IFDHSetProtocolParameters``), so the card
+is never told whether the host chose T=0 or T=1 and keeps to T=0, the first protocol its ATR
+offers (ISO 7816-3): a command without Le that has data gets ``61xx``, which T=1 hosts handle
+too. ``protocol`` pins T=1 instead, for hosts known to use it: the card then answers no data
+to a command without Le (Ne = 0), and a T=0 host stripping Le from case-4 commands gets none.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class BridgedCard(Protocol):
     def power_on(self) -> bytes: ...
     def power_off(self) -> None: ...
     def reset(self) -> bytes: ...
+    def select_protocol(self, protocol: str) -> None: ...
     def transmit(self, apdu: bytes) -> bytes: ...
 
 
@@ -58,8 +65,10 @@ class VpcdBridge:
         quickack: bool = True,
         reconnect_delay: float = 0.5,
         seat_timeout: float = 3.0,
+        protocol: str | None = None,
     ) -> None:
         self.card = card
+        self.protocol = protocol  # "T=0"/"T=1" as if every host had negotiated it; None: the card's default
         self.host, self.port = host, port
         self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.reconnect_delay = reconnect_delay
@@ -131,6 +140,12 @@ class VpcdBridge:
             self.card.power_off()
             self.card = card
             card.power_on()
+            self._agree_protocol()
+
+    def _agree_protocol(self) -> None:
+        """The PPS the driver does not pass on, when the bridge was told which protocol hosts use."""
+        if self.protocol is not None:
+            self.card.select_protocol(self.protocol)
 
     # --- the protocol ------------------------------------------------------------------------
 
@@ -167,8 +182,10 @@ class VpcdBridge:
                     self.card.power_off()
                 elif code == CTRL_ON:
                     self.card.power_on()
+                    self._agree_protocol()
                 elif code == CTRL_RESET:
                     self.card.reset()
+                    self._agree_protocol()
                 elif code == CTRL_ATR:
                     self.seen.set()
                     return self.card.atr
@@ -211,6 +228,9 @@ class EchoCard:
 
     def reset(self) -> bytes:
         return self.atr
+
+    def select_protocol(self, protocol: str) -> None:
+        pass
 
     def transmit(self, apdu: bytes) -> bytes:
         return b"\x90\x00"

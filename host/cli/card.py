@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from apdu import SW, ApduError
 from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 
@@ -55,8 +56,14 @@ def held_card() -> HeldCard | None:
 
 @contextmanager
 def wallet(card_image: Path | None, reader: str | None = None) -> Iterator[WalletSession]:
+    """The card for one operation: held for this program once the PIN is verified, and the PIN
+    forgotten again at the end, before the card is let go (left powered for other programs)."""
     with open_card(card_image, reader) as transport:
-        yield WalletSession(transport)
+        session = WalletSession(transport)
+        try:
+            yield session
+        finally:
+            session.release()
 
 
 def with_wallet(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,17 +124,18 @@ def card() -> None:
 @card_image_option
 @reader_option
 @secret_option("pin", "EVB_PIN", "The PIN to set (4-8 digits)")
+@secret_option("puk", "EVB_PUK", "The unblocking code to set (8 digits); by default a random one, shown once")
 @click.option("--size", type=click.IntRange(8192, 65536), default=32768, show_default=True, help="EEPROM bytes.")
 @click.option("--index-capacity", type=click.IntRange(8, 1024), default=128, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing card image.")
 @click.option("--issuer-key-file", "issuer_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The issuer's private key that attests the card (or EVB_ISSUER_KEY_FILE; 'evb issuer init').")
 def init(
-    card_image: Path | None, reader: str | None, pin: str | None, size: int, index_capacity: int, force: bool,
-    issuer_file: Path | None,
+    card_image: Path | None, reader: str | None, pin: str | None, puk: str | None, size: int,
+    index_capacity: int, force: bool, issuer_file: Path | None,
 ) -> None:
     """Manufacture a simulated card (or take a blank one in --reader), have the issuer attest its
-    identity key, and set its PIN."""
+    identity key, and set its PIN and unblocking code (PUK)."""
     from .issuer import load_issuer
 
     issuer = load_issuer(issuer_file)  # before anything is made: an unattested card is no use
@@ -140,7 +148,9 @@ def init(
         if not sys.stdin.isatty():
             raise CliFail("a PIN is required: pass --pin-file FILE or set EVB_PIN")
         pin = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
-    w.pin_block(pin)  # refuse a bad PIN before anything is written
+    w.pin_block(pin)  # refuse a bad PIN or PUK before anything is written
+    if puk is not None:
+        w.puk_block(puk)
     if reader is None:
         from card import SimulatedCard
 
@@ -148,11 +158,26 @@ def init(
     with wallet(card_image, reader) as session:
         if session.info().life_cycle != w.LifeCycle.PERSONALIZATION:
             raise CliFail("the card in the reader is already personalized")
-        issuer.attest(session)
-        session.personalize(pin)
+        if not attested(session):  # a real card may come attested by its own issuer
+            issuer.attest(session)
+        given = puk is not None
+        puk = session.personalize(pin, puk)
         info = session.info()
     where = reader or card_image
     console.print(f"Card {info.card_id.hex().upper()} ready in {where}: {info.total_memory} bytes for values.")
+    if not given:
+        console.print(f"Unblocking code (PUK): {puk}\nWrite it down and keep it apart from the card: it is "
+                      "shown only now, and sets a new PIN when the PIN is blocked ('evb card pin unblock').")
+
+
+def attested(session: WalletSession) -> bool:
+    try:
+        session.attestation()
+    except ApduError as exc:
+        if exc.sw == SW.REFERENCE_DATA_NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 @card.command()
@@ -316,7 +341,7 @@ def delete(session: WalletSession, value_id: int, pin: str | None) -> None:
 
 @card.group()
 def pin() -> None:
-    """PIN status and change."""
+    """PIN status, change and unblock."""
 
 
 @pin.command("status")
@@ -328,7 +353,8 @@ def pin_status(session: WalletSession, as_json: bool) -> None:
     if as_json:
         print_json({"tries_remaining": tries, "blocked": tries == 0})
     else:
-        console.print("PIN blocked" if tries == 0 else f"PIN: {tries} tries left")
+        console.print("PIN blocked: set a new one with 'evb card pin unblock' and the unblocking code (PUK)"
+                      if tries == 0 else f"PIN: {tries} tries left")
 
 
 @pin.command("change")
@@ -344,3 +370,22 @@ def pin_change(session: WalletSession, old: str | None, new: str | None) -> None
         new = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
     session.change_pin(old, new)
     console.print("PIN changed")
+
+
+@pin.command("unblock")
+@with_wallet
+@secret_option("puk", "EVB_PUK", "The unblocking code shown at 'evb card init' (8 digits)")
+@secret_option("new", "EVB_NEW_PIN", "The new PIN, 4-8 digits")
+def pin_unblock(session: WalletSession, puk: str | None, new: str | None) -> None:
+    """Set a new PIN with the unblocking code (PUK), e.g. after the PIN blocked. The code has 10
+    tries of its own; when they are spent too, the PIN can never be reset."""
+    if puk is None or new is None:
+        if not sys.stdin.isatty():
+            raise CliFail("the unblocking code and a new PIN are required: pass --puk-file and --new-file "
+                          "(or set EVB_PUK and EVB_NEW_PIN)")
+        puk = puk or str(click.prompt("Unblocking code (PUK)", hide_input=True))
+        new = new or str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
+    w.puk_block(puk)  # a malformed code or PIN costs no try
+    w.pin_block(new)
+    session.unblock_pin(puk, new)
+    console.print(f"New PIN set, {session.info().pin_tries_remaining} tries")

@@ -29,7 +29,10 @@ from .render import console, print_json
 @click.option("--slot", type=click.IntRange(0, 1), default=0, show_default=True, help="vpcd reader slot.")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Where pcscd's vpcd driver listens.")
 @click.option("--port", type=int, help=f"Driver port [default: {BASE_PORT} + slot].")
-def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | None) -> None:
+@click.option("--protocol", type=click.Choice(["T=0", "T=1"]),
+              help="The protocol the card follows. vpcd passes it no PPS, so by default it keeps to T=0, the "
+                   "first its ATR offers (61xx for data without Le); T=1 if every host uses T=1.")
+def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | None, protocol: str | None) -> None:
     """Insert a simulated card into pcscd's virtual reader and serve it until Ctrl-C."""
     from card import ATR, SimulatedCard
     from card.eeprom import ImageError
@@ -54,7 +57,7 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
             card.close()
             raise CliFail(f"{image} is {'an ID card' if is_id else 'a wallet card'}, not --kind {kind}")
         what = f"{'ID card' if is_id else 'card'} {image}"
-    bridge = VpcdBridge(card, host, port if port is not None else BASE_PORT + slot)
+    bridge = VpcdBridge(card, host, port if port is not None else BASE_PORT + slot, protocol=protocol)
     console.print(f"Serving {what} in vpcd slot {slot} ({host}:{bridge.port}); Ctrl-C to remove it.")
     try:
         bridge.serve_forever()
@@ -66,7 +69,8 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def readers(as_json: bool) -> None:
-    """List PC/SC readers and the ATR of the card in each."""
+    """List PC/SC readers, the ATR of the card in each and whether a program uses it (from pcscd's
+    reader state: no card is connected to)."""
     from ..transport.pcsc import describe_readers
 
     found = describe_readers()
@@ -77,8 +81,10 @@ def readers(as_json: bool) -> None:
     table.add_column("#", justify="right")
     table.add_column("Reader")
     table.add_column("Card (ATR)")
+    table.add_column("State")
     for r in found:
-        table.add_row(str(r.index), r.name, r.atr.hex(" ").upper() if r.atr else "no card")
+        state = "held exclusively" if r.exclusive else "in use" if r.in_use else ""
+        table.add_row(str(r.index), r.name, r.atr.hex(" ").upper() if r.atr else "no card", state)
     console.print(table)
 
 

@@ -18,15 +18,23 @@ class CardRemovedError(TransportError):
     """No answer from the card: it was removed, reset or lost power mid-command."""
 
 
+class CardBusyError(TransportError):
+    """Another program held the card (a PC/SC transaction) for longer than we would wait."""
+
+
 class Transport(Protocol):
     @property
     def atr(self) -> bytes: ...
 
     def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]: ...
 
+    def begin_exclusive(self) -> None:
+        """Hold the card for this program until :meth:`close` (a PC/SC transaction), so no other
+        program's command runs while our PIN is verified. Waits, politely, while another holds it."""
+
     def close(self) -> None: ...
 
 
 from .pyscard import PyscardTransport  # noqa: E402  (the adapter needs the errors above)
 
-__all__ = ["CardRemovedError", "PyscardTransport", "Transport", "TransportError"]
+__all__ = ["CardBusyError", "CardRemovedError", "PyscardTransport", "Transport", "TransportError"]

@@ -15,6 +15,7 @@ from smartcard.CardConnection import CardConnection
 from smartcard.Exceptions import CardConnectionException
 
 from card import CardMute, SimulatedCard
+from card.card import T0, T1
 from card.eeprom import ImageError
 
 from . import TransportError
@@ -30,8 +31,13 @@ class InProcessCardConnection(CardConnection):  # type: ignore[misc]
         self._atr: bytes | None = None
 
     def connect(self, protocol=None, mode=None, disposition=None) -> None:  # type: ignore[no-untyped-def]
+        """Power the card and agree a protocol: T=1 unless only T=0 is asked for, as pcscd
+        chooses when a card offers both."""
         super().connect(protocol, mode, disposition)
         self._atr = self.card.power_on()
+        chosen = T0 if protocol == CardConnection.T0_protocol else T1
+        self.card.select_protocol(chosen)
+        self.setProtocol(CardConnection.T0_protocol if chosen == T0 else CardConnection.T1_protocol)
 
     def disconnect(self) -> None:
         super().disconnect()
@@ -50,9 +56,10 @@ class InProcessCardConnection(CardConnection):  # type: ignore[misc]
         return list(response[:-2]), response[-2], response[-1]
 
 
-def connect_card(card: SimulatedCard) -> PyscardTransport:
+def connect_card(card: SimulatedCard, protocol: str | None = None) -> PyscardTransport:
+    """``protocol`` ``"T=0"`` or ``"T=1"``; by default T=1, as pcscd picks for our ATR."""
     connection = InProcessCardConnection(card)
-    connection.connect()
+    connection.connect({None: None, T0: CardConnection.T0_protocol, T1: CardConnection.T1_protocol}[protocol])
     return PyscardTransport(connection)
 
 

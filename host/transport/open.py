@@ -23,11 +23,11 @@ def open_card(card_image: Path | None = None, reader: str | None = None) -> Iter
     if reader is not None:
         from .pcsc import connect_reader
 
-        transport = connect_reader(reader)
+        card = connect_reader(reader)
         try:
-            yield transport
+            yield card
         finally:
-            transport.close()
+            card.close()
         return
     from .inprocess import open_image
 

@@ -31,6 +31,10 @@ class PyscardTransport:
             raise TransportError(f"{self.reader}: {exc}") from exc
         return bytes(data), sw1 << 8 | sw2
 
+    def begin_exclusive(self) -> None:
+        """Nothing to do here: an in-process card is locked for this process already. (A PC/SC
+        reader's transport, :class:`~host.transport.pcsc.PcscTransport`, holds a transaction.)"""
+
     def close(self) -> None:
         try:
             self.connection.disconnect()

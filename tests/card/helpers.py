@@ -12,7 +12,7 @@ from host.session import WalletSession
 from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
-from ..conftest import ISSUER
+from ..conftest import ISSUER, PUK
 
 PIN = "1234"
 
@@ -25,7 +25,7 @@ def personalized(size: int = 32768, index_capacity: int = 16) -> tuple[Simulated
     """A new card with PIN 1234, verified, in an in-process reader."""
     card = SimulatedCard.manufacture(size=size, index_capacity=index_capacity)
     session = WalletSession(connect_card(card))
-    ISSUER.personalize(session, PIN)
+    ISSUER.personalize(session, PIN, PUK)
     session.verify_pin(PIN)
     return card, session
 

@@ -7,11 +7,12 @@ from datetime import date
 
 import pytest
 
-from apdu import SW, ApduError
+from apdu import SW, ApduError, PinBlockedError
 from apdu import idcard as i
 from apdu.context import audience
 from card import SimulatedCard, crypto
 from host.idcard import IdCardSession
+from host.transport.inprocess import connect_card
 
 from ..conftest import ISSUER
 from ..readers import Reader
@@ -52,6 +53,16 @@ def test_a_pin_guards_the_signature(reader: Reader) -> None:
     assert wrong.value.sw == 0x63C2
     s.verify_pin("2468")
     assert s.authenticate(KEYMGR, bytes(16))
+
+
+def test_a_blocked_id_card_pin_does_not_send_the_holder_to_the_wallet_unblock() -> None:
+    s = IdCardSession(connect_card(SimulatedCard.issue_idcard("Taro Sato", "P-0002", EXPIRY, ISSUER.sign, pin="2468")))
+    for _ in range(3):
+        with pytest.raises(ApduError):
+            s.verify_pin("1111")
+    with pytest.raises(PinBlockedError) as blocked:
+        s.verify_pin("2468")
+    assert "issuer" in str(blocked.value) and "evb card pin unblock" not in str(blocked.value)
 
 
 @pytest.mark.parametrize("apdu, sw", [

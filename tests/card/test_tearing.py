@@ -3,6 +3,8 @@
 After recovery the card must be exactly as before the command or exactly as after it, and its
 index consistent. The one documented exception is the PIN retry counter, which is spent and
 committed before the PIN is compared: a torn PIN change may leave the old PIN with one try used.
+(The unblocking code's counter works the same way; a host does not see it, so a torn unblock
+shows as before or after.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from host.session import WalletSession
 from host.transport import CardRemovedError
 from host.transport.inprocess import connect_card
 
-from ..conftest import FULL, ISSUER
+from ..conftest import FULL, ISSUER, PUK
 from ..readers import Reader
 from .helpers import Observed, cells_with, clone, observe
 
@@ -67,6 +69,7 @@ CASES = [
     Case("modify-use", fig15_card, lambda s: s.use(2, 1)),
     Case("delete", fig15_card, lambda s: s.delete(2)),
     Case("pin-change", fig15_card, lambda s: s.change_pin(PIN, NEW_PIN), verify_first=False),
+    Case("pin-unblock", fig15_card, lambda s: s.unblock_pin(PUK, NEW_PIN), verify_first=False),
 ]
 
 

@@ -7,6 +7,7 @@ card image.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,33 @@ def test_pin_status_and_change(image: Path) -> None:
     assert evb("card", "store", *img, "--pin", "5678", "--type", "coupon", "--name", "C").exit_code == 0
 
 
+def test_init_shows_the_unblocking_code_once_and_it_unblocks_the_pin(tmp_path: Path) -> None:
+    img = ["--card-image", str(tmp_path / "card.img")]
+    shown = evb("card", "init", *img, "--pin", PIN)
+    assert shown.exit_code == 0
+    puk = re.search(r"Unblocking code \(PUK\): (\d{8})", shown.stdout)
+    assert puk is not None, shown.stdout
+    for _ in range(3):
+        evb("card", "delete", *img, "1", "--pin", "9999")
+    blocked = evb("card", "delete", *img, "1", "--pin", PIN)
+    assert_clean_failure(blocked, "PIN blocked")
+    assert "evb card pin unblock" in blocked.stderr
+    assert "evb card pin unblock" in evb("card", "pin", "status", *img).stdout
+    done = evb("card", "pin", "unblock", *img, "--puk", puk.group(1), "--new", "5678")
+    assert done.exit_code == 0 and "3 tries" in done.stdout
+    assert evb("card", "store", *img, "--pin", "5678", "--type", "coupon", "--name", "C").exit_code == 0
+
+
+def test_init_with_a_chosen_unblocking_code_does_not_print_it(tmp_path: Path) -> None:
+    img = ["--card-image", str(tmp_path / "card.img")]
+    done = evb("card", "init", *img, "--pin", PIN, "--puk", "24681357")
+    assert done.exit_code == 0 and "24681357" not in done.stdout
+    assert evb("card", "pin", "unblock", *img, "--puk", "24681357", "--new", "5678").exit_code == 0
+    bad = evb("card", "init", "--card-image", str(tmp_path / "x.img"), "--pin", PIN, "--puk", "123")
+    assert_clean_failure(bad, "an unblocking code (PUK) is 8 digits")
+    assert not (tmp_path / "x.img").exists()  # refused before a card was made
+
+
 BAD_INPUTS = [
     # (args after "card", expected fragment of the one-line error)
     (["init", "--pin", "12"], "already holds a card"),
@@ -128,6 +156,10 @@ BAD_INPUTS = [
     (["delete", "42", "--pin", PIN], "value not found"),
     (["pin", "change", "--old", "1234", "--new", "12ab"], "a PIN is 4 to 8 digits"),
     (["pin", "change", "--old", "0000", "--new", "5678"], "wrong PIN"),
+    (["pin", "unblock", "--puk", "1234", "--new", "5678"], "an unblocking code (PUK) is 8 digits"),
+    (["pin", "unblock", "--puk", "12345678", "--new", "56"], "a PIN is 4 to 8 digits"),
+    (["pin", "unblock", "--puk", "00000000", "--new", "5678"], "wrong unblocking code, 9 tries left"),
+    (["pin", "unblock", "--new", "5678"], "the unblocking code and a new PIN are required"),
 ]
 
 
@@ -142,7 +174,7 @@ def test_bad_input_is_one_line_and_changes_nothing(stocked: Path, args: list[str
     before = app_area(stocked)
     result = evb("card", *args)
     assert_clean_failure(result, message)
-    if "wrong PIN" not in message:  # a wrong guess is the one refusal that must be remembered
+    if "wrong" not in message:  # a wrong guess (PIN or PUK) is the one refusal that must be remembered
         assert app_area(stocked) == before
 
 

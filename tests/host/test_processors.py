@@ -31,6 +31,9 @@ class Recorder:
         self.sent.append(apdu)
         return self.inner.send_and_receive(apdu)
 
+    def begin_exclusive(self) -> None:
+        self.inner.begin_exclusive()
+
     def close(self) -> None:
         self.inner.close()
 
