@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
 from servers.keyfile import load_or_create_key, public_bytes, sign
-from servers.runner import data_dir
 
+from .paths import data_dir
 from .session import WalletSession
 
 KEY_FILE_VARIABLE = "EVB_ISSUER_KEY_FILE"

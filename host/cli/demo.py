@@ -8,22 +8,6 @@ from pathlib import Path
 
 import click
 
-from card import SimulatedCard
-from servers.keyfile import load_or_create_key, public_bytes
-from servers.keymgr.server import running as keymgr_running
-from servers.keymgr.server import statement_key_path
-from servers.keymgr.service import KeyManagerConfig
-from servers.tls import init_folder
-from servers.vault.server import running
-
-from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
-from ..idcard import IdCardSession
-from ..issuer import Issuer
-from ..keymgr_client import KeyManagerClient
-from ..session import WalletSession
-from ..transport.inprocess import open_image
-from ..triggers import VaultLink
-from ..vault_client import VaultClient
 from .render import ConsoleReporter, console
 
 
@@ -31,6 +15,25 @@ from .render import ConsoleReporter, console
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the card image here.")
 def demo(workdir: Path | None) -> None:
     """Run the seed's fig. 15 story end to end on a new simulated card."""
+    # the servers (FastAPI, pydantic, numpy) are imported here, not when the CLI starts: they are
+    # most of its import time and only the demo needs them in-process
+    from card import SimulatedCard
+    from servers.keyfile import load_or_create_key, public_bytes
+    from servers.keymgr.server import running as keymgr_running
+    from servers.keymgr.server import statement_key_path
+    from servers.keymgr.service import KeyManagerConfig
+    from servers.tls import init_folder
+    from servers.vault.server import running
+
+    from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
+    from ..idcard import IdCardSession
+    from ..issuer import Issuer
+    from ..keymgr_client import KeyManagerClient
+    from ..session import WalletSession
+    from ..transport.inprocess import open_image
+    from ..triggers import VaultLink
+    from ..vault_client import VaultClient
+
     with tempfile.TemporaryDirectory(prefix="evb-demo-") as tmp:
         base = workdir or Path(tmp)
         base.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, databases and card images

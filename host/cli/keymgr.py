@@ -18,6 +18,7 @@ from .. import factors
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient, KeyManagerClientError
 from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
+from ..paths import data_dir
 from ..recovery import recover, report_lost
 from ..rotation import rotate
 from ..session import WalletSession
@@ -49,8 +50,7 @@ keymgr_option = url_option("--keymgr", "keymgr_url", "EVB_KEYMGR", DEFAULT_KEYMG
 
 
 def session_file() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "evb" / "keymgr-session.json"
+    return data_dir() / "keymgr-session.json"
 
 
 def saved_session() -> dict[str, Any]:

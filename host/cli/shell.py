@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from ..backup import BackupError
+from ..paths import data_dir
 from ..session import WalletSession
 from ..triggers import run_if_due
 from ..vault_client import VaultClientError
@@ -33,8 +34,7 @@ OUTSIDE_ONLY = {"shell", "demo", "readers", "bench", "vault"}  # they open cards
 
 
 def history_file() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "evb" / "shell_history"
+    return data_dir() / "shell_history"
 
 
 class Shell(cmd.Cmd):

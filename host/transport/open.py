@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..paths import data_dir
 from . import Transport, TransportError
 
 
 def default_image() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "evb" / "card.img"
+    return data_dir() / "card.img"
 
 
 @contextmanager
