@@ -76,7 +76,7 @@ def describe(sw: int) -> str:
     if sw1 == 0x6C:
         return f"wrong Le, {sw2 or 256} bytes available"
     if sw & 0xFFF0 == SW.VERIFY_FAILED:
-        return f"wrong PIN, {sw & 0x0F} tries remaining"
+        return f"wrong PIN, {_tries(sw & 0x0F)} left"
     return _MEANINGS.get(sw, "unknown status")
 
 
@@ -111,7 +111,7 @@ class InvalidPinError(ApduError):
         return self.sw & 0x0F
 
     def __str__(self) -> str:
-        return f"wrong PIN, {self.tries_remaining} tries remaining"
+        return f"wrong PIN, {_tries(self.tries_remaining)} left"
 
 
 class PinBlockedError(ApduError):
@@ -127,3 +127,7 @@ def error_for(sw: int, data: bytes = b"") -> ApduError:
     if sw == SW.AUTH_METHOD_BLOCKED:
         return PinBlockedError(sw, data)
     return ApduError(sw, data)
+
+
+def _tries(n: int) -> str:
+    return f"{n} try" if n == 1 else f"{n} tries"

@@ -97,7 +97,7 @@ def keymgr() -> None:
               help="The vault, for server-assisted restore (E6); its certificate is checked as a client's (--ca).")
 @with_ca
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8471, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8471, show_default=True)
 @trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
 @trusted_option("--id-issuer-key", "EVB_ID_ISSUER_KEY", "ID-card")
 @serve_tls

@@ -27,6 +27,7 @@ from .tls import tls
 from .triggers import auto, triggers
 from .vault import backup_cmd, certs, restore_cmd, vault
 
+log = logging.getLogger("evb")
 EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, ServiceError)
 
 
@@ -44,6 +45,12 @@ class EvbGroup(click.Group):
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise CliFail(f"{exc.strerror or exc}{where}") from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the last resort: one line and a status, the trace only when asked
+            log.debug("unexpected failure", exc_info=True)
+            hint = "" if log.isEnabledFor(logging.DEBUG) else " (run with -v -v for the trace)"
+            raise CliFail(f"unexpected {type(exc).__name__}: {exc}{hint}", status=3) from exc
 
 
 @click.group(cls=EvbGroup)

@@ -28,7 +28,7 @@ from .render import console, print_json
                    "(a latency baseline).")
 @click.option("--slot", type=click.IntRange(0, 1), default=0, show_default=True, help="vpcd reader slot.")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Where pcscd's vpcd driver listens.")
-@click.option("--port", type=int, help=f"Driver port [default: {BASE_PORT} + slot].")
+@click.option("--port", type=click.IntRange(1, 65535), help=f"Driver port [default: {BASE_PORT} + slot].")
 @click.option("--protocol", type=click.Choice(["T=0", "T=1"]),
               help="The protocol the card follows. vpcd passes it no PPS, so by default it keeps to T=0, the "
                    "first its ATR offers (61xx for data without Le); T=1 if every host uses T=1.")

@@ -42,7 +42,7 @@ def vault() -> None:
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The vault's signing key, PEM; created on first start [default: beside the data].")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8470, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
 @click.option("--digest", default="type,name,count,start,expiry,place", show_default=True,
               help="Value fields copied into certificates (comma-separated, may be empty).")
 @click.option("--counter-modulus", type=click.IntRange(2, 2**32), default=2**32, show_default=True,

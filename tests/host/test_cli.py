@@ -148,7 +148,7 @@ BAD_INPUTS = [
         "valid-from is after valid-to",
     ),
     (["store", "--pin", PIN, "--type", "ticket", "--name", "X", "--payload-hex", "zz"], "not hex"),
-    (["store", "--pin", "9999", "--type", "ticket", "--name", "X"], "wrong PIN, 2 tries remaining"),
+    (["store", "--pin", "9999", "--type", "ticket", "--name", "X"], "wrong PIN, 2 tries left"),
     (["store", "--type", "ticket", "--name", "X"], "a PIN is required"),
     (["modify", "1", "--pin", PIN], "exactly one of"),
     (["modify", "2", "--spend", "5000", "--pin", PIN], "has no balance left for 5000"),
@@ -205,3 +205,29 @@ def test_demo_runs_the_fig15_story() -> None:
         "Demo complete",
     ]:
         assert text in " ".join(r.stdout.split())  # rich wraps long lines
+
+
+def test_an_unexpected_failure_is_one_line_with_a_status(image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last resort: no traceback, exit status 3, and where to find the trace."""
+    from host.session import WalletSession
+
+    def broken(self: WalletSession) -> object:
+        raise RuntimeError("the card's answer made no sense")
+
+    monkeypatch.setattr(WalletSession, "info", broken)
+    result = CliRunner().invoke(cli, ["card", "info", "--card-image", str(image)])
+    assert result.exit_code == 3, result.output
+    assert result.output.strip().splitlines() == [
+        "Error: unexpected RuntimeError: the card's answer made no sense (run with -v -v for the trace)"]
+
+
+def test_one_try_left_is_said_so(image: Path) -> None:
+    evb("card", "store", "--card-image", str(image), "--pin", "9999", "--type", "ticket", "--name", "X")
+    result = evb("card", "store", "--card-image", str(image), "--pin", "9999", "--type", "ticket", "--name", "X")
+    assert "wrong PIN, 1 try left" in result.output
+
+
+def test_a_port_out_of_range_is_a_usage_error() -> None:
+    result = evb("vault", "serve", "--port", "99999", "--insecure-http")
+    assert result.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in result.output
+    assert "Traceback" not in result.output

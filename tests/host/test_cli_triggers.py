@@ -100,7 +100,7 @@ SET = ["triggers", "set", "--pin", PIN]
     ([*SET, "--condition", "colour=red"], "unknown condition 'colour='"),
     ([*SET, "--period", "-1"], "-1 is not in the range"),
     ([*SET, "--on-shortage", "maybe"], "'maybe' is not one of"),
-    (["triggers", "set", "--pin", "9999", "--period", "1"], "wrong PIN, 2 tries remaining"),
+    (["triggers", "set", "--pin", "9999", "--period", "1"], "wrong PIN, 2 tries left"),
     (["triggers", "check", "--today", "15/03/2000"], "does not match the format"),
     (["triggers", "run", "--pin", PIN, "--vault", "https://127.0.0.1:9", *DAY], "cannot reach the vault"),
 ])

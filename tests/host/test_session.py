@@ -19,7 +19,7 @@ def test_typed_errors(card: SimulatedCard) -> None:
     with pytest.raises(InvalidPinError) as wrong:
         s.verify_pin("0000")
     assert wrong.value.tries_remaining == 2
-    assert str(wrong.value) == "wrong PIN, 2 tries remaining"
+    assert str(wrong.value) == "wrong PIN, 2 tries left"
     assert s.pin_tries_remaining() == 2
     for _ in range(2):
         with pytest.raises((InvalidPinError, PinBlockedError)):
