@@ -45,8 +45,8 @@ def names(output: str) -> list[str]:
 def test_show_set_check(fig15: Path) -> None:
     card = ["--card-image", str(fig15)]
     shown = json.loads(evb("triggers", "show", *card, *DAY, "--json").output)
-    assert shown == {"condition": "unusable-within=30", "period_days": 30, "on_shortage": "ask", "last_run": None,
-                     "due": True}
+    assert shown == {"condition": "unusable-within=30", "period_days": 30, "combine": "either",
+                     "both_below_percent": None, "on_shortage": "ask", "last_run": None, "due": True}
     assert names(evb("triggers", "check", *card, *DAY, "--json").output) == ["Concert ticket C", "Movie ticket G"]
     r = evb("triggers", "set", *card, "--condition", "type=ticket and name~Movie", "--pin", PIN)
     assert r.exit_code == 0 and "type=ticket and name~Movie" in r.output
