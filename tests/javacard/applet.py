@@ -92,7 +92,8 @@ class AppletTransport:
         """Nothing to do: the JVM child serves this transport alone."""
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            self._process.wait(timeout=30)
+        """End the JVM (its stdin closed, it returns from main) and close both pipes."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
+        self._process.stdout.close()
