@@ -13,7 +13,7 @@ from .applet import NO_KIT, AppletTransport, Build, build
 
 @pytest.fixture(scope="session")
 def applet_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    if not os.environ.get("JC_HOME"):
+    if not os.environ.get("JC_HOME"):  # the test modules skip first, in one line each
         pytest.skip(NO_KIT)
     out: Path = tmp_path_factory.mktemp("javacard") / "build"
     return build(out)

@@ -9,6 +9,7 @@ those 8 bytes masked, and the id is checked on its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import pytest
@@ -22,7 +23,10 @@ from host.transport.inprocess import connect_card
 from host.transport.pyscard import PyscardTransport
 
 from ..conftest import FULL
-from .applet import AppletTransport, Build
+from .applet import NO_KIT, AppletTransport, Build
+
+if not os.environ.get("JC_HOME"):
+    pytest.skip(NO_KIT, allow_module_level=True)
 
 SELECT = "00A4040008F0455642574C010100"
 CARD_INFO = "801000001D"
