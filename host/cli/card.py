@@ -15,7 +15,7 @@ import click
 
 from apdu import SW, ApduError
 from apdu import wallet as w
-from apdu.records import ValueRecord, ValueType
+from apdu.records import ValueFlags, ValueRecord, ValueType
 
 from .. import triggers
 from ..session import WalletSession
@@ -328,15 +328,50 @@ def modify(
     )
 
 
+def interactive() -> bool:
+    """Whether a person can answer a question (tests set this; click's runner has no terminal)."""
+    return sys.stdin.isatty()
+
+
+def deletion_warning(record: ValueRecord) -> str:
+    """What is lost by deleting this entry: for a certificate, the value itself, kept only at the vault."""
+    if record.flags & ValueFlags.CERTIFICATE:
+        return (f"Value {record.id} '{record.name}' is a vault certificate: the value lives only at the vault, "
+                "and once the certificate is gone the vault lets it go at the next restore. Delete it?")
+    return f"Delete value {record.id} '{record.name}' from the card?"
+
+
+def confirm_deletion(record: ValueRecord, force: bool) -> None:
+    """Ask before deleting on a terminal. Without one, a certificate needs --force (its value is lost
+    for good); a plain value is deleted, as scripts that clean a card up have always done."""
+    if force:
+        return
+    if interactive():
+        if not click.confirm(deletion_warning(record), default=False):
+            raise CliFail("nothing deleted", status=1)
+        return
+    if record.flags & ValueFlags.CERTIFICATE:
+        raise CliFail(f"value {record.id} is a vault certificate (its value lives only at the vault): "
+                      "pass --force to delete it")
+
+
 @card.command()
 @with_wallet
 @click.argument("value_id", type=click.IntRange(1, 65535))
+@click.option("--force", is_flag=True, help="Delete without asking, a certificate too.")
 @pin_option
-def delete(session: WalletSession, value_id: int, pin: str | None) -> None:
-    """Delete a value from the card (it is gone: back it up first if it is worth anything)."""
+@json_option
+def delete(session: WalletSession, value_id: int, force: bool, pin: str | None, as_json: bool) -> None:
+    """Delete a value or certificate from the card (it is gone: back a value up first if it is worth
+    anything). Asks first on a terminal; in a script a certificate needs --force."""
     unlock(session, pin)
+    record = session.read(value_id)
+    confirm_deletion(record, force)
     session.delete(value_id)
-    console.print(f"Deleted value {value_id}")
+    if as_json:
+        print_json({"id": value_id, "deleted": True, "certificate": bool(record.flags & ValueFlags.CERTIFICATE)})
+    else:
+        console.print(f"Deleted value {value_id}")
 
 
 @card.group()
