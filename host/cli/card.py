@@ -130,9 +130,10 @@ def card() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing card image.")
 @click.option("--issuer-key-file", "issuer_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The issuer's private key that attests the card (or EVB_ISSUER_KEY_FILE; 'evb issuer init').")
+@json_option
 def init(
     card_image: Path | None, reader: str | None, pin: str | None, puk: str | None, size: int,
-    index_capacity: int, force: bool, issuer_file: Path | None,
+    index_capacity: int, force: bool, issuer_file: Path | None, as_json: bool,
 ) -> None:
     """Manufacture a simulated card (or take a blank one in --reader), have the issuer attest its
     identity key, and set its PIN and unblocking code (PUK)."""
@@ -164,6 +165,10 @@ def init(
         puk = session.personalize(pin, puk)
         info = session.info()
     where = reader or card_image
+    if as_json:  # the generated unblocking code is in it, shown this once
+        print_json({"card_id": info.card_id, "where": str(where), "total_memory": info.total_memory,
+                    "puk": None if given else puk})
+        return
     console.print(f"Card {info.card_id.hex().upper()} ready in {where}: {info.total_memory} bytes for values.")
     if not given:
         console.print(f"Unblocking code (PUK): {puk}\nWrite it down and keep it apart from the card: it is "
@@ -386,7 +391,7 @@ def pin_status(session: WalletSession, as_json: bool) -> None:
     """Tries left before the PIN blocks."""
     tries = session.pin_tries_remaining()
     if as_json:
-        print_json({"tries_remaining": tries, "blocked": tries == 0})
+        print_json({"pin_tries_remaining": tries, "blocked": tries == 0})
     else:
         console.print("PIN blocked: set a new one with 'evb card pin unblock' and the unblocking code (PUK)"
                       if tries == 0 else f"PIN: {tries} tries left")
@@ -396,7 +401,8 @@ def pin_status(session: WalletSession, as_json: bool) -> None:
 @with_wallet
 @secret_option("old", "EVB_PIN", "The current PIN")
 @secret_option("new", "EVB_NEW_PIN", "The new PIN, 4-8 digits")
-def pin_change(session: WalletSession, old: str | None, new: str | None) -> None:
+@json_option
+def pin_change(session: WalletSession, old: str | None, new: str | None, as_json: bool) -> None:
     """Change the PIN (needs the current one)."""
     old = need_pin(old, "Current PIN")
     if new is None:
@@ -404,14 +410,16 @@ def pin_change(session: WalletSession, old: str | None, new: str | None) -> None
             raise CliFail("a new PIN is required: pass --new-file FILE or set EVB_NEW_PIN")
         new = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
     session.change_pin(old, new)
-    console.print("PIN changed")
+    tries = session.info().pin_tries_remaining
+    print_json({"changed": True, "pin_tries_remaining": tries}) if as_json else console.print("PIN changed")
 
 
 @pin.command("unblock")
 @with_wallet
 @secret_option("puk", "EVB_PUK", "The unblocking code shown at 'evb card init' (8 digits)")
 @secret_option("new", "EVB_NEW_PIN", "The new PIN, 4-8 digits")
-def pin_unblock(session: WalletSession, puk: str | None, new: str | None) -> None:
+@json_option
+def pin_unblock(session: WalletSession, puk: str | None, new: str | None, as_json: bool) -> None:
     """Set a new PIN with the unblocking code (PUK), e.g. after the PIN blocked. The code has 10
     tries of its own; when they are spent too, the PIN can never be reset."""
     if puk is None or new is None:
@@ -423,4 +431,6 @@ def pin_unblock(session: WalletSession, puk: str | None, new: str | None) -> Non
     w.puk_block(puk)  # a malformed code or PIN costs no try
     w.pin_block(new)
     session.unblock_pin(puk, new)
-    console.print(f"New PIN set, {session.info().pin_tries_remaining} tries")
+    tries = session.info().pin_tries_remaining
+    print_json({"unblocked": True, "pin_tries_remaining": tries}) if as_json else console.print(
+        f"New PIN set, {tries} tries")

@@ -299,7 +299,7 @@ def status(keymgr_url: str, as_json: bool) -> None:
     with logged_in(keymgr_url) as client:
         name, cards = client.status()
     if as_json:
-        print_json({"name": name, "cards": [{"card_id": c.hex(), "keys": [
+        print_json({"name": name, "cards": [{"card_id": c, "keys": [
             {"key_id": e.key_id.hex(), "mode": e.mode.name.lower(), "created_at": e.created_at} for e in keys]}
             for c, keys in cards.items()]})
         return

@@ -137,7 +137,7 @@ def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str,
         except BackupError as exc:  # said after what was done, which stands
             cleanup_error = exc
     if as_json:
-        out: dict[str, object] = {"done": done, "failed": [{"value_id": i, "error": e} for i, e in failed]}
+        out: dict[str, object] = {"done": done, "failed": [{"id": i, "error": e} for i, e in failed]}
         if released is not None:
             out["released"] = released
         print_json(out)

@@ -58,6 +58,7 @@ def test_a_session_that_stores_until_shortage_and_chooses_automatic(tmp_path: Pa
     child.expect("Automatic backup ran: nothing selected")
     child.expect(PROMPT)
     child.send("store --type coupon --name Never")
+    child.expect("Never")  # echoed: readline is reading the line
     child.sendintr()  # Ctrl-C cancels the line, not the shell
     child.expect(r"\^C")
     child.expect(PROMPT)
