@@ -22,6 +22,7 @@ from .issuer import issuer
 from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
+from .raw import apdu_cmd
 from .shell import shell
 from .tls import tls
 from .triggers import auto, triggers
@@ -65,6 +66,7 @@ def cli(verbose: int) -> None:
 cli.add_command(card)
 cli.add_command(demo)
 cli.add_command(readers)
+cli.add_command(apdu_cmd)
 cli.add_command(bench)
 card.add_command(serve)
 card.add_command(lost)
