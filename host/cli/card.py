@@ -20,6 +20,7 @@ from apdu.records import ValueFlags, ValueRecord, ValueType
 from .. import triggers
 from ..session import WalletSession
 from ..transport.open import default_image, open_card
+from .complete import reader_names, value_ids
 from .errors import CliFail
 from .net import vault_link
 from .render import console, info_table, listing_table, print_json, record_table
@@ -36,6 +37,7 @@ reader_option = click.option(
     "--reader",
     envvar="EVB_READER",
     help="Use the card in this PC/SC reader (name, index or unique part of the name).",
+    shell_complete=reader_names,
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 pin_option = secret_option("pin", "EVB_PIN", "The card PIN")
@@ -229,7 +231,7 @@ def list_(
 
 @card.command()
 @with_wallet
-@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.argument("value_id", type=click.IntRange(1, 65535), shell_complete=value_ids)
 @json_option
 def show(session: WalletSession, value_id: int, as_json: bool) -> None:
     """Show one value in full."""
@@ -312,7 +314,7 @@ def store(
 
 @card.command()
 @with_wallet
-@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.argument("value_id", type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--spend", type=click.IntRange(1, 2**32 - 1), help="Take this amount from the balance.")
 @click.option("--use", "use_", type=click.IntRange(1, 2**32 - 1), help="Use this many tickets.")
 @pin_option
@@ -362,7 +364,7 @@ def confirm_deletion(record: ValueRecord, force: bool) -> None:
 
 @card.command()
 @with_wallet
-@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.argument("value_id", type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--force", is_flag=True, help="Delete without asking, a certificate too.")
 @pin_option
 @json_option

@@ -20,6 +20,7 @@ from ..backup import BackupError, Outcome, backup, connect, encryption, release_
 from ..session import WalletSession
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
+from .complete import value_ids
 from .errors import CliFail
 from .issuer import trusted_keys, trusted_option
 from .keymgr import keymgr_option, logged_in
@@ -156,7 +157,7 @@ def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str,
 
 @click.command("backup")
 @with_wallet
-@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--all", "all_", is_flag=True, help="Every value on the card.")
 @click.option("--type", "vtype", type=TypeChoice(), help="Every value of this type.")
 @click.option("--keep", is_flag=True, help="Keep the value on the card too (marked backed up).")
@@ -179,7 +180,7 @@ def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: 
 
 @click.command("restore")
 @with_wallet
-@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--all", "all_", is_flag=True, help="Every certificate on the card.")
 @click.option("--via-keymgr", is_flag=True,
               help="Seed E6: the key manager fetches, checks and opens each encrypted value and seals it to "
