@@ -426,7 +426,7 @@ def lost(card_id: str, keymgr_url: str, vault_url: str, proof: ProofOptions) -> 
     with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
         report_lost(client, vault, old, None)
     console.print(f"Card {old.hex().upper()} revoked at the vault; recover its values with "
-                  f"'evb recover --from-card {old.hex()}' on the new card.")
+                  f"'evb recover --from-card {old.hex().upper()}' on the new card.")
 
 
 @click.command("recover")

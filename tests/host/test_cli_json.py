@@ -82,3 +82,12 @@ def test_plain_output_is_not_wrapped_outside_a_terminal(monkeypatch: object) -> 
     with console.capture() as captured:
         console.print(f"Recovery code 1: {code}")
     assert captured.get().strip() == f"Recovery code 1: {code}"
+
+
+def test_issuer_and_tls_init_speak_json(tmp_path: Path) -> None:
+    made = out("issuer", "init", "--issuer-key-file", str(tmp_path / "issuer.pem"), "--json")
+    assert isinstance(made, dict) and made["key_file"] == str(tmp_path / "issuer.pem")
+    assert made["public_key"] == out("issuer", "show", "--issuer-key-file", str(tmp_path / "issuer.pem"),
+                                     "--json")["public_key"]  # type: ignore[index]
+    tls = out("tls", "init", str(tmp_path / "tls"), "--json")
+    assert isinstance(tls, dict) and Path(tls["server_cert"]).exists() and tls["names"][0] == "localhost"
