@@ -51,12 +51,12 @@ def _hex(text: str, what: str) -> bytes:
 
 
 def parse_step(text: str) -> Step:
+    """``HEX``, ``HEX=EXPECTED`` or ``HEX:EXPECTED`` (spaces and underscores in HEX are ignored)."""
     apdu_text, sep, expected = (re.split(r"([=:])", text, maxsplit=1) + ["", ""])[:3]
+    raw = _hex(apdu_text, "APDU")
     try:
-        command = CommandApdu.from_bytes(_hex(apdu_text, "APDU"))
-    except ApduScriptError:
-        raise
-    except ValueError as exc:
+        command = CommandApdu.from_bytes(raw)
+    except ValueError as exc:  # ApduFormatError: the lengths do not add up
         raise ApduScriptError(f"APDU {apdu_text!r}: {exc}") from exc
     if not sep:
         return Step(command)
