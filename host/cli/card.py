@@ -15,11 +15,12 @@ import click
 
 from apdu import SW, ApduError
 from apdu import wallet as w
-from apdu.records import ValueRecord, ValueType
+from apdu.records import ValueFlags, ValueRecord, ValueType
 
 from .. import triggers
 from ..session import WalletSession
 from ..transport.open import default_image, open_card
+from .complete import reader_names, value_ids
 from .errors import CliFail
 from .net import vault_link
 from .render import console, info_table, listing_table, print_json, record_table
@@ -36,6 +37,7 @@ reader_option = click.option(
     "--reader",
     envvar="EVB_READER",
     help="Use the card in this PC/SC reader (name, index or unique part of the name).",
+    shell_complete=reader_names,
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 pin_option = secret_option("pin", "EVB_PIN", "The card PIN")
@@ -130,9 +132,10 @@ def card() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing card image.")
 @click.option("--issuer-key-file", "issuer_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The issuer's private key that attests the card (or EVB_ISSUER_KEY_FILE; 'evb issuer init').")
+@json_option
 def init(
     card_image: Path | None, reader: str | None, pin: str | None, puk: str | None, size: int,
-    index_capacity: int, force: bool, issuer_file: Path | None,
+    index_capacity: int, force: bool, issuer_file: Path | None, as_json: bool,
 ) -> None:
     """Manufacture a simulated card (or take a blank one in --reader), have the issuer attest its
     identity key, and set its PIN and unblocking code (PUK)."""
@@ -164,6 +167,10 @@ def init(
         puk = session.personalize(pin, puk)
         info = session.info()
     where = reader or card_image
+    if as_json:  # the generated unblocking code is in it, shown this once
+        print_json({"card_id": info.card_id, "where": str(where), "total_memory": info.total_memory,
+                    "puk": None if given else puk})
+        return
     console.print(f"Card {info.card_id.hex().upper()} ready in {where}: {info.total_memory} bytes for values.")
     if not given:
         console.print(f"Unblocking code (PUK): {puk}\nWrite it down and keep it apart from the card: it is "
@@ -224,7 +231,7 @@ def list_(
 
 @card.command()
 @with_wallet
-@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.argument("value_id", type=click.IntRange(1, 65535), shell_complete=value_ids)
 @json_option
 def show(session: WalletSession, value_id: int, as_json: bool) -> None:
     """Show one value in full."""
@@ -307,7 +314,7 @@ def store(
 
 @card.command()
 @with_wallet
-@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.argument("value_id", type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--spend", type=click.IntRange(1, 2**32 - 1), help="Take this amount from the balance.")
 @click.option("--use", "use_", type=click.IntRange(1, 2**32 - 1), help="Use this many tickets.")
 @pin_option
@@ -328,15 +335,50 @@ def modify(
     )
 
 
+def interactive() -> bool:
+    """Whether a person can answer a question (tests set this; click's runner has no terminal)."""
+    return sys.stdin.isatty()
+
+
+def deletion_warning(record: ValueRecord) -> str:
+    """What is lost by deleting this entry: for a certificate, the value itself, kept only at the vault."""
+    if record.flags & ValueFlags.CERTIFICATE:
+        return (f"Value {record.id} '{record.name}' is a vault certificate: the value lives only at the vault, "
+                "and once the certificate is gone the vault lets it go at the next restore. Delete it?")
+    return f"Delete value {record.id} '{record.name}' from the card?"
+
+
+def confirm_deletion(record: ValueRecord, force: bool) -> None:
+    """Ask before deleting on a terminal. Without one, a certificate needs --force (its value is lost
+    for good); a plain value is deleted, as scripts that clean a card up have always done."""
+    if force:
+        return
+    if interactive():
+        if not click.confirm(deletion_warning(record), default=False):
+            raise CliFail("nothing deleted", status=1)
+        return
+    if record.flags & ValueFlags.CERTIFICATE:
+        raise CliFail(f"value {record.id} is a vault certificate (its value lives only at the vault): "
+                      "pass --force to delete it")
+
+
 @card.command()
 @with_wallet
-@click.argument("value_id", type=click.IntRange(1, 65535))
+@click.argument("value_id", type=click.IntRange(1, 65535), shell_complete=value_ids)
+@click.option("--force", is_flag=True, help="Delete without asking, a certificate too.")
 @pin_option
-def delete(session: WalletSession, value_id: int, pin: str | None) -> None:
-    """Delete a value from the card (it is gone: back it up first if it is worth anything)."""
+@json_option
+def delete(session: WalletSession, value_id: int, force: bool, pin: str | None, as_json: bool) -> None:
+    """Delete a value or certificate from the card (it is gone: back a value up first if it is worth
+    anything). Asks first on a terminal; in a script a certificate needs --force."""
     unlock(session, pin)
+    record = session.read(value_id)
+    confirm_deletion(record, force)
     session.delete(value_id)
-    console.print(f"Deleted value {value_id}")
+    if as_json:
+        print_json({"id": value_id, "deleted": True, "certificate": bool(record.flags & ValueFlags.CERTIFICATE)})
+    else:
+        console.print(f"Deleted value {value_id}")
 
 
 @card.group()
@@ -351,7 +393,7 @@ def pin_status(session: WalletSession, as_json: bool) -> None:
     """Tries left before the PIN blocks."""
     tries = session.pin_tries_remaining()
     if as_json:
-        print_json({"tries_remaining": tries, "blocked": tries == 0})
+        print_json({"pin_tries_remaining": tries, "blocked": tries == 0})
     else:
         console.print("PIN blocked: set a new one with 'evb card pin unblock' and the unblocking code (PUK)"
                       if tries == 0 else f"PIN: {tries} tries left")
@@ -361,7 +403,8 @@ def pin_status(session: WalletSession, as_json: bool) -> None:
 @with_wallet
 @secret_option("old", "EVB_PIN", "The current PIN")
 @secret_option("new", "EVB_NEW_PIN", "The new PIN, 4-8 digits")
-def pin_change(session: WalletSession, old: str | None, new: str | None) -> None:
+@json_option
+def pin_change(session: WalletSession, old: str | None, new: str | None, as_json: bool) -> None:
     """Change the PIN (needs the current one)."""
     old = need_pin(old, "Current PIN")
     if new is None:
@@ -369,14 +412,16 @@ def pin_change(session: WalletSession, old: str | None, new: str | None) -> None
             raise CliFail("a new PIN is required: pass --new-file FILE or set EVB_NEW_PIN")
         new = str(click.prompt("New PIN", hide_input=True, confirmation_prompt=True))
     session.change_pin(old, new)
-    console.print("PIN changed")
+    tries = session.info().pin_tries_remaining
+    print_json({"changed": True, "pin_tries_remaining": tries}) if as_json else console.print("PIN changed")
 
 
 @pin.command("unblock")
 @with_wallet
 @secret_option("puk", "EVB_PUK", "The unblocking code shown at 'evb card init' (8 digits)")
 @secret_option("new", "EVB_NEW_PIN", "The new PIN, 4-8 digits")
-def pin_unblock(session: WalletSession, puk: str | None, new: str | None) -> None:
+@json_option
+def pin_unblock(session: WalletSession, puk: str | None, new: str | None, as_json: bool) -> None:
     """Set a new PIN with the unblocking code (PUK), e.g. after the PIN blocked. The code has 10
     tries of its own; when they are spent too, the PIN can never be reset."""
     if puk is None or new is None:
@@ -388,4 +433,6 @@ def pin_unblock(session: WalletSession, puk: str | None, new: str | None) -> Non
     w.puk_block(puk)  # a malformed code or PIN costs no try
     w.pin_block(new)
     session.unblock_pin(puk, new)
-    console.print(f"New PIN set, {session.info().pin_tries_remaining} tries")
+    tries = session.info().pin_tries_remaining
+    print_json({"unblocked": True, "pin_tries_remaining": tries}) if as_json else console.print(
+        f"New PIN set, {tries} tries")

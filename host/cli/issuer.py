@@ -59,12 +59,16 @@ def issuer() -> None:
 
 @issuer.command("init")
 @issuer_file_option
-def init(issuer_file: Path | None) -> None:
+@json_option
+def init(issuer_file: Path | None, as_json: bool) -> None:
     """Make the issuer's key pair (once; the private key stays in its file, mode 0600)."""
     path = issuer_file or default_key_file()
     if path.exists():
         raise CliFail(f"{path} already holds an issuer key: 'evb issuer show' prints it")
     key = Issuer.load_or_create(path)
+    if as_json:
+        print_json({"key_file": str(path), "public_key": key.public_key.hex().upper()})
+        return
     console.print(f"Issuer key in {path}; give the servers its public key:\n{key.public_key.hex().upper()}")
 
 

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,18 +182,21 @@ def account() -> None:
 @click.argument("name")
 @keymgr_option
 @password_option
-def create(name: str, keymgr_url: str, password: str | None) -> None:
+@json_option
+def create(name: str, keymgr_url: str, password: str | None, as_json: bool) -> None:
     """Open an account (the password is stored only as an Argon2id hash)."""
     with keymgr_client(keymgr_url) as client:
         client.create_account(name, ask_password(password, confirm=True))
-    console.print(f"Account {name} created; 'evb account login {name}' next.")
+    print_json({"name": name, "created": True}) if as_json else console.print(
+        f"Account {name} created; 'evb account login {name}' next.")
 
 
 @account.command("login")
 @click.argument("name")
 @keymgr_option
 @proof_options()
-def login(name: str, keymgr_url: str, proof: ProofOptions) -> None:
+@json_option
+def login(name: str, keymgr_url: str, proof: ProofOptions, as_json: bool) -> None:
     """Log in with the factors your account's policy needs (password by default; an ID card in a
     second reader; a finger); the session is kept (0600) for the key commands until it expires.
     Enrolling a card, reporting one lost and changing the password, policy or factors ask for
@@ -206,12 +209,16 @@ def login(name: str, keymgr_url: str, proof: ProofOptions) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"url": keymgr_url, "name": name, "token": token, "expires_at": expires}, f)
+    if as_json:  # the token stays in its file
+        print_json({"name": name, "expires_at": datetime.fromtimestamp(expires, UTC)})
+        return
     console.print(f"Logged in as {name} until {time.strftime('%H:%M', time.localtime(expires))}.")
 
 
 @account.command("logout")
 @keymgr_option
-def logout(keymgr_url: str) -> None:
+@json_option
+def logout(keymgr_url: str, as_json: bool) -> None:
     """End the session at the key manager and forget its token here."""
     saved = saved_session()
     if saved.get("url") != keymgr_url:
@@ -224,7 +231,7 @@ def logout(keymgr_url: str) -> None:
         except KeyManagerClientError as exc:
             if exc.status != 401:  # 401: it had ended already (expired, or a password change)
                 raise CliFail(f"the session is forgotten here, but the key manager did not end it: {exc}") from exc
-    console.print("Logged out.")
+    print_json({"logged_out": True}) if as_json else console.print("Logged out.")
 
 
 @account.command("enrol")
@@ -299,7 +306,7 @@ def status(keymgr_url: str, as_json: bool) -> None:
     with logged_in(keymgr_url) as client:
         name, cards = client.status()
     if as_json:
-        print_json({"name": name, "cards": [{"card_id": c.hex(), "keys": [
+        print_json({"name": name, "cards": [{"card_id": c, "keys": [
             {"key_id": e.key_id.hex(), "mode": e.mode.name.lower(), "created_at": e.created_at} for e in keys]}
             for c, keys in cards.items()]})
         return
@@ -403,14 +410,17 @@ def parse_card_id(text: str, what: str) -> bytes:
 @keymgr_option
 @pin_option
 @proof_options()
-def enrol(session: WalletSession, keymgr_url: str, pin: str | None, proof: ProofOptions) -> None:
+@json_option
+def enrol(session: WalletSession, keymgr_url: str, pin: str | None, proof: ProofOptions, as_json: bool) -> None:
     """Bind the card in the reader to your account: it signs a fresh challenge with its identity
     key. Only an enrolled card can be reported lost, or replace one. Your login's factors are
     proved again (the options of 'evb account login')."""
     unlock(session, pin)
     with logged_in(keymgr_url, proof) as client:
         enrol_card(session, client)
-    console.print(f"Card {session.identity().card_id.hex().upper()} enrolled.")
+    card_id = session.identity().card_id
+    print_json({"card_id": card_id, "enrolled": True}) if as_json else console.print(
+        f"Card {card_id.hex().upper()} enrolled.")
 
 
 @click.command("lost")
@@ -418,15 +428,19 @@ def enrol(session: WalletSession, keymgr_url: str, pin: str | None, proof: Proof
 @keymgr_option
 @vault_option
 @proof_options()
-def lost(card_id: str, keymgr_url: str, vault_url: str, proof: ProofOptions) -> None:
+@json_option
+def lost(card_id: str, keymgr_url: str, vault_url: str, proof: ProofOptions, as_json: bool) -> None:
     """Report a card of yours lost: the vault revokes it at once, so nobody can redeem its
     certificates; 'evb recover' later brings its values to a new card. Your login's factors are
     proved again (the options of 'evb account login')."""
     old = parse_card_id(card_id, "CARD_ID")
     with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault:
         report_lost(client, vault, old, None)
+    if as_json:
+        print_json({"card_id": old, "revoked": True})
+        return
     console.print(f"Card {old.hex().upper()} revoked at the vault; recover its values with "
-                  f"'evb recover --from-card {old.hex()}' on the new card.")
+                  f"'evb recover --from-card {old.hex().upper()}' on the new card.")
 
 
 @click.command("recover")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +24,7 @@ from .issuer import issuer
 from .keymgr import account, keymgr, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
+from .raw import apdu_cmd
 from .shell import shell
 from .tls import tls
 from .triggers import auto, triggers
@@ -49,22 +52,61 @@ class EvbGroup(click.Group):
             raise
         except Exception as exc:  # the last resort: one line and a status, the trace only when asked
             log.debug("unexpected failure", exc_info=True)
-            hint = "" if log.isEnabledFor(logging.DEBUG) else " (run with -v -v for the trace)"
+            to_file = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, LogFile)]
+            hint = (f" (the trace is in {to_file[0]})" if to_file else
+                    "" if log.isEnabledFor(logging.DEBUG) else " (run with -v -v for the trace)")
             raise CliFail(f"unexpected {type(exc).__name__}: {exc}{hint}", status=3) from exc
 
 
-@click.group(cls=EvbGroup)
+TRACE = 5  # below DEBUG: the APDU trace (PINs, keys, shares and codes redacted)
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class LogFile(logging.FileHandler):
+    """The --log-file handler, told apart from any other file handler (a test runner's)."""
+
+
+def setup_logging(verbose: int, log_file: Path | None) -> Callable[[], None]:
+    """-v on stderr; a log file gets everything, the APDU trace and a last-resort failure's
+    traceback included, whatever -v says (to look at after the fact). Answers how to undo it
+    (the file closed, the levels as they were), for when the command ends."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, TRACE)
+    logging.basicConfig(level=level, format=FORMAT)
+    if log_file is None:
+        return lambda: None
+    root = logging.getLogger()
+    before = root.level, [(h, h.level) for h in root.handlers]
+    to_file = LogFile(log_file, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s " + FORMAT))
+    for handler in root.handlers:  # stderr keeps the level -v asked for
+        handler.setLevel(max(handler.level, level))
+    root.addHandler(to_file)
+    root.setLevel(TRACE)
+
+    def undo() -> None:
+        root.removeHandler(to_file)
+        to_file.close()
+        root.setLevel(before[0])
+        for handler, was in before[1]:
+            handler.setLevel(was)
+
+    return undo
+
+
+@click.group(cls=EvbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging; -vv traces APDUs (PINs redacted).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append everything to FILE: the APDU trace (redacted) and any failure's traceback.")
 @click.version_option(package_name="evb", prog_name="evb")
-def cli(verbose: int) -> None:
+def cli(verbose: int, log_file: Path | None) -> None:
     """Back up electronic value from an IC card to a vault, and restore it."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, 5)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    click.get_current_context().call_on_close(setup_logging(verbose, log_file))
 
 
 cli.add_command(card)
 cli.add_command(demo)
 cli.add_command(readers)
+cli.add_command(apdu_cmd)
 cli.add_command(bench)
 card.add_command(serve)
 card.add_command(lost)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -17,12 +18,42 @@ from rich.table import Table
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueRecord
 
-console = Console(highlight=False)
+
+def make_console() -> Console:
+    """Rich output for people. Not on a terminal (``evb demo > file``) nothing is wrapped or cut at
+    80 columns: a line of text (a recovery code) stays one line, and tables take the width they need."""
+    out = Console(highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(highlight=False, soft_wrap=True, width=UNWRAPPED_WIDTH)
+    return out
+
+
+UNWRAPPED_WIDTH = 1000  # wide enough for any table of ours; plain text is not wrapped at all (soft_wrap)
+console = make_console()
+
+# --- JSON: one shape per record (docs/JSON.md), made here and nowhere else -----------------------
+
+RENAMED = {"value_id": "id", "tries_remaining": "pin_tries_remaining"}  # one name per thing everywhere
+
+
+def json_field(name: str, value: Any) -> tuple[str, Any]:
+    """A record's field as JSON: the shared name, card ids upper-case hex as the tables print them,
+    versions as "major.minor", and null rather than an empty string or byte string."""
+    name = RENAMED.get(name, name)
+    if isinstance(value, (bytes, str)) and not value:
+        return name, None
+    if name.endswith("card_id") and isinstance(value, bytes):
+        return name, value.hex().upper()
+    if name == "version" and isinstance(value, tuple):
+        return name, ".".join(str(v) for v in value)
+    return name, to_jsonable(value)
 
 
 def to_jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return dict(json_field(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    if isinstance(obj, dict):
+        return dict(json_field(str(k), v) for k, v in obj.items())
     if isinstance(obj, ValueFlags):
         return [str(f.name).lower() for f in ValueFlags if f and f in obj]
     if isinstance(obj, Enum):
@@ -33,8 +64,6 @@ def to_jsonable(obj: Any) -> Any:
         return obj.hex()
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
     return obj
 
 

@@ -2,7 +2,8 @@
 
 Each line runs the same click command as ``evb …`` would, on the card the shell holds open
 (with the PIN given once), so the shell adds no second implementation of any command. The
-periodic automatic backup runs when the session starts if it is due.
+periodic automatic backup runs when the session starts if it is due and the user agrees
+(``--auto``, or yes at the question).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import cmd
 import os
 import shlex
+import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import click
 from ..backup import BackupError
 from ..paths import data_dir
 from ..session import WalletSession
-from ..triggers import run_if_due
+from ..triggers import free_percent, run_auto
 from ..vault_client import VaultClientError
 from .card import HeldCard, card_image_option, need_pin, pin_option, reader_option, wallet
 from .net import CA_ENV, trust, vault_link
@@ -74,6 +77,17 @@ class Shell(cmd.Cmd):
         except click.Abort:
             console.print("Aborted.")
 
+    def cmdloop(self, intro: str | None = None) -> None:
+        """Ctrl-C cancels the line being typed (or the command running), as in a shell; Ctrl-D or
+        'exit' leaves."""
+        while True:
+            try:
+                super().cmdloop(intro)
+                return
+            except KeyboardInterrupt:
+                console.print("^C")
+                intro = ""
+
     def emptyline(self) -> bool:
         return False
 
@@ -112,17 +126,31 @@ class Shell(cmd.Cmd):
         return sorted(o for o in options if o.startswith(text) and o not in ("--card-image", "--reader"))
 
 
-def start(session: WalletSession, vault_url: str, today: datetime | None) -> None:
-    """Session start: the periodic trigger (seed E9); a vault that is away does not stop the shell."""
+def wants_auto(due: bool, auto: bool | None, ask: Callable[[], bool]) -> bool:
+    """Whether the due automatic backup runs at session start: --auto or --no-auto decide; without
+    either, a person is asked and a script (no terminal) gets none, as nothing goes to the vault unasked."""
+    if not due or auto is False:
+        return False
+    return auto is True or (sys.stdin.isatty() and ask())
+
+
+def start(session: WalletSession, vault_url: str, today: datetime | None, auto: bool | None = None) -> None:
+    """Session start: the periodic trigger (seed E9), when wanted; a vault that is away does not stop
+    the shell."""
+    due = session.triggers().due(day(today), free_percent(session))
+    if not wants_auto(due, auto, lambda: click.confirm("Automatic backup is due: back the selected values "
+                                                       "up to the vault now?", default=False)):
+        if due:
+            console.print("Automatic backup is due and did not run ('auto' runs it).")
+        return
     try:
         with vault_link(vault_url) as link:
-            run = run_if_due(session, link, day(today))
+            run = run_auto(session, link, day(today))
     except (VaultClientError, BackupError) as exc:
         console.print(f"[yellow]Automatic backup is due but did not run: {exc}[/yellow]")
         return
-    if run is not None:
-        went = ", ".join(f"{o.value_id} {o.name}" for o in run.done) or "nothing selected"
-        console.print(f"Automatic backup ran: {went}" + (f"; {len(run.failed)} failed" if run.failed else ""))
+    went = ", ".join(f"{o.value_id} {o.name}" for o in run.done) or "nothing selected"
+    console.print(f"Automatic backup ran: {went}" + (f"; {len(run.failed)} failed" if run.failed else ""))
 
 
 @click.command("shell")
@@ -130,9 +158,12 @@ def start(session: WalletSession, vault_url: str, today: datetime | None) -> Non
 @reader_option
 @vault_option
 @today_option
+@click.option("--auto/--no-auto", default=None,
+              help="Run the automatic backup at start if it is due, or not [default: ask on a terminal; "
+                   "without one, not].")
 @pin_option
 def shell(card_image: Path | None, reader: str | None, vault_url: str, today: datetime | None,
-          pin: str | None) -> None:
+          auto: bool | None, pin: str | None) -> None:
     """An interactive session on one card: list, store, backup, restore, triggers, …"""
     with wallet(card_image, reader) as session:
         pin = need_pin(pin)
@@ -151,11 +182,9 @@ def shell(card_image: Path | None, reader: str | None, vault_url: str, today: da
         os.environ["EVB_VAULT"] = vault_url
         if (ca := trust()) is not None:  # and trust the same CA
             os.environ[CA_ENV] = str(ca)
-        start(session, vault_url, today)
+        start(session, vault_url, today, auto)
         try:
             Shell(root, held).cmdloop()
-        except KeyboardInterrupt:
-            console.print()
         finally:
             if readline is not None:
                 readline.write_history_file(history)

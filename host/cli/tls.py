@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from .card import json_option
 from .errors import CliFail
-from .render import console
+from .render import console, print_json
 
 
 @click.group()
@@ -20,7 +21,8 @@ def tls() -> None:
 @click.option("--name", "names", multiple=True,
               help="A host name or IP address the servers answer on (repeatable) [default: localhost, "
                    "127.0.0.1, ::1].")
-def init(folder: Path, names: tuple[str, ...]) -> None:
+@json_option
+def init(folder: Path, names: tuple[str, ...], as_json: bool) -> None:
     """Make a CA in FOLDER (or reuse the one there) and a new server certificate it signs."""
     from servers.tls import LOOPBACK_NAMES, TlsError, init_folder
 
@@ -29,6 +31,10 @@ def init(folder: Path, names: tuple[str, ...]) -> None:
     except TlsError as exc:
         raise CliFail(str(exc)) from exc
     server = issued.server
+    if as_json:
+        print_json({"ca_cert": str(issued.ca_cert), "ca_key": str(folder / "ca-key.pem"), "server_cert": str(server.cert),
+                    "server_key": str(server.key), "names": list(names or LOOPBACK_NAMES)})
+        return
     console.print(f"CA certificate {issued.ca_cert}: clients trust it with --ca {issued.ca_cert} (or EVB_CA).")
     console.print(f"CA key {folder / 'ca-key.pem'} (0600): it signs new server certificates; keep it away "
                   "from the servers.")

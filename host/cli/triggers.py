@@ -114,7 +114,7 @@ def check(session: WalletSession, today: datetime | None, as_json: bool) -> None
 def report(run: AutoRun, as_json: bool) -> None:
     if as_json:
         print_json({"selected": [c.value_id for c in run.selected], "done": run.done,
-                    "failed": [{"value_id": i, "error": e} for i, e in run.failed]})
+                    "failed": [{"id": i, "error": e} for i, e in run.failed]})
     else:
         if not run.selected:
             console.print("No value meets the backup conditions.")

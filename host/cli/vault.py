@@ -20,6 +20,7 @@ from ..backup import BackupError, Outcome, backup, connect, encryption, release_
 from ..session import WalletSession
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
+from .complete import value_ids
 from .errors import CliFail
 from .issuer import trusted_keys, trusted_option
 from .keymgr import keymgr_option, logged_in
@@ -119,27 +120,44 @@ def pick(session: WalletSession, ids: tuple[int, ...], all_: bool, flt: w.ListFi
     return [e.id for e in entries if bool(e.flags & ValueFlags.CERTIFICATE) == want_certs]
 
 
-def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str, as_json: bool) -> None:
+def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str, as_json: bool,
+                      then: Callable[[], int] | None = None) -> None:
+    """Run the steps, then ``then`` (the vault's clean-up, answering how many registrations it
+    released), and print both: a release is said, never silent."""
     if len(ids) > 3 and not as_json:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(what, total=len(ids))
             done, failed = run_all(ids, step, lambda n: progress.advance(task, n))
     else:
         done, failed = run_all(ids, step)
+    released: int | None = None
+    cleanup_error: BackupError | None = None
+    if then is not None:
+        try:
+            released = then()
+        except BackupError as exc:  # said after what was done, which stands
+            cleanup_error = exc
     if as_json:
-        print_json({"done": done, "failed": [{"value_id": i, "error": e} for i, e in failed]})
+        out: dict[str, object] = {"done": done, "failed": [{"id": i, "error": e} for i, e in failed]}
+        if released is not None:
+            out["released"] = released
+        print_json(out)
     else:
         for o in done:
             console.print(f"{o.value_id:>5}  {o.name}: {o.action}")
         for i, e in failed:
             console.print(f"{i:>5}  [red]failed[/red]: {e}")
+        if released:
+            console.print(released_note(released))
+    if cleanup_error is not None:
+        raise cleanup_error
     if failed:
         raise CliFail(f"{len(failed)} of {len(ids)} values failed" + (f": {failed[0][1]}" if len(failed) == 1 else ""))
 
 
 @click.command("backup")
 @with_wallet
-@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--all", "all_", is_flag=True, help="Every value on the card.")
 @click.option("--type", "vtype", type=TypeChoice(), help="Every value of this type.")
 @click.option("--keep", is_flag=True, help="Keep the value on the card too (marked backed up).")
@@ -162,7 +180,7 @@ def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: 
 
 @click.command("restore")
 @with_wallet
-@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 65535), shell_complete=value_ids)
 @click.option("--all", "all_", is_flag=True, help="Every certificate on the card.")
 @click.option("--via-keymgr", is_flag=True,
               help="Seed E6: the key manager fetches, checks and opens each encrypted value and seals it to "
@@ -185,8 +203,8 @@ def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_ke
                 run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client, room)),
                                   "restoring via the key manager", as_json)
             return
-        run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i, room)), "restoring", as_json)
-        _wrap(lambda: release_unneeded(session, client))
+        run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i, room)), "restoring", as_json,
+                          then=lambda: _count(lambda: release_unneeded(session, client)))
 
 
 @click.command("certs")
@@ -199,6 +217,21 @@ def certs(session: WalletSession, as_json: bool) -> None:
         print_json(entries)
     else:
         console.print(listing_table(entries, title="Certificates"))
+
+
+def released_note(count: int) -> str:
+    """The vault forgot values no certificate on this card names any more: a deleted certificate's
+    value is gone from here on, so the user hears of it."""
+    what = "1 value" if count == 1 else f"{count} values"
+    return (f"The vault released {what} no certificate on this card names any more "
+            "(a deleted certificate or an unfinished backup): the vault no longer keeps them.")
+
+
+def _count(fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except VaultClientError as exc:
+        raise BackupError(str(exc)) from exc
 
 
 def _wrap(fn: Callable[[], object]) -> Outcome:

@@ -89,7 +89,7 @@ def test_list_show_modify_delete(stocked: Path) -> None:
 def test_pin_status_and_change(image: Path) -> None:
     img = ["--card-image", str(image)]
     assert json.loads(evb("card", "pin", "status", *img, "--json").stdout) == {
-        "tries_remaining": 3,
+        "pin_tries_remaining": 3,
         "blocked": False,
     }
     assert evb("card", "pin", "change", *img, "--old", PIN, "--new", "5678").exit_code == 0

@@ -102,3 +102,6 @@ def test_logout_ends_the_session_and_forgets_it(km: str) -> None:
         refused(sniffed.status, 401, "not logged in")
     fails("not logged in", "account", "policy", "show", "--keymgr", km)
     fails("not logged in", "account", "logout", "--keymgr", km)
+    ok("account", "login", "saburo", "--keymgr", km)
+    assert json.loads(ok("account", "logout", "--keymgr", km, "--json")) == {"logged_out": True}
+    assert not session_file().exists()

@@ -47,10 +47,11 @@ def test_lost_card_then_recover_onto_a_new_one(stocked: Path, tmp_path: Path,  #
     servers = ["--keymgr", km, "--vault", vault]
     ok("account", "create", "hanako", "--keymgr", km)
     ok("account", "login", "hanako", "--keymgr", km)
-    assert "enrolled" in ok("account", "enrol-card", *old, "--pin", PIN, "--keymgr", km)
-    ok("backup", "1", "2", *old, "--pin", PIN, "--vault", vault)
     old_id = json.loads(ok("card", "info", *old, "--json"))["card_id"]
-    assert "revoked" in ok("card", "lost", old_id, *servers)
+    assert json.loads(ok("account", "enrol-card", *old, "--pin", PIN, "--keymgr", km, "--json")) == {
+        "card_id": old_id, "enrolled": True}  # the card id spelled as card info spells it
+    ok("backup", "1", "2", *old, "--pin", PIN, "--vault", vault)
+    assert json.loads(ok("card", "lost", old_id, *servers, "--json")) == {"card_id": old_id, "revoked": True}
     result = json.loads(ok("recover", "--from-card", old_id, *new, "--pin", PIN, *servers, "--json"))
     assert result["imported"] == 2 and [v["name"] for v in result["restored"]] == ["Movie ticket A", "Prepaid card E"]
     again = json.loads(ok("recover", "--from-card", old_id, *new, "--pin", PIN, *servers, "--json"))
@@ -73,8 +74,8 @@ def test_bad_input_is_one_line(args: list[str], message: str, urls: tuple[str, s
 
 def test_a_card_not_enrolled_cannot_be_reported(image: Path, urls: tuple[str, str]) -> None:  # noqa: F811
     km, vault = urls
-    ok("account", "create", "taro", "--keymgr", km)
-    ok("account", "login", "taro", "--keymgr", km)
+    assert json.loads(ok("account", "create", "taro", "--keymgr", km, "--json")) == {"name": "taro", "created": True}
+    assert json.loads(ok("account", "login", "taro", "--keymgr", km, "--json"))["name"] == "taro"
     card_id = json.loads(ok("card", "info", "--card-image", str(image), "--json"))["card_id"]
     r = evb("card", "lost", card_id, "--keymgr", km, "--vault", vault)
     assert r.exit_code == 1 and "not enrolled" in r.output

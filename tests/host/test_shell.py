@@ -53,7 +53,14 @@ def test_a_session_that_stores_until_shortage_and_chooses_automatic(tmp_path: Pa
     child = spawn(tmp_path, vault_url, image)
     transcript = []
     child.logfile_read = _Collect(transcript)
-    child.expect("Automatic backup ran: nothing selected")  # the periodic trigger at session start
+    child.expect(r"Automatic backup is due: back the selected values up to the vault now\? \[y/N\]")
+    child.sendline("y")  # the periodic trigger at session start runs only when the user agrees
+    child.expect("Automatic backup ran: nothing selected")
+    child.expect(PROMPT)
+    child.send("store --type coupon --name Never")
+    child.expect("Never")  # echoed: readline is reading the line
+    child.sendintr()  # Ctrl-C cancels the line, not the shell
+    child.expect(r"\^C")
     child.expect(PROMPT)
     child.sendline("triggers set --condition type=coupon --on-shortage ask")
     child.expect("Triggers set: type=coupon")
@@ -84,6 +91,7 @@ def test_a_session_that_stores_until_shortage_and_chooses_automatic(tmp_path: Pa
     with open_image(image) as transport:  # nothing was lost: every coupon is there or certified
         entries = WalletSession(transport).list()
     assert len(entries) == stored + 1 and any(e.flags for e in entries)
+    assert all(e.name != "Never" for e in entries)
     assert (tmp_path / "data" / "evb" / "shell_history").read_text().count("store") >= stored
     Path(os.environ.get("EVB_SHELL_TRANSCRIPT", tmp_path / "transcript.txt")).write_text("".join(transcript))
 
