@@ -6,23 +6,28 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
+from apdu.backup import Audience
 from host import factors
 from host.keymgr_client import KeyManagerClient
+from host.vault_client import VaultClient
 from servers.keymgr import server as keymgr_server
 from servers.keymgr.policy import PolicyError, parse
 from servers.runner import BackgroundServer
 from servers.storage import Database
 from servers.vault import server as vault_server
 from servers.vault.app import HandoverRequest, ReplacementRequest
-from servers.wire import MAX_BODY
+from servers.wire import MAX_BODY, b64
 
 from .test_keymgr import FAST, NAME, PASSWORD, refused
+from .test_vault_api import new_card
 
 
 @pytest.fixture
@@ -179,3 +184,27 @@ def test_no_request_reaches_the_database_when_refused_for_size(tmp_path: Path) -
 def count_rows(db: Database, table: str) -> int:
     with db.transaction() as tx:
         return int(tx.execute(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+def test_concurrent_first_sessions_of_a_new_card_all_open(vault_app: str) -> None:
+    """Eight first sessions of one new card at once: each gets a session (on PostgreSQL, all but
+    one once died on the cards table's primary key with a 500)."""
+    s = new_card()
+    identity, attestation = s.identity(), s.attestation()
+    with VaultClient(vault_app) as vault:
+        s.put_vault_key(vault.public_key())
+        signed = []
+        for _ in range(8):
+            challenge = vault.challenge(identity.card_id)
+            signed.append((challenge, s.authenticate(Audience.VAULT, challenge)))
+    start = threading.Barrier(len(signed))
+
+    def first_session(challenge: bytes, signature: bytes) -> int:
+        start.wait()
+        body = {"card_id": identity.card_id.hex(), "public_key": b64(identity.public_key),
+                "attestation": b64(bytes(attestation)), "challenge": b64(challenge), "signature": b64(signature)}
+        return httpx.post(f"{vault_app}/v1/sessions", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(len(signed)) as pool:
+        statuses = list(pool.map(lambda pair: first_session(*pair), signed))
+    assert statuses == [200] * len(signed)
