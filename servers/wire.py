@@ -12,10 +12,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 MAX_BODY = 64 * 1024
 """The largest request body either server reads: the biggest legitimate one (five fingerprint
@@ -28,18 +32,20 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-B64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"
-HEX_PATTERN = r"^[0-9a-fA-F]*$"
-UINT64 = 2**64
-"""Times and counters go on the wire as unsigned 64-bit integers at most (statements sign them as
-8 bytes)."""
+B64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+HEX_PATTERN = r"^(?:[0-9a-fA-F]{2})*$"
+MAX_TIME = 2**53 - 1
+"""The largest time on the wire: every JSON reader carries it exactly, and statements sign it in
+8 bytes (beyond 2**64 once raised OverflowError, a 500)."""
+TEXT_PATTERN = r"^[^\x00]*$"
+"""Free text holds no NUL: PostgreSQL's text type cannot store one."""
 
 
 class StrictModel(BaseModel):
-    """A body model without lax coercion: ``false`` or ``132557.0`` is no integer, ``1`` no
-    string."""
+    """A body model without lax coercion (``false`` or ``132557.0`` is no integer, ``1`` no
+    string) and without fields it does not know."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class Refusal(BaseModel):
@@ -95,6 +101,7 @@ def install_error_handler(app: FastAPI, *errors: type[Exception]) -> None:
     for kind in kinds:
         app.add_exception_handler(kind, handler)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_refusal)
     app.add_middleware(BodyLimit)
 
 
@@ -104,6 +111,18 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     serialise back (NaN, lone surrogates)."""
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(status_code=422, content={"detail": describe_errors(exc.errors())})
+
+
+async def http_refusal(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (404, 405) as usual, but a 405's Allow header lists every method
+    the path takes, not only those of the first route that matched it."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allowed = sorted({method for route in request.app.routes if isinstance(route, APIRoute)
+                      and route.matches(request.scope)[0] != Match.NONE for method in route.methods or ()})
+    return JSONResponse(status_code=405, content={"detail": "method not allowed"},
+                        headers={"Allow": ", ".join(allowed)})
 
 
 def describe_errors(errors: Any) -> str:

@@ -12,6 +12,7 @@ from ..wire import (
     B64_PATTERN,
     HEX_PATTERN,
     RESPONSES,
+    TEXT_PATTERN,
     StrictModel,
     b64,
     bearer,
@@ -34,7 +35,7 @@ class KeyManagerInfo(StrictModel):
 
 
 class IdCardProof(StrictModel):
-    number: Annotated[str, Field(max_length=20)]
+    number: Annotated[str, Field(max_length=20, pattern=TEXT_PATTERN)]
     challenge: B64 = Field(description="from /v1/auth-challenges")
     signature: B64
 
@@ -42,7 +43,7 @@ class IdCardProof(StrictModel):
 class FactorsIn(StrictModel):
     """The factors the account's policy needs (any subset may be given; all must be right)."""
 
-    password: Annotated[str | None, Field(max_length=1024)] = None
+    password: Annotated[str | None, Field(max_length=1024, pattern=TEXT_PATTERN)] = None
     id_card: IdCardProof | None = None
     fingerprint: B64 | None = Field(default=None, description="a sample from the sensor")
 
@@ -90,18 +91,18 @@ class CardEnrolled(StrictModel):
 
 
 class Credentials(StrictModel):
-    name: Annotated[str, Field(max_length=64)]
-    password: Annotated[str, Field(max_length=1024)]
+    name: Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN)]
+    password: Annotated[str, Field(max_length=1024, pattern=TEXT_PATTERN)]
 
 
 class LoginRequest(FactorsIn):
     """The factors the account's policy needs (any subset may be given; all must be right)."""
 
-    name: Annotated[str, Field(max_length=64)]
+    name: Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN)]
 
 
 class AuthChallengeRequest(StrictModel):
-    name: Annotated[str, Field(max_length=64)]
+    name: Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN)]
 
 
 class IdCardEnrolment(StrictModel):
@@ -125,7 +126,7 @@ class FingerprintEnrolment(StrictModel):
 class PasswordChange(StrictModel):
     """The new password; every other session of the account ends."""
 
-    password: Annotated[str, Field(max_length=1024)]
+    password: Annotated[str, Field(max_length=1024, pattern=TEXT_PATTERN)]
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
@@ -134,7 +135,7 @@ class Enrolled(StrictModel):
 
 
 class PolicyRequest(StrictModel):
-    policy: Annotated[str, Field(max_length=200, description="e.g. 'password and id-card'")]
+    policy: Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN, description="e.g. 'password and id-card'")]
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 

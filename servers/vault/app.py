@@ -12,8 +12,8 @@ from ..statements import Fetch, Replacement
 from ..wire import (
     B64_PATTERN,
     HEX_PATTERN,
+    MAX_TIME,
     RESPONSES,
-    UINT64,
     ApiError,
     StrictModel,
     b64,
@@ -107,7 +107,7 @@ class ReplacementRequest(StrictModel):
     old_public_key: B64
     new_card_id: HEX_ID | None = None
     new_public_key: B64 | None = None
-    issued_at: int = Field(ge=0, lt=UINT64, description="seconds since the epoch")
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
     signature: B64
 
 
@@ -119,7 +119,7 @@ class FetchRequest(StrictModel):
     """Signed by the key manager's statement key over the certificate and the time."""
 
     certificate: B64
-    issued_at: int = Field(ge=0, lt=UINT64, description="seconds since the epoch")
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
     signature: B64
 
 
