@@ -13,6 +13,38 @@ from fastapi import FastAPI
 
 from .tls import ServerTls
 
+MAX_CONNECTIONS = 1000
+"""Connections and requests in progress at once; past it uvicorn answers 503 at once. Above the
+200 slow clients the tests hold, below the open-file limit :func:`raise_open_files` asks for."""
+KEEP_ALIVE_SECONDS = 5
+"""An idle keep-alive connection is closed after this long."""
+MAX_HEADER_BYTES = 16 * 1024
+"""A request line and headers larger than this are refused (h11's incomplete-event limit)."""
+
+
+def raise_open_files(wanted: int = 4 * MAX_CONNECTIONS) -> None:
+    """Lift the soft open-file limit towards ``wanted`` (at most the hard limit): with the
+    default 1,024 a few hundred held connections ran the vault out of descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def server_config(app: FastAPI, host: str, port: int, tls: ServerTls | None, log_level: str = "info",
+                  lifespan: str = "auto") -> uvicorn.Config:
+    """uvicorn with the limits both servers run under, in the foreground (``evb … serve``) and in
+    a thread (:class:`BackgroundServer`); the request body cap is :class:`servers.wire.BodyLimit`."""
+    if tls is not None:
+        tls.check()
+    raise_open_files()
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan=lifespan,  # type: ignore[arg-type]
+                          ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
+                          limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048)
+
 
 def data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -24,11 +56,7 @@ class BackgroundServer:
     ``tls``; plain HTTP without (tests in one process, where nobody is on the wire)."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, tls: ServerTls | None = None) -> None:
-        if tls is not None:
-            tls.check()
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(app, host, port, tls, "warning", "off"))
         self.thread = threading.Thread(target=self.server.run, name="evb-server", daemon=True)
         self.scheme = "https" if tls else "http"
 

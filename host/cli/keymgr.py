@@ -108,6 +108,7 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
 
     from servers.keymgr.server import build, default_db, default_key, default_master_key
     from servers.keymgr.service import KeyManagerConfig
+    from servers.runner import server_config
     from servers.storage import StorageError
     from servers.tls import verify_context
 
@@ -126,8 +127,7 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
     console.print(f"Key manager on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
                   "Ctrl-C to stop.")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=tls.cert if tls else None,
-                    ssl_keyfile=tls.key if tls else None)
+        uvicorn.Server(server_config(app, host, port, tls)).run()
     finally:
         db.close()
 

@@ -59,6 +59,7 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
     import uvicorn
 
     from apdu.certificate import DigestField
+    from servers.runner import server_config
     from servers.storage import StorageError
     from servers.vault.server import build, default_db, default_key
 
@@ -82,8 +83,7 @@ def serve(db_url: str | None, key_path: Path | None, host: str, port: int, diges
     console.print(f"Vault on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
                   "Ctrl-C to stop.")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=tls.cert if tls else None,
-                    ssl_keyfile=tls.key if tls else None)
+        uvicorn.Server(server_config(app, host, port, tls)).run()
     finally:
         db.close()
 

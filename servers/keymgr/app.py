@@ -5,33 +5,45 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, Path, Request
+from pydantic import Field
 
-from ..wire import ApiError, b64, install_error_handler, unb64, unhex
+from ..wire import (
+    B64_PATTERN,
+    HEX_PATTERN,
+    RESPONSES,
+    TEXT_PATTERN,
+    StrictModel,
+    b64,
+    bearer,
+    install_error_handler,
+    unb64,
+    unhex,
+)
 from .policy import text
 from .repository import Account
 from .service import Factors, IdProof, KeyManagerService, SteppedUp
 
-B64 = Annotated[str, Field(description="base64", max_length=4096)]
-HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16)]
+B64 = Annotated[str, Field(description="base64", max_length=4096, pattern=B64_PATTERN)]
+HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16,
+                                 pattern=HEX_PATTERN)]
 
 
-class KeyManagerInfo(BaseModel):
+class KeyManagerInfo(StrictModel):
     public_key: B64 = Field(description="cards seal keys and shares to it")
     statement_key: B64 = Field(description="signs statements for the vault; pin it there")
 
 
-class IdCardProof(BaseModel):
-    number: Annotated[str, Field(max_length=20)]
+class IdCardProof(StrictModel):
+    number: Annotated[str, Field(max_length=20, pattern=TEXT_PATTERN)]
     challenge: B64 = Field(description="from /v1/auth-challenges")
     signature: B64
 
 
-class FactorsIn(BaseModel):
+class FactorsIn(StrictModel):
     """The factors the account's policy needs (any subset may be given; all must be right)."""
 
-    password: Annotated[str | None, Field(max_length=1024)] = None
+    password: Annotated[str | None, Field(max_length=1024, pattern=TEXT_PATTERN)] = None
     id_card: IdCardProof | None = None
     fingerprint: B64 | None = Field(default=None, description="a sample from the sensor")
 
@@ -40,14 +52,14 @@ STEP_UP = ("a fresh proof of the account's factors, as at a login (step-up): the
            "does not do; wrong factors count as failed logins")
 
 
-class LostCardRequest(BaseModel):
+class LostCardRequest(StrictModel):
     card_id: HEX_ID
     new_card_id: HEX_ID | None = None
     vault_key: B64 = Field(description="the public key of the vault the statement is for (its audience)")
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
-class LostCardResponse(BaseModel):
+class LostCardResponse(StrictModel):
     """The signed statement; deliver it to the vault's /v1/replacements as it is."""
 
     old_card_id: str
@@ -58,12 +70,12 @@ class LostCardResponse(BaseModel):
     signature: B64
 
 
-class CardChallenge(BaseModel):
+class CardChallenge(StrictModel):
     challenge: B64
     expires_at: int
 
 
-class CardEnrolment(BaseModel):
+class CardEnrolment(StrictModel):
     """The card's INTERNAL AUTHENTICATE answer over a challenge from /v1/card-challenges."""
 
     card_id: HEX_ID
@@ -74,158 +86,159 @@ class CardEnrolment(BaseModel):
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
-class CardEnrolled(BaseModel):
+class CardEnrolled(StrictModel):
     card_id: str
 
 
-class Credentials(BaseModel):
-    name: Annotated[str, Field(max_length=64)]
-    password: Annotated[str, Field(max_length=1024)]
+class Credentials(StrictModel):
+    name: Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN)]
+    password: Annotated[str, Field(max_length=1024, pattern=TEXT_PATTERN)]
 
 
 class LoginRequest(FactorsIn):
     """The factors the account's policy needs (any subset may be given; all must be right)."""
 
-    name: Annotated[str, Field(max_length=64)]
+    name: Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN)]
 
 
-class AuthChallengeRequest(BaseModel):
-    name: Annotated[str, Field(max_length=64)]
+class AuthChallengeRequest(StrictModel):
+    name: Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN)]
 
 
-class IdCardEnrolment(BaseModel):
+class IdCardEnrolment(StrictModel):
     document: B64 = Field(description="the ID card's GET DATA answer")
     challenge: B64 = Field(description="from /v1/card-challenges")
     signature: B64
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
-class IdCardEnrolled(BaseModel):
+class IdCardEnrolled(StrictModel):
     number: str
     holder: str
     expiry: str
 
 
-class FingerprintEnrolment(BaseModel):
+class FingerprintEnrolment(StrictModel):
     samples: Annotated[list[B64], Field(min_length=3, max_length=5)]
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(StrictModel):
     """The new password; every other session of the account ends."""
 
-    password: Annotated[str, Field(max_length=1024)]
+    password: Annotated[str, Field(max_length=1024, pattern=TEXT_PATTERN)]
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
-class Enrolled(BaseModel):
+class Enrolled(StrictModel):
     enrolled: bool
 
 
-class PolicyRequest(BaseModel):
-    policy: Annotated[str, Field(max_length=200, description="e.g. 'password and id-card'")]
+class PolicyRequest(StrictModel):
+    policy: Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN, description="e.g. 'password and id-card'")]
     proof: FactorsIn | None = Field(default=None, description=STEP_UP)
 
 
-class PolicyOut(BaseModel):
+class PolicyOut(StrictModel):
     policy: str
 
 
-class FactorOut(BaseModel):
+class FactorOut(StrictModel):
     kind: str
     ref: str
 
 
-class AccountCreated(BaseModel):
+class AccountCreated(StrictModel):
     name: str
 
 
-class SessionResponse(BaseModel):
+class SessionResponse(StrictModel):
     token: str
     expires_at: int
 
 
-class LoggedOut(BaseModel):
+class LoggedOut(StrictModel):
     logged_out: bool
 
 
-class EscrowRequest(BaseModel):
+class EscrowRequest(StrictModel):
     card_id: HEX_ID
     key_id: HEX_ID
     mode: Annotated[str, Field(pattern="^(public|symmetric)$")]
     sealed: B64
 
 
-class EscrowResponse(BaseModel):
+class EscrowResponse(StrictModel):
     escrowed: bool
 
 
-class KeyOut(BaseModel):
+class KeyOut(StrictModel):
     key_id: str
     mode: str
     created_at: int
 
 
-class CardOut(BaseModel):
+class CardOut(StrictModel):
     card_id: str
     keys: list[KeyOut]
 
 
-class AccountStatus(BaseModel):
+class AccountStatus(StrictModel):
     name: str
     cards: list[CardOut]
     policy: str
     factors: list[FactorOut]
 
 
-class KeyRestoreRequest(BaseModel):
+class KeyRestoreRequest(StrictModel):
     card_id: HEX_ID
     target_card_id: HEX_ID
     transport_key: B64
 
 
-class AssistedRestoreRequest(BaseModel):
+class AssistedRestoreRequest(StrictModel):
     card_id: HEX_ID
     certificate: B64
     transport_key: B64
 
 
-class AssistedRestoreResponse(BaseModel):
+class AssistedRestoreResponse(StrictModel):
     sealed_value: B64 = Field(description="for COMMIT ASSISTED RESTORE; only the card opens it")
 
 
-class RotationRequest(BaseModel):
+class RotationRequest(StrictModel):
     card_id: HEX_ID
     old_key_id: HEX_ID
     new_key_id: HEX_ID
 
 
-class RotationOut(BaseModel):
+class RotationOut(StrictModel):
     card_id: str
     old_key_id: str | None
     new_key_id: str | None
 
 
-class RotationFinish(BaseModel):
+class RotationFinish(StrictModel):
     key_id: HEX_ID
 
 
-class RotationFinished(BaseModel):
+class RotationFinished(StrictModel):
     destroyed: int = Field(description="old escrowed keys and shares destroyed")
 
 
-class KeyGenerateRequest(BaseModel):
+class KeyGenerateRequest(StrictModel):
     card_id: HEX_ID
     mode: Annotated[str, Field(pattern="^(public|symmetric)$")]
     transport_key: B64
 
 
-class KeyRestoreResponse(BaseModel):
+class KeyRestoreResponse(StrictModel):
     mode: str
     key_id: str
     sealed: B64
 
 
+CardPath = Annotated[str, Path(min_length=16, max_length=16, pattern=HEX_PATTERN)]
 MODES = {"public": 1, "symmetric": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
 
@@ -238,14 +251,7 @@ def keymgr_service(request: Request) -> KeyManagerService:
 Service = Annotated[KeyManagerService, Depends(keymgr_service)]
 
 
-def bearer(authorization: Annotated[str, Header()] = "") -> str:
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "not logged in: send 'Authorization: Bearer <token>' from /v1/sessions")
-    return token
-
-
-Token = Annotated[str, Depends(bearer)]
+Token = Annotated[str, Depends(bearer("not logged in: send 'Authorization: Bearer <token>' from /v1/sessions"))]
 
 
 def logged_in(service: Service, token: Token) -> Account:
@@ -275,7 +281,7 @@ def openapi_schema() -> dict[str, Any]:
 
 def create_app(service: KeyManagerService | None) -> FastAPI:
     app = FastAPI(title="evb key manager", version="1",
-                  description="Escrows card keys under the owner's authentication.")
+                  description="Escrows card keys under the owner's authentication.", responses=RESPONSES)
     install_error_handler(app)
     app.state.service = service
 
@@ -373,14 +379,14 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
         return RotationOut(card_id=body.card_id, old_key_id=body.old_key_id, new_key_id=body.new_key_id)
 
     @app.get("/v1/rotations/{card_id}", response_model=RotationOut)
-    def rotation(card_id: str, owner: Owner, service: Service) -> RotationOut:
+    def rotation(card_id: CardPath, owner: Owner, service: Service) -> RotationOut:
         """The card's rotation under way; both key ids null when none is."""
         found = service.rotation(owner, unhex(card_id, "card_id"))
         return RotationOut(card_id=card_id, old_key_id=found[0].hex() if found else None,
                            new_key_id=found[1].hex() if found else None)
 
     @app.post("/v1/rotations/{card_id}/finish", response_model=RotationFinished)
-    def finish_rotation(card_id: str, body: RotationFinish, owner: Owner, service: Service) -> RotationFinished:
+    def finish_rotation(card_id: CardPath, body: RotationFinish, owner: Owner, service: Service) -> RotationFinished:
         return RotationFinished(destroyed=service.finish_rotation(owner, unhex(card_id, "card_id"),
                                                                   unhex(body.key_id, "key_id")))
 

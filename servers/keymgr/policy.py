@@ -38,9 +38,17 @@ class AnyOf:
 Policy = Need | AllOf | AnyOf
 DEFAULT = "password"
 _TOKEN = re.compile(r"\s*(\(|\)|[a-z-]+)")
+MAX_DEPTH = 8
+"""Parentheses nest this deep at most: three factors never need more, and the parser recurses
+once per level (200 '(' once ended in a RecursionError, a 500)."""
 
 
 def parse(text: str) -> Policy:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth > MAX_DEPTH:
+            raise PolicyError(f"the policy nests parentheses deeper than {MAX_DEPTH}")
     tokens, pos = [], 0
     while pos < len(text.rstrip()):
         m = _TOKEN.match(text, pos)

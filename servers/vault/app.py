@@ -5,33 +5,46 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, Request
+from pydantic import Field
 
 from ..statements import Fetch, Replacement
-from ..wire import ApiError, b64, install_error_handler, unb64, unhex
+from ..wire import (
+    B64_PATTERN,
+    HEX_PATTERN,
+    MAX_TIME,
+    RESPONSES,
+    ApiError,
+    StrictModel,
+    b64,
+    bearer,
+    install_error_handler,
+    unb64,
+    unhex,
+)
 from .repository import Registration
-from .service import VaultError, VaultService
+from .service import VaultService
 
-B64 = Annotated[str, Field(description="base64", max_length=4096)]
-HEX_ID = Annotated[str, Field(description="card id, 16 hex digits", min_length=16, max_length=16)]
+B64 = Annotated[str, Field(description="base64", max_length=4096, pattern=B64_PATTERN)]
+HEX_ID = Annotated[str, Field(description="card id, 16 hex digits", min_length=16, max_length=16,
+                                 pattern=HEX_PATTERN)]
 
 
-class VaultInfo(BaseModel):
+class VaultInfo(StrictModel):
     public_key: B64
     digest_fields: list[str]
 
 
-class ChallengeRequest(BaseModel):
+class ChallengeRequest(StrictModel):
     card_id: HEX_ID
 
 
-class ChallengeResponse(BaseModel):
+class ChallengeResponse(StrictModel):
     challenge: B64
     expires_at: int
 
 
-class SessionRequest(BaseModel):
+class SessionRequest(StrictModel):
     card_id: HEX_ID
     public_key: B64
     attestation: B64 = Field(description="the card issuer's attestation of the identity key "
@@ -40,19 +53,19 @@ class SessionRequest(BaseModel):
     signature: B64
 
 
-class SessionResponse(BaseModel):
+class SessionResponse(StrictModel):
     token: str
     expires_at: int
 
 
-class RegistrationRequest(BaseModel):
+class RegistrationRequest(StrictModel):
     """Exactly one of: the value (E1), or the card's registered value (E2, encrypted)."""
 
     value: B64 | None = None
     registered_value: B64 | None = None
 
 
-class RegistrationOut(BaseModel):
+class RegistrationOut(StrictModel):
     counter: int
     card_id: str = Field(description="the card that backed it up (another one after a replacement)")
     value_hash: str
@@ -60,76 +73,76 @@ class RegistrationOut(BaseModel):
     created_at: int
 
 
-class RestoreRequest(BaseModel):
+class RestoreRequest(StrictModel):
     certificate: B64
 
 
-class RestoreResponse(BaseModel):
+class RestoreResponse(StrictModel):
     value: B64
 
 
-class KeyShareRequest(BaseModel):
-    key_id: Annotated[str, Field(min_length=16, max_length=16)]
+class KeyShareRequest(StrictModel):
+    key_id: Annotated[str, Field(min_length=16, max_length=16, pattern=HEX_PATTERN)]
     sealed_share: B64
 
 
-class KeyShareResponse(BaseModel):
+class KeyShareResponse(StrictModel):
     kept: bool
 
 
-class ReleaseRequest(BaseModel):
+class ReleaseRequest(StrictModel):
     counter: int = Field(ge=0, le=0xFFFFFFFF)
-    value_hash: Annotated[str, Field(min_length=64, max_length=64)]
+    value_hash: Annotated[str, Field(min_length=64, max_length=64, pattern=HEX_PATTERN)]
     receipt: B64
 
 
-class ReleaseResponse(BaseModel):
+class ReleaseResponse(StrictModel):
     released: bool
 
 
-class ReplacementRequest(BaseModel):
+class ReplacementRequest(StrictModel):
     """The key manager's signed statement that the owner lost ``old_card_id``."""
 
     old_card_id: HEX_ID
     old_public_key: B64
     new_card_id: HEX_ID | None = None
     new_public_key: B64 | None = None
-    issued_at: int
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
     signature: B64
 
 
-class ReplacementResponse(BaseModel):
+class ReplacementResponse(StrictModel):
     waiting: int = Field(description="registrations to hand over to the new card")
 
 
-class FetchRequest(BaseModel):
+class FetchRequest(StrictModel):
     """Signed by the key manager's statement key over the certificate and the time."""
 
     certificate: B64
-    issued_at: int
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
     signature: B64
 
 
-class FetchResponse(BaseModel):
+class FetchResponse(StrictModel):
     registered_value: B64
 
 
-class HandoverRequest(BaseModel):
+class HandoverRequest(StrictModel):
     imported: int = Field(ge=0, le=0xFFFFFFFF, description="the card's import counter")
 
 
-class HandoverResponse(BaseModel):
+class HandoverResponse(StrictModel):
     handover: B64 | None = Field(description="for IMPORT CERTIFICATE; null when none is left")
     waiting: int
 
 
-class ShareRestoreRequest(BaseModel):
+class ShareRestoreRequest(StrictModel):
     old_card_id: HEX_ID
     key_id: HEX_ID
     transport_key: B64
 
 
-class ShareRestoreResponse(BaseModel):
+class ShareRestoreResponse(StrictModel):
     sealed_share: B64
 
 
@@ -141,11 +154,9 @@ def vault_service(request: Request) -> VaultService:
 Service = Annotated[VaultService, Depends(vault_service)]
 
 
-def authenticated_card(service: Service, authorization: Annotated[str, Header()] = "") -> bytes:
+def authenticated_card(service: Service, token: Annotated[str, Depends(bearer(
+        "not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions"))]) -> bytes:
     """The card behind the bearer token from /v1/sessions."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise VaultError(401, "not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions")
     return service.card_for(token)
 
 
@@ -159,7 +170,8 @@ def openapi_schema() -> dict[str, Any]:
 
 def create_app(service: VaultService | None) -> FastAPI:
     """The HTTP app over ``service`` (None only to describe the API)."""
-    app = FastAPI(title="evb vault", version="1", description="Backs up electronic value against certificates.")
+    app = FastAPI(title="evb vault", version="1", description="Backs up electronic value against certificates.",
+                  responses=RESPONSES)
 
     install_error_handler(app)
 

@@ -109,14 +109,15 @@ class VaultRepository:
                          int(next_handover))
 
     def register_card(self, card_id: bytes, public_key: bytes, now: int) -> None:
-        """Trust on first use: a card id keeps the key it first authenticated with."""
+        """Trust on first use: a card id keeps the key it first authenticated with. Two first
+        sessions at once both insert; ON CONFLICT lets the loser read the winner's key instead of
+        failing on the primary key (PostgreSQL's READ COMMITTED let both see no row)."""
         with self.db.transaction() as tx:
+            tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (card_id) DO NOTHING", (card_id, public_key, now))
             rows = tx.execute("SELECT public_key FROM cards WHERE card_id = ?", (card_id,))
-            if rows and bytes(rows[0][0]) != public_key:
+            if bytes(rows[0][0]) != public_key:
                 raise ConflictError("card id registered with another key")
-            if not rows:
-                tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?)",
-                           (card_id, public_key, now))
 
     def replace_card(self, old: bytes, new: bytes | None, now: int) -> None:
         """Revoke ``old`` and, with ``new``, make it the holder of everything ``old`` held (also

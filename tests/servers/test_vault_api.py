@@ -114,7 +114,7 @@ def test_inconsistent_vault_entry_is_refused_and_the_card_keeps_its_certificate(
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [
-    ({"value": "not base64!"}, 400, "not valid base64"),
+    ({"value": "not base64!"}, 422, "should match pattern"),
     ({"value": ""}, 400, "1.."),
     ({"value": "AAEC"}, 400, "not a value record"),
     ({}, 400, "send either value or registered_value"),
