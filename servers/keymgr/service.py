@@ -3,9 +3,19 @@ opened from the card's sealed export and kept encrypted under a master key held 
 database; after the owner logs in, the seed is sealed to a transport key a (new) card generated,
 so only that card can open it and the terminal never sees it.
 
-Passwords: Argon2id hashes; wrong guesses are counted per *name*, known or not, and ten lock
-it, so neither the answers nor their timing tell whether an account exists. Every refusal is a
-:class:`KeyManagerError` with its HTTP status and a message for the user.
+Passwords: Argon2id hashes; wrong guesses are counted per *name* and factor, known or not, so
+neither the answers nor their timing tell whether an account exists. A guess is spent before it
+is checked (an atomic reservation, like the card's PIN counter), so concurrent guesses cannot
+outrun the count. Ten lock the factor, but not for good: a lock a stranger can set must not be a
+permanent denial of service, so it lasts LOCK_SECONDS, doubling at each further lock up to
+LONGEST_LOCK (a stranger keeps it up only by spending ten guesses a lock, a few a day once the
+locks are long), and the owner lifts every lock of the name by proving the account's policy
+with the other factors; ``evb keymgr unlock`` stays the audited manual way. Per-address
+counters were left out: behind proxies and NAT an address is neither the attacker's nor
+stable, and the name's back-off already bounds the guesses. Sign-up must say a name is taken,
+but it hashes the password first, so asking costs an Argon2 hash under the same verification
+limit as a login guess. Every refusal is a :class:`KeyManagerError` with its HTTP status and a
+message for the user.
 
 Step-up: what could take the owner's values or lock the owner out (enrolling a card, reporting
 one lost, changing the password, the policy or a factor) needs the account's factors again in
@@ -27,6 +37,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import numpy as np
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
@@ -255,6 +266,7 @@ class KeyManagerService:
                                     (Factor.FINGERPRINT, fingerprint)) if shown is not None}
         if not given:
             raise KeyManagerError(400, "give a password, an ID card or a fingerprint")
+        touched = self._sample(fingerprint) if fingerprint is not None else None  # malformed: no guess spent
         with self._expensive():
             reserved: dict[Factor, int] = {}
             for factor in sorted(given):
@@ -275,8 +287,8 @@ class KeyManagerService:
                 refusal = self._id_card_refusal(account, name, id_card, now)
                 if refusal:
                     refusals[Factor.ID_CARD] = refusal
-            if fingerprint is not None:
-                refusal = self._fingerprint_refusal(account, fingerprint)
+            if touched is not None:
+                refusal = self._fingerprint_refusal(account, touched)
                 if refusal:
                     refusals[Factor.FINGERPRINT] = refusal
         for factor in reserved.keys() - refusals.keys():
@@ -328,11 +340,14 @@ class KeyManagerService:
             return "the ID card's signature is not valid for this key manager"
         return None
 
-    def _fingerprint_refusal(self, account: Account | None, sample: bytes) -> str | None:
+    @staticmethod
+    def _sample(sample: bytes) -> np.ndarray:
         try:
-            touched = fingerprint.decode(sample)
+            return fingerprint.decode(sample)
         except fingerprint.PrintError as exc:
             raise KeyManagerError(400, f"not a fingerprint sample: {exc}") from exc
+
+    def _fingerprint_refusal(self, account: Account | None, touched: np.ndarray) -> str | None:
         enrolled = self.repo.factors(account.id, Factor.FINGERPRINT.value) if account else []
         templates = [fingerprint.decode(self.master.open(sealed, _template_aad(account.id)))  # type: ignore[union-attr]
                      for _, _, sealed in enrolled]
@@ -385,7 +400,7 @@ class KeyManagerService:
         except fingerprint.PrintError as exc:
             raise KeyManagerError(400, f"not a template: {exc}") from exc
         with self._expensive():
-            agree = all(fingerprint.matches(prints[0], p) for p in prints[1:3])
+            agree = all(fingerprint.matches(prints[0], p) for p in prints[1:])
         if not agree:
             raise KeyManagerError(400, "the touches do not agree: enrol the finger again")
         sealed = self.master.seal(samples[0], _template_aad(account.id))
