@@ -66,8 +66,8 @@ def world(db_url: str, tmp_path: Path) -> Iterator[KeyManagerService]:
 
 def race(calls: Sequence[Callable[[], object]], counted: Verifications, verified: int) -> list[int]:
     """Run ``calls`` at once while every verification waits at ``counted``'s gate, until all
-    but ``verified`` calls have answered, or more than ``verified`` verifications began (the
-    race lost); then open the gate. Answers each call's HTTP status."""
+    but ``verified`` calls have answered and ``verified`` verifications began, or more began
+    (the race lost); then open the gate. Answers each call's HTTP status."""
     assert counted.gate is not None
     start = threading.Barrier(len(calls))
 
@@ -82,8 +82,8 @@ def race(calls: Sequence[Callable[[], object]], counted: Verifications, verified
     with ThreadPoolExecutor(len(calls)) as pool:
         futures = [pool.submit(run, call) for call in calls]
         deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
-        while (sum(f.done() for f in futures) < len(calls) - verified and counted.count <= verified
-               and time.monotonic() < deadline):
+        while (counted.count <= verified and time.monotonic() < deadline
+               and not (sum(f.done() for f in futures) >= len(calls) - verified and counted.count == verified)):
             time.sleep(0.01)
         began = counted.count
         counted.gate.set()
