@@ -282,6 +282,39 @@ def run_fingerprint_bench(fingers: int = 1000, seed: int = 1,
 
 
 @dataclass(frozen=True)
+class WorstCaseMatch:
+    minutiae: int  # in the template and in the sample
+    seconds: float
+    peak_bytes: int  # traced by tracemalloc, which sees numpy's arrays
+
+
+def run_worst_case_match() -> WorstCaseMatch:
+    """The dearest match a key manager can be made to run: a template of the most minutiae a
+    print may have (three identical samples enrol one) against a sample as large; its time and
+    its peak memory, which the chunked matcher bounds (1.9 GB before)."""
+    import time
+    import tracemalloc
+
+    import numpy as np
+
+    from servers.keymgr.fingerprint import MAX_MINUTIAE, decode, encode, score
+
+    rng = np.random.default_rng(0)
+    n = MAX_MINUTIAE
+    worst = decode(encode(np.column_stack([rng.uniform(0, 300, n), rng.uniform(0, 400, n),
+                                           rng.uniform(0, 2 * np.pi, n)])))
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        score(worst, worst)
+        seconds = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return WorstCaseMatch(n, seconds, peak)
+
+
+@dataclass(frozen=True)
 class ImageTiming:
     pairs: int
     memory_apdu_s: float  # the baseline: the same card, its EEPROM in memory only

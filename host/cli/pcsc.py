@@ -159,23 +159,27 @@ def bench_rotation(cards: int, values: int, vault_db: str | None, as_json: bool)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_fingerprint(fingers: int, seed: int, as_json: bool) -> None:
-    """False accept and false reject rates of the fingerprint matcher over a synthetic population."""
+    """False accept and false reject rates of the fingerprint matcher over a synthetic population,
+    and the worst-case match's time and peak memory."""
     import statistics
 
     from rich.table import Table
 
-    from ..bench import run_fingerprint_bench
+    from ..bench import run_fingerprint_bench, run_worst_case_match
     from .render import progress_bar
 
     with progress_bar("matching", as_json) as bar:
         result = run_fingerprint_bench(fingers, seed, bar)
+    worst = run_worst_case_match()
     thresholds = sorted({0.25, 0.30, 0.35, 0.40, 0.45, 0.50, result.threshold})
     if as_json:
         print_json({"fingers": fingers, "threshold": result.threshold,
                     "genuine_median": statistics.median(result.genuine),
                     "impostor_median": statistics.median(result.impostor),
                     "rates": [{"threshold": t, "far": result.rates(t)[0], "frr": result.rates(t)[1]}
-                              for t in thresholds]})
+                              for t in thresholds],
+                    "worst_case": {"minutiae": worst.minutiae, "seconds": worst.seconds,
+                                   "peak_bytes": worst.peak_bytes}})
         return
     table = Table(title=f"Fingerprint matcher, {fingers} fingers",
                   caption=f"median score: genuine {statistics.median(result.genuine):.3f}, "
@@ -186,6 +190,8 @@ def bench_fingerprint(fingers: int, seed: int, as_json: bool) -> None:
         far, frr = result.rates(t)
         table.add_row(f"{t:.2f}" + (" (used)" if t == result.threshold else ""), f"{far:.2%}", f"{frr:.2%}")
     console.print(table)
+    console.print(f"worst-case match ({worst.minutiae} against {worst.minutiae} minutiae): "
+                  f"{worst.seconds:.2f} s, peak memory {worst.peak_bytes / 2**20:.1f} MiB")
 
 
 @bench.command("image")

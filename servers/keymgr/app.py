@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Request
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from ..wire import (
@@ -22,7 +23,7 @@ from ..wire import (
 )
 from .policy import text
 from .repository import Account
-from .service import Factors, IdProof, KeyManagerService, SteppedUp
+from .service import Busy, Factors, IdProof, KeyManagerService, SteppedUp
 
 B64 = Annotated[str, Field(description="base64", max_length=4096, pattern=B64_PATTERN)]
 HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16,
@@ -284,6 +285,14 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                   description="Escrows card keys under the owner's authentication.", responses=RESPONSES)
     install_error_handler(app)
     app.state.service = service
+
+    async def busy(request: Request, exc: Exception) -> JSONResponse:
+        """Saturated verifications: 503 with Retry-After, so clients back off instead of queueing."""
+        assert isinstance(exc, Busy)
+        return JSONResponse(status_code=exc.status, content={"detail": exc.message},
+                            headers={"Retry-After": str(exc.retry_after)})
+
+    app.add_exception_handler(Busy, busy)
 
     @app.get("/v1/keymgr", response_model=KeyManagerInfo)
     def info(service: Service) -> KeyManagerInfo:

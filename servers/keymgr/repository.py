@@ -49,6 +49,12 @@ MIGRATIONS = [
         CREATE INDEX card_challenges_by_expiry ON card_challenges (expires_at);
         CREATE INDEX auth_challenges_by_expiry ON auth_challenges (expires_at)
     """),
+    Migration(7, "guesses reserved before they are checked; locks that expire, with back-off", """
+        ALTER TABLE factor_guesses ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE factor_guesses ADD COLUMN locked_until INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE factor_guesses ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX factor_guesses_by_update ON factor_guesses (updated_at)
+    """),
 ]
 
 # Expired rows each write purges at most, from the table it writes: bounded work per request,
@@ -108,23 +114,53 @@ class KeyManagerRepository:
             tx.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
 
     # --- guesses: counted per name, known or not, so a lock says nothing about existence -----
+    #
+    # Like the card's PIN counter, a guess is spent before it is checked: reserve_guess takes it
+    # in one statement (an upsert, atomic on SQLite and PostgreSQL alike), so however many
+    # guesses arrive at once, at most ``limit`` of them are ever verified per lock period.
 
     def failures(self, name: str, kind: str = "password") -> int:
         with self.db.transaction() as tx:
             rows = tx.execute("SELECT failures FROM factor_guesses WHERE name = ? AND kind = ?", (name, kind))
         return int(rows[0][0]) if rows else 0
 
-    def record_failure(self, name: str, now: int, kind: str = "password") -> int:
+    def reserve_guess(self, name: str, kind: str, now: int, limit: int, forget_before: int) -> int | None:
+        """Spend one guess of ``kind`` at ``name``: its number (1..limit) in this lock period, or
+        None when the factor is locked (``limit`` spent, or a lock not yet expired). Counters
+        untouched since ``forget_before`` (and not locked) are purged, a batch per call: the
+        table of guesses at names nobody owns stays bounded by the guess rate."""
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT failures FROM factor_guesses WHERE name = ? AND kind = ?", (name, kind))
-            failures = (int(rows[0][0]) if rows else 0) + 1
-            if rows:
-                tx.execute("UPDATE factor_guesses SET failures = ? WHERE name = ? AND kind = ?", (failures, name, kind))
-            else:
-                tx.execute("INSERT INTO factor_guesses (name, kind, failures) VALUES (?, ?, ?)", (name, kind, failures))
-            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
-                       (now, name, f"wrong {kind} ({failures})"))
-        return failures
+            tx.execute("DELETE FROM factor_guesses WHERE (name, kind) IN (SELECT name, kind FROM factor_guesses "
+                       "WHERE updated_at < ? AND locked_until <= ? LIMIT ?)", (forget_before, now, PURGE_BATCH))
+            rows = tx.execute(
+                "INSERT INTO factor_guesses (name, kind, failures, lockouts, locked_until, updated_at) "
+                "VALUES (?, ?, 1, 0, 0, ?) ON CONFLICT (name, kind) DO UPDATE "
+                "SET failures = factor_guesses.failures + 1, updated_at = excluded.updated_at "
+                "WHERE factor_guesses.failures < ? AND factor_guesses.locked_until <= ? RETURNING failures",
+                (name, kind, now, limit, now))
+        return int(rows[0][0]) if rows else None
+
+    def give_back_guess(self, name: str, kind: str) -> None:
+        """A reserved guess that was right, or never checked, is not a failure."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE factor_guesses SET failures = failures - 1 WHERE name = ? AND kind = ? AND failures > 0",
+                       (name, kind))
+
+    def lock(self, name: str, kind: str, now: int, base: int, longest: int) -> int:
+        """The last guess of a period failed: lock ``kind`` for ``base`` seconds doubled per earlier
+        lock (at most ``longest``), and open a new period of guesses after it. Answers the end."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("UPDATE factor_guesses SET lockouts = lockouts + 1, failures = 0, updated_at = ? "
+                              "WHERE name = ? AND kind = ? RETURNING lockouts", (now, name, kind))
+            lockouts = int(rows[0][0]) if rows else 1
+            until = now + min(longest, base << min(lockouts - 1, 32))
+            tx.execute("UPDATE factor_guesses SET locked_until = ? WHERE name = ? AND kind = ?", (until, name, kind))
+        return until
+
+    def locked_until(self, name: str, kind: str) -> int:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT locked_until FROM factor_guesses WHERE name = ? AND kind = ?", (name, kind))
+        return int(rows[0][0]) if rows else 0
 
     def clear_failures(self, name: str, now: int, event: str | None = None, kind: str | None = None) -> None:
         """Every factor's count (the administrator's unlock), or one factor's."""

@@ -3,9 +3,19 @@ opened from the card's sealed export and kept encrypted under a master key held 
 database; after the owner logs in, the seed is sealed to a transport key a (new) card generated,
 so only that card can open it and the terminal never sees it.
 
-Passwords: Argon2id hashes; wrong guesses are counted per *name*, known or not, and ten lock
-it, so neither the answers nor their timing tell whether an account exists. Every refusal is a
-:class:`KeyManagerError` with its HTTP status and a message for the user.
+Passwords: Argon2id hashes; wrong guesses are counted per *name* and factor, known or not, so
+neither the answers nor their timing tell whether an account exists. A guess is spent before it
+is checked (an atomic reservation, like the card's PIN counter), so concurrent guesses cannot
+outrun the count. Ten lock the factor, but not for good: a lock a stranger can set must not be a
+permanent denial of service, so it lasts LOCK_SECONDS, doubling at each further lock up to
+LONGEST_LOCK (a stranger keeps it up only by spending ten guesses a lock, a few a day once the
+locks are long), and the owner lifts every lock of the name by proving the account's policy
+with the other factors; ``evb keymgr unlock`` stays the audited manual way. Per-address
+counters were left out: behind proxies and NAT an address is neither the attacker's nor
+stable, and the name's back-off already bounds the guesses. Sign-up must say a name is taken,
+but it hashes the password first, so asking costs an Argon2 hash under the same verification
+limit as a login guess. Every refusal is a :class:`KeyManagerError` with its HTTP status and a
+message for the user.
 
 Step-up: what could take the owner's values or lock the owner out (enrolling a card, reporting
 one lost, changing the password, the policy or a factor) needs the account's factors again in
@@ -18,13 +28,16 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import httpx
+import numpy as np
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
@@ -51,7 +64,11 @@ from . import fingerprint
 from .policy import DEFAULT, Factor, Policy, PolicyError, factors, parse, satisfied, text
 from .repository import Account, Escrow, KeyManagerRepository
 
-MAX_FAILURES = 10
+MAX_FAILURES = 10  # guesses of a factor per lock period
+LOCK_SECONDS = 60  # the first lock; each further one doubles ...
+LONGEST_LOCK = 86400  # ... up to a day
+FORGET_AFTER = 7 * 86400  # a counter untouched this long (and not locked) is forgotten
+RETRY_AFTER = 1  # seconds, when the verifications are saturated
 MASTER_KEY_ENV = "EVB_KEYMGR_MASTER_KEY_FILE"
 
 
@@ -81,10 +98,11 @@ class SteppedUp(Account):
     what the sensitive actions take, so none can be reached with a session token alone."""
 
 
-def _locked(factor: Factor) -> str:
+def _locked(factor: Factor, seconds: int) -> str:
     what = {Factor.PASSWORD: "wrong passwords", Factor.ID_CARD: "refused ID cards",
             Factor.FINGERPRINT: "unmatched fingerprints"}[factor]
-    return f"locked after {MAX_FAILURES} {what}: ask the administrator to unlock it ('evb keymgr unlock')"
+    return (f"locked after {MAX_FAILURES} {what} for {max(seconds, 1)} s: log in with another enrolled factor, "
+            "wait, or ask the administrator to unlock it ('evb keymgr unlock')")
 
 
 def _template_aad(account_id: int) -> bytes:
@@ -93,6 +111,14 @@ def _template_aad(account_id: int) -> bytes:
 
 class KeyManagerError(ApiError):
     """A refusal of this service: HTTP status and message."""
+
+
+class Busy(KeyManagerError):
+    """Too many expensive verifications at once: the client retries after ``retry_after`` s."""
+
+    def __init__(self, status: int, message: str, retry_after: int) -> None:
+        super().__init__(status, message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,7 @@ class KeyManagerConfig:
     issuers: tuple[bytes, ...] = ()  # card issuers: an enrolled card's identity must be attested
     id_issuers: tuple[bytes, ...] = ()  # ID-card (document) issuers
     vault_ca: Path | None = None  # the CA the vault's certificate must chain to [default: the system store]
+    max_verifications: int = 4  # expensive checks (Argon2, fingerprints) at once; more answer 503
 
 
 class MasterKey:
@@ -161,6 +188,8 @@ class KeyManagerService:
         self.hasher = PasswordHasher(self.config.argon2_time_cost, self.config.argon2_memory_kib,
                                      self.config.argon2_parallelism)
         self._dummy = self.hasher.hash(os.urandom(16).hex())  # verified against for unknown names
+        self._dummy_print = fingerprint.dummy_template()  # matched against when no finger is enrolled
+        self._verifications = threading.BoundedSemaphore(self.config.max_verifications)
 
     @property
     def public_key(self) -> bytes:
@@ -180,7 +209,9 @@ class KeyManagerService:
             raise KeyManagerError(400, "a name is 1-64 printable characters without surrounding spaces")
         if len(password) < 8:
             raise KeyManagerError(400, "a password has at least 8 characters")
-        if not self.repo.create_account(name, self.hasher.hash(password), int(time.time())):
+        with self._expensive():  # the hash comes first: a taken name answers no faster than a free one
+            password_hash = self.hasher.hash(password)
+        if not self.repo.create_account(name, password_hash, int(time.time())):
             raise KeyManagerError(409, "this name is taken: choose another")
 
     def auth_challenge(self, name: str) -> tuple[bytes, int]:
@@ -221,48 +252,79 @@ class KeyManagerService:
         return SteppedUp(proven.id, proven.name, proven.password_hash)
 
     def _prove(self, name: str, proof: Factors, now: int) -> tuple[Account, set[Factor]]:
-        """The account once the factors given are all right and satisfy its policy; each wrong
-        factor is counted against the name, known or not, and ten lock that factor. Answers the
-        account and the factors given. The one verification of factors: login and step-up."""
+        """The account once the factors given are all right and satisfy its policy. Answers the
+        account and the factors given. The one verification of factors: login and step-up.
+
+        Each factor's guess is spent before it is checked, like the card's PIN counter: one
+        atomic reservation per factor (:meth:`KeyManagerRepository.reserve_guess`), refused once
+        ``MAX_FAILURES`` are spent, so concurrent guesses cannot all be verified before any is
+        counted; a right factor gives its guess back. Counted per name, known or not, so the
+        answers do not tell whether the name exists. The verifications run under the service's
+        limit of concurrent expensive work (a busy server answers 503 before spending a guess)."""
         password, id_card, fingerprint = proof.password, proof.id_card, proof.fingerprint
         given = {f for f, shown in ((Factor.PASSWORD, password), (Factor.ID_CARD, id_card),
                                     (Factor.FINGERPRINT, fingerprint)) if shown is not None}
         if not given:
             raise KeyManagerError(400, "give a password, an ID card or a fingerprint")
-        for factor in sorted(given):
-            if self.repo.failures(name, factor.value) >= MAX_FAILURES:
-                raise KeyManagerError(423, _locked(factor))
-        account = self.repo.account(name)
-        refusals: dict[Factor, str] = {}
-        if password is not None:
-            # one Argon2id verification either way: the answer and its timing do not tell
-            # whether the name exists
-            if not self._verify(account.password_hash if account else self._dummy, password) or account is None:
-                refusals[Factor.PASSWORD] = "wrong name or password"
-        if id_card is not None:
-            refusal = self._id_card_refusal(account, name, id_card, now)
-            if refusal:
-                refusals[Factor.ID_CARD] = refusal
-        if fingerprint is not None:
-            refusal = self._fingerprint_refusal(account, fingerprint)
-            if refusal:
-                refusals[Factor.FINGERPRINT] = refusal
+        touched = self._sample(fingerprint) if fingerprint is not None else None  # malformed: no guess spent
+        with self._expensive():
+            reserved: dict[Factor, int] = {}
+            for factor in sorted(given):
+                number = self.repo.reserve_guess(name, factor.value, now, MAX_FAILURES, now - FORGET_AFTER)
+                if number is None:
+                    for spent in reserved:  # never checked: not a failure
+                        self.repo.give_back_guess(name, spent.value)
+                    raise KeyManagerError(423, _locked(factor, self.repo.locked_until(name, factor.value) - now))
+                reserved[factor] = number
+            account = self.repo.account(name)
+            refusals: dict[Factor, str] = {}
+            if password is not None:
+                # one Argon2id verification either way: the answer and its timing do not tell
+                # whether the name exists
+                if not self._verify(account.password_hash if account else self._dummy, password) or account is None:
+                    refusals[Factor.PASSWORD] = "wrong name or password"
+            if id_card is not None:
+                refusal = self._id_card_refusal(account, name, id_card, now)
+                if refusal:
+                    refusals[Factor.ID_CARD] = refusal
+            if touched is not None:
+                refusal = self._fingerprint_refusal(account, touched)
+                if refusal:
+                    refusals[Factor.FINGERPRINT] = refusal
+        for factor in reserved.keys() - refusals.keys():
+            self.repo.give_back_guess(name, factor.value)
         if refusals:
-            left = MAX_FAILURES
+            left, locked = MAX_FAILURES, None
             for factor in refusals:
-                failures = self.repo.record_failure(name, now, factor.value)
-                if failures >= MAX_FAILURES:
-                    raise KeyManagerError(423, _locked(factor))
-                left = min(left, MAX_FAILURES - failures)
+                if account is not None:  # no audit trail for names nobody owns: it would grow unbounded
+                    self.repo.log(name, f"wrong {factor.value} ({reserved[factor]})", now)
+                if reserved[factor] >= MAX_FAILURES:
+                    until = self.repo.lock(name, factor.value, now, LOCK_SECONDS, LONGEST_LOCK)
+                    locked = locked or _locked(factor, until - now)
+                left = min(left, MAX_FAILURES - reserved[factor])
+            if locked:
+                raise KeyManagerError(423, locked)
             raise KeyManagerError(401, f"{'; '.join(refusals.values())} ({left} tries left)")
         assert account is not None  # every factor given was right, so the name is known
         policy = self.policy_of(account)
         if not satisfied(policy, given):
             raise KeyManagerError(401, f"this account logs in with: {text(policy)}")
-        for factor in given:
-            if self.repo.failures(name, factor.value):
-                self.repo.clear_failures(name, now, kind=factor.value)
+        # the owner proved the whole policy: every factor's count and lock goes, so a stranger's
+        # lock on one factor is lifted by the owner's others
+        self.repo.clear_failures(name, now)
         return account, given
+
+    @contextmanager
+    def _expensive(self) -> Iterator[None]:
+        """One of at most ``max_verifications`` expensive checks (Argon2, fingerprints) at once in
+        this process; beyond that a 503 with Retry-After at once, rather than a queue of memory-
+        hard work that starves the server."""
+        if not self._verifications.acquire(blocking=False):
+            raise Busy(503, "the key manager is busy verifying: try again in a moment", RETRY_AFTER)
+        try:
+            yield
+        finally:
+            self._verifications.release()
 
     def _id_card_refusal(self, account: Account | None, name: str, proof: IdProof, now: int) -> str | None:
         if not self.repo.take_auth_challenge(proof.challenge, name, now):
@@ -278,15 +340,21 @@ class KeyManagerService:
             return "the ID card's signature is not valid for this key manager"
         return None
 
-    def _fingerprint_refusal(self, account: Account | None, sample: bytes) -> str | None:
+    @staticmethod
+    def _sample(sample: bytes) -> np.ndarray:
         try:
-            touched = fingerprint.decode(sample)
+            return fingerprint.decode(sample)
         except fingerprint.PrintError as exc:
             raise KeyManagerError(400, f"not a fingerprint sample: {exc}") from exc
-        for _, _, sealed in self.repo.factors(account.id, Factor.FINGERPRINT.value) if account else []:
-            template = fingerprint.decode(self.master.open(sealed, _template_aad(account.id)))  # type: ignore[union-attr]
-            if fingerprint.matches(template, touched):
-                return None
+
+    def _fingerprint_refusal(self, account: Account | None, touched: np.ndarray) -> str | None:
+        enrolled = self.repo.factors(account.id, Factor.FINGERPRINT.value) if account else []
+        templates = [fingerprint.decode(self.master.open(sealed, _template_aad(account.id)))  # type: ignore[union-attr]
+                     for _, _, sealed in enrolled]
+        # no finger enrolled (or no such name): one match against a worst-case dummy, so the
+        # time taken does not tell a name with a finger from one without
+        if any([fingerprint.matches(t, touched) for t in templates or [self._dummy_print]]) and templates:
+            return None
         return "the fingerprint does not match"
 
     def policy_of(self, account: Account) -> Policy:
@@ -327,7 +395,13 @@ class KeyManagerService:
             raise KeyManagerError(400, f"not a fingerprint sample: {exc}") from exc
         if len(prints) < 3:
             raise KeyManagerError(400, "enrolment takes three touches of the finger")
-        if not all(fingerprint.matches(prints[0], p) for p in prints[1:]):
+        try:
+            fingerprint.check_template(prints[0])
+        except fingerprint.PrintError as exc:
+            raise KeyManagerError(400, f"not a template: {exc}") from exc
+        with self._expensive():
+            agree = all(fingerprint.matches(prints[0], p) for p in prints[1:])
+        if not agree:
             raise KeyManagerError(400, "the touches do not agree: enrol the finger again")
         sealed = self.master.seal(samples[0], _template_aad(account.id))
         self.repo.put_factor(account.id, Factor.FINGERPRINT.value, "finger", sealed, account.name, int(time.time()))
@@ -399,9 +473,14 @@ class KeyManagerService:
         self._enrolled(account, card_id)
         seed = os.urandom(k.SEED_LEN)
         key_id = k.key_info_of(seed, k.KeyMode(mode)).key_id
+        try:  # sealed for the card before anything is kept: a refused request stores no escrow
+            blob = seal.seal(transport_key, seed, k.import_context(card_id, k.KeyMode(mode)))
+        except seal.SealError as exc:
+            raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
         self._keep(account, Escrow(card_id, key_id, mode, seed, int(time.time())), self.repo.put_escrow, b"")
-        kept = next(e for e in self.repo.escrows(card_id) if e.key_id == key_id)
-        return self._seal_for(account, kept, card_id, transport_key, b"", k.import_context(card_id, k.KeyMode(mode)))
+        self.repo.log(account.name, f"key {key_id.hex()} of card {card_id.hex()} sealed for card {card_id.hex()}",
+                      int(time.time()))
+        return mode, key_id, blob
 
     def restore_share(self, account: Account, card_id: bytes, target_card_id: bytes,
                       transport_key: bytes) -> tuple[int, bytes, bytes]:

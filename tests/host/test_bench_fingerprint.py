@@ -3,7 +3,8 @@ note, never in an assertion about rates on a small sample."""
 
 from __future__ import annotations
 
-from host.bench import run_fingerprint_bench
+from host.bench import run_fingerprint_bench, run_worst_case_match
+from servers.keymgr.fingerprint import MAX_MINUTIAE
 
 
 def test_the_fingerprint_benchmark_runs() -> None:
@@ -13,3 +14,8 @@ def test_the_fingerprint_benchmark_runs() -> None:
     assert (far, frr) == (0.0, 1.0)
     far, frr = result.rates(0.0)  # everything reaches 0: all accepted
     assert (far, frr) == (1.0, 0.0)
+
+
+def test_the_worst_case_match_reports_its_memory() -> None:
+    worst = run_worst_case_match()
+    assert worst.minutiae == MAX_MINUTIAE and 0 < worst.peak_bytes < 64 * 2**20 and worst.seconds > 0

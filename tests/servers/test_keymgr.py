@@ -87,6 +87,19 @@ def test_a_key_the_key_manager_generated_is_escrowed_from_the_start(owner: KeyMa
             403, "not enrolled")
 
 
+def test_a_refused_key_generation_escrows_nothing(owner: KeyManagerClient) -> None:
+    """Restore hands back the newest escrow: a refused request that kept its key anyway would
+    change which key the card gets back."""
+    _, s = personalized()
+    info = key_from_keymgr(s, owner, k.KeyMode.PUBLIC)
+    card_id = s.identity().card_id
+    not_a_point = b"\x04" + bytes(64)
+    refused(lambda: owner.generate_key(card_id, k.KeyMode.PUBLIC, not_a_point), 400, "transport key")
+    assert [e.key_id for e in owner.status()[1][card_id]] == [info.key_id]
+    _, new = personalized()
+    assert restore_key(new, owner, card_id) == info
+
+
 def test_the_terminal_and_the_vault_cannot_open_what_they_relay(owner: KeyManagerClient) -> None:
     s = card_with_key()
     s.put_keymgr_key(owner.public_key())
