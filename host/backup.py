@@ -103,10 +103,11 @@ def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_i
     """Seed E1 (or E2 when ``encrypt``, by default when the card has a key): register, check the
     certificate, and let the card swap. Idempotent: a re-run finishes a half-done backup.
 
-    Two APDUs per plain value (BEGIN BACKUP answers the value; COMMIT BACKUP), three per encrypted
-    or kept one (READ VALUE first, for the value's state and the bytes the digest must fit), and
-    one HTTP request: the per-run facts (the card's key, identity, the vault's fields) are asked
-    once by the caller's session and client."""
+    No LIST of the whole card: BEGIN BACKUP answers a plain value, and an encrypted or kept one
+    is read with one READ VALUE (its state and the bytes the digest must fit); then COMMIT BACKUP.
+    GET IDENTITY is still asked per value for the certificate check (3 APDUs per plain value, 4 per
+    encrypted one). One HTTP request per value: the vault's key and fields are asked once per
+    client, and the caller resolves ``encrypt`` once per run."""
     encrypt = encryption(session, encrypt)
     if encrypt or keep:
         entry = _entry(session, value_id)
