@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO
 
 from apdu import SW, ApduFormatError, CommandApdu, ResponseApdu
+from apdu import idcard as i
+from apdu import wallet as w
 from apdu.atr import build_atr
 from apdu.wallet import INS_GET_RESPONSE, INS_SELECT, P1_SELECT_BY_DF_NAME
 
@@ -75,17 +77,39 @@ class SimulatedCard:
         return cls(eeprom)
 
     @classmethod
-    def issue_idcard(cls, holder: str, number: str, expiry: date, sign: Callable[[bytes], bytes],
-                     pin: str | None = None, image: Path | None = None) -> SimulatedCard:
-        """An ID card (seed E5) as its issuer personalizes it: the key pair made on the card,
-        the document signed by the issuer (``sign``)."""
+    def manufacture_idcard(cls, image: Path | None = None) -> SimulatedCard:
+        """A blank ID card (seed E5): its key pair made on the card, no document yet."""
         eeprom = Eeprom.blank(8192)
         eeprom.power_on()
-        IdCardApplet.issue(eeprom, holder, number, expiry, sign, pin)
+        IdCardApplet.make(eeprom)
         eeprom.power_off()
         if image is not None:
             eeprom.save(image)
         return cls(eeprom)
+
+    @classmethod
+    def issue_idcard(cls, holder: str, number: str, expiry: date, sign: Callable[[bytes], bytes],
+                     pin: str | None = None, image: Path | None = None) -> SimulatedCard:
+        """An ID card as its issuer personalizes it, through its own commands (the terminal's
+        flow is :func:`host.idcard.issue`): the document names the key the card made, and the
+        issuer (``sign``) signs it."""
+        card = cls.manufacture_idcard()
+        card.power_on()
+
+        def send(command: CommandApdu) -> bytes:
+            answer = card.transmit(command.to_bytes())
+            if answer[-2:] != b"\x90\x00":
+                raise ValueError(f"the blank ID card refused to be issued: {answer[-2:].hex()}")
+            return answer[:-2]
+
+        send(w.select(i.AID_IDCARD))
+        public = i.parse_public_key(send(i.get_public_key()))
+        send(i.put_document(i.IdDocument.signed(holder, number, expiry, public, pin is not None, sign),
+                            w.pin_block(pin) if pin is not None else None))
+        card.power_off()
+        if image is not None:
+            card.eeprom.save(image)
+        return card
 
     @classmethod
     def open(cls, image: Path) -> SimulatedCard:

@@ -3,6 +3,9 @@ with its PIN if it has one, sign the key manager's challenge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
+
 from apdu import PinBlockedError
 from apdu import idcard as i
 from apdu import wallet as w
@@ -25,6 +28,19 @@ class IdCardSession:
 
     def document(self) -> i.IdDocument:
         return i.IdDocument.from_bytes(self.protocol.send(i.get_document()))
+
+    def public_key(self) -> bytes:
+        """The key pair's public half, which the card made; readable blank or issued."""
+        return i.parse_public_key(self.protocol.send(i.get_public_key()))
+
+    def issue(self, holder: str, number: str, expiry: date, sign: Callable[[bytes], bytes],
+              pin: str | None = None) -> i.IdDocument:
+        """The issuer's step on a blank card: a document naming the card's own key, signed with
+        the issuer's key (``sign``), written once with the PIN it promises."""
+        block = w.pin_block(pin) if pin is not None else None
+        document = i.IdDocument.signed(holder, number, expiry, self.public_key(), pin is not None, sign)
+        self.protocol.send(i.put_document(document, block))
+        return document
 
     def verify_pin(self, pin: str) -> None:
         """VERIFY, holding the card for this program from now until the transport closes."""

@@ -45,27 +45,40 @@ def optional_id_card(image: Path | None, reader: str | None) -> Iterator[IdCardS
 
 
 @click.command("issue-id")
-@click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path),
+              help="Make a simulated ID card in this image and issue it.")
+@id_reader_option
 @click.option("--holder", required=True, help="The holder's name as on the document.")
 @click.option("--number", required=True, help="The document number.")
 @click.option("--expiry", type=click.DateTime(["%Y-%m-%d"]), required=True, help="YYYY-MM-DD.")
 @secret_option("pin", "EVB_ID_PIN", "A PIN guarding the ID card's signature (4-8 digits)")
 @click.option("--force", is_flag=True, help="Replace an existing image.")
 @issuer_file_option
-def issue_id(id_image: Path, holder: str, number: str, expiry: datetime, pin: str | None, force: bool,
-             issuer_file: Path | None) -> None:
-    """Issue a simulated ID card (a driver's licence or passport stand-in): its key pair is made
-    on the card, and the issuer's key signs its document."""
+@json_option
+def issue_id(id_image: Path | None, id_reader: str | None, holder: str, number: str, expiry: datetime,
+             pin: str | None, force: bool, issuer_file: Path | None, as_json: bool) -> None:
+    """Issue an ID card (a driver's licence or passport stand-in): a blank card in a reader
+    (the ID-card applet), or a simulated one made in an image. Its key pair is made on the
+    card; the issuer's key signs the document naming it."""
     from card import SimulatedCard
 
+    if (id_image is None) == (id_reader is None):
+        raise click.UsageError("issue the card in --id-card-image or the blank one in --id-reader")
     issuer = load_issuer(issuer_file)
-    if id_image.exists() and not force:
-        raise CliFail(f"{id_image} already holds a card; pass --force to replace it")
     if pin is not None:
         w.pin_block(pin)
-    card = SimulatedCard.issue_idcard(holder, number, expiry.date(), issuer.sign, pin, image=id_image)
-    doc = card.applets[0].document  # type: ignore[attr-defined]
-    console.print(f"ID card {doc.number} for {doc.holder}, valid to {doc.expiry}, in {id_image}.")
+    if id_image is not None:
+        if id_image.exists() and not force:
+            raise CliFail(f"{id_image} already holds a card; pass --force to replace it")
+        SimulatedCard.manufacture_idcard(image=id_image).close()
+    with id_card(id_image, id_reader) as session:
+        doc = session.issue(holder, number, expiry.date(), issuer.sign, pin)
+    where = str(id_image) if id_image is not None else f"reader {id_reader}"
+    if as_json:
+        print_json({"holder": doc.holder, "number": doc.number, "expiry": doc.expiry.isoformat(),
+                    "public_key": doc.public_key.hex(), "pin": doc.has_pin, "where": where})
+        return
+    console.print(f"ID card {doc.number} for {doc.holder}, valid to {doc.expiry}, in {where}.")
 
 
 @click.command("id-info")

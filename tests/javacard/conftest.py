@@ -16,7 +16,7 @@ def applet_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     if not os.environ.get("JC_HOME"):  # the test modules skip first, in one line each
         pytest.skip(NO_KIT)
     out: Path = tmp_path_factory.mktemp("javacard") / "build"
-    return build(out)
+    return build(out, force=True)
 
 
 @pytest.fixture(scope="module")
