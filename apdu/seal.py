@@ -165,12 +165,11 @@ def seal(recipient: bytes, plaintext: bytes, context: bytes = b"", *, ephemeral:
 
 
 def open_sealed(scalar: bytes, blob: bytes, context: bytes = b"") -> bytes:
-    """Open with the recipient's scalar; the header is E uncompressed, or ``02 || x`` (x-only)."""
-    size = X_ONLY_LEN if blob[:1] == b"\x02" else PUBLIC_KEY_LEN
-    header = blob[:size]
-    if len(header) != size:
+    """Open with the recipient's scalar; E uncompressed only, as a 3.0.4 card accepts it."""
+    header = blob[:PUBLIC_KEY_LEN]
+    if len(header) != PUBLIC_KEY_LEN or header[0] != 0x04:
         raise SealError("a sealed blob of the wrong length")
-    return _open(header, ecdh(scalar, header), blob[size:], context)
+    return _open(header, ecdh(scalar, header), blob[PUBLIC_KEY_LEN:], context)
 
 
 def seal_x_only(recipient: bytes, plaintext: bytes, context: bytes, ephemeral: bytes, iv: bytes) -> bytes:

@@ -96,7 +96,10 @@ def test_x_only_header_opens_for_either_point_it_names() -> None:
     and the maker reopens it from its ephemeral scalar and the uncompressed recipient key."""
     blob = s.seal_x_only(GR, b"Movie ticket A", b"ctx", I_SCALAR, bytes(range(16)))
     assert blob[:33] == b"\x02" + GI[1:33] and GI[-1] % 2 == 1  # y of E is odd: 02 names -E
-    assert s.open_sealed(R_SCALAR, blob, b"ctx") == b"Movie ticket A"
+    header = blob[:33]  # the recipient's standard ECIES step, with the point 02 || x names
+    assert s._open(header, s.ecdh(R_SCALAR, header), blob[33:], b"ctx") == b"Movie ticket A"
+    with pytest.raises(s.SealError):  # the uncompressed-only opening (a card's) refuses it
+        s.open_sealed(R_SCALAR, blob, b"ctx")
     assert s.open_x_only_by_ephemeral(I_SCALAR, GR, blob, b"ctx") == b"Movie ticket A"
     with pytest.raises(s.SealError):  # another ephemeral than the header's
         s.open_x_only_by_ephemeral(R_SCALAR, GR, blob, b"ctx")
