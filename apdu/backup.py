@@ -129,30 +129,37 @@ class Attestation:
 
 @dataclass(frozen=True)
 class RegisteredValue:
-    """Seed E2, registered value 203: digest 302, the value sealed to the card's key 202, and
-    the card's signature 303 (its identity key) over both; the vault keeps it, the
-    certificate's X is SHA-256 of the ciphertext.
+    """Seed E2, registered value 203 (204 in E4): digest 302, the value sealed to the card's key
+    202, the vault's part 406 of that key (E4, claims 7/31/41), and the card's signature 303
+    (its identity key) over them; the vault keeps it, the certificate's X is SHA-256 of the
+    ciphertext.
 
-    ``A0 { 80 digest, 81 key id (8), 82 ciphertext, 9E signature }``, in this one encoding.
-    The ciphertext is :func:`apdu.seal.seal` of the value bytes with context
-    ``"EVB-E2-1" || card id``, deterministic per value and key (a retry after a lost answer
-    registers the same bytes), so the card can recompute it to check X.
+    ``A0 { 80 digest, 81 key id (8), 82 ciphertext, 83 key part, 9E signature }``, in this one
+    encoding; ``83`` is present in every registered value a card makes (absent in older ones).
+    The ciphertext is the value sealed with context ``"EVB-E2-1" || card id``, deterministic
+    per value and key (a retry after a lost answer registers the same bytes), so the card can
+    recompute it to check X. The key part is the vault's half of the card's key
+    (:func:`apdu.keys.key_parts`) sealed to the pinned vault key with context
+    ``"EVB-KEY-PART-1" || card id || key id || 02``: only the vault opens it, and only for that
+    card's key.
     """
 
     digest: bytes
     key_id: bytes
     ciphertext: bytes
     signature: bytes = b""
+    key_part: bytes = b""
+
+    def _fields(self) -> list[tuple[int, bytes]]:
+        return [(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext),
+                *([(0x83, self.key_part)] if self.key_part else [])]
 
     def signed_part(self, card_id: bytes, vault_key: bytes) -> bytes:
         """For the vault the card has pinned: registered there, and nowhere else."""
-        return message(Purpose.REGISTERED, audience(vault_key), card_id, tlv.encode(
-            [(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext)]))
+        return message(Purpose.REGISTERED, audience(vault_key), card_id, tlv.encode(self._fields()))
 
     def to_bytes(self) -> bytes:
-        inner = tlv.encode([(0x80, self.digest), (0x81, self.key_id), (0x82, self.ciphertext),
-                            (0x9E, self.signature)])
-        return bytes(tlv.Tlv(0xA0, inner))
+        return bytes(tlv.Tlv(0xA0, tlv.encode([*self._fields(), (0x9E, self.signature)])))
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -164,9 +171,12 @@ class RegisteredValue:
             items = tlv.decode(outer.value)
         except ValueError as exc:
             raise MessageError(f"not a registered value: {exc}") from exc
-        if outer.tag != 0xA0 or [t.tag for t in items] != [0x80, 0x81, 0x82, 0x9E] or len(items[1].value) != 8:
+        tags = [t.tag for t in items]
+        if outer.tag != 0xA0 or tags not in ([0x80, 0x81, 0x82, 0x9E], [0x80, 0x81, 0x82, 0x83, 0x9E]) \
+                or len(items[1].value) != 8:
             raise MessageError("not a registered value: fields missing or out of order")
-        value = cls(*(t.value for t in items))
+        part = items[3].value if len(items) == 5 else b""
+        value = cls(items[0].value, items[1].value, items[2].value, items[-1].value, part)
         if value.to_bytes() != raw:
             raise MessageError("a registered value not in its canonical encoding")
         return value

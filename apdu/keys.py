@@ -18,7 +18,8 @@ GENERATE KEY               60     yes   P1 mode (01 public, 02 symmetric) -> key
 GET KEY INFO               62     no    P1 00 current, 01 next (rotation) -> key info
 PUT KEY MANAGER KEY        64     yes   uncompressed P-256 point; pinned on first use
 EXPORT KEY                 66     yes   P1 00 current, 01 next (rotation) -> key material
-                                        sealed to the key manager's key
+                                        sealed to the key manager's key; 02/03 the key
+                                        manager's part 405 of the per-value split instead
 NEW TRANSPORT KEY          68     yes   -> a fresh one-time P-256 public key
 IMPORT KEY                 6A     yes   P1 mode; key material sealed to the transport key ->
                                         key info
@@ -38,6 +39,13 @@ public, and bound by the key id). When the shares collected rebuild a secret tha
 id (and Q), the key is installed (key info); until then it answers key info with mode 00 (more
 shares needed) and keeps them.
 
+Per-value split (E4 as the seed has it, claims 7, 8, 31, 32, 41, 42, 49): the key's secret is
+split in two parts (:func:`key_parts`); EXPORT KEY P1 = 02 seals the key manager's part 405 (with
+Q) to the key manager, and every registered value the card makes carries the vault's part 406
+sealed to the vault (:class:`apdu.backup.RegisteredValue` tag ``83``). A new card rebuilds the key
+with IMPORT SHARE from 405 (the key manager's, after the owner's login) and 406 (the vault's,
+for a certificate of that card), both sealed to its transport key.
+
 Key info: ``80 01 mode``, ``81 08 key id`` (:func:`apdu.seal.key_id` of Q or K), and in
 public-key mode ``82 41 encryption key 401``. Sealing contexts bind a blob to its card and
 purpose, so an export can be opened only by the key manager, and an import only by the card it
@@ -52,7 +60,7 @@ import os
 from dataclasses import dataclass
 from enum import IntEnum
 
-from . import seal, tlv
+from . import seal, shamir, tlv
 from .backup import E2_CONTEXT
 from .command import CommandApdu
 from .signature import PUBLIC_KEY_LEN, valid_public_key
@@ -74,6 +82,9 @@ IMPORT_CONTEXT = b"EVB-KEY-IMPORT-1"
 SHARE_CONTEXT = b"EVB-SHARE-1"
 SHARE_IMPORT_CONTEXT = b"EVB-SHARE-IMPORT-1"
 ASSISTED_CONTEXT = b"EVB-E6-1"
+PART_CONTEXT = b"EVB-KEY-PART-1"
+PART_COEFFICIENT_LABEL = b"EVB-E4-PART-1"
+KEYMGR_PART, VAULT_PART = 1, 2  # the x of 405 and 406
 SHARE_LEN = 1 + SECRET_LEN  # x, then one byte per byte of d or K
 E2_IV_LABEL = b"EVB-E2-IV"
 E2_EPHEMERAL_LABEL = b"EVB-E2-EPHEMERAL"
@@ -213,6 +224,24 @@ def share_import_context(card_id: bytes, key_id: bytes) -> bytes:
     return SHARE_IMPORT_CONTEXT + card_id + key_id
 
 
+def key_parts(material: bytes) -> tuple[bytes, bytes]:
+    """The per-value split (seed E4, claims 7-8): 405 for the key manager and 406, which rides
+    with every registered value to the vault, as shares x = 1 and 2 of a 2-of-2 Shamir split of
+    d (or K) — the information Q is generated from (claim 8) — so IMPORT SHARE rebuilds the key
+    from them like any two shares. The line's coefficient is HMAC(d, "EVB-E4-PART-1"), not
+    random: the card makes 406 again for every backup without keeping it, and one part alone
+    is d masked by a pseudo-random function of d."""
+    secret = secret_of(material)
+    coefficient = hmac.new(secret, PART_COEFFICIENT_LABEL, hashlib.sha256).digest()
+    keymgr, vault = shamir.split(secret, 2, 2, randomness=coefficient)
+    return keymgr, vault
+
+
+def part_context(card_id: bytes, key_id: bytes, x: int) -> bytes:
+    """Part x of a card's key, sealed by the card to the key manager (x = 1) or the vault (2)."""
+    return PART_CONTEXT + card_id + key_id + bytes((x,))
+
+
 def server_share(share: bytes, info: KeyInfo) -> bytes:
     """What SPLIT KEY seals to a server: the share, then Q in public mode (the public half the
     server hands back beside the share, so a new card can check what it rebuilds)."""
@@ -281,9 +310,14 @@ def put_keymgr_key(public_key: bytes) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_PUT_KEYMGR_KEY, 0, 0, public_key)
 
 
-def export_key(next_key: bool = False) -> CommandApdu:
-    """P1 = 01: the next key of a rotation under way (:mod:`apdu.rotation`)."""
-    return CommandApdu(CLA_PROPRIETARY, INS_EXPORT_KEY, int(next_key), 0, ne=256)
+EXPORT_NEXT, EXPORT_PART = 0x01, 0x02  # P1 bits of EXPORT KEY
+
+
+def export_key(next_key: bool = False, part: bool = False) -> CommandApdu:
+    """P1 bit 01: the next key of a rotation under way (:mod:`apdu.rotation`); bit 02: only the
+    key manager's part 405 of the per-value split (E4), with Q, instead of the key material."""
+    return CommandApdu(CLA_PROPRIETARY, INS_EXPORT_KEY, (EXPORT_NEXT if next_key else 0) | (EXPORT_PART if part else 0),
+                       0, ne=256)
 
 
 def new_transport_key() -> CommandApdu:

@@ -9,6 +9,7 @@ transaction, so a value and its certificate are never both live, nor both gone: 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu, tlv
@@ -69,6 +70,8 @@ class BackupCommands:
         @property
         def next_mode(self) -> KeyMode: ...
         def key_material(self, next_key: bool) -> tuple[bytes, KeyMode]: ...
+        @staticmethod
+        def vault_part(material: bytes, mode: KeyMode, card_id: bytes, vault: bytes) -> bytes: ...
 
     @staticmethod
     def format_keys(header: bytearray) -> None:
@@ -207,10 +210,11 @@ class BackupCommands:
         if not entry.flags & ValueFlags.PENDING:
             with self.eeprom.transaction():
                 self.index.set_flags(entry, entry.flags | ValueFlags.PENDING)
+        material, mode = self.key_material(next_key=False)
         registered = b.RegisteredValue(make_digest(value, fields), self.key_info().key_id,
-                                       self.seal_value(value, self.card_id))
-        return b.RegisteredValue(registered.digest, registered.key_id, registered.ciphertext,
-                                 self._sign(registered.signed_part(self.card_id, vault))).to_bytes()
+                                       self.seal_value(value, self.card_id),
+                                       key_part=self.vault_part(material, mode, self.card_id, vault))
+        return replace(registered, signature=self._sign(registered.signed_part(self.card_id, vault))).to_bytes()
 
     def _commit_backup(self, command: CommandApdu) -> bytes:
         self._require_pin()

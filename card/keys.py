@@ -160,17 +160,31 @@ class KeyCommands:
         return b""
 
     def _export_key(self, command: CommandApdu) -> bytes:
-        """Seed E3 steps 1-1..1-3, sealed: only the key manager can open what leaves the card."""
+        """Seed E3 steps 1-1..1-3, sealed: only the key manager can open what leaves the card.
+        P1 bit 02 (E4 steps 1-1..1-4): only the key manager's part 405 of the per-value split,
+        with Q; its other part rides with every registered value (:meth:`vault_part`)."""
         self._require_pin()
         if command.data:
             raise CardError(SW.WRONG_LENGTH)
-        if command.p1 not in (0, 1) or command.p2:
+        if command.p1 > (k.EXPORT_NEXT | k.EXPORT_PART) or command.p2:
             raise CardError(SW.INCORRECT_P1P2)
         keymgr = self._stored(H_KEYMGR_KEY, 65)
         if self.key_mode == k.KeyMode.NONE or keymgr[0] != 0x04:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        material, mode = self.key_material(next_key=command.p1 == 1)
-        return seal.seal(keymgr, material, k.export_context(self.card_id, k.key_info_of(material, mode).key_id))
+        material, mode = self.key_material(next_key=bool(command.p1 & k.EXPORT_NEXT))
+        info = k.key_info_of(material, mode)
+        if command.p1 & k.EXPORT_PART:
+            part = k.server_share(k.key_parts(material)[0], info)
+            return seal.seal(keymgr, part, k.part_context(self.card_id, info.key_id, k.KEYMGR_PART))
+        return seal.seal(keymgr, material, k.export_context(self.card_id, info.key_id))
+
+    @staticmethod
+    def vault_part(material: bytes, mode: k.KeyMode, card_id: bytes, vault: bytes) -> bytes:
+        """Claims 7/31: the vault's part 406 of this key, with Q, sealed to the pinned vault key
+        for a registered value: only the vault opens it, bound to this card and key id."""
+        info = k.key_info_of(material, mode)
+        part = k.server_share(k.key_parts(material)[1], info)
+        return seal.seal(vault, part, k.part_context(card_id, info.key_id, k.VAULT_PART))
 
     def _new_transport_key(self, command: CommandApdu) -> bytes:
         self._require_pin()

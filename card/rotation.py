@@ -8,6 +8,7 @@ no key, and rotates only while it has one, so the two never meet.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu, seal
@@ -47,6 +48,8 @@ class RotationCommands:
         def _no_data(self, command: CommandApdu) -> None: ...
         def _entry(self, command: CommandApdu) -> IndexEntry: ...
         def _material(self) -> bytes: ...
+        @staticmethod
+        def vault_part(material: bytes, mode: k.KeyMode, card_id: bytes, vault: bytes) -> bytes: ...
         def _stored(self, off: int, n: int) -> bytes: ...
         def _sign(self, message: bytes) -> bytes: ...
         def _certificate_of(self, entry: IndexEntry) -> bytes: ...
@@ -106,10 +109,11 @@ class RotationCommands:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
         value = self._open(self._material(), self.key_mode, old.ciphertext, cert.card_id)
         # sealed for this card: a certificate a lost card handed over becomes this card's own
-        new = b.RegisteredValue(old.digest, k.key_info_of(self.next_material(), mode).key_id,
-                                k.seal_value(self.next_material(), mode, value, self.card_id))
-        return b.RegisteredValue(new.digest, new.key_id, new.ciphertext,
-                                 self._sign(new.signed_part(self.card_id, vault))).to_bytes()
+        following = self.next_material()
+        new = b.RegisteredValue(old.digest, k.key_info_of(following, mode).key_id,
+                                k.seal_value(following, mode, value, self.card_id),
+                                key_part=self.vault_part(following, mode, self.card_id, vault))
+        return replace(new, signature=self._sign(new.signed_part(self.card_id, vault))).to_bytes()
 
     def _swap_certificate(self, command: CommandApdu) -> bytes:
         """Replace a certificate by the vault's certificate of the re-encrypted value, after

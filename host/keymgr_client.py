@@ -185,9 +185,10 @@ class KeyManagerClient(ApiClient):
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
                               base64.b64decode(answer["sealed"]))
 
-    def escrow_share(self, card_id: bytes, key_id: bytes, mode: KeyMode, sealed: bytes) -> None:
+    def escrow_share(self, card_id: bytes, key_id: bytes, mode: KeyMode, sealed: bytes, per_value: bool = False) -> None:
         self._call("POST", "/v1/share-escrows", {"card_id": card_id.hex(), "key_id": key_id.hex(),
-                                                 "mode": mode.name.lower(), "sealed": b64(sealed)})
+                                                 "mode": mode.name.lower(), "sealed": b64(sealed),
+                                                 "kind": "per-value" if per_value else "shamir"})
 
     def restore_share(self, card_id: bytes, target_card_id: bytes, transport_key: bytes) -> KeyRestoration:
         answer = self._call("POST", "/v1/share-restorations", {"card_id": card_id.hex(),

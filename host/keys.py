@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from apdu import SW, ApduError
 from apdu.backup import Audience
+from apdu.certificate import Certificate, Mode
 from apdu.keys import KeyInfo, KeyMode, parse_recovery_code, recovery_code
+from apdu.records import ValueFlags
 
 from .backup import BackupError, attestation_of
 from .keymgr_client import KeyManagerClient, KeyManagerClientError
 from .session import WalletSession
-from .vault_client import VaultClient
+from .vault_client import VaultClient, VaultClientError
 
 
 class KeyFlowError(BackupError):  # a BackupError: the CLI prints it as one line
@@ -121,4 +123,61 @@ def restore_split_key(session: WalletSession, keymgr: KeyManagerClient, source_c
         raise KeyFlowError("the shares given do not rebuild the key yet: another recovery code is needed")
     if info.key_id != restoration.key_id:
         raise KeyFlowError("the restored key is not the escrowed one")
+    return info
+
+
+def backup_key_parts(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
+    """Seed E4 steps 1-1..1-8 (claims 7, 31): the key manager keeps part 405 of the card's key;
+    part 406 rides, sealed to the vault, with every encrypted backup the card makes. Neither
+    server alone holds the key; no recovery code to keep."""
+    info = session.key_info()
+    if info.mode == KeyMode.NONE:
+        raise KeyFlowError("the card has no key: 'evb key init' generates one")
+    enrol_card(session, keymgr)
+    keymgr.escrow_share(session.identity().card_id, info.key_id, info.mode, session.export_key(part=True),
+                        per_value=True)
+    return info
+
+
+def certificate_of(session: WalletSession, card_id: bytes) -> bytes | None:
+    """An encrypted backup's certificate of ``card_id`` on the card in the reader (its own, or
+    one handed over): what the vault's part of that card's key is asked for with."""
+    for entry in session.list():
+        if entry.flags & ValueFlags.CERTIFICATE:
+            raw = session.read(entry.id).certificate
+            cert = Certificate.from_bytes(raw)
+            if cert.card_id == card_id and cert.mode == Mode.ENCRYPTED:
+                return raw
+    return None
+
+
+def restore_key_parts(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClient, source_card_id: bytes,
+                      certificate: bytes | None = None) -> KeyInfo:
+    """Seed E4 steps 3-1..3-11 (claim 49), onto the card in the reader (logged in at the vault):
+    part 405 from the key manager after the owner's login, part 406 from the vault for a
+    certificate of the source card, both sealed to this card's one-time transport key; the card
+    rebuilds d and installs it only if it fits Q. No recovery code, no lost-card statement."""
+    if session.key_info().mode != KeyMode.NONE:
+        raise KeyFlowError("the card already has a key")
+    certificate = certificate or certificate_of(session, source_card_id)
+    if certificate is None:
+        raise KeyFlowError("no encrypted backup's certificate of that card is on this card: give one with "
+                           "--certificate")
+    enrol_card(session, keymgr)
+    transport = session.new_transport_key()
+    try:
+        ours = keymgr.restore_share(source_card_id, session.identity().card_id, transport)
+        theirs = vault.key_part(certificate, transport)
+    except (KeyManagerClientError, VaultClientError) as exc:
+        if exc.status in (400, 403, 404):
+            raise KeyFlowError(exc.message) from exc
+        raise
+    if theirs.key_id != ours.key_id:
+        raise KeyFlowError("the certificate's value is under another key than the key manager's part: "
+                           "give a certificate of a backup made with the escrowed key")
+    session.import_share(ours.mode, ours.key_id, ours.sealed, True, ours.public_key)
+    info = session.import_share(ours.mode, ours.key_id, theirs.sealed, True, ours.public_key)
+    if info.mode == KeyMode.NONE:
+        raise KeyFlowError("the two parts do not rebuild the key: the key manager keeps a 2-of-3 share of it, "
+                           "not its per-value part ('evb key backup --per-value')")
     return info

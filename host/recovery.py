@@ -19,9 +19,9 @@ from apdu.records import ValueFlags
 
 from .backup import BackupError, MakeRoom, Outcome, release_unneeded, restore, run_all
 from .keymgr_client import KeyManagerClient
-from .keys import enrol_card, restore_key, restore_split_key
+from .keys import enrol_card, restore_key, restore_key_parts, restore_split_key
 from .session import WalletSession
-from .vault_client import VaultClient
+from .vault_client import VaultClient, VaultClientError
 
 Progress = Callable[[int, int], None]  # (taken so far, waiting after it)
 
@@ -65,14 +65,21 @@ def inherited(session: WalletSession) -> list[int]:
 
 def recover_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultClient, old_card_id: bytes) -> str:
     """The old card's key onto this one, if the owner escrowed it: whole from the key manager,
-    or rebuilt from the key manager's share and the vault's (seed E4, no recovery code needed)."""
+    or rebuilt from the key manager's share and the vault's (seed E4, no recovery code needed):
+    the vault's 2-of-3 share, or (a per-value split) the part riding with a handed-over
+    certificate's registered value."""
     if session.key_info().mode != KeyMode.NONE:
         return "kept the card's own key"
     _, cards = keymgr.status()
     if cards.get(old_card_id):
         return f"restored key {restore_key(session, keymgr, old_card_id).key_id.hex().upper()}"
     try:
-        info = restore_split_key(session, keymgr, old_card_id, (), vault=vault)
+        try:
+            info = restore_split_key(session, keymgr, old_card_id, (), vault=vault)
+        except VaultClientError as exc:
+            if exc.status != 404:
+                raise
+            info = restore_key_parts(session, keymgr, vault, old_card_id)  # no 2-of-3 share: per value
     except BackupError as exc:
         return f"no key restored ({exc})"
     return f"rebuilt key {info.key_id.hex().upper()} from the key manager's and the vault's shares"
@@ -84,8 +91,8 @@ def recover(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient
     (again is harmless), bring the key, take the certificates, restore their values."""
     enrol_card(session, keymgr)
     report_lost(keymgr, vault, old_card_id, session.identity().card_id)
+    imported = take_handovers(session, vault, progress)  # first: a per-value split needs a certificate
     key = recover_key(session, keymgr, vault, old_card_id)
-    imported = take_handovers(session, vault, progress)
     restored, failed = run_all(inherited(session), lambda i: restore(session, vault, i, make_room))
     release_unneeded(session, vault)  # what a cut run restored but did not release
     return Recovery(key, imported, restored, failed)

@@ -239,10 +239,11 @@ class WalletSession:
     def put_keymgr_key(self, public_key: bytes) -> None:
         self._send(k.put_keymgr_key(public_key))
 
-    def export_key(self, next_key: bool = False) -> bytes:
-        """The card's key material (d || Q, or K; a rotation's next one with ``next_key``), sealed
-        to the pinned key manager: opaque to this terminal."""
-        return self._send(k.export_key(next_key))
+    def export_key(self, next_key: bool = False, part: bool = False) -> bytes:
+        """The card's key material (d || Q, or K; a rotation's next one with ``next_key``), or
+        with ``part`` only the key manager's part 405 of it (E4), sealed to the pinned key
+        manager: opaque to this terminal."""
+        return self._send(k.export_key(next_key, part))
 
     # --- key rotation (apdu.rotation) --------------------------------------------------------
 

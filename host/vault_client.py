@@ -8,6 +8,7 @@ from typing import Any
 
 from apdu.backup import Attestation, Handover
 from apdu.certificate import DigestField
+from apdu.keys import KeyMode
 
 from .api_client import ApiClient, ServiceError, b64
 
@@ -35,6 +36,16 @@ class LostCardStatement:
     new_public_key: bytes | None
     issued_at: int
     signature: bytes
+
+
+@dataclass(frozen=True)
+class KeyPart:
+    """The vault's part 406 of a card's key (E4), sealed to a transport key: opaque here."""
+
+    mode: KeyMode
+    key_id: bytes
+    sealed: bytes
+    public_key: bytes  # Q beside it, for IMPORT SHARE; empty for a symmetric key
 
 
 class VaultClient(ApiClient):
@@ -102,6 +113,14 @@ class VaultClient(ApiClient):
         answer = self._call("POST", "/v1/handovers", {"imported": imported})
         raw = answer["handover"]
         return (Handover.from_bytes(base64.b64decode(raw)) if raw else None), int(answer["waiting"])
+
+    def key_part(self, certificate: bytes, transport_key: bytes) -> KeyPart:
+        """Seed E4 (claim 49): the vault's part of the key of the certificate's card, sealed to
+        this card's transport key, with Q (empty for a symmetric key)."""
+        answer = self._call("POST", "/v1/key-parts", {"certificate": b64(certificate),
+                                                      "transport_key": b64(transport_key)})
+        return KeyPart(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
+                       base64.b64decode(answer["sealed_part"]), base64.b64decode(answer["public_key"] or ""))
 
     def restore_share(self, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> tuple[bytes, bytes]:
         """The vault's share of a replaced card's key, sealed to this card's transport key, and

@@ -17,7 +17,15 @@ import click
 from .. import factors
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient, KeyManagerClientError
-from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
+from ..keys import (
+    backup_key,
+    backup_key_parts,
+    enrol_card,
+    restore_key,
+    restore_key_parts,
+    restore_split_key,
+    split_key,
+)
 from ..paths import data_dir
 from ..recovery import recover, report_lost
 from ..rotation import rotate
@@ -320,16 +328,28 @@ def status(keymgr_url: str, as_json: bool) -> None:
 @with_wallet
 @keymgr_option
 @click.option("--split", is_flag=True, help="Split the key 2 of 3 (E4): key manager, vault, a recovery code.")
+@click.option("--per-value", is_flag=True,
+              help="Split the key in two (E4 as the seed has it): one part at the key manager, the other riding "
+                   "with every encrypted backup to the vault; restore needs no recovery code.")
 @vault_option
 @pin_option
 @json_option
 @proof_options()
-def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: str, pin: str | None,
-               as_json: bool, proof: ProofOptions) -> None:
-    """Escrow the card's key at the key manager (sealed on the card), or split it (--split).
-    Enrolling the card needs your login's factors again (the options of 'evb account login')."""
+def key_backup(session: WalletSession, keymgr_url: str, split: bool, per_value: bool, vault_url: str,
+               pin: str | None, as_json: bool, proof: ProofOptions) -> None:
+    """Escrow the card's key at the key manager (sealed on the card), or split it (--split,
+    --per-value). Enrolling the card needs your login's factors again (the options of 'evb
+    account login')."""
+    if split and per_value:
+        raise CliFail("choose one mode: --split (2 of 3 with a recovery code) or --per-value")
     unlock(session, pin)
     with logged_in(keymgr_url, proof) as client:
+        if per_value:
+            info = backup_key_parts(session, client)
+            print_json({**info_json(info), "kind": "per-value"}) if as_json else console.print(
+                f"Key {info.key_id.hex().upper()} split in two: a part at the key manager; the other part rides "
+                "with every encrypted backup to the vault.")
+            return
         if not split:
             info = backup_key(session, client)
             print_json(info_json(info)) if as_json else console.print(
@@ -379,20 +399,46 @@ def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault
 @with_wallet
 @click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
 @secret_option("code", "EVB_RECOVERY_CODE", "A recovery code of a split key", dest="codes", multiple=True)
+@click.option("--per-value", is_flag=True,
+              help="Rebuild a key split with 'key backup --per-value': the key manager's part and the vault's, "
+                   "which the vault returns for a certificate of that card.")
+@click.option("--certificate", "certificate_hex", metavar="HEX",
+              help="With --per-value: a certificate (hex) of an encrypted backup of that card; default: one on "
+                   "this card.")
 @keymgr_option
+@vault_option
 @pin_option
 @json_option
 @proof_options()
-def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], keymgr_url: str, pin: str | None,
-                as_json: bool, proof: ProofOptions) -> None:
-    """Restore an escrowed key onto this card (it must have none)."""
+def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], per_value: bool,
+                certificate_hex: str | None, keymgr_url: str, vault_url: str, pin: str | None, as_json: bool,
+                proof: ProofOptions) -> None:
+    """Restore an escrowed key onto this card (it must have none): whole, from a 2-of-3 split
+    with a recovery code (--code), or from the two parts of a per-value split (--per-value)."""
     source = parse_card_id(from_card, "--from-card")
+    if certificate_hex is not None and not per_value:
+        raise CliFail("--certificate goes with --per-value")
+    if per_value and codes:
+        raise CliFail("a per-value split needs no recovery code: give --per-value or --code")
+    certificate = parse_hex(certificate_hex, "--certificate") if certificate_hex is not None else None
     unlock(session, pin)
     with logged_in(keymgr_url, proof) as client:
-        info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
+        if per_value:
+            with vault_client(vault_url) as vault:
+                connect(session, vault)
+                info = restore_key_parts(session, client, vault, source, certificate)
+        else:
+            info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
     print_json(info_json(info)) if as_json else console.print(
         f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")
 
+
+
+def parse_hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(" ", ""))
+    except ValueError as exc:
+        raise CliFail(f"{what} is hex digits") from exc
 
 
 def parse_card_id(text: str, what: str) -> bytes:

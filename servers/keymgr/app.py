@@ -169,6 +169,12 @@ class EscrowRequest(StrictModel):
     sealed: B64
 
 
+class ShareEscrowRequest(EscrowRequest):
+    kind: Annotated[str, Field(pattern="^(shamir|per-value)$")] = Field(
+        default="shamir", description="shamir: share 1 of SPLIT KEY (2 of 3); per-value: the key manager's part "
+                                      "405 from EXPORT KEY P1=02, the vault's part riding with every registered value")
+
+
 class EscrowResponse(StrictModel):
     escrowed: bool
 
@@ -367,9 +373,9 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
         return EscrowResponse(escrowed=True)
 
     @app.post("/v1/share-escrows", response_model=EscrowResponse)
-    def escrow_share(body: EscrowRequest, owner: Owner, service: Service) -> EscrowResponse:
+    def escrow_share(body: ShareEscrowRequest, owner: Owner, service: Service) -> EscrowResponse:
         service.escrow_share(owner, unhex(body.card_id, "card_id"), unhex(body.key_id, "key_id"), MODES[body.mode],
-                             unb64(body.sealed, "sealed"))
+                             unb64(body.sealed, "sealed"), per_value=body.kind == "per-value")
         return EscrowResponse(escrowed=True)
 
     @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)

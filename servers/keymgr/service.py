@@ -457,10 +457,14 @@ class KeyManagerService:
             raise KeyManagerError(400, "the sealed key is not the key it claims to be")
         self._keep(account, Escrow(card_id, key_id, mode, material, int(time.time())), self.repo.put_escrow, b"")
 
-    def escrow_share(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes) -> None:
+    def escrow_share(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes,
+                     per_value: bool = False) -> None:
         """Seed E4 steps 1-6/1-7: keep share 1 of the card's split key for this owner (with Q in
-        public mode: the public half a new card checks the rebuilt d against)."""
-        plain = self._open_from_card(card_id, key_id, mode, sealed, k.share_context(card_id, key_id, 1))
+        public mode: the public half a new card checks the rebuilt d against): of the 2-of-3
+        split, or (``per_value``, claim 7) the part 405 whose other half rides with every
+        registered value. One kept per key: the newest escrow says the owner's mode."""
+        context = k.part_context(card_id, key_id, k.KEYMGR_PART) if per_value else k.share_context(card_id, key_id, 1)
+        plain = self._open_from_card(card_id, key_id, mode, sealed, context)
         try:
             k.parse_server_share(plain, k.KeyMode(mode), key_id, 1)
         except MessageError as exc:

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from pydantic import Field
 
+from apdu.keys import KeyMode
+
 from ..statements import Fetch, Replacement
 from ..wire import (
     B64_PATTERN,
@@ -148,6 +150,18 @@ class ShareRestoreResponse(StrictModel):
                                                "carries it beside the share")
 
 
+class KeyPartRequest(StrictModel):
+    certificate: B64 = Field(description="a certificate of the card whose key to rebuild (encrypted backup)")
+    transport_key: B64 = Field(description="NEW TRANSPORT KEY of the card in this session")
+
+
+class KeyPartResponse(StrictModel):
+    mode: str
+    key_id: str
+    sealed_part: B64 = Field(description="the vault's part 406 of the key, for IMPORT SHARE P2=01")
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one)")
+
+
 def vault_service(request: Request) -> VaultService:
     service: VaultService = request.app.state.service
     return service
@@ -247,6 +261,15 @@ def create_app(service: VaultService | None) -> FastAPI:
     def handover(body: HandoverRequest, card_id: Card, service: Service) -> HandoverResponse:
         found, waiting = service.hand_over(card_id, body.imported)
         return HandoverResponse(handover=b64(found.to_bytes()) if found else None, waiting=waiting)
+
+    @app.post("/v1/key-parts", response_model=KeyPartResponse)
+    def key_part(body: KeyPartRequest, card_id: Card, service: Service) -> KeyPartResponse:
+        """Seed E4 (claims 41, 49): the key part that rides with the certificate's registered
+        value, sealed to this card's transport key."""
+        mode, key_id, sealed, public = service.key_part_for(card_id, unb64(body.certificate, "certificate"),
+                                                            unb64(body.transport_key, "transport_key"))
+        return KeyPartResponse(mode=KeyMode(mode).name.lower(), key_id=key_id.hex(), sealed_part=b64(sealed),
+                               public_key=b64(public) if public else None)
 
     @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)
     def share_restoration(body: ShareRestoreRequest, card_id: Card, service: Service) -> ShareRestoreResponse:

@@ -147,6 +147,8 @@ class VaultService:
         key = self.repo.card_key(card_id)
         if key is None or not verify(key, registered.signature, registered.signed_part(card_id, self.public_key)):
             raise VaultError(400, "the card's signature over the registered value is not valid")
+        if registered.key_part:
+            self._open_key_part(registered, card_id)  # claim 41: a part we can hand back later
         x = value_hash(registered.ciphertext)
         existing = self.repo.find_by_hash(card_id, x)
         if existing is not None:
@@ -174,6 +176,47 @@ class VaultService:
         if not _consistent(found.value, cert):
             raise VaultError(409, "inconsistent vault entry: the stored value does not match its certificate")
         return found.value
+
+    def key_part_for(self, card_id: bytes, certificate: bytes, transport_key: bytes) -> tuple[int, bytes, bytes, bytes]:
+        """Seed E4 steps 3-7/3-8 (claims 41, 49): for a certificate we issued, the part 406 of the
+        backing card's key that rode with its registered value, sealed to the transport key of
+        ``card_id`` (the card whose session asks: the part opens there and nowhere else).
+        Answers (mode, key id, sealed part, Q). Any card may ask: the part alone rebuilds
+        nothing, and the key manager gives the other part only to its owner's cards."""
+        try:
+            cert = Certificate.from_bytes(certificate)
+        except CertificateError as exc:
+            raise VaultError(400, f"malformed certificate: {exc}") from exc
+        if not verify(self.public_key, cert.signature, cert.message()):
+            raise VaultError(403, "not a certificate this vault issued")
+        if cert.mode != Mode.ENCRYPTED:
+            raise VaultError(400, "a plain backup carries no key part")
+        found = self.repo.lookup(cert)
+        if found is None:
+            raise VaultError(404, "unknown certificate: no value is registered for it")
+        registered = b.RegisteredValue.from_bytes(found.value)
+        if not registered.key_part:
+            raise VaultError(404, "this registered value carries no key part (made before E4 parts)")
+        mode, share, public = self._open_key_part(registered, cert.card_id)
+        try:
+            sealed = seal.seal(transport_key, share, k.share_import_context(card_id, registered.key_id))
+        except seal.SealError as exc:
+            raise VaultError(400, "the transport key is not a P-256 public key") from exc
+        return mode, registered.key_id, sealed, public
+
+    def _open_key_part(self, registered: b.RegisteredValue, card_id: bytes) -> tuple[int, bytes, bytes]:
+        """(mode, part 406, Q) of a registered value's key part, bound to ``card_id`` and the
+        key id; the length says the mode (Q follows the part only for a public key)."""
+        try:
+            plain = seal.open_sealed(self._scalar(), registered.key_part,
+                                     k.part_context(card_id, registered.key_id, k.VAULT_PART))
+            mode = k.KeyMode.PUBLIC if len(plain) > k.SHARE_LEN else k.KeyMode.SYMMETRIC
+            share, public = k.parse_server_share(plain, mode, registered.key_id, k.VAULT_PART)
+        except seal.SealError as exc:
+            raise VaultError(400, f"the key part does not open for this vault, card and key: {exc}") from exc
+        except MessageError as exc:
+            raise VaultError(400, f"not the vault's part of the card's key: {exc}") from exc
+        return int(mode), share, public
 
     def list(self, card_id: bytes) -> list[Registration]:
         """What the card may redeem: its own, and what was handed over to it."""

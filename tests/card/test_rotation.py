@@ -5,6 +5,7 @@ nothing; tearing at every write of begin, swap and commit."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -105,7 +106,6 @@ def refusals() -> dict[str, tuple[Callable[[WalletSession], object], SW]]:
         s.swap_certificate(1, certify(s, new2), new2)  # value 2's ciphertext for value 1
 
     def swap_unsigned(s: WalletSession) -> None:
-        from dataclasses import replace
 
         from apdu.certificate import Certificate
 
@@ -113,8 +113,10 @@ def refusals() -> dict[str, tuple[Callable[[WalletSession], object], SW]]:
         cert = replace(Certificate.from_bytes(certify(s, new)), signature=b"\x30\x00").to_bytes()
         s.swap_certificate(1, cert, new)
 
-    tampered = bytearray(KEPT[1])
-    tampered[-80] ^= 1
+    kept = RegisteredValue.from_bytes(KEPT[1])
+    flipped = bytearray(kept.ciphertext)
+    flipped[-20] ^= 1  # in the ciphertext (the key part is the vault's, the card never reads it)
+    tampered = replace(kept, ciphertext=bytes(flipped)).to_bytes()
     return {
         "reencrypt a tampered value": (lambda s: s.reencrypt(1, bytes(tampered)), SW.WRONG_DATA),
         "reencrypt another value's": (lambda s: s.reencrypt(1, KEPT[2]), SW.WRONG_DATA),

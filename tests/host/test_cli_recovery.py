@@ -134,3 +134,29 @@ def test_key_rotate(stocked: Path, urls: tuple[str, str]) -> None:  # noqa: F811
     assert result["moved"] == 1 and result["destroyed"] == 1 and result["key_id"] != before
     ok("restore", "1", *card, "--pin", PIN, "--vault", vault)
     assert [v["name"] for v in json.loads(ok("card", "list", *card, "--json"))][0] == "Movie ticket A"
+
+
+def test_key_per_value_backup_and_restore(stocked: Path, tmp_path: Path, urls: tuple[str, str]) -> None:  # noqa: F811
+    """Claims 7 and 49 through the CLI: `key backup --per-value` leaves one part at the key
+    manager, each encrypted backup carries the other; `key restore --per-value` rebuilds the key
+    on a new card from the owner's login and a certificate, with no code and no lost-card report."""
+    km, vault = urls
+    old, new = ["--card-image", str(stocked)], ["--card-image", str(tmp_path / "new.img")]
+    ok("card", "init", *new, "--pin", PIN)
+    ok("account", "create", "goro", "--keymgr", km)
+    ok("account", "login", "goro", "--keymgr", km)
+    key = json.loads(ok("key", "init", *old, "--pin", PIN, "--json"))
+    r = evb("key", "backup", *old, "--pin", PIN, "--keymgr", km, "--split", "--per-value")
+    assert r.exit_code != 0 and "choose one mode" in r.output and r.output.count("\n") == 1
+    backed = json.loads(ok("key", "backup", *old, "--pin", PIN, "--keymgr", km, "--per-value", "--json"))
+    assert backed["key_id"] == key["key_id"] and backed["kind"] == "per-value"
+    ok("backup", "1", *old, "--pin", PIN, "--vault", vault)
+    certificate = json.loads(ok("card", "show", "1", *old, "--json"))["certificate"]
+    old_id = json.loads(ok("card", "info", *old, "--json"))["card_id"]
+    servers = ["--keymgr", km, "--vault", vault]
+    r = evb("key", "restore", "--from-card", old_id, *new, "--pin", PIN, *servers, "--per-value")
+    assert r.exit_code == 1 and "--certificate" in r.output and r.output.count("\n") == 1
+    restored = json.loads(ok("key", "restore", "--from-card", old_id, *new, "--pin", PIN, *servers, "--per-value",
+                             "--certificate", certificate, "--json"))
+    assert restored == key
+    assert json.loads(ok("key", "info", *new, "--json")) == key

@@ -22,7 +22,7 @@ from host import factors
 from host.backup import backup, connect
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
-from host.keys import enrol_card, split_key
+from host.keys import backup_key_parts, enrol_card, split_key
 from host.recovery import recover, report_lost
 from host.session import WalletSession
 from host.transport import CardRemovedError
@@ -66,7 +66,7 @@ class Lost:
     a: SimulatedCard
 
 
-def lose_a_card(world: World, encrypted: bool) -> Lost:
+def lose_a_card(world: World, encrypted: bool, per_value: bool = False) -> Lost:
     """Owner with card A: values 1 and 2 backed up, 3 backed up and kept, 4 never backed up."""
     name = next(names)
     card, a = personalized()
@@ -77,7 +77,10 @@ def lose_a_card(world: World, encrypted: bool) -> Lost:
         key = connect(a, vault)
         if encrypted:
             a.generate_key()
-            split_key(a, km, vault)  # share 1 to the key manager, 2 to the vault, 3 the owner's code
+            if per_value:  # part 405 to the key manager, 406 with every encrypted backup
+                backup_key_parts(a, km)
+            else:
+                split_key(a, km, vault)  # share 1 to the key manager, 2 to the vault, 3 the owner's code
         else:
             enrol_card(a, km)
         for value_id, keep in ((1, False), (2, False), (3, True)):
@@ -112,9 +115,10 @@ def assert_recovered(world: World, lost: Lost, card: SimulatedCard) -> None:
         assert vault.registrations() == []  # released against the card's receipts
 
 
-@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
-def test_a_lost_cards_values_come_back_once_on_the_new_card(world: World, encrypted: bool) -> None:
-    lost = lose_a_card(world, encrypted)
+@pytest.mark.parametrize(("encrypted", "per_value"), [(False, False), (True, False), (True, True)],
+                         ids=["plain", "encrypted", "per-value"])
+def test_a_lost_cards_values_come_back_once_on_the_new_card(world: World, encrypted: bool, per_value: bool) -> None:
+    lost = lose_a_card(world, encrypted, per_value)
     b, s = personalized()
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
         factors.login(km, lost.name, PASSWORD)
