@@ -220,6 +220,11 @@ class KeyRestoreResponse(StrictModel):
     sealed: B64
 
 
+class ShareRestoreResponse(KeyRestoreResponse):
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one): IMPORT SHARE "
+                                               "carries it beside the share")
+
+
 CardPath = Annotated[str, Path(min_length=16, max_length=16, pattern=HEX_PATTERN)]
 MODES = {"public": 1, "symmetric": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}

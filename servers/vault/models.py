@@ -124,3 +124,5 @@ class ShareRestoreRequest(StrictModel):
 
 class ShareRestoreResponse(StrictModel):
     sealed_share: B64
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one): IMPORT SHARE "
+                                               "carries it beside the share")

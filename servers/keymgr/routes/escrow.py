@@ -17,6 +17,7 @@ from ..models import (
     KeyGenerateRequest,
     KeyRestoreRequest,
     KeyRestoreResponse,
+    ShareRestoreResponse,
 )
 
 router = APIRouter()
@@ -41,11 +42,13 @@ def escrow_share(body: EscrowRequest, owner: Owner, service: Service) -> EscrowR
     return EscrowResponse(escrowed=True)
 
 
-@router.post("/v1/share-restorations", response_model=KeyRestoreResponse)
-def restore_share(body: KeyRestoreRequest, owner: Owner, service: Service) -> KeyRestoreResponse:
-    return _sealed_key(service.escrows.restore_share(owner, unhex(body.card_id, "card_id"),
-                                                     unhex(body.target_card_id, "target_card_id"),
-                                                     unb64(body.transport_key, "transport_key")))
+@router.post("/v1/share-restorations", response_model=ShareRestoreResponse)
+def restore_share(body: KeyRestoreRequest, owner: Owner, service: Service) -> ShareRestoreResponse:
+    mode, key_id, sealed, public = service.escrows.restore_share(owner, unhex(body.card_id, "card_id"),
+                                                                 unhex(body.target_card_id, "target_card_id"),
+                                                                 unb64(body.transport_key, "transport_key"))
+    return ShareRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed),
+                                public_key=b64(public) if public else None)
 
 
 @router.post("/v1/assisted-restorations", response_model=AssistedRestoreResponse)

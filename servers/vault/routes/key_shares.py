@@ -19,6 +19,6 @@ def key_share(body: KeyShareRequest, card_id: Card, service: Service) -> KeyShar
 
 @router.post("/v1/share-restorations", response_model=ShareRestoreResponse)
 def share_restoration(body: ShareRestoreRequest, card_id: Card, service: Service) -> ShareRestoreResponse:
-    sealed = service.key_share_for(card_id, unhex(body.old_card_id, "old_card_id"), unhex(body.key_id, "key_id"),
-                                   unb64(body.transport_key, "transport_key"))
-    return ShareRestoreResponse(sealed_share=b64(sealed))
+    sealed, public = service.key_share_for(card_id, unhex(body.old_card_id, "old_card_id"),
+                                           unhex(body.key_id, "key_id"), unb64(body.transport_key, "transport_key"))
+    return ShareRestoreResponse(sealed_share=b64(sealed), public_key=b64(public) if public else None)
