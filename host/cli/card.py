@@ -23,7 +23,7 @@ from ..transport.open import default_image, open_card
 from .complete import reader_names, value_ids
 from .errors import CliFail
 from .net import vault_link
-from .render import console, info_table, listing_table, print_json, record_table
+from .render import console, info_table, listing_table, memory_map_view, print_json, record_table
 from .secrets import secret_option
 from .shortage import day, decider, policy_for, shortage_options
 
@@ -379,6 +379,28 @@ def delete(session: WalletSession, value_id: int, force: bool, pin: str | None, 
         print_json({"id": value_id, "deleted": True, "certificate": bool(record.flags & ValueFlags.CERTIFICATE)})
     else:
         console.print(f"Deleted value {value_id}")
+
+
+@card.command("map")
+@with_wallet
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the picture as an SVG file, to open in a browser.")
+@json_option
+def map_(session: WalletSession, svg_file: Path | None, as_json: bool) -> None:
+    """A picture of the card's memory: its areas, each value's extent by type, the free gaps and
+    how fragmented they are. Needs no PIN (it shows sizes and types, as 'card list' does)."""
+    from ..memory_map import layout, svg
+
+    lay = layout(session.memory_map())
+    names = {e.id: e.name for e in session.list()}
+    if svg_file is not None:
+        svg_file.write_text(svg(lay, names), encoding="utf-8")
+    if as_json:
+        print_json(lay)
+        return
+    console.print(memory_map_view(lay, names))
+    if svg_file is not None:
+        console.print(f"Wrote {svg_file}")
 
 
 @card.group()
