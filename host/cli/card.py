@@ -17,11 +17,11 @@ from apdu import SW, ApduError
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueRecord, ValueType
 
-from .. import triggers
 from ..session import WalletSession
 from ..transport.open import default_image, open_card
 from .complete import reader_names, value_ids
 from .errors import CliFail
+from .lazy import LazyGroup
 from .net import vault_link
 from .render import console, info_table, listing_table, memory_map_view, print_json, record_table
 from .secrets import secret_option
@@ -117,7 +117,10 @@ def as_date(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy={
+    "serve": "host.cli.pcsc:serve", "lost": "host.cli.keymgr:lost",
+    "issue-id": "host.cli.idcard:issue_id", "id-info": "host.cli.idcard:id_info",
+})
 def card() -> None:
     """Work with the card: create, inspect, store, spend, delete."""
 
@@ -301,6 +304,8 @@ def store(
         total=total,
         remarks=remarks,
     )
+    from .. import triggers
+
     unlock(session, pin)
     with vault_link(vault_url) as link:
         value_id, made = triggers.store(session, record, link, day(today), policy_for(session, on_shortage), decider())

@@ -235,3 +235,26 @@ def bench_image(pairs: int, folder: Path | None, as_json: bool) -> None:
     console.print(f"STORE+DELETE, {result.pairs} pairs each, median of batches: image file "
                   f"{result.image_apdu_s:,.0f} APDU/s, in memory {result.memory_apdu_s:,.0f} APDU/s, "
                   f"ratio {result.ratio:.2f} (goal >= 0.5)")
+
+
+@bench.command("startup")
+@click.option("--rounds", type=click.IntRange(3, 1000), default=15, show_default=True,
+              help="Runs of each command, interleaved.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_startup(rounds: int, as_json: bool) -> None:
+    """Start-up: 'evb --version' and 'evb card info' beside 'python3 -c pass' (goal: ratio <= 2)."""
+    from ..bench import run_startup_bench
+
+    with console.status("starting evb and python3...") if not as_json else nullcontext():
+        rows = run_startup_bench(rounds)
+    if as_json:
+        print_json({"rounds": rounds, "rows": [{"command": r.name, "median_ms": round(r.median_ms, 1),
+                                                "ratio": round(r.ratio, 2)} for r in rows]})
+        return
+    table = Table(title=f"Start-up, median of {rounds} interleaved runs", title_justify="left",
+                  caption="ratio: against python3 -c pass in the same run; goal <= 2")
+    for col in ("command", "median (ms)", "ratio"):
+        table.add_column(col, justify="left" if col == "command" else "right")
+    for r in rows:
+        table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.ratio:.2f}")
+    console.print(table)

@@ -12,7 +12,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
-from rich.progress import Progress
 from rich.table import Table
 
 from apdu import wallet as w
@@ -172,6 +171,8 @@ class ConsoleReporter:
 @contextmanager
 def progress_bar(what: str, as_json: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A transient bar on a terminal (nothing in pipes or with --json); yields ``(done, total)``."""
+    from rich.progress import Progress
+
     with Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task(what, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
