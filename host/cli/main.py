@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .. import __version__
 from .errors import CliFail
 from .lazy import LazyGroup
 
@@ -113,7 +114,7 @@ def setup_logging(verbose: int, log_file: Path | None) -> Callable[[], None]:
 @click.option("-v", "--verbose", count=True, help="More logging; -vv traces APDUs (PINs redacted).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Append everything to FILE: the APDU trace (redacted) and any failure's traceback.")
-@click.version_option(package_name="evb", prog_name="evb")
+@click.version_option(__version__, prog_name="evb")  # not package_name: importlib.metadata costs more than click
 def cli(verbose: int, log_file: Path | None) -> None:
     """Back up electronic value from an IC card to a vault, and restore it."""
     click.get_current_context().call_on_close(setup_logging(verbose, log_file))

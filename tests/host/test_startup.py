@@ -40,7 +40,17 @@ def test_version_imports_no_command_module() -> None:
     mods = imported_by("--version")
     assert not {m for m in mods if m.startswith("host.cli.") and m not in
                 {"host.cli.main", "host.cli.errors", "host.cli.lazy"}}
-    assert not top_level(mods) & {*HEAVY, "rich", "cryptography", "card", "construct"}
+    assert not top_level(mods) & {*HEAVY, "rich", "cryptography", "card", "construct", "email"}
+
+
+def test_the_version_is_the_packages() -> None:
+    import tomllib
+
+    import host
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert host.__version__ == declared
+    assert evb("--version").stdout == f"evb, version {declared}\n"
 
 
 def test_card_info_imports_no_client_or_server_stack(tmp_path: Path) -> None:
