@@ -135,7 +135,8 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
 @keymgr.command("unlock")
 @click.argument("name")
 @click.option("--db", "db_url", help="The key manager's database [default: under $XDG_DATA_HOME/evb].")
-def unlock_account(name: str, db_url: str | None) -> None:
+@json_option
+def unlock_account(name: str, db_url: str | None, as_json: bool) -> None:
     """Clear a name locked by wrong passwords (administrator; written to the audit log)."""
     from servers.keymgr.repository import MIGRATIONS, KeyManagerRepository
     from servers.keymgr.server import default_db
@@ -146,7 +147,7 @@ def unlock_account(name: str, db_url: str | None) -> None:
         KeyManagerRepository(db).clear_failures(name, int(time.time()), event="unlocked by the administrator")
     finally:
         db.close()
-    console.print(f"Unlocked {name} (audited).")
+    print_json({"name": name, "unlocked": True}) if as_json else console.print(f"Unlocked {name} (audited).")
 
 
 @keymgr.command("statement-key")
@@ -244,27 +245,41 @@ def logout(keymgr_url: str, as_json: bool) -> None:
 @id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="Enrol this finger (a simulated finger's name): three touches.")
 @proof_options("proof-")
+@json_option
 def enrol_factor(keymgr_url: str, new_password: bool, new_password_value: str | None, id_image: Path | None,
-                 id_reader: str | None, id_pin: str | None, finger: str | None, proof: ProofOptions) -> None:
+                 id_reader: str | None, id_pin: str | None, finger: str | None, proof: ProofOptions,
+                 as_json: bool) -> None:
     """Add an authentication factor to your account: a password, an ID card, a fingerprint. The
     factors your policy needs are proved again first: the current password (--proof-password-file,
     EVB_PASSWORD or prompted), --proof-id-card-image/--proof-id-reader, --proof-finger. A new
     password ends your other sessions."""
     if not (new_password or id_image or id_reader or finger):
         raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(text)
+
+    enrolled: list[dict[str, str | None]] = []  # the shape 'account policy show' lists factors in
     with logged_in(keymgr_url, proof) as client:
         if new_password:
             client.set_password(ask_password(new_password_value, confirm=True, label="New password",
                                              source="pass --new-password-file FILE or set EVB_NEW_PASSWORD"))
-            console.print("Password changed; your other sessions ended.")
+            enrolled.append({"kind": "password", "ref": None})
+            say("Password changed; your other sessions ended.")
         with optional_id_card(id_image, id_reader) as card:
             if card is not None:
                 if id_pin is not None:
                     card.verify_pin(id_pin)
-                console.print(f"ID card {factors.enrol_id_card(client, card)} enrolled.")
+                number = factors.enrol_id_card(client, card)
+                enrolled.append({"kind": "id-card", "ref": number})
+                say(f"ID card {number} enrolled.")
         if finger is not None:
             factors.enrol_fingerprint(client, finger)
-            console.print("Fingerprint enrolled (the template is kept encrypted).")
+            enrolled.append({"kind": "fingerprint", "ref": None})
+            say("Fingerprint enrolled (the template is kept encrypted).")
+    if as_json:
+        print_json({"enrolled": enrolled, "other_sessions_ended": new_password})
 
 
 @account.group("policy")
@@ -276,11 +291,13 @@ def policy() -> None:
 @click.argument("expression")
 @keymgr_option
 @proof_options()
-def policy_set(expression: str, keymgr_url: str, proof: ProofOptions) -> None:
+@json_option
+def policy_set(expression: str, keymgr_url: str, proof: ProofOptions, as_json: bool) -> None:
     """E.g. 'password and id-card', 'fingerprint or password' (factors must be enrolled). The
     factors the current policy needs are proved again (the options of 'evb account login')."""
     with logged_in(keymgr_url, proof) as client:
-        console.print(f"Logins now need: {client.set_policy(expression)}")
+        text = client.set_policy(expression)
+    print_json({"policy": text}) if as_json else console.print(f"Logins now need: {text}")
 
 
 @policy.command("show")
