@@ -23,11 +23,20 @@ from ..paths import data_dir
 from ..session import WalletSession
 from ..triggers import free_percent, run_auto
 from ..vault_client import VaultClientError
-from .card import HeldCard, card_image_option, need_pin, pin_option, reader_option, wallet
 from .lazy import LazyGroup
 from .net import CA_ENV, trust, vault_link
+from .options import (
+    HeldCard,
+    card_image_option,
+    need_pin,
+    pin_option,
+    reader_option,
+    today_option,
+    vault_option,
+    wallet,
+)
 from .render import console
-from .shortage import day, today_option, vault_option
+from .shortage import day
 
 try:
     import readline

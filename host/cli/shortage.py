@@ -12,7 +12,7 @@ import click
 
 from apdu.triggers import ShortagePolicy
 
-from .net import url_option
+from .options import today_option, vault_option
 
 if TYPE_CHECKING:  # the shortage flow is imported when a card runs short, not with every command
     from rich.table import Table
@@ -20,10 +20,6 @@ if TYPE_CHECKING:  # the shortage flow is imported when a card runs short, not w
     from ..session import WalletSession
     from ..triggers import Choice, Decide, Shortage, VaultLink
 
-DEFAULT_VAULT = "https://127.0.0.1:8470"
-vault_option = url_option("--vault", "vault_url", "EVB_VAULT", DEFAULT_VAULT, "vault")
-today_option = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), envvar="EVB_TODAY",
-                            help="The date the conditions are evaluated on (or EVB_TODAY) [default: today].")
 POLICIES = {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}
 
 
