@@ -188,7 +188,8 @@ def memory_map_view(lay: Layout, names: dict[int, str]) -> Group:
     """The areas, the data area as a strip of cells (a letter per value type, upper case for a value,
     lower case for a certificate, ``·`` free), the index's slots, and every extent in address order.
     A cell shows what holds most of its bytes, free space included, so a gap of half a cell or more
-    shows; the table lists every gap whatever its size."""
+    shows; the table lists every gap whatever its size. Free rows after the last record are counted,
+    not drawn."""
     from rich.text import Text
 
     from ..memory_map import AREA_NAMES, Gap
@@ -205,8 +206,11 @@ def memory_map_view(lay: Layout, names: dict[int, str]) -> Group:
     for x in lay.extents():
         for c in range(x.offset // cell, (x.offset + x.size - 1) // cell + 1):
             by_cell.setdefault(c, {})[x] = min(x.offset + x.size, (c + 1) * cell) - max(x.offset, c * cell)
+    cells = -(-data.length // cell)
+    last_used = max((c for c, owners in by_cell.items() if any(not isinstance(x, Gap) for x in owners)), default=-1)
+    shown = min(cells, (last_used // MAP_COLUMNS + 2) * MAP_COLUMNS)  # one free row after the last record
     strip = Text()
-    for c in range(-(-data.length // cell)):
+    for c in range(shown):
         if c and c % MAP_COLUMNS == 0:
             strip.append("\n")
         owners = by_cell.get(c, {})
@@ -219,6 +223,9 @@ def memory_map_view(lay: Layout, names: dict[int, str]) -> Group:
         letter = e.type.name[0]
         strip.append(letter.lower() if e.flags & ValueFlags.CERTIFICATE else letter,
                      style=TYPE_STYLES[e.type.name.lower()])
+    if shown < cells:
+        strip.append(f"\n… {(cells - shown) // MAP_COLUMNS} more rows free ({data.length - shown * cell} bytes)",
+                     style="dim")
     used_slots = {e.slot for e in lay.entries}
     slots = Text("\n".join(
         "".join("■" if s in used_slots else "·" for s in range(row, min(row + MAP_COLUMNS, lay.index_capacity)))

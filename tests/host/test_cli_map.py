@@ -51,6 +51,7 @@ def test_map_in_the_terminal_json_and_svg(image: Path, tmp_path: Path) -> None: 
     assert "value 2" not in r.stdout
     strip = r.stdout.split("a cell:\n")[1].splitlines()[0]
     assert strip.startswith("T") and "V" in strip and strip.endswith("·")  # a cell: what holds most of it
+    assert "… 6 more rows free" in r.stdout  # 8 rows of 64 cells; after the last record, one row drawn
 
     lay = json.loads(evb("card", "map", *img, "--json").stdout)
     assert [e["id"] for e in lay["entries"]] == [1, 3, 4]
