@@ -110,7 +110,7 @@ def test_logout_ends_the_session_and_forgets_it(km: str) -> None:
 
 
 def test_the_administrator_unlocks_a_locked_name(km: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from servers.keymgr.service import MAX_FAILURES
+    from servers.keymgr.services.accounts import MAX_FAILURES
 
     ok("account", "create", "saburo", "--keymgr", km)
     monkeypatch.setenv("EVB_PASSWORD", "wrong horse battery")
