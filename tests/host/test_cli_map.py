@@ -9,7 +9,7 @@ from pathlib import Path
 
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueType
-from host.memory_map import Gap, layout
+from host.memory_map import Gap, layout, svg
 
 from .test_cli import PIN, evb
 from .test_cli import image as image  # noqa: F401 (fixture)
@@ -78,8 +78,6 @@ def test_map_needs_no_pin_and_shows_a_certificate(image: Path) -> None:  # noqa:
     assert r.exit_code == 0 and "0 of 128 slots" in r.stdout
     cert = w.MapEntry(0, 7, ValueType.PREPAID, ValueFlags.CERTIFICATE, 0, 10)
     areas = (w.MapArea(w.AreaKind.INDEX, 0, 8), w.MapArea(w.AreaKind.DATA, 8, 100))
-    from host.memory_map import svg
-
     doc = ET.fromstring(svg(layout(w.MemoryMap(108, areas, (cert,)))))
     (rect,) = [r for r in doc.findall(f"{SVG}rect") if "record" in (r.get("class") or "")]
     assert rect.get("class") == "record certificate"
