@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from apdu import SW, ApduError
+from apdu import SW, ApduError, seal
 from apdu import backup as b
 from apdu import wallet as w
 from apdu.backup import RegisteredValue
@@ -165,10 +165,19 @@ def restore(session: WalletSession, vault: VaultClient, value_id: int, make_room
     if not _answers(cert, value):
         session.cancel_pending(value_id)
         raise BackupError(f"value {value_id}: the vault's value does not match the certificate")
-    commit_with_room(session, value_id, entry.name, len(value), lambda: session.commit_restore(value_id, value),
-                     make_room)
+    commit_with_room(session, value_id, entry.name, _record_bound(cert, value),
+                     lambda: session.commit_restore(value_id, value), make_room)
     release(session, vault, cert.counter, cert.value_hash)
     return Outcome(value_id, entry.name, "restored")
+
+
+def _record_bound(cert: Certificate, value: bytes) -> int:
+    """At most the bytes the restored record takes on the card: the value, or for an encrypted
+    one its ciphertext less the smallest seal overhead (salt, IV, tag, a byte of padding); the
+    registered value around it (digest, the vault's key part, the signature) never lands there."""
+    if cert.mode != Mode.ENCRYPTED:
+        return len(value)
+    return len(RegisteredValue.from_bytes(value).ciphertext) - seal.SALT_LEN - seal.IV_LEN - seal.TAG_LEN - 1
 
 
 def commit_with_room(session: WalletSession, value_id: int, name: str, needed: int, commit: Callable[[], None],
