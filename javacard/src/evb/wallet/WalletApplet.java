@@ -9,26 +9,41 @@ import javacard.framework.OwnerPIN;
 import javacard.framework.Util;
 import javacard.security.MessageDigest;
 import javacard.security.RandomData;
+import javacardx.apdu.ExtendedLength;
 
 /**
- * The wallet applet (docs/APDU.md), first slice: SELECT and its FCI, GET CARD INFO, PERSONALIZE,
- * VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER, answering byte for byte as the Python card
- * (card/wallet.py, card/pin.py). Every other instruction answers 6D00 until it is implemented here;
- * javacard/README.md lists what is and what is not.
+ * The wallet applet (docs/APDU.md), answering byte for byte as the Python card (card/card.py,
+ * card/wallet.py, card/index.py, card/pin.py): SELECT and its FCI, GET CARD INFO, the PIN commands,
+ * the value index and STORE / LIST / READ / MODIFY / DELETE VALUE, command chaining, extended
+ * length, and 61xx / 6Cxx / GET RESPONSE. Every other instruction answers 6D00 until it is
+ * implemented here; javacard/README.md lists what is and what is not.
  *
  * The PIN and the unblocking code are OwnerPINs over SHA-256(card id | digits) (and card id | "PUK" |
  * digits): the card never keeps the digits, and OwnerPIN spends its try counter before it compares.
+ *
+ * What a card OS would do below the applet in the Python card (chaining, response chaining) is done
+ * here, because jCardSim's runtime does none of it: data arrives in the APDU buffer or, for chains
+ * and data longer than the buffer, in a 4096-byte receive buffer; an answer is a source (bytes in
+ * RAM, a record behind a RAM head, or the listing) that GET RESPONSE reads on from where it stopped,
+ * so no answer is ever copied whole into RAM.
  */
-public final class WalletApplet extends Applet {
+public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte CLA_ISO = (byte) 0x00;
     private static final byte CLA_PROPRIETARY = (byte) 0x80;
+    private static final byte CLA_CHAINING = (byte) 0x10;
 
     private static final byte INS_PERSONALIZE = (byte) 0x02;
     private static final byte INS_GET_CARD_INFO = (byte) 0x10;
+    private static final byte INS_LIST_VALUES = (byte) 0x12;
+    private static final byte INS_READ_VALUE = (byte) 0x14;
+    private static final byte INS_STORE_VALUE = (byte) 0x16;
+    private static final byte INS_MODIFY_VALUE = (byte) 0x18;
+    private static final byte INS_DELETE_VALUE = (byte) 0x1A;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
     private static final byte INS_RESET_RETRY_COUNTER = (byte) 0x2C;
     private static final byte INS_SELECT = (byte) 0xA4;
+    private static final byte INS_GET_RESPONSE = (byte) 0xC0;
 
     private static final byte P2_PIN = (byte) 0x81;
     private static final byte P1_VERIFY_RESET = (byte) 0xFF;
@@ -46,13 +61,24 @@ public final class WalletApplet extends Applet {
     private static final byte CARD_ID_LEN = 8;
     private static final byte CARD_INFO_LEN = 29;
 
-    /** The Python card's default geometry (32 KiB EEPROM, a 1024-byte header, 128 index entries). */
-    private static final short INDEX_CAPACITY = 128;
-    private static final short DATA_SIZE = 28656;
+    private static final byte FILTER_BY_TYPE = 0x01;
+    private static final byte FILTER_CERTIFICATES = 0x02;
+    private static final byte FILTER_EXPIRING = 0x04;
+    private static final short FILTER_LEN = 8;
+    private static final byte OP_SPEND = 1;
+    private static final byte OP_USE = 2;
+    private static final short LIST_HEAD = 11;  // id, type, flags, size, valid-to, name length
+
+    /** Bytes a command chain may collect (docs/APDU.md 1), like a Java Card APDU buffer. */
+    private static final short MAX_CHAIN = 4096;
+    private static final short MAX_SHORT = 32767;
 
     private static final short SW_CLA_NOT_SUPPORTED = ISO7816.SW_CLA_NOT_SUPPORTED;
     private static final short SW_CHAINING_NOT_SUPPORTED = (short) 0x6884;
+    private static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
+    private static final short SW_RECORD_NOT_FOUND = ISO7816.SW_RECORD_NOT_FOUND;
+    private static final short SW_NOT_ENOUGH_MEMORY = (short) 0x6A84;
     private static final short SW_REFERENCE_NOT_FOUND = (short) 0x6A88;
     private static final short SW_VERIFY_FAILED = (short) 0x63C0;
 
@@ -61,26 +87,64 @@ public final class WalletApplet extends Applet {
     };
     private static final byte[] PUK_SALT = {(byte) 'P', (byte) 'U', (byte) 'K'};
 
+    // the answer being sent: its source, how far GET RESPONSE has read, its length, its record
+    private static final byte SRC_NONE = 0;
+    private static final byte SRC_RAM = 1;     // answer[0..total)
+    private static final byte SRC_RECORD = 2;  // answer[0..RECORD_HEAD) then the record in slot
+    private static final byte SRC_LIST = 3;    // the listing under the filter in filter[]
+    private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
+    private static final short S_SOURCE = 0;
+    private static final short S_POS = 1;
+    private static final short S_TOTAL = 2;
+    private static final short S_SLOT = 3;
+    private static final short S_CHAIN = 4;      // bytes collected by a chain under way
+    private static final short S_CHAINING = 5;   // 1 while a chain is under way
+    private static final short S_BIG = 6;        // 1 when the command's data is in received[]
+    private static final short SESSION = 7;
+
     // persistent (EEPROM)
     private final byte[] cardId;
-    private final byte[] lifeCycle;
+    private final byte[] state;  // life cycle (1), next value id (2)
+    private static final short ST_LIFE = 0;
+    private static final short ST_NEXT_ID = 1;
     private final OwnerPIN pin;
     private final OwnerPIN puk;
     private final MessageDigest sha256;
+    private final ValueIndex index;
+    private final Records records;
+    /**
+     * Chains and data longer than the APDU buffer collect here; in EEPROM, written without a
+     * transaction (nothing refers to it across a power loss: the chain's length is in RAM), because
+     * 4 KB is more RAM than many cards have.
+     */
+    private final byte[] received;
 
-    // session (RAM, cleared on deselect and power loss)
+    // session (RAM, cleared on reset; the PIN status also on deselect)
     private final boolean[] verified;
     private final byte[] scratch;
+    private final byte[] answer;
+    private final byte[] filter;
+    private final byte[] chainHead;  // INS P1 P2 of the chain under way
+    private final short[] session;
+    private final short[] tmp;
 
     private WalletApplet() {
         cardId = new byte[CARD_ID_LEN];
         RandomData.getInstance(RandomData.ALG_SECURE_RANDOM).generateData(cardId, (short) 0, CARD_ID_LEN);
-        lifeCycle = new byte[] {LIFE_PERSONALIZATION};
+        state = new byte[] {LIFE_PERSONALIZATION, 0, 1};
         pin = new OwnerPIN(PIN_MAX_TRIES, HASH_LEN);
         puk = new OwnerPIN(PUK_MAX_TRIES, HASH_LEN);
         sha256 = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
+        index = new ValueIndex();
+        records = new Records();
+        received = new byte[MAX_CHAIN];
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
-        scratch = JCSystem.makeTransientByteArray((short) 64, JCSystem.CLEAR_ON_DESELECT);
+        scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
+        answer = JCSystem.makeTransientByteArray((short) 160, JCSystem.CLEAR_ON_RESET);
+        filter = JCSystem.makeTransientByteArray(FILTER_LEN, JCSystem.CLEAR_ON_RESET);
+        chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
+        session = JCSystem.makeTransientShortArray(SESSION, JCSystem.CLEAR_ON_RESET);
+        tmp = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -103,9 +167,25 @@ public final class WalletApplet extends Applet {
         verified[0] = false;
     }
 
+    private boolean personalizing() {
+        return state[ST_LIFE] == LIFE_PERSONALIZATION;
+    }
+
     public void process(APDU apdu) {
         byte[] buf = apdu.getBuffer();
+        byte cla = buf[ISO7816.OFFSET_CLA];
+        byte ins = buf[ISO7816.OFFSET_INS];
+        if (!selectingApplet() && ins == INS_GET_RESPONSE) {
+            // a refused GET RESPONSE is no new command: the waiting data stays for a corrected one
+            getResponse(apdu);
+            return;
+        }
+        session[S_SOURCE] = SRC_NONE;  // any other command ends the wait (ISO 7816-4 5.3.4)
         if (selectingApplet()) {
+            if (session[S_CHAINING] != 0) {
+                endChain();
+                ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
+            }
             // the runtime selects on any P2; the Python card refuses all but 00 and 0C (then the
             // applet stays selected here, with the PIN status reset by select(): javacard/README.md)
             if (buf[ISO7816.OFFSET_P2] == (byte) 0x0C) {
@@ -117,19 +197,28 @@ public final class WalletApplet extends Applet {
             fci(apdu);
             return;
         }
-        byte cla = buf[ISO7816.OFFSET_CLA];
-        byte ins = buf[ISO7816.OFFSET_INS];
         if ((cla & 0x03) != 0) {
             ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
         }
-        if ((cla & 0x0C) != 0 || (cla & 0x60) != 0) {
+        byte base = (byte) (cla & ~CLA_CHAINING);
+        if (base != CLA_ISO && base != CLA_PROPRIETARY) {
             ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
         }
-        if ((cla & 0x10) != 0) {
-            ISOException.throwIt(SW_CHAINING_NOT_SUPPORTED);  // not yet: javacard/README.md
+        short lc;
+        if ((cla & CLA_CHAINING) != 0) {
+            chainLink(apdu);
+            return;  // 9000: the link is kept
         }
-        if (cla != CLA_ISO && cla != CLA_PROPRIETARY) {
-            ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
+        byte[] d = received;
+        short off = 0;
+        if (session[S_CHAINING] != 0) {
+            lc = lastLink(apdu);
+        } else {
+            lc = receive(apdu, (short) 0);
+            if (session[S_BIG] == 0) {
+                d = buf;
+                off = apdu.getOffsetCdata();
+            }
         }
         if (ins == INS_SELECT && cla == CLA_ISO) {
             // a SELECT the runtime did not take: bad P1-P2, or an AID of no applet
@@ -143,37 +232,47 @@ public final class WalletApplet extends Applet {
         if (expected == 0x01) {
             ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
         }
-        if (cla != expected) {
+        if (base != expected) {
             ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
         }
-        boolean noP1P2 = ins == INS_PERSONALIZE || ins == INS_GET_CARD_INFO;
-        if (noP1P2 && (buf[ISO7816.OFFSET_P1] != 0 || buf[ISO7816.OFFSET_P2] != 0)) {
-            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
-        }
-        boolean personalizing = lifeCycle[0] == LIFE_PERSONALIZATION;
+        checkP1P2(buf, ins);
+        boolean personalizing = personalizing();
         if (personalizing && ins != INS_PERSONALIZE && ins != INS_GET_CARD_INFO) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
         if (!personalizing && ins == INS_PERSONALIZE) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        short lc = apdu.setIncomingAndReceive();
-        short off = apdu.getOffsetCdata();
         switch (ins) {
             case INS_PERSONALIZE:
-                personalize(buf, off, lc);
+                personalize(d, off, lc);
                 return;
             case INS_GET_CARD_INFO:
                 cardInfo(apdu, lc);
                 return;
+            case INS_LIST_VALUES:
+                list(apdu, d, off, lc);
+                return;
+            case INS_READ_VALUE:
+                read(apdu, lc);
+                return;
+            case INS_STORE_VALUE:
+                store(apdu, d, off, lc);
+                return;
+            case INS_MODIFY_VALUE:
+                modify(apdu, d, off, lc);
+                return;
+            case INS_DELETE_VALUE:
+                delete(apdu, lc);
+                return;
             case INS_VERIFY:
-                verify(buf, off, lc);
+                verify(buf, d, off, lc);
                 return;
             case INS_CHANGE_REFERENCE_DATA:
-                changePin(buf, off, lc);
+                changePin(buf, d, off, lc);
                 return;
             case INS_RESET_RETRY_COUNTER:
-                resetRetryCounter(buf, off, lc);
+                resetRetryCounter(buf, d, off, lc);
                 return;
             default:
                 ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
@@ -185,6 +284,11 @@ public final class WalletApplet extends Applet {
         switch (ins) {
             case INS_PERSONALIZE:
             case INS_GET_CARD_INFO:
+            case INS_LIST_VALUES:
+            case INS_READ_VALUE:
+            case INS_STORE_VALUE:
+            case INS_MODIFY_VALUE:
+            case INS_DELETE_VALUE:
                 return CLA_PROPRIETARY;
             case INS_VERIFY:
             case INS_CHANGE_REFERENCE_DATA:
@@ -195,48 +299,401 @@ public final class WalletApplet extends Applet {
         }
     }
 
-    private void fci(APDU apdu) {
+    /** P1-P2 come first (6A86): commands that take none, and those that take a value id (not 0000). */
+    private static void checkP1P2(byte[] buf, byte ins) {
+        short p1p2 = Util.getShort(buf, ISO7816.OFFSET_P1);
+        switch (ins) {
+            case INS_PERSONALIZE:
+            case INS_GET_CARD_INFO:
+            case INS_LIST_VALUES:
+            case INS_STORE_VALUE:
+                if (p1p2 != 0) {
+                    ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+                }
+                return;
+            case INS_READ_VALUE:
+            case INS_MODIFY_VALUE:
+            case INS_DELETE_VALUE:
+                if (p1p2 == 0) {
+                    ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+                }
+                return;
+            default:
+                return;
+        }
+    }
+
+    // --- receiving: the APDU buffer, or the receive buffer for chains and long data -------------
+
+    /**
+     * Receive the command data; answers Lc (at most 32767). Data that fits the APDU buffer stays
+     * there; longer data (a real card's extended APDU) goes to received[at..], as much as fits,
+     * and session[S_BIG] says so: every command that takes data refuses a length beyond 4096 by
+     * its Lc alone, as the Python card refuses it by its length.
+     */
+    private short receive(APDU apdu, short at) {
         byte[] buf = apdu.getBuffer();
-        buf[0] = (byte) 0x6F;
-        buf[1] = (byte) (AID_WALLET.length + 2);
-        buf[2] = (byte) 0x84;
-        buf[3] = (byte) AID_WALLET.length;
-        Util.arrayCopyNonAtomic(AID_WALLET, (short) 0, buf, (short) 4, (short) AID_WALLET.length);
-        send(apdu, (short) (AID_WALLET.length + 4));
+        short got = apdu.setIncomingAndReceive();
+        short off = apdu.getOffsetCdata();
+        short lc = apdu.getIncomingLength();
+        session[S_BIG] = 0;
+        if (lc >= 0 && lc <= (short) (buf.length - off)) {
+            while (got < lc) {
+                got += apdu.receiveBytes((short) (off + got));
+            }
+            return lc;
+        }
+        session[S_BIG] = 1;
+        short total = 0;
+        while (got > 0) {
+            short room = (short) (MAX_CHAIN - at - total);
+            if (room > 0) {
+                Util.arrayCopyNonAtomic(buf, off, received, (short) (at + total), got < room ? got : room);
+            }
+            total = (short) (total + got) < 0 ? MAX_SHORT : (short) (total + got);
+            got = apdu.receiveBytes(off);
+        }
+        return total;
+    }
+
+    private void endChain() {
+        session[S_CHAINING] = 0;
+        session[S_CHAIN] = 0;
+    }
+
+    /** Append this command's data to the chain: 6883 for another INS/P1/P2, 6700 past 4096 bytes. */
+    private short append(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        if (session[S_CHAINING] != 0 && Util.arrayCompare(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3) != 0) {
+            endChain();
+            ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
+        }
+        short at = session[S_CHAIN];
+        short lc = receive(apdu, at);
+        if (lc > (short) (MAX_CHAIN - at)) {
+            endChain();
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (session[S_BIG] == 0) {
+            Util.arrayCopyNonAtomic(buf, apdu.getOffsetCdata(), received, at, lc);
+        }
+        session[S_CHAIN] = (short) (at + lc);
+        return session[S_CHAIN];
+    }
+
+    private void chainLink(APDU apdu) {
+        append(apdu);
+        Util.arrayCopyNonAtomic(apdu.getBuffer(), ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3);
+        session[S_CHAINING] = 1;
+    }
+
+    /** The unchained last link: the joined data, in received[0..), is the command's. */
+    private short lastLink(APDU apdu) {
+        short total = append(apdu);
+        endChain();
+        return total;
+    }
+
+    // --- answering: Ne, 6Cxx, 61xx and GET RESPONSE --------------------------------------------
+
+    /**
+     * Send ``total`` bytes of the answer ``source`` as card/card.py shapes it: no Le, the status
+     * alone (T=1); what fits Ne sent; an Le too short on a read-only case-2 command with at most
+     * 256 bytes, 6Cxx; otherwise Ne bytes and 61xx, the rest waiting for GET RESPONSE.
+     */
+    private void respond(APDU apdu, byte source, short total, short slot, short lc, boolean readOnly) {
+        if (total == 0) {
+            return;
+        }
+        short le = apdu.setOutgoing();
+        if (le == 0) {
+            return;
+        }
+        short ne = le < 0 ? MAX_SHORT : le;
+        if (total <= ne) {
+            apdu.setOutgoingLength(total);
+            emit(apdu, source, slot, (short) 0, total);
+            return;
+        }
+        if (lc == 0 && readOnly && total <= 256) {
+            ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | (total & 0xFF)));
+        }
+        session[S_SOURCE] = source;
+        session[S_SLOT] = slot;
+        session[S_TOTAL] = total;
+        session[S_POS] = ne;
+        apdu.setOutgoingLength(ne);
+        emit(apdu, source, slot, (short) 0, ne);
+        moreWaiting();
+    }
+
+    private void moreWaiting() {
+        short left = (short) (session[S_TOTAL] - session[S_POS]);
+        ISOException.throwIt((short) (ISO7816.SW_BYTES_REMAINING_00 | (left > 255 ? 0 : left)));
+    }
+
+    private void getResponse(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        byte cla = buf[ISO7816.OFFSET_CLA];
+        if ((cla & 0x03) != 0) {
+            ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
+        }
+        if ((cla & CLA_CHAINING) != 0) {
+            ISOException.throwIt(SW_CHAINING_NOT_SUPPORTED);
+        }
+        if (cla != CLA_ISO && cla != CLA_PROPRIETARY) {
+            ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
+        }
+        if (Util.getShort(buf, ISO7816.OFFSET_P1) != 0) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (apdu.setIncomingAndReceive() != 0 || apdu.getIncomingLength() != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte source = (byte) session[S_SOURCE];
+        if (source == SRC_NONE) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short le = apdu.setOutgoing();
+        short ne = le == 0 ? (short) 256 : (le < 0 ? MAX_SHORT : le);
+        short pos = session[S_POS];
+        short left = (short) (session[S_TOTAL] - pos);
+        short n = left < ne ? left : ne;
+        apdu.setOutgoingLength(n);
+        emit(apdu, source, session[S_SLOT], pos, n);
+        session[S_POS] = (short) (pos + n);
+        if (n < left) {
+            moreWaiting();
+        }
+        session[S_SOURCE] = SRC_NONE;
+    }
+
+    /** Send bytes [from, from + count) of an answer. */
+    private void emit(APDU apdu, byte source, short slot, short from, short count) {
+        if (source == SRC_LIST) {
+            listing(apdu, from, count);
+            return;
+        }
+        short head = source == SRC_RECORD ? RECORD_HEAD : session[S_TOTAL];
+        if (source == SRC_RAM) {
+            head = (short) (from + count);
+        }
+        if (from < head) {
+            short n = (short) (head - from) < count ? (short) (head - from) : count;
+            apdu.sendBytesLong(answer, from, n);
+            from += n;
+            count -= n;
+        }
+        if (count > 0) {
+            apdu.sendBytesLong(index.data, (short) (index.offset(slot) + from - RECORD_HEAD), count);
+        }
+    }
+
+    private void fci(APDU apdu) {
+        answer[0] = (byte) 0x6F;
+        answer[1] = (byte) (AID_WALLET.length + 2);
+        answer[2] = (byte) 0x84;
+        answer[3] = (byte) AID_WALLET.length;
+        Util.arrayCopyNonAtomic(AID_WALLET, (short) 0, answer, (short) 4, (short) AID_WALLET.length);
+        short lc = apdu.setIncomingAndReceive();
+        respond(apdu, SRC_RAM, (short) (AID_WALLET.length + 4), (short) 0, lc, true);
     }
 
     private void cardInfo(APDU apdu, short lc) {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        byte[] buf = apdu.getBuffer();
-        boolean personalizing = lifeCycle[0] == LIFE_PERSONALIZATION;
-        Util.arrayFillNonAtomic(buf, (short) 0, CARD_INFO_LEN, (byte) 0);
-        buf[0] = 1;  // version 1.0
-        buf[2] = lifeCycle[0];
-        Util.arrayCopyNonAtomic(cardId, (short) 0, buf, (short) 3, CARD_ID_LEN);
-        Util.setShort(buf, (short) 13, DATA_SIZE);  // total bytes of the data area (4: high half 0)
-        Util.setShort(buf, (short) 17, DATA_SIZE);  // free: no values stored yet in this slice
-        Util.setShort(buf, (short) 19, INDEX_CAPACITY);
-        buf[27] = personalizing ? 0 : pin.getTriesRemaining();
-        buf[28] = PIN_MAX_TRIES;
-        send(apdu, CARD_INFO_LEN);
+        Util.arrayFillNonAtomic(answer, (short) 0, CARD_INFO_LEN, (byte) 0);
+        answer[0] = 1;  // version 1.0
+        answer[2] = state[ST_LIFE];
+        Util.arrayCopyNonAtomic(cardId, (short) 0, answer, (short) 3, CARD_ID_LEN);
+        short used = index.count((byte) 0);
+        short certificates = index.count(ValueIndex.FLAG_CERTIFICATE);
+        Util.setShort(answer, (short) 13, ValueIndex.DATA_SIZE);  // total bytes of the data area (4)
+        Util.setShort(answer, (short) 17, (short) (ValueIndex.DATA_SIZE - index.usedBytes()));  // free (4)
+        Util.setShort(answer, (short) 19, ValueIndex.CAPACITY);
+        Util.setShort(answer, (short) 21, used);
+        Util.setShort(answer, (short) 23, (short) (used - certificates));
+        Util.setShort(answer, (short) 25, certificates);
+        answer[27] = personalizing() ? 0 : pin.getTriesRemaining();
+        answer[28] = PIN_MAX_TRIES;
+        respond(apdu, SRC_RAM, CARD_INFO_LEN, (short) 0, lc, true);
+    }
+
+    // --- values ----------------------------------------------------------------------------------
+
+    private void requirePin() {
+        if (pin.getTriesRemaining() == 0) {
+            ISOException.throwIt(SW_AUTH_BLOCKED);
+        }
+        if (!verified[0]) {
+            ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
+
+    /** The slot of the value P1-P2 names, or 6A83. */
+    private short entry(APDU apdu) {
+        short slot = index.find(Util.getShort(apdu.getBuffer(), ISO7816.OFFSET_P1));
+        if (slot < 0) {
+            ISOException.throwIt(SW_RECORD_NOT_FOUND);
+        }
+        return slot;
+    }
+
+    private void list(APDU apdu, byte[] d, short off, short lc) {
+        if (lc != 0 && lc != FILTER_LEN) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (lc == 0) {
+            Util.arrayFillNonAtomic(filter, (short) 0, FILTER_LEN, (byte) 0);
+        } else {
+            Util.arrayCopyNonAtomic(d, off, filter, (short) 0, FILTER_LEN);
+        }
+        byte flags = filter[0];
+        if ((flags & ~(FILTER_BY_TYPE | FILTER_CERTIFICATES | FILTER_EXPIRING)) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        byte t = filter[1];
+        if ((flags & FILTER_BY_TYPE) != 0 && !((t >= 1 && t <= 4) || t == 0x7F)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if ((flags & FILTER_EXPIRING) != 0 && !Records.isDate(filter, (short) 2)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        respond(apdu, SRC_LIST, listing(null, (short) 0, (short) 0), (short) 0, lc, true);
     }
 
     /**
-     * Answer buf[0..length) as the Python card shapes it on T=1: no Le, the status alone; an Le too
-     * short, 6Cxx with the exact length (only read-only case-2 commands come here with one).
+     * Walk the listing under filter[] in id order, sending its bytes [from, from + count) when
+     * ``apdu`` is given; answers its whole length. Each entry is built in scratch from the index
+     * and the record's title (name 83, valid-to 88).
      */
-    private static void send(APDU apdu, short length) {
-        short le = apdu.setOutgoing();
-        if (le == 0) {
-            return;
+    private short listing(APDU apdu, short from, short count) {
+        byte flags = filter[0];
+        short total = 0;
+        short end = (short) (from + count);
+        for (short s = index.nextById((short) 0); s >= 0; s = index.nextById(index.id(s))) {
+            if ((flags & FILTER_BY_TYPE) != 0 && index.type(s) != filter[1]) {
+                continue;
+            }
+            if ((flags & FILTER_CERTIFICATES) != 0 && (index.flags(s) & ValueIndex.FLAG_CERTIFICATE) == 0) {
+                continue;
+            }
+            short rec = index.offset(s);
+            short size = index.size(s);
+            short to = Records.locate(index.data, rec, size, Records.TAG_VALID_TO, tmp);
+            if ((flags & FILTER_EXPIRING) != 0
+                    && (to < 0 || !Records.within(filter, (short) 2, index.data, to, Util.getShort(filter, (short) 6)))) {
+                continue;
+            }
+            Util.setShort(scratch, (short) 0, index.id(s));
+            scratch[2] = index.type(s);
+            scratch[3] = index.flags(s);
+            Util.setShort(scratch, (short) 4, size);
+            if (to < 0) {
+                Util.arrayFillNonAtomic(scratch, (short) 6, (short) 4, (byte) 0);
+            } else {
+                Util.arrayCopyNonAtomic(index.data, to, scratch, (short) 6, (short) 4);
+            }
+            short name = Records.locate(index.data, rec, size, Records.TAG_NAME, tmp);
+            short nameLen = name < 0 ? 0 : tmp[1];
+            scratch[10] = (byte) nameLen;
+            if (nameLen > 0) {
+                Util.arrayCopyNonAtomic(index.data, name, scratch, LIST_HEAD, nameLen);
+            }
+            short n = (short) (LIST_HEAD + nameLen);
+            if (apdu != null && total < end && (short) (total + n) > from) {
+                short a = total < from ? (short) (from - total) : 0;
+                short b = (short) (total + n) > end ? (short) (end - total) : n;
+                apdu.sendBytesLong(scratch, a, (short) (b - a));
+            }
+            total += n;
         }
-        if (le < length) {
-            ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | length));
+        return total;
+    }
+
+    private void read(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        apdu.setOutgoingLength(length);
-        apdu.sendBytes((short) 0, length);
+        short slot = entry(apdu);
+        answer[0] = Records.TAG_ID;
+        answer[1] = 2;
+        Util.setShort(answer, (short) 2, index.id(slot));
+        answer[4] = Records.TAG_FLAGS;
+        answer[5] = 1;
+        answer[6] = index.flags(slot);
+        respond(apdu, SRC_RECORD, (short) (RECORD_HEAD + index.size(slot)), slot, lc, true);
+    }
+
+    private void store(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc > MAX_CHAIN) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // no record is this long
+        }
+        short size = records.check(d, off, lc, tmp);
+        short id = Util.getShort(state, ST_NEXT_ID);
+        if (id == 0) {
+            ISOException.throwIt(SW_NOT_ENOUGH_MEMORY);  // 65535 values stored over the card's life
+        }
+        short at = index.reserve(size);
+        // into free space, which nothing refers to until the entry is written: no transaction needed
+        byte type = records.write(d, index.data, at);
+        JCSystem.beginTransaction();
+        index.add(id, type, (byte) 0, at, size);
+        Util.setShort(state, ST_NEXT_ID, (short) (id + 1));
+        JCSystem.commitTransaction();
+        Util.setShort(answer, (short) 0, id);
+        respond(apdu, SRC_RAM, (short) 2, (short) 0, lc, false);
+    }
+
+    private void modify(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & (ValueIndex.FLAG_CERTIFICATE | ValueIndex.FLAG_PENDING)) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // only live value can be spent
+        }
+        if (lc != 5 || (d[off] != OP_SPEND && d[off] != OP_USE)
+                || Util.getShort(d, (short) (off + 1)) == 0 && Util.getShort(d, (short) (off + 3)) == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // op 01/02, an amount of at least 1
+        }
+        byte tag = d[off] == OP_SPEND ? Records.TAG_BALANCE : Records.TAG_QUANTITY;
+        short at = Records.locate(index.data, index.offset(slot), index.size(slot), tag, tmp);
+        if (at < 0 || tmp[1] != 4 || Records.compare(d, (short) (off + 1), index.data, at, (short) 4) > 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // no such field, or not that much
+        }
+        // what is left, byte by byte from the low end with a borrow (no int on the card)
+        short borrow = 0;
+        for (short i = 3; i >= 0; i--) {
+            short v = (short) ((index.data[(short) (at + i)] & 0xFF) - (d[(short) (off + 1 + i)] & 0xFF) - borrow);
+            borrow = v < 0 ? (short) 1 : (short) 0;
+            answer[i] = (byte) v;
+        }
+        JCSystem.beginTransaction();
+        Util.arrayCopy(answer, (short) 0, index.data, at, (short) 4);
+        if ((flags & ValueIndex.FLAG_BACKED_UP) != 0) {
+            index.setFlags(slot, (byte) (flags & ~ValueIndex.FLAG_BACKED_UP));  // the vault's copy no longer matches
+        }
+        JCSystem.commitTransaction();
+        respond(apdu, SRC_RAM, (short) 4, (short) 0, lc, false);
+    }
+
+    private void delete(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        if ((index.flags(slot) & ValueIndex.FLAG_PENDING) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // finish or cancel the swap first
+        }
+        short at = index.offset(slot);
+        short size = index.size(slot);
+        JCSystem.beginTransaction();
+        index.remove(slot);
+        JCSystem.commitTransaction();
+        index.erase(at, size);
     }
 
     // --- PIN ---------------------------------------------------------------------------------
@@ -299,7 +756,7 @@ public final class WalletApplet extends Applet {
         pin.update(scratch, (short) 0, HASH_LEN);
         hash(PUK_SALT, buf, (short) (off + PIN_BLOCK_LEN), PUK_LEN);
         puk.update(scratch, (short) 0, HASH_LEN);
-        lifeCycle[0] = LIFE_OPERATIONAL;
+        state[ST_LIFE] = LIFE_OPERATIONAL;
         JCSystem.commitTransaction();
     }
 
@@ -314,7 +771,7 @@ public final class WalletApplet extends Applet {
         }
     }
 
-    private void verify(byte[] buf, short off, short lc) {
+    private void verify(byte[] buf, byte[] d, short off, short lc) {
         checkReference(buf, true);
         if (buf[ISO7816.OFFSET_P1] == P1_VERIFY_RESET) {
             if (lc != 0) {
@@ -336,36 +793,36 @@ public final class WalletApplet extends Applet {
         if (lc != PIN_BLOCK_LEN) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        short n = pinDigits(buf, off);  // malformed: 6A80, and the status stays as it was
+        short n = pinDigits(d, off);  // malformed: 6A80, and the status stays as it was
         verified[0] = false;
-        check(pin, null, buf, off, n);
+        check(pin, null, d, off, n);
         verified[0] = true;
     }
 
-    private void changePin(byte[] buf, short off, short lc) {
+    private void changePin(byte[] buf, byte[] d, short off, short lc) {
         checkReference(buf, false);
         if (lc != (short) (2 * PIN_BLOCK_LEN)) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short newLen = pinDigits(buf, (short) (off + PIN_BLOCK_LEN));
-        short oldLen = pinDigits(buf, off);
+        short newLen = pinDigits(d, (short) (off + PIN_BLOCK_LEN));
+        short oldLen = pinDigits(d, off);
         verified[0] = false;
-        check(pin, null, buf, off, oldLen);
-        hash(null, buf, (short) (off + PIN_BLOCK_LEN), newLen);
+        check(pin, null, d, off, oldLen);
+        hash(null, d, (short) (off + PIN_BLOCK_LEN), newLen);
         pin.update(scratch, (short) 0, HASH_LEN);  // its own transaction; the counter is full already
         verified[0] = true;
     }
 
-    private void resetRetryCounter(byte[] buf, short off, short lc) {
+    private void resetRetryCounter(byte[] buf, byte[] d, short off, short lc) {
         checkReference(buf, false);
         if (lc != (short) (PUK_LEN + PIN_BLOCK_LEN)) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short newLen = pinDigits(buf, (short) (off + PUK_LEN));
-        checkDigits(buf, off, PUK_LEN);  // malformed: 6A80 before a try is spent
+        short newLen = pinDigits(d, (short) (off + PUK_LEN));
+        checkDigits(d, off, PUK_LEN);  // malformed: 6A80 before a try is spent
         verified[0] = false;
-        check(puk, PUK_SALT, buf, off, PUK_LEN);
-        hash(null, buf, (short) (off + PUK_LEN), newLen);
+        check(puk, PUK_SALT, d, off, PUK_LEN);
+        hash(null, d, (short) (off + PUK_LEN), newLen);
         pin.update(scratch, (short) 0, HASH_LEN);  // and its counter back to three
     }
 }
