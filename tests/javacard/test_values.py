@@ -13,11 +13,14 @@ import os
 from datetime import date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apdu.records import ValueRecord, ValueType
 
+from ..conftest import FULL
 from .applet import NO_KIT, AppletTransport
-from .test_differential import CARD_INFO, PERSONALIZE, pin, run_both
+from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, pin, run_both
 
 if not os.environ.get("JC_HOME"):
     pytest.skip(NO_KIT, allow_module_level=True)
@@ -238,3 +241,79 @@ def test_memory_full_and_compaction(applet: AppletTransport) -> None:
     steps += [store(body(name="Bigger", payload=bytes(512), issuer="i" * 64, place="p" * 64)) for _ in range(3)]
     steps += [CARD_INFO, LIST_ALL_EXTENDED] + [read(i, "0000") for i in (130, 132, 180, 181, 182, 183)]
     run_both(applet, steps)
+
+
+# --- random sequences over the value commands -------------------------------------------------
+
+TAG_VALUES: dict[int, st.SearchStrategy[bytes]] = {
+    0x81: st.one_of(st.sampled_from([b"\x01", b"\x02", b"\x03", b"\x04", b"\x7f"]), st.binary(max_size=2)),
+    0x83: st.one_of(st.text(min_size=1, max_size=20).map(str.encode), st.text(max_size=20).map(str.encode),
+                    st.binary(max_size=66)),
+    0x82: st.one_of(st.text(max_size=10).map(str.encode), st.text(max_size=10).map(str.encode),
+                    st.binary(max_size=66)),
+    0x89: st.text(max_size=66).map(str.encode),
+    0x90: st.text(max_size=8).map(str.encode),
+    0x84: st.one_of(st.integers(0, 9).map(lambda n: n.to_bytes(4, "big")), st.binary(max_size=5)),
+    0x85: st.binary(min_size=4, max_size=4),
+    0x86: st.one_of(st.integers(0, 2000).map(lambda n: n.to_bytes(4, "big")), st.binary(max_size=5)),
+    0x8F: st.sampled_from([bytes(4), b"\x00\x00\x00\x07", b"\x07"]),
+    0x8B: st.one_of(st.just(b"EUR"), st.binary(min_size=2, max_size=4)),
+    0x87: st.sampled_from([bytes.fromhex(d) for d in ("20000101", "20000315", "20010229", "2000010A")]),
+    0x88: st.sampled_from([bytes.fromhex(d) for d in ("20000301", "20000401", "20001231", "20000230", "000101")]),
+    0x8A: st.sampled_from([bytes.fromhex(d) for d in ("20000301100000", "20000301240000", "200003011000")]),
+    0x8C: st.one_of(st.binary(max_size=40), st.integers(100, 520).map(bytes)),
+    0x80: st.just(b"\x00\x01"),
+    0x8D: st.just(b"\x00"),
+    0x8E: st.just(b""),
+}
+common_tags = st.lists(st.sampled_from([0x82, 0x84, 0x86, 0x88, 0x89, 0x8B, 0x8C, 0x87, 0x85, 0x8A, 0x8F, 0x90]),
+                       max_size=6, unique=True)
+rare_tags = st.lists(st.sampled_from([0x80, 0x8D, 0x8E]), max_size=1)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> str:
+    """A record as a host might send it: mostly well-formed, in any order, now and then refused."""
+    tags = [0x81, 0x83, *draw(common_tags), *draw(rare_tags)]
+    if draw(st.integers(0, 9)) == 0:
+        tags.remove(draw(st.sampled_from([0x81, 0x83])))
+    tags = draw(st.permutations(tags))
+    return "".join(tlv(t, draw(TAG_VALUES[t])) for t in tags)
+
+
+@st.composite
+def stores(draw: st.DrawFn) -> list[str]:
+    data = draw(st.one_of(records(), st.sampled_from([MOVIE, PREPAID, COUPON, bare()])))
+    le = draw(st.sampled_from(["00", "00", "", "01"]))
+    n = len(data) // 2
+    if 2 <= n <= 255 and draw(st.booleans()):  # in two links
+        cut = draw(st.integers(1, n - 1)) * 2
+        return ["90160000" + f"{cut // 2:02X}" + data[:cut], command("80160000", data[cut:], le)]
+    return [store(data, le)]
+
+
+ids = st.integers(0, 5)
+les = st.sampled_from(["", "00", "05", "10"])
+value_steps = st.one_of(
+    stores(),
+    stores(),
+    st.builds(lambda i, le: [read(i, le) if i else "8014000000"], ids, st.sampled_from(["", "00", "05", "0000"])),
+    st.builds(lambda i, op, amount: [modify(i or 1, op, amount)], ids, st.sampled_from([1, 2, 3]),
+              st.sampled_from([0, 1, 2, 100, 799, 800, 0xFFFFFFFF])),
+    st.builds(lambda i: [delete(i or 1)], ids),
+    st.builds(lambda flags, t, today, days, le: [f"8012000008{flags:02X}{t:02X}{today}{days:04X}{le}"],
+              st.sampled_from([0, 1, 2, 4, 5, 8]), st.sampled_from([0, 1, 2, 5, 0x7F]),
+              st.sampled_from(["20000315", "19991231", "20000230"]), st.sampled_from([0, 1, 60, 400, 65535]), les),
+    st.builds(lambda le: ["80120000" + le], les),
+    st.builds(lambda cla, le: [f"{cla}C00000{le}"], st.sampled_from(["00", "80", "84", "90"]),
+              st.sampled_from(["", "00", "03", "40"])),
+    st.sampled_from([[VERIFY], [LOG_OUT], [CARD_INFO], [SELECT], [POWER_CYCLE, SELECT]]),
+)
+
+
+@settings(max_examples=1000 if FULL else 100, deadline=None)
+@given(st.booleans(), st.lists(value_steps, min_size=1, max_size=30))
+def test_random_value_sequences(applet_jvm: AppletTransport, personalized: bool, sequence: list[list[str]]) -> None:
+    applet_jvm.new_card()
+    opening = OPEN if personalized else []
+    run_both(applet_jvm, [*opening, *(s for step in sequence for s in step), LIST_ALL_EXTENDED, CARD_INFO])
