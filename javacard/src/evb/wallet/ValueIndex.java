@@ -110,6 +110,16 @@ final class ValueIndex {
         return n;
     }
 
+    /** Whether any entry carries a flag: a certificate, a backed-up or a pending value. */
+    boolean flagged() {
+        for (short s = 0; s < CAPACITY; s++) {
+            if (id(s) != 0 && flags(s) != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     short usedBytes() {
         short n = 0;
         for (short s = 0; s < CAPACITY; s++) {

@@ -39,6 +39,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte INS_STORE_VALUE = (byte) 0x16;
     private static final byte INS_MODIFY_VALUE = (byte) 0x18;
     private static final byte INS_DELETE_VALUE = (byte) 0x1A;
+    private static final byte INS_GET_IDENTITY = (byte) 0x30;
+    private static final byte INS_PUT_VAULT_KEY = (byte) 0x32;
+    private static final byte INS_PUT_ATTESTATION = (byte) 0x36;
+    private static final byte INS_GET_ATTESTATION = (byte) 0x3A;
+    private static final byte INS_PUT_KEYMGR_KEY = (byte) 0x64;
+    private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
     private static final byte INS_RESET_RETRY_COUNTER = (byte) 0x2C;
@@ -87,6 +93,26 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     };
     private static final byte[] PUK_SALT = {(byte) 'P', (byte) 'U', (byte) 'K'};
 
+    // signature contexts (apdu/context.py): the label, then 00 and the audience's hash
+    private static final byte[] VAULT_SESSION = {
+        'E', 'V', 'B', '-', 'V', 'A', 'U', 'L', 'T', '-', 'S', 'E', 'S', 'S', 'I', 'O', 'N', '-', '2'
+    };
+    private static final byte[] KEYMGR_CARD = {
+        'E', 'V', 'B', '-', 'K', 'E', 'Y', 'M', 'G', 'R', '-', 'C', 'A', 'R', 'D', '-', '2'
+    };
+    private static final byte[] CARD_ATTESTATION = {
+        'E', 'V', 'B', '-', 'C', 'A', 'R', 'D', '-', 'A', 'T', 'T', 'E', 'S', 'T', 'A', 'T', 'I', 'O', 'N', '-', '1'
+    };
+    private static final byte[] RELYING_PARTIES = {
+        'E', 'V', 'B', ' ', 'r', 'e', 'l', 'y', 'i', 'n', 'g', ' ', 'p', 'a', 'r', 't', 'i', 'e', 's'
+    };
+    private static final byte AUDIENCE_VAULT = 1;
+    private static final byte AUDIENCE_KEY_MANAGER = 2;
+    private static final short CHALLENGE_MIN = 16;
+    private static final short CHALLENGE_MAX = 64;
+    private static final short SW_VERIFICATION_FAILED = (short) 0x6300;
+    private static final short SW_REFERENCE_NOT_USABLE = (short) 0x6984;
+
     // the answer being sent: its source, how far GET RESPONSE has read, its length, its record
     private static final byte SRC_NONE = 0;
     private static final byte SRC_RAM = 1;     // answer[0..total)
@@ -112,6 +138,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private final MessageDigest sha256;
     private final ValueIndex index;
     private final Records records;
+    private final Ecc ecc;
+    /** The servers' keys, pinned: an uncompressed point, or zeros while none is. */
+    private final byte[] vaultKey;
+    private final byte[] keymgrKey;
+    /** The issuer's attestation: signature length (0: none), issuer key (65), signature. */
+    private final byte[] attestation;
     /**
      * Chains and data longer than the APDU buffer collect here; in EEPROM, written without a
      * transaction (nothing refers to it across a power loss: the chain's length is in RAM), because
@@ -137,6 +169,10 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         sha256 = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         index = new ValueIndex();
         records = new Records();
+        ecc = new Ecc(sha256);
+        vaultKey = new byte[Ecc.POINT_LEN];
+        keymgrKey = new byte[Ecc.POINT_LEN];
+        attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
         received = new byte[MAX_CHAIN];
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
         scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
@@ -237,10 +273,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         }
         checkP1P2(buf, ins);
         boolean personalizing = personalizing();
-        if (personalizing && ins != INS_PERSONALIZE && ins != INS_GET_CARD_INFO) {
+        boolean early = ins == INS_PERSONALIZE || ins == INS_GET_CARD_INFO || ins == INS_GET_IDENTITY
+                || ins == INS_PUT_ATTESTATION || ins == INS_GET_ATTESTATION;
+        if (personalizing && !early) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        if (!personalizing && ins == INS_PERSONALIZE) {
+        if (!personalizing && (ins == INS_PERSONALIZE || ins == INS_PUT_ATTESTATION)) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
         switch (ins) {
@@ -264,6 +302,24 @@ public final class WalletApplet extends Applet implements ExtendedLength {
                 return;
             case INS_DELETE_VALUE:
                 delete(apdu, lc);
+                return;
+            case INS_GET_IDENTITY:
+                getIdentity(apdu, lc);
+                return;
+            case INS_PUT_ATTESTATION:
+                putAttestation(d, off, lc);
+                return;
+            case INS_GET_ATTESTATION:
+                getAttestation(apdu, lc);
+                return;
+            case INS_PUT_VAULT_KEY:
+                pinServerKey(vaultKey, true, d, off, lc);
+                return;
+            case INS_PUT_KEYMGR_KEY:
+                pinServerKey(keymgrKey, false, d, off, lc);
+                return;
+            case INS_INTERNAL_AUTHENTICATE:
+                authenticate(apdu, d, off, lc);
                 return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
@@ -289,7 +345,13 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_STORE_VALUE:
             case INS_MODIFY_VALUE:
             case INS_DELETE_VALUE:
+            case INS_GET_IDENTITY:
+            case INS_PUT_VAULT_KEY:
+            case INS_PUT_ATTESTATION:
+            case INS_GET_ATTESTATION:
+            case INS_PUT_KEYMGR_KEY:
                 return CLA_PROPRIETARY;
+            case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
             case INS_CHANGE_REFERENCE_DATA:
             case INS_RESET_RETRY_COUNTER:
@@ -307,6 +369,11 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_GET_CARD_INFO:
             case INS_LIST_VALUES:
             case INS_STORE_VALUE:
+            case INS_GET_IDENTITY:
+            case INS_PUT_VAULT_KEY:
+            case INS_PUT_ATTESTATION:
+            case INS_GET_ATTESTATION:
+            case INS_PUT_KEYMGR_KEY:
                 if (p1p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -694,6 +761,104 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         index.remove(slot);
         JCSystem.commitTransaction();
         index.erase(at, size);
+    }
+
+    // --- identity, attestation and the servers' keys (docs/APDU.md 4) --------------------------
+
+    private void getIdentity(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Util.arrayCopyNonAtomic(cardId, (short) 0, answer, (short) 0, CARD_ID_LEN);
+        Util.arrayCopyNonAtomic(ecc.identity, (short) 0, answer, CARD_ID_LEN, Ecc.POINT_LEN);
+        respond(apdu, SRC_RAM, (short) (CARD_ID_LEN + Ecc.POINT_LEN), (short) 0, lc, true);
+    }
+
+    /**
+     * The issuer's key and its signature over this card's identity, taken once while the card is
+     * being personalized; checked, so a card never carries an attestation of another card's key.
+     */
+    private void putAttestation(byte[] d, short off, short lc) {
+        if (lc <= Ecc.POINT_LEN || lc > (short) (Ecc.POINT_LEN + Ecc.MAX_SIGNATURE) || d[off] != 0x04) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (attestation[0] != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // attested once, for the card's life
+        }
+        short sig = (short) (off + Ecc.POINT_LEN);
+        short sigLen = (short) (lc - Ecc.POINT_LEN);
+        javacard.security.Signature v = null;
+        if (Ecc.canonical(d, sig, sigLen)) {
+            v = ecc.startVerify(d, off, CARD_ATTESTATION, RELYING_PARTIES, (short) 0, (short) RELYING_PARTIES.length);
+        }
+        if (v != null) {
+            v.update(cardId, (short) 0, CARD_ID_LEN);
+        }
+        if (v == null || !ecc.finishVerify(ecc.identity, (short) 0, Ecc.POINT_LEN, d, sig, sigLen)) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+        JCSystem.beginTransaction();
+        attestation[0] = (byte) sigLen;
+        Util.arrayCopy(d, off, attestation, (short) 1, lc);
+        JCSystem.commitTransaction();
+    }
+
+    private void getAttestation(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (attestation[0] == 0) {
+            ISOException.throwIt(SW_REFERENCE_NOT_FOUND);  // a card no issuer vouched for
+        }
+        short n = (short) (Ecc.POINT_LEN + attestation[0]);
+        Util.arrayCopyNonAtomic(attestation, (short) 1, answer, (short) 0, n);
+        respond(apdu, SRC_RAM, n, (short) 0, lc, true);
+    }
+
+    /**
+     * PUT VAULT KEY and PUT KEY MANAGER KEY: pinned on first use; the same key again is 9000. The
+     * vault's may change while no entry carries a flag (certificates, backed-up or pending values
+     * would become unverifiable); the key manager's never (a terminal could swap in its own).
+     */
+    private void pinServerKey(byte[] pinned, boolean vault, byte[] d, short off, short lc) {
+        requirePin();
+        if (!ecc.validPoint(d, off, lc)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (Util.arrayCompare(pinned, (short) 0, d, off, Ecc.POINT_LEN) == 0) {
+            return;
+        }
+        if (pinned[0] == 0x04 && (!vault || index.flagged())) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        JCSystem.beginTransaction();
+        Util.arrayCopy(d, off, pinned, (short) 0, Ecc.POINT_LEN);
+        JCSystem.commitTransaction();
+    }
+
+    /**
+     * INTERNAL AUTHENTICATE: the challenge signed for the kind of server P1 names, over the key the
+     * card pinned for it (never one the host sends), bound to the card id.
+     */
+    private void authenticate(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        byte[] buf = apdu.getBuffer();
+        byte audience = buf[ISO7816.OFFSET_P1];
+        if ((audience != AUDIENCE_VAULT && audience != AUDIENCE_KEY_MANAGER) || buf[ISO7816.OFFSET_P2] != 0) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (lc < CHALLENGE_MIN || lc > CHALLENGE_MAX) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte[] server = audience == AUDIENCE_VAULT ? vaultKey : keymgrKey;
+        if (server[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // pin the server's key first
+        }
+        javacard.security.Signature s = ecc.startSign(audience == AUDIENCE_VAULT ? VAULT_SESSION : KEYMGR_CARD,
+                                                      server, (short) 0, Ecc.POINT_LEN);
+        s.update(cardId, (short) 0, CARD_ID_LEN);
+        short n = ecc.finishSign(d, off, lc, answer, (short) 0);
+        respond(apdu, SRC_RAM, n, (short) 0, lc, true);
     }
 
     // --- PIN ---------------------------------------------------------------------------------
