@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from apdu import backup as b
 from apdu.signature import ORDER, canonical, is_canonical, verify
-from card import SimulatedCard
 from host.transport import Transport
 
 from .applet import NO_KIT, AppletTransport
@@ -158,8 +157,8 @@ VECTORS: dict[str, list[Step]] = {
     ],
     # each signature's s is high half the time: all of them low says the card normalises s
     "every signature is canonical": [PERSONALIZE, VERIFY, apdu("80320000", VAULT_PUB),
-                                     apdu("80640000", KEYMGR_PUB)]
-    + [authenticate(1 + n % 2, bytes((n,)) * 16) for n in range(40)],
+                                     apdu("80640000", KEYMGR_PUB),
+                                     *(authenticate(1 + n % 2, bytes((n,)) * 16) for n in range(40))],
 }
 
 
@@ -179,14 +178,12 @@ def test_identity_keys_differ_per_card(applet: AppletTransport) -> None:
 
 def test_a_python_card_identity_is_not_the_applets(applet: AppletTransport) -> None:
     """The mask cannot hide a mismatch: the applet's signature does not verify as the Python card's."""
-    card: SimulatedCard
-    card, python = python_card()
+    python = python_card()[1]
     python.send_and_receive(bytes.fromhex(SELECT))
     applet.send_and_receive(bytes.fromhex(SELECT))
     mine = own(python)
-    for t in (applet,):
-        for step in (PERSONALIZE, VERIFY, apdu("80320000", VAULT_PUB)):
-            t.send_and_receive(bytes.fromhex(step))
+    for step in (PERSONALIZE, VERIFY, apdu("80320000", VAULT_PUB)):
+        applet.send_and_receive(bytes.fromhex(step))
     command = bytes.fromhex(authenticate(1, CHALLENGE))
     data, sw = applet.send_and_receive(command)
     assert sw == 0x9000 and masked(mine, command, data) == data
