@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -51,6 +51,8 @@ class Card:
 
     card_id: bytes
     public_key: bytes
+    seen: list[bytes] = field(default_factory=list, compare=False)  # the vault's signatures for it
+    made: dict[str, bytes] = field(default_factory=dict, compare=False)  # what was made for it, by recipe
 
     @property
     def identity(self) -> b.Identity:
@@ -88,7 +90,8 @@ def masked(card: Card, command: bytes, data: bytes) -> bytes:
         message = b.auth_message(audience, server, card.card_id, challenge)
         ok = is_canonical(data) and verify(card.public_key, data, message)
         return b"<a canonical signature that verifies>" if ok else data
-    for own, name in ((card.card_id, b"<card id>"), (card.public_key, b"<identity>")):
+    for own, name in ((card.card_id, b"<card id>"), (card.public_key, b"<identity>"),
+                      *((signature, b"<the vault's signature for this card>") for signature in card.seen)):
         data = data.replace(own, name)
     if command[1] == b.INS_GET_ATTESTATION and data[:65] == ISSUER_PUB:
         ok = verify(ISSUER_PUB, data[65:], b.Attestation.message(card.identity))
@@ -102,7 +105,12 @@ def own(transport: Transport) -> Card:
     return Card(data[:8], data[8:])
 
 
-def run_pair(applet: AppletTransport, steps: Sequence[Step]) -> None:
+Receipts = Callable[[Card, bytes, bytes], bytes]
+
+
+def run_pair(applet: AppletTransport, steps: Sequence[Step], receipts: Receipts | None = None) -> None:
+    """Each step to both cards, made for each card when it is a function of the card; answers
+    compared with each card's own values named (``receipts`` names SIGN RECEIPT's)."""
     card, python = python_card()
     for t in (python, applet):
         t.send_and_receive(bytes.fromhex(SELECT))
@@ -118,6 +126,8 @@ def run_pair(applet: AppletTransport, steps: Sequence[Step]) -> None:
         for t, who in ((python, mine), (applet, theirs)):
             command = bytes.fromhex(step(who) if callable(step) else step)
             data, sw = t.send_and_receive(command)
+            if receipts is not None and command[1] == b.INS_SIGN_RECEIPT and sw == 0x9000:
+                data = receipts(who, command, data)
             answers.append((masked(who, command, data), f"{sw:04X}"))
         assert answers[1] == answers[0], f"after {step if isinstance(step, str) else step(mine)}"
 

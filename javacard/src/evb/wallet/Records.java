@@ -182,9 +182,18 @@ final class Records {
         if (len[slot(TAG_PAYLOAD)] > MAX_PAYLOAD) {
             wrongData();
         }
+        return size(d, false);
+    }
+
+    /**
+     * The length of the checked record's canonical encoding; with ``title``, of its title only
+     * (what a certificate record keeps: type, name, issuer, validity, place, the defaults for the
+     * rest, as apdu.backup.certificate_record), before the 8E its caller appends.
+     */
+    short size(byte[] d, boolean title) {
         short size = 0;
         for (short i = 0; i < (short) ORDER.length; i++) {
-            short vlen = canonicalLength(d, ORDER[i]);
+            short vlen = canonicalLength(d, ORDER[i], title);
             if (vlen >= 0) {
                 size += (short) (1 + lengthFieldSize(vlen) + vlen);
             }
@@ -192,34 +201,69 @@ final class Records {
         return size;
     }
 
-    /** Write the checked record's canonical encoding at dest[destOff]; answers its type byte. */
-    byte write(byte[] d, byte[] dest, short destOff) {
+    /** Write the checked record's canonical encoding (or its title) at dest[destOff]; answers where it ends. */
+    short write(byte[] d, byte[] dest, short destOff, boolean title) {
         short pos = destOff;
         for (short i = 0; i < (short) ORDER.length; i++) {
             byte tag = ORDER[i];
-            short vlen = canonicalLength(d, tag);
+            short vlen = canonicalLength(d, tag, title);
             if (vlen < 0) {
                 continue;
             }
             dest[pos++] = tag;
             pos = writeLength(dest, pos, vlen);
-            if (has(tag)) {
-                Util.arrayCopyNonAtomic(d, at[slot(tag)], dest, pos, vlen);
-            } else {
-                Util.arrayCopyNonAtomic(defaultOf(tag), (short) 0, dest, pos, vlen);
-            }
+            Util.arrayCopyNonAtomic(source(d, tag, title), offsetOf(tag, title), dest, pos, vlen);
             pos += vlen;
         }
+        return pos;
+    }
+
+    /** Whether d[off..off+n), checked, is already in the canonical encoding (a value the card stored). */
+    boolean canonical(byte[] d, short off, short n) {
+        short pos = off;
+        short end = (short) (off + n);
+        for (short i = 0; i < (short) ORDER.length; i++) {
+            byte tag = ORDER[i];
+            short vlen = canonicalLength(d, tag, false);
+            if (vlen < 0) {
+                continue;
+            }
+            // the tag, a minimal length, then the value at the very place it was parsed from
+            short next = (short) (pos + 1 + lengthFieldSize(vlen));
+            if (next > end || d[pos] != tag || !has(tag) || at[slot(tag)] != next) {
+                return false;
+            }
+            pos = (short) (next + vlen);
+        }
+        return pos == end;
+    }
+
+    byte type(byte[] d) {
         return d[at[slot(TAG_TYPE)]];
+    }
+
+    private byte[] source(byte[] d, byte tag, boolean title) {
+        return has(tag) && !(title && isDefaulted(tag)) ? d : defaultOf(tag);
+    }
+
+    private short offsetOf(byte tag, boolean title) {
+        return has(tag) && !(title && isDefaulted(tag)) ? at[slot(tag)] : 0;
+    }
+
+    private static boolean isDefaulted(byte tag) {
+        return tag == TAG_QUANTITY || tag == TAG_FACE_VALUE || tag == TAG_BALANCE || tag == TAG_CURRENCY;
     }
 
     private boolean has(byte tag) {
         return at[slot(tag)] >= 0;
     }
 
-    /** The value's length in the canonical record, or -1 when the record leaves the tag out. */
-    private short canonicalLength(byte[] d, byte tag) {
+    /** The value's length in the canonical record (or title), or -1 when it leaves the tag out. */
+    private short canonicalLength(byte[] d, byte tag, boolean title) {
         short s = slot(tag);
+        if (title && (tag == TAG_ACQUIRED_AT || tag == TAG_TOTAL || tag == TAG_REMARKS || tag == TAG_PAYLOAD)) {
+            return -1;
+        }
         switch (tag) {
             case TAG_QUANTITY:
             case TAG_FACE_VALUE:

@@ -209,6 +209,25 @@ final class ValueIndex {
         Util.arrayFillNonAtomic(data, offset, size, (byte) 0);
     }
 
+    /** Zero data-area bytes inside the caller's transaction (3.0.4 has no atomic fill). */
+    void clear(short offset, short size) {
+        while (size > 0) {
+            short n = size < ENTRY ? size : ENTRY;
+            Util.arrayCopy(FREE, (short) 0, data, offset, n);
+            offset += n;
+            size -= n;
+        }
+    }
+
+    /** The entry of ``slot`` names other bytes: a swap of value and certificate (same id and slot). */
+    void place(short slot, byte type, byte flags, short offset, short size) {
+        short e = (short) (slot * ENTRY);
+        entries[(short) (e + E_TYPE)] = type;
+        entries[(short) (e + E_FLAGS)] = flags;
+        Util.setShort(entries, (short) (e + E_OFFSET), offset);
+        Util.setShort(entries, (short) (e + E_SIZE), size);
+    }
+
     void setFlags(short slot, byte flags) {
         entries[(short) (slot * ENTRY + E_FLAGS)] = flags;
     }

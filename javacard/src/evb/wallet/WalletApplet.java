@@ -44,6 +44,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte INS_PUT_ATTESTATION = (byte) 0x36;
     private static final byte INS_GET_ATTESTATION = (byte) 0x3A;
     private static final byte INS_PUT_KEYMGR_KEY = (byte) 0x64;
+    private static final byte INS_BEGIN_BACKUP = (byte) 0x40;
+    private static final byte INS_COMMIT_BACKUP = (byte) 0x42;
+    private static final byte INS_CANCEL_PENDING = (byte) 0x44;
+    private static final byte INS_BEGIN_RESTORE = (byte) 0x46;
+    private static final byte INS_COMMIT_RESTORE = (byte) 0x48;
+    private static final byte INS_SIGN_RECEIPT = (byte) 0x4A;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
@@ -103,6 +109,10 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte[] CARD_ATTESTATION = {
         'E', 'V', 'B', '-', 'C', 'A', 'R', 'D', '-', 'A', 'T', 'T', 'E', 'S', 'T', 'A', 'T', 'I', 'O', 'N', '-', '1'
     };
+    private static final byte[] CERTIFICATE = {
+        'E', 'V', 'B', '-', 'C', 'E', 'R', 'T', 'I', 'F', 'I', 'C', 'A', 'T', 'E', '-', '2'
+    };
+    private static final byte[] RECEIPT = {'E', 'V', 'B', '-', 'R', 'E', 'C', 'E', 'I', 'P', 'T', '-', '2'};
     private static final byte[] RELYING_PARTIES = {
         'E', 'V', 'B', ' ', 'r', 'e', 'l', 'y', 'i', 'n', 'g', ' ', 'p', 'a', 'r', 't', 'i', 'e', 's'
     };
@@ -116,17 +126,18 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     // the answer being sent: its source, how far GET RESPONSE has read, its length, its record
     private static final byte SRC_NONE = 0;
     private static final byte SRC_RAM = 1;     // answer[0..total)
-    private static final byte SRC_RECORD = 2;  // answer[0..RECORD_HEAD) then the record in slot
+    private static final byte SRC_DATA = 2;    // answer[0..head) then data-area bytes from S_AT
     private static final byte SRC_LIST = 3;    // the listing under the filter in filter[]
     private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
     private static final short S_SOURCE = 0;
     private static final short S_POS = 1;
     private static final short S_TOTAL = 2;
-    private static final short S_SLOT = 3;
+    private static final short S_AT = 3;
     private static final short S_CHAIN = 4;      // bytes collected by a chain under way
     private static final short S_CHAINING = 5;   // 1 while a chain is under way
     private static final short S_BIG = 6;        // 1 when the command's data is in received[]
-    private static final short SESSION = 7;
+    private static final short S_HEAD = 7;
+    private static final short SESSION = 8;
 
     // persistent (EEPROM)
     private final byte[] cardId;
@@ -145,6 +156,11 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     /** The issuer's attestation: signature length (0: none), issuer key (65), signature. */
     private final byte[] attestation;
     /**
+     * Where a certificate record is put together from the value's title and the certificate before
+     * it replaces the value in one transaction (EEPROM: it is as long as a record).
+     */
+    private final byte[] building;
+    /**
      * Chains and data longer than the APDU buffer collect here; in EEPROM, written without a
      * transaction (nothing refers to it across a power loss: the chain's length is in RAM), because
      * 4 KB is more RAM than many cards have.
@@ -159,6 +175,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private final byte[] chainHead;  // INS P1 P2 of the chain under way
     private final short[] session;
     private final short[] tmp;
+    private final short[] certFields;
 
     private WalletApplet() {
         cardId = new byte[CARD_ID_LEN];
@@ -173,6 +190,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         vaultKey = new byte[Ecc.POINT_LEN];
         keymgrKey = new byte[Ecc.POINT_LEN];
         attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
+        building = new byte[Records.MAX_RECORD];
         received = new byte[MAX_CHAIN];
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
         scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
@@ -181,6 +199,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
         session = JCSystem.makeTransientShortArray(SESSION, JCSystem.CLEAR_ON_RESET);
         tmp = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_RESET);
+        certFields = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -321,6 +340,22 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_INTERNAL_AUTHENTICATE:
                 authenticate(apdu, d, off, lc);
                 return;
+            case INS_BEGIN_BACKUP:
+            case INS_BEGIN_RESTORE:
+                begin(apdu, ins == INS_BEGIN_RESTORE, lc);
+                return;
+            case INS_COMMIT_BACKUP:
+                commitBackup(apdu, d, off, lc);
+                return;
+            case INS_CANCEL_PENDING:
+                cancelPending(apdu, lc);
+                return;
+            case INS_COMMIT_RESTORE:
+                commitRestore(apdu, d, off, lc);
+                return;
+            case INS_SIGN_RECEIPT:
+                signReceipt(apdu, d, off, lc);
+                return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
                 return;
@@ -350,6 +385,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_PUT_ATTESTATION:
             case INS_GET_ATTESTATION:
             case INS_PUT_KEYMGR_KEY:
+            case INS_BEGIN_BACKUP:
+            case INS_COMMIT_BACKUP:
+            case INS_CANCEL_PENDING:
+            case INS_BEGIN_RESTORE:
+            case INS_COMMIT_RESTORE:
+            case INS_SIGN_RECEIPT:
                 return CLA_PROPRIETARY;
             case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
@@ -374,6 +415,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_PUT_ATTESTATION:
             case INS_GET_ATTESTATION:
             case INS_PUT_KEYMGR_KEY:
+            case INS_SIGN_RECEIPT:
                 if (p1p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -381,6 +423,11 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_READ_VALUE:
             case INS_MODIFY_VALUE:
             case INS_DELETE_VALUE:
+            case INS_BEGIN_BACKUP:
+            case INS_COMMIT_BACKUP:
+            case INS_CANCEL_PENDING:
+            case INS_BEGIN_RESTORE:
+            case INS_COMMIT_RESTORE:
                 if (p1p2 == 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -468,7 +515,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
      * alone (T=1); what fits Ne sent; an Le too short on a read-only case-2 command with at most
      * 256 bytes, 6Cxx; otherwise Ne bytes and 61xx, the rest waiting for GET RESPONSE.
      */
-    private void respond(APDU apdu, byte source, short total, short slot, short lc, boolean readOnly) {
+    private void respond(APDU apdu, byte source, short total, short lc, boolean readOnly) {
         if (total == 0) {
             return;
         }
@@ -479,18 +526,17 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         short ne = le < 0 ? MAX_SHORT : le;
         if (total <= ne) {
             apdu.setOutgoingLength(total);
-            emit(apdu, source, slot, (short) 0, total);
+            emit(apdu, source, (short) 0, total);
             return;
         }
         if (lc == 0 && readOnly && total <= 256) {
             ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | (total & 0xFF)));
         }
         session[S_SOURCE] = source;
-        session[S_SLOT] = slot;
         session[S_TOTAL] = total;
         session[S_POS] = ne;
         apdu.setOutgoingLength(ne);
-        emit(apdu, source, slot, (short) 0, ne);
+        emit(apdu, source, (short) 0, ne);
         moreWaiting();
     }
 
@@ -527,7 +573,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         short left = (short) (session[S_TOTAL] - pos);
         short n = left < ne ? left : ne;
         apdu.setOutgoingLength(n);
-        emit(apdu, source, session[S_SLOT], pos, n);
+        emit(apdu, source, pos, n);
         session[S_POS] = (short) (pos + n);
         if (n < left) {
             moreWaiting();
@@ -535,16 +581,23 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         session[S_SOURCE] = SRC_NONE;
     }
 
+    /**
+     * Answer ``total`` bytes: answer[0..head) then the data area from ``at`` (a record, or a
+     * certificate inside one); GET RESPONSE reads on from the same place, nothing changing between.
+     */
+    private void respondData(APDU apdu, short head, short at, short total, short lc, boolean readOnly) {
+        session[S_HEAD] = head;
+        session[S_AT] = at;
+        respond(apdu, SRC_DATA, total, lc, readOnly);
+    }
+
     /** Send bytes [from, from + count) of an answer. */
-    private void emit(APDU apdu, byte source, short slot, short from, short count) {
+    private void emit(APDU apdu, byte source, short from, short count) {
         if (source == SRC_LIST) {
             listing(apdu, from, count);
             return;
         }
-        short head = source == SRC_RECORD ? RECORD_HEAD : session[S_TOTAL];
-        if (source == SRC_RAM) {
-            head = (short) (from + count);
-        }
+        short head = source == SRC_DATA ? session[S_HEAD] : (short) (from + count);
         if (from < head) {
             short n = (short) (head - from) < count ? (short) (head - from) : count;
             apdu.sendBytesLong(answer, from, n);
@@ -552,7 +605,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             count -= n;
         }
         if (count > 0) {
-            apdu.sendBytesLong(index.data, (short) (index.offset(slot) + from - RECORD_HEAD), count);
+            apdu.sendBytesLong(index.data, (short) (session[S_AT] + from - head), count);
         }
     }
 
@@ -563,7 +616,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         answer[3] = (byte) AID_WALLET.length;
         Util.arrayCopyNonAtomic(AID_WALLET, (short) 0, answer, (short) 4, (short) AID_WALLET.length);
         short lc = apdu.setIncomingAndReceive();
-        respond(apdu, SRC_RAM, (short) (AID_WALLET.length + 4), (short) 0, lc, true);
+        respond(apdu, SRC_RAM, (short) (AID_WALLET.length + 4), lc, true);
     }
 
     private void cardInfo(APDU apdu, short lc) {
@@ -584,7 +637,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         Util.setShort(answer, (short) 25, certificates);
         answer[27] = personalizing() ? 0 : pin.getTriesRemaining();
         answer[28] = PIN_MAX_TRIES;
-        respond(apdu, SRC_RAM, CARD_INFO_LEN, (short) 0, lc, true);
+        respond(apdu, SRC_RAM, CARD_INFO_LEN, lc, true);
     }
 
     // --- values ----------------------------------------------------------------------------------
@@ -627,7 +680,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         if ((flags & FILTER_EXPIRING) != 0 && !Records.isDate(filter, (short) 2)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        respond(apdu, SRC_LIST, listing(null, (short) 0, (short) 0), (short) 0, lc, true);
+        respond(apdu, SRC_LIST, listing(null, (short) 0, (short) 0), lc, true);
     }
 
     /**
@@ -690,7 +743,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         answer[4] = Records.TAG_FLAGS;
         answer[5] = 1;
         answer[6] = index.flags(slot);
-        respond(apdu, SRC_RECORD, (short) (RECORD_HEAD + index.size(slot)), slot, lc, true);
+        respondData(apdu, RECORD_HEAD, index.offset(slot), (short) (RECORD_HEAD + index.size(slot)), lc, true);
     }
 
     private void store(APDU apdu, byte[] d, short off, short lc) {
@@ -705,13 +758,14 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         }
         short at = index.reserve(size);
         // into free space, which nothing refers to until the entry is written: no transaction needed
-        byte type = records.write(d, index.data, at);
+        records.write(d, index.data, at, false);
+        byte type = records.type(d);
         JCSystem.beginTransaction();
         index.add(id, type, (byte) 0, at, size);
         Util.setShort(state, ST_NEXT_ID, (short) (id + 1));
         JCSystem.commitTransaction();
         Util.setShort(answer, (short) 0, id);
-        respond(apdu, SRC_RAM, (short) 2, (short) 0, lc, false);
+        respond(apdu, SRC_RAM, (short) 2, lc, false);
     }
 
     private void modify(APDU apdu, byte[] d, short off, short lc) {
@@ -743,7 +797,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             index.setFlags(slot, (byte) (flags & ~ValueIndex.FLAG_BACKED_UP));  // the vault's copy no longer matches
         }
         JCSystem.commitTransaction();
-        respond(apdu, SRC_RAM, (short) 4, (short) 0, lc, false);
+        respond(apdu, SRC_RAM, (short) 4, lc, false);
     }
 
     private void delete(APDU apdu, short lc) {
@@ -771,7 +825,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         }
         Util.arrayCopyNonAtomic(cardId, (short) 0, answer, (short) 0, CARD_ID_LEN);
         Util.arrayCopyNonAtomic(ecc.identity, (short) 0, answer, CARD_ID_LEN, Ecc.POINT_LEN);
-        respond(apdu, SRC_RAM, (short) (CARD_ID_LEN + Ecc.POINT_LEN), (short) 0, lc, true);
+        respond(apdu, SRC_RAM, (short) (CARD_ID_LEN + Ecc.POINT_LEN), lc, true);
     }
 
     /**
@@ -812,7 +866,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         }
         short n = (short) (Ecc.POINT_LEN + attestation[0]);
         Util.arrayCopyNonAtomic(attestation, (short) 1, answer, (short) 0, n);
-        respond(apdu, SRC_RAM, n, (short) 0, lc, true);
+        respond(apdu, SRC_RAM, n, lc, true);
     }
 
     /**
@@ -858,7 +912,362 @@ public final class WalletApplet extends Applet implements ExtendedLength {
                                                       server, (short) 0, Ecc.POINT_LEN);
         s.update(cardId, (short) 0, CARD_ID_LEN);
         short n = ecc.finishSign(d, off, lc, answer, (short) 0);
-        respond(apdu, SRC_RAM, n, (short) 0, lc, true);
+        respond(apdu, SRC_RAM, n, lc, true);
+    }
+
+    // --- backup and restore: the two-phase swap (docs/APDU.md 5, plain mode) -------------------
+
+    private static final byte CERT_VERSION = (byte) 0x80;
+    private static final byte CERT_CARD_ID = (byte) 0x81;
+    private static final byte CERT_COUNTER = (byte) 0x82;
+    private static final byte CERT_HASH = (byte) 0x83;
+    private static final byte CERT_MODE = (byte) 0x84;
+    private static final byte CERT_DIGEST = (byte) 0xA5;
+    private static final byte CERT_SIGNATURE = (byte) 0x9E;
+    private static final byte[] CERT_TAGS = {
+        CERT_VERSION, CERT_CARD_ID, CERT_COUNTER, CERT_HASH, CERT_MODE, CERT_DIGEST, CERT_SIGNATURE
+    };
+    private static final byte[] CERT_LENGTHS = {1, CARD_ID_LEN, 4, HASH_LEN, 1, -1, -1};
+    private static final byte MODE_PLAIN = 0;
+    private static final byte MODE_ENCRYPTED = 1;
+    /** Record tags a vault may put in a digest (apdu.certificate.DigestField). */
+    private static final byte[] DIGEST_TAGS = {
+        Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
+        Records.TAG_PLACE
+    };
+    // where certificate() found each field: offsets in cert[], the digest's and signature's lengths
+    private static final short C_CARD_ID = 0;
+    private static final short C_COUNTER = 1;
+    private static final short C_HASH = 2;
+    private static final short C_MODE = 3;
+    private static final short C_DIGEST = 4;
+    private static final short C_DIGEST_LEN = 5;
+    private static final short C_SIGNATURE = 6;
+    private static final short C_SIGNATURE_LEN = 7;
+    private static final short C_SIGNED_LEN = 8;
+
+    /**
+     * Parse a certificate in its one encoding (apdu.certificate.Certificate.from_bytes): the seven
+     * tags in order, each once, minimal lengths, version 01, mode 00/01, nothing after; 6A80
+     * otherwise. Field offsets go to cert[].
+     */
+    private void certificate(byte[] d, short off, short n, short[] cert) {
+        short end = (short) (off + n);
+        short pos = off;
+        for (short i = 0; i < (short) CERT_TAGS.length; i++) {
+            if (pos >= end || d[pos] != CERT_TAGS[i]) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            if (i == 6) {
+                cert[C_SIGNED_LEN] = (short) (pos - off);
+            }
+            short len = Records.length(d, (short) (pos + 1), end, tmp);
+            short v = tmp[0];
+            if (CERT_LENGTHS[i] >= 0 && len != CERT_LENGTHS[i]) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            switch (i) {
+                case 0:
+                    if (d[v] != 1) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // version 1 only
+                    }
+                    break;
+                case 4:
+                    if (d[v] != MODE_PLAIN && d[v] != MODE_ENCRYPTED) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                    cert[C_MODE] = v;
+                    break;
+                case 5:
+                    cert[C_DIGEST] = v;
+                    cert[C_DIGEST_LEN] = len;
+                    break;
+                case 6:
+                    if (len > Ecc.MAX_SIGNATURE) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                    cert[C_SIGNATURE] = v;
+                    cert[C_SIGNATURE_LEN] = len;
+                    break;
+                default:
+                    cert[(short) (i - 1)] = v;  // card id, counter, hash
+            }
+            pos = (short) (v + len);
+        }
+        if (pos != end) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+    }
+
+    /**
+     * Every field of the digest (dg) is in the value (val) with the same bytes, each once and of
+     * the tags a vault may choose (apdu.certificate.digest_matches); the value is a stored or a
+     * checked record.
+     */
+    private boolean digestMatches(byte[] dg, short digest, short n, byte[] val, short value, short size) {
+        short end = (short) (digest + n);
+        short seen = 0;
+        for (short pos = digest; pos < end;) {
+            byte tag = dg[pos];
+            short bit = 0;
+            for (short i = 0; i < (short) DIGEST_TAGS.length; i++) {
+                if (DIGEST_TAGS[i] == tag) {
+                    bit = (short) (1 << i);
+                }
+            }
+            if (bit == 0 || (seen & bit) != 0) {
+                return false;
+            }
+            seen |= bit;
+            short len = Records.length(dg, (short) (pos + 1), end, tmp);
+            short v = tmp[0];
+            short at = Records.locate(val, value, size, tag, tmp);
+            if (at < 0 || tmp[1] != len || Util.arrayCompare(dg, v, val, at, len) != 0) {
+                return false;
+            }
+            pos = (short) (v + len);
+        }
+        return true;
+    }
+
+    /** SHA-256 of data-area bytes compared with 32 bytes at d[x]. */
+    private boolean hashIs(short at, short size, byte[] d, short x) {
+        sha256.reset();
+        sha256.doFinal(index.data, at, size, scratch, (short) 0);
+        return Util.arrayCompare(scratch, (short) 0, d, x, HASH_LEN) == 0;
+    }
+
+    /**
+     * Seed step 1-4 (card/backup.py _check_certificate): a vault key pinned (6984), the certificate
+     * names this card and its digest fits the value (6A80), X = SHA-256(value) for a plain one (an
+     * encrypted one needs the key store: 6A80, as on a card without a key), the vault signed (6300).
+     */
+    private void checkCertificate(byte[] d, short off, short[] cert, short value, short size) {
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
+        }
+        if (Util.arrayCompare(d, cert[C_CARD_ID], cardId, (short) 0, CARD_ID_LEN) != 0
+                || !digestMatches(d, cert[C_DIGEST], cert[C_DIGEST_LEN], index.data, value, size)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (d[cert[C_MODE]] != MODE_PLAIN || !hashIs(value, size, d, cert[C_HASH])) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        javacard.security.Signature v = null;
+        if (Ecc.canonical(d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
+            v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, cardId, (short) 0, CARD_ID_LEN);
+        }
+        if (v == null || !ecc.finishVerify(d, off, cert[C_SIGNED_LEN], d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+    }
+
+    /** The offset of the certificate (8E) in a certificate record, its length in tmp[1]. */
+    private short certificateOf(short slot) {
+        return Records.locate(index.data, index.offset(slot), index.size(slot), Records.TAG_CERTIFICATE, tmp);
+    }
+
+    private void setFlags(short slot, byte flags) {
+        if (index.flags(slot) != flags) {
+            JCSystem.beginTransaction();
+            index.setFlags(slot, flags);
+            JCSystem.commitTransaction();
+        }
+    }
+
+    /**
+     * BEGIN BACKUP (a value: its stored bytes) and BEGIN RESTORE (a certificate record: the
+     * certificate): the entry is marked pending and the bytes answered; again, the same bytes.
+     */
+    private void begin(APDU apdu, boolean restore, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if (((flags & ValueIndex.FLAG_CERTIFICATE) != 0) != restore) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        boolean already = (flags & ValueIndex.FLAG_PENDING) != 0;
+        setFlags(slot, (byte) (flags | ValueIndex.FLAG_PENDING));
+        if (restore) {
+            short at = certificateOf(slot);
+            respondData(apdu, (short) 0, at, tmp[1], lc, already);
+        } else {
+            respondData(apdu, (short) 0, index.offset(slot), index.size(slot), lc, already);
+        }
+    }
+
+    private void cancelPending(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        setFlags(slot, (byte) (index.flags(slot) & ~ValueIndex.FLAG_PENDING));
+    }
+
+    /**
+     * COMMIT BACKUP: option (01 keep the value, flagged backed up; 00 replace it by the
+     * certificate record) and the certificate, checked, then the swap in one transaction. A retry
+     * of a done commit answers 9000 (card/backup.py _commit_backup, step for step).
+     */
+    private void commitBackup(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte option = d[off];
+        if ((option & ~1) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short c = (short) (off + 1);
+        short cLen = (short) (lc - 1);
+        short[] cert = certFields;
+        certificate(d, c, cLen, cert);
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) != 0) {
+            short at = certificateOf(slot);
+            if (tmp[1] == cLen && Util.arrayCompare(index.data, at, d, c, cLen) == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        boolean keep = option == 1;
+        boolean pending = (flags & ValueIndex.FLAG_PENDING) != 0;
+        if (keep && (flags & ValueIndex.FLAG_BACKED_UP) != 0 && !pending) {
+            checkCertificate(d, c, cert, index.offset(slot), index.size(slot));  // a retry of a keeping commit
+            return;
+        }
+        if (!pending) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        checkCertificate(d, c, cert, index.offset(slot), index.size(slot));
+        if (keep) {
+            setFlags(slot, (byte) ((flags & ~ValueIndex.FLAG_PENDING) | ValueIndex.FLAG_BACKED_UP));
+            return;
+        }
+        // the value's title and the certificate, put together first, then swapped in
+        records.check(index.data, index.offset(slot), index.size(slot), tmp);
+        short titleLen = records.size(index.data, true);
+        short size = (short) (titleLen + 1 + Records.lengthFieldSize(cLen) + cLen);
+        if (size > Records.MAX_RECORD || size < 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short pos = records.write(index.data, building, (short) 0, true);
+        building[pos++] = Records.TAG_CERTIFICATE;
+        pos = Records.writeLength(building, pos, cLen);
+        Util.arrayCopyNonAtomic(d, c, building, pos, cLen);
+        replace(slot, building, (short) 0, size, index.type(slot), ValueIndex.FLAG_CERTIFICATE);
+    }
+
+    /**
+     * Put new bytes in place of a record under the same id and slot, in one transaction: where it
+     * is when they fit, else in a gap beside it (6A84 if none, after compaction).
+     */
+    private void replace(short slot, byte[] src, short srcOff, short size, byte type, byte flags) {
+        if (size > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short to = index.offset(slot);
+        if (size > index.size(slot)) {
+            to = index.reserve(size);  // compaction may move the record itself: read its place after
+        }
+        short old = index.offset(slot);
+        short oldSize = index.size(slot);
+        JCSystem.beginTransaction();
+        index.clear(old, oldSize);
+        Util.arrayCopy(src, srcOff, index.data, to, size);
+        index.place(slot, type, flags, to, size);
+        JCSystem.commitTransaction();
+    }
+
+    /**
+     * COMMIT RESTORE: the value the vault returned, in the card's own encoding, checked against
+     * the certificate (digest, X) and swapped in; a retry of a done one answers 9000.
+     */
+    private void commitRestore(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc == 0 || lc > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0) {
+            if (flags == 0 && index.size(slot) == lc
+                    && Util.arrayCompare(index.data, index.offset(slot), d, off, lc) == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short[] cert = certFields;
+        short at = certificateOf(slot);
+        certificate(index.data, at, tmp[1], cert);
+        if (index.data[cert[C_MODE]] != MODE_PLAIN) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // an encrypted one opens with the key store's key
+        }
+        records.check(d, off, lc, tmp);
+        if (!records.canonical(d, off, lc)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // only a value in the card's own encoding
+        }
+        // the digest's fields must be in the value: compare against the value as sent
+        if (!digestMatches(index.data, cert[C_DIGEST], cert[C_DIGEST_LEN], d, off, lc)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        sha256.reset();
+        sha256.doFinal(d, off, lc, scratch, (short) 0);
+        if (Util.arrayCompare(scratch, (short) 0, index.data, cert[C_HASH], HASH_LEN) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // seed step 2-4: the value certified
+        }
+        replace(slot, d, off, lc, records.type(d), (byte) 0);
+    }
+
+    /**
+     * SIGN RECEIPT: counter (4) and X (32). Signed only when no certificate on the card carries
+     * that counter and X (their TLVs, 38 bytes, found in a certificate record) and no pending or
+     * kept value hashes to X; answers the import counter (no handovers here: 0) and the signature.
+     */
+    private void signReceipt(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc != (short) (4 + HASH_LEN)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        scratch[0] = CERT_COUNTER;
+        scratch[1] = 4;
+        Util.arrayCopyNonAtomic(d, off, scratch, (short) 2, (short) 4);
+        scratch[6] = CERT_HASH;
+        scratch[7] = HASH_LEN;
+        Util.arrayCopyNonAtomic(d, (short) (off + 4), scratch, (short) 8, HASH_LEN);
+        short named = (short) (8 + HASH_LEN);
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            if (index.id(s) == 0) {
+                continue;
+            }
+            byte flags = index.flags(s);
+            short at = index.offset(s);
+            short size = index.size(s);
+            if ((flags & ValueIndex.FLAG_CERTIFICATE) != 0) {
+                for (short i = 0; (short) (i + named) <= size; i++) {
+                    if (Util.arrayCompare(index.data, (short) (at + i), scratch, (short) 0, named) == 0) {
+                        ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+                    }
+                }
+            } else if ((flags & (ValueIndex.FLAG_PENDING | ValueIndex.FLAG_BACKED_UP)) != 0
+                    && hashIs(at, size, d, (short) (off + 4))) {
+                ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+            }
+        }
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
+        }
+        Util.arrayFillNonAtomic(answer, (short) 0, (short) 4, (byte) 0);  // the import counter
+        javacard.security.Signature s = ecc.startSign(RECEIPT, vaultKey, (short) 0, Ecc.POINT_LEN);
+        s.update(cardId, (short) 0, CARD_ID_LEN);
+        s.update(d, off, (short) (4 + HASH_LEN));
+        short n = ecc.finishSign(answer, (short) 0, (short) 4, answer, (short) 4);
+        respond(apdu, SRC_RAM, (short) (4 + n), lc, true);
     }
 
     // --- PIN ---------------------------------------------------------------------------------
