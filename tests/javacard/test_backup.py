@@ -15,11 +15,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apdu import backup as b
 from apdu.certificate import Certificate, Mode, make_digest, value_hash
 from apdu.signature import ORDER, canonical, verify
 
+from ..conftest import FULL
 from .applet import NO_KIT, AppletTransport
 from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT
 from .test_identity import OTHER_PUB, VAULT, VAULT_PUB, VERIFY, Card, Step, apdu, keypair, run_pair
@@ -92,9 +95,12 @@ def receipt(counter: int, value: str) -> str:
 def receipt_of(card: Card, command_: bytes, data: bytes) -> bytes:
     """A receipt answer: 4-byte import counter, then a canonical signature that verifies."""
     counter, x = command_[5:9], command_[9:41]
-    message = b.receipt_message(VAULT_PUB, card.card_id, int.from_bytes(counter, "big"), x,
-                                int.from_bytes(data[:4], "big"))
-    return data[:4] + (b"<a receipt that verifies>" if verify(card.public_key, data[4:], message) else data[4:])
+    for name, vault in ((b"the vault", VAULT_PUB), (b"the other vault", OTHER_PUB)):  # whichever is pinned
+        message = b.receipt_message(vault, card.card_id, int.from_bytes(counter, "big"), x,
+                                    int.from_bytes(data[:4], "big"))
+        if verify(card.public_key, data[4:], message):
+            return data[:4] + b"<a receipt that verifies for " + name + b">"
+    return data
 
 
 VECTORS: dict[str, list[Step]] = {
@@ -153,3 +159,33 @@ VECTORS: dict[str, list[Step]] = {
 def test_vectors(applet: AppletTransport, name: str) -> None:
     run_pair(applet, VECTORS[name], receipts=receipt_of)
 
+
+
+# --- random sequences over the value and backup commands --------------------------------------
+
+VALUES = (MOVIE, PREPAID, COUPON, SMALL, BIG)
+values = st.sampled_from(VALUES)
+ids = st.integers(1, 5)
+backup_steps: st.SearchStrategy[list[Step]] = st.one_of(
+    st.builds(lambda v: [store(v)], values),
+    st.builds(lambda i, le: [begin_backup(i, le)], ids, st.sampled_from(["00", "", "05"])),
+    st.builds(lambda i, v, option, counter: [commit_backup(i, v, option, counter=counter)], ids, values,
+              st.sampled_from([0, 0, 1]), st.sampled_from([1, 2])),
+    st.builds(lambda i: [cancel(i)], ids),
+    st.builds(lambda i, le: [begin_restore(i, le)], ids, st.sampled_from(["00", "", "10"])),
+    st.builds(lambda i, v: [commit_restore(i, v)], ids, values),
+    st.builds(lambda counter, v: [receipt(counter, v)], st.sampled_from([1, 2]), values),
+    st.builds(lambda i: [modify(i, 1, 1), modify(i, 2, 1)], ids),
+    st.builds(lambda i: [delete(i)], ids),
+    st.builds(lambda i: [read(i)], ids),
+    st.sampled_from([[LIST_ALL], ["80C0000000"], [VERIFY], ["0020FF81"], [PIN_VAULT],
+                     [apdu("80320000", OTHER_PUB)], [POWER_CYCLE, SELECT], [CARD_INFO]]),
+)
+
+
+@settings(max_examples=500 if FULL else 60, deadline=None)
+@given(st.lists(backup_steps, min_size=1, max_size=30))
+def test_random_backup_sequences(applet_jvm: AppletTransport, sequence: list[list[Step]]) -> None:
+    applet_jvm.new_card()
+    run_pair(applet_jvm, [*OPEN, *(s for step in sequence for s in step), "80120000000000", CARD_INFO],
+             receipts=receipt_of)
