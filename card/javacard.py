@@ -74,14 +74,15 @@ class AppletCard:
     """One simulated card holding one applet (the wallet by default, or the ID card), installed
     afresh: a new card id, or a new ID-card key pair.
 
-    It has what the vpcd bridge needs of a card (``card.bridge.vpcd.BridgedCard``). jCardSim
-    answers on T=1's terms whatever protocol the reader chose, so :meth:`select_protocol` only
-    records the choice.
+    It has what the vpcd bridge needs of a card (``card.bridge.vpcd.BridgedCard``). The applet
+    shapes answers by the protocol (``APDU.getProtocol``: 61xx for data without Le on T=0), so
+    :meth:`select_protocol` passes the reader's choice on, and a power cycle or a new card is back
+    on T=0, the first protocol the ATR offers, as :class:`card.SimulatedCard` is.
     """
 
     def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET) -> None:
         self.atr = build_atr()
-        self.protocol = "T=1"
+        self.protocol = "T=0"  # jCardSim's too, until a PPS
         self._process = subprocess.Popen(
             ["java", f"-Dcom.licel.jcardsim.card.ATR={self.atr.hex().upper()}", "-cp", built.classpath,
              "evb.harness.Harness", applet_class, aid.hex()],
@@ -122,19 +123,24 @@ class AppletCard:
         return self.atr
 
     def power_off(self) -> None:
-        """Power lost: RAM cleared and nothing selected, EEPROM kept (jCardSim's reset)."""
+        """Power lost: RAM cleared and nothing selected, EEPROM kept (jCardSim's reset); T=0."""
         self._expect_ok("RESET")
+        self.select_protocol("T=0")
 
     def reset(self) -> bytes:
         self.power_off()
         return self.power_on()
 
     def select_protocol(self, protocol: str) -> None:
+        if protocol not in ("T=0", "T=1"):
+            raise ValueError(f"the card offers T=0 and T=1, not {protocol}")
+        self._expect_ok(f"PROTOCOL {protocol}")
         self.protocol = protocol
 
     def new_card(self) -> None:
         """Replace the card by a new one: every applet deleted, the wallet installed afresh."""
         self._expect_ok("NEW")
+        self.select_protocol("T=0")
 
     def close(self) -> None:
         """End the JVM (its stdin closed, it returns from main) and close both pipes."""

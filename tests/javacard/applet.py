@@ -17,10 +17,14 @@ __all__ = ["NO_KIT", "ROOT", "AppletTransport", "Build", "build"]
 
 
 class AppletTransport:
-    """One simulated card holding the wallet applet, freshly installed (a new card id)."""
+    """One simulated card holding the wallet applet, freshly installed (a new card id), on the
+    protocol a reader negotiates after each power-on (T=1, as ``connect_card`` by default)."""
 
-    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET) -> None:
+    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET,
+                 protocol: str = "T=1") -> None:
         self.card = AppletCard(built, applet_class, aid)
+        self.protocol = protocol
+        self.card.select_protocol(protocol)
 
     @property
     def atr(self) -> bytes:
@@ -37,6 +41,7 @@ class AppletTransport:
         """Power off and on: session state (RAM) is lost, EEPROM kept, nothing selected."""
         try:
             self.card.reset()
+            self.card.select_protocol(self.protocol)
         except CardMute as exc:
             raise CardRemovedError(str(exc)) from exc
 
@@ -44,6 +49,7 @@ class AppletTransport:
         """Replace the card by a new one (every applet deleted, the wallet installed afresh)."""
         try:
             self.card.new_card()
+            self.card.select_protocol(self.protocol)
         except CardMute as exc:
             raise CardRemovedError(str(exc)) from exc
 

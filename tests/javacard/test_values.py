@@ -10,6 +10,7 @@ what the card does with bytes a host should not send.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import date, datetime
 
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from apdu.records import ValueRecord, ValueType
 
 from ..conftest import FULL
-from .applet import NO_KIT, AppletTransport
+from .applet import NO_KIT, AppletTransport, Build
 from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, pin, run_both
 
 if not os.environ.get("JC_HOME"):
@@ -227,6 +228,28 @@ VECTORS: dict[str, list[str]] = {
 @pytest.mark.parametrize("name", VECTORS)
 def test_vectors(applet: AppletTransport, name: str) -> None:
     run_both(applet, VECTORS[name])
+
+
+@pytest.fixture(scope="module")
+def applet_t0(applet_build: Build) -> Iterator[AppletTransport]:
+    transport = AppletTransport(applet_build, protocol="T=0")
+    yield transport
+    transport.close()
+
+
+T0_VECTORS = {name: VECTORS[name] for name in (
+    "store, list and read", "response lengths: 6Cxx, 61xx, GET RESPONSE", "a listing longer than 256 bytes",
+    "chaining", "modify", "delete")}
+
+
+@pytest.mark.parametrize("name", T0_VECTORS)
+def test_vectors_on_t0(applet_t0: AppletTransport, name: str) -> None:
+    """On T=0 data without Le is announced with 61xx and waits for GET RESPONSE (docs/APDU.md 1);
+    a case-4 command arrives without Le there, so the same sequences exercise it: compare with the
+    Python card on T=0 too."""
+    applet_t0.new_card()
+    run_both(applet_t0, [*T0_VECTORS[name], store(MOVIE, ""), "80C0000000", command("80180001", "0100000001", ""),
+                         "00C0000002", "80C0000000", read(1, ""), "80C0000000", "8012000000", "80C0000000"])
 
 
 def test_memory_full_and_compaction(applet: AppletTransport) -> None:

@@ -17,6 +17,7 @@ import javacard.framework.AID;
  *   RESET         -> the card loses power and comes back (RAM cleared, EEPROM kept): "OK"
  *   ATR           -> the simulator's ATR in hex
  *   NEW           -> a new card: every applet deleted, the applet installed afresh: "OK"
+ *   PROTOCOL T=x  -> the protocol a PPS chose (T=0 or T=1): "OK"
  * Usage: Harness APPLET_CLASS AID_HEX. The applet is installed (its install() runs) at start.
  */
 public final class Harness {
@@ -48,6 +49,10 @@ public final class Harness {
             } else if (line.equals("NEW")) {
                 simulator.resetRuntime();
                 simulator.installApplet(aid, applet);
+                out.println("OK");
+            } else if (line.startsWith("PROTOCOL ")) {
+                // the protocol a reader's PPS chose, T=0 or T=1 (the applet shapes answers by it)
+                simulator.changeProtocol(line.substring("PROTOCOL ".length()));
                 out.println("OK");
             } else if (line.equals("ATR")) {
                 out.println(toHex(simulator.getATR()));

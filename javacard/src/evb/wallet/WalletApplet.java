@@ -512,15 +512,16 @@ public final class WalletApplet extends Applet implements ExtendedLength {
 
     /**
      * Send ``total`` bytes of the answer ``source`` as card/card.py shapes it: no Le, the status
-     * alone (T=1); what fits Ne sent; an Le too short on a read-only case-2 command with at most
-     * 256 bytes, 6Cxx; otherwise Ne bytes and 61xx, the rest waiting for GET RESPONSE.
+     * alone on T=1 and 61xx on T=0 (where a case-4 command arrives without its Le); what fits Ne
+     * sent; an Le too short on a read-only case-2 command with at most 256 bytes, 6Cxx; otherwise
+     * Ne bytes and 61xx, the rest waiting for GET RESPONSE.
      */
     private void respond(APDU apdu, byte source, short total, short lc, boolean readOnly) {
         if (total == 0) {
             return;
         }
         short le = apdu.setOutgoing();
-        if (le == 0) {
+        if (le == 0 && (APDU.getProtocol() & 0x0F) == APDU.PROTOCOL_T1) {
             return;
         }
         short ne = le < 0 ? MAX_SHORT : le;
@@ -529,14 +530,16 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             emit(apdu, source, (short) 0, total);
             return;
         }
-        if (lc == 0 && readOnly && total <= 256) {
+        if (le != 0 && lc == 0 && readOnly && total <= 256) {  // case 2: an Le, no data
             ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | (total & 0xFF)));
         }
         session[S_SOURCE] = source;
         session[S_TOTAL] = total;
         session[S_POS] = ne;
-        apdu.setOutgoingLength(ne);
-        emit(apdu, source, (short) 0, ne);
+        if (ne > 0) {
+            apdu.setOutgoingLength(ne);
+            emit(apdu, source, (short) 0, ne);
+        }
         moreWaiting();
     }
 
