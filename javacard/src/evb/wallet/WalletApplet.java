@@ -844,10 +844,8 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         }
         short sig = (short) (off + Ecc.POINT_LEN);
         short sigLen = (short) (lc - Ecc.POINT_LEN);
-        javacard.security.Signature v = null;
-        if (Ecc.canonical(d, sig, sigLen)) {
-            v = ecc.startVerify(d, off, CARD_ATTESTATION, RELYING_PARTIES, (short) 0, (short) RELYING_PARTIES.length);
-        }
+        javacard.security.Signature v =
+            ecc.startVerify(d, off, CARD_ATTESTATION, RELYING_PARTIES, (short) 0, (short) RELYING_PARTIES.length);
         if (v != null) {
             v.update(cardId, (short) 0, CARD_ID_LEN);
         }
@@ -1056,10 +1054,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         if (d[cert[C_MODE]] != MODE_PLAIN || !hashIs(value, size, d, cert[C_HASH])) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        javacard.security.Signature v = null;
-        if (Ecc.canonical(d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
-            v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, cardId, (short) 0, CARD_ID_LEN);
-        }
+        javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, cardId, (short) 0, CARD_ID_LEN);
         if (v == null || !ecc.finishVerify(d, off, cert[C_SIGNED_LEN], d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
             ISOException.throwIt(SW_VERIFICATION_FAILED);
         }
