@@ -17,11 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
+from host.transport import Transport
 
 from ..conftest import FULL
 from .applet import NO_KIT, AppletTransport, Build
-from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, pin, run_both
+from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, pin, python_card, run_both
 
 if not os.environ.get("JC_HOME"):
     pytest.skip(NO_KIT, allow_module_level=True)
@@ -340,3 +342,36 @@ def test_random_value_sequences(applet_jvm: AppletTransport, personalized: bool,
     applet_jvm.new_card()
     opening = OPEN if personalized else []
     run_both(applet_jvm, [*opening, *(s for step in sequence for s in step), LIST_ALL_EXTENDED, CARD_INFO])
+
+
+MAP = "801C000000"
+MAP_STEPS = [*OPEN, store(MOVIE), store(PREPAID), store(COUPON), store(BIG), delete(2), store(PREPAID), delete(1),
+             *(store(bare()) for _ in range(25))]
+
+
+def test_memory_map_refusals(applet: AppletTransport) -> None:
+    run_both(applet, ["801C000100", "801C0000", "801C000000", PERSONALIZE, "801C000100", "801C00000100",
+                      "001C000000", "901C000000", LOG_OUT, "801C0000", CARD_INFO])
+
+
+def test_memory_map_entries_are_the_python_cards(applet: AppletTransport) -> None:
+    """Both cards keep the same index, so the entries agree byte for byte; the areas differ by
+    design (the applet lists its own arrays, no journal), and the applet's map must parse as one."""
+    card, python = python_card()
+    for step in [SELECT, *MAP_STEPS]:
+        assert python.send_and_receive(bytes.fromhex(step)) == applet.send_and_receive(bytes.fromhex(step))
+    theirs, ours = (w.MemoryMap.from_bytes(send_all(t, MAP)) for t in (python, applet))
+    assert ours.entries == theirs.entries and len(ours.entries) == 28
+    assert [a.kind for a in ours.areas] == [w.AreaKind.APPLET_HEADER, w.AreaKind.INDEX, w.AreaKind.DATA]
+    assert ours.area(w.AreaKind.DATA).length == theirs.area(w.AreaKind.DATA).length
+    assert ours.area(w.AreaKind.INDEX).length == theirs.area(w.AreaKind.INDEX).length
+
+
+def send_all(transport: AppletTransport | Transport, command: str) -> bytes:
+    """The whole answer, fetched with GET RESPONSE while 61xx says more waits."""
+    data, sw = transport.send_and_receive(bytes.fromhex(command))
+    while sw >> 8 == 0x61:
+        more, sw = transport.send_and_receive(bytes.fromhex("80C00000" + f"{sw & 0xFF:02X}"))
+        data += more
+    assert sw == 0x9000
+    return data

@@ -39,6 +39,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte INS_STORE_VALUE = (byte) 0x16;
     private static final byte INS_MODIFY_VALUE = (byte) 0x18;
     private static final byte INS_DELETE_VALUE = (byte) 0x1A;
+    private static final byte INS_GET_MEMORY_MAP = (byte) 0x1C;
     private static final byte INS_GET_IDENTITY = (byte) 0x30;
     private static final byte INS_PUT_VAULT_KEY = (byte) 0x32;
     private static final byte INS_PUT_ATTESTATION = (byte) 0x36;
@@ -128,6 +129,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte SRC_RAM = 1;     // answer[0..total)
     private static final byte SRC_DATA = 2;    // answer[0..head) then data-area bytes from S_AT
     private static final byte SRC_LIST = 3;    // the listing under the filter in filter[]
+    private static final byte SRC_MAP = 4;     // answer[0..MAP_HEAD) then the entries, regenerated
     private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
     private static final short S_SOURCE = 0;
     private static final short S_POS = 1;
@@ -322,6 +324,9 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_DELETE_VALUE:
                 delete(apdu, lc);
                 return;
+            case INS_GET_MEMORY_MAP:
+                memoryMap(apdu, lc);
+                return;
             case INS_GET_IDENTITY:
                 getIdentity(apdu, lc);
                 return;
@@ -380,6 +385,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_STORE_VALUE:
             case INS_MODIFY_VALUE:
             case INS_DELETE_VALUE:
+            case INS_GET_MEMORY_MAP:
             case INS_GET_IDENTITY:
             case INS_PUT_VAULT_KEY:
             case INS_PUT_ATTESTATION:
@@ -410,6 +416,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_GET_CARD_INFO:
             case INS_LIST_VALUES:
             case INS_STORE_VALUE:
+            case INS_GET_MEMORY_MAP:
             case INS_GET_IDENTITY:
             case INS_PUT_VAULT_KEY:
             case INS_PUT_ATTESTATION:
@@ -600,6 +607,10 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             listing(apdu, from, count);
             return;
         }
+        if (source == SRC_MAP) {
+            mapEntries(apdu, from, count);
+            return;
+        }
         short head = source == SRC_DATA ? session[S_HEAD] : (short) (from + count);
         if (from < head) {
             short n = (short) (head - from) < count ? (short) (head - from) : count;
@@ -725,14 +736,74 @@ public final class WalletApplet extends Applet implements ExtendedLength {
                 Util.arrayCopyNonAtomic(index.data, name, scratch, LIST_HEAD, nameLen);
             }
             short n = (short) (LIST_HEAD + nameLen);
-            if (apdu != null && total < end && (short) (total + n) > from) {
-                short a = total < from ? (short) (from - total) : 0;
-                short b = (short) (total + n) > end ? (short) (end - total) : n;
-                apdu.sendBytesLong(scratch, a, (short) (b - a));
-            }
+            sendPart(apdu, scratch, total, n, from, end);
             total += n;
         }
         return total;
+    }
+
+    /**
+     * Of ``n`` bytes in src[0..n) that stand at ``at`` in a generated answer, send the part inside
+     * [from, end) (nothing when ``apdu`` is null: the caller is only measuring).
+     */
+    private static void sendPart(APDU apdu, byte[] src, short at, short n, short from, short end) {
+        if (apdu != null && at < end && (short) (at + n) > from) {
+            short a = at < from ? (short) (from - at) : 0;
+            short b = (short) (at + n) > end ? (short) (end - at) : n;
+            apdu.sendBytesLong(src, a, (short) (b - a));
+        }
+    }
+
+    // --- GET MEMORY MAP (docs/APDU.md 3.10) ------------------------------------------------------
+
+    private static final byte AREA_APPLET_HEADER = 3;
+    private static final byte AREA_INDEX = 4;
+    private static final byte AREA_DATA = 5;
+    private static final short MAP_HEAD = (short) (4 + 1 + 3 * 9 + 2);
+    private static final short MAP_ENTRY = 10;
+
+    /**
+     * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
+     * the pinned server keys, the attestation), the index, the data area; no journal (the
+     * runtime's). The head is built in RAM, the entries are read from the index as they go out.
+     */
+    private void memoryMap(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length);
+        short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
+        Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
+        Util.setShort(answer, (short) 2, (short) (header + indexLen + ValueIndex.DATA_SIZE));
+        answer[4] = 3;
+        area(AREA_APPLET_HEADER, (short) 0, header, (short) 5);
+        area(AREA_INDEX, header, indexLen, (short) 14);
+        area(AREA_DATA, (short) (header + indexLen), ValueIndex.DATA_SIZE, (short) 23);
+        short used = index.count((byte) 0);
+        Util.setShort(answer, (short) 32, used);
+        respond(apdu, SRC_MAP, (short) (MAP_HEAD + used * MAP_ENTRY), lc, true);
+    }
+
+    private void area(byte kind, short start, short length, short at) {
+        answer[at] = kind;
+        Util.setShort(answer, (short) (at + 3), start);  // 4-byte fields: the high halves stay 0
+        Util.setShort(answer, (short) (at + 7), length);
+    }
+
+    /** Bytes [from, from + count) of the map: its head from RAM, then each occupied slot's entry. */
+    private void mapEntries(APDU apdu, short from, short count) {
+        short end = (short) (from + count);
+        sendPart(apdu, answer, (short) 0, MAP_HEAD, from, end);
+        short at = MAP_HEAD;
+        for (short s = 0; s < ValueIndex.CAPACITY && at < end; s++) {
+            if (index.id(s) == 0) {
+                continue;
+            }
+            Util.setShort(scratch, (short) 0, s);
+            Util.arrayCopyNonAtomic(index.entries, (short) (s * ValueIndex.ENTRY), scratch, (short) 2, ValueIndex.ENTRY);
+            sendPart(apdu, scratch, at, MAP_ENTRY, from, end);
+            at += MAP_ENTRY;
+        }
     }
 
     private void read(APDU apdu, short lc) {
