@@ -344,6 +344,14 @@ def test_random_value_sequences(applet_jvm: AppletTransport, personalized: bool,
     run_both(applet_jvm, [*opening, *(s for step in sequence for s in step), LIST_ALL_EXTENDED, CARD_INFO])
 
 
+@settings(max_examples=300 if FULL else 40, deadline=None)
+@given(st.lists(value_steps, min_size=1, max_size=30))
+def test_random_value_sequences_on_t0(applet_t0: AppletTransport, sequence: list[list[str]]) -> None:
+    """The same on T=0, where data without Le comes as 61xx and GET RESPONSE."""
+    applet_t0.new_card()
+    run_both(applet_t0, [*OPEN, *(s for step in sequence for s in step), LIST_ALL_EXTENDED, CARD_INFO])
+
+
 MAP = "801C000000"
 MAP_STEPS = [*OPEN, store(MOVIE), store(PREPAID), store(COUPON), store(BIG), delete(2), store(PREPAID), delete(1),
              *(store(bare()) for _ in range(25))]
