@@ -1,0 +1,477 @@
+package evb.harness;
+
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.lang.reflect.Array;
+import java.lang.reflect.Field;
+import java.lang.reflect.Modifier;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.zip.CRC32;
+import javacard.framework.Applet;
+import javacard.framework.JCSystem;
+import javacard.security.KeyAgreement;
+import javacard.security.MessageDigest;
+import javacard.security.RandomData;
+import javacard.security.Signature;
+import javacardx.crypto.Cipher;
+
+/**
+ * The applet's persistent heap as a file: the card's EEPROM across restarts of the JVM.
+ *
+ * What is saved is everything reachable from the applet instance and from its classes' statics:
+ * its own objects and OwnerPINs field by field, persistent arrays with their contents, transient
+ * arrays by length and clear event only (a restart is a power-on: RAM comes back zeroed), and
+ * the crypto engines (MessageDigest, RandomData, Signature, Cipher, KeyAgreement) by algorithm,
+ * made afresh on load (a card's engines hold no state a power cycle keeps; an applet inits them
+ * before use). Anything else reachable (a key, say) refuses to be saved, by name, rather than
+ * coming back wrong: extend {@link #kindOf} first.
+ *
+ * Written crash-safe: a temporary file beside it, fsync, rename over it, fsync of the folder; a
+ * CRC32 over the body refuses a file that is not one of ours. A JVM killed while saving leaves
+ * the previous image, which the harness saves before it answers each command that wrote: the
+ * card is then as it was before the command, whose answer nobody received.
+ */
+final class HeapImage {
+    private static final int MAGIC = 0x45564248;  // "EVBH"
+    private static final int VERSION = 1;
+
+    private static final byte K_OBJECT = 1;
+    private static final byte K_BYTES = 2;
+    private static final byte K_BOOLEANS = 3;
+    private static final byte K_SHORTS = 4;
+    private static final byte K_INTS = 5;
+    private static final byte K_OBJECTS = 6;
+    private static final byte K_DIGEST = 7;
+    private static final byte K_RANDOM = 8;
+    private static final byte K_SIGNATURE = 9;
+    private static final byte K_CIPHER = 10;
+    private static final byte K_AGREEMENT = 11;
+    private static final byte K_STATIC_ARRAY = 12;  // an array a static final field holds: kept in place
+
+    private HeapImage() {
+    }
+
+    // --- saving -------------------------------------------------------------------------------
+
+    static void save(Path file, Applet root, List<Class<?>> classes) throws IOException {
+        byte[] body = encode(root, classes);
+        CRC32 crc = new CRC32();
+        crc.update(body);
+        Path folder = file.toAbsolutePath().getParent();
+        Files.createDirectories(folder);
+        Path tmp = Files.createTempFile(folder, ".heap-", ".tmp");
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
+                ByteBuffer head = ByteBuffer.allocate(16).putInt(MAGIC).putInt(VERSION)
+                    .putInt(body.length).putInt((int) crc.getValue());
+                head.flip();
+                ByteBuffer all = ByteBuffer.allocate(16 + body.length).put(head).put(body);
+                all.flip();
+                while (all.hasRemaining()) {
+                    ch.write(all);
+                }
+                ch.force(true);
+            }
+            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+        try (FileChannel dir = FileChannel.open(folder, StandardOpenOption.READ)) {
+            dir.force(true);
+        }
+    }
+
+    private static byte[] encode(Applet root, List<Class<?>> classes) throws IOException {
+        Map<Object, Integer> ids = new IdentityHashMap<>();
+        List<Object> objects = new ArrayList<>();
+        Deque<Object> todo = new ArrayDeque<>();
+        ByteArrayOutputStream heads = new ByteArrayOutputStream();
+        DataOutputStream h = new DataOutputStream(heads);
+        // statics first: an array a static final holds is bound to that field, kept on load
+        List<Field> statics = new ArrayList<>();
+        for (Class<?> c : classes) {
+            for (Field f : c.getDeclaredFields()) {
+                int m = f.getModifiers();
+                boolean finalArray = Modifier.isFinal(m) && f.getType().isArray();
+                if (Modifier.isStatic(m) && (!Modifier.isFinal(m) || finalArray)) {
+                    f.setAccessible(true);
+                    statics.add(f);
+                    Object value = Fields.get(f, null);
+                    if (finalArray && value != null && !ids.containsKey(value)) {
+                        ids.put(value, objects.size());
+                        objects.add(value);
+                        h.writeByte(K_STATIC_ARRAY);
+                        h.writeUTF(c.getName());
+                        h.writeUTF(f.getName());
+                        todo.add(value);
+                    }
+                }
+            }
+        }
+        ids.put(root, objects.size());
+        objects.add(root);
+        h.writeByte(K_OBJECT);
+        h.writeUTF(root.getClass().getName());
+        todo.add(root);
+        for (Field f : statics) {
+            if (!f.getType().isPrimitive()) {
+                enqueue(Fields.get(f, null), ids, objects, todo, h);
+            }
+        }
+        while (!todo.isEmpty()) {
+            Object o = todo.poll();
+            if (o instanceof Object[] && Memory.transientEvent(o) == JCSystem.NOT_A_TRANSIENT_OBJECT) {
+                for (Object e : (Object[]) o) {
+                    enqueue(e, ids, objects, todo, h);
+                }
+            } else if (isApplet(o)) {
+                for (Field f : Fields.instanceFields(o.getClass(), Applet.class)) {
+                    if (!f.getType().isPrimitive()) {
+                        enqueue(Fields.get(f, o), ids, objects, todo, h);
+                    }
+                }
+            }
+        }
+        h.flush();
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        DataOutputStream d = new DataOutputStream(out);
+        d.writeInt(objects.size());
+        d.write(heads.toByteArray());
+        for (Object o : objects) {
+            contents(o, ids, d);
+        }
+        d.writeInt(statics.size());
+        for (Field f : statics) {
+            d.writeUTF(f.getDeclaringClass().getName());
+            d.writeUTF(f.getName());
+            value(f.getType(), Fields.get(f, null), ids, d);
+        }
+        d.flush();
+        return out.toByteArray();
+    }
+
+    /** Whether {@code o} is the applet's own (or an OwnerPIN): saved field by field. */
+    private static boolean isApplet(Object o) {
+        return o.getClass().getClassLoader() instanceof Instrument.Loader;
+    }
+
+    private static byte kindOf(Object o) {
+        if (o instanceof byte[]) {
+            return K_BYTES;
+        }
+        if (o instanceof boolean[]) {
+            return K_BOOLEANS;
+        }
+        if (o instanceof short[]) {
+            return K_SHORTS;
+        }
+        if (o instanceof int[]) {
+            return K_INTS;
+        }
+        if (o instanceof Object[]) {
+            return K_OBJECTS;
+        }
+        if (isApplet(o)) {
+            return K_OBJECT;
+        }
+        if (o instanceof MessageDigest) {
+            return K_DIGEST;
+        }
+        if (o instanceof RandomData) {
+            return K_RANDOM;
+        }
+        if (o instanceof Signature) {
+            return K_SIGNATURE;
+        }
+        if (o instanceof Cipher) {
+            return K_CIPHER;
+        }
+        if (o instanceof KeyAgreement) {
+            return K_AGREEMENT;
+        }
+        throw new IllegalStateException("the heap image cannot hold a " + o.getClass().getName()
+            + " (javacard/harness/evb/harness/HeapImage.java: add it to kindOf)");
+    }
+
+    private static void enqueue(Object o, Map<Object, Integer> ids, List<Object> objects, Deque<Object> todo,
+                                DataOutputStream h) throws IOException {
+        if (o == null || ids.containsKey(o)) {
+            return;
+        }
+        byte kind = kindOf(o);
+        ids.put(o, objects.size());
+        objects.add(o);
+        todo.add(o);
+        h.writeByte(kind);
+        switch (kind) {
+            case K_OBJECT:
+                h.writeUTF(o.getClass().getName());
+                break;
+            case K_DIGEST:
+                h.writeByte(((MessageDigest) o).getAlgorithm());
+                break;
+            case K_RANDOM:
+                h.writeByte(((RandomData) o).getAlgorithm());
+                break;
+            case K_SIGNATURE:
+                h.writeByte(((Signature) o).getAlgorithm());
+                break;
+            case K_CIPHER:
+                h.writeByte(((Cipher) o).getAlgorithm());
+                break;
+            case K_AGREEMENT:
+                h.writeByte(((KeyAgreement) o).getAlgorithm());
+                break;
+            default:
+                h.writeInt(Array.getLength(o));
+                h.writeByte(Memory.transientEvent(o));
+                if (kind == K_OBJECTS) {
+                    h.writeUTF(o.getClass().getComponentType().getName());
+                }
+        }
+    }
+
+    private static void contents(Object o, Map<Object, Integer> ids, DataOutputStream d) throws IOException {
+        if (isApplet(o)) {
+            List<Field> fields = Fields.instanceFields(o.getClass(), Applet.class);
+            d.writeShort(fields.size());
+            for (Field f : fields) {
+                d.writeUTF(f.getName());
+                value(f.getType(), Fields.get(f, o), ids, d);
+            }
+            return;
+        }
+        if (!o.getClass().isArray() || Memory.transientEvent(o) != JCSystem.NOT_A_TRANSIENT_OBJECT) {
+            return;  // an engine, made afresh; or RAM, zero at power-on
+        }
+        int n = Array.getLength(o);
+        for (int i = 0; i < n; i++) {
+            value(o.getClass().getComponentType(), Array.get(o, i), ids, d);
+        }
+    }
+
+    private static void value(Class<?> type, Object v, Map<Object, Integer> ids, DataOutputStream d)
+            throws IOException {
+        if (type == byte.class) {
+            d.writeByte((Byte) v);
+        } else if (type == boolean.class) {
+            d.writeBoolean((Boolean) v);
+        } else if (type == short.class) {
+            d.writeShort((Short) v);
+        } else if (type == char.class) {
+            d.writeChar((Character) v);
+        } else if (type == int.class) {
+            d.writeInt((Integer) v);
+        } else if (type.isPrimitive()) {
+            throw new IllegalStateException("not a Java Card type: " + type);
+        } else {
+            d.writeInt(v == null ? -1 : ids.get(v));
+        }
+    }
+
+    // --- loading --------------------------------------------------------------------------------
+
+    /** Whether {@code file} holds a heap image (false: a new card is installed). */
+    static boolean exists(Path file) {
+        return Files.isRegularFile(file);
+    }
+
+    /** Put the image's state into {@code root}, the applet just installed, and its classes' statics. */
+    static void load(Path file, Applet root, ClassLoader loader) throws IOException {
+        byte[] raw = Files.readAllBytes(file);
+        ByteBuffer head = ByteBuffer.wrap(raw);
+        if (raw.length < 16 || head.getInt() != MAGIC) {
+            throw new IOException(file + " is not a heap image of the applet");
+        }
+        if (head.getInt() != VERSION) {
+            throw new IOException(file + ": a heap image version this harness does not read");
+        }
+        int length = head.getInt();
+        int crcWant = head.getInt();
+        if (length != raw.length - 16) {
+            throw new IOException(file + ": a heap image cut short");
+        }
+        CRC32 crc = new CRC32();
+        crc.update(raw, 16, length);
+        if ((int) crc.getValue() != crcWant) {
+            throw new IOException(file + ": a heap image whose checksum fails");
+        }
+        DataInputStream d = new DataInputStream(new java.io.ByteArrayInputStream(raw, 16, length));
+        try {
+            decode(d, root, loader);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            throw new IOException(file + ": a heap image of another version of the applet (" + e + ")", e);
+        }
+    }
+
+    private static void decode(DataInputStream d, Applet root, ClassLoader loader)
+            throws IOException, ReflectiveOperationException {
+        int count = d.readInt();
+        Object[] objects = new Object[count];
+        boolean rootSeen = false;
+        for (int id = 0; id < count; id++) {
+            byte kind = d.readByte();
+            switch (kind) {
+                case K_STATIC_ARRAY: {
+                    Field f = Fields.of(d.readUTF().replace('.', '/'), d.readUTF());
+                    objects[id] = f.get(null);
+                    break;
+                }
+                case K_OBJECT: {
+                    Class<?> c = Class.forName(d.readUTF(), false, loader);
+                    if (!rootSeen) {
+                        if (c != root.getClass()) {
+                            throw new IOException("the image holds a " + c.getName());
+                        }
+                        objects[id] = root;
+                        rootSeen = true;
+                    } else {
+                        objects[id] = Unsafe.allocate(c);
+                    }
+                    break;
+                }
+                case K_DIGEST:
+                    objects[id] = MessageDigest.getInstance(d.readByte(), false);
+                    break;
+                case K_RANDOM:
+                    objects[id] = RandomData.getInstance(d.readByte());
+                    break;
+                case K_SIGNATURE:
+                    objects[id] = Signature.getInstance(d.readByte(), false);
+                    break;
+                case K_CIPHER:
+                    objects[id] = Cipher.getInstance(d.readByte(), false);
+                    break;
+                case K_AGREEMENT:
+                    objects[id] = KeyAgreement.getInstance(d.readByte(), false);
+                    break;
+                default:
+                    objects[id] = array(kind, d, loader);
+            }
+        }
+        for (Object o : objects) {
+            fill(o, objects, d);
+        }
+        int statics = d.readInt();
+        for (int i = 0; i < statics; i++) {
+            Field f = Fields.of(d.readUTF().replace('.', '/'), d.readUTF());
+            Object v = read(f.getType(), objects, d);
+            if (!Modifier.isFinal(f.getModifiers())) {
+                f.set(null, v);
+            }
+        }
+    }
+
+    private static Object array(byte kind, DataInputStream d, ClassLoader loader) throws IOException,
+            ClassNotFoundException {
+        short n = (short) d.readInt();
+        byte event = d.readByte();
+        Class<?> component = kind == K_OBJECTS ? Class.forName(d.readUTF(), false, loader) : null;
+        if (event != JCSystem.NOT_A_TRANSIENT_OBJECT) {
+            switch (kind) {
+                case K_BYTES:
+                    return Memory.makeTransientByteArray(n, event);
+                case K_BOOLEANS:
+                    return Memory.makeTransientBooleanArray(n, event);
+                case K_SHORTS:
+                    return Memory.makeTransientShortArray(n, event);
+                case K_OBJECTS:
+                    return Memory.makeTransientObjectArray(n, event);
+                default:
+                    throw new IOException("a transient array of kind " + kind);
+            }
+        }
+        switch (kind) {
+            case K_BYTES:
+                return new byte[n];
+            case K_BOOLEANS:
+                return new boolean[n];
+            case K_SHORTS:
+                return new short[n];
+            case K_INTS:
+                return new int[n];
+            case K_OBJECTS:
+                return Array.newInstance(component, n);
+            default:
+                throw new IOException("an object of kind " + kind);
+        }
+    }
+
+    private static void fill(Object o, Object[] objects, DataInputStream d) throws IOException,
+            ReflectiveOperationException {
+        if (o.getClass().getClassLoader() instanceof Instrument.Loader) {
+            Map<String, Field> byName = new java.util.HashMap<>();
+            for (Field f : Fields.instanceFields(o.getClass(), Applet.class)) {
+                byName.put(f.getName(), f);
+            }
+            int n = d.readShort();
+            if (n != byName.size()) {
+                throw new IOException(o.getClass().getName() + " has " + byName.size() + " fields, the image " + n);
+            }
+            for (int i = 0; i < n; i++) {
+                Field f = byName.get(d.readUTF());
+                if (f == null) {
+                    throw new IOException(o.getClass().getName() + ": a field the image names is gone");
+                }
+                f.set(o, read(f.getType(), objects, d));
+            }
+            return;
+        }
+        if (!o.getClass().isArray() || Memory.transientEvent(o) != JCSystem.NOT_A_TRANSIENT_OBJECT) {
+            return;
+        }
+        int n = Array.getLength(o);
+        Class<?> component = o.getClass().getComponentType();
+        for (int i = 0; i < n; i++) {
+            Array.set(o, i, read(component, objects, d));
+        }
+    }
+
+    private static Object read(Class<?> type, Object[] objects, DataInputStream d) throws IOException {
+        if (type == byte.class) {
+            return d.readByte();
+        } else if (type == boolean.class) {
+            return d.readBoolean();
+        } else if (type == short.class) {
+            return d.readShort();
+        } else if (type == char.class) {
+            return d.readChar();
+        } else if (type == int.class) {
+            return d.readInt();
+        }
+        int id = d.readInt();
+        return id < 0 ? null : objects[id];
+    }
+
+    /** Objects made without running a constructor, as a deserialiser must. */
+    private static final class Unsafe {
+        private static final sun.misc.Unsafe U;
+
+        static {
+            try {
+                Field f = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
+                f.setAccessible(true);
+                U = (sun.misc.Unsafe) f.get(null);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        static Object allocate(Class<?> c) throws InstantiationException {
+            return U.allocateInstance(c);
+        }
+    }
+}
