@@ -123,7 +123,8 @@ class AppletCard:
     def _stderr(self) -> str:
         self._errors.seek(0)
         lines = [line for line in self._errors.read().splitlines() if line.strip() and "\tat " not in line]
-        return lines[0] if lines else f"exit status {self._process.returncode}"
+        errors = [line for line in lines if "Exception" in line or "Error" in line]
+        return (errors or lines or [f"exit status {self._process.returncode}"])[0]
 
     # --- the harness's line protocol ---------------------------------------------------------
 

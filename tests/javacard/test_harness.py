@@ -280,3 +280,26 @@ def test_a_damaged_heap_file_is_refused(applet_build: AppletBuild, tmp_path: Pat
     heap.write_bytes(bytes(raw))
     with pytest.raises(KitError, match="checksum"):
         probe_card(applet_build, heap)
+
+
+def test_the_heap_file_keeps_keys(applet_build: AppletBuild, tmp_path: Path) -> None:
+    """An AES key and a generated EC key pair come back with the same values, and still sign."""
+    heap = tmp_path / "probe.heap"
+    with probe_card(applet_build, heap) as card:
+        select(card)
+        assert ask(card, 0x1A, data=DATA) == 0x9000
+        assert ask(card, 0x1B) == 0x9000
+        keys = card.transmit(bytes.fromhex("8021000000"))
+        assert keys[:16] == DATA and keys[16] == 0x04 and keys[81] == 1
+    with probe_card(applet_build, heap) as card:
+        select(card)
+        assert card.transmit(bytes.fromhex("8021000000")) == keys
+
+
+def test_a_key_set_in_an_aborted_transaction_comes_back(probe: AppletCard) -> None:
+    assert ask(probe, 0x1A, COMMIT, TX, DATA) == 0x9000
+    assert ask(probe, 0x1A, ABORT, TX, DATA[::-1]) == 0x9000
+    assert probe.transmit(bytes.fromhex("8021000000"))[:16] == DATA
+    assert writes_of(probe, 0x1A, COMMIT, TX, DATA[::-1]) == 1
+    torn(probe, 0x1A, COMMIT, TX, DATA, 0)
+    assert probe.transmit(bytes.fromhex("8021000000"))[:16] == bytes(16)  # cut at the key's write: unset

@@ -56,10 +56,12 @@ public final class Harness {
     }
 
     public static void main(String[] args) throws Exception {
+        // stdout is the protocol's: jCardSim's notices (it prints some) go to stderr
+        PrintStream out = new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), false, "US-ASCII");
+        System.setOut(System.err);
         Harness h = new Harness(args[0], hex(args[1]), args.length > 2 ? Paths.get(args[2]) : null);
         h.start();
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.US_ASCII));
-        PrintStream out = new PrintStream(System.out, false, "US-ASCII");
         out.println("READY");
         out.flush();
         String line;

@@ -22,7 +22,11 @@ import java.util.Map;
 import java.util.zip.CRC32;
 import javacard.framework.Applet;
 import javacard.framework.JCSystem;
+import javacard.security.Key;
 import javacard.security.KeyAgreement;
+import javacard.security.KeyPair;
+import javacard.security.PrivateKey;
+import javacard.security.PublicKey;
 import javacard.security.MessageDigest;
 import javacard.security.RandomData;
 import javacard.security.Signature;
@@ -35,9 +39,10 @@ import javacardx.crypto.Cipher;
  * its own objects and OwnerPINs field by field, persistent arrays with their contents, transient
  * arrays by length and clear event only (a restart is a power-on: RAM comes back zeroed), and
  * the crypto engines (MessageDigest, RandomData, Signature, Cipher, KeyAgreement) by algorithm,
- * made afresh on load (a card's engines hold no state a power cycle keeps; an applet inits them
- * before use). Anything else reachable (a key, say) refuses to be saved, by name, rather than
- * coming back wrong: extend {@link #kindOf} first.
+ * made afresh, uninitialised, on load (the applet inits them before each use; one that kept an
+ * engine initialised across a power cycle would not work after a restart here), keys by their
+ * components ({@link Keys}), a KeyPair from its two keys. Anything else reachable refuses to be
+ * saved, by name, rather than coming back wrong: extend {@link #kindOf} first.
  *
  * Written crash-safe: a temporary file beside it, fsync, rename over it, fsync of the folder; a
  * CRC32 over the body refuses a file that is not one of ours. A JVM killed while saving leaves
@@ -60,6 +65,8 @@ final class HeapImage {
     private static final byte K_CIPHER = 10;
     private static final byte K_AGREEMENT = 11;
     private static final byte K_STATIC_ARRAY = 12;  // an array a static final field holds: kept in place
+    private static final byte K_KEY = 13;
+    private static final byte K_KEYPAIR = 14;  // after its two keys: made from them
 
     private HeapImage() {
     }
@@ -202,6 +209,12 @@ final class HeapImage {
         if (o instanceof KeyAgreement) {
             return K_AGREEMENT;
         }
+        if (Keys.handles(o)) {
+            return K_KEY;
+        }
+        if (o instanceof KeyPair) {
+            return K_KEYPAIR;
+        }
         throw new IllegalStateException("the heap image cannot hold a " + o.getClass().getName()
             + " (javacard/harness/evb/harness/HeapImage.java: add it to kindOf)");
     }
@@ -212,6 +225,10 @@ final class HeapImage {
             return;
         }
         byte kind = kindOf(o);
+        if (kind == K_KEYPAIR) {
+            enqueue(((KeyPair) o).getPublic(), ids, objects, todo, h);
+            enqueue(((KeyPair) o).getPrivate(), ids, objects, todo, h);
+        }
         ids.put(o, objects.size());
         objects.add(o);
         todo.add(o);
@@ -235,6 +252,13 @@ final class HeapImage {
             case K_AGREEMENT:
                 h.writeByte(((KeyAgreement) o).getAlgorithm());
                 break;
+            case K_KEY:
+                Keys.head((Key) o, h);
+                break;
+            case K_KEYPAIR:
+                h.writeInt(ref(((KeyPair) o).getPublic(), ids));
+                h.writeInt(ref(((KeyPair) o).getPrivate(), ids));
+                break;
             default:
                 h.writeInt(Array.getLength(o));
                 h.writeByte(Memory.transientEvent(o));
@@ -244,7 +268,15 @@ final class HeapImage {
         }
     }
 
+    private static int ref(Object o, Map<Object, Integer> ids) {
+        return o == null ? -1 : ids.get(o);
+    }
+
     private static void contents(Object o, Map<Object, Integer> ids, DataOutputStream d) throws IOException {
+        if (Keys.handles(o)) {
+            Keys.contents((Key) o, d);
+            return;
+        }
         if (isApplet(o)) {
             List<Field> fields = Fields.instanceFields(o.getClass(), Applet.class);
             d.writeShort(fields.size());
@@ -278,7 +310,7 @@ final class HeapImage {
         } else if (type.isPrimitive()) {
             throw new IllegalStateException("not a Java Card type: " + type);
         } else {
-            d.writeInt(v == null ? -1 : ids.get(v));
+            d.writeInt(ref(v, ids));
         }
     }
 
@@ -358,6 +390,16 @@ final class HeapImage {
                 case K_AGREEMENT:
                     objects[id] = KeyAgreement.getInstance(d.readByte(), false);
                     break;
+                case K_KEY:
+                    objects[id] = Keys.allocate(d);
+                    break;
+                case K_KEYPAIR: {
+                    int pub = d.readInt();
+                    int priv = d.readInt();
+                    objects[id] = new KeyPair(pub < 0 ? null : (PublicKey) objects[pub],
+                                              priv < 0 ? null : (PrivateKey) objects[priv]);
+                    break;
+                }
                 default:
                     objects[id] = array(kind, d, loader);
             }
@@ -412,6 +454,10 @@ final class HeapImage {
 
     private static void fill(Object o, Object[] objects, DataInputStream d) throws IOException,
             ReflectiveOperationException {
+        if (Keys.handles(o)) {
+            Keys.fill((Key) o, d);
+            return;
+        }
         if (o.getClass().getClassLoader() instanceof Instrument.Loader) {
             Map<String, Field> byName = new java.util.HashMap<>();
             for (Field f : Fields.instanceFields(o.getClass(), Applet.class)) {

@@ -35,8 +35,12 @@ import org.objectweb.asm.Opcodes;
  * spec says, while check() spends the counter with arrayFillNonAtomic, outside any transaction,
  * as the spec also says. Its validated flag is a transient array, cleared on reset.
  *
- * Not covered: other API objects the applet writes through (keys, crypto outputs into
- * persistent arrays) are not journalled; javacard/README.md says so.
+ * Keys: a call of a key's set* or clearKey, or of KeyPair.genKeyPair, goes through a bridge
+ * method added to the calling class, which reports the key to {@link Memory#apiWrite} first
+ * (one write; in a transaction its components are saved for the undo).
+ *
+ * Not covered: crypto outputs written by the API into a persistent array (a digest, a
+ * signature, random bytes) are neither counted nor journalled; javacard/README.md says so.
  */
 public final class Instrument {
     static final String MEMORY = "evb/harness/Memory";
@@ -48,7 +52,19 @@ public final class Instrument {
         "getMaxCommitCapacity", "getUnusedCommitCapacity", "makeTransientBooleanArray",
         "makeTransientByteArray", "makeTransientShortArray", "makeTransientObjectArray", "makeGlobalArray"));
 
+    /** The API types whose set*, clearKey and genKeyPair calls write a key ({@link Memory#apiWrite}). */
+    private static final Set<String> KEY_TYPES = new HashSet<>(Arrays.asList(
+        "javacard/security/Key", "javacard/security/SecretKey", "javacard/security/PrivateKey",
+        "javacard/security/PublicKey", "javacard/security/AESKey", "javacard/security/DESKey",
+        "javacard/security/HMACKey", "javacard/security/ECKey", "javacard/security/ECPrivateKey",
+        "javacard/security/ECPublicKey", "javacard/security/KeyPair"));
+
     private Instrument() {
+    }
+
+    private static boolean writesKey(String owner, String name) {
+        return KEY_TYPES.contains(owner)
+            && (name.startsWith("set") || name.equals("clearKey") || name.equals("genKeyPair"));
     }
 
     /** The class loader of the applet's classes: child first for the packages it rewrites. */
@@ -122,6 +138,7 @@ public final class Instrument {
         ClassWriter writer = new ClassWriter(reader, ClassWriter.COMPUTE_MAXS);
         reader.accept(new ClassVisitor(Opcodes.ASM9, writer) {
             private String self;
+            private final java.util.Map<String, String[]> bridges = new java.util.LinkedHashMap<>();
 
             @Override
             public void visit(int version, int access, String name, String signature, String superName,
@@ -134,20 +151,62 @@ public final class Instrument {
             public MethodVisitor visitMethod(int access, String name, String descriptor, String signature,
                                              String[] exceptions) {
                 MethodVisitor mv = super.visitMethod(access, name, descriptor, signature, exceptions);
-                return new Writes(mv, self, name);
+                return new Writes(mv, self, name, bridges);
+            }
+
+            @Override
+            public void visitEnd() {
+                for (String[] b : bridges.values()) {
+                    bridge(cv, b[4], b);
+                }
+                super.visitEnd();
             }
         }, 0);
         return writer.toByteArray();
+    }
+
+    /**
+     * {@code static R name(Owner target, args...)}: {@link Memory#apiWrite} on the target, then
+     * the API call itself. A call on an interface's receiver cannot be reached under its
+     * arguments on the stack, so the call site calls this instead.
+     */
+    private static void bridge(ClassVisitor cv, String name, String[] call) {
+        int opcode = Integer.parseInt(call[0]);
+        String owner = call[1];
+        String method = call[2];
+        org.objectweb.asm.Type type = org.objectweb.asm.Type.getMethodType(call[3]);
+        String descriptor = bridgeDescriptor(owner, call[3]);
+        MethodVisitor mv = cv.visitMethod(Opcodes.ACC_PRIVATE | Opcodes.ACC_STATIC | Opcodes.ACC_SYNTHETIC,
+                                          name, descriptor, null, null);
+        mv.visitCode();
+        mv.visitVarInsn(Opcodes.ALOAD, 0);
+        mv.visitMethodInsn(Opcodes.INVOKESTATIC, MEMORY, "apiWrite", "(Ljava/lang/Object;)V", false);
+        mv.visitVarInsn(Opcodes.ALOAD, 0);
+        int slot = 1;
+        for (org.objectweb.asm.Type arg : type.getArgumentTypes()) {
+            mv.visitVarInsn(arg.getOpcode(Opcodes.ILOAD), slot);
+            slot += arg.getSize();
+        }
+        mv.visitMethodInsn(opcode, owner, method, call[3], opcode == Opcodes.INVOKEINTERFACE);
+        mv.visitInsn(type.getReturnType().getOpcode(Opcodes.IRETURN));
+        mv.visitMaxs(0, 0);
+        mv.visitEnd();
+    }
+
+    private static String bridgeDescriptor(String owner, String descriptor) {
+        return "(L" + owner + ";" + descriptor.substring(1);
     }
 
     private static final class Writes extends MethodVisitor {
         private final String self;
         private final boolean constructor;
         private final boolean classInit;
+        private final java.util.Map<String, String[]> bridges;
 
-        Writes(MethodVisitor mv, String self, String method) {
+        Writes(MethodVisitor mv, String self, String method, java.util.Map<String, String[]> bridges) {
             super(Opcodes.ASM9, mv);
             this.self = self;
+            this.bridges = bridges;
             this.constructor = method.equals("<init>");
             this.classInit = method.equals("<clinit>");
         }
@@ -210,6 +269,14 @@ public final class Instrument {
             boolean system = owner.equals("javacard/framework/JCSystem") && JCSYSTEM.contains(name);
             if (opcode == Opcodes.INVOKESTATIC && (util || system)) {
                 super.visitMethodInsn(opcode, MEMORY, name, descriptor, false);
+                return;
+            }
+            if ((opcode == Opcodes.INVOKEINTERFACE || opcode == Opcodes.INVOKEVIRTUAL) && writesKey(owner, name)) {
+                String call = opcode + " " + owner + "." + name + descriptor;
+                String bridge = bridges.computeIfAbsent(call, c -> new String[] {
+                    Integer.toString(opcode), owner, name, descriptor, "evb$keyWrite$" + bridges.size()})[4];
+                super.visitMethodInsn(Opcodes.INVOKESTATIC, self, bridge, bridgeDescriptor(owner, descriptor),
+                                      false);
                 return;
             }
             super.visitMethodInsn(opcode, owner, name, descriptor, itf);

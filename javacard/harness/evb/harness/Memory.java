@@ -7,6 +7,8 @@ import java.util.Map;
 import javacard.framework.APDU;
 import javacard.framework.JCSystem;
 import javacard.framework.TransactionException;
+import javacard.security.Key;
+import javacard.security.KeyPair;
 
 /**
  * The card's persistent memory as the instrumented applet sees it (see {@link Instrument}): what
@@ -322,6 +324,37 @@ public final class Memory {
 
     public static void staticField(String owner, String name) {
         field(null, owner, name);
+    }
+
+    // --- API objects that hold persistent state: keys (Instrument routes their setters here) ---
+
+    /**
+     * A key about to be set, cleared or generated (a KeyPair's two): one persistent write, and in
+     * a transaction the keys' components saved first, so that an abort or a cut puts them back.
+     */
+    public static void apiWrite(Object target) {
+        Key[] keys = target instanceof KeyPair
+            ? new Key[] {((KeyPair) target).getPublic(), ((KeyPair) target).getPrivate()}
+            : new Key[] {(Key) target};
+        List<Key> saved = new ArrayList<>();
+        List<byte[]> snapshots = new ArrayList<>();
+        int bytes = 0;
+        for (Key key : keys) {
+            if (key != null && Keys.handles(key) && Keys.persistent(key)) {
+                byte[] snapshot = inTransaction ? Keys.snapshot(key) : new byte[0];
+                saved.add(key);
+                snapshots.add(snapshot);
+                bytes += snapshot.length;
+            }
+        }
+        if (saved.isEmpty()) {
+            return;  // a transient key: RAM
+        }
+        store(bytes, () -> {
+            for (int i = 0; i < saved.size(); i++) {
+                Keys.restore(saved.get(i), snapshots.get(i));
+            }
+        });
     }
 
     // --- Util -----------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ import javacard.framework.JCSystem;
 import javacard.framework.OwnerPIN;
 import javacard.framework.TransactionException;
 import javacard.framework.Util;
+import javacard.security.AESKey;
+import javacard.security.KeyBuilder;
+import javacard.security.KeyPair;
+import javacard.security.Signature;
 
 /**
  * A tiny applet for the harness's own tests (tests/javacard/test_harness.py), not for a card:
@@ -18,9 +22,10 @@ import javacard.framework.Util;
  * (bastore); 12 arrayCopyNonAtomic; 13 arrayFillNonAtomic with the first data byte; 14 setShort
  * of the first two data bytes at store[0], sastore, putfield, putstatic and aastore; 15 the PIN
  * updated to the data (OwnerPIN.update); 16 the PIN checked against the data (OwnerPIN.check);
- * 17 the data into both transient arrays; 18 two transactions, the data into store[0..) then
+ * 17 the data into both transient arrays; 1A the data (16 bytes) as the AES key; 18 two transactions, the data into store[0..) then
  * into store[8..); 19 the data copied P2 times into big (its commit capacity, BUFFER_FULL
- * answered 6403 after an abort). P2 of 10-17: 1 inside a transaction; P1: 0 commit, 1 abort,
+ * answered 6403 after an abort); 1B a new EC key pair.
+ * INS 21 answers the AES key, the public point, and whether the pair signs and verifies. P2 of 10-17 and 1A: 1 inside a transaction; P1: 0 commit, 1 abort,
  * 2 throw 6F01, 3 return with the transaction open. INS 20 READ.
  */
 public final class ProbeApplet extends Applet {
@@ -33,6 +38,9 @@ public final class ProbeApplet extends Applet {
     private final byte[] onReset;
     private final byte[] onDeselect;
     private final OwnerPIN pin;
+    private final AESKey aes;
+    private final KeyPair pair;
+    private final Signature ecdsa;
     private short counter;
 
     private ProbeApplet() {
@@ -40,6 +48,9 @@ public final class ProbeApplet extends Applet {
         onDeselect = JCSystem.makeTransientByteArray((short) 4, JCSystem.CLEAR_ON_DESELECT);
         pin = new OwnerPIN((byte) 3, (byte) 8);
         pin.update(new byte[] {1, 2, 3, 4}, (short) 0, (byte) 4);
+        aes = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES, KeyBuilder.LENGTH_AES_128, false);
+        pair = new KeyPair(KeyPair.ALG_EC_FP, KeyBuilder.LENGTH_EC_FP_256);
+        ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -66,6 +77,14 @@ public final class ProbeApplet extends Applet {
             JCSystem.beginTransaction();
             Util.arrayCopy(buf, off, store, (short) 8, n);
             JCSystem.commitTransaction();
+            return;
+        }
+        if (ins == (byte) 0x1B) {
+            pair.genKeyPair();
+            return;
+        }
+        if (ins == (byte) 0x21) {
+            keys(apdu);
             return;
         }
         if (ins == (byte) 0x19) {
@@ -130,6 +149,9 @@ public final class ProbeApplet extends Applet {
                     ISOException.throwIt((short) (0x63C0 | pin.getTriesRemaining()));
                 }
                 return;
+            case 0x1A:
+                aes.setKey(buf, off);
+                return;
             case 0x17:
                 Util.arrayCopyNonAtomic(buf, off, onReset, (short) 0, n);
                 Util.arrayCopyNonAtomic(buf, off, onDeselect, (short) 0, n);
@@ -150,6 +172,23 @@ public final class ProbeApplet extends Applet {
             ISOException.throwIt((short) (0x6400 | e.getReason()));
         }
         JCSystem.commitTransaction();
+    }
+
+    /** The AES key (16, zeros if unset) | the public point (65) | 1 if a signature by the private key verifies. */
+    private void keys(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        Util.arrayFillNonAtomic(buf, (short) 0, (short) 82, (byte) 0);
+        if (aes.isInitialized()) {
+            aes.getKey(buf, (short) 0);
+        }
+        if (pair.getPublic().isInitialized()) {
+            ((javacard.security.ECPublicKey) pair.getPublic()).getW(buf, (short) 16);
+            ecdsa.init(pair.getPrivate(), Signature.MODE_SIGN);
+            short n = ecdsa.sign(buf, (short) 0, (short) 16, buf, (short) 100);
+            ecdsa.init(pair.getPublic(), Signature.MODE_VERIFY);
+            buf[81] = (byte) (ecdsa.verify(buf, (short) 0, (short) 16, buf, (short) 100, n) ? 1 : 0);
+        }
+        apdu.setOutgoingAndSend((short) 0, (short) 82);
     }
 
     /** store | counter | sCounter | shorts[0] | objects[0] set | depth | max and unused capacity |
