@@ -49,7 +49,7 @@ from .records import decode_bcd_date, encode_bcd_date
 from .signature import PUBLIC_KEY_LEN
 from .wallet import CLA_ISO, MessageError
 
-AID_IDCARD = bytes.fromhex("F0455642494401")  # F0 (unregistered RID) "EVBID" app 01
+AID_IDCARD = bytes.fromhex("F0455642574C02")  # the wallet's RID F0 "EVBW" (one CAP holds both applets), app 02
 INS_GET_DATA = 0xCA
 INS_PUT_DATA = 0xDA
 TAG_PUBLIC_KEY = 0x83  # GET DATA P1P2 0083: the card's public key, in any state

@@ -32,6 +32,7 @@ from .eeprom import lock_image
 
 ROOT = Path(__file__).resolve().parents[1]
 APPLET_CLASS = "evb.wallet.WalletApplet"
+ID_APPLET_CLASS = "evb.wallet.IdCardApplet"  # the ID card (seed E5), in the same package
 DEFAULT_OUT = ROOT / "javacard" / "build"
 NO_KIT = "JC_HOME is not set: point it at a Java Card kit folder with sdk/ and jcardsim/ (../shared/javacard/README.md)"
 DEBIAN_JARS = ("bcprov.jar", "asm.jar", "asm-tree.jar", "asm-commons.jar")  # libbcprov-java, libasm-java
@@ -83,16 +84,17 @@ class PowerCut(CardMute):
 
 
 class AppletCard:
-    """One simulated card holding the wallet applet: installed afresh (a new card id), or the
-    card whose heap ``state_file`` holds (created there when the file does not exist yet).
+    """One simulated card holding one applet (the wallet by default, or the ID card): installed
+    afresh (a new card id, or a new ID-card key pair), or the card whose heap ``state_file``
+    holds (created there when the file does not exist yet).
 
     It has what the vpcd bridge needs of a card (``card.bridge.vpcd.BridgedCard``). jCardSim
     answers on T=1's terms whatever protocol the reader chose, so :meth:`select_protocol` only
-    records the choice. ``applet_class`` and ``aid`` serve another applet (the harness's tests).
+    records the choice.
     """
 
-    def __init__(self, built: AppletBuild, *, state_file: Path | None = None, applet_class: str = APPLET_CLASS,
-                 aid: bytes = AID_WALLET) -> None:
+    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET, *,
+                 state_file: Path | None = None) -> None:
         self.atr = build_atr()
         self.protocol = "T=1"
         # one card, one reader: a second process on the same heap would interleave its saves
