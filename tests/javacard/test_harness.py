@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from apdu import idcard as i
+from apdu.command import CommandApdu
 from card import CardMute
-from card.javacard import AppletBuild, AppletCard, KitError, PowerCut
+from card.javacard import ID_APPLET_CLASS, AppletBuild, AppletCard, KitError, PowerCut
 
 from .applet import NO_KIT
 
@@ -303,3 +305,36 @@ def test_a_key_set_in_an_aborted_transaction_comes_back(probe: AppletCard) -> No
     assert writes_of(probe, 0x1A, COMMIT, TX, DATA[::-1]) == 1
     torn(probe, 0x1A, COMMIT, TX, DATA, 0)
     assert probe.transmit(bytes.fromhex("8021000000"))[:16] == bytes(16)  # cut at the key's write: unset
+
+
+# --- the product's applets in a heap file ---------------------------------------------------------
+
+WALLET_SELECT = bytes.fromhex("00A4040008F0455642574C0101")
+CARD_INFO = bytes.fromhex("801000001D")
+
+
+def test_the_wallet_is_the_same_card_after_a_restart(applet_build: AppletBuild, tmp_path: Path) -> None:
+    """Card id, life cycle, PIN and its spent try: what `evb card serve --javacard` needs kept."""
+    heap = tmp_path / "wallet.heap"
+    with AppletCard(applet_build, state_file=heap) as card:
+        card.transmit(WALLET_SELECT)
+        personalize = "8002000010" + "31323334FFFFFFFF" + "3837363534333231"
+        assert card.transmit(bytes.fromhex(personalize))[-2:] == b"\x90\x00"
+        assert card.transmit(bytes.fromhex("0020008108" + "39393939FFFFFFFF")).hex() == "63c2"
+        info = card.transmit(CARD_INFO)
+    with AppletCard(applet_build, state_file=heap) as card:
+        card.transmit(WALLET_SELECT)
+        assert card.transmit(CARD_INFO) == info  # the same card id, personalized, 2 tries left
+        assert card.transmit(bytes.fromhex("0020008108" + "31323334FFFFFFFF")).hex() == "9000"
+
+
+def test_the_id_card_keeps_its_key_pair_after_a_restart(applet_build: AppletBuild, tmp_path: Path) -> None:
+    heap = tmp_path / "idcard.heap"
+    select = bytes(CommandApdu(0x00, 0xA4, 0x04, 0x00, i.AID_IDCARD))
+    with AppletCard(applet_build, ID_APPLET_CLASS, i.AID_IDCARD, state_file=heap) as card:
+        card.transmit(select)
+        key = card.transmit(bytes(i.get_public_key()))
+        assert key[-2:] == b"\x90\x00" and len(key) > 60
+    with AppletCard(applet_build, ID_APPLET_CLASS, i.AID_IDCARD, state_file=heap) as card:
+        card.transmit(select)
+        assert card.transmit(bytes(i.get_public_key())) == key
