@@ -10,11 +10,12 @@ recorded. Both cards' observations are comparable byte for byte (the card id mas
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from apdu import idcard as i
 from apdu import wallet as w
 from card import CardMute, SimulatedCard
 from card.card import T1
@@ -42,15 +43,19 @@ class Tearable(Protocol):
     def cut_power_after(self, n: int | None) -> None: ...
 
 
-def masked(command: bytes, data: bytes) -> bytes:
-    """GET CARD INFO with the card id (bytes 3-10) zeroed: each card makes its own."""
+def masked(command: bytes, answer: Answer) -> Answer:
+    """What two cards answer alike: GET CARD INFO with the card id (bytes 3-10) zeroed, each
+    card makes its own; an ID card's GET DATA (its key, its document) without its data."""
+    data = bytes.fromhex(answer[0])
     if command[:2] == bytes((w.CLA_PROPRIETARY, w.INS_GET_CARD_INFO)) and len(data) == 29:
-        return data[:3] + bytes(8) + data[11:]
-    return data
+        data = data[:3] + bytes(8) + data[11:]
+    if command[:2] == bytes((0x00, i.INS_GET_DATA)):
+        data = b""
+    return data.hex(), answer[1]
 
 
-def _answer(command: bytes, raw: bytes) -> Answer:
-    return masked(command, raw[:-2]).hex(), raw[-2:].hex().upper()
+def _answer(raw: bytes) -> Answer:
+    return raw[:-2].hex(), raw[-2:].hex().upper()
 
 
 class PythonCard:
@@ -58,12 +63,12 @@ class PythonCard:
 
     name = "python"
 
-    def __init__(self) -> None:
-        self.card = SimulatedCard.manufacture()
+    def __init__(self, idcard: bool = False) -> None:
+        self.card = SimulatedCard.manufacture_idcard() if idcard else SimulatedCard.manufacture()
         self.power_cycle()
 
     def send(self, apdu: bytes) -> Answer:
-        return _answer(apdu, self.card.transmit(apdu))
+        return _answer(self.card.transmit(apdu))
 
     def power_cycle(self) -> None:
         self.card.power_off()
@@ -101,7 +106,7 @@ class AppletOnHarness:
         card.new_card()
 
     def send(self, apdu: bytes) -> Answer:
-        return _answer(apdu, self.card.transmit(apdu))
+        return _answer(self.card.transmit(apdu))
 
     def power_cycle(self) -> None:
         self.card.reset()
@@ -122,18 +127,28 @@ class AppletOnHarness:
         self.card.cut_power_after(n)
 
 
+# an APDU, or one made for the card at hand (an ID card's document names the card's own key)
+Step = bytes | Callable[[Tearable], bytes]
+
+
+def _made(card: Tearable, step: Step) -> bytes:
+    return step if isinstance(step, bytes) else step(card)
+
+
 @dataclass(frozen=True)
 class Case:
     """A command to tear: ``prepare`` from a new card, ``setup`` after each power-on (not torn),
     ``op`` torn; ``spent``, from the prepared state, reaches the one state a tear may leave
-    besides before and after: a PIN or unblocking try spent before its comparison."""
+    besides before and after: a PIN or unblocking try spent before its comparison. Steps made
+    for the card are made once per sweep, from the prepared card."""
 
     name: str
-    prepare: Sequence[bytes]
+    prepare: Sequence[Step]
     setup: Sequence[bytes]
-    op: Sequence[bytes]
+    op: Sequence[Step]
     probes: Sequence[Sequence[bytes]]
     spent: Sequence[bytes] = ()
+    idcard: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,13 +183,14 @@ def observe(card: Tearable, state: object, probes: Sequence[Sequence[bytes]]) ->
     seen = []
     for probe in probes:
         card.restore(state)
-        seen.append(tuple(card.send(apdu) for apdu in probe))
+        seen.append(tuple(masked(apdu, card.send(apdu)) for apdu in probe))
     return tuple(seen)
 
 
 def sweep(card: Tearable, case: Case) -> Sweep:
-    for apdu in case.prepare:
-        card.send(apdu)
+    for step in case.prepare:
+        card.send(_made(card, step))
+    op = [_made(card, step) for step in case.op]
     base = card.snapshot()
     before = observe(card, base, case.probes)
     spent = None
@@ -192,8 +208,8 @@ def sweep(card: Tearable, case: Case) -> Sweep:
         card.cut_power_after(n)
         answers = []
         try:
-            for apdu in case.op:
-                answers.append(card.send(apdu))
+            for apdu in op:
+                answers.append(masked(apdu, card.send(apdu)))
         except CardMute:
             assert n is not None
         card.cut_power_after(None)

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from card.javacard import AppletBuild, AppletCard
+from apdu import idcard as i
+from apdu import wallet as w
+from apdu.command import CommandApdu
+from card.javacard import ID_APPLET_CLASS, AppletBuild, AppletCard
 
+from ..conftest import ISSUER
 from .applet import NO_KIT
-from .tearing import AppletOnHarness, Case, PythonCard, Sweep, sweep
+from .tearing import AppletOnHarness, Case, PythonCard, Sweep, Tearable, sweep
 
 if not os.environ.get("JC_HOME"):
     pytest.skip(NO_KIT, allow_module_level=True)
@@ -80,9 +85,38 @@ CASES = [
 ]
 
 
+# the ID card (seed E5): issued once by PUT DATA, with its PIN; then VERIFY
+ID_SELECT = bytes(CommandApdu(0x00, 0xA4, 0x04, 0x00, i.AID_IDCARD))
+ID_PIN, ID_WRONG = "2468", "1357"
+
+
+def issue(card: Tearable) -> bytes:
+    """PUT DATA of a document naming the card's own key, signed by the issuer, with a PIN."""
+    key = i.parse_public_key(bytes.fromhex(card.send(bytes(i.get_public_key()))[0]))
+    document = i.IdDocument.signed("Hanako Yamada", "DL-1", date(2031, 3, 31), key, True, ISSUER.sign)
+    return bytes(i.put_document(document, w.pin_block(ID_PIN)))
+
+
+ID_PROBES = [[ID_SELECT, bytes(i.get_document())], [ID_SELECT, verify(ID_PIN)], [ID_SELECT, verify(ID_WRONG)]]
+ID_CASES = [
+    Case("ID card: issue", prepare=[ID_SELECT], setup=[ID_SELECT], op=[issue], probes=ID_PROBES, idcard=True),
+    Case("ID card: verify, wrong PIN", prepare=[ID_SELECT, issue], setup=[ID_SELECT], op=[verify(ID_WRONG)],
+         probes=ID_PROBES, idcard=True),
+    Case("ID card: verify, right PIN after a wrong one", prepare=[ID_SELECT, issue, verify(ID_WRONG)],
+         setup=[ID_SELECT], op=[verify(ID_PIN)], probes=ID_PROBES, spent=[verify(ID_WRONG)], idcard=True),
+]
+CASES += ID_CASES
+
+
 @pytest.fixture(scope="module")
 def applet_card(applet_build: AppletBuild) -> Iterator[AppletCard]:
     with AppletCard(applet_build) as card:
+        yield card
+
+
+@pytest.fixture(scope="module")
+def id_applet_card(applet_build: AppletBuild) -> Iterator[AppletCard]:
+    with AppletCard(applet_build, ID_APPLET_CLASS, i.AID_IDCARD) as card:
         yield card
 
 
@@ -94,9 +128,10 @@ def check(result: Sweep, case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_tearing_at_every_write_on_both_cards(case: Case, applet_card: AppletCard, tmp_path: Path) -> None:
-    python = sweep(PythonCard(), case)
-    applet = sweep(AppletOnHarness(applet_card, tmp_path), case)
+def test_tearing_at_every_write_on_both_cards(case: Case, applet_card: AppletCard, id_applet_card: AppletCard,
+                                              tmp_path: Path) -> None:
+    python = sweep(PythonCard(case.idcard), case)
+    applet = sweep(AppletOnHarness(id_applet_card if case.idcard else applet_card, tmp_path), case)
     check(python, case)
     check(applet, case)
     assert applet.answers == python.answers
