@@ -307,6 +307,15 @@ def test_a_key_set_in_an_aborted_transaction_comes_back(probe: AppletCard) -> No
     assert probe.transmit(bytes.fromhex("8021000000"))[:16] == bytes(16)  # cut at the key's write: unset
 
 
+def test_a_crypto_output_into_persistent_memory_is_a_write_never_journalled(probe: AppletCard) -> None:
+    """RandomData.generateData into a persistent array: counted (a cut falls before it), and
+    an abort leaves it (the API's writes are not promised to join a transaction)."""
+    assert ask(probe, 0x1C, ABORT, TX, DATA) == 0x9000
+    assert read(probe).store != bytes(16)
+    assert writes_of(probe, 0x1C, COMMIT, TX, DATA) == 1
+    assert torn(probe, 0x1C, COMMIT, TX, DATA, 0).store == bytes(16)
+
+
 # --- the product's applets in a heap file ---------------------------------------------------------
 
 WALLET_SELECT = bytes.fromhex("00A4040008F0455642574C0101")

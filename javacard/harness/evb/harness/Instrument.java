@@ -39,8 +39,11 @@ import org.objectweb.asm.Opcodes;
  * method added to the calling class, which reports the key to {@link Memory#apiWrite} first
  * (one write; in a transaction its components are saved for the undo).
  *
- * Not covered: crypto outputs written by the API into a persistent array (a digest, a
- * signature, random bytes) are neither counted nor journalled; javacard/README.md says so.
+ * Crypto outputs (a digest, a signature, a cipher's output, random bytes, a key's component)
+ * go through such a bridge too, which reports the output array to {@link Memory#apiOutput}:
+ * into a persistent array that is one write, never journalled (the spec does not promise that
+ * the API's writes join a transaction: the pessimistic reading, so that an applet relying on it
+ * fails here rather than on a card).
  */
 public final class Instrument {
     static final String MEMORY = "evb/harness/Memory";
@@ -61,6 +64,9 @@ public final class Instrument {
 
     private Instrument() {
     }
+
+    private static final Set<String> OUTPUT_AFTER_INPUT = new HashSet<>(
+        Arrays.asList("doFinal", "update", "sign", "signPreComputedHash", "generateSecret"));
 
     private static boolean writesKey(String owner, String name) {
         return KEY_TYPES.contains(owner)
@@ -179,18 +185,55 @@ public final class Instrument {
         MethodVisitor mv = cv.visitMethod(Opcodes.ACC_PRIVATE | Opcodes.ACC_STATIC | Opcodes.ACC_SYNTHETIC,
                                           name, descriptor, null, null);
         mv.visitCode();
+        int output = Integer.parseInt(call[5]);
+        org.objectweb.asm.Type[] args = type.getArgumentTypes();
+        if (output < 0) {
+            mv.visitVarInsn(Opcodes.ALOAD, 0);
+            mv.visitMethodInsn(Opcodes.INVOKESTATIC, MEMORY, "apiWrite", "(Ljava/lang/Object;)V", false);
+        } else {
+            mv.visitVarInsn(Opcodes.ALOAD, slotOf(args, output));
+            mv.visitMethodInsn(Opcodes.INVOKESTATIC, MEMORY, "apiOutput", "(Ljava/lang/Object;)V", false);
+        }
         mv.visitVarInsn(Opcodes.ALOAD, 0);
-        mv.visitMethodInsn(Opcodes.INVOKESTATIC, MEMORY, "apiWrite", "(Ljava/lang/Object;)V", false);
-        mv.visitVarInsn(Opcodes.ALOAD, 0);
-        int slot = 1;
-        for (org.objectweb.asm.Type arg : type.getArgumentTypes()) {
-            mv.visitVarInsn(arg.getOpcode(Opcodes.ILOAD), slot);
-            slot += arg.getSize();
+        for (int i = 0; i < args.length; i++) {
+            mv.visitVarInsn(args[i].getOpcode(Opcodes.ILOAD), slotOf(args, i));
         }
         mv.visitMethodInsn(opcode, owner, method, call[3], opcode == Opcodes.INVOKEINTERFACE);
         mv.visitInsn(type.getReturnType().getOpcode(Opcodes.IRETURN));
         mv.visitMaxs(0, 0);
         mv.visitEnd();
+    }
+
+    /** The local slot of argument {@code i} of a bridge (slot 0 holds the target). */
+    private static int slotOf(org.objectweb.asm.Type[] args, int i) {
+        int slot = 1;
+        for (int k = 0; k < i; k++) {
+            slot += args[k].getSize();
+        }
+        return slot;
+    }
+
+    /**
+     * The argument a crypto call writes its output into (the last byte array of a digest's,
+     * cipher's, signature's or key agreement's doFinal, update, sign or generateSecret with an
+     * input array before it; the array of generateData, nextBytes and a key's get*), or -1.
+     */
+    private static int outputArgument(String owner, String name, String descriptor) {
+        if (!owner.startsWith("javacard/security/") && !owner.startsWith("javacardx/crypto/")) {
+            return -1;
+        }
+        org.objectweb.asm.Type[] args = org.objectweb.asm.Type.getArgumentTypes(descriptor);
+        int arrays = 0;
+        int last = -1;
+        for (int i = 0; i < args.length; i++) {
+            if (args[i].getDescriptor().equals("[B")) {
+                arrays++;
+                last = i;
+            }
+        }
+        boolean single = name.equals("generateData") || name.equals("nextBytes") || name.startsWith("get");
+        boolean inThenOut = OUTPUT_AFTER_INPUT.contains(name) && arrays >= 2;
+        return single || inThenOut ? last : -1;
     }
 
     private static String bridgeDescriptor(String owner, String descriptor) {
@@ -271,10 +314,13 @@ public final class Instrument {
                 super.visitMethodInsn(opcode, MEMORY, name, descriptor, false);
                 return;
             }
-            if ((opcode == Opcodes.INVOKEINTERFACE || opcode == Opcodes.INVOKEVIRTUAL) && writesKey(owner, name)) {
+            boolean instance = opcode == Opcodes.INVOKEINTERFACE || opcode == Opcodes.INVOKEVIRTUAL;
+            int output = instance ? outputArgument(owner, name, descriptor) : -1;
+            if (instance && (writesKey(owner, name) || output >= 0)) {
                 String call = opcode + " " + owner + "." + name + descriptor;
                 String bridge = bridges.computeIfAbsent(call, c -> new String[] {
-                    Integer.toString(opcode), owner, name, descriptor, "evb$keyWrite$" + bridges.size()})[4];
+                    Integer.toString(opcode), owner, name, descriptor, "evb$apiWrite$" + bridges.size(),
+                    Integer.toString(output)})[4];
                 super.visitMethodInsn(Opcodes.INVOKESTATIC, self, bridge, bridgeDescriptor(owner, descriptor),
                                       false);
                 return;

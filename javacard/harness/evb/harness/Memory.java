@@ -357,6 +357,16 @@ public final class Memory {
         });
     }
 
+    /**
+     * A crypto call about to write its output into {@code array}: into persistent memory, one
+     * write (a cut falls before it), not journalled (see {@link Instrument}).
+     */
+    public static void apiOutput(Object array) {
+        if (array != null && persistent(array)) {
+            write();
+        }
+    }
+
     // --- Util -----------------------------------------------------------------------------------
 
     /** Atomic, in a transaction or not: all of it or nothing, one write. */

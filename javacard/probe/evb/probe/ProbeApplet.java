@@ -11,6 +11,7 @@ import javacard.framework.Util;
 import javacard.security.AESKey;
 import javacard.security.KeyBuilder;
 import javacard.security.KeyPair;
+import javacard.security.RandomData;
 import javacard.security.Signature;
 
 /**
@@ -22,10 +23,10 @@ import javacard.security.Signature;
  * (bastore); 12 arrayCopyNonAtomic; 13 arrayFillNonAtomic with the first data byte; 14 setShort
  * of the first two data bytes at store[0], sastore, putfield, putstatic and aastore; 15 the PIN
  * updated to the data (OwnerPIN.update); 16 the PIN checked against the data (OwnerPIN.check);
- * 17 the data into both transient arrays; 1A the data (16 bytes) as the AES key; 18 two transactions, the data into store[0..) then
+ * 17 the data into both transient arrays; 1A the data (16 bytes) as the AES key; 1C as many random bytes into store; 18 two transactions, the data into store[0..) then
  * into store[8..); 19 the data copied P2 times into big (its commit capacity, BUFFER_FULL
  * answered 6403 after an abort); 1B a new EC key pair.
- * INS 21 answers the AES key, the public point, and whether the pair signs and verifies. P2 of 10-17 and 1A: 1 inside a transaction; P1: 0 commit, 1 abort,
+ * INS 21 answers the AES key, the public point, and whether the pair signs and verifies. P2 of 10-17, 1A and 1C: 1 inside a transaction; P1: 0 commit, 1 abort,
  * 2 throw 6F01, 3 return with the transaction open. INS 20 READ.
  */
 public final class ProbeApplet extends Applet {
@@ -41,6 +42,7 @@ public final class ProbeApplet extends Applet {
     private final AESKey aes;
     private final KeyPair pair;
     private final Signature ecdsa;
+    private final RandomData random;
     private short counter;
 
     private ProbeApplet() {
@@ -51,6 +53,7 @@ public final class ProbeApplet extends Applet {
         aes = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES, KeyBuilder.LENGTH_AES_128, false);
         pair = new KeyPair(KeyPair.ALG_EC_FP, KeyBuilder.LENGTH_EC_FP_256);
         ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -151,6 +154,9 @@ public final class ProbeApplet extends Applet {
                 return;
             case 0x1A:
                 aes.setKey(buf, off);
+                return;
+            case 0x1C:
+                random.generateData(store, (short) 0, n);
                 return;
             case 0x17:
                 Util.arrayCopyNonAtomic(buf, off, onReset, (short) 0, n);
