@@ -179,11 +179,20 @@ def tear_points(total: int) -> list[int]:
     return sorted({round(i * total / (SPREAD_POINTS - 1)) for i in range(SPREAD_POINTS)})
 
 
+def exchange(card: Tearable, apdu: bytes) -> Answer:
+    """One command and, while the card answers 61xx, GET RESPONSE for the rest (T=1 terms)."""
+    data, sw = card.send(apdu)
+    while sw.startswith("61"):
+        more, sw = card.send(bytes(w.get_response(int(sw[2:], 16) or 256)))
+        data += more
+    return data, sw
+
+
 def observe(card: Tearable, state: object, probes: Sequence[Sequence[bytes]]) -> Observation:
     seen = []
     for probe in probes:
         card.restore(state)
-        seen.append(tuple(masked(apdu, card.send(apdu)) for apdu in probe))
+        seen.append(tuple(masked(apdu, exchange(card, apdu)) for apdu in probe))
     return tuple(seen)
 
 
