@@ -277,11 +277,28 @@ def test_a_damaged_heap_file_is_refused(applet_build: AppletBuild, tmp_path: Pat
     with probe_card(applet_build, heap) as card:
         select(card)
         assert ask(card, 0x10, COMMIT, TX, DATA) == 0x9000
-    raw = bytearray(heap.read_bytes())
-    raw[-1] ^= 0xFF
-    heap.write_bytes(bytes(raw))
+    for slot in (heap, heap.with_name(heap.name + ".1")):
+        raw = bytearray(slot.read_bytes())
+        raw[-1] ^= 0xFF
+        slot.write_bytes(bytes(raw))
     with pytest.raises(KitError, match="checksum"):
         probe_card(applet_build, heap)
+
+
+def test_a_torn_save_leaves_the_previous_image(applet_build: AppletBuild, tmp_path: Path) -> None:
+    """Saves go to two slot files in turn: the newest cut short (a crash mid-write), the card
+    comes back as the other slot holds it, the state one command earlier."""
+    heap = tmp_path / "probe.heap"
+    with probe_card(applet_build, heap) as card:
+        select(card)
+        assert ask(card, 0x10, COMMIT, TX, DATA[:8] * 2) == 0x9000
+        assert ask(card, 0x10, COMMIT, TX, DATA) == 0x9000
+    # a slot: magic, version, generation (8 bytes at 8), length, CRC32, the image
+    newest = max((heap, heap.with_name(heap.name + ".1")), key=lambda p: int.from_bytes(p.read_bytes()[8:16], "big"))
+    newest.write_bytes(newest.read_bytes()[:-10])
+    with probe_card(applet_build, heap) as card:
+        select(card)
+        assert read(card).store == DATA[:8] * 2
 
 
 def test_the_heap_file_keeps_keys(applet_build: AppletBuild, tmp_path: Path) -> None:

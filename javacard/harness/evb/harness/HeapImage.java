@@ -11,7 +11,6 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -44,14 +43,17 @@ import javacardx.crypto.Cipher;
  * components ({@link Keys}), a KeyPair from its two keys. Anything else reachable refuses to be
  * saved, by name, rather than coming back wrong: extend {@link #kindOf} first.
  *
- * Written crash-safe: a temporary file beside it, fsync, rename over it, fsync of the folder; a
- * CRC32 over the body refuses a file that is not one of ours. A JVM killed while saving leaves
- * the previous image, which the harness saves before it answers each command that wrote: the
- * card is then as it was before the command, whose answer nobody received.
+ * Written crash-safe as the Python card's journal is: two slot files ({@code FILE} and
+ * {@code FILE.1}), each image a generation number and a CRC32 over it, written over the slot
+ * not holding the newest, then one fdatasync (the commit point; a folder fsync the first time a
+ * slot file is made). Load takes the newest slot whose CRC holds, so a JVM killed (or a machine
+ * crashed) mid-write leaves the previous image. The harness saves before it answers each command
+ * that wrote: the card is then as it was before the command, whose answer nobody received.
  */
 final class HeapImage {
     private static final int MAGIC = 0x45564248;  // "EVBH"
-    private static final int VERSION = 1;
+    private static final int VERSION = 2;
+    private static final int HEAD = 24;  // magic, version, generation (8), length, CRC32
 
     private static final byte K_OBJECT = 1;
     private static final byte K_BYTES = 2;
@@ -77,28 +79,60 @@ final class HeapImage {
         byte[] body = encode(root, classes);
         CRC32 crc = new CRC32();
         crc.update(body);
-        Path folder = file.toAbsolutePath().getParent();
-        Files.createDirectories(folder);
-        Path tmp = Files.createTempFile(folder, ".heap-", ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                ByteBuffer head = ByteBuffer.allocate(16).putInt(MAGIC).putInt(VERSION)
-                    .putInt(body.length).putInt((int) crc.getValue());
-                head.flip();
-                ByteBuffer all = ByteBuffer.allocate(16 + body.length).put(head).put(body);
-                all.flip();
-                while (all.hasRemaining()) {
-                    ch.write(all);
-                }
-                ch.force(true);
+        Path[] slots = slots(file);
+        long[] generations = {generation(slots[0]), generation(slots[1])};
+        int target = generations[0] <= generations[1] ? 0 : 1;  // the slot not holding the newest
+        long next = Math.max(generations[0], generations[1]) + 1;
+        boolean created = !Files.exists(slots[target]);
+        if (created) {
+            Files.createDirectories(slots[target].toAbsolutePath().getParent());
+        }
+        ByteBuffer all = ByteBuffer.allocate(HEAD + body.length).putInt(MAGIC).putInt(VERSION).putLong(next)
+            .putInt(body.length).putInt((int) crc.getValue()).put(body);
+        all.flip();
+        try (FileChannel ch = FileChannel.open(slots[target], StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
+            while (all.hasRemaining()) {
+                ch.write(all, all.position());
             }
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
+            ch.force(false);  // the commit point: this slot's CRC now holds, with the newest generation
         }
-        try (FileChannel dir = FileChannel.open(folder, StandardOpenOption.READ)) {
-            dir.force(true);
+        if (created) {  // a new name survives a crash once its folder is synced
+            try (FileChannel dir = FileChannel.open(slots[target].toAbsolutePath().getParent(),
+                                                    StandardOpenOption.READ)) {
+                dir.force(true);
+            }
         }
+    }
+
+    /** The two slot files of an image: {@code file} and {@code file.1}. */
+    private static Path[] slots(Path file) {
+        return new Path[] {file, file.resolveSibling(file.getFileName() + ".1")};
+    }
+
+    /** The generation of a slot holding a whole image, 0 for a missing, foreign or torn one. */
+    private static long generation(Path slot) throws IOException {
+        if (!Files.isRegularFile(slot)) {
+            return 0;
+        }
+        byte[] raw = Files.readAllBytes(slot);
+        return body(raw) == null ? 0 : ByteBuffer.wrap(raw).getLong(8);
+    }
+
+    /** The image body in a slot's bytes, or null when they are foreign or torn. */
+    private static byte[] body(byte[] raw) {
+        ByteBuffer head = ByteBuffer.wrap(raw);
+        if (raw.length < HEAD || head.getInt() != MAGIC || head.getInt() != VERSION) {
+            return null;
+        }
+        head.getLong();
+        int length = head.getInt();
+        int crcWant = head.getInt();
+        if (length < 0 || length > raw.length - HEAD) {
+            return null;
+        }
+        CRC32 crc = new CRC32();
+        crc.update(raw, HEAD, length);
+        return (int) crc.getValue() == crcWant ? java.util.Arrays.copyOfRange(raw, HEAD, HEAD + length) : null;
     }
 
     private static byte[] encode(Applet root, List<Class<?>> classes) throws IOException {
@@ -316,32 +350,21 @@ final class HeapImage {
 
     // --- loading --------------------------------------------------------------------------------
 
-    /** Whether {@code file} holds a heap image (false: a new card is installed). */
+    /** Whether {@code file} (either slot) holds a heap image (false: a new card is installed). */
     static boolean exists(Path file) {
-        return Files.isRegularFile(file);
+        Path[] slots = slots(file);
+        return Files.isRegularFile(slots[0]) || Files.isRegularFile(slots[1]);
     }
 
     /** Put the image's state into {@code root}, the applet just installed, and its classes' statics. */
     static void load(Path file, Applet root, ClassLoader loader) throws IOException {
-        byte[] raw = Files.readAllBytes(file);
-        ByteBuffer head = ByteBuffer.wrap(raw);
-        if (raw.length < 16 || head.getInt() != MAGIC) {
-            throw new IOException(file + " is not a heap image of the applet");
+        Path[] slots = slots(file);
+        long[] generations = {generation(slots[0]), generation(slots[1])};
+        if (generations[0] == 0 && generations[1] == 0) {
+            throw new IOException(file + ": no slot holds a whole heap image (a checksum fails, or not ours)");
         }
-        if (head.getInt() != VERSION) {
-            throw new IOException(file + ": a heap image version this harness does not read");
-        }
-        int length = head.getInt();
-        int crcWant = head.getInt();
-        if (length != raw.length - 16) {
-            throw new IOException(file + ": a heap image cut short");
-        }
-        CRC32 crc = new CRC32();
-        crc.update(raw, 16, length);
-        if ((int) crc.getValue() != crcWant) {
-            throw new IOException(file + ": a heap image whose checksum fails");
-        }
-        DataInputStream d = new DataInputStream(new java.io.ByteArrayInputStream(raw, 16, length));
+        byte[] body = body(Files.readAllBytes(slots[generations[0] > generations[1] ? 0 : 1]));
+        DataInputStream d = new DataInputStream(new java.io.ByteArrayInputStream(body));
         try {
             decode(d, root, loader);
         } catch (ReflectiveOperationException | RuntimeException e) {
