@@ -16,6 +16,7 @@ from apdu.wallet import MessageError
 from ..api_client import ServiceError
 from ..backup import BackupError
 from ..transport import TransportError
+from . import benchmarks  # noqa: F401 (bench vault, bench all)
 from .card import card
 from .demo import demo
 from .errors import CliFail
