@@ -3,10 +3,12 @@ schema is served at ``/openapi.json``; every refusal is a 4xx with ``{"detail": 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from ..statements import Fetch, Replacement
 from ..wire import (
@@ -23,7 +25,7 @@ from ..wire import (
     unhex,
 )
 from .repository import Registration
-from .service import VaultService
+from .service import Submission, VaultService
 
 B64 = Annotated[str, Field(description="base64", max_length=4096, pattern=B64_PATTERN)]
 HEX_ID = Annotated[str, Field(description="card id, 16 hex digits", min_length=16, max_length=16,
@@ -65,12 +67,27 @@ class RegistrationRequest(StrictModel):
     registered_value: B64 | None = None
 
 
+MAX_BATCH = 32
+"""Values in one batch: 32 of the largest plain records fit the body limit."""
+
+
+class RegistrationBatch(StrictModel):
+    """Several values of one card at once: one request and one transaction, all or nothing. A
+    batch sent again after a lost answer answers the same certificates and registers nothing."""
+
+    registrations: list[RegistrationRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class RegistrationOut(StrictModel):
     counter: int
     card_id: str = Field(description="the card that backed it up (another one after a replacement)")
     value_hash: str
     certificate: B64
     created_at: int
+
+
+class RegistrationBatchOut(StrictModel):
+    registrations: list[RegistrationOut] = Field(description="in the order sent")
 
 
 class RestoreRequest(StrictModel):
@@ -146,21 +163,30 @@ class ShareRestoreResponse(StrictModel):
     sealed_share: B64
 
 
-def vault_service(request: Request) -> VaultService:
+async def vault_service(request: Request) -> VaultService:
+    """Async, as every dependency here: a sync one costs a thread hop per request."""
     service: VaultService = request.app.state.service
     return service
 
 
 Service = Annotated[VaultService, Depends(vault_service)]
+Token = Annotated[str, Depends(bearer("not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions"))]
+"""The bearer token from /v1/sessions; the route checks it in its one trip to the database."""
+
+T = TypeVar("T")
 
 
-def authenticated_card(service: Service, token: Annotated[str, Depends(bearer(
-        "not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions"))]) -> bytes:
-    """The card behind the bearer token from /v1/sessions."""
-    return service.card_for(token)
+async def blocking(work: Callable[[], T]) -> T:
+    """A request's one thread hop: its database work, off the event loop."""
+    return await run_in_threadpool(work)
 
 
-Card = Annotated[bytes, Depends(authenticated_card)]
+def submission(service: VaultService, body: RegistrationRequest) -> Submission:
+    if (body.value is None) == (body.registered_value is None):
+        raise ApiError(400, "send either value or registered_value")
+    if body.registered_value is not None:
+        return service.encrypted(unb64(body.registered_value, "registered_value"))
+    return service.plain(unb64(body.value or "", "value"))
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -178,78 +204,86 @@ def create_app(service: VaultService | None) -> FastAPI:
     app.state.service = service
 
     @app.get("/v1/vault", response_model=VaultInfo)
-    def vault_info(service: Service) -> VaultInfo:
+    async def vault_info(service: Service) -> VaultInfo:
         return VaultInfo(public_key=b64(service.public_key),
                          digest_fields=[f.name.lower() for f in service.config.digest_fields])
 
     @app.post("/v1/challenges", response_model=ChallengeResponse)
-    def challenge(body: ChallengeRequest, service: Service) -> ChallengeResponse:
-        value, expires = service.challenge(unhex(body.card_id, "card_id"))
+    async def challenge(body: ChallengeRequest, service: Service) -> ChallengeResponse:
+        value, expires = await blocking(lambda: service.challenge(unhex(body.card_id, "card_id")))
         return ChallengeResponse(challenge=b64(value), expires_at=expires)
 
     @app.post("/v1/sessions", response_model=SessionResponse)
-    def session(body: SessionRequest, service: Service) -> SessionResponse:
-        token, expires = service.open_session(
+    async def session(body: SessionRequest, service: Service) -> SessionResponse:
+        token, expires = await blocking(lambda: service.open_session(
             unhex(body.card_id, "card_id"), unb64(body.public_key, "public_key"),
             unb64(body.attestation, "attestation"), unb64(body.challenge, "challenge"),
             unb64(body.signature, "signature"),
-        )
+        ))
         return SessionResponse(token=token, expires_at=expires)
 
     @app.post("/v1/registrations", response_model=RegistrationOut)
-    def register(body: RegistrationRequest, card_id: Card, service: Service) -> RegistrationOut:
-        if (body.value is None) == (body.registered_value is None):
-            raise ApiError(400, "send either value or registered_value")
-        if body.registered_value is not None:
-            r = service.register_encrypted(card_id, unb64(body.registered_value, "registered_value"))
-        else:
-            r = service.register(card_id, unb64(body.value or "", "value"))
+    async def register(body: RegistrationRequest, token: Token, service: Service) -> RegistrationOut:
+        submitted = [submission(service, body)]
+        [r] = await blocking(lambda: service.register_for_session(token, submitted))
         return registration_out(r)
 
+    @app.post("/v1/registration-batches", response_model=RegistrationBatchOut)
+    async def register_batch(body: RegistrationBatch, token: Token, service: Service) -> RegistrationBatchOut:
+        submitted = [submission(service, r) for r in body.registrations]
+        found = await blocking(lambda: service.register_for_session(token, submitted))
+        return RegistrationBatchOut(registrations=[registration_out(r) for r in found])
+
     @app.get("/v1/registrations", response_model=list[RegistrationOut])
-    def registrations(card_id: Card, service: Service) -> list[RegistrationOut]:
-        return [registration_out(r) for r in service.list(card_id)]
+    async def registrations(token: Token, service: Service) -> list[RegistrationOut]:
+        found = await blocking(lambda: service.list(service.card_for(token)))
+        return [registration_out(r) for r in found]
 
     @app.post("/v1/restorations", response_model=RestoreResponse)
-    def restore(body: RestoreRequest, card_id: Card, service: Service) -> RestoreResponse:
-        return RestoreResponse(value=b64(service.restore(card_id, unb64(body.certificate, "certificate"))))
+    async def restore(body: RestoreRequest, token: Token, service: Service) -> RestoreResponse:
+        value = await blocking(lambda: service.restore(service.card_for(token), unb64(body.certificate, "certificate")))
+        return RestoreResponse(value=b64(value))
 
     @app.post("/v1/key-shares", response_model=KeyShareResponse)
-    def key_share(body: KeyShareRequest, card_id: Card, service: Service) -> KeyShareResponse:
-        service.keep_key_share(card_id, unhex(body.key_id, "key_id"), unb64(body.sealed_share, "sealed_share"))
+    async def key_share(body: KeyShareRequest, token: Token, service: Service) -> KeyShareResponse:
+        await blocking(lambda: service.keep_key_share(service.card_for(token), unhex(body.key_id, "key_id"),
+                                                      unb64(body.sealed_share, "sealed_share")))
         return KeyShareResponse(kept=True)
 
     @app.post("/v1/releases", response_model=ReleaseResponse)
-    def release(body: ReleaseRequest, card_id: Card, service: Service) -> ReleaseResponse:
-        released = service.release(card_id, body.counter, unhex(body.value_hash, "value_hash"),
-                                   unb64(body.receipt, "receipt"))
+    async def release(body: ReleaseRequest, token: Token, service: Service) -> ReleaseResponse:
+        released = await blocking(lambda: service.release(service.card_for(token), body.counter,
+                                                          unhex(body.value_hash, "value_hash"),
+                                                          unb64(body.receipt, "receipt")))
         return ReleaseResponse(released=released)
 
     @app.post("/v1/replacements", response_model=ReplacementResponse)
-    def replacement(body: ReplacementRequest, service: Service) -> ReplacementResponse:
+    async def replacement(body: ReplacementRequest, service: Service) -> ReplacementResponse:
         """No card session: the key manager's signature authenticates the statement."""
         statement = Replacement(unhex(body.old_card_id, "old_card_id"), unb64(body.old_public_key, "old_public_key"),
                                 unhex(body.new_card_id, "new_card_id") if body.new_card_id else None,
                                 unb64(body.new_public_key, "new_public_key") if body.new_public_key else None,
                                 body.issued_at)
-        return ReplacementResponse(waiting=service.replace_card(statement, unb64(body.signature, "signature")))
+        waiting = await blocking(lambda: service.replace_card(statement, unb64(body.signature, "signature")))
+        return ReplacementResponse(waiting=waiting)
 
     @app.post("/v1/keymgr/registered-values", response_model=FetchResponse)
-    def fetch(body: FetchRequest, service: Service) -> FetchResponse:
+    async def fetch(body: FetchRequest, service: Service) -> FetchResponse:
         """Service to service (seed E6): no card session, the key manager's signature."""
-        value = service.fetch_for_keymgr(Fetch(unb64(body.certificate, "certificate"), body.issued_at),
-                                         unb64(body.signature, "signature"))
+        value = await blocking(lambda: service.fetch_for_keymgr(
+            Fetch(unb64(body.certificate, "certificate"), body.issued_at), unb64(body.signature, "signature")))
         return FetchResponse(registered_value=b64(value))
 
     @app.post("/v1/handovers", response_model=HandoverResponse)
-    def handover(body: HandoverRequest, card_id: Card, service: Service) -> HandoverResponse:
-        found, waiting = service.hand_over(card_id, body.imported)
+    async def handover(body: HandoverRequest, token: Token, service: Service) -> HandoverResponse:
+        found, waiting = await blocking(lambda: service.hand_over(service.card_for(token), body.imported))
         return HandoverResponse(handover=b64(found.to_bytes()) if found else None, waiting=waiting)
 
     @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)
-    def share_restoration(body: ShareRestoreRequest, card_id: Card, service: Service) -> ShareRestoreResponse:
-        sealed = service.key_share_for(card_id, unhex(body.old_card_id, "old_card_id"), unhex(body.key_id, "key_id"),
-                                       unb64(body.transport_key, "transport_key"))
+    async def share_restoration(body: ShareRestoreRequest, token: Token, service: Service) -> ShareRestoreResponse:
+        sealed = await blocking(lambda: service.key_share_for(
+            service.card_for(token), unhex(body.old_card_id, "old_card_id"), unhex(body.key_id, "key_id"),
+            unb64(body.transport_key, "transport_key")))
         return ShareRestoreResponse(sealed_share=b64(sealed))
 
     return app
