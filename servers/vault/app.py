@@ -161,6 +161,8 @@ class ShareRestoreRequest(StrictModel):
 
 class ShareRestoreResponse(StrictModel):
     sealed_share: B64
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one): IMPORT SHARE "
+                                               "carries it beside the share")
 
 
 async def vault_service(request: Request) -> VaultService:
@@ -281,10 +283,10 @@ def create_app(service: VaultService | None) -> FastAPI:
 
     @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)
     async def share_restoration(body: ShareRestoreRequest, token: Token, service: Service) -> ShareRestoreResponse:
-        sealed = await blocking(lambda: service.key_share_for(
+        sealed, public = await blocking(lambda: service.key_share_for(
             service.card_for(token), unhex(body.old_card_id, "old_card_id"), unhex(body.key_id, "key_id"),
             unb64(body.transport_key, "transport_key")))
-        return ShareRestoreResponse(sealed_share=b64(sealed))
+        return ShareRestoreResponse(sealed_share=b64(sealed), public_key=b64(public) if public else None)
 
     return app
 
