@@ -16,9 +16,9 @@ from apdu import backup as b
 from apdu.certificate import Certificate, DigestField
 from host.backup import connect
 from host.vault_client import MAX_BATCH, VaultClient, VaultClientError
-from servers.keyfile import load_or_create_key
+from servers.auth import new_token, token_hash
+from servers.serverkey import ServerKey
 from servers.storage import Database
-from servers.tokens import new_token, token_hash
 from servers.vault.repository import MIGRATIONS, VaultRepository
 from servers.vault.server import running
 from servers.vault.service import VaultService
@@ -127,7 +127,7 @@ def counting_transactions(db: Database) -> Iterator[list[int]]:
 
 def test_a_registration_and_its_session_check_are_one_transaction(db_url: str, tmp_path: Path) -> None:
     db = Database.open(db_url, MIGRATIONS)
-    vault = VaultService(VaultRepository(db), load_or_create_key(tmp_path / "key.pem"))
+    vault = VaultService(VaultRepository(db), ServerKey.load_or_create(tmp_path / "key.pem"))
     card_id = bytes.fromhex("0102030405060708")
     token = new_token()
     vault.repo.add_session(token_hash(token), card_id, 2**40)
