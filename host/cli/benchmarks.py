@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import platform
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from ..bench_suite import Figure, table_rows
 from .pcsc import bench
 from .render import console, print_json
+
+if TYPE_CHECKING:
+    from ..bench_suite import Figure
 
 postgres_option = click.option(
     "--postgres", "postgres_url", envvar="EVB_BENCH_POSTGRES", metavar="URL",
@@ -26,6 +29,8 @@ def _say(what: str) -> None:
 
 
 def _print_figures(figures: list[Figure], title: str, as_json: bool) -> None:
+    from ..bench_suite import table_rows
+
 
     if as_json:
         print_json([{"figure": f.name, "ours": f.ours, "baseline": f.baseline, "unit": f.unit, "ratio": f.ratio,
