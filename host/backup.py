@@ -107,8 +107,8 @@ def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_i
     No LIST of the whole card and no READ VALUE: BEGIN BACKUP answers a plain value, BEGIN
     ENCRYPTED BACKUP the card's digest of one (and its name, which the digest holds unless the
     vault does not certify names), then COMMIT BACKUP: 2 APDUs per plain value, 3 per encrypted
-    one with its GET RESPONSE (the session asks GET IDENTITY once); a kept value is read first. One HTTP
-    request per value (:func:`backup_many` batches them): the vault's key and fields are asked
+    one with its GET RESPONSE (the session asks GET IDENTITY once); a kept value is read first.
+    One HTTP request per value (:func:`backup_many` batches them): the vault's key and fields are asked
     once per client, and a caller that resolves ``encrypt`` once per run saves a GET KEY INFO."""
     if encrypt is None:
         encrypt = encryption(session, None)
@@ -130,7 +130,7 @@ def backup_many(session: WalletSession, vault: VaultClient, vault_key: bytes, id
     """:func:`backup` of many values with one vault request per :data:`BATCH`: BEGIN BACKUP for a
     batch, one registration of all, then the certificate checks and COMMIT BACKUPs. A batch the
     vault refuses (all or nothing) is registered value by value, so one value's refusal stays its
-    own; one that cannot be reached leaves its values PENDING for a re-run, and fails each."""
+    own; when the vault cannot be reached, the batch's values fail and stay PENDING for a re-run."""
     done: list[Outcome] = []
     failed: list[tuple[int, str]] = []
     for start in range(0, len(ids), BATCH):
@@ -148,8 +148,8 @@ def backup_many(session: WalletSession, vault: VaultClient, vault_key: bytes, id
         try:
             registrations: Sequence[RegistrationInfo | VaultClientError] = vault.register_many(
                 [b.registered or b.value for b in begun]) if begun else []
-        except VaultClientError:
-            registrations = [_register_one(vault, b) for b in begun]
+        except VaultClientError as exc:  # refused (4xx, or no batches at an older vault): value by value
+            registrations = [_register_one(vault, b) for b in begun] if 400 <= exc.status < 500 else [exc] * len(begun)
         for one, registration in zip(begun, registrations, strict=True):
             try:
                 if isinstance(registration, VaultClientError):
