@@ -1,5 +1,6 @@
-"""``evb bench vault`` and ``evb bench all`` (issue 18): figures beside their baselines from the same
-run, with the goal each must meet."""
+"""The whole ``evb bench`` group (its first commands are in :mod:`.pcsc`): ``evb bench vault`` and
+``evb bench all`` (issue 18), figures beside their baselines from the same run, with the goal
+each must meet."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import click
 from rich.table import Table
 
 from .pcsc import bench
+
+__all__ = ["bench"]
 from .render import console, print_json
 
 if TYPE_CHECKING:
