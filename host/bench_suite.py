@@ -522,7 +522,7 @@ def run_all(postgres_url: str | None = None, pcsc: bool = False, say: Say | None
     if say:
         say("evb backup --all in a process")
     figures += cli_figures(run_cli_bench(say=say))
-    figures += vault_figures(run_vault_bench(postgres_url, say=say))
+    figures += vault_figures(run_vault_bench(postgres_url, seconds=1.0, rounds=3, say=say))  # medians: noisy
     if say:
         say("card image: STORE+DELETE")
     image = run_image_bench(400)
