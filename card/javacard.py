@@ -102,6 +102,7 @@ class AppletCard:
         self._lock = lock_image(state_file) if state_file is not None else None
         heap = [str(state_file)] if state_file is not None else []
         self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close())
+        self.powered = False
         self._process = subprocess.Popen(
             ["java", f"-Dcom.licel.jcardsim.card.ATR={self.atr.hex().upper()}", "-cp", built.classpath,
              "evb.harness.Harness", applet_class, aid.hex(), *heap],
@@ -187,12 +188,14 @@ class AppletCard:
         self._expect_ok(f"LOAD {path}")
 
     def power_on(self) -> bytes:
+        self.powered = True
         return self.atr
 
     def power_off(self) -> None:
         """Power lost: RAM cleared and nothing selected, EEPROM kept (jCardSim's reset); T=0."""
         self._expect_ok("RESET")
         self.select_protocol("T=0")
+        self.powered = False
 
     def reset(self) -> bytes:
         self.power_off()
