@@ -254,3 +254,14 @@ def _rebuild(shares: list[bytes], mode: k.KeyMode, key_id: bytes) -> bytes | Non
             if k.key_info_of(seed, mode).key_id == key_id:
                 return seed
     return None
+
+
+def wipe_key_store(eeprom: Eeprom) -> None:
+    """A fault to simulate, not a command: the key store 104 damaged or reset, keys 401/402 gone
+    (seed E7's starting point). The card keeps its identity, values and certificates."""
+    base = eeprom.app_offset
+    with eeprom.transaction():
+        eeprom.write(base + H_KEY_MODE, bytes(1))
+        eeprom.write(base + H_KEY_SEED, bytes(k.SEED_LEN))
+        eeprom.write(base + H_TRANSPORT, bytes(32))
+        eeprom.write(base + H_SHARES, bytes(KEY_AREA_END - H_SHARES))

@@ -15,6 +15,7 @@ from datetime import date
 from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rekey as rk
 from apdu import rotation as r
 from apdu import triggers as t
 from apdu import wallet as w
@@ -27,6 +28,7 @@ from .index import Index, IndexEntry, NoMemory
 from .keys import H_KEYSTORE, KeyCommands
 from .keys import KEY_AREA_END as KEYSTORE_END
 from .pin import Pin
+from .rekey import RekeyCommands
 from .rotation import RotationCommands
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
@@ -61,11 +63,11 @@ NO_P1P2 = frozenset({
 VALUE_ID_P1P2 = frozenset({
     w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, b.INS_BEGIN_BACKUP, b.INS_COMMIT_BACKUP,
     b.INS_CANCEL_PENDING, b.INS_BEGIN_RESTORE, b.INS_COMMIT_RESTORE, b.INS_COMMIT_ASSISTED_RESTORE,
-    b.INS_BEGIN_ENCRYPTED_BACKUP, r.INS_REENCRYPT, r.INS_SWAP_CERTIFICATE,
+    b.INS_BEGIN_ENCRYPTED_BACKUP, r.INS_REENCRYPT, r.INS_SWAP_CERTIFICATE, rk.INS_SUCCEED_CERTIFICATE,
 })
 
 
-class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands):
+class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands, RekeyCommands):
     aid = w.AID_WALLET
 
     def __init__(self, eeprom: Eeprom) -> None:
@@ -97,6 +99,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             **self.trigger_handlers(),
             **self.key_handlers(),
             **self.rotation_handlers(),
+            **self.rekey_handlers(),
         }
 
     @staticmethod

@@ -62,6 +62,20 @@ class KeyRestoration:
     sealed: bytes  # for the target card's transport key: opaque here
 
 
+@dataclass(frozen=True)
+class RekeyJob:
+    mode: KeyMode
+    old_key_id: bytes
+    new_key_id: bytes
+
+
+@dataclass(frozen=True)
+class RekeyedValue:
+    certificate: bytes  # the successor, or the one sent when it was under the new key already
+    succession: bytes  # the vault's signature for SUCCEED CERTIFICATE; empty when nothing moved
+    registered: bytes  # the value sealed under the new key
+
+
 class KeyManagerClient(ApiClient):
     error = KeyManagerClientError
     _prover: Prover | None = None
@@ -192,5 +206,23 @@ class KeyManagerClient(ApiClient):
         answer = self._call("POST", "/v1/share-restorations", {"card_id": card_id.hex(),
                                                                "target_card_id": target_card_id.hex(),
                                                                "transport_key": b64(transport_key)})
+        return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
+                              base64.b64decode(answer["sealed"]))
+
+    # --- re-keying by the key manager (E7/E8, :mod:`host.rekey`) -------------------------------
+
+    def begin_rekey(self, card_id: bytes) -> RekeyJob:
+        """The card's re-keying job (the same again while it is under way); a step-up request."""
+        answer = self._call("POST", "/v1/rekeys", {"card_id": card_id.hex(), "proof": self._proof()})
+        return RekeyJob(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["old_key_id"]),
+                        bytes.fromhex(answer["new_key_id"]))
+
+    def rekey_value(self, card_id: bytes, certificate: bytes) -> RekeyedValue:
+        answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/values", {"certificate": b64(certificate)})
+        return RekeyedValue(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]),
+                            base64.b64decode(answer["registered_value"]))
+
+    def rekey_key(self, card_id: bytes, transport_key: bytes) -> KeyRestoration:
+        answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/key", {"transport_key": b64(transport_key)})
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
                               base64.b64decode(answer["sealed"]))

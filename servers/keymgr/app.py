@@ -436,4 +436,7 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                            unb64(body.signature, "signature"))
         return CardEnrolled(card_id=body.card_id)
 
+    from .rekey import router as rekey_router  # here: its routes use this module's dependencies
+
+    app.include_router(rekey_router)
     return app

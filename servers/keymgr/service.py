@@ -63,6 +63,7 @@ from ..wire import ApiError
 from . import fingerprint
 from .policy import DEFAULT, Factor, Policy, PolicyError, factors, parse, satisfied, text
 from .repository import Account, Escrow, KeyManagerRepository
+from .signatures import signed_by_card_or_us
 
 MAX_FAILURES = 10  # guesses of a factor per lock period
 LOCK_SECONDS = 60  # the first lock; each further one doubles ...
@@ -547,7 +548,7 @@ class KeyManagerService:
             registered = b.RegisteredValue.from_bytes(raw)
         except ValueError as exc:
             raise KeyManagerError(409, "the vault answered no registered value") from exc
-        if not verify(source_key, registered.signature, registered.signed_part(cert.card_id, vault_key)):
+        if not signed_by_card_or_us(self.statement_key, registered, cert.card_id, source_key, vault_key):
             raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
         if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
             raise KeyManagerError(409, "the registered value does not match the certificate: refused")
@@ -585,12 +586,16 @@ class KeyManagerService:
         return self._asked_vault_key
 
     def _fetch(self, request: Fetch, signature: bytes) -> bytes:
-        if not self.config.vault_url:
-            raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
         body = {"certificate": base64.b64encode(request.certificate).decode(), "issued_at": request.issued_at,
                 "signature": base64.b64encode(signature).decode()}
+        return base64.b64decode(self.post_to_vault("/v1/keymgr/registered-values", body)["registered_value"])
+
+    def post_to_vault(self, path: str, body: dict[str, object]) -> dict[str, str]:
+        """A signed service-to-service request to our vault; its refusal becomes ours (a 5xx a 502)."""
+        if not self.config.vault_url:
+            raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
         try:
-            response = httpx.post(f"{self.config.vault_url.rstrip('/')}/v1/keymgr/registered-values", json=body,
+            response = httpx.post(f"{self.config.vault_url.rstrip('/')}{path}", json=body,
                                   timeout=10.0, verify=verify_context(self.config.vault_ca))
         except (httpx.HTTPError, TlsError) as exc:
             raise KeyManagerError(503, f"cannot reach the vault: {untrusted_reason(exc) or exc}") from exc
@@ -599,7 +604,8 @@ class KeyManagerService:
                 "content-type", "").startswith("application/json") else response.text
             status = response.status_code if response.status_code < 500 else 502
             raise KeyManagerError(status, f"the vault refused: {detail}")
-        return base64.b64decode(response.json()["registered_value"])
+        answer: dict[str, str] = response.json()
+        return answer
 
     # --- key rotation (E7) ----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from ..wire import (
     unb64,
     unhex,
 )
+from .rekey import router as rekey_router
 from .repository import Registration
 from .service import VaultService
 
@@ -252,6 +253,7 @@ def create_app(service: VaultService | None) -> FastAPI:
                                        unb64(body.transport_key, "transport_key"))
         return ShareRestoreResponse(sealed_share=b64(sealed))
 
+    app.include_router(rekey_router)
     return app
 
 

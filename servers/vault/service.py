@@ -181,12 +181,7 @@ class VaultService:
     def fetch_for_keymgr(self, fetch: Fetch, signature: bytes) -> bytes:
         """Seed E6: the registered value for the key manager, which opens it with the escrowed
         key and seals the value to the card; refused for a revoked card's registration."""
-        if self.config.keymgr_key is None:
-            raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
-        if not verify(self.config.keymgr_key, signature, fetch.message(self.public_key)):
-            raise VaultError(403, "the key manager's signature over the request is not valid")
-        if abs(int(time.time()) - fetch.issued_at) > FETCH_WINDOW:
-            raise VaultError(403, "a stale request: the key manager's clock or a replay")
+        self.check_keymgr_request(fetch.message(self.public_key), fetch.issued_at, signature)
         try:
             cert = Certificate.from_bytes(fetch.certificate)
         except CertificateError as exc:
@@ -200,6 +195,15 @@ class VaultService:
         if cert.mode != Mode.ENCRYPTED:
             raise VaultError(400, "a plain backup is restored by the card directly")
         return found.value
+
+    def check_keymgr_request(self, signed: bytes, issued_at: int, signature: bytes) -> None:
+        """A request the key manager signed for this vault, lately: service to service, no session."""
+        if self.config.keymgr_key is None:
+            raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
+        if not verify(self.config.keymgr_key, signature, signed):
+            raise VaultError(403, "the key manager's signature over the request is not valid")
+        if abs(int(time.time()) - issued_at) > FETCH_WINDOW:
+            raise VaultError(403, "a stale request: the key manager's clock or a replay")
 
     # --- replaced cards ----------------------------------------------------------------------
 
