@@ -34,29 +34,32 @@ from .render import console, print_json
               help="The protocol the card follows. vpcd passes it no PPS, so by default it keeps to T=0, the "
                    "first its ATR offers (61xx for data without Le); T=1 if every host uses T=1.")
 @click.option("--javacard", is_flag=True,
-              help="Serve the wallet as the Java Card applet (javacard/) in jCardSim instead of the Python card; "
-                   "needs the kit in $JC_HOME. A new card each time.")
+              help="Serve the Java Card applet (javacard/) of --kind in jCardSim instead of the Python card; "
+                   "needs the kit in $JC_HOME. A new, blank card each time.")
 def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | None, protocol: str | None,
           javacard: bool) -> None:
     """Insert a simulated card into pcscd's virtual reader and serve it until Ctrl-C."""
+    from apdu.idcard import AID_IDCARD
+    from apdu.wallet import AID_WALLET
     from card import ATR, SimulatedCard
     from card.eeprom import ImageError
     from card.idcard import IdCardApplet
-    from card.javacard import AppletCard, KitError, build
+    from card.javacard import APPLET_CLASS, ID_APPLET_CLASS, AppletCard, KitError, build
 
     logging.getLogger("evb.bridge").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s")
     typed = click.get_current_context().get_parameter_source("card_image") == ParameterSource.COMMANDLINE
-    if javacard and (kind != "wallet" or typed):  # EVB_CARD_IMAGE in the environment is no mistake
-        raise click.UsageError("--javacard serves a new wallet applet: no --kind or --card-image with it")
+    if javacard and (kind == "echo" or typed):  # EVB_CARD_IMAGE in the environment is no mistake
+        raise click.UsageError("--javacard serves a new card (--kind wallet or idcard), not --card-image or echo")
     if javacard:
         console.print("Building the applet (scripts/javacard build) if its sources changed…")
+        applet_class, aid = (ID_APPLET_CLASS, AID_IDCARD) if kind == "idcard" else (APPLET_CLASS, AID_WALLET)
         try:
-            card: SimulatedCard | EchoCard | AppletCard = AppletCard(build())
+            card: SimulatedCard | EchoCard | AppletCard = AppletCard(build(), applet_class, aid)
         except KitError as exc:
             raise CliFail(str(exc).splitlines()[0]) from exc
-        what = "the Java Card applet (jCardSim)"
+        what = f"a blank {'ID-card' if kind == 'idcard' else 'wallet'} applet (Java Card, in jCardSim)"
     elif kind == "echo":
         card = EchoCard(ATR)
         what = "echo card"
