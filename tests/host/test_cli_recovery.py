@@ -134,3 +134,49 @@ def test_key_rotate(stocked: Path, urls: tuple[str, str]) -> None:  # noqa: F811
     assert result["moved"] == 1 and result["destroyed"] == 1 and result["key_id"] != before
     ok("restore", "1", *card, "--pin", PIN, "--vault", vault)
     assert [v["name"] for v in json.loads(ok("card", "list", *card, "--json"))][0] == "Movie ticket A"
+
+
+def test_key_rotate_by_the_key_manager_on_a_card_that_lost_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    cli_tls: Issued) -> None:
+    """evb key rotate --by-keymgr [--restore-all] (seed E7/E8, claims 16, 17): the card's key
+    store wiped, the key manager re-keys it from escrow; the card-side mode cannot."""
+    from card import SimulatedCard
+    from card.keys import wipe_key_store
+    from servers.keyfile import load_or_create_key, public_bytes
+    from servers.keymgr.server import statement_key_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
+    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
+    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
+                       keymgr_key=trusted) as vault, \
+            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
+                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
+                           tls=cli_tls.server) as km:
+        image = tmp_path / "c.img"
+        card, servers = ["--card-image", str(image)], ["--keymgr", km, "--vault", vault]
+        ok("card", "init", *card, "--pin", PIN)
+        for name in ("Movie ticket A", "Concert ticket C"):
+            ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", name)
+        ok("account", "create", "goro", "--keymgr", km)
+        ok("account", "login", "goro", "--keymgr", km)
+        ok("key", "init", *card, "--pin", PIN)
+        ok("key", "backup", *card, "--pin", PIN, "--keymgr", km)
+        ok("backup", "1", "2", *card, "--pin", PIN, "--vault", vault)
+        before = json.loads(ok("key", "info", *card, "--json"))["key_id"]
+        wiped = SimulatedCard.open(image)
+        wiped.eeprom.power_on()
+        wipe_key_store(wiped.eeprom)
+        wiped.eeprom.power_off()
+        wiped.close()
+        r = evb("key", "rotate", *card, "--pin", PIN, *servers)
+        assert r.exit_code == 1 and "no key to rotate" in r.output and r.output.count("\n") == 1
+        result = json.loads(ok("key", "rotate", "--by-keymgr", *card, "--pin", PIN, *servers, "--json"))
+        assert result["moved"] == 2 and result["destroyed"] == 1 and result["key_id"] != before
+        assert result["restored"] == 0 and result["failed"] == []
+        again = json.loads(ok("key", "rotate", "--by-keymgr", "--restore-all", *card, "--pin", PIN, *servers,
+                              "--json"))
+        assert again["restored"] == 2 and again["key_id"] != result["key_id"]
+        assert [v["flags"] for v in json.loads(ok("card", "list", *card, "--json"))] == [[], []]
+        text = ok("key", "rotate", "--by-keymgr", *card, "--pin", PIN, *servers)
+        assert "re-sealed by the key manager" in text
