@@ -18,6 +18,7 @@ def demo(workdir: Path | None) -> None:
     # the servers (FastAPI, pydantic, numpy) are imported here, not when the CLI starts: they are
     # most of its import time and only the demo needs them in-process
     from card import SimulatedCard
+    from card.keys import wipe_key_store
     from servers.keyfile import load_or_create_key, public_bytes
     from servers.keymgr.server import running as keymgr_running
     from servers.keymgr.server import statement_key_path
@@ -25,12 +26,20 @@ def demo(workdir: Path | None) -> None:
     from servers.tls import init_folder
     from servers.vault.server import running
 
-    from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
+    from ..demo import (
+        run_backup_story,
+        run_factor_story,
+        run_key_story,
+        run_rekey_story,
+        run_trigger_story,
+        run_wallet_story,
+    )
     from ..idcard import IdCardSession
     from ..issuer import Issuer
     from ..keymgr_client import KeyManagerClient
     from ..session import WalletSession
-    from ..transport.inprocess import open_image
+    from ..transport.inprocess import InProcessCardConnection, open_image
+    from ..transport.pyscard import PyscardTransport
     from ..triggers import VaultLink
     from ..vault_client import VaultClient
 
@@ -45,6 +54,11 @@ def demo(workdir: Path | None) -> None:
             SimulatedCard.manufacture(image=image, **options)
             with open_image(image) as transport:
                 issuer.attest(WalletSession(transport))
+
+        def wipe(transport: PyscardTransport) -> None:
+            """The demo's fault: the card's key store broken (an in-process card's EEPROM)."""
+            assert isinstance(transport.connection, InProcessCardConnection)
+            wipe_key_store(transport.connection.card.eeprom)
 
         image = base / "demo-card.img"
         manufacture(image)
@@ -76,10 +90,11 @@ def demo(workdir: Path | None) -> None:
                     run_trigger_story(WalletSession(small_card), link, reporter)
                 console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'}; HTTPS)")
                 with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key",
-                                    KeyManagerConfig(issuers=issuers), tls=tls) as km_url, \
+                                    KeyManagerConfig(issuers=issuers, vault_url=url, vault_ca=ca), tls=tls) as km_url, \
                         KeyManagerClient(km_url, ca=ca) as keymgr, VaultClient(url, ca=ca) as vault, \
                         open_image(third) as old, open_image(fresh) as new:
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
+                    run_rekey_story(WalletSession(new), lambda: wipe(new), vault, keymgr, reporter)
                     with open_image(id_image) as id_card, open_image(spare) as spare_card:
                         run_factor_story(WalletSession(new), WalletSession(spare_card), IdCardSession(id_card),
                                          keymgr, reporter)
