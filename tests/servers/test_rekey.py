@@ -235,3 +235,77 @@ def test_restore_after_rekey_needs_no_other_key(world: World) -> None:
         for value_id in encrypted_certificates(s):
             restore(s, vault, value_id)
             assert s.read(value_id).body() == owner.originals[value_id]
+
+
+def test_the_vault_replaces_a_registration_only_on_the_key_managers_word(world: World, tmp_path: Path) -> None:
+    """Claim 46's replacement, refused unless the key manager signed the request and the
+    re-sealed value, for the card that holds the certificate, lately, with the same digest;
+    each refusal registers nothing. Every case is a check that, removed, lets it through."""
+    import base64
+    import time
+    from dataclasses import replace as with_
+
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from apdu import rekey as rk
+    from apdu.backup import RegisteredValue
+    from servers.keyfile import sign
+    from servers.statements import Rekey
+
+    owner = owner_with_backups(world, 4)
+    s = unlocked(owner.card)
+    card_id, value_id = s.identity().card_id, encrypted_certificates(s)[0]
+    cert = s.read(value_id).certificate
+    digest = Certificate.from_bytes(cert).digest
+    keymgr = load_or_create_key(statement_key_path(tmp_path / "km.pem"))
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    with VaultClient(world.vault_url) as vault:
+        vault_key = vault.public_key()
+        connect(s, vault)
+        registered_before = len(vault.registrations())
+
+    def attempt(signer: object = keymgr, value_signer: object = keymgr, card: bytes = card_id, value_digest: bytes = digest,
+                issued_at: int | None = None) -> httpx.Response:
+        value = RegisteredValue(value_digest, bytes(8), b"\x01" * 80)
+        value = with_(value, signature=sign(value_signer, rk.rekeyed_message(value, card, vault_key)))  # type: ignore[arg-type]
+        request = Rekey(card, cert, value.to_bytes(), int(time.time()) if issued_at is None else issued_at)
+        return httpx.post(f"{world.vault_url}/v1/keymgr/rekeyed-values", json={
+            "card_id": card.hex(), "certificate": base64.b64encode(cert).decode(),
+            "registered_value": base64.b64encode(request.registered).decode(), "issued_at": request.issued_at,
+            "signature": base64.b64encode(sign(signer, request.message(vault_key))).decode()})  # type: ignore[arg-type]
+
+    refusals = {
+        "a request someone else signed": (attempt(signer=stranger), 403),
+        "a value the key manager did not sign": (attempt(value_signer=stranger), 403),
+        "another card's certificate": (attempt(card=bytes(8)), 404),
+        "another digest": (attempt(value_digest=b""), 409),
+        "a stale request": (attempt(issued_at=int(time.time()) - 3600), 403),
+    }
+    for what, (answer, status) in refusals.items():
+        assert answer.status_code == status, (what, answer.text)
+    with VaultClient(world.vault_url) as vault:
+        connect(s, vault)
+        assert len(vault.registrations()) == registered_before  # nothing registered by a refusal
+    accepted = attempt()
+    assert accepted.status_code == 200, accepted.text
+    again = attempt()  # the same value again: the same successor
+    assert again.json()["certificate"] == accepted.json()["certificate"]
+    body = accepted.json()
+    s.succeed_certificate(value_id, base64.b64decode(body["certificate"]), base64.b64decode(body["succession"]))
+
+
+def test_another_owner_cannot_rekey_my_card(world: World) -> None:
+    owner = owner_with_backups(world, 4)
+    mine = unlocked(owner.card)
+    other = owner_with_backups(world, 3)
+    theirs = unlocked(other.card)
+    with KeyManagerClient(world.keymgr_url) as km:
+        factors.login(km, other.name, PASSWORD)
+        with pytest.raises(KeyManagerClientError) as begin:
+            km.begin_rekey(mine.identity().card_id)
+        assert begin.value.status == 403
+        km.begin_rekey(theirs.identity().card_id)
+        with pytest.raises(KeyManagerClientError) as value:  # my certificate, through their card's job
+            km.rekey_value(theirs.identity().card_id, mine.read(encrypted_certificates(mine)[0]).certificate)
+        assert value.value.status == 403
