@@ -19,7 +19,7 @@ from . import crypto
 from .applet import CardError
 from .eeprom import Eeprom
 from .index import Index, IndexEntry
-from .keys import H_KEY_MODE, H_KEY_SEED, H_SHARES, H_TRANSPORT
+from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, H_TRANSPORT
 
 SHARES_AREA = 10 + k.MAX_SHARES * k.SHARE_LEN  # also the next key's area of a card-side rotation
 
@@ -99,11 +99,14 @@ class RekeyCommands:
         entries = self.index.entries()
         if self.next_mode != k.KeyMode.NONE or any(e.flags & ValueFlags.PENDING for e in entries):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # a card-side rotation, backup or restore under way
-        seed = self.open_assisted(command.data, rk.replace_context(self.card_id, mode))
-        if len(seed) != k.SEED_LEN:
-            raise CardError(SW.WRONG_DATA)
+        material = self.open_assisted(command.data, rk.replace_context(self.card_id, mode))
+        try:
+            k.check_material(material, mode)  # d must be Q's private key, as IMPORT KEY checks
+        except MessageError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
         with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_KEY_SEED, seed)
+            self.eeprom.write(self.base + H_KEY_SECRET, k.secret_of(material))
+            self.eeprom.write(self.base + H_KEY_PUBLIC, material[k.SECRET_LEN:].ljust(65, b"\x00"))
             self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
             self.eeprom.write(self.base + H_TRANSPORT, bytes(32))
             self.eeprom.write(self.base + H_SHARES, bytes(SHARES_AREA))  # shares of a recovery given up

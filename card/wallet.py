@@ -25,7 +25,7 @@ from .applet import CardError
 from .backup import ATTESTATION_END, H_ATTESTATION, KEY_AREA_END, BackupCommands
 from .eeprom import Eeprom
 from .index import Index, IndexEntry, NoMemory
-from .keys import H_KEYSTORE, KeyCommands
+from .keys import H_KEY_PUBLIC, H_KEYSTORE, KEY_PUBLIC_END, KeyCommands
 from .keys import KEY_AREA_END as KEYSTORE_END
 from .pin import Pin
 from .rekey import RekeyCommands
@@ -33,7 +33,7 @@ from .rotation import RotationCommands
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
 MAGIC = b"EVBW"
-LAYOUT_VERSION = 5  # 5: the issuer's attestation (card.backup)
+LAYOUT_VERSION = 6  # 5: the issuer's attestation (card.backup); 6: random keys, d and Q stored (card.keys)
 HEADER_SIZE = 1024  # fields below, then the areas of card.backup, card.triggers, card.keys, attestation
 DEFAULT_INDEX_CAPACITY = 128
 PIN_MAX_TRIES = 3
@@ -47,7 +47,7 @@ assert KEY_AREA_END <= H_TRIGGERS and TRIGGER_AREA_END <= H_KEYSTORE and KEYSTOR
 H_PUK_TRIES, H_PUK_MAX, H_PUK_HASH = 912, 913, 914
 PUK_AREA_END = H_PUK_HASH + 32
 PUK_SALT = b"PUK"  # appended to the card id, so a PUK never hashes like a PIN of the same digits
-assert ATTESTATION_END <= H_PUK_TRIES and PUK_AREA_END <= HEADER_SIZE
+assert ATTESTATION_END <= H_PUK_TRIES and PUK_AREA_END <= H_KEY_PUBLIC and KEY_PUBLIC_END <= HEADER_SIZE
 # what a card in its personalization state answers: its issuer attests it, then the PIN is set
 PERSONALIZATION_INS = (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, b.INS_GET_IDENTITY, b.INS_PUT_ATTESTATION,
                        b.INS_GET_ATTESTATION)

@@ -239,6 +239,11 @@ class KeyRestoreResponse(StrictModel):
     sealed: B64
 
 
+class ShareRestoreResponse(KeyRestoreResponse):
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one): IMPORT SHARE "
+                                               "carries it beside the share")
+
+
 CardPath = Annotated[str, Path(min_length=16, max_length=16, pattern=HEX_PATTERN)]
 MODES = {"public": 1, "symmetric": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
@@ -367,12 +372,13 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
                              unb64(body.sealed, "sealed"))
         return EscrowResponse(escrowed=True)
 
-    @app.post("/v1/share-restorations", response_model=KeyRestoreResponse)
-    def restore_share(body: KeyRestoreRequest, owner: Owner, service: Service) -> KeyRestoreResponse:
-        mode, key_id, sealed = service.restore_share(owner, unhex(body.card_id, "card_id"),
-                                                     unhex(body.target_card_id, "target_card_id"),
-                                                     unb64(body.transport_key, "transport_key"))
-        return KeyRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed))
+    @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)
+    def restore_share(body: KeyRestoreRequest, owner: Owner, service: Service) -> ShareRestoreResponse:
+        mode, key_id, sealed, public = service.restore_share(owner, unhex(body.card_id, "card_id"),
+                                                             unhex(body.target_card_id, "target_card_id"),
+                                                             unb64(body.transport_key, "transport_key"))
+        return ShareRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed),
+                                    public_key=b64(public) if public else None)
 
     @app.post("/v1/assisted-restorations", response_model=AssistedRestoreResponse)
     def assisted_restore(body: AssistedRestoreRequest, owner: Owner, service: Service) -> AssistedRestoreResponse:

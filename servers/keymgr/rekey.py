@@ -17,7 +17,6 @@ certificate already under the new key is answered as it is.
 from __future__ import annotations
 
 import base64
-import os
 import time
 from dataclasses import dataclass
 
@@ -63,9 +62,10 @@ def begin(service: KeyManagerService, owner: SteppedUp, card_id: bytes) -> Job:
             raise KeyManagerError(404, "no key of this card is escrowed here, so the key manager cannot open its "
                                        "backups (a split key's share is not enough): back the key up with 'evb key "
                                        "backup', or restore it first")
-        old, seed = escrows[-1], os.urandom(k.SEED_LEN)
-        new_id = k.key_info_of(seed, k.KeyMode(old.mode)).key_id
-        sealed = service.master.seal(seed, _escrow_aad(card_id, new_id, old.mode))
+        old = escrows[-1]
+        material = k.generate_material(k.KeyMode(old.mode))
+        new_id = k.key_info_of(material, k.KeyMode(old.mode)).key_id
+        sealed = service.master.seal(material, _escrow_aad(card_id, new_id, old.mode))
         under_way = service.repo.begin_rekey(card_id, old.key_id, Escrow(card_id, new_id, old.mode, sealed,
                                                                          int(time.time())), owner.name)
     new = _escrow(service, card_id, under_way[1])
@@ -100,11 +100,11 @@ def rekey_value(service: KeyManagerService, owner: Account, card_id: bytes, cert
     if old is None:
         raise KeyManagerError(404, "the key that encrypted this value is not escrowed here: it cannot be re-keyed")
     try:
-        value = k.open_value(_seed(service, old), k.KeyMode(old.mode), registered.ciphertext, cert.card_id)
+        value = k.open_value(_material(service, old), k.KeyMode(old.mode), registered.ciphertext, cert.card_id)
     except seal.SealError as exc:
         raise KeyManagerError(409, f"the escrowed key does not open the value: {exc}") from exc
     resealed = b.RegisteredValue(cert.digest, new.key_id,
-                                 k.seal_value(_seed(service, new), k.KeyMode(new.mode), value, card_id))
+                                 k.seal_value(_material(service, new), k.KeyMode(new.mode), value, card_id))
     resealed = b.RegisteredValue(resealed.digest, resealed.key_id, resealed.ciphertext,
                                  sign(service.signer, rk.rekeyed_message(resealed, card_id, vault_key)))
     replacement = Rekey(card_id, certificate, resealed.to_bytes(), int(time.time()))
@@ -127,7 +127,7 @@ def deliver_key(service: KeyManagerService, owner: Account, card_id: bytes, tran
         secret = seal.ecdh(service._scalar(), transport_key)
     except (seal.SealError, ValueError) as exc:
         raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
-    blob = seal.seal_symmetric(secret, _seed(service, new), rk.replace_context(card_id, k.KeyMode(new.mode)))
+    blob = seal.seal_symmetric(secret, _material(service, new), rk.replace_context(card_id, k.KeyMode(new.mode)))
     service.repo.log(owner.name, f"key {new.key_id.hex()} sealed for card {card_id.hex()} to replace its key",
                      int(time.time()))
     return new.mode, new.key_id, blob
@@ -147,7 +147,7 @@ def _escrow(service: KeyManagerService, card_id: bytes, key_id: bytes) -> Escrow
     return found
 
 
-def _seed(service: KeyManagerService, e: Escrow) -> bytes:
+def _material(service: KeyManagerService, e: Escrow) -> bytes:
     return service.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode))
 
 

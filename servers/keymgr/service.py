@@ -53,6 +53,7 @@ from apdu.context import audience
 from apdu.idcard import IdDocument
 from apdu.idcard import auth_message as id_auth_message
 from apdu.signature import valid_public_key, verify
+from apdu.wallet import MessageError
 
 from ..attestation import check_attestation, check_document
 from ..keyfile import check_private, private_dir, public_bytes, sign
@@ -446,25 +447,34 @@ class KeyManagerService:
     # --- keys --------------------------------------------------------------------------------
 
     def escrow(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes) -> None:
-        """Seed E3 steps 1-4..1-6: keep the card's exported seed for this owner."""
-        seed = self._open_from_card(card_id, key_id, mode, sealed, k.export_context(card_id, key_id))
-        if len(seed) != k.SEED_LEN or k.key_info_of(seed, k.KeyMode(mode)).key_id != key_id:
+        """Seed E3 steps 1-4..1-6: keep the card's exported key material (d || Q, or K) for this
+        owner, once its d is Q's private key and Q is the key id's."""
+        material = self._open_from_card(card_id, key_id, mode, sealed, k.export_context(card_id, key_id))
+        try:
+            fits = k.check_material(material, k.KeyMode(mode)).key_id == key_id
+        except MessageError:
+            fits = False
+        if not fits:
             raise KeyManagerError(400, "the sealed key is not the key it claims to be")
-        self._keep(account, Escrow(card_id, key_id, mode, seed, int(time.time())), self.repo.put_escrow, b"")
+        self._keep(account, Escrow(card_id, key_id, mode, material, int(time.time())), self.repo.put_escrow, b"")
 
     def escrow_share(self, account: Account, card_id: bytes, key_id: bytes, mode: int, sealed: bytes) -> None:
-        """Seed E4 steps 1-6/1-7: keep share 1 of the card's split key for this owner."""
-        share = self._open_from_card(card_id, key_id, mode, sealed, k.share_context(card_id, key_id, 1))
-        if len(share) != k.SHARE_LEN or share[0] != 1:
-            raise KeyManagerError(400, "not the key manager's share of a split key")
-        self._keep(account, Escrow(card_id, key_id, mode, share, int(time.time())), self.repo.put_share, b"share")
+        """Seed E4 steps 1-6/1-7: keep share 1 of the card's split key for this owner (with Q in
+        public mode: the public half a new card checks the rebuilt d against)."""
+        plain = self._open_from_card(card_id, key_id, mode, sealed, k.share_context(card_id, key_id, 1))
+        try:
+            k.parse_server_share(plain, k.KeyMode(mode), key_id, 1)
+        except MessageError as exc:
+            raise KeyManagerError(400, f"not the key manager's share of a split key: {exc}") from exc
+        self._keep(account, Escrow(card_id, key_id, mode, plain, int(time.time())), self.repo.put_share, b"share")
 
     def restore(self, account: Account, card_id: bytes, target_card_id: bytes,
                 transport_key: bytes) -> tuple[int, bytes, bytes]:
         """Seed E3 steps 2-1..2-3, sealed for the target card: answers (mode, key id, blob)."""
         e = self._latest(account, card_id, self.repo.escrows, "key")
-        return self._seal_for(account, e, target_card_id, transport_key, b"",
-                              k.import_context(target_card_id, k.KeyMode(e.mode)))
+        mode, key_id, blob, _ = self._seal_for(account, e, target_card_id, transport_key, b"",
+                                               k.import_context(target_card_id, k.KeyMode(e.mode)))
+        return mode, key_id, blob
 
     def generate(self, account: Account, card_id: bytes, mode: int, transport_key: bytes) -> tuple[int, bytes, bytes]:
         """Claim 6: the key manager makes the card's key, escrows it, and delivers it sealed to a
@@ -472,20 +482,21 @@ class KeyManagerService:
         if mode not in (k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC):
             raise KeyManagerError(400, "the mode is public or symmetric")
         self._enrolled(account, card_id)
-        seed = os.urandom(k.SEED_LEN)
-        key_id = k.key_info_of(seed, k.KeyMode(mode)).key_id
+        material = k.generate_material(k.KeyMode(mode))
+        key_id = k.key_info_of(material, k.KeyMode(mode)).key_id
         try:  # sealed for the card before anything is kept: a refused request stores no escrow
-            blob = seal.seal(transport_key, seed, k.import_context(card_id, k.KeyMode(mode)))
+            blob = seal.seal(transport_key, material, k.import_context(card_id, k.KeyMode(mode)))
         except seal.SealError as exc:
             raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
-        self._keep(account, Escrow(card_id, key_id, mode, seed, int(time.time())), self.repo.put_escrow, b"")
+        self._keep(account, Escrow(card_id, key_id, mode, material, int(time.time())), self.repo.put_escrow, b"")
         self.repo.log(account.name, f"key {key_id.hex()} of card {card_id.hex()} sealed for card {card_id.hex()}",
                       int(time.time()))
         return mode, key_id, blob
 
     def restore_share(self, account: Account, card_id: bytes, target_card_id: bytes,
-                      transport_key: bytes) -> tuple[int, bytes, bytes]:
-        """The key manager's share, sealed for the target card: one of the k it needs."""
+                      transport_key: bytes) -> tuple[int, bytes, bytes, bytes]:
+        """The key manager's share, sealed for the target card: one of the k it needs. Answers
+        (mode, key id, blob, Q): Q (empty in symmetric mode) goes beside, for IMPORT SHARE."""
         e = self._latest(account, card_id, self.repo.shares, "share of the key")
         return self._seal_for(account, e, target_card_id, transport_key, b"share",
                               k.share_import_context(target_card_id, e.key_id))
@@ -512,18 +523,22 @@ class KeyManagerService:
         return found[-1]
 
     def _seal_for(self, account: Account, e: Escrow, target_card_id: bytes, transport_key: bytes, kind: bytes,
-                  context: bytes) -> tuple[int, bytes, bytes]:
+                  context: bytes) -> tuple[int, bytes, bytes, bytes]:
+        """Seal the escrowed key material, or a share (and answer the Q kept beside it)."""
         if len(target_card_id) != 8:
             raise KeyManagerError(400, "a card id is 8 bytes")
         self._enrolled(account, target_card_id)
         secret = self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode) + kind)
+        public = b""
+        if kind:
+            secret, public = secret[:k.SHARE_LEN], secret[k.SHARE_LEN:]
         try:
             blob = seal.seal(transport_key, secret, context)
         except seal.SealError as exc:
             raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
         self.repo.log(account.name, f"{'share' if kind else 'key'} {e.key_id.hex()} of card {e.card_id.hex()} "
                                     f"sealed for card {target_card_id.hex()}", int(time.time()))
-        return e.mode, e.key_id, blob
+        return e.mode, e.key_id, blob, public
 
     # --- server-assisted restore (E6) -----------------------------------------------------------
 
@@ -555,9 +570,9 @@ class KeyManagerService:
         escrow = next((e for e in self.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)
         if escrow is None:
             raise KeyManagerError(404, "the key that encrypted this value is not escrowed here")
-        seed = self.master.open(escrow.sealed_seed, _escrow_aad(escrow.card_id, escrow.key_id, escrow.mode))
+        material = self.master.open(escrow.sealed_seed, _escrow_aad(escrow.card_id, escrow.key_id, escrow.mode))
         try:
-            value = k.open_value(seed, k.KeyMode(escrow.mode), registered.ciphertext, cert.card_id)
+            value = k.open_value(material, k.KeyMode(escrow.mode), registered.ciphertext, cert.card_id)
             secret = seal.ecdh(self._scalar(), transport_key)
         except (seal.SealError, ValueError) as exc:
             raise KeyManagerError(400, f"cannot open the value or reach the card's key: {exc}") from exc

@@ -145,6 +145,8 @@ class ShareRestoreRequest(StrictModel):
 
 class ShareRestoreResponse(StrictModel):
     sealed_share: B64
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one): IMPORT SHARE "
+                                               "carries it beside the share")
 
 
 def vault_service(request: Request) -> VaultService:
@@ -249,9 +251,9 @@ def create_app(service: VaultService | None) -> FastAPI:
 
     @app.post("/v1/share-restorations", response_model=ShareRestoreResponse)
     def share_restoration(body: ShareRestoreRequest, card_id: Card, service: Service) -> ShareRestoreResponse:
-        sealed = service.key_share_for(card_id, unhex(body.old_card_id, "old_card_id"), unhex(body.key_id, "key_id"),
-                                       unb64(body.transport_key, "transport_key"))
-        return ShareRestoreResponse(sealed_share=b64(sealed))
+        sealed, public = service.key_share_for(card_id, unhex(body.old_card_id, "old_card_id"),
+                                               unhex(body.key_id, "key_id"), unb64(body.transport_key, "transport_key"))
+        return ShareRestoreResponse(sealed_share=b64(sealed), public_key=b64(public) if public else None)
 
     app.include_router(rekey_router)
     return app

@@ -27,6 +27,7 @@ from apdu.certificate import (
 )
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
+from apdu.wallet import MessageError
 
 from ..attestation import check_attestation
 from ..keyfile import public_bytes, sign
@@ -249,18 +250,21 @@ class VaultService:
         assert key is not None  # a card with a session is registered
         return replace(handover, signature=sign(self.key, handover.signed_part(b.Identity(card_id, key)))), waiting
 
-    def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> bytes:
+    def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes,
+                      transport_key: bytes) -> tuple[bytes, bytes]:
         """Seed E4 after a loss: the vault's share of the replaced card's key, sealed to the
-        transport key of the card that replaced it (the owner's key manager said so)."""
+        transport key of the card that replaced it (the owner's key manager said so), and Q
+        (empty for a symmetric key), which IMPORT SHARE carries beside it."""
         old = self.repo.card_state(old_card_id)
         if old is None or old.replaced_by != card_id:
             raise VaultError(403, "that card was not replaced by this one")
         sealed = self.repo.key_share(old_card_id, key_id)
         if sealed is None:
             raise VaultError(404, "the vault holds no share of that key")
-        share = seal.open_sealed(self._scalar(), sealed, k.share_context(old_card_id, key_id, 2))
+        plain = seal.open_sealed(self._scalar(), sealed, k.share_context(old_card_id, key_id, 2))
+        share, public = plain[:k.SHARE_LEN], plain[k.SHARE_LEN:]
         try:
-            return seal.seal(transport_key, share, k.share_import_context(card_id, key_id))
+            return seal.seal(transport_key, share, k.share_import_context(card_id, key_id)), public
         except seal.SealError as exc:
             raise VaultError(400, "the transport key is not a P-256 public key") from exc
 
@@ -269,15 +273,18 @@ class VaultService:
 
     def keep_key_share(self, card_id: bytes, key_id: bytes, sealed: bytes) -> None:
         """Seed E4: the vault's share of the card's split key, kept sealed to the vault's own key
-        (one share: it cannot rebuild the key alone)."""
+        (one share: it cannot rebuild the key alone), with Q in public mode. The card sealed
+        it, so the share's length says the mode: Q follows the share or nothing does."""
         if len(key_id) != 8:
             raise VaultError(400, "a key id is 8 bytes")
         try:
-            share = seal.open_sealed(self._scalar(), sealed, k.share_context(card_id, key_id, 2))
+            plain = seal.open_sealed(self._scalar(), sealed, k.share_context(card_id, key_id, 2))
+            mode = k.KeyMode.PUBLIC if len(plain) > k.SHARE_LEN else k.KeyMode.SYMMETRIC
+            k.parse_server_share(plain, mode, key_id, 2)
         except seal.SealError as exc:
             raise VaultError(400, f"the sealed share does not open: {exc}") from exc
-        if len(share) != k.SHARE_LEN or share[0] != 2:
-            raise VaultError(400, "not the vault's share of a split key")
+        except MessageError as exc:
+            raise VaultError(400, f"not the vault's share of a split key: {exc}") from exc
         self.repo.put_key_share(card_id, key_id, sealed, int(time.time()))
 
     def release(self, card_id: bytes, counter: int, x: bytes, receipt: bytes) -> bool:

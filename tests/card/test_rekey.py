@@ -42,7 +42,8 @@ def prepared() -> bytes:
 
 
 CELLS = prepared()
-SEED = bytes(range(32))
+MATERIAL = k.generate_material(KeyMode.PUBLIC)  # d || Q, as the key manager makes it
+MISFIT = MATERIAL[:k.SECRET_LEN] + k.generate_material(KeyMode.PUBLIC)[k.SECRET_LEN:]  # d of another Q
 
 
 def opened(reader: Reader) -> tuple[SimulatedCard, WalletSession]:
@@ -66,9 +67,9 @@ def successor(s: WalletSession, value_id: int, of: int | None = None, audience_k
 
 
 def sealed_key(s: WalletSession, transport: bytes, mode: KeyMode = KeyMode.PUBLIC, sender: bytes = KEYMGR,
-               card_id: bytes | None = None, seed: bytes = SEED) -> bytes:
+               card_id: bytes | None = None, material: bytes = MATERIAL) -> bytes:
     context = rk.replace_context(card_id or s.identity().card_id, mode)
-    return seal.seal_symmetric(seal.ecdh(sender, transport), seed, context)
+    return seal.seal_symmetric(seal.ecdh(sender, transport), material, context)
 
 
 def test_a_successor_replaces_the_certificate_once(reader: Reader) -> None:
@@ -87,7 +88,7 @@ def test_a_card_without_its_key_takes_successors_and_a_new_key(reader: Reader) -
     for value_id in (1, 2):
         s.succeed_certificate(value_id, *successor(s, value_id))
     info = s.replace_key(KeyMode.PUBLIC, sealed_key(s, s.new_transport_key()))
-    assert info == k.key_info_of(SEED, KeyMode.PUBLIC) and s.key_info() == info
+    assert info == k.key_info_of(MATERIAL, KeyMode.PUBLIC) and s.key_info() == info
 
 
 def test_the_new_key_replaces_the_old_and_drops_the_kept_marks(reader: Reader) -> None:
@@ -95,7 +96,7 @@ def test_the_new_key_replaces_the_old_and_drops_the_kept_marks(reader: Reader) -
     old = s.key_info()
     assert s.list()[3].flags == ValueFlags.BACKED_UP
     info = s.replace_key(KeyMode.PUBLIC, sealed_key(s, s.new_transport_key()))
-    assert info != old and info.key_id == k.key_info_of(SEED, KeyMode.PUBLIC).key_id
+    assert info != old and info.key_id == k.key_info_of(MATERIAL, KeyMode.PUBLIC).key_id
     assert s.list()[3].flags == ValueFlags.NONE  # its registration was under the old key: released later
     with pytest.raises(ApduError) as used:  # the transport key went with it: no second key from one
         s.replace_key(KeyMode.PUBLIC, bytes(64))
@@ -117,7 +118,7 @@ def refusals() -> dict[str, tuple[Step | None, Step, SW]]:
         return lambda s: s.replace_key(mode, sealed_key(s, s.new_transport_key(), **options))  # type: ignore
 
     def anonymous(s: WalletSession) -> object:  # sealed as for IMPORT KEY: anyone can make that
-        return s.replace_key(KeyMode.PUBLIC, seal.seal(s.new_transport_key(), SEED, rk.replace_context(
+        return s.replace_key(KeyMode.PUBLIC, seal.seal(s.new_transport_key(), MATERIAL, rk.replace_context(
             s.identity().card_id, KeyMode.PUBLIC)))
 
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -137,7 +138,8 @@ def refusals() -> dict[str, tuple[Step | None, Step, SW]]:
         "a key sealed anonymously": (None, anonymous, SW.WRONG_DATA),
         "a key sealed for another card": (None, replace_key(card_id=other_card), SW.WRONG_DATA),
         "a key sealed for the other mode": (None, replace_key(p1=KeyMode.SYMMETRIC), SW.WRONG_DATA),
-        "a key of the wrong length": (None, replace_key(seed=bytes(31)), SW.WRONG_DATA),
+        "a key of the wrong length": (None, replace_key(material=bytes(31)), SW.WRONG_DATA),
+        "a pair that does not fit": (None, replace_key(material=MISFIT), SW.WRONG_DATA),
         "a key without a transport key": (None, lambda s: s.replace_key(KeyMode.PUBLIC, bytes(64)),
                                           SW.CONDITIONS_NOT_SATISFIED),
         "a key while a restore is pending": (lambda s: s.begin_restore(2), replace_key(),
