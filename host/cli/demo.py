@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -38,8 +40,8 @@ def demo(workdir: Path | None) -> None:
     from ..issuer import Issuer
     from ..keymgr_client import KeyManagerClient
     from ..session import WalletSession
-    from ..transport.inprocess import InProcessCardConnection, open_image
-    from ..transport.pyscard import PyscardTransport
+    from ..transport import Transport, inprocess
+    from ..transport.inprocess import open_image
     from ..triggers import VaultLink
     from ..vault_client import VaultClient
 
@@ -55,10 +57,18 @@ def demo(workdir: Path | None) -> None:
             with open_image(image) as transport:
                 issuer.attest(WalletSession(transport))
 
-        def wipe(transport: PyscardTransport) -> None:
-            """The demo's fault: the card's key store broken (an in-process card's EEPROM)."""
-            assert isinstance(transport.connection, InProcessCardConnection)
-            wipe_key_store(transport.connection.card.eeprom)
+        @contextmanager
+        def held(path: Path) -> Iterator[tuple[SimulatedCard, Transport]]:
+            """A card image in the in-process reader, and the card itself, to break its key store."""
+            card = SimulatedCard.open(path)
+            try:
+                transport = inprocess.connect_card(card)
+                try:
+                    yield card, transport
+                finally:
+                    transport.close()
+            finally:
+                card.close()
 
         image = base / "demo-card.img"
         manufacture(image)
@@ -92,9 +102,10 @@ def demo(workdir: Path | None) -> None:
                 with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key",
                                     KeyManagerConfig(issuers=issuers, vault_url=url, vault_ca=ca), tls=tls) as km_url, \
                         KeyManagerClient(km_url, ca=ca) as keymgr, VaultClient(url, ca=ca) as vault, \
-                        open_image(third) as old, open_image(fresh) as new:
+                        open_image(third) as old, held(fresh) as (fresh_card, new):
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
-                    run_rekey_story(WalletSession(new), lambda: wipe(new), vault, keymgr, reporter)
+                    run_rekey_story(WalletSession(new), lambda: wipe_key_store(fresh_card.eeprom), vault, keymgr,
+                                    reporter)
                     with open_image(id_image) as id_card, open_image(spare) as spare_card:
                         run_factor_story(WalletSession(new), WalletSession(spare_card), IdCardSession(id_card),
                                          keymgr, reporter)
