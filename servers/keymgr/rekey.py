@@ -27,15 +27,13 @@ from apdu import backup as b
 from apdu import keys as k
 from apdu import rekey as rk
 from apdu import seal
-from apdu.certificate import Certificate, CertificateError, Mode, value_hash
 
 from ..keyfile import sign
-from ..statements import Fetch, Rekey
+from ..statements import Rekey
 from ..wire import StrictModel, b64, unb64, unhex
 from .app import B64, HEX_ID, MODE_NAMES, STEP_UP, CardPath, FactorsIn, Owner, Service, stepped_up
 from .repository import Account, Escrow
 from .service import KeyManagerError, KeyManagerService, SteppedUp, _escrow_aad
-from .signatures import signed_by_card_or_us
 
 
 @dataclass(frozen=True)
@@ -76,24 +74,8 @@ def rekey_value(service: KeyManagerService, owner: Account, card_id: bytes, cert
     """Seed E7 steps 1-4..1-11 for one certificate the card holds (its own, or handed over)."""
     service._enrolled(owner, card_id)
     new = _escrow(service, card_id, _under_way(service, card_id)[1])
-    try:
-        cert = Certificate.from_bytes(certificate)
-    except CertificateError as exc:
-        raise KeyManagerError(400, f"malformed certificate: {exc}") from exc
-    if cert.mode != Mode.ENCRYPTED:
-        raise KeyManagerError(400, "a plain backup is under no key")
-    source_key = service._enrolled(owner, cert.card_id)
+    cert, registered, raw = service.fetch_registered(owner, certificate)
     vault_key = service._vault_key()
-    request = Fetch(certificate, int(time.time()))
-    raw = service._fetch(request, sign(service.signer, request.message(vault_key)))
-    try:
-        registered = b.RegisteredValue.from_bytes(raw)
-    except ValueError as exc:
-        raise KeyManagerError(409, "the vault answered no registered value") from exc
-    if not signed_by_card_or_us(service.statement_key, registered, cert.card_id, source_key, vault_key):
-        raise KeyManagerError(409, "the registered value's signature is not valid: refused")
-    if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
-        raise KeyManagerError(409, "the registered value does not match the certificate: refused")
     if registered.key_id == new.key_id:
         return Rekeyed(certificate, b"", raw)  # moved already
     old = next((e for e in service.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)

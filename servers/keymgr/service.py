@@ -549,24 +549,7 @@ class KeyManagerService:
         seal the value to ``card_id``'s transport key under ECDH with our own key, so neither
         the terminal nor the vault sees it and only we could have sent it."""
         self._enrolled(account, card_id)
-        try:
-            cert = Certificate.from_bytes(certificate)
-        except CertificateError as exc:
-            raise KeyManagerError(400, f"malformed certificate: {exc}") from exc
-        if cert.mode != Mode.ENCRYPTED:
-            raise KeyManagerError(400, "a plain backup is restored from the vault directly")
-        source_key = self._enrolled(account, cert.card_id)
-        vault_key = self._vault_key()
-        request = Fetch(certificate, int(time.time()))
-        raw = (fetch or self._fetch)(request, sign(self.signer, request.message(vault_key)))
-        try:
-            registered = b.RegisteredValue.from_bytes(raw)
-        except ValueError as exc:
-            raise KeyManagerError(409, "the vault answered no registered value") from exc
-        if not signed_by_card_or_us(self.statement_key, registered, cert.card_id, source_key, vault_key):
-            raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
-        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
-            raise KeyManagerError(409, "the registered value does not match the certificate: refused")
+        cert, registered, _ = self.fetch_registered(account, certificate, fetch)
         escrow = next((e for e in self.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)
         if escrow is None:
             raise KeyManagerError(404, "the key that encrypted this value is not escrowed here")
@@ -579,6 +562,32 @@ class KeyManagerService:
         self.repo.log(account.name, f"value {cert.counter} of card {cert.card_id.hex()} restored via the key "
                                     f"manager for card {card_id.hex()}", int(time.time()))
         return seal.seal_symmetric(secret, value, k.assisted_context(card_id, certificate))
+
+    def fetch_registered(self, account: Account, certificate: bytes,
+                         fetch: Callable[[Fetch, bytes], bytes] | None = None) -> tuple[Certificate, b.RegisteredValue,
+                                                                                        bytes]:
+        """The registered value an encrypted backup's certificate names, fetched from the vault
+        with our signed request and checked: signed by the backing card (or by us, for a value
+        we re-sealed), X and digest the certificate's. The backing card must be this owner's."""
+        try:
+            cert = Certificate.from_bytes(certificate)
+        except CertificateError as exc:
+            raise KeyManagerError(400, f"malformed certificate: {exc}") from exc
+        if cert.mode != Mode.ENCRYPTED:
+            raise KeyManagerError(400, "a plain backup is under no key: the vault restores it directly")
+        source_key = self._enrolled(account, cert.card_id)
+        vault_key = self._vault_key()
+        request = Fetch(certificate, int(time.time()))
+        raw = (fetch or self._fetch)(request, sign(self.signer, request.message(vault_key)))
+        try:
+            registered = b.RegisteredValue.from_bytes(raw)
+        except ValueError as exc:
+            raise KeyManagerError(409, "the vault answered no registered value") from exc
+        if not signed_by_card_or_us(self.statement_key, registered, cert.card_id, source_key, vault_key):
+            raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
+        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
+            raise KeyManagerError(409, "the registered value does not match the certificate: refused")
+        return cert, registered, raw
 
     def _vault_key(self) -> bytes:
         """The public key of our vault: the audience of what we sign for it and of what cards

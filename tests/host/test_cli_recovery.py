@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,23 @@ def urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> It
         with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
                            keymgr_key=trusted) as vault:
             yield km, vault
+
+
+@contextmanager
+def linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> Iterator[tuple[str, str]]:
+    """A key manager that knows the vault and a vault that trusts its statements (E6, E7)."""
+    from servers.keyfile import load_or_create_key, public_bytes
+    from servers.keymgr.server import statement_key_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
+    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
+    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
+                       keymgr_key=trusted) as vault, \
+            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
+                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
+                           tls=cli_tls.server) as km:
+        yield km, vault
 
 
 def ok(*args: str) -> str:
@@ -94,17 +112,7 @@ def test_key_init_by_the_key_manager(image: Path, tmp_path: Path, urls: tuple[st
 
 def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> None:
     """evb restore --via-keymgr: the key manager and the vault talk to each other (E6)."""
-    from servers.keyfile import load_or_create_key, public_bytes
-    from servers.keymgr.server import statement_key_path
-
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
-    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
-    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
-                       keymgr_key=trusted) as vault, \
-            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
-                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
-                           tls=cli_tls.server) as km:
+    with linked(tmp_path, monkeypatch, cli_tls) as (km, vault):
         card = ["--card-image", str(tmp_path / "c.img")]
         ok("card", "init", *card, "--pin", PIN)
         ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", "Movie ticket A")
@@ -142,17 +150,8 @@ def test_key_rotate_by_the_key_manager_on_a_card_that_lost_its_key(tmp_path: Pat
     store wiped, the key manager re-keys it from escrow; the card-side mode cannot."""
     from card import SimulatedCard
     from card.keys import wipe_key_store
-    from servers.keyfile import load_or_create_key, public_bytes
-    from servers.keymgr.server import statement_key_path
 
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
-    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
-    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
-                       keymgr_key=trusted) as vault, \
-            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
-                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
-                           tls=cli_tls.server) as km:
+    with linked(tmp_path, monkeypatch, cli_tls) as (km, vault):
         image = tmp_path / "c.img"
         card, servers = ["--card-image", str(image)], ["--keymgr", km, "--vault", vault]
         ok("card", "init", *card, "--pin", PIN)

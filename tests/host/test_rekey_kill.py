@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 
 from card.keys import wipe_key_store
-from host.api_client import ServiceError
-from host.keymgr_client import KeyManagerClient
-from host.vault_client import VaultClient
 from servers.keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import statement_key_path
 
@@ -24,7 +21,7 @@ from ..processes import KeyManagerProcess, VaultProcess
 from ..servers.test_recovery import World
 from ..servers.test_rekey import rekey_once
 from ..servers.test_rotation import assert_rotated, owner_with_backups, unlocked
-from .test_rotation_kill import TRIALS, VALUES, Killer, conserved
+from .test_rotation_kill import TRIALS, VALUES, kill_and_rerun
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
@@ -40,19 +37,9 @@ def test_kill_a_server_mid_rekeying(trial: int, tmp_path: Path) -> None:
         owner = owner_with_backups(world, VALUES)
         old = unlocked(owner.card).key_info().key_id
         wipe_key_store(owner.card.eeprom)
-        victim = rng.choice([vault, keymgr])
         restore_all = rng.random() < 0.5
-        killer = Killer(victim, rng.randint(1, 2 * VALUES), rng.uniform(0, 0.01))
-        try:
-            rekey_once(world, owner, restore_all, km_client=killer.client(KeyManagerClient),
-                       vault_client=killer.client(VaultClient))
-        except ServiceError:
-            pass  # the server went away mid-run
-        assert killer.timer is not None, "the run ended before the chosen request"
-        killer.timer.join()
-        victim.kill()
-        victim.start()  # on the same database
-        conserved(world, owner)
+        kill_and_rerun(rng, vault, keymgr, world, owner,
+                       lambda km, v: rekey_once(world, owner, restore_all, km_client=km, vault_client=v))
         rekey_once(world, owner, restore_all)  # the re-run finishes
         assert_rotated(world, owner, old)
     finally:
