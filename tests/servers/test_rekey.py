@@ -183,8 +183,10 @@ class LosingVault:
         monkeypatch.setattr(KeyManagerService, "post_to_vault", post)
 
 
-def test_a_lost_answer_at_every_request_of_a_rekeying(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    k, total, restore_all = 1, None, False
+@pytest.mark.parametrize("restore_all", [False, True], ids=["e7", "e8"])
+def test_a_lost_answer_at_every_request_of_a_rekeying(world: World, monkeypatch: pytest.MonkeyPatch,
+                                                      restore_all: bool) -> None:
+    k, total = 1, None
     while total is None or k <= total:
         owner = owner_with_backups(world, 4)
         old = unlocked(owner.card).key_info().key_id
@@ -199,13 +201,13 @@ def test_a_lost_answer_at_every_request_of_a_rekeying(world: World, monkeypatch:
         monkeypatch.undo()
         rekey_once(world, owner, restore_all)  # the re-run finishes
         assert_rotated(world, owner, old)
-        restore_all = not restore_all
         k += 1 if FULL or total is None or k < 12 else 3
     assert total is not None and total > 10
 
 
-def test_a_power_cut_at_every_card_write_of_a_rekeying(world: World) -> None:
-    n, writes, restore_all = 0, None, True
+@pytest.mark.parametrize("restore_all", [False, True], ids=["e7", "e8"])
+def test_a_power_cut_at_every_card_write_of_a_rekeying(world: World, restore_all: bool) -> None:
+    n, writes = 0, None
     while writes is None or n <= writes:
         owner = owner_with_backups(world, 4)
         old = unlocked(owner.card).key_info().key_id
