@@ -125,6 +125,15 @@ def test_the_card_side_mode_and_this_one_do_not_mix(world: World) -> None:
         s.generate_key()  # the owner makes a key of the card's own meanwhile
         with pytest.raises(KeyFlowError, match="--by-keymgr"):
             rotate(s, vault, km)
+    other = owner_with_backups(world, 4)
+    with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
+        factors.login(km, other.name, PASSWORD)
+        s = unlocked(other.card)
+        connect(s, vault)
+        s.begin_rotation()  # a card-side rotation cut before it reached the key manager
+        with pytest.raises(KeyFlowError, match="card-side rotation is under way"):
+            rekey_by_keymgr(s, vault, km)
+        assert km.rotation(s.identity().card_id) is None
 
 
 def test_a_value_whose_key_is_not_escrowed_stops_the_run_before_the_key_moves(world: World) -> None:
