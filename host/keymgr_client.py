@@ -74,7 +74,6 @@ class RekeyJob:
 class RekeyedValue:
     certificate: bytes  # the successor, or the one sent when it was under the new key already
     succession: bytes  # the vault's signature for SUCCEED CERTIFICATE; empty when nothing moved
-    registered: bytes  # the value sealed under the new key
 
 
 class KeyManagerClient(ApiClient):
@@ -220,8 +219,7 @@ class KeyManagerClient(ApiClient):
 
     def rekey_value(self, card_id: bytes, certificate: bytes) -> RekeyedValue:
         answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/values", {"certificate": b64(certificate)})
-        return RekeyedValue(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]),
-                            base64.b64decode(answer["registered_value"]))
+        return RekeyedValue(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
 
     def rekey_key(self, card_id: bytes, transport_key: bytes) -> KeyRestoration:
         answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/key", {"transport_key": b64(transport_key)})

@@ -47,7 +47,6 @@ class Job:
 class Rekeyed:
     certificate: bytes  # the successor, or the certificate given when it was under the new key already
     succession: bytes  # the vault's signature for the card; empty when nothing was replaced
-    registered: bytes  # the registered value under the new key
 
 
 def begin(service: KeyManagerService, owner: SteppedUp, card_id: bytes) -> Job:
@@ -74,10 +73,10 @@ def rekey_value(service: KeyManagerService, owner: Account, card_id: bytes, cert
     """Seed E7 steps 1-4..1-11 for one certificate the card holds (its own, or handed over)."""
     service._enrolled(owner, card_id)
     new = _escrow(service, card_id, _under_way(service, card_id)[1])
-    cert, registered, raw = service.fetch_registered(owner, certificate)
+    cert, registered, _ = service.fetch_registered(owner, certificate)
     vault_key = service._vault_key()
     if registered.key_id == new.key_id:
-        return Rekeyed(certificate, b"", raw)  # moved already
+        return Rekeyed(certificate, b"")  # moved already
     old = next((e for e in service.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)
     if old is None:
         raise KeyManagerError(404, "the key that encrypted this value is not escrowed here: it cannot be re-keyed")
@@ -95,8 +94,7 @@ def rekey_value(service: KeyManagerService, owner: Account, card_id: bytes, cert
         "issued_at": replacement.issued_at, "signature": b64(sign(service.signer, replacement.message(vault_key)))})
     service.repo.log(owner.name, f"value {cert.counter} of card {cert.card_id.hex()} re-sealed under key "
                                  f"{new.key_id.hex()} of card {card_id.hex()}", int(time.time()))
-    return Rekeyed(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]),
-                   replacement.registered)
+    return Rekeyed(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
 
 
 def deliver_key(service: KeyManagerService, owner: Account, card_id: bytes, transport_key: bytes) -> tuple[int, bytes,
@@ -155,8 +153,6 @@ class RekeyValueRequest(StrictModel):
 class RekeyValueResponse(StrictModel):
     certificate: B64 = Field(description="the successor (the one given, when it was under the new key already)")
     succession: B64 = Field(description="the vault's signature for SUCCEED CERTIFICATE; empty when nothing moved")
-    registered_value: B64 = Field(description="the value sealed under the new key (the card opens it once it "
-                                              "holds the key)")
 
 
 class RekeyKeyRequest(StrictModel):
@@ -183,8 +179,7 @@ def begin_rekey(body: RekeyRequest, owner: Owner, service: Service) -> RekeyJob:
 @router.post("/v1/rekeys/{card_id}/values", response_model=RekeyValueResponse)
 def rekey_one(card_id: CardPath, body: RekeyValueRequest, owner: Owner, service: Service) -> RekeyValueResponse:
     done = rekey_value(service, owner, unhex(card_id, "card_id"), unb64(body.certificate, "certificate"))
-    return RekeyValueResponse(certificate=b64(done.certificate), succession=b64(done.succession),
-                              registered_value=b64(done.registered))
+    return RekeyValueResponse(certificate=b64(done.certificate), succession=b64(done.succession))
 
 
 @router.post("/v1/rekeys/{card_id}/key", response_model=RekeyKeyResponse)
