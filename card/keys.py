@@ -92,8 +92,9 @@ class KeyCommands:
         return k.seal_value(self._material(), self.key_mode, value, card_id)
 
     def open_assisted(self, blob: bytes, context: bytes) -> bytes:
-        """E6: a value from the key manager, sealed under ECDH(transport key, pinned key
-        manager key): only the key manager could have made it, only this card opens it."""
+        """What the key manager sends this card, sealed under ECDH(transport key, pinned key
+        manager key): only the key manager could have made it, only this card opens it (a value
+        in E6, a new key for REPLACE KEY in E7)."""
         transport, keymgr = self._stored(H_TRANSPORT, 32), self._stored(H_KEYMGR_KEY, 65)
         if not any(transport) or keymgr[0] != 0x04:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
