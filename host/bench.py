@@ -186,8 +186,8 @@ def run_rotation_bench(cards: int, values: int, vault_db: str | None = None,
     directory by default) and a key manager on loopback: throughput of each, side by side."""
     from dataclasses import replace
 
+    from servers.keymgr.config import KeyManagerConfig
     from servers.keymgr.server import running as keymgr_running
-    from servers.keymgr.service import KeyManagerConfig
     from servers.tls import init_folder
     from servers.vault.server import running as vault_running
 

@@ -107,8 +107,8 @@ def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, v
     """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
     import uvicorn
 
+    from servers.keymgr.config import KeyManagerConfig
     from servers.keymgr.server import build, default_db, default_key, default_master_key
-    from servers.keymgr.service import KeyManagerConfig
     from servers.runner import server_config
     from servers.storage import StorageError
     from servers.tls import verify_context

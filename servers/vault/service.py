@@ -7,67 +7,52 @@ Transport-free: :mod:`servers.vault.app` maps this onto HTTP. Every refusal is a
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field, replace
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rekey as rk
 from apdu import seal, tlv
-from apdu.certificate import (
-    ALL_DIGEST_FIELDS,
-    Certificate,
-    CertificateError,
-    DigestField,
-    Mode,
-    make_digest,
-    value_hash,
-)
+from apdu.certificate import Certificate, CertificateError, Mode, make_digest, value_hash
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
 from apdu.wallet import MessageError
 
 from ..attestation import check_attestation
-from ..keyfile import public_bytes, sign
-from ..statements import FETCH_WINDOW, Fetch, Replacement
-from ..tokens import new_token, token_hash
+from ..auth import Sessions, new_challenge
+from ..serverkey import ServerKey
+from ..statements import FETCH_WINDOW, Fetch, Rekey, Replacement
 from ..wire import ApiError
+from .config import VaultConfig
 from .repository import ConflictError, Registration, VaultRepository
-
-CURVE = ec.SECP256R1()
 
 
 class VaultError(ApiError):
     """A refusal of this service: HTTP status and message."""
 
 
-@dataclass(frozen=True)
-class VaultConfig:
-    digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS
-    challenge_ttl: int = 120  # seconds
-    session_ttl: int = 900
-    keymgr_key: bytes | None = None  # the key manager's statement key: trusted for replaced cards
-    issuers: tuple[bytes, ...] = ()  # card issuers' public keys: a new card's identity must be attested
-
-
 @dataclass
 class VaultService:
     repo: VaultRepository
-    key: ec.EllipticCurvePrivateKey
+    key: ServerKey
     config: VaultConfig = field(default_factory=VaultConfig)
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions[bytes](
+            lambda hashed, card_id, expires_at, now: self.repo.add_session(hashed, card_id, expires_at),
+            self.repo.session_card, self.config.session_ttl,
+            "not authenticated: the session is unknown or expired")
 
     @property
     def public_key(self) -> bytes:
-        return public_bytes(self.key.public_key())
+        return self.key.public_key
 
     # --- card authentication -----------------------------------------------------------------
 
     def challenge(self, card_id: bytes) -> tuple[bytes, int]:
         _card_id(card_id)
-        challenge = secrets.token_bytes(32)
-        expires = int(time.time()) + self.config.challenge_ttl
+        challenge, _, expires = new_challenge(self.config.challenge_ttl)
         self.repo.add_challenge(card_id, challenge, expires)
         return challenge, expires
 
@@ -92,16 +77,7 @@ class VaultService:
                 self.repo.register_card(card_id, public_key, now)
             except ConflictError as exc:
                 raise VaultError(409, "this card id is registered with another key") from exc
-        token = new_token()
-        expires = now + self.config.session_ttl
-        self.repo.add_session(token_hash(token), card_id, expires)
-        return token, expires
-
-    def card_for(self, token: str) -> bytes:
-        card_id = self.repo.session_card(token_hash(token), int(time.time()))
-        if card_id is None:
-            raise VaultError(401, "not authenticated: the session is unknown or expired")
-        return card_id
+        return self.sessions.open(card_id)
 
     # --- registrations -----------------------------------------------------------------------
 
@@ -124,7 +100,7 @@ class VaultService:
 
         def certify(counter: int) -> bytes:
             cert = Certificate(card_id, counter, x, digest)
-            return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
+            return replace(cert, signature=self.key.sign(cert.message())).to_bytes()
 
         return self.repo.register(card_id, x, value, int(time.time()), certify)
 
@@ -154,7 +130,7 @@ class VaultService:
 
         def certify(counter: int) -> bytes:
             cert = Certificate(card_id, counter, x, registered.digest, Mode.ENCRYPTED)
-            return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
+            return replace(cert, signature=self.key.sign(cert.message())).to_bytes()
 
         return self.repo.register(card_id, x, raw, int(time.time()), certify)
 
@@ -206,6 +182,49 @@ class VaultService:
         if abs(int(time.time()) - issued_at) > FETCH_WINDOW:
             raise VaultError(403, "a stale request: the key manager's clock or a replay")
 
+    # --- re-keying by the key manager (E7) -----------------------------------------------------
+
+    def replace_registration(self, request: Rekey, signature: bytes) -> tuple[bytes, bytes]:
+        """Seed E7 steps 1-10/1-11 (claim 46): on the key manager's signed request, register the
+        re-sealed value as the successor of the old one and sign the succession for the card
+        that holds the certificate; answers (successor certificate, succession). The old
+        registration stays until that card's receipt (:meth:`release`), so the card holds a
+        valid certificate at every moment; a retried request finds the successor by its hash (the
+        key manager's sealing is deterministic per value and key) and answers the same one."""
+        self.check_keymgr_request(request.message(self.public_key), request.issued_at, signature)
+        try:
+            cert = Certificate.from_bytes(request.certificate)
+            registered = b.RegisteredValue.from_bytes(request.registered)
+        except (CertificateError, ValueError) as exc:
+            raise VaultError(400, f"malformed certificate or registered value: {exc}") from exc
+        if cert.mode != Mode.ENCRYPTED:
+            raise VaultError(400, "a plain backup holds no key to replace")
+        if len(request.registered) > 4 * MAX_RECORD:
+            raise VaultError(400, "a registered value is at most 4096 bytes")
+        found = self.repo.lookup(cert)
+        if found is None or not found.redeemable or found.holder != request.card_id:
+            raise VaultError(404, "unknown certificate: this card holds no registration for it")
+        holder, key = self.repo.card_state(found.holder), self.repo.card_key(found.holder)
+        if holder is None or holder.revoked or key is None:
+            raise VaultError(403, "the card holding this certificate was reported lost and is revoked")
+        if registered.digest != cert.digest:
+            raise VaultError(409, "the re-sealed value's digest is not the certificate's: not the same value")
+        assert self.config.keymgr_key is not None  # checked with the request
+        if not verify(self.config.keymgr_key, registered.signature,
+                      rk.rekeyed_message(registered, found.holder, self.public_key)):
+            raise VaultError(403, "the key manager's signature over the re-sealed value is not valid")
+        x = value_hash(registered.ciphertext)
+        successor = self.repo.find_by_hash(found.holder, x)
+        if successor is None:
+            def certify(counter: int) -> bytes:
+                new = Certificate(found.holder, counter, x, registered.digest, Mode.ENCRYPTED)
+                return replace(new, signature=self.key.sign(new.message())).to_bytes()
+
+            successor = self.repo.register(found.holder, x, request.registered, int(time.time()), certify)
+        new = Certificate.from_bytes(successor.certificate)
+        named = rk.succession_message(found.holder, key, cert.signed_part(), new.signed_part())
+        return successor.certificate, self.key.sign(named)
+
     # --- replaced cards ----------------------------------------------------------------------
 
     def replace_card(self, statement: Replacement, signature: bytes) -> int:
@@ -248,7 +267,7 @@ class VaultService:
         handover = b.Handover(imported, found.certificate)
         key = self.repo.card_key(card_id)
         assert key is not None  # a card with a session is registered
-        return replace(handover, signature=sign(self.key, handover.signed_part(b.Identity(card_id, key)))), waiting
+        return replace(handover, signature=self.key.sign(handover.signed_part(b.Identity(card_id, key)))), waiting
 
     def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes,
                       transport_key: bytes) -> tuple[bytes, bytes]:
@@ -261,15 +280,12 @@ class VaultService:
         sealed = self.repo.key_share(old_card_id, key_id)
         if sealed is None:
             raise VaultError(404, "the vault holds no share of that key")
-        plain = seal.open_sealed(self._scalar(), sealed, k.share_context(old_card_id, key_id, 2))
+        plain = self.key.open_sealed(sealed, k.share_context(old_card_id, key_id, 2))
         share, public = plain[:k.SHARE_LEN], plain[k.SHARE_LEN:]
         try:
             return seal.seal(transport_key, share, k.share_import_context(card_id, key_id)), public
         except seal.SealError as exc:
             raise VaultError(400, "the transport key is not a P-256 public key") from exc
-
-    def _scalar(self) -> bytes:
-        return self.key.private_numbers().private_value.to_bytes(32, "big")
 
     def keep_key_share(self, card_id: bytes, key_id: bytes, sealed: bytes) -> None:
         """Seed E4: the vault's share of the card's split key, kept sealed to the vault's own key
@@ -278,7 +294,7 @@ class VaultService:
         if len(key_id) != 8:
             raise VaultError(400, "a key id is 8 bytes")
         try:
-            plain = seal.open_sealed(self._scalar(), sealed, k.share_context(card_id, key_id, 2))
+            plain = self.key.open_sealed(sealed, k.share_context(card_id, key_id, 2))
             mode = k.KeyMode.PUBLIC if len(plain) > k.SHARE_LEN else k.KeyMode.SYMMETRIC
             k.parse_server_share(plain, mode, key_id, 2)
         except seal.SealError as exc:

@@ -18,10 +18,14 @@ from host.api_client import ServiceError
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key, enrol_card, key_from_keymgr, restore_key
 from host.session import WalletSession
+from servers.keymgr.config import KeyManagerConfig
+from servers.keymgr.errors import KeyManagerError
 from servers.keymgr.repository import MIGRATIONS
 from servers.keymgr.server import build_service, running
-from servers.keymgr.service import MAX_FAILURES, KeyManagerConfig, KeyManagerError, MasterKey
+from servers.keymgr.services.accounts import MAX_FAILURES
+from servers.serverkey import MasterKey
 from servers.storage import Database
+from servers.wire import ApiError
 
 from ..card.helpers import personalized
 
@@ -171,7 +175,7 @@ def test_ten_wrong_passwords_lock_known_and_unknown_names_alike(keymgr_url: str,
         assert answers[NAME] == answers["nobody-by-this-name"]  # the answers do not tell
         assert answers[NAME][0] == (401, f"wrong name or password ({MAX_FAILURES - 1} tries left)")
     service, db = build_service(db_url, tmp_path / "keymgr-key.pem", tmp_path / "master.key", FAST)
-    service.unlock(NAME)  # the audited way out
+    service.accounts.unlock(NAME)  # the audited way out
     assert service.repo.audit(NAME)[-1][1] == "unlocked by the administrator"
     db.close()
     with KeyManagerClient(keymgr_url) as client:
@@ -181,7 +185,7 @@ def test_ten_wrong_passwords_lock_known_and_unknown_names_alike(keymgr_url: str,
 def test_unknown_names_cost_one_argon2_verification_like_known_ones(db_url: str, tmp_path: Path) -> None:
     """The timing side: both refusals run exactly one Argon2id verification of the password."""
     service, db = build_service(db_url, tmp_path / "k.pem", tmp_path / "m.key", FAST)
-    service.create_account(NAME, PASSWORD)
+    service.accounts.create_account(NAME, PASSWORD)
     calls: list[str] = []
 
     class Counting(PasswordHasher):
@@ -189,10 +193,10 @@ def test_unknown_names_cost_one_argon2_verification_like_known_ones(db_url: str,
             calls.append(str(hash))
             return super().verify(hash, password)
 
-    service.hasher = Counting(FAST.argon2_time_cost, FAST.argon2_memory_kib, FAST.argon2_parallelism)
+    service.accounts.hasher = Counting(FAST.argon2_time_cost, FAST.argon2_memory_kib, FAST.argon2_parallelism)
     for name in (NAME, "nobody"):
         with pytest.raises(KeyManagerError):
-            service.login(name, "wrong password")
+            service.accounts.login(name, "wrong password")
     assert len(calls) == 2 and calls[1] != calls[0] and calls[1].startswith("$argon2id$")
     db.close()
 
@@ -215,8 +219,8 @@ def test_escrowed_keys_are_encrypted_at_rest_under_a_master_key_outside_the_data
     service, db = build_service(db_url, tmp_path / "keymgr-key.pem", tmp_path / "another-master.key", FAST)
     account = service.repo.account(NAME)
     assert account is not None
-    with pytest.raises(KeyManagerError, match="integrity"):  # the database alone opens nothing
-        service.restore(account, s.identity().card_id, s.identity().card_id, personalized()[1].new_transport_key())
+    with pytest.raises(ApiError, match="integrity"):  # the database alone opens nothing
+        service.escrows.restore(account, s.identity().card_id, s.identity().card_id, personalized()[1].new_transport_key())
     db.close()
     assert MasterKey.load_or_create(tmp_path / "master.key") is not None
     assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600

@@ -26,9 +26,10 @@ from host.rotation import encrypted_certificates, rotate
 from host.transport import CardRemovedError
 from host.vault_client import VaultClient, VaultClientError
 from servers.keyfile import load_or_create_key, public_bytes
+from servers.keymgr.errors import KeyManagerError
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
-from servers.keymgr.service import KeyManagerError, KeyManagerService
+from servers.keymgr.services.escrow import Escrows
 from servers.vault.server import running as vault_running
 
 from ..card.helpers import personalized
@@ -180,19 +181,18 @@ class LosingVault:
     """Loses the vault's answer to the key manager's k-th request (it was carried out)."""
 
     def __init__(self, faults: Faults, monkeypatch: pytest.MonkeyPatch) -> None:
-        real = KeyManagerService.post_to_vault
+        real = Escrows.post_to_vault
 
-        def post(service: KeyManagerService, path: str, body: dict[str, object]) -> dict[str, Any]:
-            answer = real(service, path, body)
+        def post(escrows: Escrows, path: str, body: dict[str, object]) -> dict[str, Any]:
+            answer = real(escrows, path, body)
             faults.calls += 1
             if faults.calls == faults.k:
                 raise KeyManagerError(503, "cannot reach the vault: the answer was lost")
             return answer
 
-        monkeypatch.setattr(KeyManagerService, "post_to_vault", post)
+        monkeypatch.setattr(Escrows, "post_to_vault", post)
 
 
-@pytest.mark.parametrize("restore_all", [False, True], ids=["e7", "e8"])
 def test_a_lost_answer_at_every_request_of_a_rekeying(world: World, monkeypatch: pytest.MonkeyPatch,
                                                       restore_all: bool) -> None:
     k, total = 1, None

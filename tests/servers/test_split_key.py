@@ -17,8 +17,8 @@ from host.keymgr_client import KeyManagerClient
 from host.keys import KeyFlowError, enrol_card, restore_split_key, split_key
 from host.session import WalletSession
 from host.vault_client import VaultClient
+from servers.keymgr.config import KeyManagerConfig
 from servers.keymgr.server import running as keymgr_running
-from servers.keymgr.service import KeyManagerConfig
 from servers.vault.server import running as vault_running
 
 from ..card.helpers import observe, personalized
