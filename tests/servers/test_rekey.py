@@ -193,6 +193,7 @@ class LosingVault:
         monkeypatch.setattr(Escrows, "post_to_vault", post)
 
 
+@pytest.mark.parametrize("restore_all", [False, True], ids=["e7", "e8"])
 def test_a_lost_answer_at_every_request_of_a_rekeying(world: World, monkeypatch: pytest.MonkeyPatch,
                                                       restore_all: bool) -> None:
     k, total = 1, None
