@@ -31,7 +31,8 @@ from .render import console, print_json
                    "first its ATR offers (61xx for data without Le); T=1 if every host uses T=1.")
 @click.option("--javacard", is_flag=True,
               help="Serve the Java Card applet (javacard/) of --kind in jCardSim instead of the Python card; "
-                   "needs the kit in $JC_HOME. A new, blank card each time.")
+                   "needs the kit in $JC_HOME. With --card-image FILE the applet's memory lives in FILE "
+                   "(created if new) and survives restarts; without, a new card.")
 def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | None, protocol: str | None,
           javacard: bool) -> None:
     """Insert a simulated card into pcscd's virtual reader and serve it until Ctrl-C."""
@@ -46,16 +47,21 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s")
     typed = click.get_current_context().get_parameter_source("card_image") == ParameterSource.COMMANDLINE
-    if javacard and (kind == "echo" or typed):  # EVB_CARD_IMAGE in the environment is no mistake
-        raise click.UsageError("--javacard serves a new card (--kind wallet or idcard), not --card-image or echo")
+    if javacard and kind == "echo":
+        raise click.UsageError("--javacard serves a wallet or an ID card, not the echo card")
     if javacard:
         console.print("Building the applet (scripts/javacard build) if its sources changed…")
         applet_class, aid = (ID_APPLET_CLASS, AID_IDCARD) if kind == "idcard" else (APPLET_CLASS, AID_WALLET)
+        # the applet's heap is its own file format: only a --card-image typed here (not
+        # EVB_CARD_IMAGE, which names a Python card's image) keeps the applet across restarts
+        heap = card_image if typed else None
         try:
-            card: SimulatedCard | EchoCard | AppletCard = AppletCard(build(), applet_class, aid)
-        except KitError as exc:
+            card: SimulatedCard | EchoCard | AppletCard = AppletCard(build(), applet_class, aid, state_file=heap)
+        except (KitError, ImageError) as exc:
             raise CliFail(str(exc).splitlines()[0]) from exc
-        what = f"a blank {'ID-card' if kind == 'idcard' else 'wallet'} applet (Java Card, in jCardSim)"
+        label = "ID-card" if kind == "idcard" else "wallet"
+        what = (f"the {label} applet (Java Card, in jCardSim) kept in {heap}" if heap is not None
+                else f"a new {label} applet (Java Card, in jCardSim)")
     elif kind == "echo":
         card = EchoCard(ATR)
         what = "echo card"

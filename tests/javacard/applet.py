@@ -7,6 +7,8 @@ the kit comes from ``JC_HOME`` only (../shared/javacard/README.md), without it t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from apdu.wallet import AID_WALLET
 from card import CardMute
 from card.javacard import APPLET_CLASS, NO_KIT, ROOT, AppletBuild, AppletCard, build
@@ -19,8 +21,9 @@ __all__ = ["NO_KIT", "ROOT", "AppletTransport", "Build", "build"]
 class AppletTransport:
     """One simulated card holding the wallet applet, freshly installed (a new card id)."""
 
-    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET) -> None:
-        self.card = AppletCard(built, applet_class, aid)
+    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET, *,
+                 state_file: Path | None = None) -> None:
+        self.card = AppletCard(built, applet_class, aid, state_file=state_file)
 
     @property
     def atr(self) -> bytes:
