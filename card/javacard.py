@@ -3,7 +3,7 @@
 The same card as :class:`card.SimulatedCard` to whoever talks to it: the vpcd bridge puts it in
 pcscd's virtual reader (``evb card serve --javacard``), the tests drive it in process. The JVM
 speaks a line protocol (javacard/harness): a hex APDU a line, the hex response a line; ``RESET``
-for a power cycle; ``NEW`` for a new card; ``ATR``; ``CUT n`` arms a power cut after n more
+for a power cycle; ``NEW`` for a new card; ``ATR``; ``PROTOCOL T=0|T=1`` the reader's PPS; ``CUT n`` arms a power cut after n more
 persistent writes, ``WRITES`` counts them (the harness journals the applet's writes and rolls
 back what a transaction left uncommitted: javacard/README.md).
 
@@ -88,19 +88,21 @@ class AppletCard:
     afresh (a new card id, or a new ID-card key pair), or the card whose heap ``state_file``
     holds (created there when the file does not exist yet).
 
-    It has what the vpcd bridge needs of a card (``card.bridge.vpcd.BridgedCard``). jCardSim
-    answers on T=1's terms whatever protocol the reader chose, so :meth:`select_protocol` only
-    records the choice.
+    It has what the vpcd bridge needs of a card (``card.bridge.vpcd.BridgedCard``). The applet
+    shapes answers by the protocol (``APDU.getProtocol``: 61xx for data without Le on T=0), so
+    :meth:`select_protocol` passes the reader's choice on, and a power cycle or a new card is back
+    on T=0, the first protocol the ATR offers, as :class:`card.SimulatedCard` is.
     """
 
     def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET, *,
                  state_file: Path | None = None) -> None:
         self.atr = build_atr()
-        self.protocol = "T=1"
+        self.protocol = "T=0"  # jCardSim's too, until a PPS
         # one card, one reader: a second process on the same heap would interleave its saves
         self._lock = lock_image(state_file) if state_file is not None else None
         heap = [str(state_file)] if state_file is not None else []
         self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close())
+        self.powered = False
         self._process = subprocess.Popen(
             ["java", f"-Dcom.licel.jcardsim.card.ATR={self.atr.hex().upper()}", "-cp", built.classpath,
              "evb.harness.Harness", applet_class, aid.hex(), *heap],
@@ -186,22 +188,29 @@ class AppletCard:
         self._expect_ok(f"LOAD {path}")
 
     def power_on(self) -> bytes:
+        self.powered = True
         return self.atr
 
     def power_off(self) -> None:
-        """Power lost: RAM cleared and nothing selected, EEPROM kept (jCardSim's reset)."""
+        """Power lost: RAM cleared and nothing selected, EEPROM kept (jCardSim's reset); T=0."""
         self._expect_ok("RESET")
+        self.select_protocol("T=0")
+        self.powered = False
 
     def reset(self) -> bytes:
         self.power_off()
         return self.power_on()
 
     def select_protocol(self, protocol: str) -> None:
+        if protocol not in ("T=0", "T=1"):
+            raise ValueError(f"the card offers T=0 and T=1, not {protocol}")
+        self._expect_ok(f"PROTOCOL {protocol}")
         self.protocol = protocol
 
     def new_card(self) -> None:
         """Replace the card by a new one: every applet deleted, the wallet installed afresh."""
         self._expect_ok("NEW")
+        self.select_protocol("T=0")
 
     def close(self) -> None:
         """End the JVM (its stdin closed, it returns from main) and close both pipes."""

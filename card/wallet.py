@@ -60,6 +60,8 @@ NO_P1P2 = frozenset({
     t.INS_SELECT_FOR_BACKUP, t.INS_RECORD_RUN, k.INS_PUT_KEYMGR_KEY, k.INS_NEW_TRANSPORT_KEY,
     r.INS_BEGIN_ROTATION, r.INS_COMMIT_ROTATION,
 })
+# tags a stored record never carries as sent, not even empty or zero: the card assigns and owns them
+CARD_OWNED_TAGS = frozenset({Tag.ID, Tag.FLAGS, Tag.CERTIFICATE})
 VALUE_ID_P1P2 = frozenset({
     w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, b.INS_BEGIN_BACKUP, b.INS_COMMIT_BACKUP,
     b.INS_CANCEL_PENDING, b.INS_BEGIN_RESTORE, b.INS_COMMIT_RESTORE, b.INS_COMMIT_ASSISTED_RESTORE,
@@ -321,7 +323,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         if command.p1 or command.p2:
             raise CardError(SW.INCORRECT_P1P2)
         record = ValueRecord.from_bytes(command.data)
-        if record.id is not None or record.flags or record.certificate:
+        if CARD_OWNED_TAGS & tlv.decode_map(command.data).keys():
             raise CardError(SW.WRONG_DATA)  # the card assigns ids, owns flags, takes certificates only from the vault
         return w.encode_u16(self._add(record.body(), record.type, ValueFlags.NONE))
 

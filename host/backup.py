@@ -92,7 +92,10 @@ def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes
 
 
 def encryption(session: WalletSession, wanted: bool | None) -> bool:
-    """Whether a backup is encrypted: as asked, by default when the card has a key."""
+    """Whether a backup is encrypted: as asked, by default when the card has a key (a plain one
+    asked for asks the card nothing: a card without a key store need not know GET KEY INFO)."""
+    if wanted is False:
+        return False
     has_key = session.key_info().mode != KeyMode.NONE
     if wanted and not has_key:
         raise BackupError("the card has no key to encrypt with: 'evb key init' generates one (or back up plain)")

@@ -104,12 +104,14 @@ class AppletOnHarness:
         self.folder = folder
         self._names = itertools.count()
         card.new_card()
+        card.select_protocol(T1)
 
     def send(self, apdu: bytes) -> Answer:
         return _answer(self.card.transmit(apdu))
 
     def power_cycle(self) -> None:
         self.card.reset()
+        self.card.select_protocol(T1)  # as the Python card's reader negotiates after each power-on
 
     def snapshot(self) -> object:
         path = self.folder / f"heap-{next(self._names)}"

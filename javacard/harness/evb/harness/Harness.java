@@ -24,6 +24,7 @@ import javacard.framework.Applet;
  *   RESET         -> the card loses power and comes back (RAM cleared, EEPROM kept): "OK"
  *   ATR           -> the simulator's ATR in hex
  *   NEW           -> a new card: every applet deleted, the applet installed afresh: "OK"
+ *   PROTOCOL T=x  -> the protocol a PPS chose (T=0 or T=1; the applet shapes answers by it): "OK"
  *   CUT n         -> cut the power after n more persistent writes (the next one is torn); CUT -1
  *                    disarms: "OK"
  *   WRITES        -> the persistent writes since the JVM started, in decimal
@@ -86,6 +87,9 @@ public final class Harness {
                 return "OK";
             case "ATR":
                 return toHex(simulator.getATR());
+            case "PROTOCOL":
+                simulator.changeProtocol(words[1]);
+                return "OK";
             case "CUT":
                 Memory.cutAfter(Long.parseLong(words[1]));
                 return "OK";
