@@ -34,6 +34,9 @@ class Purpose(Enum):
     HANDOVER = b"EVB-HANDOVER-2"  # vault -> a replacement card: a lost card's certificate
     REPLACEMENT = b"EVB-REPLACEMENT-2"  # key manager -> vault: a card was lost
     FETCH = b"EVB-FETCH-2"  # key manager -> vault: a registered value for E6
+    REKEY = b"EVB-REKEY-1"  # key manager -> vault: replace a registered value (E7 by the key manager)
+    REKEYED = b"EVB-REKEYED-1"  # key manager -> vault (and itself): a registered value it re-sealed
+    SUCCESSION = b"EVB-SUCCESSION-1"  # vault -> a card: this certificate replaces that one
     CARD_ATTESTATION = b"EVB-CARD-ATTESTATION-1"  # card issuer -> relying parties
     ID_DOCUMENT = b"EVB-ID-DOCUMENT-1"  # ID-card issuer -> relying parties
 

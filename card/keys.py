@@ -92,8 +92,9 @@ class KeyCommands:
         return k.seal_value(self._material(), self.key_mode, value, card_id)
 
     def open_assisted(self, blob: bytes, context: bytes) -> bytes:
-        """E6: a value from the key manager, sealed under ECDH(transport key, pinned key
-        manager key): only the key manager could have made it, only this card opens it."""
+        """What the key manager sends this card, sealed under ECDH(transport key, pinned key
+        manager key): only the key manager could have made it, only this card opens it (a value
+        in E6, a new key for REPLACE KEY in E7)."""
         transport, keymgr = self._stored(H_TRANSPORT, 32), self._stored(H_KEYMGR_KEY, 65)
         if not any(transport) or keymgr[0] != 0x04:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
@@ -285,3 +286,15 @@ def _rebuild(shares: list[bytes], mode: k.KeyMode, key_id: bytes, public: bytes)
             except MessageError:
                 continue
     return None
+
+
+def wipe_key_store(eeprom: Eeprom) -> None:
+    """A fault to simulate, not a command: the key store 104 damaged or reset, keys 401/402 gone
+    (seed E7's starting point). The card keeps its identity, values and certificates."""
+    base = eeprom.app_offset
+    with eeprom.transaction():
+        eeprom.write(base + H_KEY_MODE, bytes(1))
+        eeprom.write(base + H_KEY_SECRET, bytes(k.SECRET_LEN))
+        eeprom.write(base + H_KEY_PUBLIC, bytes(65))
+        eeprom.write(base + H_TRANSPORT, bytes(32))
+        eeprom.write(base + H_SHARES, bytes(KEY_AREA_END - H_SHARES))

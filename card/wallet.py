@@ -14,6 +14,7 @@ from collections.abc import Callable
 from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rekey as rk
 from apdu import rotation as r
 from apdu import triggers as t
 from apdu import wallet as w
@@ -26,6 +27,7 @@ from .index import Index, IndexEntry, NoMemory
 from .keys import H_KEY_PUBLIC, H_KEYSTORE, KEY_PUBLIC_END, KeyCommands
 from .keys import KEY_AREA_END as KEYSTORE_END
 from .pin import Pin
+from .rekey import RekeyCommands
 from .rotation import RotationCommands
 from .triggers import H_TRIGGERS, TRIGGER_AREA_END, TriggerCommands
 
@@ -63,11 +65,11 @@ CARD_OWNED_TAGS = frozenset({Tag.ID, Tag.FLAGS, Tag.CERTIFICATE})
 VALUE_ID_P1P2 = frozenset({
     w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, b.INS_BEGIN_BACKUP, b.INS_COMMIT_BACKUP,
     b.INS_CANCEL_PENDING, b.INS_BEGIN_RESTORE, b.INS_COMMIT_RESTORE, b.INS_COMMIT_ASSISTED_RESTORE,
-    b.INS_BEGIN_ENCRYPTED_BACKUP, r.INS_REENCRYPT, r.INS_SWAP_CERTIFICATE,
+    b.INS_BEGIN_ENCRYPTED_BACKUP, r.INS_REENCRYPT, r.INS_SWAP_CERTIFICATE, rk.INS_SUCCEED_CERTIFICATE,
 })
 
 
-class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands):
+class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommands, RekeyCommands):
     aid = w.AID_WALLET
 
     def __init__(self, eeprom: Eeprom) -> None:
@@ -100,6 +102,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             **self.trigger_handlers(),
             **self.key_handlers(),
             **self.rotation_handlers(),
+            **self.rekey_handlers(),
         }
 
     @staticmethod

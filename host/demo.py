@@ -7,6 +7,7 @@ The story is written against a :class:`Reporter` so it stays free of terminal co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Protocol
@@ -17,6 +18,7 @@ from apdu.triggers import ShortagePolicy, TriggerSettings, format_condition, par
 
 from . import factors, keys, triggers
 from . import recovery as recovery_flow
+from . import rekey as rekey_flow
 from . import rotation as rotation_flow
 from .backup import backup, connect, restore
 from .idcard import IdCardSession
@@ -236,6 +238,37 @@ def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, ke
     report.note(f"key {info.key_id.hex().upper()} -> {rotation.key.key_id.hex().upper()}: {rotation.moved} "
                 f"backup re-encrypted, {rotation.destroyed} old key destroyed at the key manager")
     report.note(f"{restore(new, vault, 1).name}: restored under the new key")
+
+
+def run_rekey_story(session: WalletSession, lose_key: Callable[[], None], vault: VaultClient,
+                    keymgr: KeyManagerClient, report: Reporter) -> None:
+    """Seed E7 (claims 16, 46): a card whose key store broke is re-keyed by the key manager,
+    which opens its backups with the escrowed key; the card-side rotation could not."""
+    session.verify_pin(DEMO_PIN)
+    key = connect(session, vault)
+    ids = [e.id for e in session.list()]
+    report.step("The fresh card backs up its values, encrypted; then its key store breaks (simulated: keys "
+                "401/402 wiped)")
+    for value_id in ids:
+        report.note(f"{backup(session, vault, key, value_id).name}: encrypted backup")
+    lose_key()
+    report.note(f"the card's key now: {session.key_info().mode.name.lower()}; its certificates stand for values "
+                "it cannot open any more")
+    report.listing(session.list())
+    try:
+        rotation_flow.rotate(session, vault, keymgr)
+        report.note("the card-side rotation ran without a key: UNEXPECTED")
+    except keys.KeyFlowError as exc:
+        report.note(f"the card-side rotation cannot help: {exc}")
+    report.step("The key manager re-keys the card (E7): it fetches each registered value from the vault, opens "
+                "it with the escrowed key, re-seals it under a new pair; the vault registers the successor, the "
+                "card swaps certificates, then installs the new key sealed to it")
+    done = rekey_flow.rekey_by_keymgr(session, vault, keymgr)
+    report.note(f"new key {done.key.key_id.hex().upper()}: {done.moved} certificate(s) succeeded, "
+                f"{done.destroyed} old key destroyed at the key manager")
+    for value_id in ids:
+        report.note(f"{restore(session, vault, value_id).name}: restored with the new key")
+    report.listing(session.list())
 
 
 def run_factor_story(card: WalletSession, spare: WalletSession, id_card: IdCardSession, keymgr: KeyManagerClient,

@@ -63,6 +63,19 @@ class KeyRestoration:
     public_key: bytes = b""  # Q beside a share of a public key, for IMPORT SHARE
 
 
+@dataclass(frozen=True)
+class RekeyJob:
+    mode: KeyMode
+    old_key_id: bytes
+    new_key_id: bytes
+
+
+@dataclass(frozen=True)
+class RekeyedValue:
+    certificate: bytes  # the successor, or the one sent when it was under the new key already
+    succession: bytes  # the vault's signature for SUCCEED CERTIFICATE; empty when nothing moved
+
+
 class KeyManagerClient(ApiClient):
     error = KeyManagerClientError
     _prover: Prover | None = None
@@ -196,3 +209,20 @@ class KeyManagerClient(ApiClient):
                                                                "transport_key": b64(transport_key)})
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
                               base64.b64decode(answer["sealed"]), base64.b64decode(answer["public_key"] or ""))
+
+    # --- re-keying by the key manager (E7/E8, :mod:`host.rekey`) -------------------------------
+
+    def begin_rekey(self, card_id: bytes) -> RekeyJob:
+        """The card's re-keying job (the same again while it is under way); a step-up request."""
+        answer = self._call("POST", "/v1/rekeys", {"card_id": card_id.hex(), "proof": self._proof()})
+        return RekeyJob(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["old_key_id"]),
+                        bytes.fromhex(answer["new_key_id"]))
+
+    def rekey_value(self, card_id: bytes, certificate: bytes) -> RekeyedValue:
+        answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/values", {"certificate": b64(certificate)})
+        return RekeyedValue(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
+
+    def rekey_key(self, card_id: bytes, transport_key: bytes) -> KeyRestoration:
+        answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/key", {"transport_key": b64(transport_key)})
+        return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
+                              base64.b64decode(answer["sealed"]))

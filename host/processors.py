@@ -16,6 +16,7 @@ from apdu import CommandApdu, ResponseApdu, split_chain
 from apdu.atr import capabilities
 from apdu.command import SHORT_MAX_NC, SHORT_MAX_NE
 from apdu.keys import INS_EXPORT_KEY, INS_IMPORT_KEY, INS_IMPORT_SHARE, INS_SPLIT_KEY
+from apdu.rekey import INS_REPLACE_KEY
 from apdu.wallet import INS_CHANGE_REFERENCE_DATA, INS_GET_RESPONSE, INS_PERSONALIZE, INS_VERIFY, get_response
 
 from .transport import Transport, TransportError
@@ -26,7 +27,8 @@ logging.addLevelName(TRACE, "TRACE")
 
 # commands whose data is secret: PIN blocks, key material sealed for this card, a key share (a
 # recovery code when unsealed)
-SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_IMPORT_KEY, INS_IMPORT_SHARE}
+SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_IMPORT_KEY, INS_IMPORT_SHARE,
+              INS_REPLACE_KEY}
 # commands whose answer is secret: the recovery codes among the shares, the sealed key material
 SECRET_ANSWER_INS = {INS_SPLIT_KEY, INS_EXPORT_KEY}
 MAX_GET_RESPONSE = 1024  # a card that keeps answering 61xx is broken, not generous

@@ -63,6 +63,8 @@ def rotate(session: WalletSession, vault: VaultClient, keymgr: KeyManagerClient,
     nxt = session.key_info(next_key=True)
     if nxt.mode == KeyMode.NONE and under_way is not None and under_way[1] == current.key_id:
         return _finish(session, vault, keymgr, current, 0, 0)  # committed before a cut: clean up
+    if nxt.mode == KeyMode.NONE and under_way is not None:  # the key manager's own, begun without the card
+        raise KeyFlowError("a re-keying by the key manager is under way: finish it with 'evb key rotate --by-keymgr'")
     restored = 0
     if restore_all and nxt.mode == KeyMode.NONE:  # E8: everything back on the card first
         for value_id in encrypted_certificates(session):

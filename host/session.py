@@ -12,6 +12,7 @@ from datetime import date
 from apdu import SW, ApduError, CommandApdu, InvalidPinError, PinBlockedError, error_for
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rekey as rk
 from apdu import rotation as r
 from apdu import triggers as t
 from apdu import wallet as w
@@ -269,6 +270,14 @@ class WalletSession:
 
     def new_transport_key(self) -> bytes:
         return self._send(k.new_transport_key())
+
+    def replace_key(self, mode: k.KeyMode, sealed: bytes) -> k.KeyInfo:
+        """Seed E7: install the key the key manager sealed for this card, in place of its key or none."""
+        return k.KeyInfo.from_bytes(self._send(rk.replace_key(mode, sealed)))
+
+    def succeed_certificate(self, value_id: int, certificate: bytes, signature: bytes) -> None:
+        """Swap a certificate for the successor the vault signed (re-keying by the key manager)."""
+        self._send(rk.succeed_certificate(value_id, rk.Succession(certificate, signature)))
 
     def import_key(self, mode: k.KeyMode, sealed: bytes) -> k.KeyInfo:
         return k.KeyInfo.from_bytes(self._send(k.import_key(mode, sealed)))

@@ -46,3 +46,19 @@ class Fetch:
     def message(self, vault_key: bytes) -> bytes:
         return message(Purpose.FETCH, audience(vault_key), hashlib.sha256(self.certificate).digest(),
                        self.issued_at.to_bytes(8, "big"))
+
+
+@dataclass(frozen=True)
+class Rekey:
+    """The key manager asks the vault to replace the registration ``certificate`` names, held by
+    ``card_id``, with ``registered`` (the same value re-sealed under the card's new key, seed
+    E7 steps 1-10/1-11). The vault answers the successor certificate and its succession."""
+
+    card_id: bytes
+    certificate: bytes
+    registered: bytes
+    issued_at: int
+
+    def message(self, vault_key: bytes) -> bytes:
+        return message(Purpose.REKEY, audience(vault_key), self.card_id, hashlib.sha256(self.certificate).digest(),
+                       hashlib.sha256(self.registered).digest(), self.issued_at.to_bytes(8, "big"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +20,7 @@ def demo(workdir: Path | None) -> None:
     # the servers (FastAPI, pydantic, numpy) are imported here, not when the CLI starts: they are
     # most of its import time and only the demo needs them in-process
     from card import SimulatedCard
+    from card.keys import wipe_key_store
     from servers.keyfile import load_or_create_key, public_bytes
     from servers.keymgr.config import KeyManagerConfig
     from servers.keymgr.server import running as keymgr_running
@@ -25,11 +28,19 @@ def demo(workdir: Path | None) -> None:
     from servers.tls import init_folder
     from servers.vault.server import running
 
-    from ..demo import run_backup_story, run_factor_story, run_key_story, run_trigger_story, run_wallet_story
+    from ..demo import (
+        run_backup_story,
+        run_factor_story,
+        run_key_story,
+        run_rekey_story,
+        run_trigger_story,
+        run_wallet_story,
+    )
     from ..idcard import IdCardSession
     from ..issuer import Issuer
     from ..keymgr_client import KeyManagerClient
     from ..session import WalletSession
+    from ..transport import Transport, inprocess
     from ..transport.inprocess import open_image
     from ..triggers import VaultLink
     from ..vault_client import VaultClient
@@ -45,6 +56,19 @@ def demo(workdir: Path | None) -> None:
             SimulatedCard.manufacture(image=image, **options)
             with open_image(image) as transport:
                 issuer.attest(WalletSession(transport))
+
+        @contextmanager
+        def held(path: Path) -> Iterator[tuple[SimulatedCard, Transport]]:
+            """A card image in the in-process reader, and the card itself, to break its key store."""
+            card = SimulatedCard.open(path)
+            try:
+                transport = inprocess.connect_card(card)
+                try:
+                    yield card, transport
+                finally:
+                    transport.close()
+            finally:
+                card.close()
 
         image = base / "demo-card.img"
         manufacture(image)
@@ -76,10 +100,12 @@ def demo(workdir: Path | None) -> None:
                     run_trigger_story(WalletSession(small_card), link, reporter)
                 console.print(f"\n[bold]Starting the key manager on loopback[/] (SQLite {base / 'keymgr.db'}; HTTPS)")
                 with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key",
-                                    KeyManagerConfig(issuers=issuers), tls=tls) as km_url, \
+                                    KeyManagerConfig(issuers=issuers, vault_url=url, vault_ca=ca), tls=tls) as km_url, \
                         KeyManagerClient(km_url, ca=ca) as keymgr, VaultClient(url, ca=ca) as vault, \
-                        open_image(third) as old, open_image(fresh) as new:
+                        open_image(third) as old, held(fresh) as (fresh_card, new):
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
+                    run_rekey_story(WalletSession(new), lambda: wipe_key_store(fresh_card.eeprom), vault, keymgr,
+                                    reporter)
                     with open_image(id_image) as id_card, open_image(spare) as spare_card:
                         run_factor_story(WalletSession(new), WalletSession(spare_card), IdCardSession(id_card),
                                          keymgr, reporter)

@@ -12,6 +12,7 @@ from apdu.keys import KeyInfo, KeyMode
 
 from ..backup import connect
 from ..keys import backup_key, backup_key_parts, restore_key, restore_key_parts, restore_split_key, split_key
+from ..rekey import rekey_by_keymgr
 from ..rotation import rotate
 from ..session import WalletSession
 from .errors import CliFail
@@ -123,30 +124,48 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, per_value: 
 
 @key.command("rotate")
 @with_wallet
+@click.option("--by-keymgr", "by_keymgr", is_flag=True,
+              help="The key manager re-keys with the escrowed key (seed E7): also for a card that lost its key.")
 @click.option("--restore-all", is_flag=True,
-              help="Seed E8: restore every encrypted backup to the card first, then move to the new key.")
+              help="Seed E8: every encrypted backup back on the card (card-side: before the key moves; "
+                   "--by-keymgr: under the new key).")
 @keymgr_option
 @shortage_options
 @pin_option
 @json_option
 @proof_options()
-def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, on_shortage: str,
-               today: datetime | None, pin: str | None, as_json: bool, proof: ProofOptions) -> None:
-    """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
-    card and registered anew, then the old key is destroyed. Cut anywhere, run it again. With
-    --restore-all (E8) a card too full for its values follows the shortage policy."""
+def key_rotate(session: WalletSession, by_keymgr: bool, restore_all: bool, keymgr_url: str, vault_url: str,
+               on_shortage: str, today: datetime | None, pin: str | None, as_json: bool, proof: ProofOptions) -> None:
+    """Move the card to a new key pair (seed E7). By default the card re-encrypts every backup
+    itself (it needs its key); with --by-keymgr the key manager does, with the key it escrowed,
+    and gives the card the new key (your login's factors are proved again). Then the old key is
+    destroyed. Cut anywhere, run it again. With --restore-all (E8) a card too full for its
+    values follows the shortage policy."""
     unlock(session, pin)
     with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault, vault_link(vault_url) as link:
         connect(session, vault)
-        with progress_bar("Re-encrypting", as_json) as progress:
-            result = rotate(session, vault, client, progress, restore_all=restore_all,
-                            make_room=room_maker(session, link, on_shortage, today))
+        room = room_maker(session, link, on_shortage, today)
+        with progress_bar("Re-sealing at the key manager" if by_keymgr else "Re-encrypting", as_json) as progress:
+            if by_keymgr:
+                rekeyed = rekey_by_keymgr(session, vault, client, progress, restore_all, room)
+                key, moved, restored, failed = rekeyed.key, rekeyed.moved, rekeyed.restored, rekeyed.failed
+                destroyed = rekeyed.destroyed
+            else:
+                result = rotate(session, vault, client, progress, restore_all=restore_all, make_room=room)
+                key, moved, restored, failed = result.key, result.moved, result.restored, ()
+                destroyed = result.destroyed
     if as_json:
-        print_json({**info_json(result.key), "moved": result.moved, "restored": result.restored,
-                    "destroyed": result.destroyed})
-        return
-    console.print(f"The card now uses key {result.key.key_id.hex().upper()}: {result.moved} backup(s) "
-                  f"re-encrypted, {result.restored} restored to the card, {result.destroyed} old key(s) destroyed.")
+        print_json({**info_json(key), "moved": moved, "restored": restored, "destroyed": destroyed,
+                    "failed": [{"id": i, "error": e} for i, e in failed]})
+    else:
+        console.print(f"The card now uses key {key.key_id.hex().upper()}: {moved} backup(s) "
+                      f"{'re-sealed by the key manager' if by_keymgr else 're-encrypted'}, {restored} restored to "
+                      f"the card, {destroyed} old key(s) destroyed.")
+        for value_id, error in failed:
+            console.print(f"  [red]{value_id}: {error}[/]")
+    if failed:
+        raise CliFail(f"{len(failed)} value(s) not restored (they stay certificates under the new key); "
+                      "'evb restore' retries")
 
 
 @key.command("restore")

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ..wire import RESPONSES, install_error_handler
 from .errors import Busy
-from .routes import accounts, cards, escrow, factors, lost_cards, rotation
+from .routes import accounts, cards, escrow, factors, lost_cards, rekey, rotation
 from .services import KeyManagerService
 
 
@@ -35,6 +35,6 @@ def create_app(service: KeyManagerService | None) -> FastAPI:
     install_error_handler(app)
     app.add_exception_handler(Busy, busy)
     app.state.service = service
-    for resource in (accounts, factors, cards, escrow, rotation, lost_cards):
+    for resource in (accounts, factors, cards, escrow, rotation, rekey, lost_cards):
         app.include_router(resource.router)
     return app

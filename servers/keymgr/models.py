@@ -234,3 +234,36 @@ class ShareRestoreResponse(KeyRestoreResponse):
 CardPath = Annotated[str, Path(min_length=16, max_length=16, pattern=HEX_PATTERN)]
 MODES = {"public": 1, "symmetric": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
+
+
+class RekeyRequest(StrictModel):
+    """Begin (or answer again) a card's re-keying by the key manager (seed E7)."""
+
+    card_id: HEX_ID
+    proof: FactorsIn | None = Field(default=None, description=STEP_UP)
+
+
+class RekeyJob(StrictModel):
+    card_id: str
+    mode: str
+    old_key_id: str
+    new_key_id: str
+
+
+class RekeyValueRequest(StrictModel):
+    certificate: B64 = Field(description="a certificate the card holds")
+
+
+class RekeyValueResponse(StrictModel):
+    certificate: B64 = Field(description="the successor (the one given, when it was under the new key already)")
+    succession: B64 = Field(description="the vault's signature for SUCCEED CERTIFICATE; empty when nothing moved")
+
+
+class RekeyKeyRequest(StrictModel):
+    transport_key: B64 = Field(description="from the card's NEW TRANSPORT KEY")
+
+
+class RekeyKeyResponse(StrictModel):
+    mode: str
+    key_id: str
+    sealed: B64 = Field(description="for REPLACE KEY; only the card opens it")

@@ -297,6 +297,25 @@ class KeyManagerRepository:
                        (card_id, old_key_id, new_key_id, now))
         return True
 
+    def begin_rekey(self, card_id: bytes, old_key_id: bytes, new: Escrow, name: str) -> tuple[bytes, bytes]:
+        """A re-keying by the key manager: the new key escrowed and the job recorded in one
+        transaction, so a crash leaves neither an orphan key nor a job without its key. Answers
+        the job under way instead when there is one (the same again after a lost answer)."""
+        with self.db.transaction() as tx:
+            # two at once: ON CONFLICT lets the loser read the winner's job (PostgreSQL's READ
+            # COMMITTED would let both see no row), and it escrows nothing
+            tx.execute("INSERT INTO rotations (card_id, old_key_id, new_key_id, started_at) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (card_id) DO NOTHING", (card_id, old_key_id, new.key_id, new.created_at))
+            rows = tx.execute("SELECT old_key_id, new_key_id FROM rotations WHERE card_id = ?", (card_id,))
+            if bytes(rows[0][1]) != new.key_id:
+                return bytes(rows[0][0]), bytes(rows[0][1])
+            tx.execute("INSERT INTO escrows (card_id, key_id, mode, sealed_seed, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (new.card_id, new.key_id, new.mode, new.sealed_seed, new.created_at))
+            tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
+                       (new.created_at, name, f"card {card_id.hex()} re-keyed by the key manager to key "
+                                              f"{new.key_id.hex()}"))
+        return old_key_id, new.key_id
+
     def finish_rotation(self, card_id: bytes, key_id: bytes, retired: bytes | None, cards: list[bytes], name: str,
                         now: int) -> int:
         """Destroy every escrowed key and share of the card but ``key_id``, and the ``retired``

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ..wire import RESPONSES, install_error_handler
-from .routes import key_shares, registrations, replacements, sessions
+from .routes import key_shares, registrations, rekey, replacements, sessions
 from .service import VaultService
 
 
@@ -27,6 +27,6 @@ def create_app(service: VaultService | None) -> FastAPI:
                   responses=RESPONSES)
     install_error_handler(app)
     app.state.service = service
-    for resource in (sessions, registrations, key_shares, replacements):
+    for resource in (sessions, registrations, key_shares, replacements, rekey):
         app.include_router(resource.router)
     return app

@@ -153,3 +153,18 @@ class KeyPartResponse(StrictModel):
     key_id: str
     sealed_part: B64 = Field(description="the vault's part 406 of the key, for IMPORT SHARE P2=01")
     public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one)")
+
+
+class RekeyRequest(StrictModel):
+    """Signed by the key manager's statement key (purpose REKEY) over all of it (seed E7)."""
+
+    card_id: HEX_ID = Field(description="the card holding the certificate")
+    certificate: B64
+    registered_value: B64 = Field(description="the value re-sealed under the card's new key, signed REKEYED")
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
+    signature: B64
+
+
+class RekeyResponse(StrictModel):
+    certificate: B64 = Field(description="the successor certificate")
+    succession: B64 = Field(description="the vault's signature for the card: it succeeds the old one")

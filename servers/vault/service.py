@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rekey as rk
 from apdu import seal, tlv
 from apdu.certificate import Certificate, CertificateError, Mode, make_digest, value_hash
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
@@ -22,7 +23,7 @@ from apdu.wallet import MessageError
 from ..attestation import check_attestation
 from ..auth import Sessions, new_challenge, token_hash
 from ..serverkey import ServerKey
-from ..statements import FETCH_WINDOW, Fetch, Replacement
+from ..statements import FETCH_WINDOW, Fetch, Rekey, Replacement
 from ..wire import ApiError
 from .config import VaultConfig
 from .repository import ConflictError, NewValue, Prepare, Registration, VaultRepository
@@ -228,12 +229,7 @@ class VaultService:
     def fetch_for_keymgr(self, fetch: Fetch, signature: bytes) -> bytes:
         """Seed E6: the registered value for the key manager, which opens it with the escrowed
         key and seals the value to the card; refused for a revoked card's registration."""
-        if self.config.keymgr_key is None:
-            raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
-        if not verify(self.config.keymgr_key, signature, fetch.message(self.public_key)):
-            raise VaultError(403, "the key manager's signature over the request is not valid")
-        if abs(int(time.time()) - fetch.issued_at) > FETCH_WINDOW:
-            raise VaultError(403, "a stale request: the key manager's clock or a replay")
+        self.check_keymgr_request(fetch.message(self.public_key), fetch.issued_at, signature)
         try:
             cert = Certificate.from_bytes(fetch.certificate)
         except CertificateError as exc:
@@ -247,6 +243,58 @@ class VaultService:
         if cert.mode != Mode.ENCRYPTED:
             raise VaultError(400, "a plain backup is restored by the card directly")
         return found.value
+
+    def check_keymgr_request(self, signed: bytes, issued_at: int, signature: bytes) -> None:
+        """A request the key manager signed for this vault, lately: service to service, no session."""
+        if self.config.keymgr_key is None:
+            raise VaultError(403, "this vault trusts no key manager (start it with --keymgr-key)")
+        if not verify(self.config.keymgr_key, signature, signed):
+            raise VaultError(403, "the key manager's signature over the request is not valid")
+        if abs(int(time.time()) - issued_at) > FETCH_WINDOW:
+            raise VaultError(403, "a stale request: the key manager's clock or a replay")
+
+    # --- re-keying by the key manager (E7) -----------------------------------------------------
+
+    def replace_registration(self, request: Rekey, signature: bytes) -> tuple[bytes, bytes]:
+        """Seed E7 steps 1-10/1-11 (claim 46): on the key manager's signed request, register the
+        re-sealed value as the successor of the old one and sign the succession for the card
+        that holds the certificate; answers (successor certificate, succession). The old
+        registration stays until that card's receipt (:meth:`release`), so the card holds a
+        valid certificate at every moment; a retried request finds the successor by its hash (the
+        key manager's sealing is deterministic per value and key) and answers the same one."""
+        self.check_keymgr_request(request.message(self.public_key), request.issued_at, signature)
+        try:
+            cert = Certificate.from_bytes(request.certificate)
+            registered = b.RegisteredValue.from_bytes(request.registered)
+        except (CertificateError, ValueError) as exc:
+            raise VaultError(400, f"malformed certificate or registered value: {exc}") from exc
+        if cert.mode != Mode.ENCRYPTED:
+            raise VaultError(400, "a plain backup holds no key to replace")
+        if len(request.registered) > 4 * MAX_RECORD:
+            raise VaultError(400, "a registered value is at most 4096 bytes")
+        found = self.repo.lookup(cert)
+        if found is None or not found.redeemable or found.holder != request.card_id:
+            raise VaultError(404, "unknown certificate: this card holds no registration for it")
+        holder, key = self.repo.card_state(found.holder), self.repo.card_key(found.holder)
+        if holder is None or holder.revoked or key is None:
+            raise VaultError(403, "the card holding this certificate was reported lost and is revoked")
+        if registered.digest != cert.digest:
+            raise VaultError(409, "the re-sealed value's digest is not the certificate's: not the same value")
+        assert self.config.keymgr_key is not None  # checked with the request
+        if not verify(self.config.keymgr_key, registered.signature,
+                      rk.rekeyed_message(registered, found.holder, self.public_key)):
+            raise VaultError(403, "the key manager's signature over the re-sealed value is not valid")
+        x = value_hash(registered.ciphertext)
+        successor = self.repo.find_by_hash(found.holder, x)
+        if successor is None:
+            def certify(counter: int) -> bytes:
+                new = Certificate(found.holder, counter, x, registered.digest, Mode.ENCRYPTED)
+                return replace(new, signature=self.key.sign(new.message())).to_bytes()
+
+            successor = self.repo.register(found.holder, x, request.registered, int(time.time()), certify)
+        new = Certificate.from_bytes(successor.certificate)
+        named = rk.succession_message(found.holder, key, cert.signed_part(), new.signed_part())
+        return successor.certificate, self.key.sign(named)
 
     # --- replaced cards ----------------------------------------------------------------------
 

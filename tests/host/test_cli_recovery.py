@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,23 @@ def urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> It
         with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
                            keymgr_key=trusted) as vault:
             yield km, vault
+
+
+@contextmanager
+def linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> Iterator[tuple[str, str]]:
+    """A key manager that knows the vault and a vault that trusts its statements (E6, E7)."""
+    from servers.keyfile import load_or_create_key, public_bytes
+    from servers.keymgr.server import statement_key_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
+    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
+    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
+                       keymgr_key=trusted) as vault, \
+            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
+                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
+                           tls=cli_tls.server) as km:
+        yield km, vault
 
 
 def ok(*args: str) -> str:
@@ -94,17 +112,7 @@ def test_key_init_by_the_key_manager(image: Path, tmp_path: Path, urls: tuple[st
 
 def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> None:
     """evb restore --via-keymgr: the key manager and the vault talk to each other (E6)."""
-    from servers.keyfile import load_or_create_key, public_bytes
-    from servers.keymgr.server import statement_key_path
-
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
-    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "km.pem")).public_key())
-    with vault_running(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "v.pem", cli_tls.server,
-                       keymgr_key=trusted) as vault, \
-            keymgr_running(f"sqlite:///{tmp_path / 'km.db'}", tmp_path / "km.pem", tmp_path / "km.key",
-                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault, "vault_ca": cli_tls.ca_cert}),
-                           tls=cli_tls.server) as km:
+    with linked(tmp_path, monkeypatch, cli_tls) as (km, vault):
         card = ["--card-image", str(tmp_path / "c.img")]
         ok("card", "init", *card, "--pin", PIN)
         ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", "Movie ticket A")
@@ -160,3 +168,40 @@ def test_key_per_value_backup_and_restore(stocked: Path, tmp_path: Path, urls: t
                              "--certificate", certificate, "--json"))
     assert restored == key
     assert json.loads(ok("key", "info", *new, "--json")) == key
+
+
+def test_key_rotate_by_the_key_manager_on_a_card_that_lost_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    cli_tls: Issued) -> None:
+    """evb key rotate --by-keymgr [--restore-all] (seed E7/E8, claims 16, 17): the card's key
+    store wiped, the key manager re-keys it from escrow; the card-side mode cannot."""
+    from card import SimulatedCard
+    from card.keys import wipe_key_store
+
+    with linked(tmp_path, monkeypatch, cli_tls) as (km, vault):
+        image = tmp_path / "c.img"
+        card, servers = ["--card-image", str(image)], ["--keymgr", km, "--vault", vault]
+        ok("card", "init", *card, "--pin", PIN)
+        for name in ("Movie ticket A", "Concert ticket C"):
+            ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", name)
+        ok("account", "create", "goro", "--keymgr", km)
+        ok("account", "login", "goro", "--keymgr", km)
+        ok("key", "init", *card, "--pin", PIN)
+        ok("key", "backup", *card, "--pin", PIN, "--keymgr", km)
+        ok("backup", "1", "2", *card, "--pin", PIN, "--vault", vault)
+        before = json.loads(ok("key", "info", *card, "--json"))["key_id"]
+        wiped = SimulatedCard.open(image)
+        wiped.eeprom.power_on()
+        wipe_key_store(wiped.eeprom)
+        wiped.eeprom.power_off()
+        wiped.close()
+        r = evb("key", "rotate", *card, "--pin", PIN, *servers)
+        assert r.exit_code == 1 and "no key to rotate" in r.output and r.output.count("\n") == 1
+        result = json.loads(ok("key", "rotate", "--by-keymgr", *card, "--pin", PIN, *servers, "--json"))
+        assert result["moved"] == 2 and result["destroyed"] == 1 and result["key_id"] != before
+        assert result["restored"] == 0 and result["failed"] == []
+        again = json.loads(ok("key", "rotate", "--by-keymgr", "--restore-all", *card, "--pin", PIN, *servers,
+                              "--json"))
+        assert again["restored"] == 2 and again["key_id"] != result["key_id"]
+        assert [v["flags"] for v in json.loads(ok("card", "list", *card, "--json"))] == [[], []]
+        text = ok("key", "rotate", "--by-keymgr", *card, "--pin", PIN, *servers)
+        assert "re-sealed by the key manager" in text

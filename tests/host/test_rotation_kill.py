@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,23 @@ def conserved(world: World, owner: Any) -> None:
                 assert s.read(value_id).body() == owner.originals[value_id]
 
 
+def kill_and_rerun(rng: random.Random, vault: ServerProcess, keymgr: ServerProcess, world: World, owner: Any,
+                   run: Callable[[type[KeyManagerClient], type[VaultClient]], object]) -> None:
+    """One trial: ``run`` with either server SIGKILLed at a random request, the server restarted
+    on its database, conservation checked; the caller re-runs and checks the end."""
+    victim = rng.choice([vault, keymgr])
+    killer = Killer(victim, rng.randint(1, 2 * VALUES), rng.uniform(0, 0.01))
+    try:
+        run(killer.client(KeyManagerClient), killer.client(VaultClient))
+    except ServiceError:
+        pass  # the server went away mid-run
+    assert killer.timer is not None, "the run ended before the chosen request"
+    killer.timer.join()
+    victim.kill()
+    victim.start()  # on the same database
+    conserved(world, owner)
+
+
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_kill_a_server_mid_rotation(trial: int, tmp_path: Path) -> None:
     rng = random.Random(trial)
@@ -74,18 +92,8 @@ def test_kill_a_server_mid_rotation(trial: int, tmp_path: Path) -> None:
         world = World(keymgr.url, vault.url)
         owner = owner_with_backups(world, VALUES)
         old = unlocked(owner.card).key_info().key_id
-        victim = rng.choice([vault, keymgr])
-        killer = Killer(victim, rng.randint(1, 2 * VALUES), rng.uniform(0, 0.01))
-        try:
-            rotate_once(world, owner, km_client=killer.client(KeyManagerClient),
-                        vault_client=killer.client(VaultClient))
-        except ServiceError:
-            pass  # the server went away mid-run
-        assert killer.timer is not None, "the run ended before the chosen request"
-        killer.timer.join()
-        victim.kill()
-        victim.start()  # on the same database
-        conserved(world, owner)
+        kill_and_rerun(rng, vault, keymgr, world, owner,
+                       lambda km, v: rotate_once(world, owner, km_client=km, vault_client=v))
         rotate_once(world, owner)  # the re-run finishes
         assert_rotated(world, owner, old)
     finally:

@@ -14,6 +14,7 @@ import pytest
 
 from apdu import triggers as t
 from apdu.records import ValueFlags, ValueRecord
+from card import SimulatedCard
 from host import factors
 from host import triggers as tr
 from host.assisted import assisted_restore
@@ -62,10 +63,10 @@ def policy(s: WalletSession, world: World, which: t.ShortagePolicy) -> MakeRoom:
     return lambda needed, what: tr.make_room(s, world.link, needed, what, TODAY, which)
 
 
-def full_card_with_an_encrypted_backup(world: World) -> WalletSession:
+def full_card_with_an_encrypted_backup(world: World, card: SimulatedCard | None = None) -> WalletSession:
     """The full fig. 15 card with a key in escrow, prepaid E (value 3) backed up encrypted and
     its room taken by a later value: restoring E needs the shortage policy."""
-    s = unlocked(clone(FULL))
+    s = unlocked(card or clone(FULL))
     s.generate_key()
     backup_key(s, world.keymgr)
     backup(s, world.vault, connect(s, world.vault), 3)
@@ -113,3 +114,27 @@ def test_lost_card_recovery_follows_the_shortage_policy(world: World) -> None:
     done = recover(new, world.vault, world.keymgr, lost_id, make_room=policy(new, world, t.ShortagePolicy.AUTOMATIC))
     assert [o.value_id for o in done.restored] == [handed] and new.read(handed).payload == bytes(400)
     assert done.imported == 0  # the certificate came once; the re-run only restored it
+
+
+def test_e8_by_the_key_manager_follows_the_shortage_policy(world: World) -> None:
+    """Claim 17 with claims 25/26: the card lost its key; the key manager re-keys it and brings
+    the values back. Abort leaves the value a valid certificate under the new key, not pending,
+    and the batch finishes (release, old key destroyed); automatic makes room and restores."""
+    from card.keys import wipe_key_store
+    from host.rekey import rekey_by_keymgr
+
+    card = clone(FULL)
+    s = full_card_with_an_encrypted_backup(world, card)
+    old = s.key_info()
+    wipe_key_store(card.eeprom)
+    aborted = rekey_by_keymgr(s, world.vault, world.keymgr, restore_all=True,
+                              make_room=policy(s, world, t.ShortagePolicy.ABORT))
+    assert aborted.restored == 0 and [i for i, _ in aborted.failed] == [3]
+    assert "shortage policy: abort" in aborted.failed[0][1]
+    assert aborted.key.key_id != old.key_id and s.key_info() == aborted.key and aborted.destroyed == 1
+    assert s.list()[2].flags == ValueFlags.CERTIFICATE  # kept, and not left pending
+    done = rekey_by_keymgr(s, world.vault, world.keymgr, restore_all=True,
+                           make_room=policy(s, world, t.ShortagePolicy.AUTOMATIC))
+    assert done.restored == 1 and not done.failed
+    assert s.list()[2].flags == ValueFlags.NONE and s.read(3).payload == bytes(400)
+    assert set(certificates(s)) & {2, 4}  # the card's conditions chose what made the room

@@ -79,7 +79,8 @@ def check_every_refusal(app: FastAPI, db: Database, public: set[str]) -> int:
 def test_no_refusal_changes_the_vault(db_url: str, tmp_path: Path) -> None:
     app, db = vault_server.build(db_url, tmp_path / "vault-key.pem")
     try:
-        public = {"/v1/vault", "/v1/challenges", "/v1/sessions", "/v1/replacements", "/v1/keymgr/registered-values"}
+        public = {"/v1/vault", "/v1/challenges", "/v1/sessions", "/v1/replacements", "/v1/keymgr/registered-values",
+                  "/v1/keymgr/rekeyed-values"}
         assert check_every_refusal(app, db, public) > 30
     finally:
         db.close()

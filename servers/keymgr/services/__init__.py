@@ -1,5 +1,5 @@
 """The key manager's services, one per resource: accounts and their factors, the cards bound to
-them, escrowed keys (and assisted restore), rotations and lost cards. Transport-free: the routes
+them, escrowed keys (and assisted restore), rotations, re-keying by the key manager and lost cards. Transport-free: the routes
 map them onto HTTP, and only they reach the repository.
 
 :class:`KeyManagerService` assembles them over one repository and the server's keys."""
@@ -15,6 +15,7 @@ from .accounts import Accounts
 from .cards import Cards
 from .escrow import Escrows
 from .lost_cards import LostCards
+from .rekey import Rekeys
 from .rotation import Rotations
 
 
@@ -35,6 +36,7 @@ class KeyManagerService:
         self.escrows = Escrows(self.repo, self.key, self.master, self.signer, self.config, self.cards)
         self.rotations = Rotations(self.repo, self.cards)
         self.lost_cards = LostCards(self.repo, self.signer, self.cards)
+        self.rekeys = Rekeys(self.repo, self.key, self.master, self.signer, self.cards, self.escrows)
 
     @property
     def public_key(self) -> bytes:

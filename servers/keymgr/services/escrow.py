@@ -15,7 +15,7 @@ from apdu import backup as b
 from apdu import keys as k
 from apdu import seal
 from apdu.certificate import Certificate, CertificateError, Mode, value_hash
-from apdu.signature import valid_public_key, verify
+from apdu.signature import valid_public_key
 from apdu.wallet import MessageError
 
 from ...serverkey import MasterKey, ServerKey
@@ -24,6 +24,7 @@ from ...tls import TlsError, untrusted_reason, verify_context
 from ..config import KeyManagerConfig
 from ..errors import KeyManagerError
 from ..repository import Account, Escrow, KeyManagerRepository
+from ..signatures import signed_by_card_or_us
 from .cards import Cards
 
 
@@ -147,28 +148,11 @@ class Escrows:
         seal the value to ``card_id``'s transport key under ECDH with our own key, so neither
         the terminal nor the vault sees it and only we could have sent it."""
         self.cards.key_of(account, card_id)
-        try:
-            cert = Certificate.from_bytes(certificate)
-        except CertificateError as exc:
-            raise KeyManagerError(400, f"malformed certificate: {exc}") from exc
-        if cert.mode != Mode.ENCRYPTED:
-            raise KeyManagerError(400, "a plain backup is restored from the vault directly")
-        source_key = self.cards.key_of(account, cert.card_id)
-        vault_key = self._vault_key()
-        request = Fetch(certificate, int(time.time()))
-        raw = (fetch or self._fetch)(request, self.signer.sign(request.message(vault_key)))
-        try:
-            registered = b.RegisteredValue.from_bytes(raw)
-        except ValueError as exc:
-            raise KeyManagerError(409, "the vault answered no registered value") from exc
-        if not verify(source_key, registered.signature, registered.signed_part(cert.card_id, vault_key)):
-            raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
-        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
-            raise KeyManagerError(409, "the registered value does not match the certificate: refused")
+        cert, registered = self.fetch_registered(account, certificate, fetch)
         escrow = next((e for e in self.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)
         if escrow is None:
             raise KeyManagerError(404, "the key that encrypted this value is not escrowed here")
-        material = self.master.open(escrow.sealed_seed, _escrow_aad(escrow.card_id, escrow.key_id, escrow.mode))
+        material = self.material(escrow)
         try:
             value = k.open_value(material, k.KeyMode(escrow.mode), registered.ciphertext, cert.card_id)
             secret = self.key.ecdh(transport_key)
@@ -178,7 +162,7 @@ class Escrows:
                                     f"manager for card {card_id.hex()}", int(time.time()))
         return seal.seal_symmetric(secret, value, k.assisted_context(card_id, certificate))
 
-    def _vault_key(self) -> bytes:
+    def vault_key(self) -> bytes:
         """The public key of our vault: the audience of what we sign for it and of what cards
         signed for it. Given, or asked of the vault once (over TLS) and kept."""
         if self.config.vault_key is not None:
@@ -198,13 +182,47 @@ class Escrows:
             self._asked_vault_key = key
         return self._asked_vault_key
 
+    def fetch_registered(self, account: Account, certificate: bytes,
+                         fetch: Callable[[Fetch, bytes], bytes] | None = None) -> tuple[Certificate, b.RegisteredValue]:
+        """The registered value an encrypted backup's certificate names, fetched from the vault
+        with our signed request and checked: signed by the backing card (or by us, for a value
+        we re-sealed in a re-keying), X and digest the certificate's. The backing card must be
+        enrolled in this account."""
+        try:
+            cert = Certificate.from_bytes(certificate)
+        except CertificateError as exc:
+            raise KeyManagerError(400, f"malformed certificate: {exc}") from exc
+        if cert.mode != Mode.ENCRYPTED:
+            raise KeyManagerError(400, "a plain backup is under no key: the vault restores it directly")
+        source_key = self.cards.key_of(account, cert.card_id)
+        vault_key = self.vault_key()
+        request = Fetch(certificate, int(time.time()))
+        raw = (fetch or self._fetch)(request, self.signer.sign(request.message(vault_key)))
+        try:
+            registered = b.RegisteredValue.from_bytes(raw)
+        except ValueError as exc:
+            raise KeyManagerError(409, "the vault answered no registered value") from exc
+        if not signed_by_card_or_us(self.signer.public_key, registered, cert.card_id, source_key, vault_key):
+            raise KeyManagerError(409, "the registered value's card signature is not valid: refused")
+        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
+            raise KeyManagerError(409, "the registered value does not match the certificate: refused")
+        return cert, registered
+
+    def material(self, e: Escrow) -> bytes:
+        """An escrowed key's material (d || Q, or K), opened from under the master key."""
+        return self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode))
+
     def _fetch(self, request: Fetch, signature: bytes) -> bytes:
-        if not self.config.vault_url:
-            raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
         body = {"certificate": base64.b64encode(request.certificate).decode(), "issued_at": request.issued_at,
                 "signature": base64.b64encode(signature).decode()}
+        return base64.b64decode(self.post_to_vault("/v1/keymgr/registered-values", body)["registered_value"])
+
+    def post_to_vault(self, path: str, body: dict[str, object]) -> dict[str, str]:
+        """A signed service-to-service request to our vault; its refusal becomes ours (a 5xx a 502)."""
+        if not self.config.vault_url:
+            raise KeyManagerError(503, "this key manager knows no vault (start it with --vault URL)")
         try:
-            response = httpx.post(f"{self.config.vault_url.rstrip('/')}/v1/keymgr/registered-values", json=body,
+            response = httpx.post(f"{self.config.vault_url.rstrip('/')}{path}", json=body,
                                   timeout=10.0, verify=verify_context(self.config.vault_ca))
         except (httpx.HTTPError, TlsError) as exc:
             raise KeyManagerError(503, f"cannot reach the vault: {untrusted_reason(exc) or exc}") from exc
@@ -213,4 +231,5 @@ class Escrows:
                 "content-type", "").startswith("application/json") else response.text
             status = response.status_code if response.status_code < 500 else 502
             raise KeyManagerError(status, f"the vault refused: {detail}")
-        return base64.b64decode(response.json()["registered_value"])
+        answer: dict[str, str] = response.json()
+        return answer

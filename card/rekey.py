@@ -1,0 +1,116 @@
+"""Re-keying driven by the key manager on the card (seed E7/E8, see :mod:`apdu.rekey`): the card
+takes successor certificates on the vault's word and a new key on its pinned key manager's,
+so it needs no key of its own to be re-keyed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from apdu import SW, CommandApdu
+from apdu import backup as b
+from apdu import keys as k
+from apdu import rekey as rk
+from apdu.certificate import Certificate, Mode
+from apdu.records import ValueFlags, ValueRecord
+from apdu.wallet import MessageError
+
+from . import crypto
+from .applet import CardError
+from .eeprom import Eeprom
+from .index import Index, IndexEntry
+from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, H_TRANSPORT
+
+SHARES_AREA = 10 + k.MAX_SHARES * k.SHARE_LEN  # also the next key's area of a card-side rotation
+
+
+class RekeyCommands:
+    eeprom: Eeprom
+    base: int
+    index: Index
+
+    if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
+        @property
+        def card_id(self) -> bytes: ...
+        @property
+        def identity(self) -> b.Identity: ...
+        @property
+        def vault_key(self) -> bytes | None: ...
+        @property
+        def next_mode(self) -> k.KeyMode: ...
+
+        def key_info(self) -> k.KeyInfo: ...
+        def _require_pin(self) -> None: ...
+        def _entry(self, command: CommandApdu) -> IndexEntry: ...
+        def _certificate_of(self, entry: IndexEntry) -> bytes: ...
+        def _parse_certificate(self, raw: bytes) -> Certificate: ...
+        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
+        def open_assisted(self, blob: bytes, context: bytes) -> bytes: ...
+        @staticmethod
+        def _mode(p1: int) -> k.KeyMode: ...
+
+    def rekey_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
+        p = 0x80
+        return {
+            (p, rk.INS_REPLACE_KEY): self._replace_key,
+            (p, rk.INS_SUCCEED_CERTIFICATE): self._succeed_certificate,
+        }
+
+    def _succeed_certificate(self, command: CommandApdu) -> bytes:
+        """Replace an encrypted backup's certificate by its successor, which the vault signed for
+        this card as standing for the same value (it re-registered the value on the key
+        manager's signed word). The digest must not change; the old registration stays at the
+        vault until this card's receipt, so a valid certificate is held at every moment."""
+        self._require_pin()
+        try:
+            succession = rk.Succession.from_bytes(command.data)
+        except MessageError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        entry = self._entry(command)
+        if not entry.flags & ValueFlags.CERTIFICATE or entry.flags & ValueFlags.PENDING:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        current = self._certificate_of(entry)
+        if current == succession.certificate:
+            return b""  # a retry after the swap: done already
+        old, new = self._parse_certificate(current), self._parse_certificate(succession.certificate)
+        vault = self.vault_key
+        if vault is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+        if old.mode != Mode.ENCRYPTED or new.mode != Mode.ENCRYPTED or new.card_id != self.card_id \
+                or new.digest != old.digest:
+            raise CardError(SW.WRONG_DATA)
+        identity = self.identity
+        named = rk.succession_message(self.card_id, identity.public_key, old.signed_part(), new.signed_part())
+        if not (crypto.verify(vault, new.signature, new.message()) and crypto.verify(vault, succession.signature,
+                                                                                     named)):
+            raise CardError(SW.VERIFICATION_FAILED)
+        title = ValueRecord.from_bytes(self.index.read(entry))
+        self._replace(entry, b.certificate_record(title, succession.certificate).body(), entry.type,
+                      ValueFlags.CERTIFICATE)
+        return b""
+
+    def _replace_key(self, command: CommandApdu) -> bytes:
+        """Install the key the pinned key manager sealed for this card and purpose, in place of
+        the card's key or of none (seed E7 steps 1-13..1-15)."""
+        self._require_pin()
+        mode = self._mode(command.p1)
+        if command.p2:
+            raise CardError(SW.INCORRECT_P1P2)
+        entries = self.index.entries()
+        if self.next_mode != k.KeyMode.NONE or any(e.flags & ValueFlags.PENDING for e in entries):
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # a card-side rotation, backup or restore under way
+        material = self.open_assisted(command.data, rk.replace_context(self.card_id, mode))
+        try:
+            k.check_material(material, mode)  # d must be Q's private key, as IMPORT KEY checks
+        except MessageError as exc:
+            raise CardError(SW.WRONG_DATA) from exc
+        with self.eeprom.transaction():
+            self.eeprom.write(self.base + H_KEY_SECRET, k.secret_of(material))
+            self.eeprom.write(self.base + H_KEY_PUBLIC, material[k.SECRET_LEN:].ljust(65, b"\x00"))
+            self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
+            self.eeprom.write(self.base + H_TRANSPORT, bytes(32))
+            self.eeprom.write(self.base + H_SHARES, bytes(SHARES_AREA))  # shares of a recovery given up
+            for entry in entries:
+                if entry.flags & ValueFlags.BACKED_UP:  # kept copies were registered under the old key
+                    self.index.set_flags(entry, entry.flags & ~ValueFlags.BACKED_UP)
+        return bytes(self.key_info())
