@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REPO = Path(__file__).resolve().parents[1]  # the servers run from this checkout
 PG_USER = "postgres"  # pg_autoctl refuses root
 DATABASES = ("vault", "keymgr")
 
@@ -122,6 +123,7 @@ class Cluster:
         self.pids, self.logs = self.root / "pids", self.root / "logs"
         self.pg = self.root / "pg"  # owned by postgres
         self._ssl = ssl.create_default_context(cafile=str(layout.ca)) if layout.ca.exists() else None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}  # what this object started, to reap
 
     # --- processes --------------------------------------------------------------------------
 
@@ -130,6 +132,10 @@ class Cluster:
         return {**os.environ, "PATH": f"{PG_BIN}:{os.environ.get('PATH', '')}", "HOME": str(self.pg),
                 "XDG_CONFIG_HOME": str(xdg / "config"), "XDG_DATA_HOME": str(xdg / "data"),
                 "XDG_RUNTIME_DIR": str(xdg / "run")}
+
+    def _server_env(self) -> dict[str, str]:
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 
     def _as_postgres(self) -> dict[str, object]:
         if os.getuid() != 0:
@@ -141,9 +147,10 @@ class Cluster:
         with open(self.logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                     cwd=self.pg if postgres else self.root,
-                                    env=self._pg_env() if postgres else dict(os.environ),
+                                    env=self._pg_env() if postgres else self._server_env(),
                                     **self._as_postgres() if postgres else {})  # type: ignore[call-overload]
         (self.pids / f"{name}.pid").write_text(str(proc.pid))
+        self._procs[name] = proc
         return int(proc.pid)
 
     def pid(self, name: str) -> int | None:
@@ -157,10 +164,8 @@ class Cluster:
         pid = self.pid(name)
         if pid is None:
             return False
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        if name in self._procs and self._procs[name].poll() is not None:
+            del self._procs[name]
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -224,13 +229,26 @@ class Cluster:
         return states == {("primary", "primary"), ("secondary", "secondary")}
 
     def wait_healthy(self, seconds: float = 120) -> None:
-        self._wait(self.healthy, seconds, "primary + synchronous standby")
+        """Until the monitor shows a primary and a synchronous standby, and the primary takes a
+        write, three times over two seconds: the monitor's view lags a kill by a moment."""
+        deadline = time.monotonic() + seconds
+        for _ in range(3):
+            self._wait(lambda: self.healthy() and self._try(self._writable), deadline - time.monotonic(),
+                       "primary + synchronous standby")
+            time.sleep(1)
+
+    def _writable(self) -> bool:
+        self._sql(self.layout.node_ports[self.primary() - 1], "SELECT txid_current()")
+        return True
 
     def start_node(self, n: int, create: bool = False) -> None:
         pgdata = str(self.pg / f"n{n}")
         if create:
-            monitor = self.pg_autoctl("show", "uri", "--pgdata", str(self.pg / "monitor"),
-                                      "--formation", "monitor").strip()
+            uri: list[str] = []  # the monitor writes its configuration file after it serves SQL
+            self._wait(lambda: self._try(lambda: uri.append(self.pg_autoctl(
+                "show", "uri", "--pgdata", str(self.pg / "monitor"), "--formation", "monitor").strip()) is None),
+                30, "the monitor's URI")
+            monitor = uri[-1]
             args = ["create", "postgres", "--pgdata", pgdata, "--pgport", str(self.layout.node_ports[n - 1]),
                     "--hostname", "127.0.0.1", "--auth", "trust", "--ssl-self-signed", "--name", f"node{n}",
                     "--monitor", monitor, "--run"]
