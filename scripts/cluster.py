@@ -244,17 +244,25 @@ class Cluster:
     def start_node(self, n: int, create: bool = False) -> None:
         pgdata = str(self.pg / f"n{n}")
         if create:
-            uri: list[str] = []  # the monitor writes its configuration file after it serves SQL
-            self._wait(lambda: self._try(lambda: uri.append(self.pg_autoctl(
-                "show", "uri", "--pgdata", str(self.pg / "monitor"), "--formation", "monitor").strip()) is None),
-                30, "the monitor's URI")
-            monitor = uri[-1]
+            monitor = self._monitor_uri()
             args = ["create", "postgres", "--pgdata", pgdata, "--pgport", str(self.layout.node_ports[n - 1]),
                     "--hostname", "127.0.0.1", "--auth", "trust", "--ssl-self-signed", "--name", f"node{n}",
                     "--monitor", monitor, "--run"]
         else:
             args = ["run", "--pgdata", pgdata]
         self.spawn(f"node{n}", ["pg_autoctl", *args], postgres=True)
+
+    def _monitor_uri(self) -> str:
+        """The monitor writes its configuration file a moment after it serves SQL: ask again."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self.pg_autoctl("show", "uri", "--pgdata", str(self.pg / "monitor"),
+                                       "--formation", "monitor").strip()
+            except ClusterError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def kill_postgres(self, n: int) -> None:
         """SIGKILL node ``n``'s postmaster and every backend at once (its keeper, pg_autoctl,
