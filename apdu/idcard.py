@@ -49,7 +49,7 @@ from .records import decode_bcd_date, encode_bcd_date
 from .signature import PUBLIC_KEY_LEN
 from .wallet import CLA_ISO, MessageError
 
-AID_IDCARD = bytes.fromhex("F0455642494401")  # F0 (unregistered RID) "EVBID" app 01
+AID_IDCARD = bytes.fromhex("F0455642574C02")  # the wallet's RID F0 "EVBW" (one CAP holds both applets), app 02
 INS_GET_DATA = 0xCA
 INS_PUT_DATA = 0xDA
 TAG_PUBLIC_KEY = 0x83  # GET DATA P1P2 0083: the card's public key, in any state
@@ -141,19 +141,40 @@ def put_document(document: IdDocument, pin_block: bytes | None = None) -> Comman
     return CommandApdu(CLA_ISO, INS_PUT_DATA, 0, 0, raw)
 
 
-def split_document(data: bytes) -> tuple[IdDocument, bytes | None]:
-    """PUT DATA's data: the document and the PIN block it promises (or none), each checked."""
+@dataclass(frozen=True)
+class Issue:
+    """PUT DATA's data as the card checks it: structure only, as a Java Card can (the holder's
+    text and the issuer's signature are the issuer's word, which the key manager checks)."""
+
+    document: bytes  # the TLV the card keeps and answers to GET DATA
+    number: str
+    public_key: bytes
+    pin_block: bytes | None
+
+
+def parse_issue(data: bytes) -> Issue:
+    """Tags ``80 81 82 83 84 9E`` in this order, minimal lengths: holder 1-64 bytes, number 1-20
+    printable ASCII, expiry a BCD calendar date, key 65, PIN flag 00/01, signature 1-72; then
+    ``C1`` with an 8-byte PIN block exactly when the flag is 01."""
     try:
         items = tlv.decode(data)
+        if tlv.encode(items) != data:
+            raise MessageError("lengths not in their shortest form")
+        tags = [t.tag for t in items]
+        if tags not in ([0x80, 0x81, 0x82, 0x83, 0x84, 0x9E], [0x80, 0x81, 0x82, 0x83, 0x84, 0x9E, TAG_PIN_BLOCK]):
+            raise MessageError("fields missing or out of order")
+        holder, number, expiry, key, flag, signature = (t.value for t in items[:6])
+        decode_bcd_date(expiry)
     except ValueError as exc:
         raise MessageError(f"not an ID document: {exc}") from exc
-    pin_block = None
-    if items and items[-1].tag == TAG_PIN_BLOCK:
-        pin_block = items.pop().value
-    document = IdDocument.from_bytes(tlv.encode(items))
-    if document.has_pin != (pin_block is not None):
+    if not (1 <= len(holder) <= 64 and 1 <= len(number) <= 20 and all(0x20 <= b <= 0x7E for b in number)
+            and len(key) == PUBLIC_KEY_LEN and flag in (b"\x00", b"\x01") and 1 <= len(signature) <= 72):
+        raise MessageError("a field of the wrong size or content")
+    pin_block = items[6].value if len(items) == 7 else None
+    if (flag == b"\x01") != (pin_block is not None):
         raise MessageError("the document's PIN flag and the PIN block sent disagree")
-    return document, pin_block
+    end = len(data) - (len(bytes(items[6])) if pin_block is not None else 0)
+    return Issue(data[:end], number.decode("ascii"), key, pin_block)
 
 
 def authenticate(server_key: bytes, challenge: bytes) -> CommandApdu:

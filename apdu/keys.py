@@ -1,11 +1,15 @@
 """The card's key store and encryption unit (seed E2-E4: keys 401/402, claims 5, 6, 10),
 shared by card and host.
 
-Every key is derived on the card from 32 bytes of seed material that never leaves it in
-plaintext (claim 8: what is escrowed is the seed). Public-key mode derives a P-256 pair (401
-public, 402 private); symmetric mode derives one AES-256 key (claim 10). Keys travel only
-sealed (:mod:`apdu.seal`): out to the key manager's pinned public key, in from a key manager
-to a one-time transport key the receiving card generated.
+A key is random, made on the card (or by the key manager, claim 6) and never derived: a Java
+Card 3.0.4 makes a P-256 pair only with ``KeyPair.genKeyPair`` and cannot compute a public point
+from a given scalar, nor reduce a number mod n. What travels (export to the key manager, import
+to a card, the escrow; claim 8's "seed") is therefore the **key material**: ``d || Q`` (402's
+scalar and 401's uncompressed point, 97 bytes) in public-key mode, the AES-256 key K (32) in
+symmetric mode (claim 10). A card takes key material only after checking Q is on the curve and
+d is Q's private key (a signature with d verifies with Q), so nobody installs a pair that does
+not fit. Keys travel only sealed (:mod:`apdu.seal`): out to the key manager's pinned public key,
+in from a key manager to a one-time transport key the receiving card generated.
 
 =========================  =====  ====  ====================================================
 command                    INS    PIN   data -> response
@@ -13,38 +17,45 @@ command                    INS    PIN   data -> response
 GENERATE KEY               60     yes   P1 mode (01 public, 02 symmetric) -> key info
 GET KEY INFO               62     no    P1 00 current, 01 next (rotation) -> key info
 PUT KEY MANAGER KEY        64     yes   uncompressed P-256 point; pinned on first use
-EXPORT KEY                 66     yes   P1 00 current, 01 next (rotation) -> seed sealed to the
-                                        key manager's key
+EXPORT KEY                 66     yes   P1 00 current, 01 next (rotation) -> key material
+                                        sealed to the key manager's key
 NEW TRANSPORT KEY          68     yes   -> a fresh one-time P-256 public key
-IMPORT KEY                 6A     yes   P1 mode; seed sealed to the transport key -> key info
+IMPORT KEY                 6A     yes   P1 mode; key material sealed to the transport key ->
+                                        key info
 SPLIT KEY                  6C     yes   P1 k, P2 n (2 <= k <= n <= 3) -> the shares, below
-IMPORT SHARE               6E     yes   P1 mode, P2 form; key id, share -> key info
+IMPORT SHARE               6E     yes   P1 mode, P2 form; key id, Q (public mode), share ->
+                                        key info
 =========================  =====  ====  ====================================================
 
-Split key (E4, claims 7-8, as Shamir k of n over GF(2^8), :mod:`apdu.shamir`): SPLIT KEY
-answers ``81`` share 1 sealed to the key manager, ``82`` share 2 sealed to the vault (the
-pinned keys), and ``83`` for each further share in clear: the owner's printable recovery code.
-Neither server alone holds k shares. IMPORT SHARE collects shares for a card without a key:
-P2 = 01 a share sealed to this card's transport key, 00 a recovery code typed by the owner;
-when the shares collected rebuild a seed whose key id is the one given, the key is installed
-(key info); until then it answers key info with mode 00 (more shares needed) and keeps them.
+Split key (E4, claims 7-8, as Shamir k of n over GF(2^8), :mod:`apdu.shamir`) of the secret
+part, d or K: SPLIT KEY answers ``81`` share 1 sealed to the key manager, ``82`` share 2 sealed
+to the vault (the pinned keys; each sealed with Q beside the share in public mode, so the
+servers learn the public half from the card), and ``83`` for each further share in clear: the
+owner's printable recovery code. Neither server alone holds k shares. IMPORT SHARE collects
+shares for a card without a key: P2 = 01 a share sealed to this card's transport key, 00 a
+recovery code typed by the owner; in public mode Q travels beside the share in clear (it is
+public, and bound by the key id). When the shares collected rebuild a secret that fits the key
+id (and Q), the key is installed (key info); until then it answers key info with mode 00 (more
+shares needed) and keeps them.
 
-Key info: ``80 01 mode``, ``81 08 key id`` (:func:`apdu.seal.key_id`), and in public-key mode
-``82 41 encryption key 401``. Sealing contexts bind a blob to its card and purpose, so an
-export can be opened only by the key manager, and an import only by the card it was made for.
+Key info: ``80 01 mode``, ``81 08 key id`` (:func:`apdu.seal.key_id` of Q or K), and in
+public-key mode ``82 41 encryption key 401``. Sealing contexts bind a blob to its card and
+purpose, so an export can be opened only by the key manager, and an import only by the card it
+was made for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 from enum import IntEnum
 
 from . import seal, tlv
 from .backup import E2_CONTEXT
 from .command import CommandApdu
-from .signature import PUBLIC_KEY_LEN
+from .signature import PUBLIC_KEY_LEN, valid_public_key
 from .wallet import CLA_PROPRIETARY, MessageError
 
 INS_GENERATE_KEY = 0x60
@@ -56,13 +67,17 @@ INS_IMPORT_KEY = 0x6A
 INS_SPLIT_KEY = 0x6C
 INS_IMPORT_SHARE = 0x6E
 
-SEED_LEN = 32
+SECRET_LEN = 32  # d, or K
+PUBLIC_MATERIAL_LEN = SECRET_LEN + PUBLIC_KEY_LEN  # d || Q
 EXPORT_CONTEXT = b"EVB-KEY-EXPORT-1"
 IMPORT_CONTEXT = b"EVB-KEY-IMPORT-1"
 SHARE_CONTEXT = b"EVB-SHARE-1"
 SHARE_IMPORT_CONTEXT = b"EVB-SHARE-IMPORT-1"
 ASSISTED_CONTEXT = b"EVB-E6-1"
-SHARE_LEN = 1 + SEED_LEN  # x, then one byte per seed byte
+SHARE_LEN = 1 + SECRET_LEN  # x, then one byte per byte of d or K
+E2_IV_LABEL = b"EVB-E2-IV"
+E2_EPHEMERAL_LABEL = b"EVB-E2-EPHEMERAL"
+E2_NONCE_LABEL = b"EVB-E2-NONCE"
 MAX_SHARES = 3
 
 
@@ -101,26 +116,71 @@ class KeyInfo:
         return info
 
 
-def decryption_key(seed: bytes, mode: KeyMode) -> bytes:
-    """402: the P-256 scalar, or the AES key in symmetric mode."""
-    return seal.scalar_from_seed(seed) if mode == KeyMode.PUBLIC else seal.symmetric_key_from_seed(seed)
+def material_len(mode: KeyMode) -> int:
+    return PUBLIC_MATERIAL_LEN if mode == KeyMode.PUBLIC else SECRET_LEN
 
 
-def seal_value(seed: bytes, mode: KeyMode, value: bytes, card_id: bytes) -> bytes:
+def generate_material(mode: KeyMode) -> bytes:
+    """Fresh key material: d by rejection and its point (a card's ``genKeyPair``), or K."""
+    if mode == KeyMode.PUBLIC:
+        d = seal.random_scalar()
+        return d + seal.public_key(d)
+    return os.urandom(SECRET_LEN)
+
+
+def check_material(material: bytes, mode: KeyMode) -> KeyInfo:
+    """The key info of key material that came from outside (import, escrow, rebuilt shares):
+    in public mode Q must be an uncompressed point on the curve and d its private key."""
+    if mode not in (KeyMode.PUBLIC, KeyMode.SYMMETRIC) or len(material) != material_len(mode):
+        raise MessageError("key material of the wrong length")
+    if mode == KeyMode.PUBLIC:
+        d, q = material[:SECRET_LEN], material[SECRET_LEN:]
+        if q[0] != 0x04 or not valid_public_key(q) or not seal.pair_matches(d, q):
+            raise MessageError("the scalar is not the public key's")
+    return key_info_of(material, mode)
+
+
+def secret_of(material: bytes) -> bytes:
+    """402: the P-256 scalar d, or the AES key K in symmetric mode."""
+    return material[:SECRET_LEN]
+
+
+def _e2_ephemeral(d: bytes, iv: bytes) -> bytes:
+    """The ephemeral scalar of an E2 ciphertext, from the key and the IV it carries, by
+    rejection: the card re-derives it to reopen its own values without computing a point."""
+    for counter in range(256):
+        candidate = hmac.new(d, E2_EPHEMERAL_LABEL + iv + bytes((counter,)), hashlib.sha256).digest()
+        if seal.valid_scalar(candidate):
+            return candidate
+    raise MessageError("no ephemeral scalar")  # 256 draws above n: probability 2^-8192
+
+
+def seal_value(material: bytes, mode: KeyMode, value: bytes, card_id: bytes) -> bytes:
     """An E2 ciphertext (401 or K), deterministic per value and key: a retried backup registers
-    the same bytes, and the card can recompute it to check X."""
-    nonce = hmac.new(seed, b"EVB-E2-NONCE" + value, hashlib.sha256).digest()
+    the same bytes, and the card can recompute it to check X.
+
+    Public mode: IV = HMAC(d, "EVB-E2-IV" || value)[:16], the ephemeral r from HMAC(d,
+    "EVB-E2-EPHEMERAL" || IV || counter) by rejection, header ``02 || x(r*G)`` (x-only: the card
+    has x(r*G) from ECDH with G, never the point), z = x(r*Q)."""
     context = E2_CONTEXT + card_id
     if mode == KeyMode.PUBLIC:
-        public = seal.public_key(decryption_key(seed, mode))
-        return seal.seal(public, value, context, ephemeral=seal.scalar_from_seed(nonce), iv=nonce[:16])
-    return seal.seal_symmetric(decryption_key(seed, mode), value, context, salt=nonce[16:], iv=nonce[:16])
+        d, q = material[:SECRET_LEN], material[SECRET_LEN:]
+        iv = hmac.new(d, E2_IV_LABEL + value, hashlib.sha256).digest()[:seal.IV_LEN]
+        return seal.seal_x_only(q, value, context, _e2_ephemeral(d, iv), iv)
+    nonce = hmac.new(material, E2_NONCE_LABEL + value, hashlib.sha256).digest()
+    return seal.seal_symmetric(material, value, context, salt=nonce[16:], iv=nonce[:16])
 
 
-def open_value(seed: bytes, mode: KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
-    """Open an E2 ciphertext (402 or K): on the card, or at the key manager for E6."""
-    opener = seal.open_sealed if mode == KeyMode.PUBLIC else seal.open_symmetric
-    return opener(decryption_key(seed, mode), ciphertext, E2_CONTEXT + card_id)
+def open_value(material: bytes, mode: KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
+    """Open an E2 ciphertext: on the card, or at the key manager for E6, the same way: r again
+    from the IV in the blob, z = ECDH(r, Q) with the uncompressed Q (a holder of d could also
+    use ECDH(d, 02 || x); the header check makes both openings one)."""
+    context = E2_CONTEXT + card_id
+    if mode == KeyMode.PUBLIC:
+        d, q = material[:SECRET_LEN], material[SECRET_LEN:]
+        iv = ciphertext[seal.X_ONLY_LEN:seal.X_ONLY_LEN + seal.IV_LEN]
+        return seal.open_x_only_by_ephemeral(_e2_ephemeral(d, iv), q, ciphertext, context)
+    return seal.open_symmetric(material, ciphertext, context)
 
 
 def assisted_context(card_id: bytes, certificate: bytes) -> bytes:
@@ -128,12 +188,12 @@ def assisted_context(card_id: bytes, certificate: bytes) -> bytes:
     return ASSISTED_CONTEXT + card_id + hashlib.sha256(certificate).digest()
 
 
-def key_info_of(seed: bytes, mode: KeyMode) -> KeyInfo:
-    """What a card holding ``seed`` in ``mode`` answers to GET KEY INFO."""
+def key_info_of(material: bytes, mode: KeyMode) -> KeyInfo:
+    """What a card holding ``material`` in ``mode`` answers to GET KEY INFO."""
     if mode == KeyMode.PUBLIC:
-        public = seal.public_key(decryption_key(seed, mode))
+        public = material[SECRET_LEN:]
         return KeyInfo(mode, seal.key_id(public), public)
-    return KeyInfo(mode, seal.key_id(decryption_key(seed, mode)))
+    return KeyInfo(mode, seal.key_id(material))
 
 
 def export_context(card_id: bytes, key_id: bytes) -> bytes:
@@ -151,6 +211,24 @@ def share_context(card_id: bytes, key_id: bytes, x: int) -> bytes:
 
 def share_import_context(card_id: bytes, key_id: bytes) -> bytes:
     return SHARE_IMPORT_CONTEXT + card_id + key_id
+
+
+def server_share(share: bytes, info: KeyInfo) -> bytes:
+    """What SPLIT KEY seals to a server: the share, then Q in public mode (the public half the
+    server hands back beside the share, so a new card can check what it rebuilds)."""
+    return share + (info.public_key if info.mode == KeyMode.PUBLIC else b"")
+
+
+def parse_server_share(plain: bytes, mode: KeyMode, key_id: bytes, x: int) -> tuple[bytes, bytes]:
+    """(share, Q) of what a server opened: share x, and Q whose key id is ``key_id``."""
+    share, public = plain[:SHARE_LEN], plain[SHARE_LEN:]
+    if len(share) != SHARE_LEN or share[0] != x:
+        raise MessageError(f"not share {x} of a split key")
+    if mode == KeyMode.PUBLIC and (not valid_public_key(public) or seal.key_id(public) != key_id):
+        raise MessageError("the share's public key is not the key id's")
+    if mode != KeyMode.PUBLIC and public:
+        raise MessageError("a symmetric key's share carries no public key")
+    return share, public
 
 
 @dataclass(frozen=True)
@@ -224,7 +302,12 @@ def split_key(k: int, n: int) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_SPLIT_KEY, k, n, ne=256)
 
 
-def import_share(mode: KeyMode, key_id: bytes, share: bytes, sealed: bool) -> CommandApdu:
+def import_share(mode: KeyMode, key_id: bytes, share: bytes, sealed: bool, public_key: bytes = b"") -> CommandApdu:
+    """Data: key id (8), Q (65, public mode only: the card checks what it rebuilds against
+    it), then the share (33) or the share sealed to the transport key."""
     if mode == KeyMode.NONE or len(key_id) != 8:
         raise MessageError("import a share for a public or symmetric key, with its 8-byte key id")
-    return CommandApdu(CLA_PROPRIETARY, INS_IMPORT_SHARE, int(mode), 1 if sealed else 0, key_id + share, ne=256)
+    if (mode == KeyMode.PUBLIC) != (len(public_key) == PUBLIC_KEY_LEN) or len(public_key) not in (0, PUBLIC_KEY_LEN):
+        raise MessageError("a share of a public key travels with that public key (65 bytes), of a symmetric none")
+    return CommandApdu(CLA_PROPRIETARY, INS_IMPORT_SHARE, int(mode), 1 if sealed else 0, key_id + public_key + share,
+                       ne=256)

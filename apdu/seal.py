@@ -11,6 +11,13 @@ Public-key mode (encryption key 401 public, decryption key 402 private)::
     E (65, ephemeral public key) || IV (16) || C || T (16)
     z = ECDH(e, recipient).x;  k_enc || k_mac = HKDF(z, salt=E, info="EVB-SEAL-1" || context)
 
+The x-only form (:func:`seal_x_only`, the card's deterministic E2 ciphertexts) writes E as
+``02 || x(E)`` (33 bytes): a 3.0.4 card computes x(e*G) (ECDH with G as the peer) but never the
+point, and x(d*E) = x(d*(-E)), so whichever point ``02 || x`` names, ECDH gives the same z.
+
+Private scalars are drawn by rejection (:func:`random_scalar`): a 3.0.4 card has no big-number
+arithmetic for a reduction mod n, only a byte comparison with n.
+
 Symmetric mode (claim 10: 401 and 402 are one AES key K)::
 
     S (16, random salt) || IV (16) || C || T (16)
@@ -26,6 +33,7 @@ import hmac
 import os
 from hashlib import sha256
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -40,6 +48,8 @@ BLOCK = 16
 SCALAR_LEN = 32
 SYMMETRIC_KEY_LEN = 32
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256
+N_BYTES = N.to_bytes(SCALAR_LEN, "big")
+X_ONLY_LEN = 33  # 02 || x
 
 
 class SealError(ValueError):
@@ -86,14 +96,39 @@ def ecdh(scalar: bytes, peer: bytes) -> bytes:
         raise SealError("not a P-256 public key") from exc
 
 
-def scalar_from_seed(seed: bytes) -> bytes:
-    """A P-256 private key derived from 32 bytes of seed material (claim 8: escrow the seed)."""
-    wide = int.from_bytes(hkdf(seed, b"", b"EVB-P256-KEY", 48), "big")  # bias < 2^-128
-    return (wide % (N - 1) + 1).to_bytes(SCALAR_LEN, "big")
+def valid_scalar(candidate: bytes) -> bool:
+    """1 <= d < n, decided as a card can: big-endian bytes compared with n's (no arithmetic)."""
+    return len(candidate) == SCALAR_LEN and any(candidate) and candidate < N_BYTES
 
 
-def symmetric_key_from_seed(seed: bytes) -> bytes:
-    return hkdf(seed, b"", b"EVB-AES-KEY", SYMMETRIC_KEY_LEN)
+def random_scalar() -> bytes:
+    """A uniform private scalar by rejection (a draw is refused with probability < 2^-32)."""
+    while True:
+        candidate = os.urandom(SCALAR_LEN)
+        if valid_scalar(candidate):
+            return candidate
+
+
+PAIR_CHECK = b"EVB-KEY-PAIR-CHECK-1"  # signed and verified on import; never leaves the card
+
+
+def pair_matches(scalar: bytes, point: bytes) -> bool:
+    """Whether ``scalar`` is the private key of ``point``, checked as a 3.0.4 card can (it
+    cannot compute scalar*G): sign a fixed message with the one, verify with the other."""
+    if not valid_scalar(scalar):
+        return False
+    try:
+        key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
+        ec.EllipticCurvePublicKey.from_encoded_point(CURVE, point).verify(
+            key.sign(PAIR_CHECK, ec.ECDSA(hashes.SHA256())), PAIR_CHECK, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def x_only(point: bytes) -> bytes:
+    """``02 || x`` of an uncompressed point: the x-coordinate, which is all ECDH uses."""
+    return b"\x02" + point[1:1 + SCALAR_LEN]
 
 
 def key_id(key_material: bytes) -> bytes:
@@ -124,16 +159,32 @@ def _open(header: bytes, secret: bytes, rest: bytes, context: bytes) -> bytes:
 def seal(recipient: bytes, plaintext: bytes, context: bytes = b"", *, ephemeral: bytes | None = None,
          iv: bytes | None = None) -> bytes:
     """Seal to a P-256 public key; ``ephemeral``/``iv`` only for known-answer tests."""
-    e = ephemeral or scalar_from_seed(os.urandom(32))
+    e = ephemeral or random_scalar()
     header = public_key(e)
     return _close(header, ecdh(e, recipient), plaintext, context, iv or os.urandom(IV_LEN))
 
 
 def open_sealed(scalar: bytes, blob: bytes, context: bytes = b"") -> bytes:
+    """Open with the recipient's scalar; E uncompressed only, as a 3.0.4 card accepts it."""
     header = blob[:PUBLIC_KEY_LEN]
-    if len(header) != PUBLIC_KEY_LEN:
+    if len(header) != PUBLIC_KEY_LEN or header[0] != 0x04:
         raise SealError("a sealed blob of the wrong length")
     return _open(header, ecdh(scalar, header), blob[PUBLIC_KEY_LEN:], context)
+
+
+def seal_x_only(recipient: bytes, plaintext: bytes, context: bytes, ephemeral: bytes, iv: bytes) -> bytes:
+    """Seal with the header ``02 || x(e*G)``: what a card that cannot compute e*G writes."""
+    return _close(x_only(public_key(ephemeral)), ecdh(ephemeral, recipient), plaintext, context, iv)
+
+
+def open_x_only_by_ephemeral(ephemeral: bytes, recipient: bytes, blob: bytes, context: bytes) -> bytes:
+    """Open an x-only blob as its maker can: with the ephemeral scalar it re-derived and the
+    recipient's uncompressed key (the only peer points a 3.0.4 card must accept). The header
+    must be x(e*G), so one blob has one opening whoever opens it."""
+    header = blob[:X_ONLY_LEN]
+    if len(header) != X_ONLY_LEN or not hmac.compare_digest(header, x_only(public_key(ephemeral))):
+        raise SealError("the blob was not sealed with this ephemeral key")
+    return _open(header, ecdh(ephemeral, recipient), blob[X_ONLY_LEN:], context)
 
 
 def seal_symmetric(key: bytes, plaintext: bytes, context: bytes = b"", *, salt: bytes | None = None,

@@ -68,7 +68,7 @@ class BackupCommands:
         def open_assisted(self, blob: bytes, context: bytes) -> bytes: ...
         @property
         def next_mode(self) -> KeyMode: ...
-        def export_seed(self, next_key: bool) -> tuple[bytes, KeyMode]: ...
+        def key_material(self, next_key: bool) -> tuple[bytes, KeyMode]: ...
 
     @staticmethod
     def format_keys(header: bytearray) -> None:
@@ -346,13 +346,13 @@ class BackupCommands:
             raise CardError(SW.WRONG_DATA)
         if self.key_mode == KeyMode.NONE:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # restore the key first
-        seed, mode = self.export_seed(next_key=False)
-        if registered.key_id != k.key_info_of(seed, mode).key_id and self.next_mode != KeyMode.NONE:
-            seed, mode = self.export_seed(next_key=True)  # already moved in a rotation under way
-        if registered.key_id != k.key_info_of(seed, mode).key_id:
+        material, mode = self.key_material(next_key=False)
+        if registered.key_id != k.key_info_of(material, mode).key_id and self.next_mode != KeyMode.NONE:
+            material, mode = self.key_material(next_key=True)  # already moved in a rotation under way
+        if registered.key_id != k.key_info_of(material, mode).key_id:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # another key: restore the key first
         try:
-            return k.open_value(seed, mode, registered.ciphertext, cert.card_id)
+            return k.open_value(material, mode, registered.ciphertext, cert.card_id)
         except SealError as exc:
             raise CardError(SW.WRONG_DATA) from exc
 

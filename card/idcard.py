@@ -48,14 +48,19 @@ class IdCardApplet:
             eeprom.write_u16(base + H_DOC_LEN, 0)
 
     @property
-    def document(self) -> i.IdDocument | None:
-        """The issued document; None while the card is blank."""
-        length = self.eeprom.read_u16(self.base + H_DOC_LEN)
-        return i.IdDocument.from_bytes(self.eeprom.read(self.base + H_DOC, length)) if length else None
+    def document(self) -> bytes:
+        """The issued document TLV, as the issuer wrote it; empty while the card is blank."""
+        return self.eeprom.read(self.base + H_DOC, self.eeprom.read_u16(self.base + H_DOC_LEN))
 
-    def _pin(self, number: str) -> Pin:
-        return Pin(self.eeprom, self.base + H_PIN_TRIES, self.base + H_PIN_MAX, self.base + H_PIN_HASH,
-                   number.encode())
+    @property
+    def has_pin(self) -> bool:
+        return self.eeprom.read(self.base + H_HAS_PIN, 1)[0] == 1
+
+    def _number(self, document: bytes) -> bytes:
+        return tlv.decode_map(document)[0x81]
+
+    def _pin(self, number: bytes) -> Pin:
+        return Pin(self.eeprom, self.base + H_PIN_TRIES, self.base + H_PIN_MAX, self.base + H_PIN_HASH, number)
 
     def select(self) -> bytes:
         self.pin_verified = False
@@ -74,24 +79,25 @@ class IdCardApplet:
         if command.ins not in (w.INS_VERIFY, i.INS_INTERNAL_AUTHENTICATE):
             raise CardError(SW.INS_NOT_SUPPORTED)
         document = self.document
-        if document is None:
+        if not document:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # blank: nothing to prove yet
+        number = self._number(document)
         if command.ins == w.INS_VERIFY:
             try:
-                self.pin_verified = (self._pin(document.number).verify(command, self.pin_verified)
-                                     if document.has_pin else True)
+                self.pin_verified = (self._pin(number).verify(command, self.pin_verified)
+                                     if self.has_pin else True)
             except (CardError, w.MessageError) as exc:
                 self.pin_verified = False
                 raise exc if isinstance(exc, CardError) else CardError(SW.WRONG_DATA) from exc
             return b""
-        if document.has_pin and not self.pin_verified:
+        if self.has_pin and not self.pin_verified:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
         try:
             audience, challenge = i.split_authenticate(command.data)
         except w.MessageError as exc:
             raise CardError(SW.WRONG_LENGTH) from exc
         scalar = self.eeprom.read(self.base + H_SCALAR, 32)
-        return crypto.sign(scalar, i.auth_message(audience, document.number, challenge))
+        return crypto.sign(scalar, i.auth_message(audience, number.decode("ascii"), challenge))
 
     def _get_data(self, command: CommandApdu) -> bytes:
         if command.p1 == 0 and command.p2 == i.TAG_PUBLIC_KEY:
@@ -99,28 +105,27 @@ class IdCardApplet:
         if command.p1 or command.p2:
             raise CardError(SW.INCORRECT_P1P2)
         document = self.document
-        if document is None:
+        if not document:
             raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
-        return document.to_bytes()
+        return document
 
     def _issue(self, command: CommandApdu) -> bytes:
         """PUT DATA: the document, once, naming this card's key, with the PIN it promises."""
         if command.p1 or command.p2:
             raise CardError(SW.INCORRECT_P1P2)
-        if self.document is not None:
+        if self.document:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         try:
-            document, block = i.split_document(command.data)
-            digits = w.parse_pin_block(block) if block is not None else None
+            issue = i.parse_issue(command.data)
+            digits = w.parse_pin_block(issue.pin_block) if issue.pin_block is not None else None
         except w.MessageError as exc:
             raise CardError(SW.WRONG_DATA) from exc
-        if document.public_key != self.eeprom.read(self.base + H_PUBLIC, 65):
+        if issue.public_key != self.eeprom.read(self.base + H_PUBLIC, 65):
             raise CardError(SW.WRONG_DATA)
-        raw = document.to_bytes()
         with self.eeprom.transaction():
             if digits is not None:
                 self.eeprom.write(self.base + H_HAS_PIN, b"\x01")
-                self._pin(document.number).set(digits)
-            self.eeprom.write(self.base + H_DOC, raw)
-            self.eeprom.write_u16(self.base + H_DOC_LEN, len(raw))
+                self._pin(issue.number.encode()).set(digits)
+            self.eeprom.write(self.base + H_DOC, issue.document)
+            self.eeprom.write_u16(self.base + H_DOC_LEN, len(issue.document))
         return b""

@@ -23,6 +23,7 @@ from .card import CardMute
 
 ROOT = Path(__file__).resolve().parents[1]
 APPLET_CLASS = "evb.wallet.WalletApplet"
+ID_APPLET_CLASS = "evb.wallet.IdCardApplet"  # the ID card (seed E5), in the same package
 DEFAULT_OUT = ROOT / "javacard" / "build"
 NO_KIT = "JC_HOME is not set: point it at a Java Card kit folder with sdk/ and jcardsim/ (../shared/javacard/README.md)"
 DEBIAN_JARS = ("bcprov.jar", "asm.jar", "asm-tree.jar", "asm-commons.jar")  # libbcprov-java, libasm-java
@@ -70,19 +71,20 @@ def build(out: Path = DEFAULT_OUT, *, force: bool = False) -> AppletBuild:
 
 
 class AppletCard:
-    """One simulated card holding the wallet applet, installed afresh (a new card id).
+    """One simulated card holding one applet (the wallet by default, or the ID card), installed
+    afresh: a new card id, or a new ID-card key pair.
 
     It has what the vpcd bridge needs of a card (``card.bridge.vpcd.BridgedCard``). jCardSim
     answers on T=1's terms whatever protocol the reader chose, so :meth:`select_protocol` only
     records the choice.
     """
 
-    def __init__(self, built: AppletBuild) -> None:
+    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET) -> None:
         self.atr = build_atr()
         self.protocol = "T=1"
         self._process = subprocess.Popen(
             ["java", f"-Dcom.licel.jcardsim.card.ATR={self.atr.hex().upper()}", "-cp", built.classpath,
-             "evb.harness.Harness", APPLET_CLASS, AID_WALLET.hex()],
+             "evb.harness.Harness", applet_class, aid.hex()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         while self._line() != "READY":  # jCardSim prints a notice or two first

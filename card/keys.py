@@ -1,17 +1,18 @@
-"""The card's key store 104 and encryption unit 105 (seed E2-E4): keys derived from seed
-material generated on the card, exported only sealed to the pinned key manager, imported only
-sealed to a one-time transport key this card generated. See :mod:`apdu.keys`.
+"""The card's key store 104 and encryption unit 105 (seed E2-E4): random keys made on the card
+(a pair as ``KeyPair.genKeyPair`` makes one), exported only sealed to the pinned key manager,
+imported only sealed to a one-time transport key this card generated and only after checking
+the pair fits. See :mod:`apdu.keys`.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from apdu import SW, CommandApdu, seal, shamir
 from apdu import keys as k
+from apdu.wallet import MessageError
 
 from . import crypto
 from .applet import CardError
@@ -20,11 +21,15 @@ from .eeprom import Eeprom
 # the key store area of the wallet header (after the trigger area of card.triggers)
 H_KEYSTORE = 512
 H_KEY_MODE = H_KEYSTORE  # 1 byte, KeyMode
-H_KEY_SEED = H_KEYSTORE + 1  # 32 bytes: every key of the store derives from it (claim 8)
+H_KEY_SECRET = H_KEYSTORE + 1  # 32 bytes: d (402), or K in symmetric mode
 H_KEYMGR_KEY = H_KEYSTORE + 33  # 65 bytes, the key manager's public key; zero until pinned
 H_TRANSPORT = H_KEYSTORE + 98  # 32 bytes, a one-time import key's scalar; zero when none
 H_SHARES = H_KEYSTORE + 130  # shares being collected: count (1), mode (1), key id (8), 3 x 33
 KEY_AREA_END = H_SHARES + 10 + k.MAX_SHARES * k.SHARE_LEN
+# Q (401), 65 bytes, zero in symmetric mode: after the unblocking code (card.wallet), the one
+# place left in the header when layout 6 made keys random rather than derived from a seed
+H_KEY_PUBLIC = 946
+KEY_PUBLIC_END = H_KEY_PUBLIC + 65
 
 
 class KeyCommands:
@@ -40,7 +45,7 @@ class KeyCommands:
         @property
         def vault_key(self) -> bytes | None: ...
 
-        def export_seed(self, next_key: bool) -> tuple[bytes, k.KeyMode]: ...
+        def key_material(self, next_key: bool) -> tuple[bytes, k.KeyMode]: ...
         @property
         def next_mode(self) -> k.KeyMode: ...
 
@@ -66,8 +71,10 @@ class KeyCommands:
     def key_mode(self) -> k.KeyMode:
         return k.KeyMode(self._stored(H_KEY_MODE, 1)[0])
 
-    def _seed(self) -> bytes:
-        return self._stored(H_KEY_SEED, k.SEED_LEN)
+    def _material(self) -> bytes:
+        """d || Q, or K: what is exported, escrowed and sealed with (claim 8's "seed")."""
+        secret = self._stored(H_KEY_SECRET, k.SECRET_LEN)
+        return secret + self._stored(H_KEY_PUBLIC, 65) if self.key_mode == k.KeyMode.PUBLIC else secret
 
     @property
     def keymgr_key(self) -> bytes | None:
@@ -77,12 +84,12 @@ class KeyCommands:
 
     def key_info(self) -> k.KeyInfo:
         mode = self.key_mode
-        return k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self._seed(), mode)
+        return k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self._material(), mode)
 
     # --- the encryption unit (E2) -------------------------------------------------------------
 
     def seal_value(self, value: bytes, card_id: bytes) -> bytes:
-        return k.seal_value(self._seed(), self.key_mode, value, card_id)
+        return k.seal_value(self._material(), self.key_mode, value, card_id)
 
     def open_assisted(self, blob: bytes, context: bytes) -> bytes:
         """E6: a value from the key manager, sealed under ECDH(transport key, pinned key
@@ -95,10 +102,11 @@ class KeyCommands:
         except seal.SealError as exc:
             raise CardError(SW.WRONG_DATA) from exc
 
-    def _install(self, mode: k.KeyMode, seed: bytes, clear_transport: bool = False,
+    def _install(self, mode: k.KeyMode, material: bytes, clear_transport: bool = False,
                  clear_shares: bool = False) -> None:
         with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_KEY_SEED, seed)
+            self.eeprom.write(self.base + H_KEY_SECRET, k.secret_of(material))
+            self.eeprom.write(self.base + H_KEY_PUBLIC, material[k.SECRET_LEN:].ljust(65, b"\x00"))
             self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
             if clear_transport:
                 self.eeprom.write(self.base + H_TRANSPORT, bytes(32))
@@ -114,7 +122,8 @@ class KeyCommands:
     # --- commands ----------------------------------------------------------------------------
 
     def _generate_key(self, command: CommandApdu) -> bytes:
-        """Claim 5: the card makes its own keys. One key per card here; rotation replaces it."""
+        """Claim 5: the card makes its own keys (random: a pair as genKeyPair makes it, or K).
+        One key per card here; rotation replaces it."""
         self._require_pin()
         self._no_data(command)
         mode = self._mode(command.p1)
@@ -122,7 +131,7 @@ class KeyCommands:
             raise CardError(SW.INCORRECT_P1P2)
         if self.key_mode != k.KeyMode.NONE:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        self._install(mode, os.urandom(k.SEED_LEN))
+        self._install(mode, k.generate_material(mode))
         return bytes(self.key_info())
 
     def _get_key_info(self, command: CommandApdu) -> bytes:
@@ -134,7 +143,7 @@ class KeyCommands:
         if command.p1 == 0:
             return bytes(self.key_info())
         mode = self.next_mode
-        return bytes(k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self.export_seed(True)[0], mode))
+        return bytes(k.KeyInfo(mode) if mode == k.KeyMode.NONE else k.key_info_of(self.key_material(True)[0], mode))
 
     def _put_keymgr_key(self, command: CommandApdu) -> bytes:
         """Pinned on first use: a terminal cannot later swap in a key of its own to export to."""
@@ -160,38 +169,38 @@ class KeyCommands:
         keymgr = self._stored(H_KEYMGR_KEY, 65)
         if self.key_mode == k.KeyMode.NONE or keymgr[0] != 0x04:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        seed, mode = self.export_seed(next_key=command.p1 == 1)
-        return seal.seal(keymgr, seed, k.export_context(self.card_id, k.key_info_of(seed, mode).key_id))
+        material, mode = self.key_material(next_key=command.p1 == 1)
+        return seal.seal(keymgr, material, k.export_context(self.card_id, k.key_info_of(material, mode).key_id))
 
     def _new_transport_key(self, command: CommandApdu) -> bytes:
         self._require_pin()
         self._no_data(command)
-        scalar = seal.scalar_from_seed(os.urandom(32))
+        scalar = seal.random_scalar()  # an applet: genKeyPair, keeping the private key
         with self.eeprom.transaction():
             self.eeprom.write(self.base + H_TRANSPORT, scalar)
         return seal.public_key(scalar)
 
     def _import_key(self, command: CommandApdu) -> bytes:
-        """Seed E3 steps 2-4/2-5 (claim 6 too: a key the key manager made), for this card only."""
+        """Seed E3 steps 2-4/2-5 (claim 6 too: a key the key manager made), for this card only,
+        and only key material whose d is Q's private key (a pair that does not fit: 6A80)."""
         self._require_pin()
         mode = self._mode(command.p1)
         transport = self._stored(H_TRANSPORT, 32)
         if self.key_mode != k.KeyMode.NONE or not any(transport):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         try:
-            seed = seal.open_sealed(transport, command.data, k.import_context(self.card_id, mode))
-        except seal.SealError as exc:
+            material = seal.open_sealed(transport, command.data, k.import_context(self.card_id, mode))
+            k.check_material(material, mode)
+        except (seal.SealError, MessageError) as exc:
             raise CardError(SW.WRONG_DATA) from exc
-        if len(seed) != k.SEED_LEN:
-            raise CardError(SW.WRONG_DATA)
-        self._install(mode, seed, clear_transport=True)
+        self._install(mode, material, clear_transport=True)
         return bytes(self.key_info())
 
     # --- the split key (E4) ------------------------------------------------------------------
 
     def _split_key(self, command: CommandApdu) -> bytes:
-        """Shamir k of n of the seed: share 1 sealed to the key manager, 2 to the vault, the rest
-        in clear for the owner; neither server alone can rebuild the key."""
+        """Shamir k of n of d (or K): share 1 sealed to the key manager, 2 to the vault (each
+        with Q), the rest in clear for the owner; neither server alone can rebuild the key."""
         self._require_pin()
         self._no_data(command)
         k_, n = command.p1, command.p2
@@ -200,26 +209,30 @@ class KeyCommands:
         keymgr, vault = self._stored(H_KEYMGR_KEY, 65), self.vault_key
         if self.key_mode == k.KeyMode.NONE or keymgr[0] != 0x04 or vault is None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        key_id = self.key_info().key_id
-        shares = shamir.split(self._seed(), k_, n)
+        info = self.key_info()
+        shares = shamir.split(k.secret_of(self._material()), k_, n)
         return bytes(k.KeyShares(
-            seal.seal(keymgr, shares[0], k.share_context(self.card_id, key_id, 1)),
-            seal.seal(vault, shares[1], k.share_context(self.card_id, key_id, 2)),
+            seal.seal(keymgr, k.server_share(shares[0], info), k.share_context(self.card_id, info.key_id, 1)),
+            seal.seal(vault, k.server_share(shares[1], info), k.share_context(self.card_id, info.key_id, 2)),
             tuple(shares[2:]),
         ))
 
     def _import_share(self, command: CommandApdu) -> bytes:
         """Collect shares (sealed to this card's transport key, or typed recovery codes) until
-        they rebuild the seed of the key id given; then install it."""
+        they rebuild the secret of the key id given (and, in public mode, of the Q beside the
+        share, which the key id names); then install it."""
         self._require_pin()
         mode = self._mode(command.p1)
         if command.p2 not in (0, 1):
             raise CardError(SW.INCORRECT_P1P2)
         if self.key_mode != k.KeyMode.NONE:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        key_id, share = command.data[:8], command.data[8:]
-        if len(key_id) != 8:
+        public_len = 65 if mode == k.KeyMode.PUBLIC else 0
+        key_id, public, share = command.data[:8], command.data[8:8 + public_len], command.data[8 + public_len:]
+        if len(key_id) != 8 or len(public) != public_len:
             raise CardError(SW.WRONG_LENGTH)
+        if public and (not crypto.valid_public_key(public) or seal.key_id(public) != key_id):
+            raise CardError(SW.WRONG_DATA)
         if command.p2 == 1:
             transport = self._stored(H_TRANSPORT, 32)
             if not any(transport):
@@ -235,9 +248,9 @@ class KeyCommands:
         if header[1] == mode and header[2:10] == key_id:  # the same recovery: keep what we have
             shares = [self._stored(H_SHARES + 10 + i * k.SHARE_LEN, k.SHARE_LEN) for i in range(header[0])]
         shares = [s for s in shares if s[0] != share[0]] + [share]
-        seed = _rebuild(shares, mode, key_id)
-        if seed is not None:
-            self._install(mode, seed, clear_transport=True, clear_shares=True)
+        material = _rebuild(shares, mode, key_id, public)
+        if material is not None:
+            self._install(mode, material, clear_transport=True, clear_shares=True)
             return bytes(self.key_info())
         if len(shares) >= k.MAX_SHARES:
             raise CardError(SW.WRONG_DATA)  # three shares that do not fit together: start again
@@ -246,11 +259,15 @@ class KeyCommands:
         return bytes(k.KeyInfo(k.KeyMode.NONE))
 
 
-def _rebuild(shares: list[bytes], mode: k.KeyMode, key_id: bytes) -> bytes | None:
-    """The seed from any subset of the shares that gives the key id (k unknown to the card)."""
+def _rebuild(shares: list[bytes], mode: k.KeyMode, key_id: bytes, public: bytes) -> bytes | None:
+    """The key material from any subset of the shares that fits (k is unknown to the card): a
+    d that is Q's private key, or a K whose key id is the one given."""
     for size in range(2, len(shares) + 1):
         for subset in itertools.combinations(shares, size):
-            seed = shamir.combine(list(subset))
-            if k.key_info_of(seed, mode).key_id == key_id:
-                return seed
+            material = shamir.combine(list(subset)) + public
+            try:
+                if k.check_material(material, mode).key_id == key_id:
+                    return material
+            except MessageError:
+                continue
     return None

@@ -7,7 +7,6 @@ no key, and rotates only while it has one, so the two never meet.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,11 +22,12 @@ from . import crypto
 from .applet import CardError
 from .eeprom import Eeprom
 from .index import Index, IndexEntry
-from .keys import H_KEY_MODE, H_KEY_SEED, H_SHARES
+from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, KEY_AREA_END
 
 H_NEXT_MODE = H_SHARES  # 1 byte: the next key's mode, 0 when no rotation is under way
-H_NEXT_SEED = H_SHARES + 1  # 32 bytes
-NEXT_AREA = 1 + k.SEED_LEN
+H_NEXT_MATERIAL = H_SHARES + 1  # 97 bytes: d || Q, or K and zeros
+NEXT_AREA = 1 + k.PUBLIC_MATERIAL_LEN
+assert H_SHARES + NEXT_AREA <= KEY_AREA_END
 
 
 class RotationCommands:
@@ -46,7 +46,7 @@ class RotationCommands:
         def _require_pin(self) -> None: ...
         def _no_data(self, command: CommandApdu) -> None: ...
         def _entry(self, command: CommandApdu) -> IndexEntry: ...
-        def _seed(self) -> bytes: ...
+        def _material(self) -> bytes: ...
         def _stored(self, off: int, n: int) -> bytes: ...
         def _sign(self, message: bytes) -> bytes: ...
         def _certificate_of(self, entry: IndexEntry) -> bytes: ...
@@ -69,8 +69,8 @@ class RotationCommands:
             return k.KeyMode.NONE
         return k.KeyMode(self._stored(H_NEXT_MODE, 1)[0])
 
-    def next_seed(self) -> bytes:
-        return self._stored(H_NEXT_SEED, k.SEED_LEN)
+    def next_material(self) -> bytes:
+        return self._stored(H_NEXT_MATERIAL, k.material_len(self.next_mode))
 
     def _rotating(self) -> k.KeyMode:
         mode = self.next_mode
@@ -86,9 +86,9 @@ class RotationCommands:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         if self.next_mode == k.KeyMode.NONE:
             with self.eeprom.transaction():
-                self.eeprom.write(self.base + H_NEXT_SEED, os.urandom(k.SEED_LEN))
+                self.eeprom.write(self.base + H_NEXT_MATERIAL, k.generate_material(mode))
                 self.eeprom.write(self.base + H_NEXT_MODE, bytes((mode,)))
-        return bytes(k.key_info_of(self.next_seed(), mode))
+        return bytes(k.key_info_of(self.next_material(), mode))
 
     def _reencrypt(self, command: CommandApdu) -> bytes:
         """Open a registered value with the current key, seal it with the next, sign the new one."""
@@ -99,15 +99,15 @@ class RotationCommands:
         old = _registered(command.data)
         if value_hash(old.ciphertext) != cert.value_hash or old.digest != cert.digest:
             raise CardError(SW.WRONG_DATA)
-        if old.key_id != k.key_info_of(self._seed(), self.key_mode).key_id:
+        if old.key_id != k.key_info_of(self._material(), self.key_mode).key_id:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
         vault = self.vault_key
         if vault is None:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-        value = self._open(self._seed(), self.key_mode, old.ciphertext, cert.card_id)
+        value = self._open(self._material(), self.key_mode, old.ciphertext, cert.card_id)
         # sealed for this card: a certificate a lost card handed over becomes this card's own
-        new = b.RegisteredValue(old.digest, k.key_info_of(self.next_seed(), mode).key_id,
-                                k.seal_value(self.next_seed(), mode, value, self.card_id))
+        new = b.RegisteredValue(old.digest, k.key_info_of(self.next_material(), mode).key_id,
+                                k.seal_value(self.next_material(), mode, value, self.card_id))
         return b.RegisteredValue(new.digest, new.key_id, new.ciphertext,
                                  self._sign(new.signed_part(self.card_id, vault))).to_bytes()
 
@@ -134,10 +134,10 @@ class RotationCommands:
             raise CardError(SW.VERIFICATION_FAILED)
         if (new.card_id != self.card_id or new.mode != Mode.ENCRYPTED or new.digest != old.digest
                 or registered.digest != old.digest or value_hash(registered.ciphertext) != new.value_hash
-                or registered.key_id != k.key_info_of(self.next_seed(), mode).key_id):
+                or registered.key_id != k.key_info_of(self.next_material(), mode).key_id):
             raise CardError(SW.WRONG_DATA)
-        value = self._open(self.next_seed(), mode, registered.ciphertext, self.card_id)
-        if value_hash(k.seal_value(self._seed(), self.key_mode, value, old.card_id)) != old.value_hash:
+        value = self._open(self.next_material(), mode, registered.ciphertext, self.card_id)
+        if value_hash(k.seal_value(self._material(), self.key_mode, value, old.card_id)) != old.value_hash:
             raise CardError(SW.WRONG_DATA)  # not the value the old certificate names
         if not digest_matches(new.digest, value):
             raise CardError(SW.WRONG_DATA)
@@ -151,21 +151,22 @@ class RotationCommands:
         self._require_pin()
         self._no_data(command)
         if self.next_mode == k.KeyMode.NONE:  # a retry after the commit: done already
-            return bytes(k.key_info_of(self._seed(), self.key_mode))
+            return bytes(k.key_info_of(self._material(), self.key_mode))
         entries = self.index.entries()
         for entry in entries:
             if entry.flags & ValueFlags.CERTIFICATE and not entry.flags & ValueFlags.ROTATED:
                 if self._parse_certificate(self._certificate_of(entry)).mode == Mode.ENCRYPTED:
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # a value still under the old key
-        mode, seed = self.next_mode, self.next_seed()
+        mode, material = self.next_mode, self.next_material()
         with self.eeprom.transaction():
-            self.eeprom.write(self.base + H_KEY_SEED, seed)
+            self.eeprom.write(self.base + H_KEY_SECRET, k.secret_of(material))
+            self.eeprom.write(self.base + H_KEY_PUBLIC, material[k.SECRET_LEN:].ljust(65, b"\x00"))
             self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
             self.eeprom.write(self.base + H_NEXT_MODE, bytes(NEXT_AREA))
             for entry in entries:
                 if entry.flags & (ValueFlags.ROTATED | ValueFlags.BACKED_UP):
                     self.index.set_flags(entry, entry.flags & ~(ValueFlags.ROTATED | ValueFlags.BACKED_UP))
-        return bytes(k.key_info_of(seed, mode))
+        return bytes(k.key_info_of(material, mode))
 
     def _encrypted_certificate(self, command: CommandApdu) -> IndexEntry:
         entry = self._entry(command)
@@ -176,20 +177,20 @@ class RotationCommands:
         return entry
 
     @staticmethod
-    def _open(seed: bytes, mode: k.KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
+    def _open(material: bytes, mode: k.KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:
         try:
-            value = k.open_value(seed, mode, ciphertext, card_id)
+            value = k.open_value(material, mode, ciphertext, card_id)
         except seal.SealError as exc:
             raise CardError(SW.WRONG_DATA) from exc
         if len(value) > MAX_RECORD:
             raise CardError(SW.WRONG_DATA)
         return value
 
-    def export_seed(self, next_key: bool) -> tuple[bytes, k.KeyMode]:
-        """For EXPORT KEY: the current seed, or the next one during a rotation."""
+    def key_material(self, next_key: bool) -> tuple[bytes, k.KeyMode]:
+        """For EXPORT KEY: the current key material, or the next one during a rotation."""
         if next_key:
-            return self.next_seed(), self._rotating()
-        return self._seed(), self.key_mode
+            return self.next_material(), self._rotating()
+        return self._material(), self.key_mode
 
 
 def _registered(raw: bytes) -> b.RegisteredValue:

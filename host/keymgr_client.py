@@ -60,6 +60,7 @@ class KeyRestoration:
     mode: KeyMode
     key_id: bytes
     sealed: bytes  # for the target card's transport key: opaque here
+    public_key: bytes = b""  # Q beside a share of a public key, for IMPORT SHARE
 
 
 class KeyManagerClient(ApiClient):
@@ -193,4 +194,4 @@ class KeyManagerClient(ApiClient):
                                                                "target_card_id": target_card_id.hex(),
                                                                "transport_key": b64(transport_key)})
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
-                              base64.b64decode(answer["sealed"]))
+                              base64.b64decode(answer["sealed"]), base64.b64decode(answer["public_key"] or ""))

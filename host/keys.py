@@ -42,8 +42,8 @@ def pin_keymgr_key(session: WalletSession, keymgr: KeyManagerClient) -> None:
 
 
 def backup_key(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
-    """Steps 1-1..1-6: pin the key manager's key on the card, export the seed sealed to it, and
-    hand it over with the logged-in owner's session."""
+    """Steps 1-1..1-6: pin the key manager's key on the card, export the key material (claim 8's
+    seed: d || Q, or K) sealed to it, and hand it over with the logged-in owner's session."""
     info = session.key_info()
     if info.mode == KeyMode.NONE:
         raise KeyFlowError("the card has no key: 'evb key init' generates one")
@@ -54,7 +54,7 @@ def backup_key(session: WalletSession, keymgr: KeyManagerClient) -> KeyInfo:
 
 def restore_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id: bytes) -> KeyInfo:
     """Steps 2-1..2-5, for the card in the reader: it makes a one-time transport key, the key
-    manager seals the escrowed seed to it, the card opens and installs it."""
+    manager seals the escrowed key material to it, the card checks and installs it."""
     if session.key_info().mode != KeyMode.NONE:
         raise KeyFlowError("the card already has a key")
     enrol_card(session, keymgr)
@@ -108,14 +108,15 @@ def restore_split_key(session: WalletSession, keymgr: KeyManagerClient, source_c
         if exc.status == 404:
             raise KeyFlowError(exc.message) from exc
         raise
-    info = session.import_share(restoration.mode, restoration.key_id, restoration.sealed, sealed=True)
+    public = restoration.public_key  # Q, which the card checks the rebuilt d against
+    info = session.import_share(restoration.mode, restoration.key_id, restoration.sealed, True, public)
     if vault is not None and info.mode == KeyMode.NONE:
-        sealed = vault.restore_share(source_card_id, restoration.key_id, transport)
-        info = session.import_share(restoration.mode, restoration.key_id, sealed, sealed=True)
+        sealed, _ = vault.restore_share(source_card_id, restoration.key_id, transport)
+        info = session.import_share(restoration.mode, restoration.key_id, sealed, True, public)
     for code in codes:
         if info.mode != KeyMode.NONE:
             break
-        info = session.import_share(restoration.mode, restoration.key_id, parse_recovery_code(code), sealed=False)
+        info = session.import_share(restoration.mode, restoration.key_id, parse_recovery_code(code), False, public)
     if info.mode == KeyMode.NONE:
         raise KeyFlowError("the shares given do not rebuild the key yet: another recovery code is needed")
     if info.key_id != restoration.key_id:

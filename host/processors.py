@@ -1,7 +1,7 @@
 """Stackable APDU processors: everything between "send this command" and the raw link.
 
 Bottom to top: :class:`RawProcessor` encodes and talks to the transport; :class:`TraceProcessor`
-logs hex with secrets redacted (PINs, key seeds, key shares and recovery codes); :class:`ChainingProcessor` splits long data into a command chain and
+logs hex with secrets redacted (PINs, key material, key shares and recovery codes); :class:`ChainingProcessor` splits long data into a command chain and
 caps Ne when the card has no extended length; :class:`ReissueProcessor` answers ``6Cxx``;
 :class:`GetResponseProcessor` collects ``61xx`` continuations. Application code sees one
 :class:`ApduProcessor` and a complete response.
@@ -24,10 +24,10 @@ log = logging.getLogger("evb.apdu")
 TRACE = 5  # below DEBUG: APDU traffic is noisy and only wanted on purpose
 logging.addLevelName(TRACE, "TRACE")
 
-# commands whose data is secret: PIN blocks, a key seed sealed for this card, a key share (a
+# commands whose data is secret: PIN blocks, key material sealed for this card, a key share (a
 # recovery code when unsealed)
 SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_IMPORT_KEY, INS_IMPORT_SHARE}
-# commands whose answer is secret: the recovery codes among the shares, the sealed key seed
+# commands whose answer is secret: the recovery codes among the shares, the sealed key material
 SECRET_ANSWER_INS = {INS_SPLIT_KEY, INS_EXPORT_KEY}
 MAX_GET_RESPONSE = 1024  # a card that keeps answering 61xx is broken, not generous
 

@@ -129,6 +129,9 @@ class WalletSession:
     def list(self, flt: w.ListFilter | None = None) -> list[w.ListEntry]:
         return w.parse_listing(self._send(w.list_values(flt or w.ListFilter(), ne=EXTENDED_MAX_NE)))
 
+    def memory_map(self) -> w.MemoryMap:
+        return w.MemoryMap.from_bytes(self._send(w.get_memory_map(ne=EXTENDED_MAX_NE)))
+
     def read(self, value_id: int) -> ValueRecord:
         return ValueRecord.from_bytes(self._send(w.read_value(value_id, ne=EXTENDED_MAX_NE)))
 
@@ -240,8 +243,8 @@ class WalletSession:
         self._send(k.put_keymgr_key(public_key))
 
     def export_key(self, next_key: bool = False) -> bytes:
-        """The card's key seed (or a rotation's next one), sealed to the pinned key manager:
-        opaque to this terminal."""
+        """The card's key material (d || Q, or K; a rotation's next one with ``next_key``), sealed
+        to the pinned key manager: opaque to this terminal."""
         return self._send(k.export_key(next_key))
 
     # --- key rotation (apdu.rotation) --------------------------------------------------------
@@ -265,9 +268,11 @@ class WalletSession:
         return k.KeyInfo.from_bytes(self._send(k.import_key(mode, sealed)))
 
     def split_key(self, k_of: int, n: int) -> k.KeyShares:
-        """Shamir shares of the card's key seed: to the key manager, to the vault, and codes."""
+        """Shamir shares of the card's d (or K): to the key manager, to the vault, and codes."""
         return k.KeyShares.from_bytes(self._send(k.split_key(k_of, n)))
 
-    def import_share(self, mode: k.KeyMode, key_id: bytes, share: bytes, sealed: bool) -> k.KeyInfo:
-        """Hand the card one share; mode NONE in the answer means it needs more."""
-        return k.KeyInfo.from_bytes(self._send(k.import_share(mode, key_id, share, sealed)))
+    def import_share(self, mode: k.KeyMode, key_id: bytes, share: bytes, sealed: bool,
+                     public_key: bytes = b"") -> k.KeyInfo:
+        """Hand the card one share (with Q for a public key); mode NONE in the answer means it
+        needs more."""
+        return k.KeyInfo.from_bytes(self._send(k.import_share(mode, key_id, share, sealed, public_key)))

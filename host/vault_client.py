@@ -103,12 +103,13 @@ class VaultClient(ApiClient):
         raw = answer["handover"]
         return (Handover.from_bytes(base64.b64decode(raw)) if raw else None), int(answer["waiting"])
 
-    def restore_share(self, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> bytes:
-        """The vault's share of a replaced card's key, sealed to this card's transport key."""
+    def restore_share(self, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> tuple[bytes, bytes]:
+        """The vault's share of a replaced card's key, sealed to this card's transport key, and
+        Q (empty for a symmetric key), which travels beside it."""
         answer = self._call("POST", "/v1/share-restorations", {"old_card_id": old_card_id.hex(),
                                                                "key_id": key_id.hex(),
                                                                "transport_key": b64(transport_key)})
-        return base64.b64decode(answer["sealed_share"])
+        return base64.b64decode(answer["sealed_share"]), base64.b64decode(answer["public_key"] or "")
 
 
 def _registration(raw: dict[str, Any]) -> RegistrationInfo:

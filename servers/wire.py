@@ -11,13 +11,12 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -41,6 +40,12 @@ MAX_TIME = 2**53 - 1
 8 bytes (beyond 2**64 once raised OverflowError, a 500)."""
 TEXT_PATTERN = r"^[^\x00]*$"
 """Free text holds no NUL: PostgreSQL's text type cannot store one."""
+
+B64 = Annotated[str, Field(description="base64", max_length=4096, pattern=B64_PATTERN)]
+"""A binary field on the wire (keys, signatures, certificates, sealed blobs)."""
+HEX_ID = Annotated[str, Field(description="8 bytes, 16 hex digits", min_length=16, max_length=16,
+                                 pattern=HEX_PATTERN)]
+"""A card id or a key id on the wire."""
 
 
 class StrictModel(BaseModel):
@@ -69,21 +74,6 @@ _REFUSALS = {
 RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Refusal, "description": text} for status, text in _REFUSALS.items()}
 """Every refusal either server can answer, on every route (FastAPI's ``responses=``)."""
-
-_bearer = HTTPBearer(auto_error=False, description="the token from POST /v1/sessions")
-
-
-def bearer(refusal: str) -> Callable[..., str]:
-    """A dependency answering the request's bearer token (documented as the API's security
-    scheme), or a 401 with ``refusal``."""
-
-    def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-        if credentials is None or not credentials.credentials:
-            raise ApiError(401, refusal)
-        return credentials.credentials
-
-    return token
-
 
 class ApiError(Exception):
     """A refusal with its HTTP status and a message for the user: ``{"detail": message}``."""
@@ -129,10 +119,25 @@ async def http_refusal(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != 405:
         return await http_exception_handler(request, exc)
-    allowed = sorted({method for route in request.app.routes if isinstance(route, APIRoute)
-                      and route.matches(request.scope)[0] != Match.NONE for method in route.methods or ()})
+    allowed = sorted({method for route in api_routes(request.app)
+                      if route.matches(request.scope)[0] != Match.NONE for method in route.methods or ()})
     return JSONResponse(status_code=405, content={"detail": "method not allowed"},
                         headers={"Allow": ", ".join(allowed)})
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of ``app``, also those of the routers it includes: FastAPI 0.165 keeps an
+    included router as one entry of ``app.routes`` (older versions copied its routes in). Our
+    routers take no prefix, so a route's path is the one served."""
+    found: list[APIRoute] = []
+    pending: list[Any] = list(app.routes)
+    while pending:
+        route = pending.pop(0)
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            pending[:0] = route.original_router.routes
+    return found
 
 
 def describe_errors(errors: Any) -> str:

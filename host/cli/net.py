@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..keymgr_client import KeyManagerClient
-from ..triggers import VaultLink
-from ..vault_client import VaultClient
 from .errors import CliFail
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the clients are imported when a command reaches a server, not with every command
     from servers.tls import ServerTls
+
+    from ..keymgr_client import KeyManagerClient
+    from ..triggers import VaultLink
+    from ..vault_client import VaultClient
 
 CA_ENV = "EVB_CA"
 _CA_KEY, _WARNED_KEY = "evb.ca", "evb.plain-http-warned"
@@ -76,16 +77,22 @@ def warn_plain_http(url: str, what: str) -> None:
 
 
 def vault_client(url: str) -> VaultClient:
+    from ..vault_client import VaultClient
+
     warn_plain_http(url, "vault")
     return VaultClient(url, ca=trust())
 
 
 def vault_link(url: str) -> VaultLink:
+    from ..triggers import VaultLink
+
     warn_plain_http(url, "vault")
     return VaultLink(url, ca=trust())
 
 
 def keymgr_client(url: str) -> KeyManagerClient:
+    from ..keymgr_client import KeyManagerClient
+
     warn_plain_http(url, "key manager")
     return KeyManagerClient(url, ca=trust())
 

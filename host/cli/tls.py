@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .card import json_option
 from .errors import CliFail
+from .options import json_option
 from .render import console, print_json
 
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ..keyfile import load_or_create_key, trusted_issuers
+from ..keyfile import trusted_issuers
 from ..runner import BackgroundServer, data_dir
+from ..serverkey import MasterKey, ServerKey
 from ..storage import Database
 from ..tls import ServerTls
 from .app import create_app
+from .config import MASTER_KEY_ENV, KeyManagerConfig
 from .repository import MIGRATIONS, KeyManagerRepository
-from .service import MASTER_KEY_ENV, KeyManagerConfig, KeyManagerService, MasterKey
+from .services import KeyManagerService
 
 DEFAULT_PORT = 8471
 
@@ -48,8 +50,8 @@ def build_service(db_url: str, key_path: Path, master_path: Path,
     config = replace(config, issuers=issuers,
                      id_issuers=config.id_issuers or trusted_issuers("EVB_ID_ISSUER_KEY") or issuers)
     # the keys first: a refused key file leaves no database behind
-    key, master = load_or_create_key(key_path), MasterKey.load_or_create(master_path)
-    signer = load_or_create_key(statement_key_path(key_path))
+    key, master = ServerKey.load_or_create(key_path), MasterKey.load_or_create(master_path)
+    signer = ServerKey.load_or_create(statement_key_path(key_path))
     db = Database.open(db_url, MIGRATIONS)
     service = KeyManagerService(KeyManagerRepository(db), key, master, signer, config)
     return service, db

@@ -10,13 +10,15 @@ from fastapi import FastAPI
 
 from apdu.certificate import ALL_DIGEST_FIELDS, DigestField
 
-from ..keyfile import load_or_create_key, trusted_issuers
+from ..keyfile import trusted_issuers
 from ..runner import BackgroundServer, data_dir
+from ..serverkey import ServerKey
 from ..storage import Database
 from ..tls import ServerTls
 from .app import create_app
+from .config import VaultConfig
 from .repository import MIGRATIONS, VaultRepository
-from .service import VaultConfig, VaultService
+from .service import VaultService
 
 DEFAULT_PORT = 8470
 
@@ -39,11 +41,11 @@ def build(
 ) -> tuple[FastAPI, Database]:
     """``keymgr_key``: the key manager's statement key, pinned; without it no card is replaced.
     ``issuers``: the card issuers' keys (default: EVB_ISSUER_KEY); without one no card is let in."""
-    key = load_or_create_key(key_path)  # first: a refused key file leaves no database behind
+    config = VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key, issuers=issuers or trusted_issuers(),
+                         counter_modulus=counter_modulus)
+    key = ServerKey.load_or_create(key_path)  # first: a refused key file leaves no database behind
     db = Database.open(db_url, MIGRATIONS)
-    service = VaultService(VaultRepository(db, counter_modulus), key,
-                           VaultConfig(digest_fields=digest_fields, keymgr_key=keymgr_key,
-                                       issuers=issuers or trusted_issuers()))
+    service = VaultService(VaultRepository(db, config.counter_modulus), key, config)
     return create_app(service), db
 
 

@@ -7,66 +7,51 @@ Transport-free: :mod:`servers.vault.app` maps this onto HTTP. Every refusal is a
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field, replace
-
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
 from apdu import keys as k
 from apdu import seal, tlv
-from apdu.certificate import (
-    ALL_DIGEST_FIELDS,
-    Certificate,
-    CertificateError,
-    DigestField,
-    Mode,
-    make_digest,
-    value_hash,
-)
+from apdu.certificate import Certificate, CertificateError, Mode, make_digest, value_hash
 from apdu.records import MAX_RECORD, RecordError, ValueRecord
 from apdu.signature import verify
+from apdu.wallet import MessageError
 
 from ..attestation import check_attestation
-from ..keyfile import public_bytes, sign
+from ..auth import Sessions, new_challenge
+from ..serverkey import ServerKey
 from ..statements import FETCH_WINDOW, Fetch, Replacement
-from ..tokens import new_token, token_hash
 from ..wire import ApiError
+from .config import VaultConfig
 from .repository import ConflictError, Registration, VaultRepository
-
-CURVE = ec.SECP256R1()
 
 
 class VaultError(ApiError):
     """A refusal of this service: HTTP status and message."""
 
 
-@dataclass(frozen=True)
-class VaultConfig:
-    digest_fields: tuple[DigestField, ...] = ALL_DIGEST_FIELDS
-    challenge_ttl: int = 120  # seconds
-    session_ttl: int = 900
-    keymgr_key: bytes | None = None  # the key manager's statement key: trusted for replaced cards
-    issuers: tuple[bytes, ...] = ()  # card issuers' public keys: a new card's identity must be attested
-
-
 @dataclass
 class VaultService:
     repo: VaultRepository
-    key: ec.EllipticCurvePrivateKey
+    key: ServerKey
     config: VaultConfig = field(default_factory=VaultConfig)
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions[bytes](
+            lambda hashed, card_id, expires_at, now: self.repo.add_session(hashed, card_id, expires_at),
+            self.repo.session_card, self.config.session_ttl,
+            "not authenticated: the session is unknown or expired")
 
     @property
     def public_key(self) -> bytes:
-        return public_bytes(self.key.public_key())
+        return self.key.public_key
 
     # --- card authentication -----------------------------------------------------------------
 
     def challenge(self, card_id: bytes) -> tuple[bytes, int]:
         _card_id(card_id)
-        challenge = secrets.token_bytes(32)
-        expires = int(time.time()) + self.config.challenge_ttl
+        challenge, _, expires = new_challenge(self.config.challenge_ttl)
         self.repo.add_challenge(card_id, challenge, expires)
         return challenge, expires
 
@@ -91,16 +76,7 @@ class VaultService:
                 self.repo.register_card(card_id, public_key, now)
             except ConflictError as exc:
                 raise VaultError(409, "this card id is registered with another key") from exc
-        token = new_token()
-        expires = now + self.config.session_ttl
-        self.repo.add_session(token_hash(token), card_id, expires)
-        return token, expires
-
-    def card_for(self, token: str) -> bytes:
-        card_id = self.repo.session_card(token_hash(token), int(time.time()))
-        if card_id is None:
-            raise VaultError(401, "not authenticated: the session is unknown or expired")
-        return card_id
+        return self.sessions.open(card_id)
 
     # --- registrations -----------------------------------------------------------------------
 
@@ -123,7 +99,7 @@ class VaultService:
 
         def certify(counter: int) -> bytes:
             cert = Certificate(card_id, counter, x, digest)
-            return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
+            return replace(cert, signature=self.key.sign(cert.message())).to_bytes()
 
         return self.repo.register(card_id, x, value, int(time.time()), certify)
 
@@ -153,7 +129,7 @@ class VaultService:
 
         def certify(counter: int) -> bytes:
             cert = Certificate(card_id, counter, x, registered.digest, Mode.ENCRYPTED)
-            return replace(cert, signature=sign(self.key, cert.message())).to_bytes()
+            return replace(cert, signature=self.key.sign(cert.message())).to_bytes()
 
         return self.repo.register(card_id, x, raw, int(time.time()), certify)
 
@@ -243,37 +219,40 @@ class VaultService:
         handover = b.Handover(imported, found.certificate)
         key = self.repo.card_key(card_id)
         assert key is not None  # a card with a session is registered
-        return replace(handover, signature=sign(self.key, handover.signed_part(b.Identity(card_id, key)))), waiting
+        return replace(handover, signature=self.key.sign(handover.signed_part(b.Identity(card_id, key)))), waiting
 
-    def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes, transport_key: bytes) -> bytes:
+    def key_share_for(self, card_id: bytes, old_card_id: bytes, key_id: bytes,
+                      transport_key: bytes) -> tuple[bytes, bytes]:
         """Seed E4 after a loss: the vault's share of the replaced card's key, sealed to the
-        transport key of the card that replaced it (the owner's key manager said so)."""
+        transport key of the card that replaced it (the owner's key manager said so), and Q
+        (empty for a symmetric key), which IMPORT SHARE carries beside it."""
         old = self.repo.card_state(old_card_id)
         if old is None or old.replaced_by != card_id:
             raise VaultError(403, "that card was not replaced by this one")
         sealed = self.repo.key_share(old_card_id, key_id)
         if sealed is None:
             raise VaultError(404, "the vault holds no share of that key")
-        share = seal.open_sealed(self._scalar(), sealed, k.share_context(old_card_id, key_id, 2))
+        plain = self.key.open_sealed(sealed, k.share_context(old_card_id, key_id, 2))
+        share, public = plain[:k.SHARE_LEN], plain[k.SHARE_LEN:]
         try:
-            return seal.seal(transport_key, share, k.share_import_context(card_id, key_id))
+            return seal.seal(transport_key, share, k.share_import_context(card_id, key_id)), public
         except seal.SealError as exc:
             raise VaultError(400, "the transport key is not a P-256 public key") from exc
 
-    def _scalar(self) -> bytes:
-        return self.key.private_numbers().private_value.to_bytes(32, "big")
-
     def keep_key_share(self, card_id: bytes, key_id: bytes, sealed: bytes) -> None:
         """Seed E4: the vault's share of the card's split key, kept sealed to the vault's own key
-        (one share: it cannot rebuild the key alone)."""
+        (one share: it cannot rebuild the key alone), with Q in public mode. The card sealed
+        it, so the share's length says the mode: Q follows the share or nothing does."""
         if len(key_id) != 8:
             raise VaultError(400, "a key id is 8 bytes")
         try:
-            share = seal.open_sealed(self._scalar(), sealed, k.share_context(card_id, key_id, 2))
+            plain = self.key.open_sealed(sealed, k.share_context(card_id, key_id, 2))
+            mode = k.KeyMode.PUBLIC if len(plain) > k.SHARE_LEN else k.KeyMode.SYMMETRIC
+            k.parse_server_share(plain, mode, key_id, 2)
         except seal.SealError as exc:
             raise VaultError(400, f"the sealed share does not open: {exc}") from exc
-        if len(share) != k.SHARE_LEN or share[0] != 2:
-            raise VaultError(400, "not the vault's share of a split key")
+        except MessageError as exc:
+            raise VaultError(400, f"not the vault's share of a split key: {exc}") from exc
         self.repo.put_key_share(card_id, key_id, sealed, int(time.time()))
 
     def release(self, card_id: bytes, counter: int, x: bytes, receipt: bytes) -> bool:

@@ -74,8 +74,41 @@ def test_scheme_vectors() -> None:
     assert s.seal_symmetric(bytes(range(32)), b"Movie ticket A", b"ctx", salt=bytes(16),
                             iv=bytes(range(16))).hex() == SEALED_SYM
     assert s.open_symmetric(bytes(range(32)), bytes.fromhex(SEALED_SYM), b"ctx") == b"Movie ticket A"
-    assert s.scalar_from_seed(bytes(32)).hex() == "5ac74106e2b576726931eca6e7f2a77f1cc4cd536b039d45585b1ae920416a1c"
     assert s.key_id(GR).hex() == "f064fe502103531b"
+
+
+@pytest.mark.parametrize(("scalar", "valid"), [
+    ("00" * 32, False), ("00" * 31 + "01", True), (f"{s.N - 1:064x}", True), (f"{s.N:064x}", False),
+    (f"{s.N + 1:064x}", False), ("ff" * 32, False), ("01" * 31, False),
+])
+def test_scalars_are_checked_by_a_byte_comparison(scalar: str, valid: bool) -> None:
+    """1 <= d < n without arithmetic, as a 3.0.4 card decides it: what rejection sampling keeps."""
+    assert s.valid_scalar(bytes.fromhex(scalar)) is valid
+
+
+def test_random_scalars_are_valid_and_fresh() -> None:
+    drawn = {s.random_scalar() for _ in range(64)}
+    assert len(drawn) == 64 and all(s.valid_scalar(d) for d in drawn)
+
+
+def test_x_only_header_opens_for_either_point_it_names() -> None:
+    """``02 || x`` may name -E rather than E; ECDH uses x only, so the recipient's d opens it,
+    and the maker reopens it from its ephemeral scalar and the uncompressed recipient key."""
+    blob = s.seal_x_only(GR, b"Movie ticket A", b"ctx", I_SCALAR, bytes(range(16)))
+    assert blob[:33] == b"\x02" + GI[1:33] and GI[-1] % 2 == 1  # y of E is odd: 02 names -E
+    header = blob[:33]  # the recipient's standard ECIES step, with the point 02 || x names
+    assert s._open(header, s.ecdh(R_SCALAR, header), blob[33:], b"ctx") == b"Movie ticket A"
+    with pytest.raises(s.SealError):  # the uncompressed-only opening (a card's) refuses it
+        s.open_sealed(R_SCALAR, blob, b"ctx")
+    assert s.open_x_only_by_ephemeral(I_SCALAR, GR, blob, b"ctx") == b"Movie ticket A"
+    with pytest.raises(s.SealError):  # another ephemeral than the header's
+        s.open_x_only_by_ephemeral(R_SCALAR, GR, blob, b"ctx")
+
+
+def test_a_pair_is_checked_by_signing_and_verifying() -> None:
+    assert s.pair_matches(I_SCALAR, GI) and s.pair_matches(R_SCALAR, GR)
+    assert not s.pair_matches(I_SCALAR, GR) and not s.pair_matches(bytes(32), GI)
+    assert not s.pair_matches(I_SCALAR, GI[:-1] + bytes((GI[-1] ^ 1,)))  # not on the curve
 
 
 @pytest.mark.parametrize("position", range(0, len(SEALED) // 2, 7))

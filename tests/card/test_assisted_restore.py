@@ -4,6 +4,8 @@ value is the one certified; refusals change nothing; tearing at every write."""
 
 from __future__ import annotations
 
+from hashlib import sha256
+
 import pytest
 
 from apdu import SW, ApduError, seal
@@ -16,8 +18,8 @@ from ..readers import Reader
 from .helpers import observe, tear_every_write
 from .test_backup_commands import VAULT, loaded, opened
 
-KEYMGR = seal.scalar_from_seed(b"key manager".ljust(32, b"\0"))
-OTHER = seal.scalar_from_seed(b"somebody else".ljust(32, b"\0"))
+KEYMGR = sha256(b"key manager".ljust(32, b"\0")).digest()
+OTHER = sha256(b"somebody else".ljust(32, b"\0")).digest()
 VALUE = FIG15[2].body()  # value 3, prepaid card E
 
 

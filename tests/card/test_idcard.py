@@ -37,7 +37,7 @@ def test_document_and_signature(reader: Reader) -> None:
 
 
 def test_each_card_makes_its_own_key() -> None:
-    keys = {SimulatedCard.issue_idcard("A", "N1", EXPIRY, ISSUER.sign).applets[0].document.public_key  # type: ignore[attr-defined]
+    keys = {IdCardSession(connect_card(SimulatedCard.issue_idcard("A", "N1", EXPIRY, ISSUER.sign))).public_key()
             for _ in range(3)}
     assert len(keys) == 3
 
@@ -125,10 +125,28 @@ def _document(key: bytes, has_pin: bool = False) -> i.IdDocument:
     return i.IdDocument.signed("Mallory", "X-1", EXPIRY, key, has_pin, ISSUER.sign)
 
 
+def _raw(key: bytes, **fields: bytes) -> bytes:
+    """A document TLV with some fields replaced (tags 80..84, 9E by name), signature or not."""
+    tags = {"holder": 0x80, "number": 0x81, "expiry": 0x82, "key": 0x83, "flag": 0x84, "signature": 0x9E}
+    values = {"holder": b"Mallory", "number": b"X-1", "expiry": bytes.fromhex("20310331"), "key": key,
+              "flag": b"\x00", "signature": bytes(70)} | fields
+    return b"".join(bytes((tags[name], len(value))) + value for name, value in values.items())
+
+
+STRUCTURE = {
+    "holder too long": {"holder": b"H" * 65}, "empty number": {"number": b""},
+    "number not printable": {"number": b"X\x01"}, "no such date": {"expiry": bytes.fromhex("20311301")},
+    "PIN flag 02": {"flag": b"\x02"}, "empty signature": {"signature": b""},
+    "signature too long": {"signature": bytes(73)},
+}
+
+
 @pytest.mark.parametrize("case", ["another card's key", "PIN flag without a PIN", "PIN without the flag",
-                                  "bad PIN block", "not a document", "P1P2"])
+                                  "bad PIN block", "not a document", "P1P2", "long length form",
+                                  *STRUCTURE])
 def test_a_bad_issue_changes_nothing(case: str) -> None:
-    """Every refused PUT DATA leaves the card blank: the same EEPROM, byte for byte."""
+    """Every refused PUT DATA leaves the card blank: the same EEPROM, byte for byte. The card
+    checks structure, sizes and its own key (docs/APDU.md 7.2), as the applet does."""
     card, s = blank_session()
     key = s.public_key()
     other = crypto.generate()[1]
@@ -139,6 +157,8 @@ def test_a_bad_issue_changes_nothing(case: str) -> None:
         "bad PIN block": i.put_document(_document(key, has_pin=True), bytes(8)),
         "not a document": CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, bytes.fromhex("800141")),
         "P1P2": CommandApdu(0x00, i.INS_PUT_DATA, 0, 1, _document(key).to_bytes()),
+        "long length form": CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, _raw(key).replace(b"\x80\x07", b"\x80\x81\x07", 1)),
+        **{name: CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, _raw(key, **fields)) for name, fields in STRUCTURE.items()},
     }[case]
     before = card.eeprom.snapshot()
     _, sw = s.protocol.transport.send_and_receive(bytes(command))
@@ -192,3 +212,10 @@ def test_issue_torn_at_every_write_is_blank_or_issued() -> None:
         s.verify_pin("2468")
         assert s.authenticate(KEYMGR, bytes(16))
     assert outcomes == {"blank", "issued"} and total > 1
+
+
+def test_a_well_formed_document_the_card_takes() -> None:
+    """The structure check's positive twin: the same builder, nothing replaced, is issued."""
+    _, s = blank_session()
+    s.protocol.send(CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, _raw(s.public_key())))
+    assert s.protocol.send(i.get_document()) == _raw(s.public_key())

@@ -5,6 +5,8 @@ write of generation and import."""
 
 from __future__ import annotations
 
+from hashlib import sha256
+
 import pytest
 
 from apdu import SW, ApduError, seal
@@ -16,7 +18,7 @@ from host.transport.inprocess import connect_card
 from ..readers import Reader
 from .helpers import PIN, clone, observe, personalized, send, tear_every_write
 
-KEYMGR = seal.scalar_from_seed(b"key manager".ljust(32, b"\0"))
+KEYMGR = sha256(b"key manager".ljust(32, b"\0")).digest()
 KEYMGR_PUBLIC = seal.public_key(KEYMGR)
 CELLS = personalized()[0].eeprom.snapshot()
 
@@ -45,8 +47,9 @@ def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, mode: k.Ke
     assert (len(info.public_key) == 65) == (mode == k.KeyMode.PUBLIC)
     old.put_keymgr_key(KEYMGR_PUBLIC)
     sealed = old.export_key()
-    # the key manager opens it (E3); the seed re-derives exactly the card's key
+    # the key manager opens it (E3): the key material (d || Q, or K) is exactly the card's key
     seed = seal.open_sealed(KEYMGR, sealed, k.export_context(old.identity().card_id, info.key_id))
+    assert k.check_material(seed, mode) == info
     # ... and seals it to the transport key a fresh card made for this import
     new = unlocked(clone(personalized()[0].eeprom.snapshot()))
     transport = new.new_transport_key()
@@ -60,10 +63,54 @@ def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, mode: k.Ke
 def test_the_export_is_opaque_to_everyone_but_the_key_manager() -> None:
     info, sealed, card_id = escrowed()
     context = k.export_context(card_id, info.key_id)
-    for outsider in (seal.scalar_from_seed(bytes(32)), seal.scalar_from_seed(b"vault".ljust(32, b"\0"))):
+    for outsider in (sha256(bytes(32)).digest(), sha256(b"vault".ljust(32, b"\0")).digest()):
         with pytest.raises(seal.SealError):
             seal.open_sealed(outsider, sealed, context)  # the terminal or the vault
-    assert seal.public_key(seal.scalar_from_seed(seal.open_sealed(KEYMGR, sealed, context))) == info.public_key
+    material = seal.open_sealed(KEYMGR, sealed, context)
+    assert len(material) == 97 and seal.public_key(material[:32]) == material[32:] == info.public_key
+
+
+def _fresh_with_transport() -> tuple[SimulatedCard, WalletSession, bytes]:
+    card = clone(CELLS)
+    s = unlocked(card)
+    return card, s, s.new_transport_key()
+
+
+@pytest.mark.parametrize("forgery", ["other-d", "point-off-curve", "compressed", "d-zero", "d-is-n", "short"])
+def test_an_import_whose_pair_does_not_fit_is_refused(forgery: str) -> None:
+    """A 3.0.4 card cannot compute d*G: it signs with d and verifies with Q before it takes a
+    pair, so key material whose halves do not belong together changes nothing (6A80)."""
+    info, sealed, card_id = escrowed()
+    material = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
+    d, q = material[:32], material[32:]
+    forged = {
+        "other-d": seal.random_scalar() + q,
+        "point-off-curve": d + q[:-1] + bytes((q[-1] ^ 1,)),
+        "compressed": d + seal.x_only(q) + bytes(32),
+        "d-zero": bytes(32) + q,
+        "d-is-n": seal.N_BYTES + q,
+        "short": material[:-1],
+    }[forgery]
+    card, s, transport = _fresh_with_transport()
+    blob = seal.seal(transport, forged, k.import_context(s.identity().card_id, k.KeyMode.PUBLIC))
+    before = observe(card)
+    with pytest.raises(ApduError) as refused:
+        s.import_key(k.KeyMode.PUBLIC, blob)
+    assert refused.value.sw == SW.WRONG_DATA and observe(card) == before
+    good = seal.seal(transport, material, k.import_context(s.identity().card_id, k.KeyMode.PUBLIC))
+    assert s.import_key(k.KeyMode.PUBLIC, good) == info  # the same card takes the real pair
+
+
+def test_generated_keys_are_random_pairs() -> None:
+    """GENERATE KEY draws d (no seed to derive it from): two cards never share a key, and what
+    EXPORT KEY hands the key manager is d || Q with Q = d*G."""
+    materials = []
+    for _ in range(2):
+        info, sealed, card_id = escrowed()
+        material = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
+        assert seal.valid_scalar(material[:32]) and seal.public_key(material[:32]) == info.public_key
+        materials.append(material)
+    assert materials[0] != materials[1]
 
 
 def test_an_import_made_for_another_card_is_refused() -> None:
@@ -89,7 +136,7 @@ def test_an_import_made_for_another_card_is_refused() -> None:
     ("export-without-key", "pin keymgr", "8066000000", SW.CONDITIONS_NOT_SATISFIED),
     ("export-without-keymgr", "pin key", "8066000000", SW.CONDITIONS_NOT_SATISFIED),
     ("keymgr-not-a-point", "pin", "8064000041" + "04" + "00" * 64, SW.WRONG_DATA),
-    ("keymgr-replaced", "pin keymgr", "8064000041" + seal.public_key(seal.scalar_from_seed(bytes(32))).hex(),
+    ("keymgr-replaced", "pin keymgr", "8064000041" + seal.public_key(sha256(bytes(32)).digest()).hex(),
      SW.CONDITIONS_NOT_SATISFIED),
     ("import-without-transport", "pin", "806A0100" + "60" + "00" * 96, SW.CONDITIONS_NOT_SATISFIED),
     ("import-garbage", "pin transport", "806A0100" + "60" + "00" * 96, SW.WRONG_DATA),
@@ -141,10 +188,36 @@ def test_tearing_share_import() -> None:
     seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
     from apdu import shamir
 
-    first, second, _ = shamir.split(seed, 2, 3)
+    first, second, _ = shamir.split(seed[:32], 2, 3)
+    q = info.public_key
 
     def prepare(s: WalletSession) -> None:
-        assert s.import_share(k.KeyMode.PUBLIC, info.key_id, first, sealed=False).mode == k.KeyMode.NONE
+        assert s.import_share(k.KeyMode.PUBLIC, info.key_id, first, False, q).mode == k.KeyMode.NONE
 
-    tear_every_write(CELLS, lambda s: s.import_share(k.KeyMode.PUBLIC, info.key_id, second, sealed=False),
+    tear_every_write(CELLS, lambda s: s.import_share(k.KeyMode.PUBLIC, info.key_id, second, False, q),
                      lambda s: s.key_info(), prepare)
+
+
+@pytest.mark.parametrize("forgery", ["q-of-another-key", "q-not-the-key-ids"])
+def test_shares_with_a_public_key_that_does_not_fit_are_refused(forgery: str) -> None:
+    """Q travels beside the shares in clear: the card takes it only when the key id names it,
+    and installs only a rebuilt d that is its private key."""
+    from apdu import shamir
+
+    info, sealed, card_id = escrowed()
+    d = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))[:32]
+    first, second, _ = shamir.split(d, 2, 3)
+    other = seal.public_key(seal.random_scalar())
+    key_id = seal.key_id(other) if forgery == "q-of-another-key" else info.key_id
+    card = clone(CELLS)
+    s = unlocked(card)
+    if forgery == "q-not-the-key-ids":
+        before = observe(card)
+        with pytest.raises(ApduError) as refused:
+            s.import_share(k.KeyMode.PUBLIC, key_id, first, False, other)
+        assert refused.value.sw == SW.WRONG_DATA and observe(card) == before
+        return
+    # a Q whose key id is given honestly, but the shares are of another d: never installed
+    assert s.import_share(k.KeyMode.PUBLIC, key_id, first, False, other).mode == k.KeyMode.NONE
+    assert s.import_share(k.KeyMode.PUBLIC, key_id, second, False, other).mode == k.KeyMode.NONE
+    assert s.key_info().mode == k.KeyMode.NONE

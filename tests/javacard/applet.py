@@ -7,8 +7,9 @@ the kit comes from ``JC_HOME`` only (../shared/javacard/README.md), without it t
 
 from __future__ import annotations
 
+from apdu.wallet import AID_WALLET
 from card import CardMute
-from card.javacard import NO_KIT, ROOT, AppletBuild, AppletCard, build
+from card.javacard import APPLET_CLASS, NO_KIT, ROOT, AppletBuild, AppletCard, build
 from host.transport import CardRemovedError
 
 Build = AppletBuild
@@ -18,8 +19,8 @@ __all__ = ["NO_KIT", "ROOT", "AppletTransport", "Build", "build"]
 class AppletTransport:
     """One simulated card holding the wallet applet, freshly installed (a new card id)."""
 
-    def __init__(self, built: AppletBuild) -> None:
-        self.card = AppletCard(built)
+    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET) -> None:
+        self.card = AppletCard(built, applet_class, aid)
 
     @property
     def atr(self) -> bytes:

@@ -56,7 +56,7 @@ def test_the_applet_in_a_pcsc_reader(served: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0, out
-    assert "Java Card applet" in out and "Card removed." in out and "Traceback" not in out
+    assert "applet (Java Card" in out and "Card removed." in out and "Traceback" not in out
 
 
 def test_javacard_with_a_card_image_is_a_usage_error() -> None:

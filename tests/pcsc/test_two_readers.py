@@ -1,9 +1,11 @@
 """Two readers at once through pcscd (seed E5): the wallet card in slot 0, an ID card served by
-``evb card serve --kind idcard`` in slot 1. The owner's policy needs the password and the ID
-card; the escrowed key is restored onto a fresh wallet card with both."""
+``evb card serve --kind idcard`` in slot 1: the Python ID card, then the Java Card ID applet
+issued through the reader by ``evb card issue-id --id-reader``. The owner's policy needs the
+password and the ID card; the escrowed key is restored onto a fresh wallet card with both."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import pytest
 
 from card import SimulatedCard
 from card.bridge.vpcd import VpcdBridge
+from card.javacard import NO_KIT
 from host import factors
 from host.idcard import IdCardSession
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
@@ -30,24 +33,42 @@ from .test_serve import SLOT1, evb
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def id_card_in_slot1(pcscd: None, tmp_path: Path) -> Iterator[IdCardSession]:
-    image = tmp_path / "id.img"
-    SimulatedCard.issue_idcard("Hanako Yamada", "DL-777", date(2099, 12, 31), ISSUER.sign, pin="2468", image=image)
-    proc = subprocess.Popen([sys.executable, "-m", "host.cli", "card", "serve", "--kind", "idcard",
-                             "--card-image", str(image), "--slot", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.fixture(params=["python", "javacard"])
+def id_card_in_slot1(request: pytest.FixtureRequest, pcscd: None, tmp_path: Path) -> Iterator[IdCardSession]:
+    serve = [sys.executable, "-m", "host.cli", "card", "serve", "--kind", "idcard", "--slot", "1"]
+    if request.param == "javacard":
+        if not os.environ.get("JC_HOME"):
+            pytest.skip(NO_KIT)
+        proc = subprocess.Popen([*serve, "--javacard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        image = tmp_path / "id.img"
+        SimulatedCard.issue_idcard("Hanako Yamada", "DL-777", date(2099, 12, 31), ISSUER.sign, pin="2468",
+                                   image=image)
+        proc = subprocess.Popen([*serve, "--card-image", str(image)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def session() -> IdCardSession:
         return IdCardSession(connect_reader(SLOT1))
 
     try:
-        card = retry(session, timeout=15)
+        card = retry(session, timeout=90)  # the first --javacard run builds the CAP
+        if request.param == "javacard":  # a blank card: the issuer issues it through the reader
+            card.protocol.transport.close()
+            evb("card", "issue-id", "--id-reader", SLOT1, "--holder", "Hanako Yamada", "--number", "DL-777",
+                "--expiry", "2099-12-31", "--pin-file", str(pin_file(tmp_path)))
+            card = session()
         card.verify_pin("2468")
         yield card
     finally:
         proc.kill()
         proc.wait()
+
+
+def pin_file(folder: Path) -> Path:
+    path = folder / "id-pin"
+    path.write_text("2468\n")
+    path.chmod(0o600)
+    return path
 
 
 def test_a_key_restored_with_password_and_id_card(pcsc_bridge: VpcdBridge, id_card_in_slot1: IdCardSession,

@@ -17,9 +17,8 @@ from host import factors
 from host.idcard import IdCardSession
 from host.keymgr_client import IdCardAnswer, KeyManagerClient
 from host.transport.inprocess import connect_card
-from servers.keymgr import service as keymgr_service
 from servers.keymgr.server import running
-from servers.keymgr.service import MAX_FAILURES
+from servers.keymgr.services.accounts import MAX_FAILURES
 
 from ..conftest import ISSUER
 from .test_keymgr import refused
@@ -74,7 +73,7 @@ def test_an_expired_id_card_is_refused(keymgr: KeyManagerClient, monkeypatch: py
     factors.enrol_id_card(keymgr, mine)
     refused(lambda: factors.enrol_id_card(keymgr, id_card(number="DL-2", days=-1)), 400, "expired")
     later = time.time() + 60 * 86400
-    monkeypatch.setattr(keymgr_service.time, "time", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)
     refused(lambda: factors.login(keymgr, NAME, PASSWORD, id_card=mine), 401, "expired on")
 
 

@@ -21,14 +21,14 @@ from argon2 import PasswordHasher
 from host import factors
 from servers.keymgr import fingerprint
 from servers.keymgr.app import create_app
+from servers.keymgr.errors import KeyManagerError
 from servers.keymgr.server import build_service
-from servers.keymgr.service import (
+from servers.keymgr.services.accounts import (
     FORGET_AFTER,
     LOCK_SECONDS,
     MAX_FAILURES,
+    Accounts,
     Factors,
-    KeyManagerError,
-    KeyManagerService,
     SteppedUp,
 )
 from servers.runner import BackgroundServer
@@ -56,11 +56,11 @@ class Verifications(PasswordHasher):
 
 
 @pytest.fixture
-def world(db_url: str, tmp_path: Path) -> Iterator[KeyManagerService]:
+def world(db_url: str, tmp_path: Path) -> Iterator[Accounts]:
     service, db = build_service(db_url, tmp_path / "k.pem", tmp_path / "m.key",
                                 replace(FAST, max_verifications=64))
-    service.create_account(NAME, PASSWORD)
-    yield service
+    service.accounts.create_account(NAME, PASSWORD)
+    yield service.accounts
     db.close()
 
 
@@ -92,7 +92,7 @@ def race(calls: Sequence[Callable[[], object]], counted: Verifications, verified
     return statuses
 
 
-def test_thirty_concurrent_wrong_guesses_verify_exactly_ten(world: KeyManagerService) -> None:
+def test_thirty_concurrent_wrong_guesses_verify_exactly_ten(world: Accounts) -> None:
     world.hasher = counted = Verifications(gate=threading.Event())
     statuses = race([lambda: world.login(NAME, "wrong password")] * 30, counted, MAX_FAILURES)
     assert counted.count == MAX_FAILURES
@@ -102,7 +102,7 @@ def test_thirty_concurrent_wrong_guesses_verify_exactly_ten(world: KeyManagerSer
     assert exc.value.status == 423 and counted.count == MAX_FAILURES  # refused unverified
 
 
-def test_the_right_guess_racing_wrong_ones_past_the_limit_was_reserved_under_it(world: KeyManagerService) -> None:
+def test_the_right_guess_racing_wrong_ones_past_the_limit_was_reserved_under_it(world: Accounts) -> None:
     """9 wrong, then 19 wrong and the right one at once: one guess is left, so exactly one of
     the twenty is verified; the counter is cleared only if that one was the right one."""
     for _ in range(MAX_FAILURES - 1):
@@ -118,7 +118,7 @@ def test_the_right_guess_racing_wrong_ones_past_the_limit_was_reserved_under_it(
         assert statuses == [423] * 20  # a wrong one took the last guess, and locked
 
 
-def test_step_up_proofs_spend_their_guesses_first_too(world: KeyManagerService) -> None:
+def test_step_up_proofs_spend_their_guesses_first_too(world: Accounts) -> None:
     account = world.repo.account(NAME)
     assert account is not None
     world.hasher = counted = Verifications(gate=threading.Event())
@@ -127,7 +127,7 @@ def test_step_up_proofs_spend_their_guesses_first_too(world: KeyManagerService) 
     assert counted.count == MAX_FAILURES
 
 
-def test_a_strangers_lock_expires_and_grows_with_each_lock(world: KeyManagerService,
+def test_a_strangers_lock_expires_and_grows_with_each_lock(world: Accounts,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Ten wrong passwords lock the name for a while, not for good; each further lock lasts
     twice as long, so a stranger still gets only a handful of guesses a day."""
@@ -149,7 +149,7 @@ def test_a_strangers_lock_expires_and_grows_with_each_lock(world: KeyManagerServ
     assert world.repo.failures(NAME) == 0
 
 
-def test_the_owner_lifts_a_strangers_lock_with_another_factor(world: KeyManagerService) -> None:
+def test_the_owner_lifts_a_strangers_lock_with_another_factor(world: Accounts) -> None:
     account = world.repo.account(NAME)
     assert account is not None
     owner = SteppedUp(account.id, account.name, account.password_hash)
@@ -162,7 +162,7 @@ def test_the_owner_lifts_a_strangers_lock_with_another_factor(world: KeyManagerS
     world.login(NAME, PASSWORD)  # the password's lock went with the owner's fingerprint
 
 
-def test_a_name_without_a_finger_costs_a_worst_case_match(world: KeyManagerService,
+def test_a_name_without_a_finger_costs_a_worst_case_match(world: Accounts,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The work, not its timing: a refusal for a name without a finger (unknown, or known with
     none enrolled) runs one match against a template as large as any, so it takes no less time
@@ -201,7 +201,7 @@ def test_a_worst_case_match_takes_bounded_memory() -> None:
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MB"
 
 
-def test_a_template_of_repeated_minutiae_is_refused(world: KeyManagerService) -> None:
+def test_a_template_of_repeated_minutiae_is_refused(world: Accounts) -> None:
     account = world.repo.account(NAME)
     assert account is not None
     repeated = fingerprint.encode(np.array([(150.0, 200.0, 1.0)] * fingerprint.MAX_MINUTIAE))
@@ -212,9 +212,9 @@ def test_a_template_of_repeated_minutiae_is_refused(world: KeyManagerService) ->
 
 def test_saturated_verifications_answer_503_with_retry_after(db_url: str, tmp_path: Path) -> None:
     service, db = build_service(db_url, tmp_path / "k.pem", tmp_path / "m.key", replace(FAST, max_verifications=1))
-    service.create_account(NAME, PASSWORD)
+    service.accounts.create_account(NAME, PASSWORD)
     release = threading.Event()
-    service.hasher = counted = Verifications(gate=release)
+    service.accounts.hasher = counted = Verifications(gate=release)
     server = BackgroundServer(create_app(service))
     url = server.start()
     try:
@@ -238,7 +238,7 @@ def rows(db: Database, table: str) -> int:
 
 
 def test_guesses_at_unknown_names_leave_no_audit_and_their_counters_are_forgotten(
-        world: KeyManagerService, monkeypatch: pytest.MonkeyPatch) -> None:
+        world: Accounts, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1_900_000_000.0]
     monkeypatch.setattr(time, "time", lambda: now[0])
     db = world.repo.db

@@ -23,7 +23,7 @@ from servers.keymgr.policy import PolicyError, parse
 from servers.runner import BackgroundServer
 from servers.storage import Database
 from servers.vault import server as vault_server
-from servers.vault.app import HandoverRequest, ReplacementRequest
+from servers.vault.models import HandoverRequest, ReplacementRequest
 from servers.wire import MAX_BODY, b64
 
 from .test_keymgr import FAST, NAME, PASSWORD, refused
@@ -111,6 +111,18 @@ def test_a_chunked_body_over_the_cap_is_a_413(vault_app: str) -> None:
 
     answer = httpx.post(vault_app + "/v1/challenges", content=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
+
+
+def test_a_405_names_every_method_of_the_path(vault_app: str) -> None:
+    """The Allow header lists the methods of every route on the path, whichever router holds them
+    (FastAPI keeps an included router as one entry of the app's routes)."""
+    assert httpx.put(vault_app + "/v1/registrations").headers["allow"] == "GET, POST"
+    assert httpx.get(vault_app + "/v1/sessions").headers["allow"] == "POST"
+
+
+def test_a_405_of_the_key_manager_names_every_method_of_the_path(keymgr_app: str) -> None:
+    assert httpx.put(keymgr_app + "/v1/rotations/" + "00" * 8).headers["allow"] == "GET"
+    assert httpx.get(keymgr_app + "/v1/sessions").headers["allow"] == "POST"
 
 
 def test_a_body_within_the_cap_still_works(vault_app: str) -> None:

@@ -5,6 +5,7 @@ open, and the master key outside the database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,14 @@ from host.api_client import ServiceError
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key, enrol_card, key_from_keymgr, restore_key
 from host.session import WalletSession
+from servers.keymgr.config import KeyManagerConfig
+from servers.keymgr.errors import KeyManagerError
 from servers.keymgr.repository import MIGRATIONS
 from servers.keymgr.server import build_service, running
-from servers.keymgr.service import MAX_FAILURES, KeyManagerConfig, KeyManagerError, MasterKey
+from servers.keymgr.services.accounts import MAX_FAILURES
+from servers.serverkey import MasterKey
 from servers.storage import Database
+from servers.wire import ApiError
 
 from ..card.helpers import personalized
 
@@ -105,7 +110,7 @@ def test_the_terminal_and_the_vault_cannot_open_what_they_relay(owner: KeyManage
     s.put_keymgr_key(owner.public_key())
     sealed, info = s.export_key(), s.key_info()
     context = k.export_context(s.identity().card_id, info.key_id)
-    for outsider in (seal.scalar_from_seed(bytes(32)), seal.scalar_from_seed(b"\x01" * 32)):
+    for outsider in (sha256(bytes(32)).digest(), sha256(b"\x01" * 32).digest()):
         with pytest.raises(seal.SealError):
             seal.open_sealed(outsider, sealed, context)
     _, new = personalized()
@@ -115,7 +120,7 @@ def test_the_terminal_and_the_vault_cannot_open_what_they_relay(owner: KeyManage
     owner.escrow(s.identity().card_id, info.key_id, info.mode, sealed)
     blob = owner.restore_key(s.identity().card_id, new.identity().card_id, transport).sealed
     with pytest.raises(seal.SealError):  # only the new card's transport key opens it
-        seal.open_sealed(seal.scalar_from_seed(bytes(32)), blob,
+        seal.open_sealed(sha256(bytes(32)).digest(), blob,
                          k.import_context(new.identity().card_id, info.mode))
     assert new.import_key(info.mode, blob) == info
 
@@ -170,7 +175,7 @@ def test_ten_wrong_passwords_lock_known_and_unknown_names_alike(keymgr_url: str,
         assert answers[NAME] == answers["nobody-by-this-name"]  # the answers do not tell
         assert answers[NAME][0] == (401, f"wrong name or password ({MAX_FAILURES - 1} tries left)")
     service, db = build_service(db_url, tmp_path / "keymgr-key.pem", tmp_path / "master.key", FAST)
-    service.unlock(NAME)  # the audited way out
+    service.accounts.unlock(NAME)  # the audited way out
     assert service.repo.audit(NAME)[-1][1] == "unlocked by the administrator"
     db.close()
     with KeyManagerClient(keymgr_url) as client:
@@ -180,7 +185,7 @@ def test_ten_wrong_passwords_lock_known_and_unknown_names_alike(keymgr_url: str,
 def test_unknown_names_cost_one_argon2_verification_like_known_ones(db_url: str, tmp_path: Path) -> None:
     """The timing side: both refusals run exactly one Argon2id verification of the password."""
     service, db = build_service(db_url, tmp_path / "k.pem", tmp_path / "m.key", FAST)
-    service.create_account(NAME, PASSWORD)
+    service.accounts.create_account(NAME, PASSWORD)
     calls: list[str] = []
 
     class Counting(PasswordHasher):
@@ -188,10 +193,10 @@ def test_unknown_names_cost_one_argon2_verification_like_known_ones(db_url: str,
             calls.append(str(hash))
             return super().verify(hash, password)
 
-    service.hasher = Counting(FAST.argon2_time_cost, FAST.argon2_memory_kib, FAST.argon2_parallelism)
+    service.accounts.hasher = Counting(FAST.argon2_time_cost, FAST.argon2_memory_kib, FAST.argon2_parallelism)
     for name in (NAME, "nobody"):
         with pytest.raises(KeyManagerError):
-            service.login(name, "wrong password")
+            service.accounts.login(name, "wrong password")
     assert len(calls) == 2 and calls[1] != calls[0] and calls[1].startswith("$argon2id$")
     db.close()
 
@@ -210,12 +215,12 @@ def test_escrowed_keys_are_encrypted_at_rest_under_a_master_key_outside_the_data
     with db.transaction() as tx:
         (stored,), = tx.execute("SELECT sealed_seed FROM escrows")
     db.close()
-    assert len(bytes(stored)) == 12 + 32 + 16  # nonce, seed, tag: AES-256-GCM
+    assert len(bytes(stored)) == 12 + 97 + 16  # nonce, d || Q, tag: AES-256-GCM
     service, db = build_service(db_url, tmp_path / "keymgr-key.pem", tmp_path / "another-master.key", FAST)
     account = service.repo.account(NAME)
     assert account is not None
-    with pytest.raises(KeyManagerError, match="integrity"):  # the database alone opens nothing
-        service.restore(account, s.identity().card_id, s.identity().card_id, personalized()[1].new_transport_key())
+    with pytest.raises(ApiError, match="integrity"):  # the database alone opens nothing
+        service.escrows.restore(account, s.identity().card_id, s.identity().card_id, personalized()[1].new_transport_key())
     db.close()
     assert MasterKey.load_or_create(tmp_path / "master.key") is not None
     assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600

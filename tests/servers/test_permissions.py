@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from servers.keyfile import KeyFileError, load_or_create_key
-from servers.keymgr.service import MasterKey
+from servers.serverkey import MasterKey
 from servers.storage import Database
 from servers.tls import init_folder
 from servers.vault.repository import MIGRATIONS

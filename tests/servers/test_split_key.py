@@ -17,8 +17,8 @@ from host.keymgr_client import KeyManagerClient
 from host.keys import KeyFlowError, enrol_card, restore_split_key, split_key
 from host.session import WalletSession
 from host.vault_client import VaultClient
+from servers.keymgr.config import KeyManagerConfig
 from servers.keymgr.server import running as keymgr_running
-from servers.keymgr.service import KeyManagerConfig
 from servers.vault.server import running as vault_running
 
 from ..card.helpers import observe, personalized
@@ -83,19 +83,19 @@ def test_shares_of_one_card_do_not_open_for_another(servers: tuple[KeyManagerCli
                                 other.new_transport_key()).sealed  # made for another card
     before = observe(card)
     with pytest.raises(ApduError) as refused:
-        thief.import_share(info.mode, info.key_id, blob, sealed=True)
+        thief.import_share(info.mode, info.key_id, blob, True, info.public_key)
     assert refused.value.sw == SW.WRONG_DATA and observe(card) == before
 
 
 def test_no_single_share_rebuilds_and_two_do() -> None:
-    """Card-level: 2 of 3 over the real seed; every pair rebuilds, no single share does."""
+    """Card-level: 2 of 3 over the real d; every pair rebuilds, no single share does."""
     card, s = personalized()
     s.generate_key()
-    seed = card.applets[0]._seed()  # type: ignore[attr-defined]
-    shares = shamir.split(seed, 2, 3)
+    material = card.applets[0]._material()  # type: ignore[attr-defined]
+    d, q = material[:32], material[32:]
+    shares = shamir.split(d, 2, 3)
     for one in shares:
-        assert k.key_info_of(shamir.combine([one, bytes((one[0] % 3 + 1,)) + bytes(32)]), k.KeyMode.PUBLIC) \
-            != s.key_info()
+        assert not seal.pair_matches(shamir.combine([one, bytes((one[0] % 3 + 1,)) + bytes(32)]), q)
     for pair in ((0, 1), (0, 2), (1, 2)):
-        assert shamir.combine([shares[i] for i in pair]) == seed
-    assert seal.key_id(seal.public_key(k.decryption_key(seed, k.KeyMode.PUBLIC))) == s.key_info().key_id
+        assert shamir.combine([shares[i] for i in pair]) == d
+    assert seal.key_id(seal.public_key(d)) == s.key_info().key_id and seal.public_key(d) == q

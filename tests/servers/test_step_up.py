@@ -20,12 +20,12 @@ from host import factors
 from host.keymgr_client import Factors, KeyManagerClient
 from host.keys import enrol_card
 from host.session import WalletSession
+from servers.auth import token_hash
 from servers.keyfile import public_bytes
 from servers.keymgr.repository import MIGRATIONS, PURGE_BATCH, KeyManagerRepository
 from servers.keymgr.server import running
-from servers.keymgr.service import MAX_FAILURES
+from servers.keymgr.services.accounts import MAX_FAILURES
 from servers.storage import Database
-from servers.tokens import token_hash
 
 from ..card.helpers import personalized
 from .test_factors import id_card

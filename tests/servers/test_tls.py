@@ -15,9 +15,9 @@ from host.assisted import assisted_restore
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.vault_client import VaultClient, VaultClientError
 from servers.keyfile import load_or_create_key, public_bytes
+from servers.keymgr.config import KeyManagerConfig
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
-from servers.keymgr.service import KeyManagerConfig
 from servers.tls import Issued, init_folder
 from servers.vault.server import running as vault_running
 

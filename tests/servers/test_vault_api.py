@@ -20,7 +20,7 @@ from host.backup import BackupError, backup, connect, restore
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
 from host.vault_client import VaultClient
-from servers.keyfile import load_or_create_key
+from servers.serverkey import ServerKey
 from servers.storage import Database
 from servers.vault.app import openapi_schema
 from servers.vault.repository import MIGRATIONS, VaultRepository
@@ -133,7 +133,7 @@ def test_bad_registrations_get_a_4xx_with_a_message(vault_url: str, body: dict[s
 def test_a_thousand_registrations_through_a_wrapping_counter(db_url: str, tmp_path: Path) -> None:
     """Counters wrap at 256 four times over: every certificate still finds its own value."""
     db = Database.open(db_url, MIGRATIONS)
-    vault = VaultService(VaultRepository(db, counter_modulus=256), load_or_create_key(tmp_path / "key.pem"))
+    vault = VaultService(VaultRepository(db, counter_modulus=256), ServerKey.load_or_create(tmp_path / "key.pem"))
     card_id = bytes.fromhex("0102030405060708")
     values = [ValueRecord(ValueType.COUPON, f"Coupon {i}", quantity=i + 1).body() for i in range(1000)]
     certs = [vault.register(card_id, v).certificate for v in values]

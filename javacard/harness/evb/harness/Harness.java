@@ -2,6 +2,8 @@ package evb.harness;
 
 import com.licel.jcardsim.base.Simulator;
 import java.io.BufferedReader;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -22,6 +24,9 @@ public final class Harness {
     }
 
     public static void main(String[] args) throws Exception {
+        // the protocol owns stdout; jCardSim's own chatter ("getInstance of ...") goes to stderr
+        PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), false, "US-ASCII");
+        System.setOut(System.err);
         Simulator simulator = new Simulator();
         byte[] aidBytes = hex(args[1]);
         AID aid = new AID(aidBytes, (short) 0, (byte) aidBytes.length);
@@ -29,7 +34,6 @@ public final class Harness {
             Class.forName(args[0]).asSubclass(javacard.framework.Applet.class);
         simulator.installApplet(aid, applet);
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.US_ASCII));
-        PrintStream out = new PrintStream(System.out, false, "US-ASCII");
         out.println("READY");
         out.flush();
         String line;

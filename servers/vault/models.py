@@ -1,0 +1,128 @@
+"""The vault's wire shapes (FastAPI's request and response models): binary fields base64, ids
+hex, strict types; the published schema is docs/vault-openapi.json."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from ..wire import B64, HEX_ID, HEX_PATTERN, MAX_TIME, StrictModel
+
+
+class VaultInfo(StrictModel):
+    public_key: B64
+    digest_fields: list[str]
+
+
+class ChallengeRequest(StrictModel):
+    card_id: HEX_ID
+
+
+class ChallengeResponse(StrictModel):
+    challenge: B64
+    expires_at: int
+
+
+class SessionRequest(StrictModel):
+    card_id: HEX_ID
+    public_key: B64
+    attestation: B64 = Field(description="the card issuer's attestation of the identity key "
+                                         "(GET ATTESTATION: issuer public key, signature)")
+    challenge: B64
+    signature: B64
+
+
+class SessionResponse(StrictModel):
+    token: str
+    expires_at: int
+
+
+class RegistrationRequest(StrictModel):
+    """Exactly one of: the value (E1), or the card's registered value (E2, encrypted)."""
+
+    value: B64 | None = None
+    registered_value: B64 | None = None
+
+
+class RegistrationOut(StrictModel):
+    counter: int
+    card_id: str = Field(description="the card that backed it up (another one after a replacement)")
+    value_hash: str
+    certificate: B64
+    created_at: int
+
+
+class RestoreRequest(StrictModel):
+    certificate: B64
+
+
+class RestoreResponse(StrictModel):
+    value: B64
+
+
+class KeyShareRequest(StrictModel):
+    key_id: Annotated[str, Field(min_length=16, max_length=16, pattern=HEX_PATTERN)]
+    sealed_share: B64
+
+
+class KeyShareResponse(StrictModel):
+    kept: bool
+
+
+class ReleaseRequest(StrictModel):
+    counter: int = Field(ge=0, le=0xFFFFFFFF)
+    value_hash: Annotated[str, Field(min_length=64, max_length=64, pattern=HEX_PATTERN)]
+    receipt: B64
+
+
+class ReleaseResponse(StrictModel):
+    released: bool
+
+
+class ReplacementRequest(StrictModel):
+    """The key manager's signed statement that the owner lost ``old_card_id``."""
+
+    old_card_id: HEX_ID
+    old_public_key: B64
+    new_card_id: HEX_ID | None = None
+    new_public_key: B64 | None = None
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
+    signature: B64
+
+
+class ReplacementResponse(StrictModel):
+    waiting: int = Field(description="registrations to hand over to the new card")
+
+
+class FetchRequest(StrictModel):
+    """Signed by the key manager's statement key over the certificate and the time."""
+
+    certificate: B64
+    issued_at: int = Field(ge=0, le=MAX_TIME, description="seconds since the epoch")
+    signature: B64
+
+
+class FetchResponse(StrictModel):
+    registered_value: B64
+
+
+class HandoverRequest(StrictModel):
+    imported: int = Field(ge=0, le=0xFFFFFFFF, description="the card's import counter")
+
+
+class HandoverResponse(StrictModel):
+    handover: B64 | None = Field(description="for IMPORT CERTIFICATE; null when none is left")
+    waiting: int
+
+
+class ShareRestoreRequest(StrictModel):
+    old_card_id: HEX_ID
+    key_id: HEX_ID
+    transport_key: B64
+
+
+class ShareRestoreResponse(StrictModel):
+    sealed_share: B64
+    public_key: B64 | None = Field(description="Q of a public key (null for a symmetric one): IMPORT SHARE "
+                                               "carries it beside the share")
