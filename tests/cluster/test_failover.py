@@ -35,6 +35,7 @@ from host.vault_client import RegistrationInfo, VaultClient, VaultClientError
 
 from ..card.helpers import personalized
 from ..conftest import FULL, PIN
+from ..host.test_vault_kill import conserved
 
 TRIALS = 100 if FULL else 1
 CARDS = 3 if FULL else 2
@@ -108,20 +109,6 @@ def run_phase(card: SimulatedCard, client: VaultClient, phase: str) -> None:
             release_unneeded(s, client)
     except (VaultClientError, BackupError):
         pass
-
-
-def conserved(card: SimulatedCard, originals: dict[int, bytes], client: VaultClient) -> None:
-    s = unlocked(card)
-    connect(s, client)
-    entries = {e.id: e for e in s.list()}
-    assert set(entries) == set(originals)
-    for value_id, body in originals.items():
-        if entries[value_id].flags & ValueFlags.CERTIFICATE:
-            cert = s.begin_restore(value_id)
-            assert client.restore(cert) == body, f"value {value_id}: the vault lost it"
-            s.cancel_pending(value_id)
-        else:
-            assert s.read(value_id).body() == body, f"value {value_id} changed"
 
 
 def vault_rows(cluster: Any) -> list[tuple[int, bytes]]:
@@ -227,9 +214,9 @@ def test_failover_trial(trial: int, cluster: Any) -> None:
     assert not ledger.broken, ledger.broken
     with VaultClient(url, ca=ca) as client:
         for card, originals in cards:
-            conserved(card, originals, client)
+            conserved(card, originals, url, ca)
             run_phase(card, client, phase)  # the re-run completes the phase
-            conserved(card, originals, client)
+            conserved(card, originals, url, ca)
             flags = {e.flags for e in unlocked(card).list()}
             assert flags == ({ValueFlags.CERTIFICATE} if phase == "backup" else {ValueFlags.NONE})
     for card, originals in cards:  # and at the end each value is where the phase put it, once
