@@ -213,6 +213,12 @@ class Cluster:
                          "FROM pgautofailover.node ORDER BY nodeid", "pg_auto_failover")
         return [(str(n), int(str(p)), str(r), str(g)) for n, p, r, g in rows]
 
+    def health_checks_pass(self) -> bool:
+        """The monitor's own health check reaches every node: until then it may still decide to
+        fail over from a primary that its keeper has already restarted."""
+        rows = self._sql(self.layout.monitor_port, "SELECT health FROM pgautofailover.node", "pg_auto_failover")
+        return all(int(str(health)) == 1 for (health,) in rows)
+
     def primary(self) -> int:
         """The node number (1 or 2) the monitor has as primary."""
         for _, port, reported, goal in self.states():
@@ -233,7 +239,8 @@ class Cluster:
         write, three times over two seconds: the monitor's view lags a kill by a moment."""
         deadline = time.monotonic() + seconds
         for _ in range(3):
-            self._wait(lambda: self.healthy() and self._try(self._writable), deadline - time.monotonic(),
+            self._wait(lambda: self.healthy() and self._try(self._writable) and self._try(self.health_checks_pass),
+                       deadline - time.monotonic(),
                        "primary + synchronous standby")
             time.sleep(1)
 
