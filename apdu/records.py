@@ -62,7 +62,8 @@ class RecordError(ValueError):
 
 
 def encode_bcd_date(d: date) -> bytes:
-    return bytes.fromhex(d.strftime("%Y%m%d"))
+    # not strftime: it writes years below 1000 without their leading zeros on glibc
+    return bytes.fromhex(f"{d.year:04d}{d.month:02d}{d.day:02d}")
 
 
 def decode_bcd_date(raw: bytes) -> date:
@@ -76,12 +77,18 @@ def decode_bcd_date(raw: bytes) -> date:
 
 
 def encode_bcd_datetime(t: datetime) -> bytes:
-    return bytes.fromhex(t.strftime("%Y%m%d%H%M%S"))
+    return bytes.fromhex(f"{t.year:04d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}{t.second:02d}")
 
 
 def decode_bcd_datetime(raw: bytes) -> datetime:
+    """Exactly 7 BCD bytes, a calendar date and a time of day: strptime would also take 5 or 6
+    bytes with one-digit fields, which a card parsing fixed positions does not (docs/APDU.md 3.4)."""
+    digits = raw.hex()
     try:
-        return datetime.strptime(raw.hex(), "%Y%m%d%H%M%S")
+        if len(raw) != 7 or not digits.isdigit():
+            raise ValueError(digits)
+        return datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]),
+                        int(digits[8:10]), int(digits[10:12]), int(digits[12:]))
     except ValueError as exc:
         raise RecordError(f"bad BCD date-time {raw.hex()}") from exc
 

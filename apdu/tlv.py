@@ -111,6 +111,20 @@ def encode(items: Sequence[Tlv | tuple[int, bytes]]) -> bytes:
     return b"".join(bytes(i) if isinstance(i, Tlv) else bytes(Tlv(*i)) for i in items)
 
 
+def locate_first(buf: bytes, tags: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    """(offset, length) of the first value of each of ``tags`` present, in one pass that stops
+    once all are found."""
+    found: dict[int, tuple[int, int]] = {}
+    pos = 0
+    while pos < len(buf) and len(found) < len(tags):
+        tag, pos = parse_tag(buf, pos)
+        n, pos = parse_length(buf, pos)
+        if tag in tags and tag not in found:
+            found[tag] = (pos, n)
+        pos += n
+    return found
+
+
 def locate(buf: bytes, tag: int) -> tuple[int, int] | None:
     """(offset, length) of the first value with ``tag``, for rewriting a field in place."""
     pos = 0

@@ -8,6 +8,7 @@ command; the value record is BER-TLV
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
@@ -115,20 +116,10 @@ def parse_puk_block(raw: bytes) -> bytes:
 
 # --- GET CARD INFO --------------------------------------------------------------------------
 
-CARD_INFO = Struct(
-    "version_major" / Int8ub,
-    "version_minor" / Int8ub,
-    "life_cycle" / Int8ub,
-    "card_id" / Bytes(8),
-    "total_memory" / Int32ub,
-    "free_memory" / Int32ub,
-    "index_capacity" / Int16ub,
-    "index_used" / Int16ub,
-    "value_count" / Int16ub,
-    "certificate_count" / Int16ub,
-    "pin_tries_remaining" / Int8ub,
-    "pin_max_tries" / Int8ub,
-).compile()
+CARD_INFO = struct.Struct(">BBB8sIIHHHHBB")
+"""version major, minor, life cycle, card id, total and free memory, index capacity and entries
+used, values, certificates, PIN tries left and allowed. struct, not construct: the card answers
+GET CARD INFO in a few microseconds instead of tens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,45 +137,19 @@ class CardInfo:
     pin_max_tries: int
 
     def __bytes__(self) -> bytes:
-        return bytes(CARD_INFO.build(
-            dict(
-                version_major=self.version[0],
-                version_minor=self.version[1],
-                life_cycle=int(self.life_cycle),
-                card_id=self.card_id,
-                total_memory=self.total_memory,
-                free_memory=self.free_memory,
-                index_capacity=self.index_capacity,
-                index_used=self.index_used,
-                value_count=self.value_count,
-                certificate_count=self.certificate_count,
-                pin_tries_remaining=self.pin_tries_remaining,
-                pin_max_tries=self.pin_max_tries,
-            )
-        ))
+        return CARD_INFO.pack(*self.version, int(self.life_cycle), self.card_id, self.total_memory, self.free_memory,
+                              self.index_capacity, self.index_used, self.value_count, self.certificate_count,
+                              self.pin_tries_remaining, self.pin_max_tries)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CardInfo:
-        if len(raw) != CARD_INFO.sizeof():
+        if len(raw) != CARD_INFO.size:
             raise MessageError("card info has the wrong length")
-        c = _parse(CARD_INFO, raw)
+        major, minor, life_cycle, card_id, *counts = CARD_INFO.unpack(raw)
         try:
-            life_cycle = LifeCycle(c.life_cycle)
+            return cls((major, minor), LifeCycle(life_cycle), card_id, *counts)
         except ValueError as exc:
             raise MessageError("unknown life cycle state") from exc
-        return cls(
-            (c.version_major, c.version_minor),
-            life_cycle,
-            bytes(c.card_id),
-            c.total_memory,
-            c.free_memory,
-            c.index_capacity,
-            c.index_used,
-            c.value_count,
-            c.certificate_count,
-            c.pin_tries_remaining,
-            c.pin_max_tries,
-        )
 
 
 # --- LIST VALUES ----------------------------------------------------------------------------
@@ -286,16 +251,17 @@ class ListEntry:
     name: str
 
     def __bytes__(self) -> bytes:
-        return bytes(LIST_ENTRY.build(
-            dict(
-                id=self.id,
-                type=int(self.type),
-                flags=int(self.flags),
-                size=self.size,
-                valid_to=encode_bcd_date(self.valid_to) if self.valid_to else NO_DATE,
-                name=self.name,
-            )
-        ))
+        return list_entry(self.id, self.type, self.flags, self.size,
+                          encode_bcd_date(self.valid_to) if self.valid_to else NO_DATE, self.name.encode())
+
+
+LIST_ENTRY_HEAD = struct.Struct(">HBBH4sB")
+
+
+def list_entry(value_id: int, vtype: int, flags: int, size: int, valid_to: bytes, name: bytes) -> bytes:
+    """A listing entry's bytes (``LIST_ENTRY``) from what the card's index and record hold as they
+    are: the BCD date and the UTF-8 name, not decoded and encoded again per entry and LIST."""
+    return LIST_ENTRY_HEAD.pack(value_id, vtype, flags, size, valid_to, len(name)) + name
 
 
 LIST_RESPONSE = Struct("entries" / GreedyRange(LIST_ENTRY), Terminated).compile()
@@ -511,7 +477,7 @@ def personalize(pin: str, puk: str) -> CommandApdu:
 
 
 def get_card_info() -> CommandApdu:
-    return CommandApdu(CLA_PROPRIETARY, INS_GET_CARD_INFO, ne=CARD_INFO.sizeof())
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_CARD_INFO, ne=CARD_INFO.size)
 
 
 def list_values(flt: ListFilter | None = None, ne: int = 256) -> CommandApdu:

@@ -216,9 +216,9 @@ class BackupCommands:
         self._require_pin()
         if not command.data:
             raise CardError(SW.WRONG_LENGTH)
-        option = b.BackupOption(command.data[0] & b.BackupOption.KEEP_VALUE)
-        if command.data[0] & ~b.BackupOption.KEEP_VALUE:
-            raise CardError(SW.WRONG_DATA)
+        if command.data[0] not in (b.BackupOption.NONE, b.BackupOption.KEEP_VALUE):
+            raise CardError(SW.WRONG_DATA)  # (not "& ~KEEP_VALUE": an IntFlag's ~ keeps only known bits)
+        option = b.BackupOption(command.data[0])
         raw = command.data[1:]
         cert = self._parse_certificate(raw)
         entry = self._entry(command)

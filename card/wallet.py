@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import date
 
 from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
@@ -59,6 +58,8 @@ NO_P1P2 = frozenset({
     t.INS_SELECT_FOR_BACKUP, t.INS_RECORD_RUN, k.INS_PUT_KEYMGR_KEY, k.INS_NEW_TRANSPORT_KEY,
     r.INS_BEGIN_ROTATION, r.INS_COMMIT_ROTATION,
 })
+# tags a stored record never carries as sent, not even empty or zero: the card assigns and owns them
+CARD_OWNED_TAGS = frozenset({Tag.ID, Tag.FLAGS, Tag.CERTIFICATE})
 VALUE_ID_P1P2 = frozenset({
     w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, b.INS_BEGIN_BACKUP, b.INS_COMMIT_BACKUP,
     b.INS_CANCEL_PENDING, b.INS_BEGIN_RESTORE, b.INS_COMMIT_RESTORE, b.INS_COMMIT_ASSISTED_RESTORE,
@@ -243,7 +244,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
     def _card_info(self, command: CommandApdu) -> bytes:
         self._no_data(command)
         entries = self.index.entries()
-        certs = sum(1 for e in entries if e.flags & ValueFlags.CERTIFICATE)
+        certs = sum(1 for e in entries if e.flags & ValueFlags.CERTIFICATE.value)  # an int: IntFlag's & is slow
         return bytes(
             w.CardInfo(
                 version=w.VERSION,
@@ -277,15 +278,14 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             w.MapEntry(x.slot, x.id, ValueType(x.type), ValueFlags(x.flags), x.offset, x.size) for x in entries
         )))
 
-    def _title(self, entry: IndexEntry) -> tuple[str, date | None]:
+    def _title(self, entry: IndexEntry) -> tuple[bytes, bytes]:
+        """The record's name (UTF-8) and valid-to date (BCD, or none), as stored: one pass over
+        its fields, nothing decoded that the listing sends on as it is."""
         body = self.index.read(entry)
-        name_at = tlv.locate(body, Tag.NAME)
-        to_at = tlv.locate(body, Tag.VALID_TO)
-        name = body[name_at[0] : name_at[0] + name_at[1]].decode("utf-8") if name_at else ""
-        valid_to = None
-        if to_at:
-            valid_to = decode_bcd_date(body[to_at[0] : to_at[0] + to_at[1]])
-        return name, valid_to
+        found = tlv.locate_first(body, (Tag.NAME, Tag.VALID_TO))
+        name, to = found.get(Tag.NAME), found.get(Tag.VALID_TO)
+        return (body[name[0]: name[0] + name[1]] if name else b"",
+                body[to[0]: to[0] + to[1]] if to else w.NO_DATE)
 
     def _list(self, command: CommandApdu) -> bytes:
         if command.p1 or command.p2:
@@ -295,16 +295,16 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         for e in self.index.entries():
             if flt.type is not None and e.type != flt.type:
                 continue
-            if flt.certificates_only and not e.flags & ValueFlags.CERTIFICATE:
+            if flt.certificates_only and not e.flags & ValueFlags.CERTIFICATE.value:
                 continue
             name, valid_to = self._title(e)
             if flt.today is not None and flt.expiring_within is not None:
-                if valid_to is None:
+                if valid_to == w.NO_DATE:
                     continue
-                days_left = valid_to.toordinal() - flt.today.toordinal()
+                days_left = decode_bcd_date(valid_to).toordinal() - flt.today.toordinal()
                 if not 0 <= days_left <= flt.expiring_within:
                     continue
-            out += bytes(w.ListEntry(e.id, ValueType(e.type), ValueFlags(e.flags), e.size, valid_to, name))
+            out += w.list_entry(e.id, e.type, e.flags, e.size, valid_to, name)
         return bytes(out)
 
     def _read(self, command: CommandApdu) -> bytes:
@@ -320,7 +320,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         if command.p1 or command.p2:
             raise CardError(SW.INCORRECT_P1P2)
         record = ValueRecord.from_bytes(command.data)
-        if record.id is not None or record.flags or record.certificate:
+        if CARD_OWNED_TAGS & tlv.decode_map(command.data).keys():
             raise CardError(SW.WRONG_DATA)  # the card assigns ids, owns flags, takes certificates only from the vault
         return w.encode_u16(self._add(record.body(), record.type, ValueFlags.NONE))
 

@@ -9,20 +9,20 @@ card's receipt, which the card signs only once it needs the registration no more
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from apdu import SW, ApduError
+from apdu import SW, ApduError, tlv
 from apdu import backup as b
 from apdu import wallet as w
 from apdu.backup import RegisteredValue
 from apdu.certificate import Certificate, CertificateError, Mode, digest_matches, value_hash
 from apdu.keys import KeyMode
-from apdu.records import ValueFlags, ValueRecord
+from apdu.records import Tag, ValueFlags, ValueRecord
 from apdu.signature import verify
 
 from .session import WalletSession
-from .vault_client import VaultClient, VaultClientError
+from .vault_client import RegistrationInfo, VaultClient, VaultClientError
 
 Progress = Callable[[int], None]
 
@@ -72,7 +72,8 @@ def attestation_of(session: WalletSession) -> b.Attestation:
 def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes,
                       ciphertext: bytes | None = None) -> Certificate:
     """The card's own checks (seed step 1-4), made first on the host for a precise message.
-    X hashes the value (E1) or, for an encrypted backup, its ciphertext (E2)."""
+    X hashes the value (E1) or, for an encrypted backup, its ciphertext (E2); the digest must fit
+    ``value``, the value itself or the card's digest of it (both hold the certified fields)."""
     try:
         cert = Certificate.from_bytes(raw)
     except CertificateError as exc:
@@ -91,7 +92,10 @@ def check_certificate(raw: bytes, value: bytes, vault_key: bytes, card_id: bytes
 
 
 def encryption(session: WalletSession, wanted: bool | None) -> bool:
-    """Whether a backup is encrypted: as asked, by default when the card has a key."""
+    """Whether a backup is encrypted: as asked, by default when the card has a key (a plain one
+    asked for asks the card nothing: a card without a key store need not know GET KEY INFO)."""
+    if wanted is False:
+        return False
     has_key = session.key_info().mode != KeyMode.NONE
     if wanted and not has_key:
         raise BackupError("the card has no key to encrypt with: 'evb key init' generates one (or back up plain)")
@@ -103,47 +107,127 @@ def backup(session: WalletSession, vault: VaultClient, vault_key: bytes, value_i
     """Seed E1 (or E2 when ``encrypt``, by default when the card has a key): register, check the
     certificate, and let the card swap. Idempotent: a re-run finishes a half-done backup.
 
-    No LIST of the whole card: BEGIN BACKUP answers a plain value, and an encrypted or kept one
-    is read with one READ VALUE (its state and the bytes the digest must fit); then COMMIT BACKUP.
-    GET IDENTITY is still asked per value for the certificate check (3 APDUs per plain value, 4 per
-    encrypted one). One HTTP request per value: the vault's key and fields are asked once per
-    client, and the caller resolves ``encrypt`` once per run."""
-    encrypt = encryption(session, encrypt)
-    if encrypt or keep:
+    No LIST of the whole card and no READ VALUE: BEGIN BACKUP answers a plain value, BEGIN
+    ENCRYPTED BACKUP the card's digest of one (and its name, which the digest holds unless the
+    vault does not certify names), then COMMIT BACKUP: 2 APDUs per plain value, 3 per encrypted
+    one with its GET RESPONSE (the session asks GET IDENTITY once); a kept value is read first.
+    One HTTP request per value (:func:`backup_many` batches them): the vault's key and fields are asked
+    once per client, and a caller that resolves ``encrypt`` once per run saves a GET KEY INFO."""
+    if encrypt is None:
+        encrypt = encryption(session, None)
+    begun = _begin(session, vault, value_id, keep, encrypt)
+    if isinstance(begun, Outcome):
+        return begun
+    # a VaultClientError leaves the value PENDING: a re-run finishes or the user cancels
+    registration = vault.register_encrypted(bytes(begun.registered)) if begun.registered else vault.register(begun.value)
+    return _finish(session, vault_key, begun, registration, keep)
+
+
+BATCH = 16
+"""Values registered per request by :func:`backup_many`; also the most left PENDING by a run cut
+short between its BEGIN and COMMIT BACKUPs (a re-run finishes them)."""
+
+
+def backup_many(session: WalletSession, vault: VaultClient, vault_key: bytes, ids: Sequence[int], keep: bool,
+                encrypt: bool, progress: Progress | None = None) -> tuple[list[Outcome], list[tuple[int, str]]]:
+    """:func:`backup` of many values with one vault request per :data:`BATCH`: BEGIN BACKUP for a
+    batch, one registration of all, then the certificate checks and COMMIT BACKUPs. A batch the
+    vault refuses (all or nothing) is registered value by value, so one value's refusal stays its
+    own; when the vault cannot be reached, the batch's values fail and stay PENDING for a re-run."""
+    done: list[Outcome] = []
+    failed: list[tuple[int, str]] = []
+    for start in range(0, len(ids), BATCH):
+        begun: list[_Begun] = []
+        for value_id in ids[start:start + BATCH]:
+            try:
+                step = _begin(session, vault, value_id, keep, encrypt)
+            except BackupError as exc:
+                failed.append((value_id, str(exc)))
+                continue
+            if isinstance(step, Outcome):
+                done.append(step)
+            else:
+                begun.append(step)
+        try:
+            registrations: Sequence[RegistrationInfo | VaultClientError] = vault.register_many(
+                [b.registered or b.value for b in begun]) if begun else []
+        except VaultClientError as exc:  # refused (4xx, or no batches at an older vault): value by value
+            registrations = [_register_one(vault, b) for b in begun] if 400 <= exc.status < 500 else [exc] * len(begun)
+        for one, registration in zip(begun, registrations, strict=True):
+            try:
+                if isinstance(registration, VaultClientError):
+                    raise BackupError(str(registration))
+                done.append(_finish(session, vault_key, one, registration, keep))
+            except BackupError as exc:
+                failed.append((one.value_id, str(exc)))
+        if progress:
+            progress(min(BATCH, len(ids) - start))
+    return done, failed
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """A value the card marked PENDING for a backup, and for E2 the registered value the vault
+    gets instead."""
+
+    value_id: int
+    name: str
+    value: bytes  # E1: the value; E2: the card's digest of it, which the certificate must fit
+    registered: RegisteredValue | None
+
+
+def _begin(session: WalletSession, vault: VaultClient, value_id: int, keep: bool, encrypt: bool) -> _Begun | Outcome:
+    """BEGIN BACKUP or BEGIN ENCRYPTED BACKUP (a kept value is read first, for its state); an
+    Outcome when the value is backed up already."""
+    if keep:
         entry = _entry(session, value_id)
         if entry.flags & ValueFlags.CERTIFICATE or (
-                keep and entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING):
+                entry.flags & ValueFlags.BACKED_UP and not entry.flags & ValueFlags.PENDING):
             return Outcome(value_id, entry.name, "already done")
-        name, value = entry.name, entry.body()
-    ciphertext = None
-    if encrypt:  # PENDING from here: the value cannot be spent meanwhile
-        registered = session.begin_encrypted_backup(value_id, vault.digest_fields())
-        ciphertext = RegisteredValue.from_bytes(registered).ciphertext
-    elif not keep:
-        try:
-            value = session.begin_backup(value_id)
-        except ApduError as exc:
-            if exc.sw == SW.RECORD_NOT_FOUND:
-                raise BackupError(f"no value {value_id} on the card") from exc
-            if exc.sw != SW.CONDITIONS_NOT_SATISFIED:
-                raise
-            entry = _entry(session, value_id)  # refused: a certificate already, i.e. done
-            if entry.flags & ValueFlags.CERTIFICATE:
-                return Outcome(value_id, entry.name, "already done")
-            raise
-        name = ValueRecord.from_bytes(value).name
-    else:
+        if encrypt:
+            registered = RegisteredValue.from_bytes(session.begin_encrypted_backup(value_id, vault.digest_fields()))
+            return _Begun(value_id, entry.name, registered.digest, registered)
+        return _Begun(value_id, entry.name, session.begin_backup(value_id), None)
+    try:  # PENDING from here: the value cannot be spent meanwhile
+        if encrypt:
+            registered = RegisteredValue.from_bytes(session.begin_encrypted_backup(value_id, vault.digest_fields()))
+            name = tlv.decode_map(registered.digest).get(Tag.NAME)
+            # the certificate must fit the digest the card made of the value, which is what
+            # the host would check against the value itself: no READ VALUE for it
+            return _Begun(value_id, name.decode() if name is not None else _entry(session, value_id).name,
+                          registered.digest, registered)
         value = session.begin_backup(value_id)
-    try:
-        registration = vault.register_encrypted(registered) if encrypt else vault.register(value)
-        check_certificate(registration.certificate, value, vault_key, session.identity().card_id, ciphertext)
-    except BackupError:
-        session.cancel_pending(value_id)  # the value stays live; the vault's entry is released later
+    except ApduError as exc:
+        if exc.sw == SW.RECORD_NOT_FOUND:
+            raise BackupError(f"no value {value_id} on the card") from exc
+        if exc.sw != SW.CONDITIONS_NOT_SATISFIED:
+            raise
+        entry = _entry(session, value_id)  # refused: a certificate already, i.e. done
+        if entry.flags & ValueFlags.CERTIFICATE:
+            return Outcome(value_id, entry.name, "already done")
         raise
-    # a VaultClientError leaves the value PENDING: a re-run finishes or the user cancels
-    session.commit_backup(value_id, registration.certificate, keep=keep)
+    return _Begun(value_id, ValueRecord.from_bytes(value).name, value, None)
+
+
+def _register_one(vault: VaultClient, begun: _Begun) -> RegistrationInfo | VaultClientError:
+    try:
+        return vault.register_encrypted(bytes(begun.registered)) if begun.registered else vault.register(begun.value)
+    except VaultClientError as exc:
+        return exc
+
+
+def _finish(session: WalletSession, vault_key: bytes, begun: _Begun, registration: RegistrationInfo,
+            keep: bool) -> Outcome:
+    """Check the certificate as the card will, then COMMIT BACKUP; a bad one cancels the swap."""
+    ciphertext = begun.registered.ciphertext if begun.registered else None
+    try:
+        check_certificate(registration.certificate, begun.value, vault_key, session.identity().card_id, ciphertext)
+    except BackupError:
+        session.cancel_pending(begun.value_id)  # the value stays live; the vault's entry is released later
+        raise
+    session.commit_backup(begun.value_id, registration.certificate, keep=keep)
     action = "kept and backed up" if keep else "backed up"
-    return Outcome(value_id, name, f"{action}, encrypted" if encrypt else action)
+    return Outcome(begun.value_id, begun.name, f"{action}, encrypted" if begun.registered else action)
 
 
 MakeRoom = Callable[[int, str], object]  # (bytes needed, what for): frees them or raises BackupError

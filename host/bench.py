@@ -17,11 +17,12 @@ from pathlib import Path
 from apdu import wallet as w
 from card import ATR, Eeprom, SimulatedCard
 from card.bridge.vpcd import BASE_PORT, EchoCard, VpcdBridge, wait_connected
+from card.javacard import AppletBuild, AppletCard
 
 from .demo import FIG15, load_fig15
 from .session import WalletSession
 from .transport import Transport
-from .transport.inprocess import connect_card
+from .transport.inprocess import InProcessCard, connect_card
 from .transport.pcsc import connect_reader, list_readers
 
 BATCH = 10
@@ -32,16 +33,23 @@ class BenchRow:
     name: str
     ours_ms: float
     echo_ms: float
+    applet_ms: float | None = None  # the Java Card applet (jCardSim) in the same slot, when built
 
     @property
     def ratio(self) -> float:
         return self.ours_ms / self.echo_ms
+
+    @property
+    def applet_ratio(self) -> float | None:
+        return None if self.applet_ms is None else self.applet_ms / self.echo_ms
 
 
 @dataclass(frozen=True)
 class BenchResult:
     rounds: int
     rows: list[BenchRow]
+    applet_inprocess_apdus_per_s: float | None = None  # GET CARD INFO straight into the JVM child
+    python_inprocess_apdus_per_s: float | None = None  # the same APDU to the Python card in process
 
     @property
     def ours_ms(self) -> float:
@@ -86,17 +94,57 @@ def _time(transport: Transport, apdu: bytes, n: int) -> list[float]:
     return out
 
 
-def run_pcsc_bench(rounds: int = 300, host: str = "127.0.0.1", quickack: bool = True) -> BenchResult:
-    """``quickack=False`` reproduces the 40 ms delayed-ACK stall the bridge otherwise avoids."""
+def _loaded(card: InProcessCard) -> InProcessCard:
+    """The card personalized, holding fig. 15's values, powered off: what every run measures."""
+    session = WalletSession(connect_card(card))
+    session.personalize("1234")
+    session.verify_pin("1234")
+    load_fig15(session)
+    assert len(session.list()) == len(FIG15)
+    card.power_off()
+    return card
+
+
+def _interleaved(t_card: Transport, t_echo: Transport, rounds: int) -> list[tuple[float, float]]:
+    """Per APDU, the median ms to the card and to the echo card, in alternating batches."""
+    t_card.send_and_receive(w.select().to_bytes())
+    medians = []
+    for _, apdu in _apdus():
+        a: list[float] = []
+        b: list[float] = []
+        for _ in range(0, rounds, BATCH):
+            a += _time(t_card, apdu, BATCH)
+            b += _time(t_echo, apdu, BATCH)
+        medians.append((statistics.median(a) * 1000, statistics.median(b) * 1000))
+    return medians
+
+
+def _inprocess_rate(card: InProcessCard, rounds: int) -> float:
+    """GET CARD INFO per second straight into a card, no reader in between (median of batches)."""
+    card.power_on()
+    card.transmit(w.select().to_bytes())
+    apdu = w.get_card_info().to_bytes()
+    times = []
+    for _ in range(0, rounds, BATCH):
+        start = time.perf_counter()
+        for _ in range(BATCH):
+            card.transmit(apdu)
+        times.append((time.perf_counter() - start) / BATCH)
+    card.power_off()
+    return 1 / statistics.median(times)
+
+
+def run_pcsc_bench(rounds: int = 300, host: str = "127.0.0.1", quickack: bool = True,
+                   applet: AppletBuild | None = None) -> BenchResult:
+    """``quickack=False`` reproduces the 40 ms delayed-ACK stall the bridge otherwise avoids.
+
+    With ``applet``, the Java Card applet then takes the Python card's place in the same slot
+    (the same pcscd connection, the same values) and is measured against the same echo card.
+    """
     names = list_readers()
     with tempfile.TemporaryDirectory() as tmp:
-        card = SimulatedCard.manufacture(image=Path(tmp) / "bench.img")
-        session = WalletSession(connect_card(card))
-        session.personalize("1234")
-        session.verify_pin("1234")
-        load_fig15(session)
-        assert len(session.list()) == len(FIG15)
-        card.power_off()
+        card = _loaded(SimulatedCard.manufacture(image=Path(tmp) / "bench.img"))
+        java = _loaded(AppletCard(applet)) if applet is not None else None
         ours = VpcdBridge(card, host, BASE_PORT, quickack=quickack)
         echo = VpcdBridge(EchoCard(ATR), host, BASE_PORT + 1, quickack=quickack)
         ours.start()
@@ -105,21 +153,24 @@ def run_pcsc_bench(rounds: int = 300, host: str = "127.0.0.1", quickack: bool = 
             wait_connected(ours)
             wait_connected(echo)
             t_ours, t_echo = _connect(names[0]), _connect(names[1])
-            t_ours.send_and_receive(w.select().to_bytes())
-            rows = []
-            for name, apdu in _apdus():
-                a: list[float] = []
-                b: list[float] = []
-                for _ in range(0, rounds, BATCH):
-                    a += _time(t_ours, apdu, BATCH)
-                    b += _time(t_echo, apdu, BATCH)
-                rows.append(BenchRow(name, statistics.median(a) * 1000, statistics.median(b) * 1000))
+            python = _interleaved(t_ours, t_echo, rounds)
+            on_java: list[float | None] = [None] * len(python)
+            if java is not None:
+                ours.swap_card(java)
+                on_java = [card_ms for card_ms, _ in _interleaved(t_ours, t_echo, rounds)]
             t_ours.close()
             t_echo.close()
         finally:
             ours.stop()
             echo.stop()
-    return BenchResult(rounds, rows)
+        rows = [BenchRow(name, card_ms, echo_ms, java_ms)
+                for (name, _), (card_ms, echo_ms), java_ms in zip(_apdus(), python, on_java, strict=True)]
+        if java is None:
+            return BenchResult(rounds, rows)
+        try:
+            return BenchResult(rounds, rows, _inprocess_rate(java, rounds), _inprocess_rate(card, rounds))
+        finally:
+            java.close()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 
-from . import sensor
 from .idcard import IdCardSession
 from .keymgr_client import Factors, IdCardAnswer, KeyManagerClient
 
@@ -20,6 +19,8 @@ def id_card_answer(keymgr: KeyManagerClient, name: str, id_card: IdCardSession) 
 def touch(finger: str, rng: random.Random | None = None) -> bytes:
     """The sensor's sample of the finger named ``finger`` (a simulated person's finger)."""
     from servers.keymgr.fingerprint import encode  # numpy: imported only when a finger is used
+
+    from . import sensor
 
     return encode(sensor.touch(sensor.finger(finger), rng))
 

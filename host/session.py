@@ -60,6 +60,7 @@ class WalletSession:
         self.protocol = CardProtocol(transport)
         self.protocol.send(w.select())
         self.pin_verified = False  # by this session: release() makes the card forget it
+        self._identity: b.Identity | None = None
 
     def _send(self, command: CommandApdu) -> bytes:
         return self.protocol.send(command)
@@ -160,7 +161,11 @@ class WalletSession:
     # --- identity and the backup swap (apdu.backup) ------------------------------------------
 
     def identity(self) -> b.Identity:
-        return b.Identity.from_bytes(self._send(b.get_identity()))
+        """Asked once per session: the card made its id and identity key at manufacture and never
+        changes them, and a backup checks every certificate against them."""
+        if self._identity is None:
+            self._identity = b.Identity.from_bytes(self._send(b.get_identity()))
+        return self._identity
 
     def put_vault_key(self, public_key: bytes) -> None:
         self._send(b.put_vault_key(public_key))

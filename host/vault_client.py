@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from apdu.backup import Attestation, Handover
+from apdu.backup import Attestation, Handover, RegisteredValue
 from apdu.certificate import DigestField
 
 from .api_client import ApiClient, ServiceError, b64
+
+MAX_BATCH = 32  # the vault's limit (servers.vault.app.MAX_BATCH): the host does not import the servers
 
 
 class VaultClientError(ServiceError):
@@ -75,6 +78,17 @@ class VaultClient(ApiClient):
 
     def register_encrypted(self, registered_value: bytes) -> RegistrationInfo:
         return _registration(self._call("POST", "/v1/registrations", {"registered_value": b64(registered_value)}))
+
+    def register_many(self, values: Sequence[bytes | RegisteredValue]) -> list[RegistrationInfo]:
+        """Register several values (plain bytes, or registered values for E2) in as few requests as
+        the vault's batch limit allows, answers in the order given. Each batch is all or nothing at
+        the vault, and sending one again after a lost answer registers nothing twice."""
+        out: list[RegistrationInfo] = []
+        for start in range(0, len(values), MAX_BATCH):
+            body = {"registrations": [{"registered_value": b64(bytes(v))} if isinstance(v, RegisteredValue)
+                                      else {"value": b64(v)} for v in values[start:start + MAX_BATCH]]}
+            out += [_registration(r) for r in self._call("POST", "/v1/registration-batches", body)["registrations"]]
+        return out
 
     def keep_key_share(self, key_id: bytes, sealed_share: bytes) -> None:
         self._call("POST", "/v1/key-shares", {"key_id": key_id.hex(), "sealed_share": b64(sealed_share)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
@@ -67,11 +67,12 @@ class Sessions(Generic[S]):
 _bearer = HTTPBearer(auto_error=False, description="the token from POST /v1/sessions")
 
 
-def bearer(refusal: str) -> Callable[..., str]:
+def bearer(refusal: str) -> Callable[..., Awaitable[str]]:
     """A dependency answering the request's bearer token (documented as the API's security
     scheme), or a 401 with ``refusal``."""
 
-    def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    async def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+        """Async: a sync dependency costs a thread hop per request."""
         if credentials is None or not credentials.credentials:
             raise ApiError(401, refusal)
         return credentials.credentials

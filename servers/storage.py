@@ -60,6 +60,11 @@ class Migration:
     version: int
     name: str
     sql: str  # statements separated by ';'
+    postgres_sql: str | None = None  # instead of ``sql`` on PostgreSQL, where it needs other statements
+
+    def statements(self, dialect: str) -> list[str]:
+        sql = self.postgres_sql if dialect == "postgresql" and self.postgres_sql is not None else self.sql
+        return [s for s in sql.split(";") if s.strip()]
 
 
 class Tx(Protocol):
@@ -117,7 +122,7 @@ class Database:
             for m in sorted(migrations, key=lambda m: m.version):
                 if m.version in done:
                     continue
-                for statement in filter(str.strip, m.sql.split(";")):
+                for statement in m.statements(self.dialect):
                     tx.execute(statement)
                 tx.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (m.version, m.name))
 

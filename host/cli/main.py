@@ -19,7 +19,7 @@ COMMANDS = {
     "demo": "host.cli.demo:demo",
     "readers": "host.cli.pcsc:readers",
     "apdu": "host.cli.raw:apdu_cmd",
-    "bench": "host.cli.pcsc:bench",
+    "bench": "host.cli.benchmarks:bench",
     "recover": "host.cli.keymgr:recover_cmd",
     "vault": "host.cli.vault:vault",
     "backup": "host.cli.vault:backup_cmd",

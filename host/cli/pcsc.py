@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from .render import console, print_json
                    "first its ATR offers (61xx for data without Le); T=1 if every host uses T=1.")
 @click.option("--javacard", is_flag=True,
               help="Serve the Java Card applet (javacard/) of --kind in jCardSim instead of the Python card; "
-                   "needs the kit in $JC_HOME. A new, blank card each time.")
+                   "needs the kit in $JC_HOME. With --card-image FILE the applet's memory lives in FILE "
+                   "(created if new) and survives restarts; without, a new card.")
 def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | None, protocol: str | None,
           javacard: bool) -> None:
     """Insert a simulated card into pcscd's virtual reader and serve it until Ctrl-C."""
@@ -46,16 +48,21 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s")
     typed = click.get_current_context().get_parameter_source("card_image") == ParameterSource.COMMANDLINE
-    if javacard and (kind == "echo" or typed):  # EVB_CARD_IMAGE in the environment is no mistake
-        raise click.UsageError("--javacard serves a new card (--kind wallet or idcard), not --card-image or echo")
+    if javacard and kind == "echo":
+        raise click.UsageError("--javacard serves a wallet or an ID card, not the echo card")
     if javacard:
         console.print("Building the applet (scripts/javacard build) if its sources changed…")
         applet_class, aid = (ID_APPLET_CLASS, AID_IDCARD) if kind == "idcard" else (APPLET_CLASS, AID_WALLET)
+        # the applet's heap is its own file format: only a --card-image typed here (not
+        # EVB_CARD_IMAGE, which names a Python card's image) keeps the applet across restarts
+        heap = card_image if typed else None
         try:
-            card: SimulatedCard | EchoCard | AppletCard = AppletCard(build(), applet_class, aid)
-        except KitError as exc:
+            card: SimulatedCard | EchoCard | AppletCard = AppletCard(build(), applet_class, aid, state_file=heap)
+        except (KitError, ImageError) as exc:
             raise CliFail(str(exc).splitlines()[0]) from exc
-        what = f"a blank {'ID-card' if kind == 'idcard' else 'wallet'} applet (Java Card, in jCardSim)"
+        label = "ID-card" if kind == "idcard" else "wallet"
+        what = (f"the {label} applet (Java Card, in jCardSim) kept in {heap}" if heap is not None
+                else f"a new {label} applet (Java Card, in jCardSim)")
     elif kind == "echo":
         card = EchoCard(ATR)
         what = "echo card"
@@ -116,23 +123,50 @@ def bench() -> None:
               help="Round trips per APDU and card.")
 @click.option("--no-quickack", is_flag=True, help="Bridge without TCP_QUICKACK: the old 40 ms stall.")
 @json_option
-def bench_pcsc(rounds: int, no_quickack: bool, as_json: bool) -> None:
-    """Our card vs an echo card through the same pcscd + vpcd path: medians and ratios."""
+@click.option("--javacard/--no-javacard", default=None,
+              help="Also measure the Java Card applet (jCardSim) in the same slot [default: when $JC_HOME is set].")
+def bench_pcsc(rounds: int, no_quickack: bool, as_json: bool, javacard: bool | None) -> None:
+    """Our card (and the Java Card applet) vs an echo card through the same pcscd + vpcd path:
+    medians and ratios."""
+    import os
+
+    from card.javacard import KitError, build
+
     from ..bench import run_pcsc_bench
 
+    applet = None
+    if javacard or (javacard is None and os.environ.get("JC_HOME")):
+        try:
+            applet = build()
+        except KitError as exc:
+            raise CliFail(str(exc).splitlines()[0]) from exc
     with console.status("measuring round trips through pcscd...") if not as_json else nullcontext():
-        result = run_pcsc_bench(rounds, quickack=not no_quickack)
+        result = run_pcsc_bench(rounds, quickack=not no_quickack, applet=applet)
     if as_json:
         print_json(result)
         return
     table = Table(title=f"APDU round trips through pcscd + vpcd ({rounds} each, interleaved)", title_justify="left")
-    for col in ("APDU", "our card (ms)", "echo card (ms)", "ratio"):
+    columns = ["APDU", "our card (ms)", "echo card (ms)", "ratio"]
+    if applet is not None:
+        columns += ["applet (ms)", "applet ratio"]
+    for col in columns:
         table.add_column(col, justify="right" if col != "APDU" else "left")
+
+    def applet_cells(ms: float | None, echo_ms: float) -> list[str]:
+        return [] if ms is None else [f"{ms:.3f}", f"{ms / echo_ms:.2f}"]
+
     for row in result.rows:
-        table.add_row(row.name, f"{row.ours_ms:.3f}", f"{row.echo_ms:.3f}", f"{row.ratio:.2f}")
+        table.add_row(row.name, f"{row.ours_ms:.3f}", f"{row.echo_ms:.3f}", f"{row.ratio:.2f}",
+                      *applet_cells(row.applet_ms, row.echo_ms))
+    applet_median = (statistics.median(r.applet_ms for r in result.rows if r.applet_ms is not None)
+                     if applet is not None else None)
     table.add_row("all (median of medians)", f"{result.ours_ms:.3f}", f"{result.echo_ms:.3f}", f"{result.ratio:.2f}",
-                  style="bold")
+                  *applet_cells(applet_median, result.echo_ms), style="bold")
     console.print(table)
+    if result.applet_inprocess_apdus_per_s is not None and result.python_inprocess_apdus_per_s is not None:
+        console.print(f"In process, GET CARD INFO: applet {result.applet_inprocess_apdus_per_s:,.0f} APDU/s, "
+                      f"Python card {result.python_inprocess_apdus_per_s:,.0f} APDU/s "
+                      f"(ratio {result.applet_inprocess_apdus_per_s / result.python_inprocess_apdus_per_s:.2f}).")
 
 
 @bench.command("login")

@@ -16,7 +16,16 @@ from apdu.records import ValueFlags
 from apdu.signature import valid_public_key
 
 from ..assisted import assisted_restore
-from ..backup import BackupError, Outcome, backup, connect, encryption, release_unneeded, restore, run_all
+from ..backup import (
+    BackupError,
+    Outcome,
+    backup_many,
+    connect,
+    encryption,
+    release_unneeded,
+    restore,
+    run_all,
+)
 from ..session import WalletSession
 from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice
@@ -121,16 +130,25 @@ def pick(session: WalletSession, ids: tuple[int, ...], all_: bool, flt: w.ListFi
     return [e.id for e in entries if bool(e.flags & ValueFlags.CERTIFICATE) == want_certs]
 
 
-def run_with_progress(ids: list[int], step: Callable[[int], Outcome], what: str, as_json: bool,
+Steps = Callable[[Callable[[int], None] | None], tuple[list[Outcome], list[tuple[int, str]]]]
+
+
+def each(ids: list[int], step: Callable[[int], Outcome]) -> Steps:
+    """One step per value, one value's refusal not stopping the others."""
+    return lambda advance: run_all(ids, step, advance)
+
+
+def run_with_progress(ids: list[int], run: Steps, what: str, as_json: bool,
                       then: Callable[[], int] | None = None) -> None:
-    """Run the steps, then ``then`` (the vault's clean-up, answering how many registrations it
-    released), and print both: a release is said, never silent."""
+    """Run the steps for ``ids`` (told how to advance the bar), then ``then`` (the vault's
+    clean-up, answering how many registrations it released), and print both: a release is said,
+    never silent."""
     if len(ids) > 3 and not as_json:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(what, total=len(ids))
-            done, failed = run_all(ids, step, lambda n: progress.advance(task, n))
+            done, failed = run(lambda n: progress.advance(task, n))
     else:
-        done, failed = run_all(ids, step)
+        done, failed = run(None)
     released: int | None = None
     cleanup_error: BackupError | None = None
     if then is not None:
@@ -175,8 +193,8 @@ def backup_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, vtype: 
     targets = pick(session, ids, all_, flt, want_certs=False)
     encrypt = encryption(session, encrypt)  # refused once, not per value
     with vault_session(session, vault_url, pin) as (client, key):
-        run_with_progress(targets, lambda i: _wrap(lambda: backup(session, client, key, i, keep=keep,
-                                                                  encrypt=encrypt)), "backing up", as_json)
+        run_with_progress(targets, lambda advance: backup_many(session, client, key, targets, keep, encrypt, advance),
+                          "backing up", as_json)
 
 
 @click.command("restore")
@@ -201,10 +219,12 @@ def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_ke
         room = room_maker(session, link, on_shortage, today)
         if via_keymgr:
             with logged_in(keymgr_url, proof) as keymgr:
-                run_with_progress(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client, room)),
+                step = each(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client, room)))
+                run_with_progress(targets, step,
                                   "restoring via the key manager", as_json)
             return
-        run_with_progress(targets, lambda i: _wrap(lambda: restore(session, client, i, room)), "restoring", as_json,
+        run_with_progress(targets, each(targets, lambda i: _wrap(lambda: restore(session, client, i, room))), "restoring",
+                          as_json,
                           then=lambda: _count(lambda: release_unneeded(session, client)))
 
 

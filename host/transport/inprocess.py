@@ -17,6 +17,7 @@ from smartcard.Exceptions import CardConnectionException
 from card import CardMute, SimulatedCard
 from card.card import T0, T1
 from card.eeprom import ImageError
+from card.javacard import AppletCard
 
 from . import TransportError
 from .pyscard import PyscardTransport
@@ -24,8 +25,11 @@ from .pyscard import PyscardTransport
 READER_NAME = "EVB in-process reader"
 
 
+InProcessCard = SimulatedCard | AppletCard  # the Python card, or the applet in its JVM child
+
+
 class InProcessCardConnection(CardConnection):  # type: ignore[misc]
-    def __init__(self, card: SimulatedCard, reader: str = READER_NAME) -> None:
+    def __init__(self, card: InProcessCard, reader: str = READER_NAME) -> None:
         super().__init__(reader)
         self.card = card
         self._atr: bytes | None = None
@@ -56,7 +60,7 @@ class InProcessCardConnection(CardConnection):  # type: ignore[misc]
         return list(response[:-2]), response[-2], response[-1]
 
 
-def connect_card(card: SimulatedCard, protocol: str | None = None) -> PyscardTransport:
+def connect_card(card: InProcessCard, protocol: str | None = None) -> PyscardTransport:
     """``protocol`` ``"T=0"`` or ``"T=1"``; by default T=1, as pcscd picks for our ATR."""
     connection = InProcessCardConnection(card)
     connection.connect({None: None, T0: CardConnection.T0_protocol, T1: CardConnection.T1_protocol}[protocol])

@@ -1,27 +1,32 @@
-"""What the vault's routes take besides the body: the service, and the card a session is for."""
+"""What the vault's routes take besides the body: the service and the bearer token. Every
+dependency is async (a sync one costs a thread hop per request), and a route makes one hop,
+:func:`blocking`, for all its database work, the session's check included."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import bearer
 from .service import VaultService
 
+T = TypeVar("T")
 
-def vault_service(request: Request) -> VaultService:
+
+async def vault_service(request: Request) -> VaultService:
     service: VaultService = request.app.state.service
     return service
 
 
 Service = Annotated[VaultService, Depends(vault_service)]
+Token = Annotated[str, Depends(bearer("not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions"))]
+"""The bearer token from /v1/sessions, checked with the route's own work (``service.sessions.subject``
+or in a registration's transaction)."""
 
 
-def authenticated_card(service: Service, token: Annotated[str, Depends(bearer(
-        "not authenticated: send 'Authorization: Bearer <token>' from /v1/sessions"))]) -> bytes:
-    """The card behind the bearer token from /v1/sessions."""
-    return service.sessions.subject(token)
-
-
-Card = Annotated[bytes, Depends(authenticated_card)]
+async def blocking(work: Callable[[], T]) -> T:
+    """A request's one thread hop: its database work, off the event loop."""
+    return await run_in_threadpool(work)

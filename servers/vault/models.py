@@ -45,12 +45,27 @@ class RegistrationRequest(StrictModel):
     registered_value: B64 | None = None
 
 
+MAX_BATCH = 32
+"""Values in one batch: 32 of the largest plain records fit the body limit."""
+
+
+class RegistrationBatch(StrictModel):
+    """Several values of one card at once: one request and one transaction, all or nothing. A
+    batch sent again after a lost answer answers the same certificates and registers nothing."""
+
+    registrations: list[RegistrationRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class RegistrationOut(StrictModel):
     counter: int
     card_id: str = Field(description="the card that backed it up (another one after a replacement)")
     value_hash: str
     certificate: B64
     created_at: int
+
+
+class RegistrationBatchOut(StrictModel):
+    registrations: list[RegistrationOut] = Field(description="in the order sent")
 
 
 class RestoreRequest(StrictModel):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from apdu.certificate import Certificate
 
-from ..storage import Database, Migration
+from ..storage import Database, Migration, Tx
 
 MIGRATIONS = [
     Migration(1, "cards, challenges, sessions, registrations", """
@@ -43,6 +43,10 @@ MIGRATIONS = [
         ALTER TABLE registrations ADD COLUMN handover_seq INTEGER;
         CREATE INDEX registrations_holder ON registrations (holder)
     """),
+    Migration(4, "registration counters from a sequence on PostgreSQL", "", """
+        CREATE SEQUENCE registration_counter MINVALUE 0 START WITH 0;
+        SELECT setval('registration_counter', (SELECT next FROM counter WHERE id = 1), false)
+    """),
 ]
 
 
@@ -76,6 +80,19 @@ class CardState:
 
 class ConflictError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class NewValue:
+    """A value to register: its hash X, the bytes kept, and its certificate for a counter."""
+
+    value_hash: bytes
+    value: bytes
+    certify: Callable[[int], bytes]
+
+
+Prepare = Callable[[bytes, bytes | None], Sequence[NewValue]]
+"""(card id, the card's public key or None) -> the values to register, checked for that card."""
 
 
 COLUMNS = "counter, card_id, value_hash, value, certificate, created_at, holder, handover_seq"
@@ -188,14 +205,53 @@ class VaultRepository:
     def register(self, card_id: bytes, value_hash: bytes, value: bytes, now: int,
                  make_certificate: Callable[[int], bytes]) -> Registration:
         """Take the next counter Y (wrapping at the modulus) and store the value under it, in
-        one transaction: concurrent registrations get distinct, consecutive counters."""
+        one transaction: concurrent registrations get distinct counters."""
         with self.db.transaction() as tx:
-            tx.execute("UPDATE counter SET next = next + 1 WHERE id = 1")
-            counter = (int(tx.execute("SELECT next FROM counter WHERE id = 1")[0][0]) - 1) % self.modulus
-            certificate = make_certificate(counter)
-            tx.execute(f"INSERT INTO registrations ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                       (counter, card_id, value_hash, value, certificate, now, card_id))
-        return Registration(counter, card_id, value_hash, value, certificate, now, card_id)
+            return self._insert(tx, card_id, NewValue(value_hash, value, make_certificate), now)
+
+    def register_values(self, card_id: bytes, now: int, prepare: Prepare) -> list[Registration]:
+        """Register the values ``prepare`` checks for this card, each answered by its earlier
+        registration if the card registered the same X before: a retry registers nothing twice."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT public_key FROM cards WHERE card_id = ?", (card_id,))
+            return self._find_or_insert(tx, card_id, bytes(rows[0][0]) if rows else None, now, prepare)
+
+    def register_for_session(self, token_hash: bytes, now: int, prepare: Prepare) -> list[Registration] | None:
+        """As :meth:`register_values` for the card of a session (None when it is unknown or expired),
+        in one transaction with the session's check: a registration is one commit."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT s.card_id, s.expires_at, c.public_key FROM sessions s "
+                              "LEFT JOIN cards c ON c.card_id = s.card_id WHERE s.token_hash = ?", (token_hash,))
+            if not rows or int(rows[0][1]) < now:
+                return None
+            card_id, key = bytes(rows[0][0]), None if rows[0][2] is None else bytes(rows[0][2])
+            return self._find_or_insert(tx, card_id, key, now, prepare)
+
+    def _find_or_insert(self, tx: Tx, card_id: bytes, key: bytes | None, now: int,
+                        prepare: Prepare) -> list[Registration]:
+        out = []
+        for new in prepare(card_id, key):
+            rows = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE card_id = ? AND value_hash = ? "
+                              "ORDER BY id LIMIT 1", (card_id, new.value_hash))
+            out.append(_reg(rows[0]) if rows else self._insert(tx, card_id, new, now))
+        return out
+
+    def _insert(self, tx: Tx, card_id: bytes, new: NewValue, now: int) -> Registration:
+        counter = self._next_counter(tx)
+        certificate = new.certify(counter)
+        tx.execute(f"INSERT INTO registrations ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                   (counter, card_id, new.value_hash, new.value, certificate, now, card_id))
+        return Registration(counter, card_id, new.value_hash, new.value, certificate, now, card_id)
+
+    def _next_counter(self, tx: Tx) -> int:
+        """PostgreSQL takes Y from a sequence, so concurrent registrations do not queue on one row
+        until commit (a rolled-back one leaves a gap: a counter only tells registrations apart,
+        with their hash); SQLite queues its writers anyway, and the row costs it nothing more."""
+        if self.db.dialect == "postgresql":
+            rows = tx.execute("SELECT nextval('registration_counter')")
+        else:
+            rows = tx.execute("UPDATE counter SET next = next + 1 WHERE id = 1 RETURNING next - 1")
+        return int(rows[0][0]) % self.modulus
 
     def lookup(self, cert: Certificate) -> Registration | None:
         """The seed's order: candidates by counter, then by hash, then a full comparison of what

@@ -8,6 +8,7 @@ Transport-free: :mod:`servers.vault.app` maps this onto HTTP. Every refusal is a
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from apdu import backup as b
@@ -19,16 +20,28 @@ from apdu.signature import verify
 from apdu.wallet import MessageError
 
 from ..attestation import check_attestation
-from ..auth import Sessions, new_challenge
+from ..auth import Sessions, new_challenge, token_hash
 from ..serverkey import ServerKey
 from ..statements import FETCH_WINDOW, Fetch, Replacement
 from ..wire import ApiError
 from .config import VaultConfig
-from .repository import ConflictError, Registration, VaultRepository
+from .repository import ConflictError, NewValue, Prepare, Registration, VaultRepository
 
 
 class VaultError(ApiError):
     """A refusal of this service: HTTP status and message."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A value sent for registration, checked but not yet tied to a card: the bytes kept, X, the
+    digest to certify, and for E2 the registered value whose card signature is still to check."""
+
+    value: bytes
+    value_hash: bytes
+    digest: bytes
+    mode: Mode
+    registered: b.RegisteredValue | None = None
 
 
 @dataclass
@@ -83,6 +96,26 @@ class VaultService:
     def register(self, card_id: bytes, value: bytes) -> Registration:
         """Seed steps 1-2/1-3. Registering the same bytes again answers the same certificate,
         so a retry after a lost response creates nothing new."""
+        return self.register_all(card_id, [self.plain(value)])[0]
+
+    def register_encrypted(self, card_id: bytes, raw: bytes) -> Registration:
+        """Seed E2: a registered value (digest, ciphertext, the card's signature); the vault never
+        sees the value. X is SHA-256 of the ciphertext; a retry answers the same certificate."""
+        return self.register_all(card_id, [self.encrypted(raw)])[0]
+
+    def register_all(self, card_id: bytes, submitted: Sequence[Submission]) -> list[Registration]:
+        return self.repo.register_values(card_id, int(time.time()), self._preparer(submitted))
+
+    def register_for_session(self, token: str, submitted: Sequence[Submission]) -> list[Registration]:
+        """What the HTTP API does: the session's card and its registrations in one transaction.
+        A batch is all or nothing: one refused value registers none of them."""
+        found = self.repo.register_for_session(token_hash(token), int(time.time()), self._preparer(submitted))
+        if found is None:
+            raise VaultError(401, self.sessions.refusal)
+        return found
+
+    def plain(self, value: bytes) -> Submission:
+        """A value to register plainly (E1), checked as far as it can be without the card."""
         if not value or len(value) > MAX_RECORD:
             raise VaultError(400, f"a value is 1..{MAX_RECORD} bytes")
         try:
@@ -91,21 +124,10 @@ class VaultService:
             raise VaultError(400, f"not a value record: {exc}") from exc
         if record.body() != value or record.certificate:
             raise VaultError(400, "not a value in the card's stored encoding")
-        x = value_hash(value)
-        existing = self.repo.find_by_hash(card_id, x)
-        if existing is not None:
-            return existing
-        digest = make_digest(value, self.config.digest_fields)
+        return Submission(value, value_hash(value), make_digest(value, self.config.digest_fields), Mode.PLAIN)
 
-        def certify(counter: int) -> bytes:
-            cert = Certificate(card_id, counter, x, digest)
-            return replace(cert, signature=self.key.sign(cert.message())).to_bytes()
-
-        return self.repo.register(card_id, x, value, int(time.time()), certify)
-
-    def register_encrypted(self, card_id: bytes, raw: bytes) -> Registration:
-        """Seed E2: a registered value (digest, ciphertext, the card's signature); the vault never
-        sees the value. X is SHA-256 of the ciphertext; a retry answers the same certificate."""
+    def encrypted(self, raw: bytes) -> Submission:
+        """A registered value (E2), checked but for the card's signature, which needs its key."""
         try:
             registered = b.RegisteredValue.from_bytes(raw)
         except ValueError as exc:
@@ -119,19 +141,26 @@ class VaultService:
             raise VaultError(400, f"the digest is not TLV: {exc}") from exc
         if not set(tags) <= allowed:
             raise VaultError(400, "the digest holds fields this vault does not certify")
-        key = self.repo.card_key(card_id)
-        if key is None or not verify(key, registered.signature, registered.signed_part(card_id, self.public_key)):
+        return Submission(raw, value_hash(registered.ciphertext), registered.digest, Mode.ENCRYPTED, registered)
+
+    def _preparer(self, submitted: Sequence[Submission]) -> Prepare:
+        def prepare(card_id: bytes, key: bytes | None) -> list[NewValue]:
+            return [self._new_value(card_id, key, s) for s in submitted]
+
+        return prepare
+
+    def _new_value(self, card_id: bytes, key: bytes | None, s: Submission) -> NewValue:
+        """The card's signature over an encrypted value is checked against the key it registered;
+        the certificate is signed once the counter is taken."""
+        if s.registered is not None and (key is None or not verify(
+                key, s.registered.signature, s.registered.signed_part(card_id, self.public_key))):
             raise VaultError(400, "the card's signature over the registered value is not valid")
-        x = value_hash(registered.ciphertext)
-        existing = self.repo.find_by_hash(card_id, x)
-        if existing is not None:
-            return existing
 
         def certify(counter: int) -> bytes:
-            cert = Certificate(card_id, counter, x, registered.digest, Mode.ENCRYPTED)
+            cert = Certificate(card_id, counter, s.value_hash, s.digest, s.mode)
             return replace(cert, signature=self.key.sign(cert.message())).to_bytes()
 
-        return self.repo.register(card_id, x, raw, int(time.time()), certify)
+        return NewValue(s.value_hash, s.value, certify)
 
     def restore(self, card_id: bytes, certificate: bytes) -> bytes:
         """Seed steps 2-2/2-3: find by counter, hash, full comparison; check consistency."""

@@ -118,3 +118,13 @@ def test_digest_and_hash() -> None:
     other = ValueRecord(ValueType.TICKET, "Movie ticket G", quantity=1, valid_to=date(2000, 5, 31)).body()
     assert not digest_matches(d, other)
     assert value_hash(body) != value_hash(other) and len(value_hash(body)) == 32
+
+
+def test_bcd_dates_keep_the_leading_zeros_of_early_years() -> None:
+    """strftime drops them on glibc (year 1 became "1"): a card must not fail on a date it accepted."""
+    from apdu.records import decode_bcd_date, decode_bcd_datetime, encode_bcd_date, encode_bcd_datetime
+
+    assert encode_bcd_date(date(1, 2, 3)) == bytes.fromhex("00010203")
+    assert decode_bcd_date(bytes.fromhex("00010203")) == date(1, 2, 3)
+    assert encode_bcd_datetime(datetime(999, 1, 2, 3, 4, 5)) == bytes.fromhex("09990102030405")
+    assert decode_bcd_datetime(bytes.fromhex("09990102030405")) == datetime(999, 1, 2, 3, 4, 5)

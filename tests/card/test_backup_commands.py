@@ -98,6 +98,17 @@ def test_backup_then_restore_round_trip(reader: Reader) -> None:
     assert s.read(3) == before
 
 
+def test_unknown_commit_option_is_refused(reader: Reader) -> None:
+    """Option bits other than 01 are wrong data, not a plain commit by another name."""
+    card, s = opened(reader)
+    value = s.begin_backup(1)
+    cert = VAULT.certify(s.identity().card_id, value)
+    for option in (0x02, 0x03, 0x80):
+        apdu = bytes((0x80, 0x42, 0x00, 0x01, 1 + len(cert), option)) + cert
+        assert s.protocol.transport.send_and_receive(apdu)[1] == SW.WRONG_DATA
+    assert s.list()[0].flags == ValueFlags.PENDING  # nothing swapped
+
+
 def test_keep_option_marks_backed_up(reader: Reader) -> None:
     card, s = opened(reader)
     value = s.begin_backup(1)

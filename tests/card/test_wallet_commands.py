@@ -74,6 +74,12 @@ ERRORS = [
     ("store-no-name", True, "8016000003810101", SW.WRONG_DATA),
     ("store-with-card-owned-id", True, "801600000C80020001810101830341424302", SW.WRONG_DATA),
     ("store-bad-p1p2", True, "8016000105810101830141", SW.INCORRECT_P1P2),
+    # card-owned tags are refused present at all (the applet's rule too: docs/APDU.md 3.5)
+    ("store-with-zero-flags", True, "8016000008810101830141" + "8D0100", SW.WRONG_DATA),
+    ("store-with-empty-certificate", True, "80160000078101018301418E00", SW.WRONG_DATA),
+    # acquired-at is 7 BCD bytes at fixed positions, not what strptime can stretch 6 bytes into
+    ("store-six-byte-acquired-at", True, "801600000E8101018301418A06200003011000", SW.WRONG_DATA),
+    ("store-acquired-at-second-60", True, "801600000F8101018301418A0720000301100060", SW.WRONG_DATA),
     ("modify-without-pin", False, "801800030501000000C8", SW.SECURITY_STATUS_NOT_SATISFIED),
     ("modify-unknown-id", True, "801800630501000000C8", SW.RECORD_NOT_FOUND),
     ("modify-overspend", True, "80180003050100000384", SW.CONDITIONS_NOT_SATISFIED),

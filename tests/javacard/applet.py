@@ -7,6 +7,8 @@ the kit comes from ``JC_HOME`` only (../shared/javacard/README.md), without it t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from apdu.wallet import AID_WALLET
 from card import CardMute
 from card.javacard import APPLET_CLASS, NO_KIT, ROOT, AppletBuild, AppletCard, build
@@ -17,10 +19,14 @@ __all__ = ["NO_KIT", "ROOT", "AppletTransport", "Build", "build"]
 
 
 class AppletTransport:
-    """One simulated card holding the wallet applet, freshly installed (a new card id)."""
+    """One simulated card holding the wallet applet, freshly installed (a new card id), on the
+    protocol a reader negotiates after each power-on (T=1, as ``connect_card`` by default)."""
 
-    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET) -> None:
-        self.card = AppletCard(built, applet_class, aid)
+    def __init__(self, built: AppletBuild, applet_class: str = APPLET_CLASS, aid: bytes = AID_WALLET, *,
+                 state_file: Path | None = None, protocol: str = "T=1") -> None:
+        self.card = AppletCard(built, applet_class, aid, state_file=state_file)
+        self.protocol = protocol
+        self.card.select_protocol(protocol)
 
     @property
     def atr(self) -> bytes:
@@ -37,6 +43,7 @@ class AppletTransport:
         """Power off and on: session state (RAM) is lost, EEPROM kept, nothing selected."""
         try:
             self.card.reset()
+            self.card.select_protocol(self.protocol)
         except CardMute as exc:
             raise CardRemovedError(str(exc)) from exc
 
@@ -44,6 +51,7 @@ class AppletTransport:
         """Replace the card by a new one (every applet deleted, the wallet installed afresh)."""
         try:
             self.card.new_card()
+            self.card.select_protocol(self.protocol)
         except CardMute as exc:
             raise CardRemovedError(str(exc)) from exc
 

@@ -92,9 +92,9 @@ VECTORS: dict[str, list[str]] = {
 }
 
 
-def python_card() -> tuple[SimulatedCard, PyscardTransport]:
+def python_card(protocol: str = T1) -> tuple[SimulatedCard, PyscardTransport]:
     card = SimulatedCard.manufacture()
-    return card, connect_card(card)
+    return card, connect_card(card, protocol)
 
 
 def masked(command: bytes, data: bytes) -> bytes:
@@ -105,12 +105,13 @@ def masked(command: bytes, data: bytes) -> bytes:
 
 
 def run_both(applet: AppletTransport, steps: Sequence[str]) -> None:
-    card, python = python_card()
+    """Both cards on the applet transport's protocol (T=1 unless it was made for T=0)."""
+    card, python = python_card(applet.protocol)
     for step in [SELECT, *steps]:
         if step == POWER_CYCLE:
             card.power_off()
             card.power_on()
-            card.select_protocol(T1)
+            card.select_protocol(applet.protocol)
             applet.power_cycle()
             continue
         command = bytes.fromhex(step)

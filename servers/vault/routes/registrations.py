@@ -1,12 +1,15 @@
-"""Values backed up against certificates (seed E1/E2), restored, and released by receipt."""
+"""Values backed up against certificates (seed E1/E2), one or a batch at a time, restored, and
+released by receipt."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from ...wire import ApiError, b64, unb64, unhex
-from ..deps import Card, Service
+from ..deps import Service, Token, blocking
 from ..models import (
+    RegistrationBatch,
+    RegistrationBatchOut,
     RegistrationOut,
     RegistrationRequest,
     ReleaseRequest,
@@ -15,36 +18,52 @@ from ..models import (
     RestoreResponse,
 )
 from ..repository import Registration
+from ..service import Submission, VaultService
 
 router = APIRouter()
 
 
 @router.post("/v1/registrations", response_model=RegistrationOut)
-def register(body: RegistrationRequest, card_id: Card, service: Service) -> RegistrationOut:
-    if (body.value is None) == (body.registered_value is None):
-        raise ApiError(400, "send either value or registered_value")
-    if body.registered_value is not None:
-        r = service.register_encrypted(card_id, unb64(body.registered_value, "registered_value"))
-    else:
-        r = service.register(card_id, unb64(body.value or "", "value"))
+async def register(body: RegistrationRequest, token: Token, service: Service) -> RegistrationOut:
+    submitted = [submission(service, body)]
+    [r] = await blocking(lambda: service.register_for_session(token, submitted))
     return registration_out(r)
 
 
+@router.post("/v1/registration-batches", response_model=RegistrationBatchOut)
+async def register_batch(body: RegistrationBatch, token: Token, service: Service) -> RegistrationBatchOut:
+    submitted = [submission(service, r) for r in body.registrations]
+    found = await blocking(lambda: service.register_for_session(token, submitted))
+    return RegistrationBatchOut(registrations=[registration_out(r) for r in found])
+
+
 @router.get("/v1/registrations", response_model=list[RegistrationOut])
-def registrations(card_id: Card, service: Service) -> list[RegistrationOut]:
-    return [registration_out(r) for r in service.list(card_id)]
+async def registrations(token: Token, service: Service) -> list[RegistrationOut]:
+    found = await blocking(lambda: service.list(service.sessions.subject(token)))
+    return [registration_out(r) for r in found]
 
 
 @router.post("/v1/restorations", response_model=RestoreResponse)
-def restore(body: RestoreRequest, card_id: Card, service: Service) -> RestoreResponse:
-    return RestoreResponse(value=b64(service.restore(card_id, unb64(body.certificate, "certificate"))))
+async def restore(body: RestoreRequest, token: Token, service: Service) -> RestoreResponse:
+    certificate = unb64(body.certificate, "certificate")
+    value = await blocking(lambda: service.restore(service.sessions.subject(token), certificate))
+    return RestoreResponse(value=b64(value))
 
 
 @router.post("/v1/releases", response_model=ReleaseResponse)
-def release(body: ReleaseRequest, card_id: Card, service: Service) -> ReleaseResponse:
-    released = service.release(card_id, body.counter, unhex(body.value_hash, "value_hash"),
-                               unb64(body.receipt, "receipt"))
+async def release(body: ReleaseRequest, token: Token, service: Service) -> ReleaseResponse:
+    x, receipt = unhex(body.value_hash, "value_hash"), unb64(body.receipt, "receipt")
+    released = await blocking(lambda: service.release(service.sessions.subject(token), body.counter, x, receipt))
     return ReleaseResponse(released=released)
+
+
+def submission(service: VaultService, body: RegistrationRequest) -> Submission:
+    """The value checked as far as it can be without the database (on the event loop)."""
+    if (body.value is None) == (body.registered_value is None):
+        raise ApiError(400, "send either value or registered_value")
+    if body.registered_value is not None:
+        return service.encrypted(unb64(body.registered_value, "registered_value"))
+    return service.plain(unb64(body.value or "", "value"))
 
 
 def registration_out(r: Registration) -> RegistrationOut:

@@ -134,4 +134,56 @@ final class P256 {
         sig[(short) (off + 1)] = (byte) (newLen - 2);
         return newLen;
     }
+
+    /**
+     * Strict DER ``30 L 02 rl r 02 sl s`` with minimal positive integers, 0 < r < n and
+     * 0 < s <= n/2: the one encoding apdu.signature.is_canonical accepts, checked before a
+     * signature is verified.
+     */
+    static boolean canonical(byte[] d, short off, short n) {
+        if (n < 8 || n > 72 || d[off] != 0x30 || d[(short) (off + 1)] != (byte) (n - 2)) {
+            return false;
+        }
+        short r = (short) (off + 2);
+        short rLen = integer(d, r, (short) (off + n));
+        if (rLen < 0 || compare(d, (short) (r + 2), rLen, N) >= 0) {
+            return false;
+        }
+        short s = (short) (r + 2 + rLen);
+        short sLen = integer(d, s, (short) (off + n));
+        return sLen >= 0 && (short) (s + 2 + sLen) == (short) (off + n) && compare(d, (short) (s + 2), sLen, HALF_N) <= 0;
+    }
+
+    /** The length of a minimal, positive, non-zero DER INTEGER of at most 33 bytes at d[at], or -1. */
+    private static short integer(byte[] d, short at, short end) {
+        if ((short) (at + 2) > end || d[at] != 0x02) {
+            return -1;
+        }
+        short len = d[(short) (at + 1)];
+        short v = (short) (at + 2);
+        if (len < 1 || len > 33 || (short) (v + len) > end || d[v] < 0) {
+            return -1;  // empty, too long, past the end, or negative
+        }
+        if (d[v] == 0 && (len == 1 || d[(short) (v + 1)] >= 0)) {
+            return -1;  // zero, or a leading 00 not needed
+        }
+        return len;
+    }
+
+    /** An unsigned big-endian integer of up to 33 bytes (33: a leading 00) against a 32-byte one. */
+    private static short compare(byte[] d, short v, short len, byte[] bound) {
+        if (len == 33) {
+            v++;
+            len = 32;
+        }
+        short pad = (short) (SCALAR_LEN - len);
+        for (short i = 0; i < SCALAR_LEN; i++) {
+            short x = i < pad ? 0 : (short) (d[(short) (v + i - pad)] & 0xFF);
+            short y = (short) (bound[i] & 0xFF);
+            if (x != y) {
+                return (short) (x - y);
+            }
+        }
+        return 0;
+    }
 }

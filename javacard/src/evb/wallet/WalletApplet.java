@@ -9,26 +9,54 @@ import javacard.framework.OwnerPIN;
 import javacard.framework.Util;
 import javacard.security.MessageDigest;
 import javacard.security.RandomData;
+import javacardx.apdu.ExtendedLength;
 
 /**
- * The wallet applet (docs/APDU.md), first slice: SELECT and its FCI, GET CARD INFO, PERSONALIZE,
- * VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER, answering byte for byte as the Python card
- * (card/wallet.py, card/pin.py). Every other instruction answers 6D00 until it is implemented here;
- * javacard/README.md lists what is and what is not.
+ * The wallet applet (docs/APDU.md), answering byte for byte as the Python card (card/card.py,
+ * card/wallet.py, card/index.py, card/pin.py): SELECT and its FCI, GET CARD INFO, the PIN commands,
+ * the value index and STORE / LIST / READ / MODIFY / DELETE VALUE, command chaining, extended
+ * length, and 61xx / 6Cxx / GET RESPONSE. Every other instruction answers 6D00 until it is
+ * implemented here; javacard/README.md lists what is and what is not.
  *
  * The PIN and the unblocking code are OwnerPINs over SHA-256(card id | digits) (and card id | "PUK" |
  * digits): the card never keeps the digits, and OwnerPIN spends its try counter before it compares.
+ *
+ * What a card OS would do below the applet in the Python card (chaining, response chaining) is done
+ * here, because jCardSim's runtime does none of it: data arrives in the APDU buffer or, for chains
+ * and data longer than the buffer, in a 4096-byte receive buffer; an answer is a source (bytes in
+ * RAM, a record behind a RAM head, or the listing) that GET RESPONSE reads on from where it stopped,
+ * so no answer is ever copied whole into RAM.
  */
-public final class WalletApplet extends Applet {
+public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte CLA_ISO = (byte) 0x00;
     private static final byte CLA_PROPRIETARY = (byte) 0x80;
+    private static final byte CLA_CHAINING = (byte) 0x10;
 
     private static final byte INS_PERSONALIZE = (byte) 0x02;
     private static final byte INS_GET_CARD_INFO = (byte) 0x10;
+    private static final byte INS_LIST_VALUES = (byte) 0x12;
+    private static final byte INS_READ_VALUE = (byte) 0x14;
+    private static final byte INS_STORE_VALUE = (byte) 0x16;
+    private static final byte INS_MODIFY_VALUE = (byte) 0x18;
+    private static final byte INS_DELETE_VALUE = (byte) 0x1A;
+    private static final byte INS_GET_MEMORY_MAP = (byte) 0x1C;
+    private static final byte INS_GET_IDENTITY = (byte) 0x30;
+    private static final byte INS_PUT_VAULT_KEY = (byte) 0x32;
+    private static final byte INS_PUT_ATTESTATION = (byte) 0x36;
+    private static final byte INS_GET_ATTESTATION = (byte) 0x3A;
+    private static final byte INS_PUT_KEYMGR_KEY = (byte) 0x64;
+    private static final byte INS_BEGIN_BACKUP = (byte) 0x40;
+    private static final byte INS_COMMIT_BACKUP = (byte) 0x42;
+    private static final byte INS_CANCEL_PENDING = (byte) 0x44;
+    private static final byte INS_BEGIN_RESTORE = (byte) 0x46;
+    private static final byte INS_COMMIT_RESTORE = (byte) 0x48;
+    private static final byte INS_SIGN_RECEIPT = (byte) 0x4A;
+    private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
     private static final byte INS_RESET_RETRY_COUNTER = (byte) 0x2C;
     private static final byte INS_SELECT = (byte) 0xA4;
+    private static final byte INS_GET_RESPONSE = (byte) 0xC0;
 
     private static final byte P2_PIN = (byte) 0x81;
     private static final byte P1_VERIFY_RESET = (byte) 0xFF;
@@ -46,13 +74,24 @@ public final class WalletApplet extends Applet {
     private static final byte CARD_ID_LEN = 8;
     private static final byte CARD_INFO_LEN = 29;
 
-    /** The Python card's default geometry (32 KiB EEPROM, a 1024-byte header, 128 index entries). */
-    private static final short INDEX_CAPACITY = 128;
-    private static final short DATA_SIZE = 28656;
+    private static final byte FILTER_BY_TYPE = 0x01;
+    private static final byte FILTER_CERTIFICATES = 0x02;
+    private static final byte FILTER_EXPIRING = 0x04;
+    private static final short FILTER_LEN = 8;
+    private static final byte OP_SPEND = 1;
+    private static final byte OP_USE = 2;
+    private static final short LIST_HEAD = 11;  // id, type, flags, size, valid-to, name length
+
+    /** Bytes a command chain may collect (docs/APDU.md 1), like a Java Card APDU buffer. */
+    private static final short MAX_CHAIN = 4096;
+    private static final short MAX_SHORT = 32767;
 
     private static final short SW_CLA_NOT_SUPPORTED = ISO7816.SW_CLA_NOT_SUPPORTED;
     private static final short SW_CHAINING_NOT_SUPPORTED = (short) 0x6884;
+    private static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
+    private static final short SW_RECORD_NOT_FOUND = ISO7816.SW_RECORD_NOT_FOUND;
+    private static final short SW_NOT_ENOUGH_MEMORY = (short) 0x6A84;
     private static final short SW_REFERENCE_NOT_FOUND = (short) 0x6A88;
     private static final short SW_VERIFY_FAILED = (short) 0x63C0;
 
@@ -61,26 +100,108 @@ public final class WalletApplet extends Applet {
     };
     private static final byte[] PUK_SALT = {(byte) 'P', (byte) 'U', (byte) 'K'};
 
+    // signature contexts (apdu/context.py): the label, then 00 and the audience's hash
+    private static final byte[] VAULT_SESSION = {
+        'E', 'V', 'B', '-', 'V', 'A', 'U', 'L', 'T', '-', 'S', 'E', 'S', 'S', 'I', 'O', 'N', '-', '2'
+    };
+    private static final byte[] KEYMGR_CARD = {
+        'E', 'V', 'B', '-', 'K', 'E', 'Y', 'M', 'G', 'R', '-', 'C', 'A', 'R', 'D', '-', '2'
+    };
+    private static final byte[] CARD_ATTESTATION = {
+        'E', 'V', 'B', '-', 'C', 'A', 'R', 'D', '-', 'A', 'T', 'T', 'E', 'S', 'T', 'A', 'T', 'I', 'O', 'N', '-', '1'
+    };
+    private static final byte[] CERTIFICATE = {
+        'E', 'V', 'B', '-', 'C', 'E', 'R', 'T', 'I', 'F', 'I', 'C', 'A', 'T', 'E', '-', '2'
+    };
+    private static final byte[] RECEIPT = {'E', 'V', 'B', '-', 'R', 'E', 'C', 'E', 'I', 'P', 'T', '-', '2'};
+    private static final byte[] RELYING_PARTIES = {
+        'E', 'V', 'B', ' ', 'r', 'e', 'l', 'y', 'i', 'n', 'g', ' ', 'p', 'a', 'r', 't', 'i', 'e', 's'
+    };
+    private static final byte AUDIENCE_VAULT = 1;
+    private static final byte AUDIENCE_KEY_MANAGER = 2;
+    private static final short CHALLENGE_MIN = 16;
+    private static final short CHALLENGE_MAX = 64;
+    private static final short SW_VERIFICATION_FAILED = (short) 0x6300;
+    private static final short SW_REFERENCE_NOT_USABLE = (short) 0x6984;
+
+    // the answer being sent: its source, how far GET RESPONSE has read, its length, its record
+    private static final byte SRC_NONE = 0;
+    private static final byte SRC_RAM = 1;     // answer[0..total)
+    private static final byte SRC_DATA = 2;    // answer[0..head) then data-area bytes from S_AT
+    private static final byte SRC_LIST = 3;    // the listing under the filter in filter[]
+    private static final byte SRC_MAP = 4;     // answer[0..MAP_HEAD) then the entries, regenerated
+    private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
+    private static final short S_SOURCE = 0;
+    private static final short S_POS = 1;
+    private static final short S_TOTAL = 2;
+    private static final short S_AT = 3;
+    private static final short S_CHAIN = 4;      // bytes collected by a chain under way
+    private static final short S_CHAINING = 5;   // 1 while a chain is under way
+    private static final short S_BIG = 6;        // 1 when the command's data is in received[]
+    private static final short S_HEAD = 7;
+    private static final short SESSION = 8;
+
     // persistent (EEPROM)
     private final byte[] cardId;
-    private final byte[] lifeCycle;
+    private final byte[] state;  // life cycle (1), next value id (2)
+    private static final short ST_LIFE = 0;
+    private static final short ST_NEXT_ID = 1;
     private final OwnerPIN pin;
     private final OwnerPIN puk;
     private final MessageDigest sha256;
+    private final ValueIndex index;
+    private final Records records;
+    private final Ecc ecc;
+    /** The servers' keys, pinned: an uncompressed point, or zeros while none is. */
+    private final byte[] vaultKey;
+    private final byte[] keymgrKey;
+    /** The issuer's attestation: signature length (0: none), issuer key (65), signature. */
+    private final byte[] attestation;
+    /**
+     * Where a certificate record is put together from the value's title and the certificate before
+     * it replaces the value in one transaction (EEPROM: it is as long as a record).
+     */
+    private final byte[] building;
+    /**
+     * Chains and data longer than the APDU buffer collect here; in EEPROM, written without a
+     * transaction (nothing refers to it across a power loss: the chain's length is in RAM), because
+     * 4 KB is more RAM than many cards have.
+     */
+    private final byte[] received;
 
-    // session (RAM, cleared on deselect and power loss)
+    // session (RAM, cleared on reset; the PIN status also on deselect)
     private final boolean[] verified;
     private final byte[] scratch;
+    private final byte[] answer;
+    private final byte[] filter;
+    private final byte[] chainHead;  // INS P1 P2 of the chain under way
+    private final short[] session;
+    private final short[] tmp;
+    private final short[] certFields;
 
     private WalletApplet() {
         cardId = new byte[CARD_ID_LEN];
         RandomData.getInstance(RandomData.ALG_SECURE_RANDOM).generateData(cardId, (short) 0, CARD_ID_LEN);
-        lifeCycle = new byte[] {LIFE_PERSONALIZATION};
+        state = new byte[] {LIFE_PERSONALIZATION, 0, 1};
         pin = new OwnerPIN(PIN_MAX_TRIES, HASH_LEN);
         puk = new OwnerPIN(PUK_MAX_TRIES, HASH_LEN);
         sha256 = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
+        index = new ValueIndex();
+        records = new Records();
+        ecc = new Ecc(sha256);
+        vaultKey = new byte[Ecc.POINT_LEN];
+        keymgrKey = new byte[Ecc.POINT_LEN];
+        attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
+        building = new byte[Records.MAX_RECORD];
+        received = new byte[MAX_CHAIN];
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
-        scratch = JCSystem.makeTransientByteArray((short) 64, JCSystem.CLEAR_ON_DESELECT);
+        scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
+        answer = JCSystem.makeTransientByteArray((short) 160, JCSystem.CLEAR_ON_RESET);
+        filter = JCSystem.makeTransientByteArray(FILTER_LEN, JCSystem.CLEAR_ON_RESET);
+        chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
+        session = JCSystem.makeTransientShortArray(SESSION, JCSystem.CLEAR_ON_RESET);
+        tmp = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_RESET);
+        certFields = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -103,9 +224,25 @@ public final class WalletApplet extends Applet {
         verified[0] = false;
     }
 
+    private boolean personalizing() {
+        return state[ST_LIFE] == LIFE_PERSONALIZATION;
+    }
+
     public void process(APDU apdu) {
         byte[] buf = apdu.getBuffer();
+        byte cla = buf[ISO7816.OFFSET_CLA];
+        byte ins = buf[ISO7816.OFFSET_INS];
+        if (!selectingApplet() && ins == INS_GET_RESPONSE) {
+            // a refused GET RESPONSE is no new command: the waiting data stays for a corrected one
+            getResponse(apdu);
+            return;
+        }
+        session[S_SOURCE] = SRC_NONE;  // any other command ends the wait (ISO 7816-4 5.3.4)
         if (selectingApplet()) {
+            if (session[S_CHAINING] != 0) {
+                endChain();
+                ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
+            }
             // the runtime selects on any P2; the Python card refuses all but 00 and 0C (then the
             // applet stays selected here, with the PIN status reset by select(): javacard/README.md)
             if (buf[ISO7816.OFFSET_P2] == (byte) 0x0C) {
@@ -117,19 +254,28 @@ public final class WalletApplet extends Applet {
             fci(apdu);
             return;
         }
-        byte cla = buf[ISO7816.OFFSET_CLA];
-        byte ins = buf[ISO7816.OFFSET_INS];
         if ((cla & 0x03) != 0) {
             ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
         }
-        if ((cla & 0x0C) != 0 || (cla & 0x60) != 0) {
+        byte base = (byte) (cla & ~CLA_CHAINING);
+        if (base != CLA_ISO && base != CLA_PROPRIETARY) {
             ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
         }
-        if ((cla & 0x10) != 0) {
-            ISOException.throwIt(SW_CHAINING_NOT_SUPPORTED);  // not yet: javacard/README.md
+        short lc;
+        if ((cla & CLA_CHAINING) != 0) {
+            chainLink(apdu);
+            return;  // 9000: the link is kept
         }
-        if (cla != CLA_ISO && cla != CLA_PROPRIETARY) {
-            ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
+        byte[] d = received;
+        short off = 0;
+        if (session[S_CHAINING] != 0) {
+            lc = lastLink(apdu);
+        } else {
+            lc = receive(apdu, (short) 0);
+            if (session[S_BIG] == 0) {
+                d = buf;
+                off = apdu.getOffsetCdata();
+            }
         }
         if (ins == INS_SELECT && cla == CLA_ISO) {
             // a SELECT the runtime did not take: bad P1-P2, or an AID of no applet
@@ -143,37 +289,86 @@ public final class WalletApplet extends Applet {
         if (expected == 0x01) {
             ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
         }
-        if (cla != expected) {
+        if (base != expected) {
             ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
         }
-        boolean noP1P2 = ins == INS_PERSONALIZE || ins == INS_GET_CARD_INFO;
-        if (noP1P2 && (buf[ISO7816.OFFSET_P1] != 0 || buf[ISO7816.OFFSET_P2] != 0)) {
-            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
-        }
-        boolean personalizing = lifeCycle[0] == LIFE_PERSONALIZATION;
-        if (personalizing && ins != INS_PERSONALIZE && ins != INS_GET_CARD_INFO) {
+        checkP1P2(buf, ins);
+        boolean personalizing = personalizing();
+        boolean early = ins == INS_PERSONALIZE || ins == INS_GET_CARD_INFO || ins == INS_GET_IDENTITY
+                || ins == INS_PUT_ATTESTATION || ins == INS_GET_ATTESTATION;
+        if (personalizing && !early) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        if (!personalizing && ins == INS_PERSONALIZE) {
+        if (!personalizing && (ins == INS_PERSONALIZE || ins == INS_PUT_ATTESTATION)) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        short lc = apdu.setIncomingAndReceive();
-        short off = apdu.getOffsetCdata();
         switch (ins) {
             case INS_PERSONALIZE:
-                personalize(buf, off, lc);
+                personalize(d, off, lc);
                 return;
             case INS_GET_CARD_INFO:
                 cardInfo(apdu, lc);
                 return;
+            case INS_LIST_VALUES:
+                list(apdu, d, off, lc);
+                return;
+            case INS_READ_VALUE:
+                read(apdu, lc);
+                return;
+            case INS_STORE_VALUE:
+                store(apdu, d, off, lc);
+                return;
+            case INS_MODIFY_VALUE:
+                modify(apdu, d, off, lc);
+                return;
+            case INS_DELETE_VALUE:
+                delete(apdu, lc);
+                return;
+            case INS_GET_MEMORY_MAP:
+                memoryMap(apdu, lc);
+                return;
+            case INS_GET_IDENTITY:
+                getIdentity(apdu, lc);
+                return;
+            case INS_PUT_ATTESTATION:
+                putAttestation(d, off, lc);
+                return;
+            case INS_GET_ATTESTATION:
+                getAttestation(apdu, lc);
+                return;
+            case INS_PUT_VAULT_KEY:
+                pinServerKey(vaultKey, true, d, off, lc);
+                return;
+            case INS_PUT_KEYMGR_KEY:
+                pinServerKey(keymgrKey, false, d, off, lc);
+                return;
+            case INS_INTERNAL_AUTHENTICATE:
+                authenticate(apdu, d, off, lc);
+                return;
+            case INS_BEGIN_BACKUP:
+            case INS_BEGIN_RESTORE:
+                begin(apdu, ins == INS_BEGIN_RESTORE, lc);
+                return;
+            case INS_COMMIT_BACKUP:
+                commitBackup(apdu, d, off, lc);
+                return;
+            case INS_CANCEL_PENDING:
+                cancelPending(apdu, lc);
+                return;
+            case INS_COMMIT_RESTORE:
+                commitRestore(apdu, d, off, lc);
+                return;
+            case INS_SIGN_RECEIPT:
+                signReceipt(apdu, d, off, lc);
+                return;
             case INS_VERIFY:
-                verify(buf, off, lc);
+                verify(buf, d, off, lc);
                 return;
             case INS_CHANGE_REFERENCE_DATA:
-                changePin(buf, off, lc);
+                changePin(buf, d, off, lc);
                 return;
             case INS_RESET_RETRY_COUNTER:
-                resetRetryCounter(buf, off, lc);
+                resetRetryCounter(buf, d, off, lc);
                 return;
             default:
                 ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
@@ -185,7 +380,25 @@ public final class WalletApplet extends Applet {
         switch (ins) {
             case INS_PERSONALIZE:
             case INS_GET_CARD_INFO:
+            case INS_LIST_VALUES:
+            case INS_READ_VALUE:
+            case INS_STORE_VALUE:
+            case INS_MODIFY_VALUE:
+            case INS_DELETE_VALUE:
+            case INS_GET_MEMORY_MAP:
+            case INS_GET_IDENTITY:
+            case INS_PUT_VAULT_KEY:
+            case INS_PUT_ATTESTATION:
+            case INS_GET_ATTESTATION:
+            case INS_PUT_KEYMGR_KEY:
+            case INS_BEGIN_BACKUP:
+            case INS_COMMIT_BACKUP:
+            case INS_CANCEL_PENDING:
+            case INS_BEGIN_RESTORE:
+            case INS_COMMIT_RESTORE:
+            case INS_SIGN_RECEIPT:
                 return CLA_PROPRIETARY;
+            case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
             case INS_CHANGE_REFERENCE_DATA:
             case INS_RESET_RETRY_COUNTER:
@@ -195,48 +408,935 @@ public final class WalletApplet extends Applet {
         }
     }
 
-    private void fci(APDU apdu) {
+    /** P1-P2 come first (6A86): commands that take none, and those that take a value id (not 0000). */
+    private static void checkP1P2(byte[] buf, byte ins) {
+        short p1p2 = Util.getShort(buf, ISO7816.OFFSET_P1);
+        switch (ins) {
+            case INS_PERSONALIZE:
+            case INS_GET_CARD_INFO:
+            case INS_LIST_VALUES:
+            case INS_STORE_VALUE:
+            case INS_GET_MEMORY_MAP:
+            case INS_GET_IDENTITY:
+            case INS_PUT_VAULT_KEY:
+            case INS_PUT_ATTESTATION:
+            case INS_GET_ATTESTATION:
+            case INS_PUT_KEYMGR_KEY:
+            case INS_SIGN_RECEIPT:
+                if (p1p2 != 0) {
+                    ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+                }
+                return;
+            case INS_READ_VALUE:
+            case INS_MODIFY_VALUE:
+            case INS_DELETE_VALUE:
+            case INS_BEGIN_BACKUP:
+            case INS_COMMIT_BACKUP:
+            case INS_CANCEL_PENDING:
+            case INS_BEGIN_RESTORE:
+            case INS_COMMIT_RESTORE:
+                if (p1p2 == 0) {
+                    ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+                }
+                return;
+            default:
+                return;
+        }
+    }
+
+    // --- receiving: the APDU buffer, or the receive buffer for chains and long data -------------
+
+    /**
+     * Receive the command data; answers Lc (at most 32767). Data that fits the APDU buffer stays
+     * there; longer data (a real card's extended APDU) goes to received[at..], as much as fits,
+     * and session[S_BIG] says so: every command that takes data refuses a length beyond 4096 by
+     * its Lc alone, as the Python card refuses it by its length.
+     */
+    private short receive(APDU apdu, short at) {
         byte[] buf = apdu.getBuffer();
-        buf[0] = (byte) 0x6F;
-        buf[1] = (byte) (AID_WALLET.length + 2);
-        buf[2] = (byte) 0x84;
-        buf[3] = (byte) AID_WALLET.length;
-        Util.arrayCopyNonAtomic(AID_WALLET, (short) 0, buf, (short) 4, (short) AID_WALLET.length);
-        send(apdu, (short) (AID_WALLET.length + 4));
+        short got = apdu.setIncomingAndReceive();
+        short off = apdu.getOffsetCdata();
+        short lc = apdu.getIncomingLength();
+        session[S_BIG] = 0;
+        if (lc >= 0 && lc <= (short) (buf.length - off)) {
+            while (got < lc) {
+                got += apdu.receiveBytes((short) (off + got));
+            }
+            return lc;
+        }
+        session[S_BIG] = 1;
+        short total = 0;
+        while (got > 0) {
+            short room = (short) (MAX_CHAIN - at - total);
+            if (room > 0) {
+                Util.arrayCopyNonAtomic(buf, off, received, (short) (at + total), got < room ? got : room);
+            }
+            total = (short) (total + got) < 0 ? MAX_SHORT : (short) (total + got);
+            got = apdu.receiveBytes(off);
+        }
+        return total;
+    }
+
+    private void endChain() {
+        session[S_CHAINING] = 0;
+        session[S_CHAIN] = 0;
+    }
+
+    /** Append this command's data to the chain: 6883 for another INS/P1/P2, 6700 past 4096 bytes. */
+    private short append(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        if (session[S_CHAINING] != 0 && Util.arrayCompare(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3) != 0) {
+            endChain();
+            ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
+        }
+        short at = session[S_CHAIN];
+        short lc = receive(apdu, at);
+        if (lc > (short) (MAX_CHAIN - at)) {
+            endChain();
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (session[S_BIG] == 0) {
+            Util.arrayCopyNonAtomic(buf, apdu.getOffsetCdata(), received, at, lc);
+        }
+        session[S_CHAIN] = (short) (at + lc);
+        return session[S_CHAIN];
+    }
+
+    private void chainLink(APDU apdu) {
+        append(apdu);
+        Util.arrayCopyNonAtomic(apdu.getBuffer(), ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3);
+        session[S_CHAINING] = 1;
+    }
+
+    /** The unchained last link: the joined data, in received[0..), is the command's. */
+    private short lastLink(APDU apdu) {
+        short total = append(apdu);
+        endChain();
+        return total;
+    }
+
+    // --- answering: Ne, 6Cxx, 61xx and GET RESPONSE --------------------------------------------
+
+    /**
+     * Send ``total`` bytes of the answer ``source`` as card/card.py shapes it: no Le, the status
+     * alone on T=1 and 61xx on T=0 (where a case-4 command arrives without its Le); what fits Ne
+     * sent; an Le too short on a read-only case-2 command with at most 256 bytes, 6Cxx; otherwise
+     * Ne bytes and 61xx, the rest waiting for GET RESPONSE.
+     */
+    private void respond(APDU apdu, byte source, short total, short lc, boolean readOnly) {
+        if (total == 0) {
+            return;
+        }
+        short le = apdu.setOutgoing();
+        if (le == 0 && (APDU.getProtocol() & 0x0F) == APDU.PROTOCOL_T1) {
+            return;
+        }
+        short ne = le < 0 ? MAX_SHORT : le;
+        if (total <= ne) {
+            apdu.setOutgoingLength(total);
+            emit(apdu, source, (short) 0, total);
+            return;
+        }
+        if (le != 0 && lc == 0 && readOnly && total <= 256) {  // case 2: an Le, no data
+            ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | (total & 0xFF)));
+        }
+        session[S_SOURCE] = source;
+        session[S_TOTAL] = total;
+        session[S_POS] = ne;
+        if (ne > 0) {
+            apdu.setOutgoingLength(ne);
+            emit(apdu, source, (short) 0, ne);
+        }
+        moreWaiting();
+    }
+
+    private void moreWaiting() {
+        short left = (short) (session[S_TOTAL] - session[S_POS]);
+        ISOException.throwIt((short) (ISO7816.SW_BYTES_REMAINING_00 | (left > 255 ? 0 : left)));
+    }
+
+    private void getResponse(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        byte cla = buf[ISO7816.OFFSET_CLA];
+        if ((cla & 0x03) != 0) {
+            ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
+        }
+        if ((cla & CLA_CHAINING) != 0) {
+            ISOException.throwIt(SW_CHAINING_NOT_SUPPORTED);
+        }
+        if (cla != CLA_ISO && cla != CLA_PROPRIETARY) {
+            ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
+        }
+        if (Util.getShort(buf, ISO7816.OFFSET_P1) != 0) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (apdu.setIncomingAndReceive() != 0 || apdu.getIncomingLength() != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte source = (byte) session[S_SOURCE];
+        if (source == SRC_NONE) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short le = apdu.setOutgoing();
+        short ne = le == 0 ? (short) 256 : (le < 0 ? MAX_SHORT : le);
+        short pos = session[S_POS];
+        short left = (short) (session[S_TOTAL] - pos);
+        short n = left < ne ? left : ne;
+        apdu.setOutgoingLength(n);
+        emit(apdu, source, pos, n);
+        session[S_POS] = (short) (pos + n);
+        if (n < left) {
+            moreWaiting();
+        }
+        session[S_SOURCE] = SRC_NONE;
+    }
+
+    /**
+     * Answer ``total`` bytes: answer[0..head) then the data area from ``at`` (a record, or a
+     * certificate inside one); GET RESPONSE reads on from the same place, nothing changing between.
+     */
+    private void respondData(APDU apdu, short head, short at, short total, short lc, boolean readOnly) {
+        session[S_HEAD] = head;
+        session[S_AT] = at;
+        respond(apdu, SRC_DATA, total, lc, readOnly);
+    }
+
+    /** Send bytes [from, from + count) of an answer. */
+    private void emit(APDU apdu, byte source, short from, short count) {
+        if (source == SRC_LIST) {
+            listing(apdu, from, count);
+            return;
+        }
+        if (source == SRC_MAP) {
+            mapEntries(apdu, from, count);
+            return;
+        }
+        short head = source == SRC_DATA ? session[S_HEAD] : (short) (from + count);
+        if (from < head) {
+            short n = (short) (head - from) < count ? (short) (head - from) : count;
+            apdu.sendBytesLong(answer, from, n);
+            from += n;
+            count -= n;
+        }
+        if (count > 0) {
+            apdu.sendBytesLong(index.data, (short) (session[S_AT] + from - head), count);
+        }
+    }
+
+    private void fci(APDU apdu) {
+        answer[0] = (byte) 0x6F;
+        answer[1] = (byte) (AID_WALLET.length + 2);
+        answer[2] = (byte) 0x84;
+        answer[3] = (byte) AID_WALLET.length;
+        Util.arrayCopyNonAtomic(AID_WALLET, (short) 0, answer, (short) 4, (short) AID_WALLET.length);
+        short lc = apdu.setIncomingAndReceive();
+        respond(apdu, SRC_RAM, (short) (AID_WALLET.length + 4), lc, true);
     }
 
     private void cardInfo(APDU apdu, short lc) {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        byte[] buf = apdu.getBuffer();
-        boolean personalizing = lifeCycle[0] == LIFE_PERSONALIZATION;
-        Util.arrayFillNonAtomic(buf, (short) 0, CARD_INFO_LEN, (byte) 0);
-        buf[0] = 1;  // version 1.0
-        buf[2] = lifeCycle[0];
-        Util.arrayCopyNonAtomic(cardId, (short) 0, buf, (short) 3, CARD_ID_LEN);
-        Util.setShort(buf, (short) 13, DATA_SIZE);  // total bytes of the data area (4: high half 0)
-        Util.setShort(buf, (short) 17, DATA_SIZE);  // free: no values stored yet in this slice
-        Util.setShort(buf, (short) 19, INDEX_CAPACITY);
-        buf[27] = personalizing ? 0 : pin.getTriesRemaining();
-        buf[28] = PIN_MAX_TRIES;
-        send(apdu, CARD_INFO_LEN);
+        Util.arrayFillNonAtomic(answer, (short) 0, CARD_INFO_LEN, (byte) 0);
+        answer[0] = 1;  // version 1.0
+        answer[2] = state[ST_LIFE];
+        Util.arrayCopyNonAtomic(cardId, (short) 0, answer, (short) 3, CARD_ID_LEN);
+        short used = index.count((byte) 0);
+        short certificates = index.count(ValueIndex.FLAG_CERTIFICATE);
+        Util.setShort(answer, (short) 13, ValueIndex.DATA_SIZE);  // total bytes of the data area (4)
+        Util.setShort(answer, (short) 17, (short) (ValueIndex.DATA_SIZE - index.usedBytes()));  // free (4)
+        Util.setShort(answer, (short) 19, ValueIndex.CAPACITY);
+        Util.setShort(answer, (short) 21, used);
+        Util.setShort(answer, (short) 23, (short) (used - certificates));
+        Util.setShort(answer, (short) 25, certificates);
+        answer[27] = personalizing() ? 0 : pin.getTriesRemaining();
+        answer[28] = PIN_MAX_TRIES;
+        respond(apdu, SRC_RAM, CARD_INFO_LEN, lc, true);
+    }
+
+    // --- values ----------------------------------------------------------------------------------
+
+    private void requirePin() {
+        if (pin.getTriesRemaining() == 0) {
+            ISOException.throwIt(SW_AUTH_BLOCKED);
+        }
+        if (!verified[0]) {
+            ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
+
+    /** The slot of the value P1-P2 names, or 6A83. */
+    private short entry(APDU apdu) {
+        short slot = index.find(Util.getShort(apdu.getBuffer(), ISO7816.OFFSET_P1));
+        if (slot < 0) {
+            ISOException.throwIt(SW_RECORD_NOT_FOUND);
+        }
+        return slot;
+    }
+
+    private void list(APDU apdu, byte[] d, short off, short lc) {
+        if (lc != 0 && lc != FILTER_LEN) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (lc == 0) {
+            Util.arrayFillNonAtomic(filter, (short) 0, FILTER_LEN, (byte) 0);
+        } else {
+            Util.arrayCopyNonAtomic(d, off, filter, (short) 0, FILTER_LEN);
+        }
+        byte flags = filter[0];
+        if ((flags & ~(FILTER_BY_TYPE | FILTER_CERTIFICATES | FILTER_EXPIRING)) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        byte t = filter[1];
+        if ((flags & FILTER_BY_TYPE) != 0 && !((t >= 1 && t <= 4) || t == 0x7F)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if ((flags & FILTER_EXPIRING) != 0 && !Records.isDate(filter, (short) 2)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        respond(apdu, SRC_LIST, listing(null, (short) 0, (short) 0), lc, true);
     }
 
     /**
-     * Answer buf[0..length) as the Python card shapes it on T=1: no Le, the status alone; an Le too
-     * short, 6Cxx with the exact length (only read-only case-2 commands come here with one).
+     * Walk the listing under filter[] in id order, sending its bytes [from, from + count) when
+     * ``apdu`` is given; answers its whole length. Each entry is built in scratch from the index
+     * and the record's title (name 83, valid-to 88).
      */
-    private static void send(APDU apdu, short length) {
-        short le = apdu.setOutgoing();
-        if (le == 0) {
+    private short listing(APDU apdu, short from, short count) {
+        byte flags = filter[0];
+        short total = 0;
+        short end = (short) (from + count);
+        for (short s = index.nextById((short) 0); s >= 0; s = index.nextById(index.id(s))) {
+            if ((flags & FILTER_BY_TYPE) != 0 && index.type(s) != filter[1]) {
+                continue;
+            }
+            if ((flags & FILTER_CERTIFICATES) != 0 && (index.flags(s) & ValueIndex.FLAG_CERTIFICATE) == 0) {
+                continue;
+            }
+            short rec = index.offset(s);
+            short size = index.size(s);
+            short to = Records.locate(index.data, rec, size, Records.TAG_VALID_TO, tmp);
+            if ((flags & FILTER_EXPIRING) != 0
+                    && (to < 0 || !Records.within(filter, (short) 2, index.data, to, Util.getShort(filter, (short) 6)))) {
+                continue;
+            }
+            Util.setShort(scratch, (short) 0, index.id(s));
+            scratch[2] = index.type(s);
+            scratch[3] = index.flags(s);
+            Util.setShort(scratch, (short) 4, size);
+            if (to < 0) {
+                Util.arrayFillNonAtomic(scratch, (short) 6, (short) 4, (byte) 0);
+            } else {
+                Util.arrayCopyNonAtomic(index.data, to, scratch, (short) 6, (short) 4);
+            }
+            short name = Records.locate(index.data, rec, size, Records.TAG_NAME, tmp);
+            short nameLen = name < 0 ? 0 : tmp[1];
+            scratch[10] = (byte) nameLen;
+            if (nameLen > 0) {
+                Util.arrayCopyNonAtomic(index.data, name, scratch, LIST_HEAD, nameLen);
+            }
+            short n = (short) (LIST_HEAD + nameLen);
+            sendPart(apdu, scratch, total, n, from, end);
+            total += n;
+        }
+        return total;
+    }
+
+    /**
+     * Of ``n`` bytes in src[0..n) that stand at ``at`` in a generated answer, send the part inside
+     * [from, end) (nothing when ``apdu`` is null: the caller is only measuring).
+     */
+    private static void sendPart(APDU apdu, byte[] src, short at, short n, short from, short end) {
+        if (apdu != null && at < end && (short) (at + n) > from) {
+            short a = at < from ? (short) (from - at) : 0;
+            short b = (short) (at + n) > end ? (short) (end - at) : n;
+            apdu.sendBytesLong(src, a, (short) (b - a));
+        }
+    }
+
+    // --- GET MEMORY MAP (docs/APDU.md 3.10) ------------------------------------------------------
+
+    private static final byte AREA_APPLET_HEADER = 3;
+    private static final byte AREA_INDEX = 4;
+    private static final byte AREA_DATA = 5;
+    private static final short MAP_HEAD = (short) (4 + 1 + 3 * 9 + 2);
+    private static final short MAP_ENTRY = 10;
+
+    /**
+     * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
+     * the pinned server keys, the attestation), the index, the data area; no journal (the
+     * runtime's). The head is built in RAM, the entries are read from the index as they go out.
+     */
+    private void memoryMap(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length);
+        short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
+        Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
+        Util.setShort(answer, (short) 2, (short) (header + indexLen + ValueIndex.DATA_SIZE));
+        answer[4] = 3;
+        area(AREA_APPLET_HEADER, (short) 0, header, (short) 5);
+        area(AREA_INDEX, header, indexLen, (short) 14);
+        area(AREA_DATA, (short) (header + indexLen), ValueIndex.DATA_SIZE, (short) 23);
+        short used = index.count((byte) 0);
+        Util.setShort(answer, (short) 32, used);
+        respond(apdu, SRC_MAP, (short) (MAP_HEAD + used * MAP_ENTRY), lc, true);
+    }
+
+    private void area(byte kind, short start, short length, short at) {
+        answer[at] = kind;
+        Util.setShort(answer, (short) (at + 3), start);  // 4-byte fields: the high halves stay 0
+        Util.setShort(answer, (short) (at + 7), length);
+    }
+
+    /** Bytes [from, from + count) of the map: its head from RAM, then each occupied slot's entry. */
+    private void mapEntries(APDU apdu, short from, short count) {
+        short end = (short) (from + count);
+        sendPart(apdu, answer, (short) 0, MAP_HEAD, from, end);
+        short at = MAP_HEAD;
+        for (short s = 0; s < ValueIndex.CAPACITY && at < end; s++) {
+            if (index.id(s) == 0) {
+                continue;
+            }
+            Util.setShort(scratch, (short) 0, s);
+            Util.arrayCopyNonAtomic(index.entries, (short) (s * ValueIndex.ENTRY), scratch, (short) 2, ValueIndex.ENTRY);
+            sendPart(apdu, scratch, at, MAP_ENTRY, from, end);
+            at += MAP_ENTRY;
+        }
+    }
+
+    private void read(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        answer[0] = Records.TAG_ID;
+        answer[1] = 2;
+        Util.setShort(answer, (short) 2, index.id(slot));
+        answer[4] = Records.TAG_FLAGS;
+        answer[5] = 1;
+        answer[6] = index.flags(slot);
+        respondData(apdu, RECORD_HEAD, index.offset(slot), (short) (RECORD_HEAD + index.size(slot)), lc, true);
+    }
+
+    private void store(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc > MAX_CHAIN) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // no record is this long
+        }
+        short size = records.check(d, off, lc, tmp);
+        short id = Util.getShort(state, ST_NEXT_ID);
+        if (id == 0) {
+            ISOException.throwIt(SW_NOT_ENOUGH_MEMORY);  // 65535 values stored over the card's life
+        }
+        short at = index.reserve(size);
+        // into free space, which nothing refers to until the entry is written: no transaction needed
+        records.write(d, index.data, at, false);
+        byte type = records.type(d);
+        JCSystem.beginTransaction();
+        index.add(id, type, (byte) 0, at, size);
+        Util.setShort(state, ST_NEXT_ID, (short) (id + 1));
+        JCSystem.commitTransaction();
+        Util.setShort(answer, (short) 0, id);
+        respond(apdu, SRC_RAM, (short) 2, lc, false);
+    }
+
+    private void modify(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & (ValueIndex.FLAG_CERTIFICATE | ValueIndex.FLAG_PENDING)) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // only live value can be spent
+        }
+        if (lc != 5 || (d[off] != OP_SPEND && d[off] != OP_USE)
+                || Util.getShort(d, (short) (off + 1)) == 0 && Util.getShort(d, (short) (off + 3)) == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // op 01/02, an amount of at least 1
+        }
+        byte tag = d[off] == OP_SPEND ? Records.TAG_BALANCE : Records.TAG_QUANTITY;
+        short at = Records.locate(index.data, index.offset(slot), index.size(slot), tag, tmp);
+        if (at < 0 || tmp[1] != 4 || Records.compare(d, (short) (off + 1), index.data, at, (short) 4) > 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // no such field, or not that much
+        }
+        // what is left, byte by byte from the low end with a borrow (no int on the card)
+        short borrow = 0;
+        for (short i = 3; i >= 0; i--) {
+            short v = (short) ((index.data[(short) (at + i)] & 0xFF) - (d[(short) (off + 1 + i)] & 0xFF) - borrow);
+            borrow = v < 0 ? (short) 1 : (short) 0;
+            answer[i] = (byte) v;
+        }
+        JCSystem.beginTransaction();
+        Util.arrayCopy(answer, (short) 0, index.data, at, (short) 4);
+        if ((flags & ValueIndex.FLAG_BACKED_UP) != 0) {
+            index.setFlags(slot, (byte) (flags & ~ValueIndex.FLAG_BACKED_UP));  // the vault's copy no longer matches
+        }
+        JCSystem.commitTransaction();
+        respond(apdu, SRC_RAM, (short) 4, lc, false);
+    }
+
+    private void delete(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        if ((index.flags(slot) & ValueIndex.FLAG_PENDING) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // finish or cancel the swap first
+        }
+        short at = index.offset(slot);
+        short size = index.size(slot);
+        JCSystem.beginTransaction();
+        index.remove(slot);
+        JCSystem.commitTransaction();
+        index.erase(at, size);
+    }
+
+    // --- identity, attestation and the servers' keys (docs/APDU.md 4) --------------------------
+
+    private void getIdentity(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Util.arrayCopyNonAtomic(cardId, (short) 0, answer, (short) 0, CARD_ID_LEN);
+        Util.arrayCopyNonAtomic(ecc.identity, (short) 0, answer, CARD_ID_LEN, Ecc.POINT_LEN);
+        respond(apdu, SRC_RAM, (short) (CARD_ID_LEN + Ecc.POINT_LEN), lc, true);
+    }
+
+    /**
+     * The issuer's key and its signature over this card's identity, taken once while the card is
+     * being personalized; checked, so a card never carries an attestation of another card's key.
+     */
+    private void putAttestation(byte[] d, short off, short lc) {
+        if (lc <= Ecc.POINT_LEN || lc > (short) (Ecc.POINT_LEN + Ecc.MAX_SIGNATURE) || d[off] != 0x04) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (attestation[0] != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // attested once, for the card's life
+        }
+        short sig = (short) (off + Ecc.POINT_LEN);
+        short sigLen = (short) (lc - Ecc.POINT_LEN);
+        javacard.security.Signature v =
+            ecc.startVerify(d, off, CARD_ATTESTATION, RELYING_PARTIES, (short) 0, (short) RELYING_PARTIES.length);
+        if (v != null) {
+            v.update(cardId, (short) 0, CARD_ID_LEN);
+        }
+        if (v == null || !ecc.finishVerify(ecc.identity, (short) 0, Ecc.POINT_LEN, d, sig, sigLen)) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+        JCSystem.beginTransaction();
+        attestation[0] = (byte) sigLen;
+        Util.arrayCopy(d, off, attestation, (short) 1, lc);
+        JCSystem.commitTransaction();
+    }
+
+    private void getAttestation(APDU apdu, short lc) {
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (attestation[0] == 0) {
+            ISOException.throwIt(SW_REFERENCE_NOT_FOUND);  // a card no issuer vouched for
+        }
+        short n = (short) (Ecc.POINT_LEN + attestation[0]);
+        Util.arrayCopyNonAtomic(attestation, (short) 1, answer, (short) 0, n);
+        respond(apdu, SRC_RAM, n, lc, true);
+    }
+
+    /**
+     * PUT VAULT KEY and PUT KEY MANAGER KEY: pinned on first use; the same key again is 9000. The
+     * vault's may change while no entry carries a flag (certificates, backed-up or pending values
+     * would become unverifiable); the key manager's never (a terminal could swap in its own).
+     */
+    private void pinServerKey(byte[] pinned, boolean vault, byte[] d, short off, short lc) {
+        requirePin();
+        if (!ecc.validPoint(d, off, lc)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (Util.arrayCompare(pinned, (short) 0, d, off, Ecc.POINT_LEN) == 0) {
             return;
         }
-        if (le < length) {
-            ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | length));
+        if (pinned[0] == 0x04 && (!vault || index.flagged())) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        apdu.setOutgoingLength(length);
-        apdu.sendBytes((short) 0, length);
+        JCSystem.beginTransaction();
+        Util.arrayCopy(d, off, pinned, (short) 0, Ecc.POINT_LEN);
+        JCSystem.commitTransaction();
+    }
+
+    /**
+     * INTERNAL AUTHENTICATE: the challenge signed for the kind of server P1 names, over the key the
+     * card pinned for it (never one the host sends), bound to the card id.
+     */
+    private void authenticate(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        byte[] buf = apdu.getBuffer();
+        byte audience = buf[ISO7816.OFFSET_P1];
+        if ((audience != AUDIENCE_VAULT && audience != AUDIENCE_KEY_MANAGER) || buf[ISO7816.OFFSET_P2] != 0) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (lc < CHALLENGE_MIN || lc > CHALLENGE_MAX) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte[] server = audience == AUDIENCE_VAULT ? vaultKey : keymgrKey;
+        if (server[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // pin the server's key first
+        }
+        javacard.security.Signature s = ecc.startSign(audience == AUDIENCE_VAULT ? VAULT_SESSION : KEYMGR_CARD,
+                                                      server, (short) 0, Ecc.POINT_LEN);
+        s.update(cardId, (short) 0, CARD_ID_LEN);
+        short n = ecc.finishSign(d, off, lc, answer, (short) 0);
+        respond(apdu, SRC_RAM, n, lc, true);
+    }
+
+    // --- backup and restore: the two-phase swap (docs/APDU.md 5, plain mode) -------------------
+
+    private static final byte CERT_VERSION = (byte) 0x80;
+    private static final byte CERT_CARD_ID = (byte) 0x81;
+    private static final byte CERT_COUNTER = (byte) 0x82;
+    private static final byte CERT_HASH = (byte) 0x83;
+    private static final byte CERT_MODE = (byte) 0x84;
+    private static final byte CERT_DIGEST = (byte) 0xA5;
+    private static final byte CERT_SIGNATURE = (byte) 0x9E;
+    private static final byte[] CERT_TAGS = {
+        CERT_VERSION, CERT_CARD_ID, CERT_COUNTER, CERT_HASH, CERT_MODE, CERT_DIGEST, CERT_SIGNATURE
+    };
+    private static final byte[] CERT_LENGTHS = {1, CARD_ID_LEN, 4, HASH_LEN, 1, -1, -1};
+    private static final byte MODE_PLAIN = 0;
+    private static final byte MODE_ENCRYPTED = 1;
+    /** Record tags a vault may put in a digest (apdu.certificate.DigestField). */
+    private static final byte[] DIGEST_TAGS = {
+        Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
+        Records.TAG_PLACE
+    };
+    // where certificate() found each field: offsets in cert[], the digest's and signature's lengths
+    private static final short C_CARD_ID = 0;
+    private static final short C_COUNTER = 1;
+    private static final short C_HASH = 2;
+    private static final short C_MODE = 3;
+    private static final short C_DIGEST = 4;
+    private static final short C_DIGEST_LEN = 5;
+    private static final short C_SIGNATURE = 6;
+    private static final short C_SIGNATURE_LEN = 7;
+    private static final short C_SIGNED_LEN = 8;
+
+    /**
+     * Parse a certificate in its one encoding (apdu.certificate.Certificate.from_bytes): the seven
+     * tags in order, each once, minimal lengths, version 01, mode 00/01, nothing after; 6A80
+     * otherwise. Field offsets go to cert[].
+     */
+    private void certificate(byte[] d, short off, short n, short[] cert) {
+        short end = (short) (off + n);
+        short pos = off;
+        for (short i = 0; i < (short) CERT_TAGS.length; i++) {
+            if (pos >= end || d[pos] != CERT_TAGS[i]) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            if (i == 6) {
+                cert[C_SIGNED_LEN] = (short) (pos - off);
+            }
+            short len = Records.length(d, (short) (pos + 1), end, tmp);
+            short v = tmp[0];
+            if (CERT_LENGTHS[i] >= 0 && len != CERT_LENGTHS[i]) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            switch (i) {
+                case 0:
+                    if (d[v] != 1) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // version 1 only
+                    }
+                    break;
+                case 4:
+                    if (d[v] != MODE_PLAIN && d[v] != MODE_ENCRYPTED) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                    cert[C_MODE] = v;
+                    break;
+                case 5:
+                    cert[C_DIGEST] = v;
+                    cert[C_DIGEST_LEN] = len;
+                    break;
+                case 6:
+                    if (len > Ecc.MAX_SIGNATURE) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                    cert[C_SIGNATURE] = v;
+                    cert[C_SIGNATURE_LEN] = len;
+                    break;
+                default:
+                    cert[(short) (i - 1)] = v;  // card id, counter, hash
+            }
+            pos = (short) (v + len);
+        }
+        if (pos != end) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+    }
+
+    /**
+     * Every field of the digest (dg) is in the value (val) with the same bytes, each once and of
+     * the tags a vault may choose (apdu.certificate.digest_matches); the value is a stored or a
+     * checked record.
+     */
+    private boolean digestMatches(byte[] dg, short digest, short n, byte[] val, short value, short size) {
+        short end = (short) (digest + n);
+        short seen = 0;
+        for (short pos = digest; pos < end;) {
+            byte tag = dg[pos];
+            short bit = 0;
+            for (short i = 0; i < (short) DIGEST_TAGS.length; i++) {
+                if (DIGEST_TAGS[i] == tag) {
+                    bit = (short) (1 << i);
+                }
+            }
+            if (bit == 0 || (seen & bit) != 0) {
+                return false;
+            }
+            seen |= bit;
+            short len = Records.length(dg, (short) (pos + 1), end, tmp);
+            short v = tmp[0];
+            short at = Records.locate(val, value, size, tag, tmp);
+            if (at < 0 || tmp[1] != len || Util.arrayCompare(dg, v, val, at, len) != 0) {
+                return false;
+            }
+            pos = (short) (v + len);
+        }
+        return true;
+    }
+
+    /** SHA-256 of data-area bytes compared with 32 bytes at d[x]. */
+    private boolean hashIs(short at, short size, byte[] d, short x) {
+        sha256.reset();
+        sha256.doFinal(index.data, at, size, scratch, (short) 0);
+        return Util.arrayCompare(scratch, (short) 0, d, x, HASH_LEN) == 0;
+    }
+
+    /**
+     * Seed step 1-4 (card/backup.py _check_certificate): a vault key pinned (6984), the certificate
+     * names this card and its digest fits the value (6A80), X = SHA-256(value) for a plain one (an
+     * encrypted one needs the key store: 6A80, as on a card without a key), the vault signed (6300).
+     */
+    private void checkCertificate(byte[] d, short off, short[] cert, short value, short size) {
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
+        }
+        if (Util.arrayCompare(d, cert[C_CARD_ID], cardId, (short) 0, CARD_ID_LEN) != 0
+                || !digestMatches(d, cert[C_DIGEST], cert[C_DIGEST_LEN], index.data, value, size)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (d[cert[C_MODE]] != MODE_PLAIN || !hashIs(value, size, d, cert[C_HASH])) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, cardId, (short) 0, CARD_ID_LEN);
+        if (v == null || !ecc.finishVerify(d, off, cert[C_SIGNED_LEN], d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+    }
+
+    /** The offset of the certificate (8E) in a certificate record, its length in tmp[1]. */
+    private short certificateOf(short slot) {
+        return Records.locate(index.data, index.offset(slot), index.size(slot), Records.TAG_CERTIFICATE, tmp);
+    }
+
+    private void setFlags(short slot, byte flags) {
+        if (index.flags(slot) != flags) {
+            JCSystem.beginTransaction();
+            index.setFlags(slot, flags);
+            JCSystem.commitTransaction();
+        }
+    }
+
+    /**
+     * BEGIN BACKUP (a value: its stored bytes) and BEGIN RESTORE (a certificate record: the
+     * certificate): the entry is marked pending and the bytes answered; again, the same bytes.
+     */
+    private void begin(APDU apdu, boolean restore, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if (((flags & ValueIndex.FLAG_CERTIFICATE) != 0) != restore) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        boolean already = (flags & ValueIndex.FLAG_PENDING) != 0;
+        setFlags(slot, (byte) (flags | ValueIndex.FLAG_PENDING));
+        if (restore) {
+            short at = certificateOf(slot);
+            respondData(apdu, (short) 0, at, tmp[1], lc, already);
+        } else {
+            respondData(apdu, (short) 0, index.offset(slot), index.size(slot), lc, already);
+        }
+    }
+
+    private void cancelPending(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        setFlags(slot, (byte) (index.flags(slot) & ~ValueIndex.FLAG_PENDING));
+    }
+
+    /**
+     * COMMIT BACKUP: option (01 keep the value, flagged backed up; 00 replace it by the
+     * certificate record) and the certificate, checked, then the swap in one transaction. A retry
+     * of a done commit answers 9000 (card/backup.py _commit_backup, step for step).
+     */
+    private void commitBackup(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte option = d[off];
+        if ((option & ~1) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short c = (short) (off + 1);
+        short cLen = (short) (lc - 1);
+        short[] cert = certFields;
+        certificate(d, c, cLen, cert);
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) != 0) {
+            short at = certificateOf(slot);
+            if (tmp[1] == cLen && Util.arrayCompare(index.data, at, d, c, cLen) == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        boolean keep = option == 1;
+        boolean pending = (flags & ValueIndex.FLAG_PENDING) != 0;
+        if (keep && (flags & ValueIndex.FLAG_BACKED_UP) != 0 && !pending) {
+            checkCertificate(d, c, cert, index.offset(slot), index.size(slot));  // a retry of a keeping commit
+            return;
+        }
+        if (!pending) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        checkCertificate(d, c, cert, index.offset(slot), index.size(slot));
+        if (keep) {
+            setFlags(slot, (byte) ((flags & ~ValueIndex.FLAG_PENDING) | ValueIndex.FLAG_BACKED_UP));
+            return;
+        }
+        // the value's title and the certificate, put together first, then swapped in
+        records.check(index.data, index.offset(slot), index.size(slot), tmp);
+        short titleLen = records.size(index.data, true);
+        short size = (short) (titleLen + 1 + Records.lengthFieldSize(cLen) + cLen);
+        if (size > Records.MAX_RECORD || size < 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short pos = records.write(index.data, building, (short) 0, true);
+        building[pos++] = Records.TAG_CERTIFICATE;
+        pos = Records.writeLength(building, pos, cLen);
+        Util.arrayCopyNonAtomic(d, c, building, pos, cLen);
+        replace(slot, building, (short) 0, size, index.type(slot), ValueIndex.FLAG_CERTIFICATE);
+    }
+
+    /**
+     * Put new bytes in place of a record under the same id and slot, in one transaction: where it
+     * is when they fit, else in a gap beside it (6A84 if none, after compaction).
+     */
+    private void replace(short slot, byte[] src, short srcOff, short size, byte type, byte flags) {
+        if (size > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short to = index.offset(slot);
+        if (size > index.size(slot)) {
+            to = index.reserve(size);  // compaction may move the record itself: read its place after
+        }
+        short old = index.offset(slot);
+        short oldSize = index.size(slot);
+        JCSystem.beginTransaction();
+        index.clear(old, oldSize);
+        Util.arrayCopy(src, srcOff, index.data, to, size);
+        index.place(slot, type, flags, to, size);
+        JCSystem.commitTransaction();
+    }
+
+    /**
+     * COMMIT RESTORE: the value the vault returned, in the card's own encoding, checked against
+     * the certificate (digest, X) and swapped in; a retry of a done one answers 9000.
+     */
+    private void commitRestore(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc == 0 || lc > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0) {
+            if (flags == 0 && index.size(slot) == lc
+                    && Util.arrayCompare(index.data, index.offset(slot), d, off, lc) == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short[] cert = certFields;
+        short at = certificateOf(slot);
+        certificate(index.data, at, tmp[1], cert);
+        if (index.data[cert[C_MODE]] != MODE_PLAIN) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // an encrypted one opens with the key store's key
+        }
+        records.check(d, off, lc, tmp);
+        if (!records.canonical(d, off, lc)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // only a value in the card's own encoding
+        }
+        // the digest's fields must be in the value: compare against the value as sent
+        if (!digestMatches(index.data, cert[C_DIGEST], cert[C_DIGEST_LEN], d, off, lc)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        sha256.reset();
+        sha256.doFinal(d, off, lc, scratch, (short) 0);
+        if (Util.arrayCompare(scratch, (short) 0, index.data, cert[C_HASH], HASH_LEN) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // seed step 2-4: the value certified
+        }
+        replace(slot, d, off, lc, records.type(d), (byte) 0);
+    }
+
+    /**
+     * SIGN RECEIPT: counter (4) and X (32). Signed only when no certificate on the card carries
+     * that counter and X (their TLVs, 38 bytes, found in a certificate record) and no pending or
+     * kept value hashes to X; answers the import counter (no handovers here: 0) and the signature.
+     */
+    private void signReceipt(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc != (short) (4 + HASH_LEN)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        scratch[0] = CERT_COUNTER;
+        scratch[1] = 4;
+        Util.arrayCopyNonAtomic(d, off, scratch, (short) 2, (short) 4);
+        scratch[6] = CERT_HASH;
+        scratch[7] = HASH_LEN;
+        Util.arrayCopyNonAtomic(d, (short) (off + 4), scratch, (short) 8, HASH_LEN);
+        short named = (short) (8 + HASH_LEN);
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            if (index.id(s) == 0) {
+                continue;
+            }
+            byte flags = index.flags(s);
+            short at = index.offset(s);
+            short size = index.size(s);
+            if ((flags & ValueIndex.FLAG_CERTIFICATE) != 0) {
+                for (short i = 0; (short) (i + named) <= size; i++) {
+                    if (Util.arrayCompare(index.data, (short) (at + i), scratch, (short) 0, named) == 0) {
+                        ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+                    }
+                }
+            } else if ((flags & (ValueIndex.FLAG_PENDING | ValueIndex.FLAG_BACKED_UP)) != 0
+                    && hashIs(at, size, d, (short) (off + 4))) {
+                ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+            }
+        }
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
+        }
+        Util.arrayFillNonAtomic(answer, (short) 0, (short) 4, (byte) 0);  // the import counter
+        javacard.security.Signature s = ecc.startSign(RECEIPT, vaultKey, (short) 0, Ecc.POINT_LEN);
+        s.update(cardId, (short) 0, CARD_ID_LEN);
+        s.update(d, off, (short) (4 + HASH_LEN));
+        short n = ecc.finishSign(answer, (short) 0, (short) 4, answer, (short) 4);
+        respond(apdu, SRC_RAM, (short) (4 + n), lc, true);
     }
 
     // --- PIN ---------------------------------------------------------------------------------
@@ -299,7 +1399,7 @@ public final class WalletApplet extends Applet {
         pin.update(scratch, (short) 0, HASH_LEN);
         hash(PUK_SALT, buf, (short) (off + PIN_BLOCK_LEN), PUK_LEN);
         puk.update(scratch, (short) 0, HASH_LEN);
-        lifeCycle[0] = LIFE_OPERATIONAL;
+        state[ST_LIFE] = LIFE_OPERATIONAL;
         JCSystem.commitTransaction();
     }
 
@@ -314,7 +1414,7 @@ public final class WalletApplet extends Applet {
         }
     }
 
-    private void verify(byte[] buf, short off, short lc) {
+    private void verify(byte[] buf, byte[] d, short off, short lc) {
         checkReference(buf, true);
         if (buf[ISO7816.OFFSET_P1] == P1_VERIFY_RESET) {
             if (lc != 0) {
@@ -336,36 +1436,36 @@ public final class WalletApplet extends Applet {
         if (lc != PIN_BLOCK_LEN) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        short n = pinDigits(buf, off);  // malformed: 6A80, and the status stays as it was
+        short n = pinDigits(d, off);  // malformed: 6A80, and the status stays as it was
         verified[0] = false;
-        check(pin, null, buf, off, n);
+        check(pin, null, d, off, n);
         verified[0] = true;
     }
 
-    private void changePin(byte[] buf, short off, short lc) {
+    private void changePin(byte[] buf, byte[] d, short off, short lc) {
         checkReference(buf, false);
         if (lc != (short) (2 * PIN_BLOCK_LEN)) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short newLen = pinDigits(buf, (short) (off + PIN_BLOCK_LEN));
-        short oldLen = pinDigits(buf, off);
+        short newLen = pinDigits(d, (short) (off + PIN_BLOCK_LEN));
+        short oldLen = pinDigits(d, off);
         verified[0] = false;
-        check(pin, null, buf, off, oldLen);
-        hash(null, buf, (short) (off + PIN_BLOCK_LEN), newLen);
+        check(pin, null, d, off, oldLen);
+        hash(null, d, (short) (off + PIN_BLOCK_LEN), newLen);
         pin.update(scratch, (short) 0, HASH_LEN);  // its own transaction; the counter is full already
         verified[0] = true;
     }
 
-    private void resetRetryCounter(byte[] buf, short off, short lc) {
+    private void resetRetryCounter(byte[] buf, byte[] d, short off, short lc) {
         checkReference(buf, false);
         if (lc != (short) (PUK_LEN + PIN_BLOCK_LEN)) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short newLen = pinDigits(buf, (short) (off + PUK_LEN));
-        checkDigits(buf, off, PUK_LEN);  // malformed: 6A80 before a try is spent
+        short newLen = pinDigits(d, (short) (off + PUK_LEN));
+        checkDigits(d, off, PUK_LEN);  // malformed: 6A80 before a try is spent
         verified[0] = false;
-        check(puk, PUK_SALT, buf, off, PUK_LEN);
-        hash(null, buf, (short) (off + PUK_LEN), newLen);
+        check(puk, PUK_SALT, d, off, PUK_LEN);
+        hash(null, d, (short) (off + PUK_LEN), newLen);
         pin.update(scratch, (short) 0, HASH_LEN);  // and its counter back to three
     }
 }
