@@ -329,7 +329,7 @@ class Cluster:
     def start_replica(self, server: str, i: int, synchronous: bool = True) -> None:
         port = self.layout.replica_ports(server)[i]
         self.spawn(f"{server}{i}", self._server_args(server, port, synchronous))
-        self._wait(lambda: self.healthy_server(port, f"/v1/{server}"), 60, f"{server} replica {i} on {port}")
+        self._wait(lambda: self.healthy_server(port, f"/v1/{server}"), 120, f"{server} replica {i} on {port}")
 
     def restart_replicas(self, server: str, synchronous: bool = True, count: int | None = None) -> None:
         """Replace ``server``'s replicas (the first ``count`` of them run; the rest stay down)."""

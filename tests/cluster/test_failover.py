@@ -212,13 +212,22 @@ def test_failover_trial(trial: int, cluster: Any) -> None:
     counters = [c for c, _ in stored]
     assert len(counters) == len(set(counters)), "a registration counter was given twice"
     assert not ledger.broken, ledger.broken
-    with VaultClient(url, ca=ca) as client:
-        for card, originals in cards:
-            conserved(card, originals, url, ca)
-            run_phase(card, client, phase)  # the re-run completes the phase
-            conserved(card, originals, url, ca)
-            flags = {e.flags for e in unlocked(card).list()}
-            assert flags == ({ValueFlags.CERTIFICATE} if phase == "backup" else {ValueFlags.NONE})
+    for attempt in range(3):
+        try:
+            with VaultClient(url, ca=ca) as client:
+                for card, originals in cards:
+                    conserved(card, originals, url, ca)
+                    run_phase(card, client, phase)  # the re-run completes the phase
+                    conserved(card, originals, url, ca)
+            break
+        except VaultClientError as exc:
+            # the monitor may still fail over from a primary its keeper restarted at once: a clean
+            # 503 (or a dropped connection) in the middle of the check; settle and check again
+            assert exc.status in (0, 503) and attempt < 2, exc
+            cluster.wait_healthy()
+    for card, _ in cards:
+        flags = {e.flags for e in unlocked(card).list()}
+        assert flags == ({ValueFlags.CERTIFICATE} if phase == "backup" else {ValueFlags.NONE})
     for card, originals in cards:  # and at the end each value is where the phase put it, once
         s = unlocked(card)
         if phase == "restore":
