@@ -4,7 +4,11 @@
   ``synchronous=FULL`` so a committed registration survives a killed process or a power cut,
   ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing halfway. A new file is made
   0600 in a 0700 folder (SQLite gives its -wal and -shm files the database file's mode).
-* PostgreSQL: ``postgresql://user:pw@host:port/db`` through psycopg 3 and a connection pool.
+* PostgreSQL: ``postgresql://user:pw@host:port/db`` (or libpq's ``host=a,b port=x,y …``) through
+  psycopg 3 and a connection pool. With several hosts and ``target_session_attrs=read-write`` the
+  servers follow a failover: a request that meets a dead or demoted primary fails as
+  :class:`StorageUnavailable` (a 503 with Retry-After, nothing acknowledged), its connection is
+  dropped, and the next request connects to whichever host is primary now.
 
 SQL is written once, with ``?`` placeholders and SQLite's type names; :func:`_to_postgres`
 makes the three changes PostgreSQL needs. Schema changes are numbered :class:`Migration` s,
@@ -31,6 +35,26 @@ class StorageError(Exception):
     """The database cannot be opened or reached; the message names it without its password."""
 
 
+RETRY_AFTER_SECONDS = 1
+"""What a 503 from a lost database asks clients to wait: an automatic failover takes seconds."""
+CHECKOUT_SECONDS = 5.0
+"""How long a request waits for a connection to a primary before answering 503: below the
+clients' 10 s timeout, so a client hears a clean refusal rather than a timeout."""
+
+
+class StorageUnavailable(StorageError):
+    """The primary went away or turned read-only mid-request (a failover). The transaction did
+    not commit, or its commit is unknown and a retry finds it (every write the servers make is
+    idempotent on retry): answered as 503 with Retry-After, never as a 500."""
+
+    status = 503
+    retry_after = RETRY_AFTER_SECONDS
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -54,7 +78,14 @@ def _to_postgres(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+def _is_conninfo(url: str) -> bool:
+    """libpq's keyword form (``host=a,b port=x,y dbname=…``), which multi-host set-ups use."""
+    return re.match(r"\s*\w+\s*=", url) is not None
+
+
 def redact(url: str) -> str:
+    if _is_conninfo(url):
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
@@ -67,7 +98,7 @@ class Database:
     @classmethod
     def open(cls, url: str, migrations: Sequence[Migration]) -> Database:
         db: Database
-        if url.startswith(("postgresql://", "postgres://")):
+        if url.startswith(("postgresql://", "postgres://")) or _is_conninfo(url):
             db = _Postgres(url)
         else:
             db = _Sqlite(Path(url.removeprefix("sqlite:///")))  # sqlite:////abs/path or a plain path
@@ -177,15 +208,39 @@ class _Postgres(Database):
         self.url = url
         try:
             psycopg.connect(url, connect_timeout=5).close()  # fail fast with the server's reason
-            self.pool = ConnectionPool(url, min_size=1, max_size=8, open=True, timeout=10)
+            self.pool = ConnectionPool(url, min_size=1, max_size=8, open=True, timeout=CHECKOUT_SECONDS)
             self.pool.wait(timeout=10)
         except Exception as exc:
             raise StorageError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+        self._checking = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self.pool.connection() as conn, conn.transaction():
-            yield _PgTx(conn)
+        """A dropped connection (the primary died), no primary to connect to yet, or a
+        read-only answer (this host was demoted) all become :class:`StorageUnavailable`."""
+        from psycopg import OperationalError
+        from psycopg.errors import ReadOnlySqlTransaction
+
+        try:
+            with self.pool.connection() as conn:
+                try:
+                    with conn.transaction():
+                        yield _PgTx(conn)
+                except ReadOnlySqlTransaction:
+                    conn.close()  # a standby now: the pool throws a closed connection away
+                    raise
+        except (OperationalError, ReadOnlySqlTransaction) as exc:
+            self._drop_dead_connections()
+            raise StorageUnavailable(f"the database is unavailable, retry: {type(exc).__name__}") from exc
+
+    def _drop_dead_connections(self) -> None:
+        """After one dead connection the idle ones are likely dead too (the same primary went):
+        test them now, once, so the next requests do not each meet one."""
+        if self._checking.acquire(blocking=False):
+            try:
+                self.pool.check()
+            finally:
+                self._checking.release()
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")

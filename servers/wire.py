@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from .storage import StorageUnavailable
+
 MAX_BODY = 64 * 1024
 """The largest request body either server reads: the biggest legitimate one (five fingerprint
 samples, base64) is well under it."""
@@ -92,7 +94,15 @@ def install_error_handler(app: FastAPI, *errors: type[Exception]) -> None:
         app.add_exception_handler(kind, handler)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_refusal)
+    app.add_exception_handler(StorageUnavailable, database_unavailable)
     app.add_middleware(BodyLimit)
+
+
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A failover in progress: 503 with Retry-After, so the client retries (idempotently)."""
+    assert isinstance(exc, StorageUnavailable)
+    return JSONResponse(status_code=exc.status, content={"detail": exc.message},
+                        headers={"Retry-After": str(exc.retry_after)})
 
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -42,11 +42,11 @@ def wallet(n: int) -> tuple[SimulatedCard, dict[int, bytes]]:
     return card, originals
 
 
-def conserved(card: SimulatedCard, originals: dict[int, bytes], vault_url: str) -> None:
+def conserved(card: SimulatedCard, originals: dict[int, bytes], vault_url: str, ca: Path | None = None) -> None:
     """Each value is live on the card, or the card holds its certificate and the vault its value."""
     s = WalletSession(connect_card(card))
     s.verify_pin(PIN)
-    with VaultClient(vault_url) as client:
+    with VaultClient(vault_url, ca=ca) as client:
         connect(s, client)
         entries = {e.id: e for e in s.list()}
         assert set(entries) == set(originals)
