@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
+from .options import json_option
 from .pcsc import bench
 
 __all__ = ["bench"]
@@ -54,7 +55,7 @@ def _print_figures(figures: list[Figure], title: str, as_json: bool) -> None:
               help="Length of each measurement.")
 @click.option("--rounds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Interleaved rounds (medians).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_vault(postgres_url: str | None, clients: str, seconds: float, rounds: int, as_json: bool) -> None:
     """Vault registrations/s beside the raw durable insert rate of the same database, the same
     client processes, and the vault's CPU per registration (SQLite, and PostgreSQL with --postgres)."""
@@ -72,7 +73,7 @@ def bench_vault(postgres_url: str | None, clients: str, seconds: float, rounds: 
 @postgres_option
 @click.option("--pcsc", is_flag=True, help="Also the round trips through pcscd (needs vpcd; hold the reader).")
 @click.option("--markdown", is_flag=True, help="Print docs/BENCHMARKS.md: the table in Markdown with the machine.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_all(postgres_url: str | None, pcsc: bool, markdown: bool, as_json: bool) -> None:
     """Every benchmark at a size that fits a few minutes, as one table: figure, ours, baseline,
     ratio (of the same run) and goal."""
