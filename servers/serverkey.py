@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from apdu import seal
+from keyfile import check_private, load_or_create_key, private_dir, public_bytes, sign
 
-from .keyfile import check_private, load_or_create_key, private_dir, public_bytes, sign
 from .wire import ApiError
 
 

@@ -18,7 +18,7 @@ def demo(workdir: Path | None) -> None:
     # the servers (FastAPI, pydantic, numpy) are imported here, not when the CLI starts: they are
     # most of its import time and only the demo needs them in-process
     from card import SimulatedCard
-    from servers.keyfile import load_or_create_key, public_bytes
+    from keyfile import load_or_create_key, public_bytes
     from servers.keymgr.config import KeyManagerConfig
     from servers.keymgr.server import running as keymgr_running
     from servers.keymgr.server import statement_key_path

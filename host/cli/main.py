@@ -21,14 +21,14 @@ from .demo import demo
 from .errors import CliFail
 from .idcard import id_info, issue_id
 from .issuer import issuer
-from .keymgr import account, keymgr, lost, recover_cmd
+from .keymgr import account, lost, recover_cmd
 from .keys import key
 from .pcsc import bench, readers, serve
 from .raw import apdu_cmd
+from .serve import keymgr, tls, vault
 from .shell import shell
-from .tls import tls
 from .triggers import auto, triggers
-from .vault import backup_cmd, certs, restore_cmd, vault
+from .vault import backup_cmd, certs, restore_cmd
 
 log = logging.getLogger("evb")
 EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, ServiceError)

@@ -94,7 +94,7 @@ def test_key_init_by_the_key_manager(image: Path, tmp_path: Path, urls: tuple[st
 
 def test_restore_via_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> None:
     """evb restore --via-keymgr: the key manager and the vault talk to each other (E6)."""
-    from servers.keyfile import load_or_create_key, public_bytes
+    from keyfile import load_or_create_key, public_bytes
     from servers.keymgr.server import statement_key_path
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
