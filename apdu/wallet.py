@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
+from struct import error as struct_error
 
 from construct import (
     Bytes,
@@ -20,6 +21,7 @@ from construct import (
     Int16ub,
     Int32ub,
     PascalString,
+    PrefixedArray,
     Struct,
     Terminated,
 )
@@ -40,6 +42,7 @@ INS_READ_VALUE = 0x14
 INS_STORE_VALUE = 0x16
 INS_MODIFY_VALUE = 0x18
 INS_DELETE_VALUE = 0x1A
+INS_GET_MEMORY_MAP = 0x1C
 INS_VERIFY = 0x20
 INS_CHANGE_REFERENCE_DATA = 0x24
 INS_RESET_RETRY_COUNTER = 0x2C
@@ -73,7 +76,7 @@ class ModifyOp(IntEnum):
 def _parse(struct: Struct, raw: bytes):  # type: ignore[no-untyped-def]
     try:
         return struct.parse(raw)
-    except (ConstructError, UnicodeDecodeError) as exc:
+    except (ConstructError, UnicodeDecodeError, struct_error) as exc:  # compiled structs raise struct.error
         raise MessageError(str(exc)) from exc
 
 
@@ -366,6 +369,113 @@ def parse_remaining(raw: bytes) -> int:
     return int(_parse(REMAINING, raw).remaining)
 
 
+# --- GET MEMORY MAP -------------------------------------------------------------------------
+
+
+class AreaKind(IntEnum):
+    """What a stretch of the card's memory holds. A card lists the areas it has, in address
+    order: a Java Card applet, whose runtime owns the transaction journal, lists no journal."""
+
+    MEMORY_HEADER = 1  # the card OS's geometry record
+    JOURNAL = 2  # the transaction journal (two redo slots)
+    APPLET_HEADER = 3  # the wallet's fields, keys, triggers, attestation, PIN and unblocking code
+    INDEX = 4  # the index of fig. 851: capacity x 8-byte entries
+    DATA = 5  # the data area the index entries point into
+
+
+MAP_AREA = Struct("kind" / Int8ub, "start" / Int32ub, "length" / Int32ub)
+MAP_ENTRY = Struct(
+    "slot" / Int16ub,
+    "id" / Int16ub,
+    "type" / Int8ub,
+    "flags" / Int8ub,
+    "offset" / Int16ub,
+    "size" / Int16ub,
+)
+MEMORY_MAP = Struct(
+    "memory_size" / Int32ub,
+    "areas" / PrefixedArray(Int8ub, MAP_AREA),
+    "entries" / PrefixedArray(Int16ub, MAP_ENTRY),
+    Terminated,
+).compile()
+MAP_FIXED_LEN = 4 + 1 + 2  # memory size, area count, entry count
+MAP_AREA_LEN, MAP_ENTRY_LEN = 9, 10
+INDEX_ENTRY_LEN = 8  # the index area holds its capacity of entries of this size
+
+
+@dataclass(frozen=True, slots=True)
+class MapArea:
+    kind: AreaKind
+    start: int  # bytes from the start of the card's memory
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class MapEntry:
+    """One occupied index entry as stored: where its record lies in the data area."""
+
+    slot: int  # its place in the index
+    id: int
+    type: ValueType
+    flags: ValueFlags
+    offset: int  # from the start of the data area
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryMap:
+    """The card's memory as GET MEMORY MAP tells it: the areas, and each index entry's extent.
+
+    Sizes, types and places only, the same facts LIST VALUES gives without the PIN, so the
+    command needs none (docs/APDU.md 3.10)."""
+
+    memory_size: int
+    areas: tuple[MapArea, ...]
+    entries: tuple[MapEntry, ...]  # in slot order
+
+    def __post_init__(self) -> None:
+        kinds = [a.kind for a in self.areas]
+        if kinds.count(AreaKind.INDEX) != 1 or kinds.count(AreaKind.DATA) != 1:
+            raise MessageError("a memory map names one index and one data area")
+        ends = 0
+        for a in self.areas:
+            if a.start < ends or a.end > self.memory_size:
+                raise MessageError("memory map areas overlap or run out of the memory")
+            ends = a.end
+        data = self.area(AreaKind.DATA)
+        for e in self.entries:
+            if e.size == 0 or e.offset + e.size > data.length:
+                raise MessageError(f"entry {e.id} runs out of the data area")
+
+    def area(self, kind: AreaKind) -> MapArea:
+        return next(a for a in self.areas if a.kind == kind)
+
+    def __bytes__(self) -> bytes:
+        return bytes(MEMORY_MAP.build(dict(
+            memory_size=self.memory_size,
+            areas=[dict(kind=int(a.kind), start=a.start, length=a.length) for a in self.areas],
+            entries=[dict(slot=e.slot, id=e.id, type=int(e.type), flags=int(e.flags), offset=e.offset,
+                          size=e.size) for e in self.entries],
+        )))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> MemoryMap:
+        m = _parse(MEMORY_MAP, raw)
+        try:
+            return cls(
+                m.memory_size,
+                tuple(MapArea(AreaKind(a.kind), a.start, a.length) for a in m.areas),
+                tuple(MapEntry(e.slot, e.id, ValueType(e.type), ValueFlags(e.flags), e.offset, e.size)
+                      for e in m.entries),
+            )
+        except ValueError as exc:  # an unknown area kind or value type
+            raise MessageError(str(exc)) from exc
+
+
 # --- command builders -----------------------------------------------------------------------
 
 
@@ -428,3 +538,7 @@ def modify_value(value_id: int, request: ModifyRequest) -> CommandApdu:
 
 def delete_value(value_id: int) -> CommandApdu:
     return CommandApdu(CLA_PROPRIETARY, INS_DELETE_VALUE, *_id_p1p2(value_id))
+
+
+def get_memory_map(ne: int = 256) -> CommandApdu:
+    return CommandApdu(CLA_PROPRIETARY, INS_GET_MEMORY_MAP, 0, 0, ne=ne)

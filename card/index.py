@@ -11,12 +11,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from apdu.wallet import INDEX_ENTRY_LEN
+
 from .eeprom import Eeprom
 
 # id u16, type u8, flags u8, offset u16, size u16. The index is read on every command, so it is
 # unpacked with struct (one C call for the whole table) rather than construct.
 ENTRY = struct.Struct(">HBBHH")
 ENTRY_SIZE = ENTRY.size
+assert ENTRY_SIZE == INDEX_ENTRY_LEN  # GET MEMORY MAP tells the capacity by the index area's length
 FREE_ID = 0
 
 

@@ -52,7 +52,8 @@ PERSONALIZATION_INS = (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, b.INS_GET_IDENTIT
 # P1-P2 are checked before anything else (6A86), so a host learns of a malformed command first:
 # these commands take none (00 00), these a value id (1..65535)
 NO_P1P2 = frozenset({
-    w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, w.INS_LIST_VALUES, w.INS_STORE_VALUE, b.INS_GET_IDENTITY,
+    w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, w.INS_LIST_VALUES, w.INS_STORE_VALUE, w.INS_GET_MEMORY_MAP,
+    b.INS_GET_IDENTITY,
     b.INS_PUT_VAULT_KEY, b.INS_GET_IMPORT_COUNTER, b.INS_SIGN_RECEIPT, b.INS_IMPORT_CERTIFICATE,
     b.INS_PUT_ATTESTATION, b.INS_GET_ATTESTATION, t.INS_GET_TRIGGERS, t.INS_PUT_TRIGGERS,
     t.INS_SELECT_FOR_BACKUP, t.INS_RECORD_RUN, k.INS_PUT_KEYMGR_KEY, k.INS_NEW_TRANSPORT_KEY,
@@ -90,6 +91,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
             (w.CLA_PROPRIETARY, w.INS_STORE_VALUE): self._store,
             (w.CLA_PROPRIETARY, w.INS_MODIFY_VALUE): self._modify,
             (w.CLA_PROPRIETARY, w.INS_DELETE_VALUE): self._delete,
+            (w.CLA_PROPRIETARY, w.INS_GET_MEMORY_MAP): self._memory_map,
             (w.CLA_ISO, w.INS_VERIFY): self._verify,
             (w.CLA_ISO, w.INS_CHANGE_REFERENCE_DATA): self._change_pin,
             (w.CLA_ISO, w.INS_RESET_RETRY_COUNTER): self._reset_retry_counter,
@@ -257,6 +259,23 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
                 pin_max_tries=self._byte(H_PIN_MAX),
             )
         )
+
+    def _memory_map(self, command: CommandApdu) -> bytes:
+        """The geometry and every occupied index entry as stored (slot order), read-only and
+        without the PIN: it tells sizes, types and places, which LIST VALUES tells already."""
+        self._no_data(command)
+        e = self.eeprom
+        areas = (
+            w.MapArea(w.AreaKind.MEMORY_HEADER, 0, e.journal_offset),
+            w.MapArea(w.AreaKind.JOURNAL, e.journal_offset, e.journal_size),
+            w.MapArea(w.AreaKind.APPLET_HEADER, self.base, HEADER_SIZE),
+            w.MapArea(w.AreaKind.INDEX, self.index.base, self.index.data_start - self.index.base),
+            w.MapArea(w.AreaKind.DATA, self.index.data_start, self.index.data_size),
+        )
+        entries = sorted(self.index.entries(), key=lambda x: x.slot)
+        return bytes(w.MemoryMap(e.size, areas, tuple(
+            w.MapEntry(x.slot, x.id, ValueType(x.type), ValueFlags(x.flags), x.offset, x.size) for x in entries
+        )))
 
     def _title(self, entry: IndexEntry) -> tuple[str, date | None]:
         body = self.index.read(entry)

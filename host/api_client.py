@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported by the first client made: a command that never calls pays nothing
+    import httpx
 
 
 class ServiceError(Exception):
@@ -64,6 +65,8 @@ class ApiClient:
             verify: ssl.SSLContext | bool = verify_context(ca) if self.url.startswith("https:") else True
         except CaFileError as exc:
             raise self.error(0, str(exc)) from exc
+        import httpx
+
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport, verify=verify)
         self._token: str | None = None
 
@@ -77,6 +80,8 @@ class ApiClient:
         self.close()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         try:
             response = self._http.request(method, path, json=body, headers=headers)
@@ -93,6 +98,8 @@ class ApiClient:
         return response.json()
 
     def _unreachable(self, exc: httpx.HTTPError) -> str:
+        import httpx
+
         where = f"the {self.error.service} at {self.url}"
         if (refused := _refused_certificate(exc)) is not None:
             if "mismatch" in (refused.verify_message or ""):

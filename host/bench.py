@@ -6,6 +6,7 @@ same APDUs against both, interleaving small batches so that background load hits
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -362,3 +363,51 @@ def run_image_bench(pairs: int = 2000, folder: Path | None = None) -> ImageTimin
         finally:
             on_file.close()
     return ImageTiming(len(memory) * BATCH, statistics.median(memory), statistics.median(image))
+
+
+@dataclass(frozen=True)
+class StartupRow:
+    name: str
+    argv: tuple[str, ...]
+    median_ms: float
+    ratio: float  # against ``python3 -c pass`` measured in the same run
+
+
+def run_startup_bench(rounds: int = 15) -> list[StartupRow]:
+    """Wall time of ``evb --version`` and ``evb card info --card-image FILE`` (a fresh simulated
+    card) beside ``python3 -c pass``, the interpreter's own start-up, in interleaved rounds: medians.
+
+    The CLI runs as ``python3 -m host.cli`` from the folder this code was imported from, so the
+    figure is this code's whatever ``evb`` on PATH points at. Bytecode is cached (in a private
+    folder, after a warm-up run) as an installed package has it: pip compiles at install, so a
+    user never pays for compiling our source, which PYTHONDONTWRITEBYTECODE would charge every run."""
+    import subprocess
+    import sys
+
+    import host
+
+    root = str(Path(host.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("EVB_CARD_IMAGE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    py = sys.executable
+    with tempfile.TemporaryDirectory(prefix="evb-bench-") as tmp:
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        image = Path(tmp) / "card.img"
+        SimulatedCard.manufacture(image=image).close()
+        runs = {
+            "python3 -c pass": (py, "-c", "pass"),
+            "evb --version": (py, "-m", "host.cli", "--version"),
+            "evb card info --card-image FILE": (py, "-m", "host.cli", "card", "info", "--card-image", str(image)),
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for argv in runs.values():  # the warm-up: bytecode written, files in the page cache
+            subprocess.run(argv, env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        for _ in range(rounds):
+            for name, argv in runs.items():
+                start = time.perf_counter()
+                subprocess.run(argv, env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+                times[name].append((time.perf_counter() - start) * 1000)
+    base = statistics.median(times["python3 -c pass"])
+    return [StartupRow(name, argv[1:] if argv[0] == py else argv, statistics.median(t), statistics.median(t) / base)
+            for (name, argv), t in zip(runs.items(), times.values(), strict=True)]

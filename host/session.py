@@ -129,6 +129,9 @@ class WalletSession:
     def list(self, flt: w.ListFilter | None = None) -> list[w.ListEntry]:
         return w.parse_listing(self._send(w.list_values(flt or w.ListFilter(), ne=EXTENDED_MAX_NE)))
 
+    def memory_map(self) -> w.MemoryMap:
+        return w.MemoryMap.from_bytes(self._send(w.get_memory_map(ne=EXTENDED_MAX_NE)))
+
     def read(self, value_id: int) -> ValueRecord:
         return ValueRecord.from_bytes(self._send(w.read_value(value_id, ne=EXTENDED_MAX_NE)))
 

@@ -31,7 +31,7 @@ class ServerKey:
 
     @classmethod
     def load_or_create(cls, path: Path) -> ServerKey:
-        """From its PEM file, created owner-only on first start (:func:`servers.keyfile.load_or_create_key`)."""
+        """From its PEM file, created owner-only on first start (:func:`keyfile.load_or_create_key`)."""
         return cls(load_or_create_key(path))
 
     def sign(self, message: bytes) -> bytes:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -17,87 +13,30 @@ from apdu import SW, ApduError
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueRecord, ValueType
 
-from .. import triggers
 from ..session import WalletSession
-from ..transport.open import default_image, open_card
-from .complete import reader_names, value_ids
+from ..transport.open import default_image
+from .complete import value_ids
 from .errors import CliFail
+from .lazy import LazyGroup
 from .net import vault_link
-from .render import console, info_table, listing_table, print_json, record_table
+from .options import (
+    HeldCard,
+    card_image_option,
+    held_card,
+    json_option,
+    need_pin,
+    pin_option,
+    reader_option,
+    unlock,
+    wallet,
+    with_wallet,
+)
+from .render import console, info_table, listing_table, memory_map_view, print_json, record_table
 from .secrets import secret_option
 from .shortage import day, decider, policy_for, shortage_options
 
-card_image_option = click.option(
-    "--card-image",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="EVB_CARD_IMAGE",
-    help="A simulated card's EEPROM image [default: $XDG_DATA_HOME/evb/card.img].",
-)
-reader_option = click.option(
-    "--reader",
-    envvar="EVB_READER",
-    help="Use the card in this PC/SC reader (name, index or unique part of the name).",
-    shell_complete=reader_names,
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-pin_option = secret_option("pin", "EVB_PIN", "The card PIN")
-
-
-@dataclass
-class HeldCard:
-    """Set as the click context's object by ``evb shell``: commands use this open card and PIN."""
-
-    session: WalletSession
-    pin: str | None = None
-
-
-def held_card() -> HeldCard | None:
-    ctx = click.get_current_context(silent=True)
-    return ctx.find_object(HeldCard) if ctx else None
-
-
-@contextmanager
-def wallet(card_image: Path | None, reader: str | None = None) -> Iterator[WalletSession]:
-    """The card for one operation: held for this program once the PIN is verified, and the PIN
-    forgotten again at the end, before the card is let go (left powered for other programs)."""
-    with open_card(card_image, reader) as transport:
-        session = WalletSession(transport)
-        try:
-            yield session
-        finally:
-            session.release()
-
-
-def with_wallet(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the card named by ``--card-image`` or ``--reader``; pass the session as ``session``."""
-
-    @card_image_option
-    @reader_option
-    @wraps(fn)
-    def wrapper(card_image: Path | None, reader: str | None, **kwargs: Any) -> Any:
-        if (held := held_card()) is not None:
-            if card_image or reader:
-                raise CliFail("the shell already holds a card: leave it to use another")
-            return fn(session=held.session, **kwargs)
-        with wallet(card_image, reader) as session:
-            return fn(session=session, **kwargs)
-
-    return wrapper
-
-
-def need_pin(pin: str | None, prompt: str = "PIN") -> str:
-    if pin is not None:
-        return pin
-    if (held := held_card()) is not None and held.pin is not None:
-        return held.pin
-    if not sys.stdin.isatty():
-        raise CliFail("a PIN is required: pass --pin-file FILE or set EVB_PIN")
-    return str(click.prompt(prompt, hide_input=True))
-
-
-def unlock(session: WalletSession, pin: str | None) -> None:
-    session.verify_pin(need_pin(pin))
-
+# names other modules took from here before options.py held them (branches in flight still may)
+__all__ = ["HeldCard", "card", "card_image_option", "held_card", "need_pin", "reader_option", "unlock", "wallet"]
 
 class TypeChoice(click.Choice):  # type: ignore[type-arg]
     def __init__(self) -> None:
@@ -117,7 +56,10 @@ def as_date(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy={
+    "serve": "host.cli.pcsc:serve", "lost": "host.cli.keymgr:lost",
+    "issue-id": "host.cli.idcard:issue_id", "id-info": "host.cli.idcard:id_info",
+})
 def card() -> None:
     """Work with the card: create, inspect, store, spend, delete."""
 
@@ -301,6 +243,8 @@ def store(
         total=total,
         remarks=remarks,
     )
+    from .. import triggers
+
     unlock(session, pin)
     with vault_link(vault_url) as link:
         value_id, made = triggers.store(session, record, link, day(today), policy_for(session, on_shortage), decider())
@@ -379,6 +323,28 @@ def delete(session: WalletSession, value_id: int, force: bool, pin: str | None, 
         print_json({"id": value_id, "deleted": True, "certificate": bool(record.flags & ValueFlags.CERTIFICATE)})
     else:
         console.print(f"Deleted value {value_id}")
+
+
+@card.command("map")
+@with_wallet
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the picture as an SVG file, to open in a browser.")
+@json_option
+def map_(session: WalletSession, svg_file: Path | None, as_json: bool) -> None:
+    """A picture of the card's memory: its areas, each value's extent by type, the free gaps and
+    how fragmented they are. Needs no PIN (it shows sizes and types, as 'card list' does)."""
+    from ..memory_map import layout, svg
+
+    lay = layout(session.memory_map())
+    names = {e.id: e.name for e in session.list()}
+    if svg_file is not None:
+        svg_file.write_text(svg(lay, names), encoding="utf-8")
+    if as_json:
+        print_json(lay)
+        return
+    console.print(memory_map_view(lay, names))
+    if svg_file is not None:
+        console.print(f"Wrote {svg_file}")
 
 
 @card.group()

@@ -13,18 +13,11 @@ from apdu import wallet as w
 
 from ..idcard import IdCardSession
 from ..transport.open import open_card
-from .card import json_option
 from .errors import CliFail
 from .issuer import issuer_file_option, load_issuer
+from .options import id_image_option, id_reader_option, json_option
 from .render import console, print_json
 from .secrets import secret_option
-
-id_pin_option = secret_option("id-pin", "EVB_ID_PIN", "The ID card's PIN, if it has one")
-
-id_image_option = click.option("--id-card-image", "id_image", type=click.Path(dir_okay=False, path_type=Path),
-                               envvar="EVB_ID_CARD_IMAGE", help="A simulated ID card's image.")
-id_reader_option = click.option("--id-reader", envvar="EVB_ID_READER",
-                                help="Use the ID card in this PC/SC reader (name, index or part of the name).")
 
 
 @contextmanager

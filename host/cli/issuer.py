@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import click
 
 from ..issuer import Issuer, default_key_file
-from .card import json_option
 from .errors import CliFail
+from .options import json_option
 from .render import console, print_json
 
 F = TypeVar("F", bound=Callable[..., Any])

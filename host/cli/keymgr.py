@@ -1,5 +1,5 @@
-"""``evb account create|login|logout|status`` and ``evb key backup|restore``: thin over host.keys
-and the key manager's client (its server's commands are in :mod:`host.cli.serve`)."""
+"""``evb account …``, ``evb card lost`` and ``evb recover``: thin over host.recovery, host.factors
+and the key manager's client (``evb key …`` is in keys.py, the server's commands in serve.py)."""
 
 from __future__ import annotations
 
@@ -17,28 +17,32 @@ import click
 from .. import factors
 from ..backup import connect
 from ..keymgr_client import KeyManagerClient, KeyManagerClientError
-from ..keys import backup_key, enrol_card, restore_key, restore_split_key, split_key
+from ..keys import enrol_card
 from ..paths import data_dir
 from ..recovery import recover, report_lost
-from ..rotation import rotate
 from ..session import WalletSession
-from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
-from .idcard import id_image_option, id_pin_option, id_reader_option, optional_id_card
-from .keys import info_json, key
+from .idcard import optional_id_card
 from .net import (
     keymgr_client,
-    url_option,
     vault_client,
     vault_link,
+)
+from .options import (
+    id_image_option,
+    id_pin_option,
+    id_reader_option,
+    json_option,
+    keymgr_option,
+    pin_option,
+    unlock,
+    vault_option,
+    with_wallet,
 )
 from .proof import ProofOptions, ask_password, gathered, proof_options
 from .render import console, print_json, progress_bar
 from .secrets import secret_option
-from .shortage import room_maker, shortage_options, vault_option
-
-DEFAULT_KEYMGR = "https://127.0.0.1:8471"
-keymgr_option = url_option("--keymgr", "keymgr_url", "EVB_KEYMGR", DEFAULT_KEYMGR, "key manager")
+from .shortage import room_maker, shortage_options
 
 
 def session_file() -> Path:
@@ -144,27 +148,41 @@ def logout(keymgr_url: str, as_json: bool) -> None:
 @id_pin_option
 @click.option("--finger", "--fingerprint", "finger", help="Enrol this finger (a simulated finger's name): three touches.")
 @proof_options("proof-")
+@json_option
 def enrol_factor(keymgr_url: str, new_password: bool, new_password_value: str | None, id_image: Path | None,
-                 id_reader: str | None, id_pin: str | None, finger: str | None, proof: ProofOptions) -> None:
+                 id_reader: str | None, id_pin: str | None, finger: str | None, proof: ProofOptions,
+                 as_json: bool) -> None:
     """Add an authentication factor to your account: a password, an ID card, a fingerprint. The
     factors your policy needs are proved again first: the current password (--proof-password-file,
     EVB_PASSWORD or prompted), --proof-id-card-image/--proof-id-reader, --proof-finger. A new
     password ends your other sessions."""
     if not (new_password or id_image or id_reader or finger):
         raise CliFail("what to enrol? --password, --id-card-image/--id-reader or --finger")
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(text)
+
+    enrolled: list[dict[str, str | None]] = []  # the shape 'account policy show' lists factors in
     with logged_in(keymgr_url, proof) as client:
         if new_password:
             client.set_password(ask_password(new_password_value, confirm=True, label="New password",
                                              source="pass --new-password-file FILE or set EVB_NEW_PASSWORD"))
-            console.print("Password changed; your other sessions ended.")
+            enrolled.append({"kind": "password", "ref": None})
+            say("Password changed; your other sessions ended.")
         with optional_id_card(id_image, id_reader) as card:
             if card is not None:
                 if id_pin is not None:
                     card.verify_pin(id_pin)
-                console.print(f"ID card {factors.enrol_id_card(client, card)} enrolled.")
+                number = factors.enrol_id_card(client, card)
+                enrolled.append({"kind": "id-card", "ref": number})
+                say(f"ID card {number} enrolled.")
         if finger is not None:
             factors.enrol_fingerprint(client, finger)
-            console.print("Fingerprint enrolled (the template is kept encrypted).")
+            enrolled.append({"kind": "fingerprint", "ref": None})
+            say("Fingerprint enrolled (the template is kept encrypted).")
+    if as_json:
+        print_json({"enrolled": enrolled, "other_sessions_ended": new_password})
 
 
 @account.group("policy")
@@ -176,11 +194,13 @@ def policy() -> None:
 @click.argument("expression")
 @keymgr_option
 @proof_options()
-def policy_set(expression: str, keymgr_url: str, proof: ProofOptions) -> None:
+@json_option
+def policy_set(expression: str, keymgr_url: str, proof: ProofOptions, as_json: bool) -> None:
     """E.g. 'password and id-card', 'fingerprint or password' (factors must be enrolled). The
     factors the current policy needs are proved again (the options of 'evb account login')."""
     with logged_in(keymgr_url, proof) as client:
-        console.print(f"Logins now need: {client.set_policy(expression)}")
+        text = client.set_policy(expression)
+    print_json({"policy": text}) if as_json else console.print(f"Logins now need: {text}")
 
 
 @policy.command("show")
@@ -214,85 +234,6 @@ def status(keymgr_url: str, as_json: bool) -> None:
     for card_id, keys in cards.items():
         console.print(f"  card {card_id.hex().upper()}: " + (", ".join(
             f"{e.mode.name.lower()} key {e.key_id.hex().upper()}" for e in keys) or "no key escrowed"))
-
-
-@key.command("backup")
-@with_wallet
-@keymgr_option
-@click.option("--split", is_flag=True, help="Split the key 2 of 3 (E4): key manager, vault, a recovery code.")
-@vault_option
-@pin_option
-@json_option
-@proof_options()
-def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: str, pin: str | None,
-               as_json: bool, proof: ProofOptions) -> None:
-    """Escrow the card's key at the key manager (sealed on the card), or split it (--split).
-    Enrolling the card needs your login's factors again (the options of 'evb account login')."""
-    unlock(session, pin)
-    with logged_in(keymgr_url, proof) as client:
-        if not split:
-            info = backup_key(session, client)
-            print_json(info_json(info)) if as_json else console.print(
-                f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
-            return
-        with vault_client(vault_url) as vault:
-            connect(session, vault)
-            info, codes = split_key(session, client, vault)
-    if as_json:
-        print_json({**info_json(info), "recovery_codes": list(codes)})
-        return
-    console.print(f"Key {info.key_id.hex().upper()} split 2 of 3: a share at the key manager, one at the vault.")
-    for code in codes:
-        console.print("Your recovery code (write it down; with the key manager's share it rebuilds the key):")
-        click.echo(f"  {code}")  # never wrapped: it is copied by hand
-
-
-@key.command("rotate")
-@with_wallet
-@click.option("--restore-all", is_flag=True,
-              help="Seed E8: restore every encrypted backup to the card first, then move to the new key.")
-@keymgr_option
-@shortage_options
-@pin_option
-@json_option
-@proof_options()
-def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, on_shortage: str,
-               today: datetime | None, pin: str | None, as_json: bool, proof: ProofOptions) -> None:
-    """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
-    card and registered anew, then the old key is destroyed. Cut anywhere, run it again. With
-    --restore-all (E8) a card too full for its values follows the shortage policy."""
-    unlock(session, pin)
-    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault, vault_link(vault_url) as link:
-        connect(session, vault)
-        with progress_bar("Re-encrypting", as_json) as progress:
-            result = rotate(session, vault, client, progress, restore_all=restore_all,
-                            make_room=room_maker(session, link, on_shortage, today))
-    if as_json:
-        print_json({**info_json(result.key), "moved": result.moved, "restored": result.restored,
-                    "destroyed": result.destroyed})
-        return
-    console.print(f"The card now uses key {result.key.key_id.hex().upper()}: {result.moved} backup(s) "
-                  f"re-encrypted, {result.restored} restored to the card, {result.destroyed} old key(s) destroyed.")
-
-
-@key.command("restore")
-@with_wallet
-@click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
-@secret_option("code", "EVB_RECOVERY_CODE", "A recovery code of a split key", dest="codes", multiple=True)
-@keymgr_option
-@pin_option
-@json_option
-@proof_options()
-def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], keymgr_url: str, pin: str | None,
-                as_json: bool, proof: ProofOptions) -> None:
-    """Restore an escrowed key onto this card (it must have none)."""
-    source = parse_card_id(from_card, "--from-card")
-    unlock(session, pin)
-    with logged_in(keymgr_url, proof) as client:
-        info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
-    print_json(info_json(info)) if as_json else console.print(
-        f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")
-
 
 
 def parse_card_id(text: str, what: str) -> bytes:

@@ -1,17 +1,26 @@
-"""``evb key init|info``: the card's key store (seed E2). Escrow to the key manager comes with it."""
+"""``evb key init|info|backup|rotate|restore``: the card's key store (seed E2), its escrow at the
+key manager (E3, E4) and its rotation (E7, E8), all of the ``key`` group in one place."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import click
 
 from apdu.keys import KeyInfo, KeyMode
 
+from ..backup import connect
+from ..keys import backup_key, restore_key, restore_split_key, split_key
+from ..rotation import rotate
 from ..session import WalletSession
-from .card import json_option, pin_option, unlock, with_wallet
+from .keymgr import logged_in, parse_card_id
+from .net import vault_client, vault_link
+from .options import DEFAULT_KEYMGR, json_option, keymgr_option, pin_option, unlock, vault_option, with_wallet
 from .proof import ProofOptions, proof_options
-from .render import console, print_json
+from .render import console, print_json, progress_bar
+from .secrets import secret_option
+from .shortage import room_maker, shortage_options
 
 
 def info_json(info: KeyInfo) -> dict[str, object]:
@@ -44,7 +53,6 @@ def init(session: WalletSession, symmetric: bool, keymgr_url: str | None, pin: s
         where = "on the card"
     else:
         from ..keys import key_from_keymgr
-        from .keymgr import DEFAULT_KEYMGR, logged_in
 
         url = os.environ.get("EVB_KEYMGR", DEFAULT_KEYMGR) if keymgr_url == "env" else keymgr_url
         with logged_in(url, proof) as client:
@@ -67,3 +75,81 @@ def info(session: WalletSession, as_json: bool) -> None:
     else:
         console.print(f"mode {data['mode']}, key id {str(data['key_id']).upper()}"
                       + (f"\npublic key {data['public_key']}" if data["public_key"] else ""))
+
+
+@key.command("backup")
+@with_wallet
+@keymgr_option
+@click.option("--split", is_flag=True, help="Split the key 2 of 3 (E4): key manager, vault, a recovery code.")
+@vault_option
+@pin_option
+@json_option
+@proof_options()
+def key_backup(session: WalletSession, keymgr_url: str, split: bool, vault_url: str, pin: str | None,
+               as_json: bool, proof: ProofOptions) -> None:
+    """Escrow the card's key at the key manager (sealed on the card), or split it (--split).
+    Enrolling the card needs your login's factors again (the options of 'evb account login')."""
+    unlock(session, pin)
+    with logged_in(keymgr_url, proof) as client:
+        if not split:
+            info = backup_key(session, client)
+            print_json(info_json(info)) if as_json else console.print(
+                f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
+            return
+        with vault_client(vault_url) as vault:
+            connect(session, vault)
+            info, codes = split_key(session, client, vault)
+    if as_json:
+        print_json({**info_json(info), "recovery_codes": list(codes)})
+        return
+    console.print(f"Key {info.key_id.hex().upper()} split 2 of 3: a share at the key manager, one at the vault.")
+    for code in codes:
+        console.print("Your recovery code (write it down; with the key manager's share it rebuilds the key):")
+        click.echo(f"  {code}")  # never wrapped: it is copied by hand
+
+
+@key.command("rotate")
+@with_wallet
+@click.option("--restore-all", is_flag=True,
+              help="Seed E8: restore every encrypted backup to the card first, then move to the new key.")
+@keymgr_option
+@shortage_options
+@pin_option
+@json_option
+@proof_options()
+def key_rotate(session: WalletSession, restore_all: bool, keymgr_url: str, vault_url: str, on_shortage: str,
+               today: datetime | None, pin: str | None, as_json: bool, proof: ProofOptions) -> None:
+    """Move the card to a new key pair (seed E7): every encrypted backup is re-encrypted on the
+    card and registered anew, then the old key is destroyed. Cut anywhere, run it again. With
+    --restore-all (E8) a card too full for its values follows the shortage policy."""
+    unlock(session, pin)
+    with logged_in(keymgr_url, proof) as client, vault_client(vault_url) as vault, vault_link(vault_url) as link:
+        connect(session, vault)
+        with progress_bar("Re-encrypting", as_json) as progress:
+            result = rotate(session, vault, client, progress, restore_all=restore_all,
+                            make_room=room_maker(session, link, on_shortage, today))
+    if as_json:
+        print_json({**info_json(result.key), "moved": result.moved, "restored": result.restored,
+                    "destroyed": result.destroyed})
+        return
+    console.print(f"The card now uses key {result.key.key_id.hex().upper()}: {result.moved} backup(s) "
+                  f"re-encrypted, {result.restored} restored to the card, {result.destroyed} old key(s) destroyed.")
+
+
+@key.command("restore")
+@with_wallet
+@click.option("--from-card", "from_card", required=True, help="The card id (16 hex digits) whose key to restore.")
+@secret_option("code", "EVB_RECOVERY_CODE", "A recovery code of a split key", dest="codes", multiple=True)
+@keymgr_option
+@pin_option
+@json_option
+@proof_options()
+def key_restore(session: WalletSession, from_card: str, codes: tuple[str, ...], keymgr_url: str, pin: str | None,
+                as_json: bool, proof: ProofOptions) -> None:
+    """Restore an escrowed key onto this card (it must have none)."""
+    source = parse_card_id(from_card, "--from-card")
+    unlock(session, pin)
+    with logged_in(keymgr_url, proof) as client:
+        info = restore_split_key(session, client, source, codes) if codes else restore_key(session, client, source)
+    print_json(info_json(info)) if as_json else console.print(
+        f"Key {info.key_id.hex().upper()} ({info.mode.name.lower()}) restored onto this card.")

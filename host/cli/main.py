@@ -9,32 +9,48 @@ from typing import Any
 
 import click
 
-from apdu import ApduError
-from apdu.records import RecordError
-from apdu.wallet import MessageError
-
-from ..api_client import ServiceError
-from ..backup import BackupError
-from ..transport import TransportError
-from .card import card
-from .demo import demo
+from .. import __version__
 from .errors import CliFail
-from .idcard import id_info, issue_id
-from .issuer import issuer
-from .keymgr import account, lost, recover_cmd
-from .keys import key
-from .pcsc import bench, readers, serve
-from .raw import apdu_cmd
-from .serve import keymgr, tls, vault
-from .shell import shell
-from .triggers import auto, triggers
-from .vault import backup_cmd, certs, restore_cmd
+from .lazy import LazyGroup
 
 log = logging.getLogger("evb")
-EXPECTED_FAILURES = (ApduError, TransportError, MessageError, RecordError, BackupError, ServiceError)
+COMMANDS = {
+    "card": "host.cli.card:card",
+    "demo": "host.cli.demo:demo",
+    "readers": "host.cli.pcsc:readers",
+    "apdu": "host.cli.raw:apdu_cmd",
+    "bench": "host.cli.pcsc:bench",
+    "recover": "host.cli.keymgr:recover_cmd",
+    "vault": "host.cli.serve:vault",
+    "backup": "host.cli.vault:backup_cmd",
+    "restore": "host.cli.vault:restore_cmd",
+    "certs": "host.cli.vault:certs",
+    "triggers": "host.cli.triggers:triggers",
+    "auto": "host.cli.triggers:auto",
+    "shell": "host.cli.shell:shell",
+    "key": "host.cli.keys:key",
+    "keymgr": "host.cli.serve:keymgr",
+    "account": "host.cli.keymgr:account",
+    "issuer": "host.cli.issuer:issuer",
+    "tls": "host.cli.serve:tls",
+}
 
 
-class EvbGroup(click.Group):
+def expected_failures() -> tuple[type[Exception], ...]:
+    """The library's typed errors, each one line for the user. Imported when a command fails: the
+    HTTP client behind ServiceError is not worth loading for a command that never fails."""
+    from apdu import ApduError
+    from apdu.records import RecordError
+    from apdu.wallet import MessageError
+
+    from ..api_client import ServiceError
+    from ..backup import BackupError
+    from ..transport import TransportError
+
+    return (ApduError, TransportError, MessageError, RecordError, BackupError, ServiceError)
+
+
+class EvbGroup(LazyGroup):
     """Turns the library's typed errors into click's one-line failures, for every subcommand."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -43,14 +59,15 @@ class EvbGroup(click.Group):
         except click.UsageError as exc:  # one line, with where to look, instead of the usage block
             where = exc.ctx.command_path if exc.ctx else ctx.command_path
             raise CliFail(f"{exc.format_message()} (see '{where} --help')", status=2) from exc
-        except EXPECTED_FAILURES as exc:
-            raise CliFail(str(exc)) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise CliFail(f"{exc.strerror or exc}{where}") from exc
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # the last resort: one line and a status, the trace only when asked
+        except Exception as exc:
+            if isinstance(exc, expected_failures()):
+                raise CliFail(str(exc)) from exc
+            # the last resort: one line and a status, the trace only when asked
             log.debug("unexpected failure", exc_info=True)
             to_file = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, LogFile)]
             hint = (f" (the trace is in {to_file[0]})" if to_file else
@@ -93,38 +110,15 @@ def setup_logging(verbose: int, log_file: Path | None) -> Callable[[], None]:
     return undo
 
 
-@click.group(cls=EvbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EvbGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging; -vv traces APDUs (PINs redacted).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Append everything to FILE: the APDU trace (redacted) and any failure's traceback.")
-@click.version_option(package_name="evb", prog_name="evb")
+@click.version_option(__version__, prog_name="evb")  # not package_name: importlib.metadata costs more than click
 def cli(verbose: int, log_file: Path | None) -> None:
     """Back up electronic value from an IC card to a vault, and restore it."""
     click.get_current_context().call_on_close(setup_logging(verbose, log_file))
 
-
-cli.add_command(card)
-cli.add_command(demo)
-cli.add_command(readers)
-cli.add_command(apdu_cmd)
-cli.add_command(bench)
-card.add_command(serve)
-card.add_command(lost)
-card.add_command(issue_id)
-card.add_command(id_info)
-cli.add_command(recover_cmd)
-cli.add_command(vault)
-cli.add_command(backup_cmd)
-cli.add_command(restore_cmd)
-cli.add_command(certs)
-cli.add_command(triggers)
-cli.add_command(auto)
-cli.add_command(shell)
-cli.add_command(key)
-cli.add_command(keymgr)
-cli.add_command(account)
-cli.add_command(issuer)
-cli.add_command(tls)
 
 
 def run() -> None:

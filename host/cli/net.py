@@ -1,19 +1,20 @@
 """How the CLI reaches the vault and the key manager: URL options, the CA their certificates must
 chain to (``--ca`` or ``EVB_CA``; the system store without), and one warning line whenever plain
-HTTP is used. How it serves them is :mod:`host.cli.serve`."""
+HTTP is used. How it serves them (``--tls-cert/--tls-key``) is in :mod:`host.cli.serve`."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..keymgr_client import KeyManagerClient
-from ..triggers import VaultLink
-from ..vault_client import VaultClient
+if TYPE_CHECKING:  # the clients are imported when a command reaches a server, not with every command
+    from ..keymgr_client import KeyManagerClient
+    from ..triggers import VaultLink
+    from ..vault_client import VaultClient
 
 CA_ENV = "EVB_CA"
 _CA_KEY, _WARNED_KEY = "evb.ca", "evb.plain-http-warned"
@@ -71,15 +72,21 @@ def warn_plain_http(url: str, what: str) -> None:
 
 
 def vault_client(url: str) -> VaultClient:
+    from ..vault_client import VaultClient
+
     warn_plain_http(url, "vault")
     return VaultClient(url, ca=trust())
 
 
 def vault_link(url: str) -> VaultLink:
+    from ..triggers import VaultLink
+
     warn_plain_http(url, "vault")
     return VaultLink(url, ca=trust())
 
 
 def keymgr_client(url: str) -> KeyManagerClient:
+    from ..keymgr_client import KeyManagerClient
+
     warn_plain_http(url, "key manager")
     return KeyManagerClient(url, ca=trust())

@@ -14,16 +14,12 @@ from card.bridge.vpcd import BASE_PORT, DEFAULT_HOST, EchoCard, VpcdBridge
 
 from ..transport.open import default_image
 from .errors import CliFail
+from .options import card_image_option, json_option
 from .render import console, print_json
 
 
 @click.command()
-@click.option(
-    "--card-image",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="EVB_CARD_IMAGE",
-    help="The card to insert [default: $XDG_DATA_HOME/evb/card.img].",
-)
+@card_image_option
 @click.option("--kind", type=click.Choice(["wallet", "idcard", "echo"]), default="wallet", show_default=True,
               help="idcard: an ID card image ('evb card issue-id'); echo: a card answering 90 00 to everything "
                    "(a latency baseline).")
@@ -89,7 +85,7 @@ def serve(card_image: Path | None, kind: str, slot: int, host: str, port: int | 
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def readers(as_json: bool) -> None:
     """List PC/SC readers, the ATR of the card in each and whether a program uses it (from pcscd's
     reader state: no card is connected to)."""
@@ -119,7 +115,7 @@ def bench() -> None:
 @click.option("--rounds", type=click.IntRange(10, 100000), default=300, show_default=True,
               help="Round trips per APDU and card.")
 @click.option("--no-quickack", is_flag=True, help="Bridge without TCP_QUICKACK: the old 40 ms stall.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_pcsc(rounds: int, no_quickack: bool, as_json: bool) -> None:
     """Our card vs an echo card through the same pcscd + vpcd path: medians and ratios."""
     from ..bench import run_pcsc_bench
@@ -141,7 +137,7 @@ def bench_pcsc(rounds: int, no_quickack: bool, as_json: bool) -> None:
 
 @bench.command("login")
 @click.option("--rounds", type=click.IntRange(5, 10000), default=40, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_login(rounds: int, as_json: bool) -> None:
     """Key manager: a refused login for an unknown name vs a wrong password, interleaved."""
     from ..bench import run_login_bench
@@ -160,7 +156,7 @@ def bench_login(rounds: int, as_json: bool) -> None:
 @click.option("--cards", type=click.IntRange(1, 10000), default=50, show_default=True)
 @click.option("--values", type=click.IntRange(1, 200), default=200, show_default=True, help="Per card.")
 @click.option("--vault-db", help="The vault's database (postgresql://…) [default: SQLite in a temporary directory].")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_rotation(cards: int, values: int, vault_db: str | None, as_json: bool) -> None:
     """Key rotation throughput (seed E7) against encrypted backup of the same values, side by side."""
     from ..bench import run_rotation_bench
@@ -179,7 +175,7 @@ def bench_rotation(cards: int, values: int, vault_db: str | None, as_json: bool)
 @bench.command("fingerprint")
 @click.option("--fingers", type=click.IntRange(2, 100000), default=1000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_fingerprint(fingers: int, seed: int, as_json: bool) -> None:
     """False accept and false reject rates of the fingerprint matcher over a synthetic population,
     and the worst-case match's time and peak memory."""
@@ -221,7 +217,7 @@ def bench_fingerprint(fingers: int, seed: int, as_json: bool) -> None:
               help="STORE+DELETE pairs on each card.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Where the image file goes (its disk's sync cost counts) [default: a temporary folder].")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def bench_image(pairs: int, folder: Path | None, as_json: bool) -> None:
     """STORE+DELETE on a card whose EEPROM is an image file vs the same card in memory, interleaved."""
     from ..bench import run_image_bench
@@ -235,3 +231,26 @@ def bench_image(pairs: int, folder: Path | None, as_json: bool) -> None:
     console.print(f"STORE+DELETE, {result.pairs} pairs each, median of batches: image file "
                   f"{result.image_apdu_s:,.0f} APDU/s, in memory {result.memory_apdu_s:,.0f} APDU/s, "
                   f"ratio {result.ratio:.2f} (goal >= 0.5)")
+
+
+@bench.command("startup")
+@click.option("--rounds", type=click.IntRange(3, 1000), default=15, show_default=True,
+              help="Runs of each command, interleaved.")
+@json_option
+def bench_startup(rounds: int, as_json: bool) -> None:
+    """Start-up: 'evb --version' and 'evb card info' beside 'python3 -c pass' (goal: ratio <= 2)."""
+    from ..bench import run_startup_bench
+
+    with console.status("starting evb and python3...") if not as_json else nullcontext():
+        rows = run_startup_bench(rounds)
+    if as_json:
+        print_json({"rounds": rounds, "rows": [{"command": r.name, "median_ms": round(r.median_ms, 1),
+                                                "ratio": round(r.ratio, 2)} for r in rows]})
+        return
+    table = Table(title=f"Start-up, median of {rounds} interleaved runs", title_justify="left",
+                  caption="ratio: against python3 -c pass in the same run; goal <= 2")
+    for col in ("command", "median (ms)", "ratio"):
+        table.add_column(col, justify="left" if col == "command" else "right")
+    for r in rows:
+        table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.ratio:.2f}")
+    console.print(table)

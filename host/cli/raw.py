@@ -11,8 +11,8 @@ from apdu import describe
 from ..processors import build_stack
 from ..raw_apdu import ApduScriptError, Exchange, parse_step, run
 from ..transport.open import open_card
-from .card import card_image_option, json_option, reader_option
 from .errors import CliFail
+from .options import card_image_option, json_option, reader_option
 from .render import console, print_json
 
 

@@ -9,14 +9,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import Progress
+from rich.console import Console, Group
 from rich.table import Table
 
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueRecord
+
+if TYPE_CHECKING:
+    from ..memory_map import Layout
 
 
 def make_console() -> Console:
@@ -169,6 +171,80 @@ class ConsoleReporter:
 @contextmanager
 def progress_bar(what: str, as_json: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A transient bar on a terminal (nothing in pipes or with --json); yields ``(done, total)``."""
+    from rich.progress import Progress
+
     with Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task(what, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+# --- the memory map (evb card map) ---------------------------------------------------------------
+
+TYPE_STYLES = {"ticket": "blue", "prepaid": "dark_orange", "coupon": "green", "voucher": "magenta", "other": "yellow"}
+MAP_COLUMNS = 64
+
+
+def memory_map_view(lay: Layout, names: dict[int, str]) -> Group:
+    """The areas, the data area as a strip of cells (a letter per value type, upper case for a value,
+    lower case for a certificate, ``·`` free), the index's slots, and every extent in address order.
+    A cell shows what holds most of its bytes, free space included, so a gap of half a cell or more
+    shows; the table lists every gap whatever its size. Free rows after the last record are counted,
+    not drawn."""
+    from rich.text import Text
+
+    from ..memory_map import AREA_NAMES, Gap
+
+    areas = Table(title=f"Card memory: {lay.memory_size} bytes", title_justify="left")
+    for name, justify in [("Area", "left"), ("Start", "right"), ("End", "right"), ("Bytes", "right")]:
+        areas.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for a in lay.areas:
+        areas.add_row(AREA_NAMES[a.kind], str(a.start), str(a.end - 1), str(a.length))
+
+    data = lay.data
+    cell = max(1, -(-data.length // (MAP_COLUMNS * 8)))  # at most 8 rows of 64 cells
+    by_cell: dict[int, dict[w.MapEntry | Gap, int]] = {}
+    for x in lay.extents():
+        for c in range(x.offset // cell, (x.offset + x.size - 1) // cell + 1):
+            by_cell.setdefault(c, {})[x] = min(x.offset + x.size, (c + 1) * cell) - max(x.offset, c * cell)
+    cells = -(-data.length // cell)
+    last_used = max((c for c, owners in by_cell.items() if any(not isinstance(x, Gap) for x in owners)), default=-1)
+    shown = min(cells, (last_used // MAP_COLUMNS + 2) * MAP_COLUMNS)  # one free row after the last record
+    strip = Text()
+    for c in range(shown):
+        if c and c % MAP_COLUMNS == 0:
+            strip.append("\n")
+        owners = by_cell.get(c, {})
+        free = sum(n for x, n in owners.items() if isinstance(x, Gap))
+        records = [x for x in owners if not isinstance(x, Gap)]
+        if not records or free > max(owners[x] for x in records):
+            strip.append("·", style="dim")
+            continue
+        e = max(records, key=lambda k: owners[k])
+        letter = e.type.name[0]
+        strip.append(letter.lower() if e.flags & ValueFlags.CERTIFICATE else letter,
+                     style=TYPE_STYLES[e.type.name.lower()])
+    if shown < cells:
+        strip.append(f"\n… {(cells - shown) // MAP_COLUMNS} more rows free ({data.length - shown * cell} bytes)",
+                     style="dim")
+    used_slots = {e.slot for e in lay.entries}
+    slots = Text("\n".join(
+        "".join("■" if s in used_slots else "·" for s in range(row, min(row + MAP_COLUMNS, lay.index_capacity)))
+        for row in range(0, lay.index_capacity, MAP_COLUMNS)))
+
+    extents = Table(title="Data area, in address order", title_justify="left")
+    for name, justify in [("Offset", "right"), ("Address", "right"), ("Bytes", "right"), ("What", "left"),
+                          ("Name", "left"), ("Slot", "right"), ("Flags", "left")]:
+        extents.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for x in lay.extents():
+        if isinstance(x, Gap):
+            extents.add_row(str(x.offset), str(data.start + x.offset), str(x.size), Text("free", style="dim"), "", "", "")
+        else:
+            extents.add_row(str(x.offset), str(data.start + x.offset), str(x.size),
+                            Text(f"value {x.id} {x.type.name.lower()}", style=TYPE_STYLES[x.type.name.lower()]),
+                            names.get(x.id, ""), str(x.slot), flags_text(x.flags))
+    legend = Text("  ".join(f"{t[0].upper()} {t}" for t in TYPE_STYLES) + "  (lower case: certificate)  · free")
+    summary = (f"Data area: {data.length} bytes, {lay.used} used, {lay.free} free in {len(lay.gaps)} gap(s)\n"
+               f"Largest gap {lay.largest_gap} bytes, fragmentation {lay.fragmentation:.1%}\n"
+               f"Index: {len(lay.entries)} of {lay.index_capacity} slots used")
+    return Group(areas, Text(summary), Text(f"Data area, {cell} bytes a cell:", style="bold"), strip, legend,
+                 Text("Index slots:", style="bold"), slots, extents)

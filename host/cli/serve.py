@@ -3,7 +3,7 @@ the servers) and ``evb tls init`` (their certificates).
 
 The one CLI module that reaches into ``servers/``, and only inside the commands: the terminal's
 own flows never import the servers (tests/host/test_imports.py holds that), and FastAPI,
-pydantic and numpy load only when a server command runs, not when the CLI starts."""
+pydantic and numpy load only when a server command runs."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import click
 
 from apdu.signature import valid_public_key
 
-from .card import json_option
 from .errors import CliFail
 from .issuer import trusted_keys, trusted_option
 from .net import trust, warn_plain_http, with_ca
+from .options import json_option
 from .render import console, print_json
 
 if TYPE_CHECKING:
@@ -66,11 +66,6 @@ def server_tls(cert: Path | None, key: Path | None, insecure_http: bool) -> Serv
 @click.group()
 def vault() -> None:
     """The vault server."""
-
-
-@click.group()
-def keymgr() -> None:
-    """The key manager server."""
 
 
 @vault.command("serve")
@@ -126,11 +121,14 @@ def vault_serve(db_url: str | None, key_path: Path | None, host: str, port: int,
 @vault.command("openapi")
 def vault_openapi() -> None:
     """Print the vault's OpenAPI schema (JSON), as published in docs/vault-openapi.json."""
-    import json
-
     from servers.vault.app import openapi_schema
 
     click.echo(json.dumps(openapi_schema(), indent=2, sort_keys=True))
+
+
+@click.group()
+def keymgr() -> None:
+    """The key manager server."""
 
 
 @keymgr.command("serve")
@@ -182,7 +180,8 @@ def keymgr_serve(db_url: str | None, key_path: Path | None, master_path: Path | 
 @keymgr.command("unlock")
 @click.argument("name")
 @click.option("--db", "db_url", help="The key manager's database [default: under $XDG_DATA_HOME/evb].")
-def unlock_account(name: str, db_url: str | None) -> None:
+@json_option
+def unlock_account(name: str, db_url: str | None, as_json: bool) -> None:
     """Clear a name locked by wrong passwords (administrator; written to the audit log)."""
     from servers.keymgr.repository import MIGRATIONS, KeyManagerRepository
     from servers.keymgr.server import default_db
@@ -193,7 +192,7 @@ def unlock_account(name: str, db_url: str | None) -> None:
         KeyManagerRepository(db).clear_failures(name, int(time.time()), event="unlocked by the administrator")
     finally:
         db.close()
-    console.print(f"Unlocked {name} (audited).")
+    print_json({"name": name, "unlocked": True}) if as_json else console.print(f"Unlocked {name} (audited).")
 
 
 @keymgr.command("statement-key")

@@ -23,10 +23,20 @@ from ..paths import data_dir
 from ..session import WalletSession
 from ..triggers import free_percent, run_auto
 from ..vault_client import VaultClientError
-from .card import HeldCard, card_image_option, need_pin, pin_option, reader_option, wallet
+from .lazy import LazyGroup
 from .net import CA_ENV, trust, vault_link
+from .options import (
+    HeldCard,
+    card_image_option,
+    need_pin,
+    pin_option,
+    reader_option,
+    today_option,
+    vault_option,
+    wallet,
+)
 from .render import console
-from .shortage import day, today_option, vault_option
+from .shortage import day
 
 try:
     import readline
@@ -47,8 +57,11 @@ class Shell(cmd.Cmd):
     def __init__(self, root: click.Group, held: HeldCard) -> None:
         super().__init__()
         self.root, self.held = root, held
+        if isinstance(root, LazyGroup):  # the shell walks ``commands``: every one imported
+            root.load_all()
         card_group = root.commands["card"]
-        assert isinstance(card_group, click.Group)
+        assert isinstance(card_group, LazyGroup)
+        card_group.load_all()
         self.card_group = card_group
 
     # --- running a line ----------------------------------------------------------------------

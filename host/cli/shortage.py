@@ -6,22 +6,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from apdu.triggers import ShortagePolicy
 
-from ..session import WalletSession
-from ..triggers import Choice, Decide, Shortage, VaultLink, make_room
-from .net import url_option
-from .render import console
+from .options import today_option, vault_option
 
-DEFAULT_VAULT = "https://127.0.0.1:8470"
-vault_option = url_option("--vault", "vault_url", "EVB_VAULT", DEFAULT_VAULT, "vault")
-today_option = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), envvar="EVB_TODAY",
-                            help="The date the conditions are evaluated on (or EVB_TODAY) [default: today].")
+if TYPE_CHECKING:  # the shortage flow is imported when a card runs short, not with every command
+    from rich.table import Table
+
+    from ..session import WalletSession
+    from ..triggers import Choice, Decide, Shortage, VaultLink
+
 POLICIES = {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}
 
 
@@ -37,6 +35,8 @@ def shortage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def room_maker(session: WalletSession, link: VaultLink, on_shortage: str,
                today: datetime | None) -> Callable[[int, str], object]:
     """The shortage policy as the flows take it: (bytes needed, what for) -> room or a refusal."""
+    from ..triggers import make_room
+
     policy, decide = policy_for(session, on_shortage), decider()
 
     def room(needed: int, what: str) -> object:
@@ -54,6 +54,8 @@ def policy_for(session: WalletSession, on_shortage: str) -> ShortagePolicy:
 
 
 def gains_table(shortage: Shortage) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"Live values ({shortage.free} bytes free, {shortage.needed} needed)")
     for col in ("ID", "Name", "Size", "Frees", "Selected"):
         table.add_column(col, justify="right" if col in ("ID", "Size", "Frees") else "left")
@@ -65,6 +67,9 @@ def gains_table(shortage: Shortage) -> Table:
 
 def ask_user(shortage: Shortage) -> tuple[Choice, tuple[int, ...]]:
     """Claim 27: show the shortage and let the user abort, back up automatically or pick."""
+    from ..triggers import Choice
+    from .render import console
+
     text = str(shortage)
     console.print(f"[yellow]{text[0].upper()}{text[1:]}.[/yellow]", markup=True)
     console.print(gains_table(shortage))

@@ -15,11 +15,11 @@ from ..backup import BackupError
 from ..session import WalletSession
 from ..triggers import AutoRun, free_percent, run_auto, run_if_due
 from ..vault_client import VaultClientError
-from .card import json_option, pin_option, unlock, with_wallet
 from .errors import CliFail
 from .net import vault_link
+from .options import json_option, pin_option, today_option, unlock, vault_option, with_wallet
 from .render import console, listing_table, print_json
-from .shortage import POLICIES, day, today_option, vault_option
+from .shortage import POLICIES, day
 
 POLICY_NAMES = {v: k for k, v in POLICIES.items()}
 

@@ -16,14 +16,15 @@ from ..assisted import assisted_restore
 from ..backup import BackupError, Outcome, backup, connect, encryption, release_unneeded, restore, run_all
 from ..session import WalletSession
 from ..vault_client import VaultClient, VaultClientError
-from .card import TypeChoice, json_option, pin_option, unlock, with_wallet
+from .card import TypeChoice
 from .complete import value_ids
 from .errors import CliFail
-from .keymgr import keymgr_option, logged_in
+from .keymgr import logged_in
 from .net import vault_client, vault_link
+from .options import json_option, keymgr_option, pin_option, unlock, vault_option, with_wallet
 from .proof import ProofOptions, proof_options
 from .render import console, listing_table, print_json
-from .shortage import room_maker, shortage_options, vault_option
+from .shortage import room_maker, shortage_options
 
 
 @contextmanager

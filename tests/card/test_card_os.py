@@ -187,4 +187,8 @@ def test_the_whole_demo_runs_for_a_jdk_t0_client(monkeypatch: pytest.MonkeyPatch
     after = {prev[1] for prev, c in zip(sent, sent[1:], strict=False) if c[:2] == b"\x80\xc0" and prev[1] != 0xC0}
     case_4 = {w.INS_STORE_VALUE, w.INS_MODIFY_VALUE, b.INS_SIGN_RECEIPT, b.INS_BEGIN_ENCRYPTED_BACKUP,
               b.INS_IMPORT_CERTIFICATE, t.INS_SELECT_FOR_BACKUP, k.INS_IMPORT_KEY, k.INS_IMPORT_SHARE, r.INS_REENCRYPT}
-    assert case_4 <= after, sorted(hex(i) for i in case_4 - after)  # their data came through 61xx, GET RESPONSE 80
+    assert case_4 <= {c[1] for c in sent}, "the demo no longer sends every case-4 command"
+    # the JDK strips Le from short case-4 commands only: a handover's certificate and signatures
+    # make IMPORT CERTIFICATE short or extended (over 255 bytes) from one run to the next
+    short = {c[1] for c in sent if len(c) > 5 and c[4] != 0}
+    assert case_4 & short <= after, sorted(hex(i) for i in case_4 & short - after)  # through 61xx, GET RESPONSE 80

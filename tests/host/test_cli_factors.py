@@ -54,9 +54,11 @@ def test_password_id_card_and_finger(km: str, tmp_path: Path) -> None:
     ok("account", "login", "hanako", *idc, "--id-pin", "2468", "--keymgr", km)
     # changing factors or the policy proves the policy's factors again (step-up), the ID card too
     fails("logs in with: password and id-card", "account", "enrol", "--finger", "hanako/index", "--keymgr", km)
-    ok("account", "enrol", "--finger", "hanako/index", "--proof-id-card-image", str(tmp_path / "id.img"),
-       "--proof-id-pin", "2468", "--keymgr", km)
-    ok("account", "policy", "set", "fingerprint or (password and id-card)", *idc, "--id-pin", "2468", "--keymgr", km)
+    enrolled = json.loads(ok("account", "enrol", "--finger", "hanako/index", "--proof-id-card-image",
+                             str(tmp_path / "id.img"), "--proof-id-pin", "2468", "--keymgr", km, "--json"))
+    assert enrolled == {"enrolled": [{"kind": "fingerprint", "ref": None}], "other_sessions_ended": False}
+    assert json.loads(ok("account", "policy", "set", "fingerprint or (password and id-card)", *idc, "--id-pin",
+                         "2468", "--keymgr", km, "--json")) == {"policy": "fingerprint or (password and id-card)"}
     ok("account", "login", "hanako", "--no-password", "--finger", "hanako/index", "--keymgr", km)
     fails("does not match", "account", "login", "hanako", "--no-password", "--finger", "taro/index", "--keymgr", km)
     shown = json.loads(ok("account", "policy", "show", "--keymgr", km, "--json"))
@@ -105,3 +107,17 @@ def test_logout_ends_the_session_and_forgets_it(km: str) -> None:
     ok("account", "login", "saburo", "--keymgr", km)
     assert json.loads(ok("account", "logout", "--keymgr", km, "--json")) == {"logged_out": True}
     assert not session_file().exists()
+
+
+def test_the_administrator_unlocks_a_locked_name(km: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from servers.keymgr.services.accounts import MAX_FAILURES
+
+    ok("account", "create", "saburo", "--keymgr", km)
+    monkeypatch.setenv("EVB_PASSWORD", "wrong horse battery")
+    for _ in range(MAX_FAILURES):
+        evb("account", "login", "saburo", "--keymgr", km)
+    monkeypatch.setenv("EVB_PASSWORD", "correct horse battery")
+    assert evb("account", "login", "saburo", "--keymgr", km).exit_code != 0  # locked: the right one too
+    done = json.loads(ok("keymgr", "unlock", "saburo", "--db", f"sqlite:///{tmp_path / 'km.db'}", "--json"))
+    assert done == {"name": "saburo", "unlocked": True}
+    ok("account", "login", "saburo", "--keymgr", km)

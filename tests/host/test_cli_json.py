@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
+from host.cli import cli
 from host.cli.render import make_console, to_jsonable
 
 from .test_cli import PIN, evb
@@ -91,3 +94,42 @@ def test_issuer_and_tls_init_speak_json(tmp_path: Path) -> None:
                                      "--json")["public_key"]  # type: ignore[index]
     tls = out("tls", "init", str(tmp_path / "tls"), "--json")
     assert isinstance(tls, dict) and Path(tls["server_cert"]).exists() and tls["names"][0] == "localhost"
+
+
+# Commands that print no result a script would parse, and why (docs/JSON.md says the same).
+WITHOUT_JSON = {
+    "card serve": "a server: it runs until stopped, printing where it serves",
+    "vault serve": "a server",
+    "keymgr serve": "a server",
+    "shell": "interactive: each command in it prints its own output",
+    "demo": "a story for people, told in steps",
+    "vault openapi": "prints a JSON document already",
+    "keymgr openapi": "prints a JSON document already",
+    "keymgr statement-key": "prints the key as is, one hex line a script can take",
+}
+
+
+def every_command() -> dict[str, click.Command]:
+    """Every leaf command by its path, lazy groups imported."""
+    found: dict[str, click.Command] = {}
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        if isinstance(command, click.Group):
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
+                walk(sub, (*path, name))
+        else:
+            found[" ".join(path)] = command
+
+    walk(cli, ())
+    return found
+
+
+def test_every_command_that_prints_a_result_takes_json() -> None:
+    commands = every_command()
+    assert len(commands) > 50 and "card map" in commands and "card pin unblock" in commands
+    missing = {path for path, command in commands.items()
+               if not any("--json" in getattr(p, "opts", ()) for p in command.params)}
+    assert missing == set(WITHOUT_JSON), "add --json (docs/JSON.md) or say here why not"

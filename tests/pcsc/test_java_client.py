@@ -41,7 +41,7 @@ STEPS = [
     "get-identity", "get-attestation", "verify-status", "verify", "verify-status-verified", "store-case-4",
     "store-chained-link", "store-chained-last", "list-case-4", "read-case-2", "read-over-256-get-response",
     "modify-case-4", "put-vault-key", "internal-authenticate-case-4", "get-response-nothing-waiting",
-    "unknown-ins", "unknown-cla", "delete-case-1", "delete-gone", "log-out", "delete-after-log-out",
+    "unknown-ins", "unknown-cla", "delete-case-1", "delete-gone", "log-out", "delete-after-log-out", "memory-map-case-2",
     "change-pin", "wrong-pin", "reset-retry-counter", "verify-status-after-unblock",
 ]
 

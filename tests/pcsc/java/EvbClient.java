@@ -158,6 +158,11 @@ public final class EvbClient {
         expect("log-out", new CommandAPDU(0x00, 0x20, 0xFF, 0x81), OK);
         expect("delete-after-log-out", new CommandAPDU(0x80, 0x1A, id[0] & 0xFF, id[1] & 0xFF), 0x6982);
 
+        // GET MEMORY MAP, case 2, no PIN: memory size, five areas, the one entry left (the prepaid value)
+        byte[] map = expect("memory-map-case-2", new CommandAPDU(0x80, 0x1C, 0, 0, 256), OK);
+        check("memory-map-case-2", map.length == 7 + 5 * 9 + 10 && map[map.length - 8] == id[0]
+                && map[map.length - 7] == id[1], "map " + HEX.formatHex(map));
+
         // CHANGE REFERENCE DATA, then RESET RETRY COUNTER with the unblocking code back to the PIN
         expect("change-pin", new CommandAPDU(0x00, 0x24, 0x00, 0x81, concat(pinBlock(pin), pinBlock("97531"))), OK);
         expect("wrong-pin", new CommandAPDU(0x00, 0x20, 0x00, 0x81, pinBlock(pin)), 0x63C2);

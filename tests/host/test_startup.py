@@ -1,0 +1,81 @@
+"""Start-up (issue 16): commands import what they use. ``evb --version`` imports no command
+module; ``evb card info`` on a card image imports neither the HTTP client nor the servers'
+stacks nor numpy; ``evb bench startup`` reports medians and ratios (figures for the closing
+note, never an assertion about time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from card import SimulatedCard
+
+from .test_cli import evb
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("httpx", "fastapi", "pydantic", "numpy", "uvicorn", "sqlalchemy", "argon2")
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``evb ARGV``."""
+    probe = ("import sys\nfrom host.cli import cli\n"
+             "try:\n    cli.main(sys.argv[1:], prog_name='evb')\nexcept SystemExit as e:\n    assert not e.code, e\n"
+             "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe, *argv], env=env, cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    return set(done.stderr.split())
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_version_imports_no_command_module() -> None:
+    mods = imported_by("--version")
+    assert not {m for m in mods if m.startswith("host.cli.") and m not in
+                {"host.cli.main", "host.cli.errors", "host.cli.lazy"}}
+    assert not top_level(mods) & {*HEAVY, "rich", "cryptography", "card", "construct", "email"}
+
+
+def test_the_version_is_the_packages() -> None:
+    import tomllib
+
+    import host
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert host.__version__ == declared
+    assert evb("--version").stdout == f"evb, version {declared}\n"
+
+
+def test_card_info_imports_no_client_or_server_stack(tmp_path: Path) -> None:
+    image = tmp_path / "card.img"
+    SimulatedCard.manufacture(image=image).close()
+    mods = imported_by("card", "info", "--card-image", str(image))
+    assert "host.cli.card" in mods  # the probe ran the command
+    assert not top_level(mods) & {*HEAVY, "servers"}
+    assert not {"host.backup", "host.triggers", "host.cli.keymgr", "host.cli.vault", "host.cli.pcsc"} & mods
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--help"], ["card", "vault", "keymgr", "key", "bench", "shell", "apdu", "tls", "issuer", "account"]),
+    (["card", "--help"], ["serve", "lost", "issue-id", "id-info", "map", "pin"]),
+])
+def test_help_still_lists_every_command(args: list[str], names: list[str]) -> None:
+    r = evb(*args)
+    assert r.exit_code == 0
+    assert all(f"  {name} " in r.stdout for name in names), r.stdout
+
+
+def test_startup_bench_reports_medians_and_ratios() -> None:
+    r = evb("bench", "startup", "--rounds", "3", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [row["command"] for row in out["rows"]] == [
+        "python3 -c pass", "evb --version", "evb card info --card-image FILE"]
+    assert out["rows"][0]["ratio"] == 1.0 and all(row["median_ms"] > 0 for row in out["rows"])
