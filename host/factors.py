@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+from apdu import fingerprint
+
 from .idcard import IdCardSession
 from .keymgr_client import Factors, IdCardAnswer, KeyManagerClient
 
@@ -18,11 +20,9 @@ def id_card_answer(keymgr: KeyManagerClient, name: str, id_card: IdCardSession) 
 
 def touch(finger: str, rng: random.Random | None = None) -> bytes:
     """The sensor's sample of the finger named ``finger`` (a simulated person's finger)."""
-    from servers.keymgr.fingerprint import encode  # numpy: imported only when a finger is used
+    from . import sensor  # numpy: imported only when a finger is used
 
-    from . import sensor
-
-    return encode(sensor.touch(sensor.finger(finger), rng))
+    return fingerprint.encode(sensor.touch(sensor.finger(finger), rng))
 
 
 def factors(keymgr: KeyManagerClient, name: str, password: str | None = None, id_card: IdCardSession | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
-from servers.keyfile import load_or_create_key, public_bytes, sign
+from keyfile import load_or_create_key, public_bytes, sign
 
 from .paths import data_dir
 from .session import WalletSession

@@ -357,7 +357,7 @@ class Cluster:
                    "haproxy")
 
     def _keys(self) -> None:
-        from servers.keyfile import load_or_create_key, public_bytes
+        from keyfile import load_or_create_key, public_bytes
         from servers.keymgr.server import statement_key_path
         from servers.tls import init_folder
 

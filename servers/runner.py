@@ -3,13 +3,16 @@ where servers keep their files by default."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from pathlib import Path
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .tls import ServerTls
 
@@ -20,6 +23,57 @@ KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
 MAX_HEADER_BYTES = 16 * 1024
 """A request line and headers larger than this are refused (h11's incomplete-event limit)."""
+HEADER_SECONDS = 10.0
+"""A request's line and headers must have arrived this long after the connection opened (or the
+previous answer went out); then 408 and the connection closes (:func:`header_deadline`)."""
+
+_TIMED_OUT_BODY = b'{"detail": "the request line and headers did not arrive in time"}'
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+              b"content-length: " + str(len(_TIMED_OUT_BODY)).encode() + b"\r\n\r\n" + _TIMED_OUT_BODY)
+
+
+def header_deadline(seconds: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline for each request's headers. uvicorn has none: its
+    keep-alive timer stops at the first byte, so a client sending its headers a byte at a time
+    (slowloris) held a connection, and a slot under the connection limit, for ever."""
+
+    class HeaderDeadline(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(seconds, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.write(_TIMED_OUT)
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the headers are in: the request runs
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm()  # the next request's headers, on a kept-alive connection
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadline
 
 
 def raise_open_files(wanted: int = 4 * MAX_CONNECTIONS) -> None:
@@ -34,7 +88,7 @@ def raise_open_files(wanted: int = 4 * MAX_CONNECTIONS) -> None:
 
 
 def server_config(app: FastAPI, host: str, port: int, tls: ServerTls | None, log_level: str = "info",
-                  lifespan: str = "auto") -> uvicorn.Config:
+                  lifespan: str = "auto", header_seconds: float = HEADER_SECONDS) -> uvicorn.Config:
     """uvicorn with the limits both servers run under, in the foreground (``evb … serve``) and in
     a thread (:class:`BackgroundServer`); the request body cap is :class:`servers.wire.BodyLimit`."""
     if tls is not None:
@@ -43,7 +97,8 @@ def server_config(app: FastAPI, host: str, port: int, tls: ServerTls | None, log
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan=lifespan,  # type: ignore[arg-type]
                           ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
                           limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048)
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048,
+                          http=header_deadline(header_seconds))
 
 
 def data_dir() -> Path:
@@ -55,8 +110,9 @@ class BackgroundServer:
     """uvicorn in a thread of this process: the embedded demo and the tests use it. HTTPS with
     ``tls``; plain HTTP without (tests in one process, where nobody is on the wire)."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, tls: ServerTls | None = None) -> None:
-        self.server = uvicorn.Server(server_config(app, host, port, tls, "warning", "off"))
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, tls: ServerTls | None = None,
+                 header_seconds: float = HEADER_SECONDS) -> None:
+        self.server = uvicorn.Server(server_config(app, host, port, tls, "warning", "off", header_seconds))
         self.thread = threading.Thread(target=self.server.run, name="evb-server", daemon=True)
         self.scheme = "https" if tls else "http"
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from apdu import seal
+from keyfile import check_private, load_or_create_key, private_dir, public_bytes, sign
 
-from .keyfile import check_private, load_or_create_key, private_dir, public_bytes, sign
 from .wire import ApiError
 
 
@@ -31,7 +31,7 @@ class ServerKey:
 
     @classmethod
     def load_or_create(cls, path: Path) -> ServerKey:
-        """From its PEM file, created owner-only on first start (:func:`servers.keyfile.load_or_create_key`)."""
+        """From its PEM file, created owner-only on first start (:func:`keyfile.load_or_create_key`)."""
         return cls(load_or_create_key(path))
 
     def sign(self, message: bytes) -> bytes:

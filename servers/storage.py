@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from .keyfile import private_dir
+from keyfile import private_dir
 
 
 class StorageError(Exception):

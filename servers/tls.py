@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .keyfile import KeyFileError, check_private, private_dir
+from keyfile import KeyFileError, check_private, private_dir
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650

@@ -21,7 +21,7 @@ def demo(workdir: Path | None) -> None:
     # most of its import time and only the demo needs them in-process
     from card import SimulatedCard
     from card.keys import wipe_key_store
-    from servers.keyfile import load_or_create_key, public_bytes
+    from keyfile import load_or_create_key, public_bytes
     from servers.keymgr.config import KeyManagerConfig
     from servers.keymgr.server import running as keymgr_running
     from servers.keymgr.server import statement_key_path

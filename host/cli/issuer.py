@@ -37,7 +37,7 @@ def load_issuer(path: Path | None) -> Issuer:
 def trusted_keys(given: tuple[str, ...], what: str) -> tuple[bytes, ...]:
     """The issuer keys a server pins: the ones given, else the local issuer's (one machine, one
     issuer: the embedded default); none is an error, since no card could then be let in."""
-    from servers.keyfile import parse_public_keys
+    from keyfile import parse_public_keys
 
     try:
         keys = parse_public_keys(" ".join(given))

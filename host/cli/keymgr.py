@@ -1,5 +1,5 @@
-"""``evb keymgr serve|unlock|openapi``, ``evb account …``, ``evb card lost`` and ``evb recover``:
-thin over host.recovery, host.factors and servers.keymgr (``evb key …`` is in keys.py)."""
+"""``evb account …``, ``evb card lost`` and ``evb recover``: thin over host.recovery, host.factors
+and the key manager's client (``evb key …`` is in keys.py, the server's commands in serve.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -23,15 +23,10 @@ from ..recovery import recover, report_lost
 from ..session import WalletSession
 from .errors import CliFail
 from .idcard import optional_id_card
-from .issuer import trusted_keys, trusted_option
 from .net import (
     keymgr_client,
-    serve_tls,
-    trust,
     vault_client,
     vault_link,
-    warn_plain_http,
-    with_ca,
 )
 from .options import (
     id_image_option,
@@ -48,10 +43,6 @@ from .proof import ProofOptions, ask_password, gathered, proof_options
 from .render import console, print_json, progress_bar
 from .secrets import secret_option
 from .shortage import room_maker, shortage_options
-
-if TYPE_CHECKING:
-    from servers.tls import ServerTls
-
 
 
 def session_file() -> Path:
@@ -84,99 +75,6 @@ def logged_in(url: str, proof: ProofOptions | None = None) -> Iterator[KeyManage
 
 
 password_option = secret_option("password", "EVB_PASSWORD", "The account's password")
-
-
-@click.group()
-def keymgr() -> None:
-    """The key manager server."""
-
-
-@keymgr.command("serve")
-@click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The key manager's own key pair, PEM; created on first start.")
-@click.option("--master-key", "master_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="32-byte file encrypting escrowed keys at rest, kept outside the database "
-                   "(or EVB_KEYMGR_MASTER_KEY_FILE); created on first start.")
-@click.option("--vault", "vault_url", envvar="EVB_VAULT",
-              help="The vault, for server-assisted restore (E6); its certificate is checked as a client's (--ca).")
-@with_ca
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8471, show_default=True)
-@trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
-@trusted_option("--id-issuer-key", "EVB_ID_ISSUER_KEY", "ID-card")
-@serve_tls
-def serve(db_url: str | None, key_path: Path | None, master_path: Path | None, vault_url: str | None, host: str,
-          port: int, issuer_key: tuple[str, ...], id_issuer_key: tuple[str, ...], tls: ServerTls | None) -> None:
-    """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
-    import uvicorn
-
-    from servers.keymgr.config import KeyManagerConfig
-    from servers.keymgr.server import build, default_db, default_key, default_master_key
-    from servers.runner import server_config
-    from servers.storage import StorageError
-    from servers.tls import verify_context
-
-    issuers = trusted_keys(issuer_key, "issuer")
-    id_issuers = trusted_keys(id_issuer_key, "id-issuer") if id_issuer_key else issuers
-    if vault_url:
-        warn_plain_http(vault_url, "vault")
-    try:
-        if vault_url and vault_url.startswith("https:"):
-            verify_context(trust())  # a bad --ca fails here, not at the first assisted restore
-        app, db = build(db_url or default_db(), key_path or default_key(), master_path or default_master_key(),
-                        KeyManagerConfig(vault_url=vault_url, vault_ca=trust(), issuers=issuers,
-                                         id_issuers=id_issuers))
-    except (StorageError, ValueError) as exc:
-        raise CliFail(str(exc)) from exc
-    console.print(f"Key manager on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
-                  "Ctrl-C to stop.")
-    try:
-        uvicorn.Server(server_config(app, host, port, tls)).run()
-    finally:
-        db.close()
-
-
-@keymgr.command("unlock")
-@click.argument("name")
-@click.option("--db", "db_url", help="The key manager's database [default: under $XDG_DATA_HOME/evb].")
-@json_option
-def unlock_account(name: str, db_url: str | None, as_json: bool) -> None:
-    """Clear a name locked by wrong passwords (administrator; written to the audit log)."""
-    from servers.keymgr.repository import MIGRATIONS, KeyManagerRepository
-    from servers.keymgr.server import default_db
-    from servers.storage import Database
-
-    db = Database.open(db_url or default_db(), MIGRATIONS)
-    try:
-        KeyManagerRepository(db).clear_failures(name, int(time.time()), event="unlocked by the administrator")
-    finally:
-        db.close()
-    print_json({"name": name, "unlocked": True}) if as_json else console.print(f"Unlocked {name} (audited).")
-
-
-@keymgr.command("statement-key")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The key manager's own key, PEM; the statement key lives beside it.")
-def statement_key(key_path: Path | None) -> None:
-    """Print the public key the vault pins ('evb vault serve --keymgr-key …') to accept the key
-    manager's statements about lost cards."""
-    from servers.keyfile import load_or_create_key, public_bytes
-    from servers.keymgr.server import default_key, statement_key_path
-
-    try:
-        key = load_or_create_key(statement_key_path(key_path or default_key()))
-    except ValueError as exc:  # a key file others can read, or not a key
-        raise CliFail(str(exc)) from exc
-    click.echo(public_bytes(key.public_key()).hex())
-
-
-@keymgr.command("openapi")
-def openapi() -> None:
-    """Print the key manager's OpenAPI schema (JSON)."""
-    from servers.keymgr.app import openapi_schema
-
-    click.echo(json.dumps(openapi_schema(), indent=2, sort_keys=True))
 
 
 @click.group()

@@ -21,7 +21,7 @@ COMMANDS = {
     "apdu": "host.cli.raw:apdu_cmd",
     "bench": "host.cli.benchmarks:bench",
     "recover": "host.cli.keymgr:recover_cmd",
-    "vault": "host.cli.vault:vault",
+    "vault": "host.cli.serve:vault",
     "backup": "host.cli.vault:backup_cmd",
     "restore": "host.cli.vault:restore_cmd",
     "certs": "host.cli.vault:certs",
@@ -29,10 +29,10 @@ COMMANDS = {
     "auto": "host.cli.triggers:auto",
     "shell": "host.cli.shell:shell",
     "key": "host.cli.keys:key",
-    "keymgr": "host.cli.keymgr:keymgr",
+    "keymgr": "host.cli.serve:keymgr",
     "account": "host.cli.keymgr:account",
     "issuer": "host.cli.issuer:issuer",
-    "tls": "host.cli.tls:tls",
+    "tls": "host.cli.serve:tls",
 }
 
 

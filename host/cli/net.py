@@ -1,22 +1,17 @@
-"""How the CLI reaches the vault and the key manager, and how it serves them: URL options, the
-CA their certificates must chain to (``--ca`` or ``EVB_CA``; the system store without), the
-``--tls-cert/--tls-key`` a server presents, and one warning line whenever plain HTTP is used."""
+"""How the CLI reaches the vault and the key manager: URL options, the CA their certificates must
+chain to (``--ca`` or ``EVB_CA``; the system store without), and one warning line whenever plain
+HTTP is used. How it serves them (``--tls-cert/--tls-key``) is in :mod:`host.cli.serve`."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .errors import CliFail
-
 if TYPE_CHECKING:  # the clients are imported when a command reaches a server, not with every command
-    from servers.tls import ServerTls
-
     from ..keymgr_client import KeyManagerClient
     from ..triggers import VaultLink
     from ..vault_client import VaultClient
@@ -95,38 +90,3 @@ def keymgr_client(url: str) -> KeyManagerClient:
 
     warn_plain_http(url, "key manager")
     return KeyManagerClient(url, ca=trust())
-
-
-def serve_tls(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--tls-cert/--tls-key`` (HTTPS) or ``--insecure-http``; passes ``tls`` (None: plain HTTP)."""
-
-    @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), envvar="EVB_TLS_CERT",
-                  help="The server's certificate (chain), PEM; 'evb tls init' makes one (or EVB_TLS_CERT).")
-    @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="EVB_TLS_KEY",
-                  help="Its private key, PEM, mode 0600 (or EVB_TLS_KEY).")
-    @click.option("--insecure-http", is_flag=True,
-                  help="Serve plain HTTP instead: only where nobody else is on the network.")
-    @wraps(fn)
-    def wrapper(tls_cert: Path | None, tls_key: Path | None, insecure_http: bool, **kwargs: Any) -> Any:
-        return fn(tls=server_tls(tls_cert, tls_key, insecure_http), **kwargs)
-
-    return wrapper
-
-
-def server_tls(cert: Path | None, key: Path | None, insecure_http: bool) -> ServerTls | None:
-    from servers.tls import ServerTls, TlsError
-
-    if insecure_http:
-        if cert or key:
-            raise CliFail("--insecure-http serves plain HTTP: leave out --tls-cert and --tls-key")
-        click.echo("Warning: serving plain HTTP (--insecure-http): anyone on the network can read and change "
-                   "the traffic", err=True)
-        return None
-    if cert is None or key is None:
-        raise CliFail("give --tls-cert and --tls-key ('evb tls init DIR' makes them), or --insecure-http")
-    tls = ServerTls(cert, key)
-    try:
-        tls.check()
-    except TlsError as exc:
-        raise CliFail(str(exc)) from exc
-    return tls

@@ -1,19 +1,16 @@
-"""``evb vault serve``, ``evb backup``, ``evb restore``, ``evb certs``: thin over host.backup."""
+"""``evb backup``, ``evb restore``, ``evb certs``: thin over host.backup."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from rich.progress import Progress
 
 from apdu import wallet as w
 from apdu.records import ValueFlags
-from apdu.signature import valid_public_key
 
 from ..assisted import assisted_restore
 from ..backup import (
@@ -31,81 +28,12 @@ from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice
 from .complete import value_ids
 from .errors import CliFail
-from .issuer import trusted_keys, trusted_option
 from .keymgr import logged_in
-from .net import serve_tls, vault_client, vault_link
+from .net import vault_client, vault_link
 from .options import json_option, keymgr_option, pin_option, unlock, vault_option, with_wallet
 from .proof import ProofOptions, proof_options
 from .render import console, listing_table, print_json
 from .shortage import room_maker, shortage_options
-
-if TYPE_CHECKING:
-    from servers.tls import ServerTls
-
-
-@click.group()
-def vault() -> None:
-    """The vault server."""
-
-
-@vault.command("serve")
-@click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The vault's signing key, PEM; created on first start [default: beside the data].")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
-@click.option("--digest", default="type,name,count,start,expiry,place", show_default=True,
-              help="Value fields copied into certificates (comma-separated, may be empty).")
-@click.option("--counter-modulus", type=click.IntRange(2, 2**32), default=2**32, show_default=True,
-              help="Registration counters wrap here.")
-@click.option("--keymgr-key", envvar="EVB_KEYMGR_KEY",
-              help="The key manager's statement key, hex ('evb keymgr statement-key'): lost cards are "
-                   "replaced on its signed word only.")
-@trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
-@serve_tls
-def serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int,
-          keymgr_key: str | None, issuer_key: tuple[str, ...], tls: ServerTls | None) -> None:
-    """Run the vault in the foreground (OpenAPI schema at /openapi.json)."""
-    import uvicorn
-
-    from apdu.certificate import DigestField
-    from servers.runner import server_config
-    from servers.storage import StorageError
-    from servers.vault.server import build, default_db, default_key
-
-    try:
-        fields = tuple(DigestField[f.strip().upper()] for f in digest.split(",") if f.strip())
-    except KeyError as exc:
-        raise CliFail(f"unknown digest field {exc.args[0].lower()} (type, name, count, start, expiry, place)") from exc
-    trusted = None
-    if keymgr_key:
-        try:
-            trusted = bytes.fromhex(keymgr_key)
-        except ValueError as exc:
-            raise CliFail("--keymgr-key is the key manager's statement key in hex") from exc
-        if not valid_public_key(trusted):
-            raise CliFail("--keymgr-key is not a P-256 public key")
-    issuers = trusted_keys(issuer_key, "issuer")
-    try:
-        app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus, trusted, issuers)
-    except (StorageError, ValueError) as exc:  # ValueError: a key file others can read
-        raise CliFail(str(exc)) from exc
-    console.print(f"Vault on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
-                  "Ctrl-C to stop.")
-    try:
-        uvicorn.Server(server_config(app, host, port, tls)).run()
-    finally:
-        db.close()
-
-
-@vault.command("openapi")
-def openapi() -> None:
-    """Print the vault's OpenAPI schema (JSON), as published in docs/vault-openapi.json."""
-    import json
-
-    from servers.vault.app import openapi_schema
-
-    click.echo(json.dumps(openapi_schema(), indent=2, sort_keys=True))
 
 
 @contextmanager

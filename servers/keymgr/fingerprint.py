@@ -9,39 +9,26 @@ and an angle. Numpy does a chunk of alignments' whole comparisons at once.
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
-MAX_MINUTIAE = 80
+from apdu import fingerprint as codec
+from apdu.fingerprint import MAX_MINUTIAE, PrintError
+
+__all__ = ["MAX_MINUTIAE", "PrintError", "check_template", "decode", "dummy_template", "encode", "matches", "score"]
+
 DISTANCE = 12.0  # pixels
 ANGLE = 0.35  # radians
 THRESHOLD = 0.40  # the score at or above which a sample matches (FAR/FRR: evb bench fingerprint)
 DUPLICATE = 0.5  # pixels: two minutiae this close, turned alike, are one written twice
 CHUNK_CELLS = 1 << 19  # minutia pairs the matcher compares at once: about 2 MB per array
 _COS_ANGLE = float(np.cos(ANGLE))
-_POINT = struct.Struct(">HHH")  # x and y in 1/10 pixel, direction in 1/10000 rad
 
-
-class PrintError(ValueError):
-    pass
-
-
-def encode(minutiae: np.ndarray) -> bytes:
-    if not 1 <= len(minutiae) <= MAX_MINUTIAE:
-        raise PrintError(f"a print has 1..{MAX_MINUTIAE} minutiae")
-    out = bytearray((len(minutiae),))
-    for x, y, a in minutiae:
-        out += _POINT.pack(int(round(x * 10)) % 65536, int(round(y * 10)) % 65536,
-                           int(round((a % (2 * np.pi)) * 10000)))
-    return bytes(out)
+encode = codec.encode  # the encoding is shared with the terminal: apdu.fingerprint
 
 
 def decode(raw: bytes) -> np.ndarray:
-    if not raw or len(raw) != 1 + raw[0] * _POINT.size or not 1 <= raw[0] <= MAX_MINUTIAE:
-        raise PrintError("not an encoded print")
-    points = [_POINT.unpack_from(raw, 1 + i * _POINT.size) for i in range(raw[0])]
-    return np.array([(x / 10, y / 10, a / 10000) for x, y, a in points], dtype=float)
+    """The minutiae of an encoded print as an n x 3 array, for the matcher."""
+    return np.array(codec.decode(raw), dtype=float)
 
 
 def score(template: np.ndarray, sample: np.ndarray) -> float:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ..keyfile import trusted_issuers
+from keyfile import trusted_issuers
+
 from ..runner import BackgroundServer, data_dir
 from ..serverkey import MasterKey, ServerKey
 from ..storage import Database

@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from apdu.certificate import ALL_DIGEST_FIELDS, DigestField
+from keyfile import trusted_issuers
 
-from ..keyfile import trusted_issuers
 from ..runner import BackgroundServer, data_dir
 from ..serverkey import ServerKey
 from ..storage import Database

@@ -17,7 +17,7 @@ from card import SimulatedCard, crypto
 from host.demo import FIG15
 from host.session import WalletSession
 from host.transport import CardRemovedError
-from servers.keyfile import sign
+from keyfile import sign
 
 from ..conftest import ISSUER
 from ..readers import Reader

@@ -15,7 +15,7 @@ from apdu.records import ValueFlags, ValueType
 from card import crypto
 from host.demo import FIG15
 from host.session import WalletSession
-from servers.keyfile import sign
+from keyfile import sign
 
 from ..readers import Reader
 from .helpers import observe, tear_every_write

@@ -20,7 +20,7 @@ from apdu.records import ValueFlags
 from card import SimulatedCard
 from card.keys import wipe_key_store
 from host.session import WalletSession
-from servers.keyfile import sign
+from keyfile import sign
 
 from ..readers import Reader
 from .helpers import clone, observe, tear_every_write

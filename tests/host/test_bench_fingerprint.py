@@ -3,8 +3,8 @@ note, never in an assertion about rates on a small sample."""
 
 from __future__ import annotations
 
+from apdu.fingerprint import MAX_MINUTIAE
 from host.bench import run_fingerprint_bench, run_worst_case_match
-from servers.keymgr.fingerprint import MAX_MINUTIAE
 
 
 def test_the_fingerprint_benchmark_runs() -> None:

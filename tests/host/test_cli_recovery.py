@@ -37,7 +37,7 @@ def urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> It
 @contextmanager
 def linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_tls: Issued) -> Iterator[tuple[str, str]]:
     """A key manager that knows the vault and a vault that trusts its statements (E6, E7)."""
-    from servers.keyfile import load_or_create_key, public_bytes
+    from keyfile import load_or_create_key, public_bytes
     from servers.keymgr.server import statement_key_path
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))

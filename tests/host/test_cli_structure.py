@@ -20,7 +20,7 @@ OTHER_MEANING = {
     ("card.py", "--today"): "card list: the day --expiring-within counts from (no EVB_TODAY)",
     ("idcard.py", "--pin"): "card issue-id: the PIN to set on a new ID card",
     ("idcard.py", "--id-card-image"): "card issue-id: where to make the ID card",
-    ("keymgr.py", "--vault"): "keymgr serve: the vault the server calls, none by default",
+    ("serve.py", "--vault"): "keymgr serve: the vault the server calls, none by default",
 }
 
 

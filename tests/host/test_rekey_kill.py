@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from card.keys import wipe_key_store
-from servers.keyfile import load_or_create_key, public_bytes
+from keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import statement_key_path
 
 from ..processes import KeyManagerProcess, VaultProcess

@@ -25,7 +25,7 @@ from host.recovery import recover
 from host.rotation import rotate
 from host.session import WalletSession
 from host.vault_client import VaultClient
-from servers.keyfile import load_or_create_key, public_bytes
+from keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
 from servers.vault.server import running as vault_running

@@ -21,7 +21,7 @@ from host.keys import backup_key, enrol_card
 from host.recovery import report_lost, take_handovers
 from host.session import WalletSession
 from host.vault_client import VaultClient
-from servers.keyfile import load_or_create_key, public_bytes
+from keyfile import load_or_create_key, public_bytes
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
 from servers.storage import Database

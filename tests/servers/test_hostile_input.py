@@ -5,6 +5,7 @@ parsed; strict types; and the server keeps answering while 200 slow clients hold
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from host.keymgr_client import KeyManagerClient
 from host.vault_client import VaultClient
 from servers.keymgr import server as keymgr_server
 from servers.keymgr.policy import PolicyError, parse
-from servers.runner import BackgroundServer
+from servers.runner import MAX_HEADER_BYTES, BackgroundServer
 from servers.storage import Database
 from servers.vault import server as vault_server
 from servers.vault.models import HandoverRequest, ReplacementRequest
@@ -175,6 +176,37 @@ def test_the_vault_answers_while_200_slow_clients_hold_connections(tmp_path: Pat
             sock.close()
         server.stop()
         db.close()
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_with_a_408(tmp_path: Path) -> None:
+    """Slowloris: uvicorn's keep-alive timer stops at the first byte, so a client dribbling its
+    headers held the connection for ever. With the header deadline (1 s here) the server answers
+    408 and closes, long before the headers reach the size limit. The 20 s loop is a guard
+    against a hang, not a measurement."""
+    app, db = vault_server.build(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "vault-key.pem")
+    server = BackgroundServer(app, header_seconds=1.0)
+    host, port = server.start().removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    answer, sent = b"", 0
+    try:
+        sock.sendall(b"GET /v1/vault HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for _ in range(200):
+            readable, _, _ = select.select([sock], [], [], 0.1)
+            if readable:
+                break
+            try:
+                sock.sendall(b"a")
+            except OSError:  # closed under us: read what it said
+                break
+            sent += 1
+        while chunk := sock.recv(4096):
+            answer += chunk
+    finally:
+        sock.close()
+        server.stop()
+        db.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), (sent, answer)
+    assert b"did not arrive in time" in answer and sent < MAX_HEADER_BYTES
 
 
 def test_no_request_reaches_the_database_when_refused_for_size(tmp_path: Path) -> None:

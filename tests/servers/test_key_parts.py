@@ -24,7 +24,7 @@ from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key_parts, enrol_card, restore_key_parts, split_key
 from host.session import WalletSession
 from host.vault_client import VaultClient, VaultClientError
-from servers.keyfile import load_or_create_key
+from keyfile import load_or_create_key
 from servers.keymgr.server import running as keymgr_running
 from servers.vault.server import running as vault_running
 

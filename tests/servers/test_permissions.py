@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.keyfile import KeyFileError, load_or_create_key
+from keyfile import KeyFileError, load_or_create_key
 from servers.serverkey import MasterKey
 from servers.storage import Database
 from servers.tls import init_folder

@@ -27,7 +27,7 @@ from host.issuer import Issuer
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import enrol_card
 from host.vault_client import VaultClient, VaultClientError
-from servers.keyfile import load_or_create_key, public_bytes, sign
+from keyfile import load_or_create_key, public_bytes, sign
 
 from ..card.helpers import personalized
 from . import test_recovery

@@ -25,7 +25,7 @@ from host.rekey import Rekeying, rekey_by_keymgr
 from host.rotation import encrypted_certificates, rotate
 from host.transport import CardRemovedError
 from host.vault_client import VaultClient, VaultClientError
-from servers.keyfile import load_or_create_key, public_bytes
+from keyfile import load_or_create_key, public_bytes
 from servers.keymgr.errors import KeyManagerError
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path
@@ -262,7 +262,7 @@ def test_the_vault_replaces_a_registration_only_on_the_key_managers_word(world: 
 
     from apdu import rekey as rk
     from apdu.backup import RegisteredValue
-    from servers.keyfile import sign
+    from keyfile import sign
     from servers.statements import Rekey
 
     owner = owner_with_backups(world, 4)

@@ -20,8 +20,8 @@ from host import factors
 from host.keymgr_client import Factors, KeyManagerClient
 from host.keys import enrol_card
 from host.session import WalletSession
+from keyfile import public_bytes
 from servers.auth import token_hash
-from servers.keyfile import public_bytes
 from servers.keymgr.repository import MIGRATIONS, PURGE_BATCH, KeyManagerRepository
 from servers.keymgr.server import running
 from servers.keymgr.services.accounts import MAX_FAILURES

@@ -14,7 +14,7 @@ from host import factors
 from host.assisted import assisted_restore
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.vault_client import VaultClient, VaultClientError
-from servers.keyfile import load_or_create_key, public_bytes
+from keyfile import load_or_create_key, public_bytes
 from servers.keymgr.config import KeyManagerConfig
 from servers.keymgr.server import running as keymgr_running
 from servers.keymgr.server import statement_key_path

@@ -1,6 +1,10 @@
-"""A server's P-256 private key in a PEM file, created on first start with owner-only access,
-and the rule for every secret file and data folder: created 0600/0700, and a key file that group
-or others can read is refused (a copied backup or a careless umask would leak it silently)."""
+"""A P-256 private key in a PEM file, created on first use with owner-only access, and the rule
+for every secret file and data folder: created 0600/0700, and a key file that group or others can
+read is refused (a copied backup or a careless umask would leak it silently).
+
+Its own package because both sides keep such keys: the servers (their signing keys) and the
+issuing terminal (the card issuer's key, :mod:`host.issuer`), and the terminal imports nothing
+of ``servers/``. File I/O keeps it out of :mod:`apdu`, which is pure."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def private_dir(path: Path) -> None:
 
 
 def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """The vault's signing key, created on first start (owner-only file permissions)."""
+    """The key in ``path``, created on first use (owner-only file permissions)."""
     if path.exists():
         check_private(path)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
