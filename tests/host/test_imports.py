@@ -18,6 +18,7 @@ HOST = ROOT / "host"
 
 ALLOWED = {
     "host.bench": "the benchmarks measure the servers themselves: they start them in-process and time the matcher",
+    "host.bench_suite": "evb bench all and vault: the vault in-process beside its database's raw insert rate",
     "host.cli.demo": "the scripted story runs both servers in-process",
     "host.cli.serve": "the server commands: run, describe and administer the servers, make their certificates",
 }
