@@ -185,6 +185,20 @@ class PcscTransport(PyscardTransport):
             SCardEndTransaction(self._handle, SCARD_LEAVE_CARD)
             self.exclusive = False
         super().close()  # SCardDisconnect with SCARD_LEAVE_CARD, chosen at connect
+        release(self.connection)
+
+
+def release(connection: CardConnection) -> None:
+    """Release the connection's PC/SC context now, not in pyscard's ``__del__``: there a context
+    pcscd no longer knows (pcscd restarted meanwhile) raises out of the garbage collector, into
+    whatever code runs at that moment."""
+    component = getattr(connection, "component", connection)
+    try:
+        component.release()
+    except CardConnectionException:
+        pass
+    finally:
+        component.hcontext = None
 
 
 def connect_reader(name: str | None = None, protocol: str = "any") -> PcscTransport:
@@ -195,7 +209,9 @@ def connect_reader(name: str | None = None, protocol: str = "any") -> PcscTransp
     try:
         connection.connect(PROTOCOLS[protocol], disposition=SCARD_LEAVE_CARD)
     except NoCardException as exc:
+        release(connection)
         raise CardRemovedError(f"no card in {reader_name}") from exc
     except CardConnectionException as exc:
+        release(connection)
         raise TransportError(f"cannot connect to the card in {reader_name}: {exc}") from exc
     return PcscTransport(connection, reader_name)

@@ -48,8 +48,14 @@ def id_card_in_slot1(request: pytest.FixtureRequest, pcscd: None, tmp_path: Path
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def session() -> IdCardSession:
-        return IdCardSession(connect_reader(SLOT1))
+        transport = connect_reader(SLOT1)
+        try:
+            return IdCardSession(transport)
+        except Exception:
+            transport.close()  # a connection left to the garbage collector fails there, later
+            raise
 
+    card = None
     try:
         card = retry(session, timeout=90)  # the first --javacard run builds the CAP
         if request.param == "javacard":  # a blank card: the issuer issues it through the reader
@@ -60,6 +66,8 @@ def id_card_in_slot1(request: pytest.FixtureRequest, pcscd: None, tmp_path: Path
         card.verify_pin("2468")
         yield card
     finally:
+        if card is not None:
+            card.protocol.transport.close()
         proc.kill()
         proc.wait()
 
