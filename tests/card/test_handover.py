@@ -78,7 +78,8 @@ def refusals(me: Identity) -> dict[str, tuple[Handover, SW]]:
                                                      SW.VERIFICATION_FAILED),
         "another vault": (handover(me, 0, other_vault, cert=other_vault.certify(OLD_CARD, VALUE)),
                           SW.VERIFICATION_FAILED),
-        "tampered handover": (replace(genuine, signature=genuine.signature[:-1] + b"\x00"), SW.VERIFICATION_FAILED),
+        "tampered handover": (replace(genuine, signature=genuine.signature[:-1] + bytes((genuine.signature[-1] ^ 1,))),
+                              SW.VERIFICATION_FAILED),  # a flipped bit: 00 was no change 1 time in 256
         "certificate not signed": (handover(me, 0, cert=replace(Certificate.from_bytes(VAULT.certify(
             OLD_CARD, VALUE)), signature=b"\x30\x00").to_bytes()), SW.VERIFICATION_FAILED),
         "the card's own certificate": (handover(me, 0, card_id=me.card_id), SW.WRONG_DATA),
