@@ -102,7 +102,11 @@ class Database:
             db = _Postgres(url)
         else:
             db = _Sqlite(Path(url.removeprefix("sqlite:///")))  # sqlite:////abs/path or a plain path
-        db._migrate(migrations)
+        try:
+            db._migrate(migrations)
+        except BaseException:
+            db.close()  # a pool left open is collected later, from one of its own threads
+            raise
         return db
 
     def transaction(self) -> Any:  # a context manager yielding a Tx

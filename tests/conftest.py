@@ -10,6 +10,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,25 @@ def session(transport: Transport) -> WalletSession:
     s = WalletSession(transport)
     s.verify_pin(PIN)
     return s
+
+
+@pytest.fixture(autouse=True)
+def _close_databases_left_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A PostgreSQL pool left open is closed by the garbage collector, some tests later and
+    possibly from one of the pool's own threads, which fails whichever test is running then:
+    close every database a test opened when it ends, in its own teardown."""
+    from servers import storage
+
+    opened: list[storage.Database] = []
+    real = storage.Database.open.__func__  # type: ignore[attr-defined]
+
+    def tracked(cls: type[storage.Database], url: str, migrations: object) -> storage.Database:
+        db = real(cls, url, migrations)
+        opened.append(db)
+        return db
+
+    monkeypatch.setattr(storage.Database, "open", classmethod(tracked))
+    yield
+    for db in opened:
+        if isinstance(db, storage._Postgres):  # SQLite runs no threads of its own
+            db.close()
