@@ -96,7 +96,7 @@ def _close_databases_left_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     real = storage.Database.open.__func__  # type: ignore[attr-defined]
 
     def tracked(cls: type[storage.Database], url: str, migrations: object) -> storage.Database:
-        db = real(cls, url, migrations)
+        db: storage.Database = real(cls, url, migrations)
         opened.append(db)
         return db
 
