@@ -139,4 +139,16 @@ abstract class EvbApplet extends Applet {
     void emit(APDU apdu, byte source, short from, short count) {
         apdu.sendBytesLong(answer, from, count);
     }
+
+    /**
+     * Of ``n`` bytes at src[srcOff..) that stand at ``at`` in a generated answer, send the part
+     * inside [from, end) (nothing when ``apdu`` is null: the caller is only measuring).
+     */
+    static void sendPart(APDU apdu, byte[] src, short srcOff, short at, short n, short from, short end) {
+        if (apdu != null && at < end && (short) (at + n) > from) {
+            short a = at < from ? (short) (from - at) : 0;
+            short b = (short) (at + n) > end ? (short) (end - at) : n;
+            apdu.sendBytesLong(src, (short) (srcOff + a), (short) (b - a));
+        }
+    }
 }

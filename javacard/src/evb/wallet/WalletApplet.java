@@ -46,6 +46,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_BEGIN_RESTORE = (byte) 0x46;
     private static final byte INS_COMMIT_RESTORE = (byte) 0x48;
     private static final byte INS_SIGN_RECEIPT = (byte) 0x4A;
+    private static final byte INS_GET_TRIGGERS = (byte) 0x50;
+    private static final byte INS_PUT_TRIGGERS = (byte) 0x52;
+    private static final byte INS_SELECT_FOR_BACKUP = (byte) 0x54;
+    private static final byte INS_RECORD_RUN = (byte) 0x56;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
@@ -137,6 +141,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private final ValueIndex index;
     private final Records records;
     private final Ecc ecc;
+    private final Triggers triggers;
     /** The servers' keys, pinned: an uncompressed point, or zeros while none is. */
     private final byte[] vaultKey;
     private final byte[] keymgrKey;
@@ -173,6 +178,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         index = new ValueIndex();
         records = new Records();
         ecc = new Ecc(sha256);
+        triggers = new Triggers(index);
         vaultKey = new byte[Ecc.POINT_LEN];
         keymgrKey = new byte[Ecc.POINT_LEN];
         attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
@@ -333,6 +339,12 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_SIGN_RECEIPT:
                 signReceipt(apdu, d, off, lc);
                 return;
+            case INS_GET_TRIGGERS:
+            case INS_PUT_TRIGGERS:
+            case INS_SELECT_FOR_BACKUP:
+            case INS_RECORD_RUN:
+                trigger(apdu, ins, d, off, lc);
+                return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
                 return;
@@ -369,6 +381,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
             case INS_SIGN_RECEIPT:
+            case INS_GET_TRIGGERS:
+            case INS_PUT_TRIGGERS:
+            case INS_SELECT_FOR_BACKUP:
+            case INS_RECORD_RUN:
                 return CLA_PROPRIETARY;
             case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
@@ -395,6 +411,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_GET_ATTESTATION:
             case INS_PUT_KEYMGR_KEY:
             case INS_SIGN_RECEIPT:
+            case INS_GET_TRIGGERS:
+            case INS_PUT_TRIGGERS:
+            case INS_SELECT_FOR_BACKUP:
+            case INS_RECORD_RUN:
                 if (p1p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -501,6 +521,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /** Send bytes [from, from + count) of an answer: RAM, a record behind a RAM head, the listing, the map. */
     void emit(APDU apdu, byte source, short from, short count) {
+        if (source == Triggers.SRC_SETTINGS || source == Triggers.SRC_SELECTED) {
+            triggers.emit(apdu, source, from, count);
+            return;
+        }
         if (source == SRC_LIST) {
             listing(apdu, from, count);
             return;
@@ -634,22 +658,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
                 Util.arrayCopyNonAtomic(index.data, name, scratch, LIST_HEAD, nameLen);
             }
             short n = (short) (LIST_HEAD + nameLen);
-            sendPart(apdu, scratch, total, n, from, end);
+            sendPart(apdu, scratch, (short) 0, total, n, from, end);
             total += n;
         }
         return total;
-    }
-
-    /**
-     * Of ``n`` bytes in src[0..n) that stand at ``at`` in a generated answer, send the part inside
-     * [from, end) (nothing when ``apdu`` is null: the caller is only measuring).
-     */
-    private static void sendPart(APDU apdu, byte[] src, short at, short n, short from, short end) {
-        if (apdu != null && at < end && (short) (at + n) > from) {
-            short a = at < from ? (short) (from - at) : 0;
-            short b = (short) (at + n) > end ? (short) (end - at) : n;
-            apdu.sendBytesLong(src, a, (short) (b - a));
-        }
     }
 
     // --- GET MEMORY MAP (docs/APDU.md 3.10) ------------------------------------------------------
@@ -691,7 +703,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     /** Bytes [from, from + count) of the map: its head from RAM, then each occupied slot's entry. */
     private void mapEntries(APDU apdu, short from, short count) {
         short end = (short) (from + count);
-        sendPart(apdu, answer, (short) 0, MAP_HEAD, from, end);
+        sendPart(apdu, answer, (short) 0, (short) 0, MAP_HEAD, from, end);
         short at = MAP_HEAD;
         for (short s = 0; s < ValueIndex.CAPACITY && at < end; s++) {
             if (index.id(s) == 0) {
@@ -699,7 +711,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             }
             Util.setShort(scratch, (short) 0, s);
             Util.arrayCopyNonAtomic(index.entries, (short) (s * ValueIndex.ENTRY), scratch, (short) 2, ValueIndex.ENTRY);
-            sendPart(apdu, scratch, at, MAP_ENTRY, from, end);
+            sendPart(apdu, scratch, (short) 0, at, MAP_ENTRY, from, end);
             at += MAP_ENTRY;
         }
     }
@@ -1235,6 +1247,29 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         s.update(d, off, (short) (4 + HASH_LEN));
         short n = ecc.finishSign(answer, (short) 0, (short) 4, answer, (short) 4);
         respond(apdu, SRC_RAM, (short) (4 + n), lc, true);
+    }
+
+    // --- the backup-trigger manager (docs/APDU.md 6) ----------------------------------------------
+
+    private void trigger(APDU apdu, byte ins, byte[] d, short off, short lc) {
+        switch (ins) {
+            case INS_GET_TRIGGERS:
+                if (lc != 0) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+                }
+                respond(apdu, Triggers.SRC_SETTINGS, triggers.length(), lc, true);
+                return;
+            case INS_SELECT_FOR_BACKUP:
+                respond(apdu, Triggers.SRC_SELECTED, triggers.select(d, off, lc), lc, true);
+                return;
+            case INS_PUT_TRIGGERS:
+                requirePin();
+                triggers.put(d, off, lc);
+                return;
+            default:
+                requirePin();
+                triggers.recordRun(d, off, lc);
+        }
     }
 
     // --- PIN ---------------------------------------------------------------------------------
