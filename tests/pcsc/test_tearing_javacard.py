@@ -35,13 +35,14 @@ from host import factors
 from host.backup import backup, connect, release_unneeded, restore
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient
-from host.keys import backup_key, key_from_keymgr
+from host.keys import backup_key, key_from_keymgr, restore_key
 from host.session import WalletSession
 from host.transport import CardRemovedError
 from host.vault_client import VaultClient
 from servers.keymgr.server import running as keymgr_running
 from servers.vault.server import running
 
+from ..card.helpers import personalized
 from ..conftest import FULL, ISSUER, PIN, PUK
 from ..readers import PcscReader
 from ..servers.test_split_key import FAST
@@ -137,7 +138,8 @@ def exactly_once(s: WalletSession, world: World, original: dict[int, bytes]) -> 
     (restored through the host's own flow, the card checking the vault's answer against the
     certificate, so an encrypted one is proved too); nothing pending; the vault keeps nothing once
     the card's receipts released what it does not hold; the key manager escrows the card's key
-    and no other. Answers how many values were in the vault."""
+    and no other, and gives it back onto a new (Python) card. Answers how many values were in
+    the vault."""
     held = 0
     for value_id, body in original.items():
         entry = s.read(value_id)
@@ -148,9 +150,11 @@ def exactly_once(s: WalletSession, world: World, original: dict[int, bytes]) -> 
         assert s.read(value_id).body() == body, f"value {value_id} not what it was"
     release_unneeded(s, world.vault)
     assert world.vault.registrations() == [], "a registration left at the vault"
-    info = s.key_info()
-    escrowed = {e.key_id for e in world.keymgr.status()[1].get(s.identity().card_id, [])}
+    info, card_id = s.key_info(), s.identity().card_id
+    escrowed = {e.key_id for e in world.keymgr.status()[1].get(card_id, [])}
     assert escrowed == ({info.key_id} if info.mode != KeyMode.NONE else set()), "the escrow is not the card's key"
+    if info.mode != KeyMode.NONE:  # and what a new card would be given is the card's key
+        assert restore_key(personalized()[1], world.keymgr, card_id) == info, "the key manager gives back another key"
     return held
 
 
