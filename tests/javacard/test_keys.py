@@ -25,16 +25,25 @@ from hypothesis import strategies as st
 from apdu import backup as b
 from apdu import keys as k
 from apdu import seal, shamir
-from apdu import wallet as w
 from apdu.certificate import DigestField, Mode, make_digest, value_hash
 from apdu.signature import is_canonical, valid_public_key, verify
 
 from ..conftest import FULL
 from .applet import NO_KIT, AppletTransport
 from .test_backup import begin_backup, begin_restore, cancel, cert, commit_raw, receipt, receipt_of, value_id
-from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, python_card
-from .test_identity import KEYMGR, KEYMGR_PUB, OFF_CURVE, OTHER_PUB, VAULT, VAULT_PUB, VERIFY, Card, apdu, own
-from .test_identity import masked as identity_masked
+from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT
+from .test_identity import (
+    KEYMGR,
+    KEYMGR_PUB,
+    OFF_CURVE,
+    OTHER_PUB,
+    VAULT,
+    VAULT_PUB,
+    VERIFY,
+    Card,
+    apdu,
+    run_pair,
+)
 from .test_values import BIG, COUPON, LIST_ALL, MOVIE, PREPAID, command, delete, modify, read, store
 
 if not os.environ.get("JC_HOME"):
@@ -210,12 +219,9 @@ def _looked_into(card: Card, command: bytes, data: bytes, sw: int) -> bytes:
         learned(card).transport = data
         return b"<a transport key>" if valid_public_key(data) else data
     known = learned(card).material
-    if ins == k.INS_EXPORT_KEY and known is None and generated is not None and p1 == 0:
-        plain = _open(KEYMGR_D, data, k.export_context(card.card_id, generated.key_id))
-        if plain is not None and k.check_material(plain, generated.mode) == generated:
-            learned(card).material = (plain, generated.mode)
-            return b"<the generated key's material, sealed to the key manager>"
-        return data
+    if known is None and generated is not None and ins in (k.INS_EXPORT_KEY, k.INS_SPLIT_KEY,
+                                                            b.INS_BEGIN_ENCRYPTED_BACKUP):
+        return _unknown_key(card, generated, command, data)
     if ins == k.INS_EXPORT_KEY and known is not None:
         material, mode = known
         key_info = k.key_info_of(material, mode)
@@ -246,6 +252,41 @@ def _looked_into(card: Card, command: bytes, data: bytes, sw: int) -> bytes:
     return data
 
 
+def _unknown_key(card: Card, generated: k.KeyInfo, command: bytes, data: bytes) -> bytes:
+    """A generated key the test has not seen the material of: an export of it teaches it, the
+    shares rebuild it (then checked as any), a part or a registered value is checked as far as
+    can be without d (it opens, it carries Q or the key id, it is signed)."""
+    ins, p1 = command[1], command[2]
+    if ins == k.INS_EXPORT_KEY and p1 == 0:
+        plain = _open(KEYMGR_D, data, k.export_context(card.card_id, generated.key_id))
+        if plain is not None and k.check_material(plain, generated.mode) == generated:
+            learned(card).material = (plain, generated.mode)
+            return b"<the generated key's material, sealed to the key manager>"
+    if ins == k.INS_EXPORT_KEY and p1 == k.EXPORT_PART:
+        plain = _open(KEYMGR_D, data, k.part_context(card.card_id, generated.key_id, k.KEYMGR_PART))
+        if plain is not None and plain[0] == 1 and plain[k.SHARE_LEN:] == generated.public_key:
+            return b"<405 of the generated key, sealed to the key manager>"
+    if ins == k.INS_SPLIT_KEY:
+        shares = k.KeyShares.from_bytes(data)
+        opened = [_open(KEYMGR_D, shares.keymgr, k.share_context(card.card_id, generated.key_id, 1)),
+                  _open(VAULT_D, shares.vault, k.share_context(card.card_id, generated.key_id, 2))]
+        if None not in opened:
+            parts = [o[:k.SHARE_LEN] for o in opened if o is not None] + list(shares.codes)
+            material = shamir.combine(parts[:p1]) + generated.public_key
+            try:
+                if k.check_material(material, generated.mode) == generated:
+                    learned(card).material = (material, generated.mode)
+                    return _looked_into(card, command, data, 0x9000)
+            except ValueError:
+                pass
+    if ins == b.INS_BEGIN_ENCRYPTED_BACKUP:
+        registered = b.RegisteredValue.from_bytes(data)
+        if registered.key_id == generated.key_id and verify(
+                card.public_key, registered.signature, registered.signed_part(card.card_id, VAULT_PUB)):
+            return b"<registered under the generated key: digest " + registered.digest + b", signed>"
+    return data
+
+
 def _registered(card: Card, known: tuple[bytes, k.KeyMode], data: bytes) -> bytes:
     material, mode = known
     key_info = k.key_info_of(material, mode)
@@ -262,32 +303,20 @@ def _registered(card: Card, known: tuple[bytes, k.KeyMode], data: bytes) -> byte
 
 
 def run_keys(applet: AppletTransport, steps: Sequence[Step]) -> None:
-    card, python = python_card()
-    for t in (python, applet):
-        t.send_and_receive(bytes.fromhex(SELECT))
-    mine, theirs = own(python), own(applet)
-    for step in steps:
-        if step == POWER_CYCLE:
-            card.power_off()
-            card.power_on()
-            card.select_protocol("T=1")
-            applet.power_cycle()
-            continue
-        answers = []
-        for t, who in ((python, mine), (applet, theirs)):
-            cmd = bytes.fromhex(step(who) if callable(step) else step)
-            data, sw = t.send_and_receive(cmd)
-            while sw >> 8 == 0x61 and cmd[1] != w.INS_GET_RESPONSE:  # the whole answer, to look inside it
-                more, sw = t.send_and_receive(bytes(w.get_response(sw & 0xFF or 256)))
-                data += more
-            if cmd[1] == b.INS_SIGN_RECEIPT and sw == 0x9000:
-                data = receipt_of(who, cmd, data)
-            data = key_masked(who, cmd, data, sw)
-            answers.append((identity_masked(who, cmd, data), f"{sw:04X}"))
-        assert answers[1] == answers[0], f"after {step if isinstance(step, str) else step(mine)}: {answers}"
+    run_pair(applet, steps, receipts=receipt_of, more=key_masked)
 
+
+EVERY_KEY_COMMAND: list[Step] = [
+    generate(1), info(), info(1), export(), NEW_TRANSPORT, import_key(1), split(2, 3), import_share(PUBLIC, 1),
+    begin_encrypted(1), PIN_KEYMGR,
+]
+WRONG_PIN = "0020008108" + "39393939FFFFFFFF"
 
 VECTORS: dict[str, list[Step]] = {
+    "personalization state, no PIN, a blocked PIN": [
+        *EVERY_KEY_COMMAND, PERSONALIZE, *EVERY_KEY_COMMAND, WRONG_PIN, WRONG_PIN, WRONG_PIN, *EVERY_KEY_COMMAND,
+        VERIFY, *EVERY_KEY_COMMAND,
+    ],
     "generate, info, export, split": OPEN + [
         info(), info(1), info(2), "8062000100", "8062000001AA00", info(0, "01"), generate(0), generate(3),
         generate(1, 1), "806001000100", generate(1), generate(1), generate(2), info(), info(1), info(0, "05"),

@@ -63,12 +63,6 @@ final class KeyStore {
     private static final byte[] REGISTERED = {
         'E', 'V', 'B', '-', 'R', 'E', 'G', 'I', 'S', 'T', 'E', 'R', 'E', 'D', '-', '2'
     };
-    /** Record tags a vault may certify in a digest (apdu.certificate.DigestField), bit i for tag i. */
-    private static final byte[] DIGEST_TAGS = {
-        Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
-        Records.TAG_PLACE
-    };
-
     // persistent: the key (mode, d or K, Q), the transport key's scalar, the shares being collected
     private static final short K_MODE = 0;
     private static final short K_SECRET = 1;
@@ -375,7 +369,7 @@ final class KeyStore {
     // --- the encrypted backup (E2, E4) -------------------------------------------------------------
 
     /**
-     * The digest tags of BEGIN ENCRYPTED BACKUP as a bit set over {@link #DIGEST_TAGS} (a tag may
+     * The digest tags of BEGIN ENCRYPTED BACKUP as a bit set over WalletApplet.DIGEST_TAGS (a tag may
      * repeat, as in Python's list of DigestField); an unknown tag: 6A80.
      */
     static short digestMask(byte[] d, short off, short lc) {
@@ -391,8 +385,8 @@ final class KeyStore {
     }
 
     private static short tagBit(byte tag) {
-        for (short i = 0; i < (short) DIGEST_TAGS.length; i++) {
-            if (DIGEST_TAGS[i] == tag) {
+        for (short i = 0; i < (short) WalletApplet.DIGEST_TAGS.length; i++) {
+            if (WalletApplet.DIGEST_TAGS[i] == tag) {
                 return (short) (1 << i);
             }
         }

@@ -1040,7 +1040,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte MODE_PLAIN = 0;
     private static final byte MODE_ENCRYPTED = 1;
     /** Record tags a vault may put in a digest (apdu.certificate.DigestField). */
-    private static final byte[] DIGEST_TAGS = {
+    static final byte[] DIGEST_TAGS = {
         Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
         Records.TAG_PLACE
     };
