@@ -19,6 +19,7 @@ from host.backup import backup, certificates_on, connect, release_unneeded, rest
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient
 from host.keys import KeyFlowError, backup_key, restore_key, restore_split_key, split_key
+from host.rotation import encrypted_certificates, rotate
 from host.session import WalletSession
 from host.vault_client import VaultClient
 from servers.keymgr.config import KeyManagerConfig
@@ -98,3 +99,29 @@ def test_key_escrow_and_encrypted_backup_on_the_applet(applet: AppletTransport, 
     second.new_card()
     third = opened(second)
     assert restore_split_key(third, keymgr, card_id, codes) == info
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[VaultClient, KeyManagerClient],
+                                    mode: k.KeyMode) -> None:
+    """Seed E7 with host.rotation: the next key escrowed, every encrypted backup re-encrypted on
+    the card and registered anew, the commit, the old registrations released; every value then
+    restores under the new key."""
+    vault, keymgr = servers
+    session = opened(applet)
+    old = session.generate_key(mode)
+    ids = [session.store(record) for record in FIG15]
+    original = {i: session.read(i).body() for i in ids}
+    vault_key = connect(session, vault)
+    for i in ids:
+        backup(session, vault, vault_key, i)
+    assert backup_key(session, keymgr) == old
+    result = rotate(session, vault, keymgr)
+    assert result.moved == len(ids) and result.key.key_id != old.key_id and result.key.mode == mode
+    assert session.key_info() == result.key and encrypted_certificates(session, rotated=True) == []
+    assert len(vault.registrations()) == len(ids)  # the old ones released against the card's receipts
+    again = rotate(session, vault, keymgr)  # a second rotation moves them all again, to a third key
+    assert again.moved == len(ids) and again.key.key_id not in (old.key_id, result.key.key_id)
+    for i in ids:
+        assert restore(session, vault, i).action == "restored"
+    assert {i: session.read(i).body() for i in ids} == original
