@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rotation as r
 from apdu import seal, shamir
 from apdu import wallet as w
 from apdu.certificate import Certificate, Mode, make_digest, value_hash
@@ -30,7 +31,7 @@ from card.javacard import AppletBuild, AppletCard
 
 from .applet import NO_KIT
 from .tearing import AppletOnHarness, Case, PythonCard, Step, Tearable, sweep
-from .test_identity import VAULT, VAULT_PUB
+from .test_identity import KEYMGR, KEYMGR_PUB, VAULT, VAULT_PUB
 
 if not os.environ.get("JC_HOME"):
     pytest.skip(NO_KIT, allow_module_level=True)
@@ -38,7 +39,9 @@ if not os.environ.get("JC_HOME"):
 PIN = "1234"
 SELECT = bytes(w.select())
 VERIFY = bytes(w.verify(PIN))
-PERSONALIZED = [SELECT, bytes(w.personalize(PIN, "87654321")), VERIFY, bytes(b.put_vault_key(VAULT_PUB))]
+PERSONALIZED = [SELECT, bytes(w.personalize(PIN, "87654321")), VERIFY, bytes(b.put_vault_key(VAULT_PUB)),
+                bytes(k.put_keymgr_key(KEYMGR_PUB))]
+KEYMGR_D = KEYMGR.private_numbers().private_value.to_bytes(32, "big")
 SETUP = [SELECT, VERIFY]
 PUBLIC, SYMMETRIC = k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC
 MATERIAL = {PUBLIC: k.generate_material(PUBLIC), SYMMETRIC: k.generate_material(SYMMETRIC)}
@@ -46,6 +49,7 @@ SHARES = {mode: shamir.split(k.secret_of(m), 2, 3) for mode, m in MATERIAL.items
 VALUE = ValueRecord(ValueType.COUPON, "Coupon", quantity=5).body()
 KEY_INFO = bytes(k.get_key_info())
 KEY_INFO_LE3 = bytes.fromhex("8062000003")  # the key info, or 6Cxx: its length, none of its bytes
+NEXT_KEY_INFO_LE3 = bytes.fromhex("8062010003")
 CARD_INFO = bytes(w.get_card_info())
 
 
@@ -85,12 +89,18 @@ def share(mode: k.KeyMode, x: int, sealed: bool) -> Step:
 def certificate(card: Tearable, mode: k.KeyMode) -> bytes:
     """The vault's certificate of VALUE backed up encrypted by this card under MATERIAL."""
     cid = card_id(card)
-    unsigned = Certificate(cid, 7, value_hash(k.seal_value(MATERIAL[mode], mode, VALUE, cid)), make_digest(VALUE),
-                           Mode.ENCRYPTED)
+    return signed(Certificate(cid, 7, value_hash(k.seal_value(MATERIAL[mode], mode, VALUE, cid)), make_digest(VALUE),
+                              Mode.ENCRYPTED))
+
+
+def signed(unsigned: Certificate) -> bytes:
+    """The certificate signed by the vault, with a 70-byte signature: one length on both cards, so
+    their records have one size."""
     signature = b""
-    while len(signature) != 70:  # one length on both cards, so their records have one size
+    while len(signature) != 70:
         signature = canonical(VAULT.sign(unsigned.message(), ec.ECDSA(hashes.SHA256())))
-    return bytes(Certificate(cid, 7, unsigned.value_hash, unsigned.digest, Mode.ENCRYPTED, signature))
+    return bytes(Certificate(unsigned.card_id, unsigned.counter, unsigned.value_hash, unsigned.digest, unsigned.mode,
+                             signature))
 
 
 def commit_backup(mode: k.KeyMode) -> Step:
@@ -109,6 +119,20 @@ def commit_restore(mode: k.KeyMode) -> Step:
     return made
 
 
+def swap_certificate(mode: k.KeyMode) -> Step:
+    """SWAP CERTIFICATE of value 1 with the vault's certificate of it under the next key, which
+    the card exports to the key manager (EXPORT KEY P1 01) while the step is made."""
+    def made(card: Tearable) -> bytes:
+        cid = card_id(card)
+        plain = seal.open_sealed(KEYMGR_D, _ask(card, bytes(k.export_key(next_key=True))),
+                                 k.export_context(cid, k.KeyInfo.from_bytes(_ask(card, bytes(k.get_key_info(True)))).key_id))
+        registered = b.RegisteredValue(make_digest(VALUE), k.key_info_of(plain, mode).key_id,
+                                       k.seal_value(plain, mode, VALUE, cid), b"\x30\x00")
+        new = signed(Certificate(cid, 8, value_hash(registered.ciphertext), make_digest(VALUE), Mode.ENCRYPTED))
+        return bytes(r.swap_certificate(1, new, registered.to_bytes()))
+    return made
+
+
 def with_key(mode: k.KeyMode) -> list[Step]:
     return [*PERSONALIZED, import_key(mode)]
 
@@ -116,6 +140,12 @@ def with_key(mode: k.KeyMode) -> list[Step]:
 # the listing and card info compare across cards; the record read back holds each card's own
 # certificate (its id, X, the vault's signature), so it is compared within a card only
 VALUE_PROBES = [[*SETUP, bytes(w.list_values())], [*SETUP, CARD_INFO], [*SETUP, bytes(w.read_value(1))]]
+ROTATION_PROBES = [[*SETUP, bytes(w.list_values())], [*SETUP, NEXT_KEY_INFO_LE3, KEY_INFO_LE3],
+                   [*SETUP, bytes(w.read_value(1))]]
+
+
+def backed_up(mode: k.KeyMode) -> list[Step]:
+    return [*with_key(mode), bytes(w.store_value(VALUE)), bytes(b.begin_encrypted_backup(1, b"")), commit_backup(mode)]
 CASES = [
     Case("generate key, public", PERSONALIZED, SETUP, [bytes(k.generate_key(PUBLIC))],
          [[*SETUP, KEY_INFO_LE3], [*SETUP, bytes(k.get_key_info(True))]]),
@@ -137,6 +167,13 @@ CASES = [
                                        bytes(b.begin_encrypted_backup(1, b"")), commit_backup(SYMMETRIC),
                                        bytes(b.begin_restore(1))],
          SETUP, [commit_restore(SYMMETRIC)], VALUE_PROBES),
+    Case("begin rotation", backed_up(PUBLIC), SETUP, [bytes(r.begin_rotation())], ROTATION_PROBES),
+    Case("swap certificate", [*backed_up(PUBLIC), bytes(r.begin_rotation())], SETUP, [swap_certificate(PUBLIC)],
+         ROTATION_PROBES),
+    Case("swap certificate, symmetric", [*backed_up(SYMMETRIC), bytes(r.begin_rotation())], SETUP,
+         [swap_certificate(SYMMETRIC)], ROTATION_PROBES),
+    Case("commit rotation", [*backed_up(PUBLIC), bytes(r.begin_rotation()), swap_certificate(PUBLIC)], SETUP,
+         [bytes(r.commit_rotation())], ROTATION_PROBES),
 ]
 
 
@@ -154,8 +191,8 @@ def test_tearing_at_every_write_of_the_key_store(case: Case, applet_card: Applet
         assert result.writes > 0
         assert not result.unexpected(), f"{result.card}, {case.name}: torn after {result.unexpected()} writes"
         assert result.reached() == {"before", "after"}, f"{result.card}, {case.name}: both sides of the commit"
-    if not case.name.startswith("generate"):  # a generated key's info is each card's own
+    if not case.name.startswith(("generate", "begin rotation", "commit rotation")):  # keys made on each card
         assert applet.answers == python.answers
-    shared = slice(0, 2) if case.probes is VALUE_PROBES else slice(None)
+    shared = slice(0, 2) if case.probes in (VALUE_PROBES, ROTATION_PROBES) else slice(None)
     assert (applet.before[shared], applet.after[shared]) == (python.before[shared], python.after[shared])
     print(f"\n{case.name}: python card {python.writes} page writes; applet {applet.writes} persistent writes")
