@@ -167,10 +167,13 @@ def commit_registered(n: int, value: str, mode: k.KeyMode = PUBLIC, *, tamper: s
     def made(card: Card) -> str:
         raw = bytes.fromhex(value)
         following = learned(card).next_material
-        key = following[0] if next_key and following is not None else material or MATERIAL[mode]
-        ct = k.seal_value(key, mode, raw, card.card_id)
+        if next_key and following is not None:
+            key, mode_ = following
+        else:
+            key, mode_ = material or MATERIAL[mode], mode
+        ct = k.seal_value(key, mode_, raw, card.card_id)
         digest = make_digest(raw)
-        key_id = k.key_info_of(key, mode).key_id
+        key_id = k.key_info_of(key, mode_).key_id
         if tamper == "digest":
             digest = digest[:-1] + bytes((digest[-1] ^ 1,))
         if tamper == "key id":
@@ -215,9 +218,8 @@ def swap(n: int, value: str, mode: k.KeyMode = PUBLIC, *, tamper: str = "") -> C
     """SWAP CERTIFICATE with the vault's certificate of ``value`` sealed under the card's next key
     (as the test learned it from EXPORT KEY P1 01; MATERIAL until then), and that registered value."""
     def made(card: Card) -> str:
-        following = learned(card).next_material
-        material = following[0] if following is not None else MATERIAL[mode]
-        registered = registered_of(card, value, mode, material)
+        material, key_mode = learned(card).next_material or (MATERIAL[mode], mode)
+        registered = registered_of(card, value, key_mode, material)
         raw = bytes.fromhex(value)
         digest = make_digest(raw)[:-1] + b"\x00" if tamper == "digest" else make_digest(raw)
         new = cert(card, value, 8, x=value_hash(registered.ciphertext), digest=digest, mode=Mode.ENCRYPTED,
