@@ -36,8 +36,8 @@ class Applet(Protocol):
 
 class WalletPart:
     """What the wallet applet (:class:`card.wallet.WalletApplet`) and its backup part give the
-    command mixins that re-key and rotate keys, declared once for the type checker: each such
-    mixin subclasses this and declares only what else it takes from the others."""
+    command mixins that back up, re-key and rotate keys, declared once for the type checker: each
+    such mixin subclasses this and declares only what else it takes from the others."""
 
     eeprom: Eeprom
     base: int
