@@ -209,6 +209,38 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off_with_a_408(tmp_path: Path) ->
     assert b"did not arrive in time" in answer and sent < MAX_HEADER_BYTES
 
 
+def test_an_endless_header_is_cut_off_with_a_431(tmp_path: Path) -> None:
+    """httptools buffers a header's value whole before handing it to uvicorn, so one header that
+    never ends grew the server for as long as the client kept sending (up to the 408). Past the
+    cap the server answers 431 and closes; headers just under it still pass."""
+    app, db = vault_server.build(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "vault-key.pem")
+    server = BackgroundServer(app)
+    url = server.start()
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    answer, sent = b"", 0
+    try:
+        assert httpx.get(f"{url}/v1/vault", headers={"X-Big": "a" * (MAX_HEADER_BYTES // 2)}).status_code == 200
+        sock.sendall(b"GET /v1/vault HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        while sent < 64 * MAX_HEADER_BYTES:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sock.sendall(b"a" * 1024)
+            except OSError:  # closed under us: read what it said
+                break
+            sent += 1024
+        while chunk := sock.recv(4096):
+            answer += chunk
+    finally:
+        sock.close()
+        server.stop()
+        db.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), (sent, answer)
+    assert b"too large" in answer
+
+
 def test_no_request_reaches_the_database_when_refused_for_size(tmp_path: Path) -> None:
     """The cap sits before the app: a refused body leaves no row (the challenge table stays empty)."""
     app, db = vault_server.build(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "vault-key.pem")
