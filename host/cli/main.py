@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,4 +123,7 @@ def cli(verbose: int, log_file: Path | None) -> None:
 
 
 def run() -> None:
+    """The ``evb`` process. httpcore imports trio whenever it is installed (0.5 s of a command's
+    start-up), only in case it runs under trio, which evb never does: the process says it has none."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
     cli(prog_name="evb")
