@@ -426,8 +426,11 @@ class BackupCommands:
 
 
 def _title_of(cert: Certificate) -> ValueRecord:
-    """What an imported certificate is listed by: the fields its digest shows."""
+    """What an imported certificate is listed by: the fields its digest shows, only those a vault
+    may certify (one with others could never restore: digest_matches refuses it)."""
     fields = tlv.decode_map(cert.digest)
+    if not fields.keys() <= {int(f.value) for f in DigestField}:
+        raise CardError(SW.WRONG_DATA)
     fields.setdefault(Tag.TYPE, bytes((ValueType.OTHER,)))
     fields.setdefault(Tag.NAME, f"certificate {cert.counter}".encode())
     try:

@@ -83,6 +83,9 @@ def refusals(me: Identity) -> dict[str, tuple[Handover, SW]]:
         "certificate not signed": (handover(me, 0, cert=replace(Certificate.from_bytes(VAULT.certify(
             OLD_CARD, VALUE)), signature=b"\x30\x00").to_bytes()), SW.VERIFICATION_FAILED),
         "the card's own certificate": (handover(me, 0, card_id=me.card_id), SW.WRONG_DATA),
+        # signed, but its digest names the issuer: such a certificate could never restore
+        "a digest with a field no vault certifies": (handover(me, 0, cert=VAULT.certify(
+            OLD_CARD, VALUE, digest=bytes.fromhex("810101820149"))), SW.WRONG_DATA),
     }
 
 
