@@ -153,6 +153,7 @@ VECTORS: dict[str, list[Step]] = {
         handover(0, raw=lambda d: wrap(inner(d)[6:] + SEQ_0)),
         handover(0, raw=lambda d: wrap(inner(d).replace(SEQ_0, b"\x81\x81\x04" + bytes(4)))),
         handover(0, raw=lambda d: d.replace(b"\x80\x01\x01", b"\x80\x01\x02", 1)),
+        handover(1, old_cert(digest=bytes(tlv.Tlv(0x8C, bytes(4100))))),  # over 4096 bytes: by its length
         "804E0001", "804E0000", "804E000001A100", "004E000000", GET_COUNTER, LIST_ALL, CARD_INFO,
     ],
     "before personalization, without the PIN or a vault key": [

@@ -686,14 +686,16 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /**
      * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
-     * the pinned server keys, the attestation), the index, the data area; no journal (the
-     * runtime's). The head is built in RAM, the entries are read from the index as they go out.
+     * the pinned server keys, the attestation, the trigger settings, the import counter), the
+     * index, the data area; no journal (the runtime's). The head is built in RAM, the entries are
+     * read from the index as they go out.
      */
     private void memoryMap(APDU apdu, short lc) {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length);
+        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length
+                + Triggers.AREA + handover.counter.length);
         short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
         Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
         Util.setShort(answer, (short) 2, (short) (header + indexLen + ValueIndex.DATA_SIZE));
