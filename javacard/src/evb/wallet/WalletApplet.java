@@ -52,6 +52,14 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_PUT_TRIGGERS = (byte) 0x52;
     private static final byte INS_SELECT_FOR_BACKUP = (byte) 0x54;
     private static final byte INS_RECORD_RUN = (byte) 0x56;
+    private static final byte INS_BEGIN_ENCRYPTED_BACKUP = (byte) 0x4C;
+    private static final byte INS_GENERATE_KEY = (byte) 0x60;
+    private static final byte INS_GET_KEY_INFO = (byte) 0x62;
+    private static final byte INS_EXPORT_KEY = (byte) 0x66;
+    private static final byte INS_NEW_TRANSPORT_KEY = (byte) 0x68;
+    private static final byte INS_IMPORT_KEY = (byte) 0x6A;
+    private static final byte INS_SPLIT_KEY = (byte) 0x6C;
+    private static final byte INS_IMPORT_SHARE = (byte) 0x6E;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
@@ -124,6 +132,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte SRC_DATA = 2;    // answer[0..head) then data-area bytes from S_AT
     private static final byte SRC_LIST = 3;    // the listing under the filter in filter[]
     private static final byte SRC_MAP = 4;     // answer[0..MAP_HEAD) then the entries, regenerated
+    private static final byte SRC_KEYS = 7;    // (5, 6: Triggers) the key store's out[] from S_AT
     private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
     private static final short S_AT = 3;
     private static final short S_CHAIN = 4;      // bytes collected by a chain under way
@@ -145,6 +154,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private final Ecc ecc;
     private final Triggers triggers;
     private final Handover handover;
+    private final KeyStore keys;
     /** The servers' keys, pinned: an uncompressed point, or zeros while none is. */
     private final byte[] vaultKey;
     private final byte[] keymgrKey;
@@ -184,6 +194,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         triggers = new Triggers(index);
         vaultKey = new byte[Ecc.POINT_LEN];
         keymgrKey = new byte[Ecc.POINT_LEN];
+        keys = new KeyStore(cardId, vaultKey, keymgrKey, ecc, sha256);
         attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
         building = new byte[Records.MAX_RECORD];
         received = new byte[MAX_CHAIN];
@@ -353,6 +364,18 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_IMPORT_CERTIFICATE:
                 imported(apdu, ins, d, off, lc);
                 return;
+            case INS_BEGIN_ENCRYPTED_BACKUP:
+                beginEncrypted(apdu, d, off, lc);
+                return;
+            case INS_GENERATE_KEY:
+            case INS_GET_KEY_INFO:
+            case INS_EXPORT_KEY:
+            case INS_NEW_TRANSPORT_KEY:
+            case INS_IMPORT_KEY:
+            case INS_SPLIT_KEY:
+            case INS_IMPORT_SHARE:
+                keyCommand(apdu, ins, d, off, lc);
+                return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
                 return;
@@ -395,6 +418,14 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_RECORD_RUN:
             case INS_GET_IMPORT_COUNTER:
             case INS_IMPORT_CERTIFICATE:
+            case INS_BEGIN_ENCRYPTED_BACKUP:
+            case INS_GENERATE_KEY:
+            case INS_GET_KEY_INFO:
+            case INS_EXPORT_KEY:
+            case INS_NEW_TRANSPORT_KEY:
+            case INS_IMPORT_KEY:
+            case INS_SPLIT_KEY:
+            case INS_IMPORT_SHARE:
                 return CLA_PROPRIETARY;
             case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
@@ -427,6 +458,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_RECORD_RUN:
             case INS_GET_IMPORT_COUNTER:
             case INS_IMPORT_CERTIFICATE:
+            case INS_NEW_TRANSPORT_KEY:
                 if (p1p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -439,6 +471,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_CANCEL_PENDING:
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
+            case INS_BEGIN_ENCRYPTED_BACKUP:
                 if (p1p2 == 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -543,6 +576,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         }
         if (source == SRC_MAP) {
             mapEntries(apdu, from, count);
+            return;
+        }
+        if (source == SRC_KEYS) {
+            apdu.sendBytesLong(keys.out, (short) (session[S_AT] + from), count);
             return;
         }
         short head = source == SRC_DATA ? session[S_HEAD] : (short) (from + count);
@@ -1085,8 +1122,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /**
      * Seed step 1-4 (card/backup.py _check_certificate): a vault key pinned (6984), the certificate
-     * names this card and its digest fits the value (6A80), X = SHA-256(value) for a plain one (an
-     * encrypted one needs the key store: 6A80, as on a card without a key), the vault signed (6300).
+     * names this card and its digest fits the value (6A80), X = SHA-256(value) for a plain one, of
+     * its E2 ciphertext under the key for an encrypted one (6A80 without a key), the vault signed (6300).
      */
     private void checkCertificate(byte[] d, short off, short[] cert, short value, short size) {
         if (vaultKey[0] != 0x04) {
@@ -1096,8 +1133,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
                 || !digestMatches(d, cert[C_DIGEST], cert[C_DIGEST_LEN], index.data, value, size)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        if (d[cert[C_MODE]] != MODE_PLAIN || !hashIs(value, size, d, cert[C_HASH])) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        boolean plain = d[cert[C_MODE]] == MODE_PLAIN;
+        if (plain ? !hashIs(value, size, d, cert[C_HASH])
+                  : keys.mode() == KeyStore.MODE_NONE || !keys.cipherHashIs(index.data, value, size, d, cert[C_HASH])) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // X of the value, or of its E2 ciphertext
         }
         javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, cardId, (short) 0, CARD_ID_LEN);
         if (v == null || !ecc.finishVerify(d, off, cert[C_SIGNED_LEN], d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
@@ -1248,8 +1287,12 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         short[] cert = certFields;
         short at = certificateOf(slot);
         certificate(index.data, at, tmp[1], cert);
-        if (index.data[cert[C_MODE]] != MODE_PLAIN) {
-            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // an encrypted one opens with the key store's key
+        boolean plain = index.data[cert[C_MODE]] == MODE_PLAIN;
+        if (!plain) {  // E2 step 2-4: the registered value checked against the certificate, then opened
+            lc = keys.openRegistered(d, off, lc, index.data, cert[C_CARD_ID], cert[C_HASH], cert[C_DIGEST],
+                                     cert[C_DIGEST_LEN]);
+            d = keys.out;
+            off = 0;
         }
         records.check(d, off, lc, tmp);
         if (!records.canonical(d, off, lc)) {
@@ -1261,7 +1304,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         }
         sha256.reset();
         sha256.doFinal(d, off, lc, scratch, (short) 0);
-        if (Util.arrayCompare(scratch, (short) 0, index.data, cert[C_HASH], HASH_LEN) != 0) {
+        if (plain && Util.arrayCompare(scratch, (short) 0, index.data, cert[C_HASH], HASH_LEN) != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // seed step 2-4: the value certified
         }
         replace(slot, d, off, lc, records.type(d), (byte) 0);
@@ -1270,7 +1313,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     /**
      * SIGN RECEIPT: counter (4) and X (32). Signed only when no certificate on the card carries
      * that counter and X (their TLVs, 38 bytes, found in a certificate record) and no pending or
-     * kept value hashes to X; answers the import counter and the signature.
+     * kept value, or its E2 ciphertext under the key, hashes to X; answers the import counter and the
+     * signature.
      */
     private void signReceipt(APDU apdu, byte[] d, short off, short lc) {
         requirePin();
@@ -1298,7 +1342,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
                     }
                 }
             } else if ((flags & (ValueIndex.FLAG_PENDING | ValueIndex.FLAG_BACKED_UP)) != 0
-                    && hashIs(at, size, d, (short) (off + 4))) {
+                    && (hashIs(at, size, d, (short) (off + 4)) || keys.mode() != KeyStore.MODE_NONE
+                        && keys.cipherHashIs(index.data, at, size, d, (short) (off + 4)))) {
                 ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
             }
         }
@@ -1334,6 +1379,67 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
                 requirePin();
                 triggers.recordRun(d, off, lc);
         }
+    }
+
+    // --- the key store (docs/APDU.md 7: KeyStore) and the encrypted backup (5.2, seed E2) --------
+
+    /** The key store's commands: all but GET KEY INFO need the PIN; the long answers are in its out[]. */
+    private void keyCommand(APDU apdu, byte ins, byte[] d, short off, short lc) {
+        if (ins != INS_GET_KEY_INFO) {
+            requirePin();
+        }
+        byte[] buf = apdu.getBuffer();
+        byte p1 = buf[ISO7816.OFFSET_P1];
+        byte p2 = buf[ISO7816.OFFSET_P2];
+        short n;
+        switch (ins) {
+            case INS_GENERATE_KEY:
+                n = keys.generate(p1, p2, lc, answer);
+                break;
+            case INS_GET_KEY_INFO:
+                n = keys.info(p1, p2, lc, answer);
+                break;
+            case INS_EXPORT_KEY:
+            case INS_SPLIT_KEY:
+                n = ins == INS_EXPORT_KEY ? keys.export(p1, p2, lc) : keys.split(p1, p2, lc);
+                session[S_AT] = keys.answerAt();
+                respond(apdu, SRC_KEYS, n, lc, true);
+                return;
+            case INS_NEW_TRANSPORT_KEY:
+                n = keys.newTransport(lc, answer);
+                break;
+            case INS_IMPORT_KEY:
+                n = keys.importKey(p1, d, off, lc, answer);
+                break;
+            default:
+                n = keys.importShare(p1, p2, d, off, lc, answer);
+        }
+        respond(apdu, SRC_RAM, n, lc, ins == INS_GET_KEY_INFO);
+    }
+
+    /**
+     * BEGIN ENCRYPTED BACKUP (card/backup.py _begin_encrypted_backup): like BEGIN BACKUP, but answers
+     * the registered value the key store builds: a key (6985), known digest tags (6A80), a value
+     * (6985 for a certificate), a pinned vault key (6984), in that order.
+     */
+    private void beginEncrypted(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (keys.mode() == KeyStore.MODE_NONE) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short mask = KeyStore.digestMask(d, off, lc);
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // the audience of the signature
+        }
+        setFlags(slot, (byte) (flags | ValueIndex.FLAG_PENDING));
+        short n = keys.registered(mask, index.data, index.offset(slot), index.size(slot));
+        session[S_AT] = keys.answerAt();
+        respond(apdu, SRC_KEYS, n, lc, (flags & ValueIndex.FLAG_PENDING) != 0);
     }
 
     // --- PIN ---------------------------------------------------------------------------------
