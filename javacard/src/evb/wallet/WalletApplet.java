@@ -48,6 +48,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_SIGN_RECEIPT = (byte) 0x4A;
     private static final byte INS_GET_IMPORT_COUNTER = (byte) 0x34;
     private static final byte INS_IMPORT_CERTIFICATE = (byte) 0x4E;
+    private static final byte INS_COMMIT_ASSISTED_RESTORE = (byte) 0x38;
     private static final byte INS_GET_TRIGGERS = (byte) 0x50;
     private static final byte INS_PUT_TRIGGERS = (byte) 0x52;
     private static final byte INS_SELECT_FOR_BACKUP = (byte) 0x54;
@@ -351,6 +352,9 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_COMMIT_RESTORE:
                 commitRestore(apdu, d, off, lc);
                 return;
+            case INS_COMMIT_ASSISTED_RESTORE:
+                commitAssisted(apdu, d, off, lc);
+                return;
             case INS_SIGN_RECEIPT:
                 signReceipt(apdu, d, off, lc);
                 return;
@@ -418,6 +422,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_RECORD_RUN:
             case INS_GET_IMPORT_COUNTER:
             case INS_IMPORT_CERTIFICATE:
+            case INS_COMMIT_ASSISTED_RESTORE:
             case INS_BEGIN_ENCRYPTED_BACKUP:
             case INS_GENERATE_KEY:
             case INS_GET_KEY_INFO:
@@ -471,6 +476,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_CANCEL_PENDING:
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
+            case INS_COMMIT_ASSISTED_RESTORE:
             case INS_BEGIN_ENCRYPTED_BACKUP:
                 if (p1p2 == 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
@@ -1294,6 +1300,15 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             d = keys.out;
             off = 0;
         }
+        finishRestore(slot, cert, d, off, lc);
+    }
+
+    /**
+     * The value the vault (or the key manager) returned, checked against the certificate found
+     * in cert[] (the digest; X for a plain one) and swapped in, in one transaction.
+     */
+    private void finishRestore(short slot, short[] cert, byte[] d, short off, short lc) {
+        boolean plain = index.data[cert[C_MODE]] == MODE_PLAIN;
         records.check(d, off, lc, tmp);
         if (!records.canonical(d, off, lc)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // only a value in the card's own encoding
@@ -1308,6 +1323,49 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // seed step 2-4: the value certified
         }
         replace(slot, d, off, lc, records.type(d), (byte) 0);
+    }
+
+    /** apdu/keys.py's ASSISTED_CONTEXT: an E6 value bound to the card and the certificate. */
+    private static final byte[] ASSISTED = {'E', 'V', 'B', '-', 'E', '6', '-', '1'};
+    /** The longest sealed value opened: a record's worth of padded ciphertext (card/backup.py MAX_ASSISTED). */
+    private static final short MAX_ASSISTED = (short) (Seal.SALT_LEN + Seal.IV_LEN + Records.MAX_RECORD + Seal.BLOCK
+                                                       + Seal.TAG_LEN);
+
+    /**
+     * COMMIT ASSISTED RESTORE (seed E6): the value the key manager opened with the escrowed key and
+     * sealed to this card, under ECDH(transport key, pinned key manager key) with the context
+     * "EVB-E6-1" | card id | SHA-256(certificate); then checked as COMMIT RESTORE checks a value.
+     * The card never needs the decryption key. A retry after the swap answers 9000.
+     */
+    private void commitAssisted(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0) {
+            if (flags == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short[] cert = certFields;
+        short at = certificateOf(slot);
+        short certLen = tmp[1];
+        certificate(index.data, at, certLen, cert);
+        if (lc > MAX_ASSISTED) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);  // it would open to more than a record: not opened
+        }
+        short ctx = Util.arrayCopyNonAtomic(ASSISTED, (short) 0, scratch, (short) 0, (short) ASSISTED.length);
+        ctx = Util.arrayCopyNonAtomic(cardId, (short) 0, scratch, ctx, CARD_ID_LEN);
+        sha256.reset();
+        ctx += sha256.doFinal(index.data, at, certLen, scratch, ctx);
+        short n = keys.openAssisted(d, off, lc, scratch, (short) 0, ctx, keys.out, (short) 0);
+        if (n > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        finishRestore(slot, cert, keys.out, (short) 0, n);
     }
 
     /**
