@@ -148,6 +148,52 @@ def test_two_replicas_racing_one_registration_store_it_once(db_url: str, entry: 
     for r in replicas:
         r.db.close()
 
+
+@pytest.mark.parametrize("writes", ["lost card", "key share"])
+def test_a_write_racing_the_same_row_on_another_replica_does_not_fail(writes: str) -> None:
+    """The same statement of a lost card, or the same key share, carried out by two replicas at
+    once (a retry that went elsewhere): the second's insert waits for the first's uncommitted row,
+    and once that commits must take it as there, not fail on the key (a 500). PostgreSQL only:
+    SQLite queues whole writers."""
+    import psycopg
+
+    from .conftest import fresh_postgres
+
+    url = fresh_postgres()
+    r = repo(url)
+    first = {"lost card": ("INSERT INTO cards (card_id, public_key, created_at) VALUES (%s, '', 0)", (CARD,)),
+             "key share": ("INSERT INTO key_shares (card_id, key_id, sealed_share, created_at) "
+                           "VALUES (%s, %s, 'a', 0)", (CARD, OTHER))}[writes]
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            if writes == "lost card":
+                r.replace_card(CARD, OTHER, 1)
+            else:
+                r.put_key_share(CARD, OTHER, b"b", 1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failed.append(exc)
+
+    with psycopg.connect(url) as one:
+        one.execute(*first)  # uncommitted
+        other = threading.Thread(target=second)
+        other.start()
+        with psycopg.connect(url, autocommit=True) as watch:
+            while not watch.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'").fetchall():
+                assert other.is_alive(), failed
+                time.sleep(0.05)
+        one.commit()
+    other.join()
+    assert not failed, failed
+    if writes == "lost card":
+        state = r.card_state(CARD)
+        assert state is not None and state.revoked and state.replaced_by == OTHER
+    else:
+        assert r.key_share(CARD, OTHER) == b"b"
+    r.db.close()
+
 WRITER = """
 import sys, itertools
 from apdu.certificate import Certificate
