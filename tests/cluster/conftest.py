@@ -48,7 +48,10 @@ def cluster() -> Iterator[object]:
     root = Path(tempfile.mkdtemp(prefix="evb-cluster-", dir="/tmp"))
     built = module.Cluster(module.Layout(root, free_base(), vaults=2, keymgrs=2))
     try:
-        built.up()
+        try:
+            built.up()
+        except module.ClusterError as exc:  # the message quotes the logs; keep them all to look at
+            pytest.fail(f"scripts/cluster up: {exc}\nthe logs are kept in {built.down(keep_logs=True)}")
         yield built
     finally:
         if not os.environ.get("EVB_CLUSTER_KEEP"):  # keep it to look at after a failure
