@@ -42,6 +42,10 @@ class ClusterError(Exception):
 
 
 TAIL_LINES = 15
+DEFAULT_PORT = 25400
+"""Below the kernel's ephemeral range (32768-60999 by default), from which every outgoing
+connection takes its local port: a port in it can be held by some client's connection when a
+server of the cluster binds it, or when a killed one restarts on it."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Layout:
     """Where everything lives: ports from ``port`` up, files under ``root``."""
 
     root: Path
-    port: int = 55400
+    port: int = DEFAULT_PORT
     vaults: int = 2
     keymgrs: int = 2
 
@@ -114,6 +118,30 @@ def _parent(proc: Path) -> int | None:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def port_free(port: int) -> bool:
+    """Whether a server can bind ``port`` on loopback now: nothing listens there and no
+    connection holds it as its local port (SO_REUSEADDR, which PostgreSQL, uvicorn and haproxy
+    set, still binds over a closed connection's TIME_WAIT)."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _listening(port: int) -> bool:
@@ -441,8 +469,13 @@ class Cluster:
     def up(self) -> None:
         if self.root.exists() and any(self.root.iterdir()):
             raise ClusterError(f"{self.root} is not empty: 'scripts/cluster down --dir {self.root}' first")
-        taken = [port for port in self.layout.ports() if _listening(port)]
-        if taken:  # another cluster, or a process left from one: nothing of ours would start there
+        ephemeral = ephemeral_ports()
+        if any(port in ephemeral for port in self.layout.ports()):
+            raise ClusterError(f"ports {self.layout.port}-{max(self.layout.ports())} are in the kernel's range for "
+                               f"outgoing connections ({ephemeral.start}-{ephemeral.stop - 1}), which may take "
+                               f"one of them at any time: choose a --port below {ephemeral.start - 60}")
+        taken = [port for port in self.layout.ports() if not port_free(port)]
+        if taken:  # another cluster, a process left from one, a connection: nothing would start there
             raise ClusterError(f"port(s) {', '.join(map(str, taken))} already in use: choose another --port")
         for folder in (self.root, self.pids, self.logs, self.pg):
             folder.mkdir(parents=True, exist_ok=True)
@@ -500,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("EVB_CLUSTER_DIR", "/tmp/evb-cluster")))
-    parser.add_argument("--port", type=int, default=55400, help="the first of the ports used (up to +60)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the first of the ports used (up to +60)")
     parser.add_argument("--vaults", type=int, default=2)
     parser.add_argument("--keymgrs", type=int, default=2)
     args = parser.parse_args(argv)
