@@ -63,8 +63,8 @@ def trust_the_cluster(cluster: Any) -> Iterator[None]:
 
 @dataclass
 class Ledger:
-    """What the vault told the terminals: registrations it acknowledged, and any answer that
-    breaks the servers' promise (a 5xx other than 503)."""
+    """What the servers told the terminals: registrations the vault acknowledged, and any answer
+    of either server that breaks their promise (a 5xx other than 503)."""
 
     acknowledged: list[RegistrationInfo]
     broken: list[str]
