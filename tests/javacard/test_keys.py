@@ -24,17 +24,28 @@ from hypothesis import strategies as st
 
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rotation as r
 from apdu import seal, shamir
-from apdu import wallet as w
 from apdu.certificate import DigestField, Mode, make_digest, value_hash
 from apdu.signature import is_canonical, valid_public_key, verify
 
 from ..conftest import FULL
 from .applet import NO_KIT, AppletTransport
 from .test_backup import begin_backup, begin_restore, cancel, cert, commit_raw, receipt, receipt_of, value_id
-from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, python_card
-from .test_identity import KEYMGR, KEYMGR_PUB, OFF_CURVE, OTHER_PUB, VAULT, VAULT_PUB, VERIFY, Card, apdu, own
-from .test_identity import masked as identity_masked
+from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT
+from .test_identity import (
+    KEYMGR,
+    KEYMGR_PUB,
+    OFF_CURVE,
+    OTHER_PUB,
+    VAULT,
+    VAULT_PUB,
+    VERIFY,
+    Card,
+    apdu,
+    keypair,
+    run_pair,
+)
 from .test_values import BIG, COUPON, LIST_ALL, MOVIE, PREPAID, command, delete, modify, read, store
 
 if not os.environ.get("JC_HOME"):
@@ -55,6 +66,7 @@ def _scalar(key: object) -> bytes:
 
 
 KEYMGR_D, VAULT_D = _scalar(KEYMGR), _scalar(VAULT)
+OTHER_KEY, _ = keypair()
 # key material both cards take: a public pair, a symmetric key, and a pair whose d is not Q's
 MATERIAL = {PUBLIC: k.generate_material(PUBLIC), SYMMETRIC: k.generate_material(SYMMETRIC)}
 OTHER_MATERIAL = k.generate_material(PUBLIC)
@@ -71,6 +83,8 @@ class Learned:
 
     generated: k.KeyInfo | None = None
     material: tuple[bytes, k.KeyMode] | None = None
+    next_info: k.KeyInfo | None = None  # a rotation's next key, as BEGIN ROTATION answered it
+    next_material: tuple[bytes, k.KeyMode] | None = None
     transport: bytes = OTHER_PUB  # until the card makes one: sealed to a key it has not
     names: dict[bytes, bytes] = field(default_factory=dict)
 
@@ -147,15 +161,19 @@ def _fields(tags: bytes) -> list[DigestField]:
 
 
 def commit_registered(n: int, value: str, mode: k.KeyMode = PUBLIC, *, tamper: str = "",
-                      material: bytes | None = None) -> Callable[[Card], str]:
+                      material: bytes | None = None, next_key: bool = False) -> Callable[[Card], str]:
     """COMMIT RESTORE with the registered value the vault holds for ``value`` (certified by
     :func:`commit_encrypted`), or one made wrong: ``tamper`` names how."""
     def made(card: Card) -> str:
         raw = bytes.fromhex(value)
-        key = material or MATERIAL[mode]
-        ct = k.seal_value(key, mode, raw, card.card_id)
+        following = learned(card).next_material
+        if next_key and following is not None:
+            key, mode_ = following
+        else:
+            key, mode_ = material or MATERIAL[mode], mode
+        ct = k.seal_value(key, mode_, raw, card.card_id)
         digest = make_digest(raw)
-        key_id = k.key_info_of(key, mode).key_id
+        key_id = k.key_info_of(key, mode_).key_id
         if tamper == "digest":
             digest = digest[:-1] + bytes((digest[-1] ^ 1,))
         if tamper == "key id":
@@ -175,6 +193,47 @@ def _name(card: Card, own: bytes, name: bytes) -> None:
     learned(card).names[own] = name
 
 
+BEGIN_ROTATION = "8070000000"
+COMMIT_ROTATION = "8076000000"
+
+
+def registered_of(card: Card, value: str, mode: k.KeyMode, material: bytes) -> b.RegisteredValue:
+    raw = bytes.fromhex(value)
+    return b.RegisteredValue(make_digest(raw), k.key_info_of(material, mode).key_id,
+                             k.seal_value(material, mode, raw, card.card_id), b"\x30\x00")
+
+
+def reencrypt(n: int, value: str, mode: k.KeyMode = PUBLIC, key_id: bytes | None = None) -> Callable[[Card], str]:
+    """REENCRYPT with the registered value the vault holds for ``value`` under MATERIAL (or
+    naming another key id)."""
+    def made(card: Card) -> str:
+        registered = registered_of(card, value, mode, MATERIAL[mode])
+        if key_id is not None:
+            registered = b.RegisteredValue(registered.digest, key_id, registered.ciphertext, registered.signature)
+        return command(f"8072{value_id(n)}", registered.to_bytes().hex())
+    return made
+
+
+def swap(n: int, value: str, mode: k.KeyMode = PUBLIC, *, tamper: str = "") -> Callable[[Card], str]:
+    """SWAP CERTIFICATE with the vault's certificate of ``value`` sealed under the card's next key
+    (as the test learned it from EXPORT KEY P1 01; MATERIAL until then), and that registered value."""
+    def made(card: Card) -> str:
+        material, key_mode = learned(card).next_material or (MATERIAL[mode], mode)
+        registered = registered_of(card, value, key_mode, material)
+        raw = bytes.fromhex(value)
+        digest = make_digest(raw)[:-1] + b"\x00" if tamper == "digest" else make_digest(raw)
+        new = cert(card, value, 8, x=value_hash(registered.ciphertext), digest=digest, mode=Mode.ENCRYPTED,
+                   card_id=bytes(8) if tamper == "card id" else None, signer=OTHER_KEY if tamper == "signer" else VAULT)
+        _name(card, value_hash(registered.ciphertext), b"<X: SHA-256 of the E2 ciphertext of " + raw + b", next key>")
+        data = new + registered.to_bytes()
+        if tamper == "no registered value":
+            data = new
+        if tamper == "garbage":
+            data = data + b"\x1f"
+        return command(f"8074{value_id(n)}", data.hex(), "")
+    return made
+
+
 def _open(scalar: bytes, blob: bytes, context: bytes) -> bytes | None:
     try:
         return seal.open_sealed(scalar, blob, context)
@@ -190,6 +249,11 @@ def key_masked(card: Card, command: bytes, data: bytes, sw: int) -> bytes:
         data = data.replace(generated.key_id, b"<generated key id>")
         if generated.public_key:
             data = data.replace(generated.public_key, b"<generated Q>")
+    following = learned(card).next_info
+    if following is not None:
+        data = data.replace(following.key_id, b"<next key id>")
+        if following.public_key:
+            data = data.replace(following.public_key, b"<next Q>")
     for own_bytes, name in learned(card).names.items():
         data = data.replace(own_bytes, name)
     return data
@@ -199,6 +263,8 @@ def _looked_into(card: Card, command: bytes, data: bytes, sw: int) -> bytes:
     ins, p1, p2 = command[1], command[2], command[3]
     if sw != 0x9000 or not data:
         return data
+    if ins in ROTATION_INS or (ins == k.INS_EXPORT_KEY and p1 & k.EXPORT_NEXT):
+        return _rotation(card, command, data)
     if ins in (k.INS_GENERATE_KEY, k.INS_IMPORT_KEY, k.INS_IMPORT_SHARE):
         got = k.KeyInfo.from_bytes(data)
         if ins == k.INS_GENERATE_KEY:
@@ -210,12 +276,9 @@ def _looked_into(card: Card, command: bytes, data: bytes, sw: int) -> bytes:
         learned(card).transport = data
         return b"<a transport key>" if valid_public_key(data) else data
     known = learned(card).material
-    if ins == k.INS_EXPORT_KEY and known is None and generated is not None and p1 == 0:
-        plain = _open(KEYMGR_D, data, k.export_context(card.card_id, generated.key_id))
-        if plain is not None and k.check_material(plain, generated.mode) == generated:
-            learned(card).material = (plain, generated.mode)
-            return b"<the generated key's material, sealed to the key manager>"
-        return data
+    if known is None and generated is not None and ins in (k.INS_EXPORT_KEY, k.INS_SPLIT_KEY,
+                                                            b.INS_BEGIN_ENCRYPTED_BACKUP):
+        return _unknown_key(card, generated, command, data)
     if ins == k.INS_EXPORT_KEY and known is not None:
         material, mode = known
         key_info = k.key_info_of(material, mode)
@@ -246,6 +309,72 @@ def _looked_into(card: Card, command: bytes, data: bytes, sw: int) -> bytes:
     return data
 
 
+def _unknown_key(card: Card, generated: k.KeyInfo, command: bytes, data: bytes) -> bytes:
+    """A generated key the test has not seen the material of: an export of it teaches it, the
+    shares rebuild it (then checked as any), a part or a registered value is checked as far as
+    can be without d (it opens, it carries Q or the key id, it is signed)."""
+    ins, p1 = command[1], command[2]
+    if ins == k.INS_EXPORT_KEY and p1 == 0:
+        plain = _open(KEYMGR_D, data, k.export_context(card.card_id, generated.key_id))
+        if plain is not None and k.check_material(plain, generated.mode) == generated:
+            learned(card).material = (plain, generated.mode)
+            return b"<the generated key's material, sealed to the key manager>"
+    if ins == k.INS_EXPORT_KEY and p1 == k.EXPORT_PART:
+        plain = _open(KEYMGR_D, data, k.part_context(card.card_id, generated.key_id, k.KEYMGR_PART))
+        if plain is not None and plain[0] == 1 and plain[k.SHARE_LEN:] == generated.public_key:
+            return b"<405 of the generated key, sealed to the key manager>"
+    if ins == k.INS_SPLIT_KEY:
+        shares = k.KeyShares.from_bytes(data)
+        opened = [_open(KEYMGR_D, shares.keymgr, k.share_context(card.card_id, generated.key_id, 1)),
+                  _open(VAULT_D, shares.vault, k.share_context(card.card_id, generated.key_id, 2))]
+        if None not in opened:
+            parts = [o[:k.SHARE_LEN] for o in opened if o is not None] + list(shares.codes)
+            material = shamir.combine(parts[:p1]) + generated.public_key
+            try:
+                if k.check_material(material, generated.mode) == generated:
+                    learned(card).material = (material, generated.mode)
+                    return _looked_into(card, command, data, 0x9000)
+            except ValueError:
+                pass
+    if ins == b.INS_BEGIN_ENCRYPTED_BACKUP:
+        registered = b.RegisteredValue.from_bytes(data)
+        if registered.key_id == generated.key_id and verify(
+                card.public_key, registered.signature, registered.signed_part(card.card_id, VAULT_PUB)):
+            return b"<registered under the generated key: digest " + registered.digest + b", signed>"
+    return data
+
+
+ROTATION_INS = (r.INS_BEGIN_ROTATION, r.INS_REENCRYPT, r.INS_COMMIT_ROTATION)
+
+
+def _rotation(card: Card, command: bytes, data: bytes) -> bytes:
+    """BEGIN ROTATION names the next key; EXPORT KEY P1 01 teaches its material (03: its part is
+    checked); REENCRYPT's registered value is checked under it; COMMIT ROTATION makes it the key."""
+    ins, p1 = command[1], command[2]
+    state = learned(card)
+    if ins == r.INS_BEGIN_ROTATION:
+        state.next_info = k.KeyInfo.from_bytes(data)
+        return data
+    following = state.next_material
+    if ins == k.INS_EXPORT_KEY and state.next_info is not None:
+        key_id = state.next_info.key_id
+        if p1 & k.EXPORT_PART and following is not None:
+            expected = k.server_share(k.key_parts(following[0])[0], state.next_info)
+            if _open(KEYMGR_D, data, k.part_context(card.card_id, key_id, k.KEYMGR_PART)) == expected:
+                return b"<sealed to the key manager: 405 of the next key>"
+        plain = _open(KEYMGR_D, data, k.export_context(card.card_id, key_id))
+        if not p1 & k.EXPORT_PART and plain is not None and k.check_material(plain, state.next_info.mode) == state.next_info:
+            state.next_material = (plain, state.next_info.mode)
+            return b"<sealed to the key manager: the next key's material>"
+        return data
+    if ins == r.INS_REENCRYPT and following is not None:
+        return _registered(card, following, data)
+    if ins == r.INS_COMMIT_ROTATION and state.next_info is not None and k.KeyInfo.from_bytes(data) == state.next_info:
+        state.material = following
+        state.generated = None
+    return data
+
+
 def _registered(card: Card, known: tuple[bytes, k.KeyMode], data: bytes) -> bytes:
     material, mode = known
     key_info = k.key_info_of(material, mode)
@@ -262,32 +391,38 @@ def _registered(card: Card, known: tuple[bytes, k.KeyMode], data: bytes) -> byte
 
 
 def run_keys(applet: AppletTransport, steps: Sequence[Step]) -> None:
-    card, python = python_card()
-    for t in (python, applet):
-        t.send_and_receive(bytes.fromhex(SELECT))
-    mine, theirs = own(python), own(applet)
-    for step in steps:
-        if step == POWER_CYCLE:
-            card.power_off()
-            card.power_on()
-            card.select_protocol("T=1")
-            applet.power_cycle()
-            continue
-        answers = []
-        for t, who in ((python, mine), (applet, theirs)):
-            cmd = bytes.fromhex(step(who) if callable(step) else step)
-            data, sw = t.send_and_receive(cmd)
-            while sw >> 8 == 0x61 and cmd[1] != w.INS_GET_RESPONSE:  # the whole answer, to look inside it
-                more, sw = t.send_and_receive(bytes(w.get_response(sw & 0xFF or 256)))
-                data += more
-            if cmd[1] == b.INS_SIGN_RECEIPT and sw == 0x9000:
-                data = receipt_of(who, cmd, data)
-            data = key_masked(who, cmd, data, sw)
-            answers.append((identity_masked(who, cmd, data), f"{sw:04X}"))
-        assert answers[1] == answers[0], f"after {step if isinstance(step, str) else step(mine)}: {answers}"
+    run_pair(applet, steps, receipts=receipt_of, more=key_masked)
 
+
+ROTATION: list[Step] = [
+    *OPEN, store(MOVIE), store(COUPON), store(PREPAID), store(BIG), NEW_TRANSPORT, import_key(1),
+    begin_encrypted(1), commit_encrypted(1, MOVIE), begin_encrypted(2), commit_encrypted(2, COUPON),
+    begin_backup(3), lambda card: commit_raw(3, b"\x00" + cert(card, PREPAID)),
+    reencrypt(1, MOVIE), swap(1, MOVIE), COMMIT_ROTATION, info(1), begin_backup(4), BEGIN_ROTATION, cancel(4),
+    "8070000100", "807000000100", "80700000", BEGIN_ROTATION, BEGIN_ROTATION, info(1), info(1, "03"), begin_encrypted(4),
+    export(1), export(3), export(1, "05"), reencrypt(1, MOVIE), reencrypt(3, PREPAID), reencrypt(4, BIG),
+    reencrypt(9, MOVIE), reencrypt(0, MOVIE), reencrypt(1, COUPON), reencrypt(1, MOVIE, key_id=bytes(8)),
+    "80720001", "8072000101AA00", COMMIT_ROTATION, swap(1, MOVIE, tamper="signer"), swap(1, MOVIE, tamper="card id"),
+    swap(1, MOVIE, tamper="digest"), swap(1, MOVIE, tamper="no registered value"), swap(1, MOVIE, tamper="garbage"),
+    swap(1, COUPON), swap(3, PREPAID), "80740001", "8074000101AA", swap(1, MOVIE), swap(1, MOVIE), read(1), LIST_ALL,
+    swap(2, MOVIE), COMMIT_ROTATION, begin_restore(1), commit_registered(1, MOVIE, next_key=True), read(1), LIST_ALL,
+    reencrypt(2, COUPON), swap(2, COUPON), swap(2, COUPON), POWER_CYCLE, SELECT, VERIFY, "8076000100",
+    "807600000100", COMMIT_ROTATION, COMMIT_ROTATION, info(), info(1), LIST_ALL, export(), export(1),
+    begin_encrypted(4), begin_restore(2), commit_registered(2, COUPON, next_key=True), LIST_ALL, CARD_INFO,
+]
+
+
+EVERY_KEY_COMMAND: list[Step] = [
+    generate(1), info(), info(1), export(), NEW_TRANSPORT, import_key(1), split(2, 3), import_share(PUBLIC, 1),
+    begin_encrypted(1), PIN_KEYMGR,
+]
+WRONG_PIN = "0020008108" + "39393939FFFFFFFF"
 
 VECTORS: dict[str, list[Step]] = {
+    "personalization state, no PIN, a blocked PIN": [
+        *EVERY_KEY_COMMAND, PERSONALIZE, *EVERY_KEY_COMMAND, WRONG_PIN, WRONG_PIN, WRONG_PIN, *EVERY_KEY_COMMAND,
+        VERIFY, *EVERY_KEY_COMMAND,
+    ],
     "generate, info, export, split": OPEN + [
         info(), info(1), info(2), "8062000100", "8062000001AA00", info(0, "01"), generate(0), generate(3),
         generate(1, 1), "806001000100", generate(1), generate(1), generate(2), info(), info(1), info(0, "05"),
@@ -349,6 +484,16 @@ VECTORS: dict[str, list[Step]] = {
         commit_registered(1, MOVIE), read(1), commit_registered(1, MOVIE), begin_restore(4),
         commit_registered(4, BIG), LIST_ALL, CARD_INFO, begin_encrypted(1), cancel(1), begin_restore(2),
     ],
+    "rotation": ROTATION,
+    "rotation, symmetric": [
+        *OPEN, store(COUPON), NEW_TRANSPORT, import_key(2), begin_encrypted(1), commit_encrypted(1, COUPON, mode=SYMMETRIC),
+        "8070000000", export(1), reencrypt(1, COUPON, SYMMETRIC), swap(1, COUPON, SYMMETRIC), COMMIT_ROTATION, info(),
+        begin_restore(1), commit_registered(1, COUPON, SYMMETRIC, next_key=True), LIST_ALL,
+    ],
+    "rotation without the PIN or a key": [
+        PERSONALIZE, BEGIN_ROTATION, reencrypt(1, MOVIE), swap(1, MOVIE), COMMIT_ROTATION, VERIFY, BEGIN_ROTATION,
+        reencrypt(1, MOVIE), swap(1, MOVIE), COMMIT_ROTATION,
+    ],
     "restore needs the key": [
         *OPEN, store(COUPON), NEW_TRANSPORT, import_key(1), begin_encrypted(1), commit_encrypted(1, COUPON),
         begin_restore(1), commit_registered(1, COUPON, material=OTHER_MATERIAL), LIST_ALL,
@@ -396,9 +541,12 @@ key_steps: st.SearchStrategy[list[Step]] = st.one_of(
     st.builds(lambda i: [begin_restore(i)], ids),
     st.builds(lambda i, v, m: [commit_registered(i, v, m)], ids, values, modes),
     st.builds(lambda v: [receipt(7, v)], values),
+    st.builds(lambda i, v, m: [reencrypt(i, v, m)], ids, values, modes),
+    st.builds(lambda i, v, m: [swap(i, v, m)], ids, values, modes),
+    st.builds(lambda i, v, m: [commit_registered(i, v, m, next_key=True)], ids, values, modes),
     st.builds(lambda i: [modify(i, 1, 1), delete(i)], ids),
     st.builds(lambda i: [read(i)], ids),
-    st.sampled_from([[NEW_TRANSPORT], [NEW_TRANSPORT], [LIST_ALL], [VERIFY], [LOG_OUT], [POWER_CYCLE, SELECT],
+    st.sampled_from([[BEGIN_ROTATION], [export(1)], [BEGIN_ROTATION, export(1)], [COMMIT_ROTATION], [NEW_TRANSPORT], [LIST_ALL], [VERIFY], [LOG_OUT], [POWER_CYCLE, SELECT],
                      [CARD_INFO], [PIN_KEYMGR], [PIN_VAULT]]),
 )
 

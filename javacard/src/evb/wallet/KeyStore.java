@@ -34,8 +34,10 @@ final class KeyStore {
     static final short KEY_ID_LEN = 8;
     static final short SHARE_LEN = 33;
     static final short MAX_SHARES = 3;
-    /** Room for the longest registered value: a 1024-byte value's digest and ciphertext, key part, signature. */
-    static final short OUT_LEN = 2560;
+    /** Room for the longest registered value (a 1024-byte value's digest and ciphertext, key part,
+     * signature), then for the value REENCRYPT opens (at {@link #OPENED}). */
+    static final short OPENED = 2560;
+    static final short OUT_LEN = (short) (OPENED + Seal.MAX_PLAINTEXT + Seal.BLOCK);
 
     private static final byte EXPORT_NEXT = 1;
     private static final byte EXPORT_PART = 2;
@@ -63,12 +65,6 @@ final class KeyStore {
     private static final byte[] REGISTERED = {
         'E', 'V', 'B', '-', 'R', 'E', 'G', 'I', 'S', 'T', 'E', 'R', 'E', 'D', '-', '2'
     };
-    /** Record tags a vault may certify in a digest (apdu.certificate.DigestField), bit i for tag i. */
-    private static final byte[] DIGEST_TAGS = {
-        Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
-        Records.TAG_PLACE
-    };
-
     // persistent: the key (mode, d or K, Q), the transport key's scalar, the shares being collected
     private static final short K_MODE = 0;
     private static final short K_SECRET = 1;
@@ -79,6 +75,8 @@ final class KeyStore {
     private static final short S_SHARES = 10;
     private static final short SHARES_AREA = (short) (S_SHARES + MAX_SHARES * SHARE_LEN);
     private final byte[] key;
+    /** A rotation's next key (seed E7), laid out as the key: its mode is 00 when none is under way. */
+    private final byte[] next;
     private final byte[] transport;
     private final byte[] shares;
     /** What 3.0.4 has no atomic fill for: zeros copied over a cleared area inside a transaction. */
@@ -106,8 +104,13 @@ final class KeyStore {
     private static final short R_SIG = 260;
     private static final short R_CTX = 332;
     private final byte[] ram;
-    /** [0]: where the answer in out[] starts; [1]: a TLV's value offset (Records.length). */
+    /** [0]: where the answer in out[] starts, or a TLV's value offset; [1] a length; then a parsed registered value. */
     private final short[] at;
+    private static final short A_DIGEST = 2;
+    private static final short A_DIGEST_LEN = 3;
+    private static final short A_KEY_ID = 4;
+    private static final short A_CT = 5;
+    private static final short A_CT_LEN = 6;
 
     KeyStore(byte[] cardId, byte[] vaultKey, byte[] keymgrKey, Ecc ecc, MessageDigest sha256) {
         this.cardId = cardId;
@@ -116,6 +119,7 @@ final class KeyStore {
         this.ecc = ecc;
         this.sha256 = sha256;
         key = new byte[(short) (1 + PUBLIC_MATERIAL_LEN)];
+        next = new byte[(short) (1 + PUBLIC_MATERIAL_LEN)];
         transport = new byte[SECRET_LEN];
         shares = new byte[SHARES_AREA];
         zeros = new byte[SHARES_AREA];
@@ -130,11 +134,21 @@ final class KeyStore {
         pair = new KeyPair(pub, priv);
         ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         ram = JCSystem.makeTransientByteArray((short) 384, JCSystem.CLEAR_ON_DESELECT);
-        at = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_DESELECT);
+        at = JCSystem.makeTransientShortArray((short) 7, JCSystem.CLEAR_ON_DESELECT);
     }
 
     byte mode() {
         return key[K_MODE];
+    }
+
+    /** The key (for {@link #registered}). */
+    byte[] current() {
+        return key;
+    }
+
+    /** Whether a rotation is under way: BEGIN ROTATION made the next key, COMMIT ROTATION not yet. */
+    boolean rotating() {
+        return key[K_MODE] != MODE_NONE && next[K_MODE] != MODE_NONE;
     }
 
     /** Where the answer of EXPORT KEY, SPLIT KEY or BEGIN ENCRYPTED BACKUP starts in {@link #out}. */
@@ -161,41 +175,42 @@ final class KeyStore {
             rng.generateData(ram, R_PLAIN, SECRET_LEN);
         }
         install(mode, ram, R_PLAIN, false);
-        return keyInfo(answer);
+        return keyInfo(key, answer);
     }
 
-    /** GET KEY INFO, P1 00 the key, 01 the next key of a rotation (none is ever under way here: mode 00). */
+    /** GET KEY INFO, P1 00 the key, 01 the next key of a rotation (mode 00 when none is under way). */
     short info(byte p1, byte p2, short lc, byte[] answer) {
         noData(lc);
         if ((p1 != 0 && p1 != 1) || p2 != 0) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
         if (p1 == 1) {
-            return noKeyInfo(answer);
+            return rotating() ? keyInfo(next, answer) : noKeyInfo(answer);
         }
-        return keyInfo(answer);
+        return keyInfo(key, answer);
     }
 
     /**
      * EXPORT KEY: the key material sealed to the pinned key manager, or (P1 bit 02) its part 405
-     * with Q; P1 bit 01 (a rotation's next key) answers 6985, no rotation being under way.
+     * with Q; P1 bit 01 the next key of a rotation under way (6985 when none is).
      */
     short export(byte p1, byte p2, short lc) {
         noData(lc);
         if (p1 < 0 || p1 > (EXPORT_NEXT | EXPORT_PART) || p2 != 0) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        if (key[K_MODE] == MODE_NONE || keymgrKey[0] != 0x04 || (p1 & EXPORT_NEXT) != 0) {
+        if (key[K_MODE] == MODE_NONE || keymgrKey[0] != 0x04 || ((p1 & EXPORT_NEXT) != 0 && !rotating())) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
+        byte[] kk = (p1 & EXPORT_NEXT) != 0 ? next : key;
         at[0] = 0;
         if ((p1 & EXPORT_PART) != 0) {
-            short n = part(PART_KEYMGR);
-            short ctxLen = context(PART, PART_KEYMGR);
+            short n = part(kk, PART_KEYMGR);
+            short ctxLen = context(kk, PART, PART_KEYMGR);
             return seal.seal(keymgrKey, (short) 0, ram, R_PLAIN, n, ram, R_CTX, ctxLen, out, (short) 0);
         }
-        short ctxLen = context(EXPORT, (short) -1);
-        return seal.seal(keymgrKey, (short) 0, key, K_SECRET, materialLen(key[K_MODE]), ram, R_CTX, ctxLen,
+        short ctxLen = context(kk, EXPORT, (short) -1);
+        return seal.seal(keymgrKey, (short) 0, kk, K_SECRET, materialLen(kk[K_MODE]), ram, R_CTX, ctxLen,
                          out, (short) 0);
     }
 
@@ -233,7 +248,7 @@ final class KeyStore {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         install(mode, ram, R_PLAIN, true);
-        return keyInfo(answer);
+        return keyInfo(key, answer);
     }
 
     /**
@@ -269,11 +284,11 @@ final class KeyStore {
                 pos += SHARE_LEN;
                 continue;
             }
-            short plain = withPublic(SHARE_LEN);
+            short plain = withPublic(key, SHARE_LEN);
             short sealed = sealedLen(Seal.E_LEN, plain);
             out[pos++] = (byte) (0x80 + x);
             pos = Records.writeLength(out, pos, sealed);
-            short ctxLen = context(SHARE, x);
+            short ctxLen = context(key, SHARE, x);
             seal.seal(x == 1 ? keymgrKey : vaultKey, (short) 0, ram, R_PLAIN, plain, ram, R_CTX, ctxLen, out, pos);
             pos += sealed;
         }
@@ -355,7 +370,7 @@ final class KeyStore {
                     combine(a, b, c);
                     if (fits(mode, d, off)) {
                         install(mode, ram, R_PLAIN, true);
-                        return keyInfo(answer);
+                        return keyInfo(key, answer);
                     }
                 }
             }
@@ -375,7 +390,7 @@ final class KeyStore {
     // --- the encrypted backup (E2, E4) -------------------------------------------------------------
 
     /**
-     * The digest tags of BEGIN ENCRYPTED BACKUP as a bit set over {@link #DIGEST_TAGS} (a tag may
+     * The digest tags of BEGIN ENCRYPTED BACKUP as a bit set over WalletApplet.DIGEST_TAGS (a tag may
      * repeat, as in Python's list of DigestField); an unknown tag: 6A80.
      */
     static short digestMask(byte[] d, short off, short lc) {
@@ -391,8 +406,8 @@ final class KeyStore {
     }
 
     private static short tagBit(byte tag) {
-        for (short i = 0; i < (short) DIGEST_TAGS.length; i++) {
-            if (DIGEST_TAGS[i] == tag) {
+        for (short i = 0; i < (short) WalletApplet.DIGEST_TAGS.length; i++) {
+            if (WalletApplet.DIGEST_TAGS[i] == tag) {
                 return (short) (1 << i);
             }
         }
@@ -400,28 +415,34 @@ final class KeyStore {
     }
 
     /**
-     * The registered value of the record v[vOff..+size) in out[] (at answerAt()): A0 { 80 digest,
-     * 81 key id, 82 E2 ciphertext, 83 the vault's part 406 with Q sealed to the vault, 9E the
-     * identity key's signature over the REGISTERED context for the pinned vault }. Answers its length.
+     * The registered value of the value v[vOff..+size) under the key ``kk`` in out[] (at
+     * answerAt()): A0 { 80 digest, 81 key id, 82 E2 ciphertext, 83 the vault's part 406 with Q sealed
+     * to the vault, 9E the identity key's signature over the REGISTERED context for the pinned
+     * vault }. The digest is dg[dgOff..+dgLen) (REENCRYPT: the old one's), or when dg is null the
+     * record's TLVs of the tags in ``mask`` (BEGIN ENCRYPTED BACKUP). Answers its length.
      */
-    short registered(short mask, byte[] v, short vOff, short size) {
+    short registered(byte[] kk, short mask, byte[] dg, short dgOff, short dgLen, byte[] v, short vOff, short size) {
         short pos = 4;  // room for A0 and its length, written last
-        short digestLen = digest(mask, v, vOff, size, null, (short) 0);
+        short digestLen = dg == null ? digest(mask, v, vOff, size, null, (short) 0) : dgLen;
         out[pos++] = (byte) 0x80;
         pos = Records.writeLength(out, pos, digestLen);
-        pos = digest(mask, v, vOff, size, out, pos);
+        if (dg == null) {
+            pos = digest(mask, v, vOff, size, out, pos);
+        } else {
+            Util.arrayCopyNonAtomic(dg, dgOff, out, pos, dgLen);
+            pos += dgLen;
+        }
         out[pos++] = (byte) 0x81;
         out[pos++] = KEY_ID_LEN;
-        storedKeyId(out, pos);
+        storedKeyId(kk, out, pos);
         pos += KEY_ID_LEN;
-        byte mode = key[K_MODE];
         out[pos++] = (byte) 0x82;
-        pos = Records.writeLength(out, pos, sealedLen(mode == MODE_PUBLIC ? Seal.X_ONLY_LEN : Seal.SALT_LEN, size));
-        pos += sealValue(v, vOff, size, out, pos);
-        short n = part(PART_VAULT);
+        pos = Records.writeLength(out, pos, sealedLen(kk[K_MODE] == MODE_PUBLIC ? Seal.X_ONLY_LEN : Seal.SALT_LEN, size));
+        pos += sealValue(kk, v, vOff, size, cardId, (short) 0, out, pos);
+        short n = part(kk, PART_VAULT);
         out[pos++] = (byte) 0x83;
         pos = Records.writeLength(out, pos, sealedLen(Seal.E_LEN, n));
-        short ctxLen = context(PART, PART_VAULT);
+        short ctxLen = context(kk, PART, PART_VAULT);
         pos += seal.seal(vaultKey, (short) 0, ram, R_PLAIN, n, ram, R_CTX, ctxLen, out, pos);
         Signature s = ecc.startSign(REGISTERED, vaultKey, (short) 0, POINT_LEN);
         s.update(cardId, (short) 0, (short) cardId.length);
@@ -462,88 +483,117 @@ final class KeyStore {
      * IV = HMAC(d, "EVB-E2-IV" | value)[:16], r the first HMAC(d, "EVB-E2-EPHEMERAL" | IV | i) below
      * n, header 02 | x(r·G), secret x(r·Q); symmetric mode IV | salt = HMAC(K, "EVB-E2-NONCE" | value).
      */
-    short sealValue(byte[] v, short vOff, short len, byte[] dst, short dOff) {
-        short ctxLen = e2Context(cardId, (short) 0);
-        if (key[K_MODE] == MODE_PUBLIC) {
-            seal.hmacBegin(key, K_SECRET, SECRET_LEN);
+    short sealValue(byte[] kk, byte[] v, short vOff, short len, byte[] id, short idOff, byte[] dst, short dOff) {
+        short ctxLen = e2Context(id, idOff);
+        if (kk[K_MODE] == MODE_PUBLIC) {
+            seal.hmacBegin(kk, K_SECRET, SECRET_LEN);
             seal.hmacUpdate(E2_IV, (short) 0, (short) E2_IV.length);
             seal.hmacFinish(v, vOff, len, ram, R_HMAC);
             short iv = (short) (dOff + Seal.X_ONLY_LEN);
             Util.arrayCopyNonAtomic(ram, R_HMAC, dst, iv, Seal.IV_LEN);
-            ephemeral(dst, iv);
-            return seal.sealXOnly(priv, key, K_PUBLIC, v, vOff, len, ram, R_CTX, ctxLen, dst, dOff);
+            ephemeral(kk, dst, iv);
+            return seal.sealXOnly(priv, kk, K_PUBLIC, v, vOff, len, ram, R_CTX, ctxLen, dst, dOff);
         }
-        seal.hmacBegin(key, K_SECRET, SECRET_LEN);
+        seal.hmacBegin(kk, K_SECRET, SECRET_LEN);
         seal.hmacUpdate(E2_NONCE, (short) 0, (short) E2_NONCE.length);
         seal.hmacFinish(v, vOff, len, ram, R_HMAC);
         Util.arrayCopyNonAtomic(ram, (short) (R_HMAC + Seal.IV_LEN), dst, dOff, Seal.SALT_LEN);
         Util.arrayCopyNonAtomic(ram, R_HMAC, dst, (short) (dOff + Seal.SALT_LEN), Seal.IV_LEN);
-        return seal.sealSymmetricGiven(key, K_SECRET, v, vOff, len, ram, R_CTX, ctxLen, dst, dOff);
+        return seal.sealSymmetricGiven(kk, K_SECRET, v, vOff, len, ram, R_CTX, ctxLen, dst, dOff);
     }
 
     /** Whether SHA-256 of the E2 ciphertext of v[vOff..+len) is x[xOff..+32) (X of an encrypted backup). */
     boolean cipherHashIs(byte[] v, short vOff, short len, byte[] x, short xOff) {
-        short n = sealValue(v, vOff, len, out, (short) 0);
+        short n = sealValue(key, v, vOff, len, cardId, (short) 0, out, (short) 0);
         sha256.reset();
         sha256.doFinal(out, (short) 0, n, ram, R_HMAC);
         return Util.arrayCompare(ram, R_HMAC, x, xOff, (short) 32) == 0;
     }
 
     /**
-     * COMMIT RESTORE of an encrypted certificate (card/backup.py _open_registered): the registered
-     * value r[off..+len) in its one encoding (6A80), its ciphertext's hash X and its digest those
-     * of the certificate (6A80), its key id the card's key (6984), the ciphertext opening under the
-     * context of the card id the certificate names (6A80). The value goes to out[0..); its length
-     * is answered.
+     * A registered value r[off..+len) in its one encoding (apdu.backup.RegisteredValue: A0 { 80,
+     * 81 (8), 82, 83 optional, 9E }, minimal lengths, nothing after); 6A80 otherwise. The offsets
+     * of its digest, key id and ciphertext go to at[].
      */
-    short openRegistered(byte[] r, short off, short len, byte[] cert, short certCardId, short certHash,
-                         short certDigest, short certDigestLen) {
+    void parseRegistered(byte[] r, short off, short len) {
         short end = (short) (off + len);
-        if (r[off] != (byte) 0xA0 || Records.length(r, (short) (off + 1), end, at) != (short) (end - at[0])) {
+        if (len < 2 || r[off] != (byte) 0xA0 || Records.length(r, (short) (off + 1), end, at) != (short) (end - at[0])) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         short pos = at[0];
-        short digest = field(r, pos, end, (byte) 0x80);
-        short digestLen = at[1];
-        pos = (short) (digest + digestLen);
-        short keyId = field(r, pos, end, (byte) 0x81);
+        at[A_DIGEST] = field(r, pos, end, (byte) 0x80);
+        at[A_DIGEST_LEN] = at[1];
+        pos = (short) (at[A_DIGEST] + at[1]);
+        at[A_KEY_ID] = field(r, pos, end, (byte) 0x81);
         if (at[1] != KEY_ID_LEN) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        pos = (short) (keyId + KEY_ID_LEN);
-        short ct = field(r, pos, end, (byte) 0x82);
-        short ctLen = at[1];
-        pos = (short) (ct + ctLen);
+        pos = (short) (at[A_KEY_ID] + KEY_ID_LEN);
+        at[A_CT] = field(r, pos, end, (byte) 0x82);
+        at[A_CT_LEN] = at[1];
+        pos = (short) (at[A_CT] + at[1]);
         if (pos < end && r[pos] == (byte) 0x83) {
-            short keyPart = field(r, pos, end, (byte) 0x83);
-            pos = (short) (keyPart + at[1]);
+            pos = (short) (field(r, pos, end, (byte) 0x83) + at[1]);
         }
         short signature = field(r, pos, end, (byte) 0x9E);
         if ((short) (signature + at[1]) != end) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
+    }
+
+    /** Whether the parsed registered value's digest is dg[dgOff..+dgLen) and its ciphertext hashes to x[xOff..+32). */
+    boolean registeredIs(byte[] r, byte[] x, short xOff, byte[] dg, short dgOff, short dgLen) {
         sha256.reset();
-        sha256.doFinal(r, ct, ctLen, ram, R_HMAC);
-        if (Util.arrayCompare(ram, R_HMAC, cert, certHash, (short) 32) != 0 || digestLen != certDigestLen
-                || Util.arrayCompare(r, digest, cert, certDigest, digestLen) != 0) {
+        sha256.doFinal(r, at[A_CT], at[A_CT_LEN], ram, R_HMAC);
+        return Util.arrayCompare(ram, R_HMAC, x, xOff, (short) 32) == 0 && at[A_DIGEST_LEN] == dgLen
+                && Util.arrayCompare(r, at[A_DIGEST], dg, dgOff, dgLen) == 0;
+    }
+
+    /** Whether the parsed registered value names the key ``kk`` (by its key id). */
+    boolean registeredUnder(byte[] kk, byte[] r) {
+        if (kk[K_MODE] == MODE_NONE) {
+            return false;
+        }
+        storedKeyId(kk, ram, R_HMAC);
+        return Util.arrayCompare(ram, R_HMAC, r, at[A_KEY_ID], KEY_ID_LEN) == 0;
+    }
+
+    /**
+     * COMMIT RESTORE of an encrypted certificate (card/backup.py _open_registered): the registered
+     * value r[off..+len) in its one encoding (6A80), its ciphertext's hash X and its digest those
+     * of the certificate (6A80), its key id the card's key, or the next key of a rotation under way
+     * (6984), the ciphertext opening under the context of the card id the certificate names
+     * (6A80). The value goes to out[0..); its length is answered.
+     */
+    short openRegistered(byte[] r, short off, short len, byte[] cert, short certCardId, short certHash,
+                         short certDigest, short certDigestLen) {
+        parseRegistered(r, off, len);
+        if (!registeredIs(r, cert, certHash, cert, certDigest, certDigestLen)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         if (key[K_MODE] == MODE_NONE) {
             ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // restore the key first
         }
-        storedKeyId(ram, R_HMAC);
-        if (Util.arrayCompare(ram, R_HMAC, r, keyId, KEY_ID_LEN) != 0) {
+        byte[] kk = !registeredUnder(key, r) && rotating() ? next : key;
+        if (!registeredUnder(kk, r)) {
             ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // another key: restore the key first
         }
-        short ctxLen = e2Context(cert, certCardId);
-        if (key[K_MODE] == MODE_PUBLIC) {
+        return openValue(kk, r, cert, certCardId, (short) 0);
+    }
+
+    /** The parsed registered value's ciphertext opened with ``kk`` for the card id at id[idOff] into out[at..); 6A80. */
+    private short openValue(byte[] kk, byte[] r, byte[] id, short idOff, short dst) {
+        short ct = at[A_CT];
+        short ctLen = at[A_CT_LEN];
+        short ctxLen = e2Context(id, idOff);
+        if (kk[K_MODE] == MODE_PUBLIC) {
             if (ctLen < (short) (Seal.X_ONLY_LEN + Seal.IV_LEN)) {
                 ISOException.throwIt(ISO7816.SW_WRONG_DATA);
             }
-            ephemeral(r, (short) (ct + Seal.X_ONLY_LEN));
-            return seal.openXOnly(priv, key, K_PUBLIC, r, ct, ctLen, ram, R_CTX, ctxLen, out, (short) 0);
+            ephemeral(kk, r, (short) (ct + Seal.X_ONLY_LEN));
+            return seal.openXOnly(priv, kk, K_PUBLIC, r, ct, ctLen, ram, R_CTX, ctxLen, out, dst);
         }
-        return seal.openSymmetric(key, K_SECRET, r, ct, ctLen, ram, R_CTX, ctxLen, out, (short) 0);
+        return seal.openSymmetric(kk, K_SECRET, r, ct, ctLen, ram, R_CTX, ctxLen, out, dst);
     }
 
     private static final short SW_REFERENCE_NOT_USABLE = (short) 0x6984;
@@ -555,6 +605,91 @@ final class KeyStore {
         }
         at[1] = Records.length(r, (short) (pos + 1), end, at);
         return at[0];
+    }
+
+    // --- rotation (docs/APDU.md 7.1, card/rotation.py) ------------------------------------------------
+
+    /**
+     * BEGIN ROTATION (the applet checked the PIN, the data and that nothing is pending): the next
+     * key, random in the key's mode, made once; again, the same next key's info.
+     */
+    short beginRotation(byte[] answer) {
+        if (!rotating()) {
+            byte mode = key[K_MODE];
+            if (mode == MODE_PUBLIC) {
+                newPair(ram, R_PLAIN);
+                ((ECPublicKey) pair.getPublic()).getW(ram, (short) (R_PLAIN + SECRET_LEN));
+            } else {
+                rng.generateData(ram, R_PLAIN, SECRET_LEN);
+                Util.arrayFillNonAtomic(ram, (short) (R_PLAIN + SECRET_LEN), POINT_LEN, (byte) 0);
+            }
+            JCSystem.beginTransaction();
+            Util.arrayCopy(ram, R_PLAIN, next, K_SECRET, PUBLIC_MATERIAL_LEN);
+            next[K_MODE] = mode;
+            JCSystem.commitTransaction();
+        }
+        return keyInfo(next, answer);
+    }
+
+    /**
+     * REENCRYPT: the registered value r[off..+len) the vault holds for an encrypted certificate
+     * (its X, digest), checked (6A80), under the key (6984), a vault pinned (6984), opened, and
+     * sealed again under the next key for this card, with the next key's part 406, signed. The
+     * registered value is built in out[] (answerAt()); its length is answered. No card write.
+     */
+    short reencrypt(byte[] r, short off, short len, byte[] cert, short certCardId, short certHash, short certDigest,
+                    short certDigestLen) {
+        parseRegistered(r, off, len);
+        if (!registeredIs(r, cert, certHash, cert, certDigest, certDigestLen)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (!registeredUnder(key, r) || vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
+        }
+        short n = openValue(key, r, cert, certCardId, OPENED);
+        if (n > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        return registered(next, (short) 0, r, at[A_DIGEST], at[A_DIGEST_LEN], out, OPENED, n);
+    }
+
+    /**
+     * SWAP CERTIFICATE's checks of the new registered value r[off..+len) (parsed: 6A80): its
+     * digest the old certificate's, its ciphertext hashing to the new certificate's X, under the
+     * next key, opening for this card (to out[OPENED..), its length answered) to a value whose
+     * ciphertext under the key, for the card the old certificate names, the old certificate's X is.
+     */
+    short swapped(byte[] r, short off, short len, byte[] newCert, short newHash, byte[] old, short oldCardId,
+                  short oldHash, short oldDigest, short oldDigestLen) {
+        parseRegistered(r, off, len);
+        if (!registeredIs(r, newCert, newHash, old, oldDigest, oldDigestLen) || !registeredUnder(next, r)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short n = openValue(next, r, cardId, (short) 0, OPENED);
+        if (n > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short c = sealValue(key, out, OPENED, n, old, oldCardId, out, (short) 0);
+        sha256.reset();
+        sha256.doFinal(out, (short) 0, c, ram, R_HMAC);
+        if (Util.arrayCompare(ram, R_HMAC, old, oldHash, (short) 32) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // not the value the old certificate names
+        }
+        return n;
+    }
+
+    /**
+     * COMMIT ROTATION's key change, inside the applet's transaction (which also clears the
+     * entries' ROTATED and BACKED UP flags): the next key becomes the key, the old one overwritten.
+     */
+    void promoteNext() {
+        Util.arrayCopy(next, (short) 0, key, (short) 0, (short) next.length);
+        Util.arrayCopy(zeros, (short) 0, next, (short) 0, (short) next.length);
+    }
+
+    /** The key's info into answer[0..) (COMMIT ROTATION). */
+    short info(byte[] answer) {
+        return keyInfo(key, answer);
     }
 
     // --- pieces ----------------------------------------------------------------------------------
@@ -705,30 +840,30 @@ final class KeyStore {
      * Part x of the per-value split of d (or K) to ram[R_PLAIN..): x | d ^ x·a per byte, a =
      * HMAC(d, "EVB-E4-PART-1"), then Q in public mode; answers its length.
      */
-    private short part(byte x) {
-        seal.hmacBegin(key, K_SECRET, SECRET_LEN);
+    private short part(byte[] kk, byte x) {
+        seal.hmacBegin(kk, K_SECRET, SECRET_LEN);
         seal.hmacFinish(PART_COEFFICIENT, (short) 0, (short) PART_COEFFICIENT.length, ram, R_HMAC);
         ram[R_PLAIN] = x;
         for (short i = 0; i < SECRET_LEN; i++) {
-            short y = (short) ((key[(short) (K_SECRET + i)] & 0xFF) ^ mul((short) (ram[(short) (R_HMAC + i)] & 0xFF), x));
+            short y = (short) ((kk[(short) (K_SECRET + i)] & 0xFF) ^ mul((short) (ram[(short) (R_HMAC + i)] & 0xFF), x));
             ram[(short) (R_PLAIN + 1 + i)] = (byte) y;
         }
-        return withPublic(SHARE_LEN);
+        return withPublic(kk, SHARE_LEN);
     }
 
     /** Q after the n bytes at ram[R_PLAIN..) in public mode; answers the new length. */
-    private short withPublic(short n) {
-        if (key[K_MODE] != MODE_PUBLIC) {
+    private short withPublic(byte[] kk, short n) {
+        if (kk[K_MODE] != MODE_PUBLIC) {
             return n;
         }
-        Util.arrayCopyNonAtomic(key, K_PUBLIC, ram, (short) (R_PLAIN + n), POINT_LEN);
+        Util.arrayCopyNonAtomic(kk, K_PUBLIC, ram, (short) (R_PLAIN + n), POINT_LEN);
         return (short) (n + POINT_LEN);
     }
 
     /** The E2 ephemeral scalar r for the IV at iv[ivOff..+16), into {@link #priv}. */
-    private void ephemeral(byte[] iv, short ivOff) {
+    private void ephemeral(byte[] kk, byte[] iv, short ivOff) {
         for (short i = 0; i < 256; i++) {
-            seal.hmacBegin(key, K_SECRET, SECRET_LEN);
+            seal.hmacBegin(kk, K_SECRET, SECRET_LEN);
             seal.hmacUpdate(E2_EPHEMERAL, (short) 0, (short) E2_EPHEMERAL.length);
             seal.hmacUpdate(iv, ivOff, Seal.IV_LEN);
             ram[R_SIG] = (byte) i;
@@ -757,9 +892,9 @@ final class KeyStore {
     }
 
     /** label | card id | the key's id | x (unless negative) into ram[R_CTX..); answers its length. */
-    private short context(byte[] label, short x) {
+    private short context(byte[] kk, byte[] label, short x) {
         short n = contextOf(label);
-        storedKeyId(ram, (short) (R_CTX + n));
+        storedKeyId(kk, ram, (short) (R_CTX + n));
         n += KEY_ID_LEN;
         if (x >= 0) {
             ram[(short) (R_CTX + n)] = (byte) x;
@@ -769,8 +904,8 @@ final class KeyStore {
     }
 
     /** The key info of the key into answer[0..): 80 01 mode, 81 08 key id, 82 41 Q (public mode). */
-    private short keyInfo(byte[] answer) {
-        byte mode = key[K_MODE];
+    private short keyInfo(byte[] kk, byte[] answer) {
+        byte mode = kk[K_MODE];
         if (mode == MODE_NONE) {
             return noKeyInfo(answer);
         }
@@ -779,13 +914,13 @@ final class KeyStore {
         answer[2] = mode;
         answer[3] = (byte) 0x81;
         answer[4] = KEY_ID_LEN;
-        storedKeyId(answer, (short) 5);
+        storedKeyId(kk, answer, (short) 5);
         if (mode != MODE_PUBLIC) {
             return (short) (5 + KEY_ID_LEN);
         }
         answer[13] = (byte) 0x82;
         answer[14] = POINT_LEN;
-        Util.arrayCopyNonAtomic(key, K_PUBLIC, answer, (short) 15, POINT_LEN);
+        Util.arrayCopyNonAtomic(kk, K_PUBLIC, answer, (short) 15, POINT_LEN);
         return (short) (15 + POINT_LEN);
     }
 
@@ -797,11 +932,11 @@ final class KeyStore {
     }
 
     /** The stored key's id to dst[off..+8). */
-    private void storedKeyId(byte[] dst, short off) {
-        if (key[K_MODE] == MODE_PUBLIC) {
-            keyId(key, K_PUBLIC, POINT_LEN, dst, off);
+    private void storedKeyId(byte[] kk, byte[] dst, short off) {
+        if (kk[K_MODE] == MODE_PUBLIC) {
+            keyId(kk, K_PUBLIC, POINT_LEN, dst, off);
         } else {
-            keyId(key, K_SECRET, SECRET_LEN, dst, off);
+            keyId(kk, K_SECRET, SECRET_LEN, dst, off);
         }
     }
 

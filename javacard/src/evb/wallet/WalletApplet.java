@@ -58,6 +58,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_IMPORT_KEY = (byte) 0x6A;
     private static final byte INS_SPLIT_KEY = (byte) 0x6C;
     private static final byte INS_IMPORT_SHARE = (byte) 0x6E;
+    private static final byte INS_BEGIN_ROTATION = (byte) 0x70;
+    private static final byte INS_REENCRYPT = (byte) 0x72;
+    private static final byte INS_SWAP_CERTIFICATE = (byte) 0x74;
+    private static final byte INS_COMMIT_ROTATION = (byte) 0x76;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
@@ -176,6 +180,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private final byte[] chainHead;  // INS P1 P2 of the chain under way
     private final short[] tmp;
     private final short[] certFields;
+    private final short[] newCert;
 
     private WalletApplet() {
         super((short) 160, SESSION);
@@ -201,6 +206,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
         tmp = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_RESET);
         certFields = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
+        newCert = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -368,6 +374,18 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_IMPORT_SHARE:
                 keyCommand(apdu, ins, d, off, lc);
                 return;
+            case INS_BEGIN_ROTATION:
+                beginRotation(apdu, lc);
+                return;
+            case INS_REENCRYPT:
+                reencrypt(apdu, d, off, lc);
+                return;
+            case INS_SWAP_CERTIFICATE:
+                swapCertificate(apdu, d, off, lc);
+                return;
+            case INS_COMMIT_ROTATION:
+                commitRotation(apdu, lc);
+                return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
                 return;
@@ -416,6 +434,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_IMPORT_KEY:
             case INS_SPLIT_KEY:
             case INS_IMPORT_SHARE:
+            case INS_BEGIN_ROTATION:
+            case INS_REENCRYPT:
+            case INS_SWAP_CERTIFICATE:
+            case INS_COMMIT_ROTATION:
                 return CLA_PROPRIETARY;
             case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
@@ -447,6 +469,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_SELECT_FOR_BACKUP:
             case INS_RECORD_RUN:
             case INS_NEW_TRANSPORT_KEY:
+            case INS_BEGIN_ROTATION:
+            case INS_COMMIT_ROTATION:
                 if (p1p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -460,6 +484,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
             case INS_BEGIN_ENCRYPTED_BACKUP:
+            case INS_REENCRYPT:
+            case INS_SWAP_CERTIFICATE:
                 if (p1p2 == 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -950,7 +976,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte MODE_PLAIN = 0;
     private static final byte MODE_ENCRYPTED = 1;
     /** Record tags a vault may put in a digest (apdu.certificate.DigestField). */
-    private static final byte[] DIGEST_TAGS = {
+    static final byte[] DIGEST_TAGS = {
         Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
         Records.TAG_PLACE
     };
@@ -1354,13 +1380,13 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /**
      * BEGIN ENCRYPTED BACKUP (card/backup.py _begin_encrypted_backup): like BEGIN BACKUP, but answers
-     * the registered value the key store builds: a key (6985), known digest tags (6A80), a value
+     * the registered value the key store builds: a key and no rotation (6985), known digest tags (6A80), a value
      * (6985 for a certificate), a pinned vault key (6984), in that order.
      */
     private void beginEncrypted(APDU apdu, byte[] d, short off, short lc) {
         requirePin();
-        if (keys.mode() == KeyStore.MODE_NONE) {
-            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        if (keys.mode() == KeyStore.MODE_NONE || keys.rotating()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // no key, or a rotation under way
         }
         short mask = KeyStore.digestMask(d, off, lc);
         short slot = entry(apdu);
@@ -1372,9 +1398,209 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // the audience of the signature
         }
         setFlags(slot, (byte) (flags | ValueIndex.FLAG_PENDING));
-        short n = keys.registered(mask, index.data, index.offset(slot), index.size(slot));
+        short n = keys.registered(keys.current(), mask, null, (short) 0, (short) 0, index.data, index.offset(slot),
+                                  index.size(slot));
         session[S_AT] = keys.answerAt();
         respond(apdu, SRC_KEYS, n, lc, (flags & ValueIndex.FLAG_PENDING) != 0);
+    }
+
+    // --- rotation (docs/APDU.md 7.1, card/rotation.py) ----------------------------------------
+
+    private boolean anyPending() {
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            if (index.id(s) != 0 && (index.flags(s) & ValueIndex.FLAG_PENDING) != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** BEGIN ROTATION: a key and nothing pending (6985); the next key made once, its info answered. */
+    private void beginRotation(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (keys.mode() == KeyStore.MODE_NONE || anyPending()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        boolean already = keys.rotating();
+        respond(apdu, SRC_RAM, keys.beginRotation(answer), lc, already);
+    }
+
+    /**
+     * The slot of an encrypted certificate P1-P2 names, not pending (6A83, 6985), its certificate
+     * parsed into certFields.
+     */
+    private short encryptedCertificate(APDU apdu) {
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0 || (flags & ValueIndex.FLAG_PENDING) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short at = certificateOf(slot);
+        certificate(index.data, at, tmp[1], certFields);
+        if (index.data[certFields[C_MODE]] != MODE_ENCRYPTED) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        return slot;
+    }
+
+    private void requireRotation() {
+        if (!keys.rotating()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // no rotation under way
+        }
+    }
+
+    /** REENCRYPT: the vault's registered value of an encrypted certificate, sealed again under the next key. */
+    private void reencrypt(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        requireRotation();
+        encryptedCertificate(apdu);
+        short[] c = certFields;
+        short n = keys.reencrypt(d, off, lc, index.data, c[C_CARD_ID], c[C_HASH], c[C_DIGEST], c[C_DIGEST_LEN]);
+        session[S_AT] = keys.answerAt();
+        respond(apdu, SRC_KEYS, n, lc, true);
+    }
+
+    /**
+     * Where SWAP CERTIFICATE's registered value (A0) starts in d[off..+lc): every byte BER-TLV as
+     * apdu.tlv decodes it (tags of 1-3 bytes, minimal lengths), the items before the first A0 of
+     * the certificate's tags; 6A80 otherwise (apdu.rotation.split_swap).
+     */
+    private static short splitSwap(byte[] d, short off, short lc, short[] tmp) {
+        short end = (short) (off + lc);
+        short found = -1;
+        for (short pos = off; pos < end;) {
+            byte tag = d[pos];
+            boolean high = (tag & 0x1F) == 0x1F;
+            short n = 1;
+            if (high) {  // a high tag number: more bytes while b8 is set, three at most, minimal
+                boolean more = true;
+                while (more) {
+                    if ((short) (pos + n) >= end || n >= 3) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                    more = (d[(short) (pos + n)] & 0x80) != 0;
+                    n++;
+                }
+                if (d[(short) (pos + 1)] == (byte) 0x80 || (n == 2 && d[(short) (pos + 1)] < 0x1F)) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                }
+            }
+            short len = Records.length(d, (short) (pos + n), end, tmp);
+            if (found < 0) {
+                if (!high && tag == (byte) 0xA0) {
+                    found = pos;
+                } else if (high || !isCertTag(tag)) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // a certificate, then a registered value
+                }
+            }
+            pos = (short) (tmp[0] + len);
+        }
+        if (found < 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        return found;
+    }
+
+    private static boolean isCertTag(byte tag) {
+        for (short i = 0; i < (short) CERT_TAGS.length; i++) {
+            if (CERT_TAGS[i] == tag) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * SWAP CERTIFICATE (card/rotation.py _swap_certificate): the vault's certificate of the
+     * re-encrypted value and that registered value. Checked as the Python card checks, in its
+     * order; the certificate record rewritten with the new certificate and flagged ROTATED in one
+     * transaction; again with the same certificate, 9000.
+     */
+    private void swapCertificate(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        requireRotation();
+        short reg = splitSwap(d, off, lc, tmp);
+        short newLen = (short) (reg - off);
+        short slot = encryptedCertificate(apdu);
+        short at = certificateOf(slot);
+        short curLen = tmp[1];
+        if ((index.flags(slot) & ValueIndex.FLAG_ROTATED) != 0) {
+            if (curLen == newLen && Util.arrayCompare(index.data, at, d, off, newLen) == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short[] old = certFields;
+        short[] nw = newCert;
+        certificate(d, off, newLen, nw);
+        short regLen = (short) (lc - newLen);
+        keys.parseRegistered(d, reg, regLen);
+        javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, d, nw[C_CARD_ID], CARD_ID_LEN);
+        if (v == null || !ecc.finishVerify(d, off, nw[C_SIGNED_LEN], d, nw[C_SIGNATURE], nw[C_SIGNATURE_LEN])) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+        if (Util.arrayCompare(d, nw[C_CARD_ID], cardId, (short) 0, CARD_ID_LEN) != 0 || d[nw[C_MODE]] != MODE_ENCRYPTED
+                || nw[C_DIGEST_LEN] != old[C_DIGEST_LEN]
+                || Util.arrayCompare(d, nw[C_DIGEST], index.data, old[C_DIGEST], old[C_DIGEST_LEN]) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short n = keys.swapped(d, reg, regLen, d, nw[C_HASH], index.data, old[C_CARD_ID], old[C_HASH], old[C_DIGEST],
+                               old[C_DIGEST_LEN]);
+        if (!digestMatches(d, nw[C_DIGEST], nw[C_DIGEST_LEN], keys.out, KeyStore.OPENED, n)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        // the record as it is up to its certificate (8E, last), then the new certificate
+        short head = (short) (at - 1 - Records.lengthFieldSize(curLen) - index.offset(slot));
+        short size = (short) (head + 1 + Records.lengthFieldSize(newLen) + newLen);
+        if (size > Records.MAX_RECORD || size < 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Util.arrayCopyNonAtomic(index.data, index.offset(slot), building, (short) 0, head);
+        building[head] = Records.TAG_CERTIFICATE;
+        short pos = Records.writeLength(building, (short) (head + 1), newLen);
+        Util.arrayCopyNonAtomic(d, off, building, pos, newLen);
+        replace(slot, building, (short) 0, size, index.type(slot),
+                (byte) (ValueIndex.FLAG_CERTIFICATE | ValueIndex.FLAG_ROTATED));
+    }
+
+    /**
+     * COMMIT ROTATION: with no encrypted certificate left unmoved (6985), the next key becomes the
+     * key and the ROTATED and BACKED UP flags are cleared, in one transaction; again, or with no
+     * rotation under way, the key's info.
+     */
+    private void commitRotation(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (!keys.rotating()) {
+            respond(apdu, SRC_RAM, keys.info(answer), lc, true);
+            return;
+        }
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            byte flags = index.flags(s);
+            if (index.id(s) != 0 && (flags & ValueIndex.FLAG_CERTIFICATE) != 0 && (flags & ValueIndex.FLAG_ROTATED) == 0) {
+                short at = certificateOf(s);
+                certificate(index.data, at, tmp[1], certFields);
+                if (index.data[certFields[C_MODE]] == MODE_ENCRYPTED) {
+                    ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // a value still under the old key
+                }
+            }
+        }
+        byte moved = (byte) (ValueIndex.FLAG_ROTATED | ValueIndex.FLAG_BACKED_UP);
+        JCSystem.beginTransaction();
+        keys.promoteNext();
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            byte flags = index.flags(s);
+            if (index.id(s) != 0 && (flags & moved) != 0) {
+                index.setFlags(s, (byte) (flags & ~moved));
+            }
+        }
+        JCSystem.commitTransaction();
+        respond(apdu, SRC_RAM, keys.info(answer), lc, false);
     }
 
     // --- PIN ---------------------------------------------------------------------------------
