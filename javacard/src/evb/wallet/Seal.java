@@ -121,6 +121,21 @@ final class Seal {
         return unclose(blob, off, E_LEN, len, ctx, ctxOff, ctxLen, out, outOff);
     }
 
+    /**
+     * Open a symmetric blob (S | IV | C | T) under the ECDH secret of ``key`` and the point at
+     * peer[peerOff..+65): what the key manager seals for this card (apdu.seal.open_symmetric of
+     * ecdh(transport, key manager)). 6A80 as {@link #openSymmetric}.
+     */
+    short openAgreed(ECPrivateKey key, byte[] peer, short peerOff, byte[] blob, short off, short len,
+                     byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
+        if (len < (short) (SALT_LEN + IV_LEN + BLOCK + TAG_LEN)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        ecdh.init(key);
+        agree(peer, peerOff);
+        return unclose(blob, off, SALT_LEN, len, ctx, ctxOff, ctxLen, out, outOff);
+    }
+
     /** Seal under a 32-byte AES key (symmetric mode, claim 10) with a random salt. */
     short sealSymmetric(byte[] key, short keyOff, byte[] in, short inOff, short inLen,
                         byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
