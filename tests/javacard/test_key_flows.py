@@ -119,13 +119,10 @@ def test_key_escrow_and_encrypted_backup_on_the_applet(applet: AppletTransport, 
     assert restore_split_key(third, keymgr, card_id, codes) == info
 
 
-@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
-def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[VaultClient, KeyManagerClient],
-                                    mode: k.KeyMode) -> None:
-    """Seed E7 with host.rotation: the next key escrowed, every encrypted backup re-encrypted on
-    the card and registered anew, the commit, the old registrations released; every value then
-    restores under the new key."""
-    vault, keymgr = servers
+def escrowed_and_backed_up(applet: AppletTransport, vault: VaultClient, keymgr: KeyManagerClient,
+                           mode: k.KeyMode) -> tuple[WalletSession, k.KeyInfo, list[int], dict[int, bytes]]:
+    """A card with a key of ``mode`` escrowed at the key manager and FIG15's values backed up
+    encrypted: the session, the key, the value ids and their records as stored."""
     session = opened(applet)
     old = session.generate_key(mode)
     ids = [session.store(record) for record in FIG15]
@@ -134,6 +131,17 @@ def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[Vaul
     for i in ids:
         backup(session, vault, vault_key, i)
     assert backup_key(session, keymgr) == old
+    return session, old, ids, original
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[VaultClient, KeyManagerClient],
+                                    mode: k.KeyMode) -> None:
+    """Seed E7 with host.rotation: the next key escrowed, every encrypted backup re-encrypted on
+    the card and registered anew, the commit, the old registrations released; every value then
+    restores under the new key."""
+    vault, keymgr = servers
+    session, old, ids, original = escrowed_and_backed_up(applet, vault, keymgr, mode)
     result = rotate(session, vault, keymgr)
     assert result.moved == len(ids) and result.key.key_id != old.key_id and result.key.mode == mode
     assert session.key_info() == result.key and encrypted_certificates(session, rotated=True) == []
@@ -154,14 +162,7 @@ def test_rekeying_by_the_key_manager_on_the_applet(applet: AppletTransport,
     CERTIFICATE) and the key (REPLACE KEY); then again with E8's restore of every value, which
     comes back under the newest key as it was stored."""
     vault, keymgr = linked
-    session = opened(applet)
-    old = session.generate_key(mode)
-    ids = [session.store(record) for record in FIG15]
-    original = {i: session.read(i).body() for i in ids}
-    vault_key = connect(session, vault)
-    for i in ids:
-        backup(session, vault, vault_key, i)
-    assert backup_key(session, keymgr) == old
+    session, old, ids, original = escrowed_and_backed_up(applet, vault, keymgr, mode)
     result = rekey_by_keymgr(session, vault, keymgr)
     assert result.moved == len(ids) and result.destroyed == 1 and result.restored == 0 and result.failed == ()
     assert result.key.key_id != old.key_id and result.key.mode == mode and session.key_info() == result.key

@@ -235,18 +235,7 @@ final class KeyStore {
         if (key[K_MODE] != MODE_NONE || !hasTransport()) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        short len = materialLen(mode);
-        // any other length holds other than len bytes of plaintext (or fails its tag): 6A80 either way
-        if (lc != sealedLen(Seal.E_LEN, len)) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
-        }
-        short ctxLen = contextOf(IMPORT);
-        ram[(short) (R_CTX + ctxLen)] = mode;
-        priv.setS(transport, (short) 0, SECRET_LEN);
-        short n = seal.open(priv, d, off, lc, ram, R_CTX, (short) (ctxLen + 1), ram, R_PLAIN);
-        if (n != len || (mode == MODE_PUBLIC && !pairFits(ram, R_PLAIN))) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
-        }
+        openMaterial(mode, IMPORT, d, off, lc);
         install(mode, ram, R_PLAIN, true);
         return keyInfo(key, answer);
     }
@@ -701,16 +690,27 @@ final class KeyStore {
         if (!hasTransport() || keymgrKey[0] != 0x04) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
+        openMaterial(mode, REPLACE, d, off, lc);
+    }
+
+    /**
+     * Key material for ``mode`` opened with the transport key into ram[R_PLAIN..), for this card,
+     * the purpose ``label`` and the mode; a pair that fits (6A80 otherwise). IMPORT's blob is sealed
+     * to the transport key (E | IV | C | T); REPLACE's under ECDH(transport key, key manager key)
+     * (S | IV | C | T), so only the pinned key manager makes one that opens.
+     */
+    private void openMaterial(byte mode, byte[] label, byte[] d, short off, short lc) {
+        boolean byKeymgr = label == REPLACE;
         short len = materialLen(mode);
         // any other length holds other than len bytes of plaintext (or fails its tag): 6A80 either way
-        if (lc != sealedLen(Seal.SALT_LEN, len)) {
+        if (lc != sealedLen(byKeymgr ? Seal.SALT_LEN : Seal.E_LEN, len)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        short ctxLen = contextOf(REPLACE);
-        ram[(short) (R_CTX + ctxLen)] = mode;
+        short ctxLen = (short) (contextOf(label) + 1);
+        ram[(short) (R_CTX + ctxLen - 1)] = mode;
         priv.setS(transport, (short) 0, SECRET_LEN);
-        short n = seal.openAgreed(priv, keymgrKey, (short) 0, d, off, lc, ram, R_CTX, (short) (ctxLen + 1), ram,
-                                  R_PLAIN);
+        short n = byKeymgr ? seal.openAgreed(priv, keymgrKey, (short) 0, d, off, lc, ram, R_CTX, ctxLen, ram, R_PLAIN)
+                           : seal.open(priv, d, off, lc, ram, R_CTX, ctxLen, ram, R_PLAIN);
         if (n != len || (mode == MODE_PUBLIC && !pairFits(ram, R_PLAIN))) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
