@@ -141,6 +141,11 @@ final class KeyStore {
         return key[K_MODE];
     }
 
+    /** The bytes of the key store's persistent arrays (the keys, the shares, the zeros, the work array), for GET MEMORY MAP. */
+    short persistentBytes() {
+        return (short) (key.length + next.length + transport.length + shares.length + zeros.length + out.length);
+    }
+
     /** The key (for {@link #registered}). */
     byte[] current() {
         return key;

@@ -751,14 +751,17 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /**
      * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
-     * the pinned server keys, the attestation), the index, the data area; no journal (the
-     * runtime's). The head is built in RAM, the entries are read from the index as they go out.
+     * the pinned server keys, the attestation, the key store's arrays and its work array), the
+     * index, the data area; no journal (the runtime's). The head is built in RAM, the entries are
+     * read from the index as they go out. The sums pass 32767: written as unsigned 16-bit values
+     * (the high halves of the 4-byte fields 0), which they are, all under 65536.
      */
     private void memoryMap(APDU apdu, short lc) {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length);
+        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length
+                                + keys.persistentBytes());
         short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
         Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
         Util.setShort(answer, (short) 2, (short) (header + indexLen + ValueIndex.DATA_SIZE));
