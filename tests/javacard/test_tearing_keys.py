@@ -32,7 +32,7 @@ from apdu.signature import canonical
 from card.javacard import AppletBuild, AppletCard
 
 from .applet import NO_KIT
-from .tearing import AppletOnHarness, Case, PythonCard, Step, Tearable, sweep
+from .tearing import Case, Step, Tearable, sweep_each
 from .test_identity import KEYMGR, KEYMGR_PUB, VAULT, VAULT_PUB
 
 if not os.environ.get("JC_HOME"):
@@ -230,14 +230,8 @@ def applet_card(applet_build: AppletBuild) -> Iterator[AppletCard]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_tearing_at_every_write_of_the_key_store(case: Case, applet_card: AppletCard, tmp_path: Path) -> None:
-    python = sweep(PythonCard(), case)
-    applet = sweep(AppletOnHarness(applet_card, tmp_path), case)
-    for result in (python, applet):
-        assert result.writes > 0
-        assert not result.unexpected(), f"{result.card}, {case.name}: torn after {result.unexpected()} writes"
-        assert result.reached() == {"before", "after"}, f"{result.card}, {case.name}: both sides of the commit"
+    python, applet = sweep_each(case, applet_card, tmp_path)
     if not case.name.startswith(("generate", "begin rotation", "commit rotation")):  # keys made on each card
         assert applet.answers == python.answers
     shared = slice(0, 2) if case.probes in (VALUE_PROBES, ROTATION_PROBES) else slice(None)
     assert (applet.before[shared], applet.after[shared]) == (python.before[shared], python.after[shared])
-    print(f"\n{case.name}: python card {python.writes} page writes; applet {applet.writes} persistent writes")
