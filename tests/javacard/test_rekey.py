@@ -147,7 +147,7 @@ VECTORS: dict[str, list[Step]] = {
         succeed(1, MOVIE, tamper="swapped"), "807A0001", "807A000101AA", "807A00010482009E00", succeed(9, MOVIE),
         succeed(0, MOVIE), succeed(4, MOVIE), succeed(1, COUPON), succeed(2, COUPON), begin_restore(3),
         succeed(3, PREPAID), cancel(3), begin_backup(4), "807A0004" + "00", cancel(4), LIST_ALL, read(1),
-        succeed(1, MOVIE), succeed(1, MOVIE), read(1), LIST_ALL,
+        succeed(1, MOVIE), succeed(1, MOVIE), read(1), LIST_ALL, succeed(3, PREPAID, new_mode=SYMMETRIC),
         succeed(3, PREPAID), read(3), LIST_ALL, CARD_INFO,
     ],
     "succeed certificate: a plain certificate": [
