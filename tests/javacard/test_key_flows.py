@@ -1,4 +1,4 @@
-"""The host's key and encrypted-backup flows (host.keys, host.backup) run end to end on the applet
+"""The host's key and encrypted-backup flows (host.keys, host.backup, host.rotation, host.rekey) run end to end on the applet
 through the in-process harness transport, against a real vault and key manager on loopback: the
 card generates its key, backs values up encrypted (E2), restores them, escrows the key with the
 key manager (E3) and splits it (E4); a second applet instance takes the key back from the escrow,
@@ -19,11 +19,14 @@ from host.backup import backup, certificates_on, connect, release_unneeded, rest
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient
 from host.keys import KeyFlowError, backup_key, restore_key, restore_split_key, split_key
+from host.rekey import rekey_by_keymgr
 from host.rotation import encrypted_certificates, rotate
 from host.session import WalletSession
 from host.vault_client import VaultClient
+from keyfile import load_or_create_key, public_bytes
 from servers.keymgr.config import KeyManagerConfig
 from servers.keymgr.server import running as keymgr_running
+from servers.keymgr.server import statement_key_path
 from servers.vault.server import running as vault_running
 
 from ..conftest import ISSUER, PIN, PUK
@@ -40,6 +43,21 @@ def servers(tmp_path: Path) -> Iterator[tuple[VaultClient, KeyManagerClient]]:
     with vault_running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "vault-key.pem") as vault_url, \
             keymgr_running(f"sqlite:///{tmp_path / 'keymgr.db'}", tmp_path / "keymgr-key.pem",
                            tmp_path / "master.key", FAST) as keymgr_url, \
+            VaultClient(vault_url) as vault, KeyManagerClient(keymgr_url) as keymgr:
+        keymgr.create_account("hanako", "correct horse battery")
+        factors.login(keymgr, "hanako", "correct horse battery")
+        yield vault, keymgr
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> Iterator[tuple[VaultClient, KeyManagerClient]]:
+    """A key manager that knows the vault, and a vault that trusts its statements (E7 by the key manager)."""
+    km_key = tmp_path / "keymgr-key.pem"
+    trusted = public_bytes(load_or_create_key(statement_key_path(km_key)).public_key())
+    with vault_running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "vault-key.pem",
+                       keymgr_key=trusted) as vault_url, \
+            keymgr_running(f"sqlite:///{tmp_path / 'keymgr.db'}", km_key, tmp_path / "master.key",
+                           FAST.__class__(**{**FAST.__dict__, "vault_url": vault_url})) as keymgr_url, \
             VaultClient(vault_url) as vault, KeyManagerClient(keymgr_url) as keymgr:
         keymgr.create_account("hanako", "correct horse battery")
         factors.login(keymgr, "hanako", "correct horse battery")
@@ -101,13 +119,10 @@ def test_key_escrow_and_encrypted_backup_on_the_applet(applet: AppletTransport, 
     assert restore_split_key(third, keymgr, card_id, codes) == info
 
 
-@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
-def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[VaultClient, KeyManagerClient],
-                                    mode: k.KeyMode) -> None:
-    """Seed E7 with host.rotation: the next key escrowed, every encrypted backup re-encrypted on
-    the card and registered anew, the commit, the old registrations released; every value then
-    restores under the new key."""
-    vault, keymgr = servers
+def escrowed_and_backed_up(applet: AppletTransport, vault: VaultClient, keymgr: KeyManagerClient,
+                           mode: k.KeyMode) -> tuple[WalletSession, k.KeyInfo, list[int], dict[int, bytes]]:
+    """A card with a key of ``mode`` escrowed at the key manager and FIG15's values backed up
+    encrypted: the session, the key, the value ids and their records as stored."""
     session = opened(applet)
     old = session.generate_key(mode)
     ids = [session.store(record) for record in FIG15]
@@ -116,6 +131,17 @@ def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[Vaul
     for i in ids:
         backup(session, vault, vault_key, i)
     assert backup_key(session, keymgr) == old
+    return session, old, ids, original
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[VaultClient, KeyManagerClient],
+                                    mode: k.KeyMode) -> None:
+    """Seed E7 with host.rotation: the next key escrowed, every encrypted backup re-encrypted on
+    the card and registered anew, the commit, the old registrations released; every value then
+    restores under the new key."""
+    vault, keymgr = servers
+    session, old, ids, original = escrowed_and_backed_up(applet, vault, keymgr, mode)
     result = rotate(session, vault, keymgr)
     assert result.moved == len(ids) and result.key.key_id != old.key_id and result.key.mode == mode
     assert session.key_info() == result.key and encrypted_certificates(session, rotated=True) == []
@@ -125,3 +151,22 @@ def test_key_rotation_on_the_applet(applet: AppletTransport, servers: tuple[Vaul
     for i in ids:
         assert restore(session, vault, i).action == "restored"
     assert {i: session.read(i).body() for i in ids} == original
+
+
+@pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
+def test_rekeying_by_the_key_manager_on_the_applet(applet: AppletTransport,
+                                                   linked: tuple[VaultClient, KeyManagerClient],
+                                                   mode: k.KeyMode) -> None:
+    """Seed E7 with host.rekey (docs/APDU.md 7.2): the key manager re-seals every encrypted
+    backup under a key it makes, the applet takes each successor certificate (SUCCEED
+    CERTIFICATE) and the key (REPLACE KEY); then again with E8's restore of every value, which
+    comes back under the newest key as it was stored."""
+    vault, keymgr = linked
+    session, old, ids, original = escrowed_and_backed_up(applet, vault, keymgr, mode)
+    result = rekey_by_keymgr(session, vault, keymgr)
+    assert result.moved == len(ids) and result.destroyed == 1 and result.restored == 0 and result.failed == ()
+    assert result.key.key_id != old.key_id and result.key.mode == mode and session.key_info() == result.key
+    assert len(vault.registrations()) == len(ids)  # the old ones released against the card's receipts
+    again = rekey_by_keymgr(session, vault, keymgr, restore_all=True)
+    assert again.moved == len(ids) and again.restored == len(ids) and again.key.key_id != result.key.key_id
+    assert encrypted_certificates(session) == [] and {i: session.read(i).body() for i in ids} == original

@@ -1,5 +1,6 @@
 """Power cut at every write of the key store's commands and of the encrypted backup's commits
-(GENERATE KEY, IMPORT KEY, IMPORT SHARE, COMMIT BACKUP and COMMIT RESTORE of an encrypted value),
+(GENERATE KEY, IMPORT KEY, IMPORT SHARE, COMMIT BACKUP and COMMIT RESTORE of an encrypted value,
+the rotation's, and the key manager's re-keying: SUCCEED CERTIFICATE and REPLACE KEY),
 on the applet and on the Python card, through the same APDUs (tearing.py): after the power-on each
 card is exactly before or exactly after the command, both sides are reached, and both cards
 answer the probes alike. ``-s`` prints the tear-point counts.
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from apdu import backup as b
 from apdu import keys as k
+from apdu import rekey as rk
 from apdu import rotation as r
 from apdu import seal, shamir
 from apdu import wallet as w
@@ -30,7 +32,7 @@ from apdu.signature import canonical
 from card.javacard import AppletBuild, AppletCard
 
 from .applet import NO_KIT
-from .tearing import AppletOnHarness, Case, PythonCard, Step, Tearable, sweep
+from .tearing import Case, Step, Tearable, sweep_each
 from .test_identity import KEYMGR, KEYMGR_PUB, VAULT, VAULT_PUB
 
 if not os.environ.get("JC_HOME"):
@@ -109,6 +111,13 @@ def commit_backup(mode: k.KeyMode) -> Step:
     return made
 
 
+def kept_backup(mode: k.KeyMode) -> Step:
+    """COMMIT BACKUP keeping the value on the card, flagged BACKED UP."""
+    def made(card: Tearable) -> bytes:
+        return bytes(b.commit_backup(1, certificate(card, mode), b.BackupOption.KEEP_VALUE))
+    return made
+
+
 def commit_restore(mode: k.KeyMode) -> Step:
     def made(card: Tearable) -> bytes:
         cid = card_id(card)
@@ -130,6 +139,34 @@ def swap_certificate(mode: k.KeyMode) -> Step:
                                        k.seal_value(plain, mode, VALUE, cid), b"\x30\x00")
         new = signed(Certificate(cid, 8, value_hash(registered.ciphertext), make_digest(VALUE), Mode.ENCRYPTED))
         return bytes(r.swap_certificate(1, new, registered.to_bytes()))
+    return made
+
+
+NEW_MATERIAL = {PUBLIC: k.generate_material(PUBLIC), SYMMETRIC: k.generate_material(SYMMETRIC)}
+
+
+def succeed_certificate(mode: k.KeyMode) -> Step:
+    """SUCCEED CERTIFICATE of value 1: the vault's successor of its certificate for VALUE under
+    NEW_MATERIAL, with the vault's SUCCESSION signature to the card's identity key."""
+    def made(card: Tearable) -> bytes:
+        identity = _ask(card, bytes(b.get_identity()))
+        cid, public = identity[:8], identity[8:73]
+        old = Certificate(cid, 7, value_hash(k.seal_value(MATERIAL[mode], mode, VALUE, cid)), make_digest(VALUE),
+                          Mode.ENCRYPTED)
+        new = signed(Certificate(cid, 9, value_hash(k.seal_value(NEW_MATERIAL[mode], mode, VALUE, cid)),
+                                 make_digest(VALUE), Mode.ENCRYPTED))
+        named = rk.succession_message(cid, public, old.signed_part(), Certificate.from_bytes(new).signed_part())
+        signature = canonical(VAULT.sign(named, ec.ECDSA(hashes.SHA256())))
+        return bytes(rk.succeed_certificate(1, rk.Succession(new, signature)))
+    return made
+
+
+def replace_key(mode: k.KeyMode) -> Step:
+    """REPLACE KEY of NEW_MATERIAL as the key manager seals it to a transport key the card makes now."""
+    def made(card: Tearable) -> bytes:
+        secret = seal.ecdh(KEYMGR_D, transport(card))
+        return bytes(rk.replace_key(mode, seal.seal_symmetric(secret, NEW_MATERIAL[mode],
+                                                              rk.replace_context(card_id(card), mode))))
     return made
 
 
@@ -174,6 +211,14 @@ CASES = [
          [swap_certificate(SYMMETRIC)], ROTATION_PROBES),
     Case("commit rotation", [*backed_up(PUBLIC), bytes(r.begin_rotation()), swap_certificate(PUBLIC)], SETUP,
          [bytes(r.commit_rotation())], ROTATION_PROBES),
+    Case("succeed certificate", backed_up(PUBLIC), SETUP, [succeed_certificate(PUBLIC)], VALUE_PROBES),
+    Case("succeed certificate, symmetric", backed_up(SYMMETRIC), SETUP, [succeed_certificate(SYMMETRIC)],
+         VALUE_PROBES),
+    Case("replace key, a value kept backed up", [*with_key(PUBLIC), bytes(w.store_value(VALUE)),
+                                                 bytes(b.begin_encrypted_backup(1, b"")), kept_backup(PUBLIC)],
+         SETUP, [replace_key(PUBLIC)], [[*SETUP, KEY_INFO], [*SETUP, bytes(w.list_values())]]),
+    Case("replace key, symmetric, a card without a key", [*PERSONALIZED, bytes(w.store_value(VALUE))], SETUP,
+         [replace_key(SYMMETRIC)], [[*SETUP, KEY_INFO], [*SETUP, bytes(w.list_values())]]),
 ]
 
 
@@ -185,14 +230,8 @@ def applet_card(applet_build: AppletBuild) -> Iterator[AppletCard]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_tearing_at_every_write_of_the_key_store(case: Case, applet_card: AppletCard, tmp_path: Path) -> None:
-    python = sweep(PythonCard(), case)
-    applet = sweep(AppletOnHarness(applet_card, tmp_path), case)
-    for result in (python, applet):
-        assert result.writes > 0
-        assert not result.unexpected(), f"{result.card}, {case.name}: torn after {result.unexpected()} writes"
-        assert result.reached() == {"before", "after"}, f"{result.card}, {case.name}: both sides of the commit"
+    python, applet = sweep_each(case, applet_card, tmp_path)
     if not case.name.startswith(("generate", "begin rotation", "commit rotation")):  # keys made on each card
         assert applet.answers == python.answers
     shared = slice(0, 2) if case.probes in (VALUE_PROBES, ROTATION_PROBES) else slice(None)
     assert (applet.before[shared], applet.after[shared]) == (python.before[shared], python.after[shared])
-    print(f"\n{case.name}: python card {python.writes} page writes; applet {applet.writes} persistent writes")

@@ -141,6 +141,11 @@ final class KeyStore {
         return key[K_MODE];
     }
 
+    /** The bytes of the key store's persistent arrays (the keys, the shares, the zeros, the work array), for GET MEMORY MAP. */
+    short persistentBytes() {
+        return (short) (key.length + next.length + transport.length + shares.length + zeros.length + out.length);
+    }
+
     /** The key (for {@link #registered}). */
     byte[] current() {
         return key;
@@ -250,18 +255,7 @@ final class KeyStore {
         if (key[K_MODE] != MODE_NONE || !hasTransport()) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        short len = materialLen(mode);
-        // any other length holds other than len bytes of plaintext (or fails its tag): 6A80 either way
-        if (lc != sealedLen(Seal.E_LEN, len)) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
-        }
-        short ctxLen = contextOf(IMPORT);
-        ram[(short) (R_CTX + ctxLen)] = mode;
-        priv.setS(transport, (short) 0, SECRET_LEN);
-        short n = seal.open(priv, d, off, lc, ram, R_CTX, (short) (ctxLen + 1), ram, R_PLAIN);
-        if (n != len || (mode == MODE_PUBLIC && !pairFits(ram, R_PLAIN))) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
-        }
+        openMaterial(mode, IMPORT, d, off, lc);
         install(mode, ram, R_PLAIN, true);
         return keyInfo(key, answer);
     }
@@ -702,6 +696,55 @@ final class KeyStore {
         Util.arrayCopy(zeros, (short) 0, next, (short) 0, (short) next.length);
     }
 
+    // --- re-keying by the key manager (docs/APDU.md 7.2, card/rekey.py) -------------------------------
+
+    private static final byte[] REPLACE = {'E', 'V', 'B', '-', 'K', 'E', 'Y', '-', 'R', 'E', 'P', 'L', 'A', 'C', 'E', '-', '1'};
+
+    /**
+     * REPLACE KEY's opening (the applet checked the PIN, P2 and that no rotation or pending value
+     * stands in the way): a transport key and a pinned key manager (6985), the material sealed
+     * under ECDH(transport key, key manager key) for this card and mode, a pair that fits (6A80).
+     * Left in RAM for {@link #putReplaced}, inside the applet's transaction.
+     */
+    void openReplacement(byte mode, byte[] d, short off, short lc) {
+        if (!hasTransport() || keymgrKey[0] != 0x04) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        openMaterial(mode, REPLACE, d, off, lc);
+    }
+
+    /**
+     * Key material for ``mode`` opened with the transport key into ram[R_PLAIN..), for this card,
+     * the purpose ``label`` and the mode; a pair that fits (6A80 otherwise). IMPORT's blob is sealed
+     * to the transport key (E | IV | C | T); REPLACE's under ECDH(transport key, key manager key)
+     * (S | IV | C | T), so only the pinned key manager makes one that opens.
+     */
+    private void openMaterial(byte mode, byte[] label, byte[] d, short off, short lc) {
+        boolean byKeymgr = label == REPLACE;
+        short len = materialLen(mode);
+        // any other length holds other than len bytes of plaintext (or fails its tag): 6A80 either way
+        if (lc != sealedLen(byKeymgr ? Seal.SALT_LEN : Seal.E_LEN, len)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short ctxLen = (short) (contextOf(label) + 1);
+        ram[(short) (R_CTX + ctxLen - 1)] = mode;
+        priv.setS(transport, (short) 0, SECRET_LEN);
+        short n = byKeymgr ? seal.openAgreed(priv, keymgrKey, (short) 0, d, off, lc, ram, R_CTX, ctxLen, ram, R_PLAIN)
+                           : seal.open(priv, d, off, lc, ram, R_CTX, ctxLen, ram, R_PLAIN);
+        if (n != len || (mode == MODE_PUBLIC && !pairFits(ram, R_PLAIN))) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+    }
+
+    /** The opened replacement in place of the key (or of none), the transport key and the shares erased. */
+    void putReplaced(byte mode) {
+        put(mode, ram, R_PLAIN, true);
+    }
+
+    static byte replaceMode(byte p1) {
+        return modeOf(p1);
+    }
+
     /** The key's info into answer[0..) (COMMIT ROTATION). */
     short info(byte[] answer) {
         return keyInfo(key, answer);
@@ -752,6 +795,12 @@ final class KeyStore {
      * shares (and, for an import, the transport key) erased with it. */
     private void install(byte mode, byte[] src, short off, boolean clearTransport) {
         JCSystem.beginTransaction();
+        put(mode, src, off, clearTransport);
+        JCSystem.commitTransaction();
+    }
+
+    /** {@link #install}'s writes, inside the caller's transaction. */
+    private void put(byte mode, byte[] src, short off, boolean clearTransport) {
         Util.arrayCopy(src, off, key, K_SECRET, SECRET_LEN);
         if (mode == MODE_PUBLIC) {
             Util.arrayCopy(src, (short) (off + SECRET_LEN), key, K_PUBLIC, POINT_LEN);
@@ -763,7 +812,6 @@ final class KeyStore {
             Util.arrayCopy(zeros, (short) 0, transport, (short) 0, SECRET_LEN);
         }
         Util.arrayCopy(zeros, (short) 0, shares, (short) 0, SHARES_AREA);
-        JCSystem.commitTransaction();
     }
 
     /** Whether the material at m[off..) = d | Q is a pair: Q on the curve, 1 <= d < n, d signs what Q verifies. */

@@ -143,8 +143,10 @@ final class Seal {
     }
 
     /**
-     * Open a blob sealed with the symmetric mode under ECDH(key, peer)'s x (static-static: only the
-     * holder of the peer's scalar made it; E6's assisted restore); the plaintext to out[outOff..).
+     * Open a blob sealed with the symmetric mode (S | IV | C | T) under ECDH(key, peer)'s x
+     * (static-static: only the holder of the peer's scalar made it): what the key manager seals
+     * for this card, apdu.seal.open_symmetric of ecdh(transport, key manager), for E6's assisted
+     * restore and REPLACE KEY; the plaintext to out[outOff..), 6A80 as {@link #openSymmetric}.
      */
     short openAgreed(ECPrivateKey key, byte[] peer, short peerOff, byte[] blob, short off, short len,
                      byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {

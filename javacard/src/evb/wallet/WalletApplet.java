@@ -65,6 +65,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_REENCRYPT = (byte) 0x72;
     private static final byte INS_SWAP_CERTIFICATE = (byte) 0x74;
     private static final byte INS_COMMIT_ROTATION = (byte) 0x76;
+    private static final byte INS_REPLACE_KEY = (byte) 0x78;
+    private static final byte INS_SUCCEED_CERTIFICATE = (byte) 0x7A;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
@@ -121,6 +123,9 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     };
     static final byte[] CERTIFICATE = {
         'E', 'V', 'B', '-', 'C', 'E', 'R', 'T', 'I', 'F', 'I', 'C', 'A', 'T', 'E', '-', '2'
+    };
+    private static final byte[] SUCCESSION = {
+        'E', 'V', 'B', '-', 'S', 'U', 'C', 'C', 'E', 'S', 'S', 'I', 'O', 'N', '-', '1'
     };
     private static final byte[] RECEIPT = {'E', 'V', 'B', '-', 'R', 'E', 'C', 'E', 'I', 'P', 'T', '-', '2'};
     private static final byte[] RELYING_PARTIES = {
@@ -398,6 +403,12 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_COMMIT_ROTATION:
                 commitRotation(apdu, lc);
                 return;
+            case INS_REPLACE_KEY:
+                replaceKey(apdu, d, off, lc);
+                return;
+            case INS_SUCCEED_CERTIFICATE:
+                succeedCertificate(apdu, d, off, lc);
+                return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
                 return;
@@ -453,6 +464,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_REENCRYPT:
             case INS_SWAP_CERTIFICATE:
             case INS_COMMIT_ROTATION:
+            case INS_REPLACE_KEY:
+            case INS_SUCCEED_CERTIFICATE:
                 return CLA_PROPRIETARY;
             case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
@@ -504,6 +517,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_BEGIN_ENCRYPTED_BACKUP:
             case INS_REENCRYPT:
             case INS_SWAP_CERTIFICATE:
+            case INS_SUCCEED_CERTIFICATE:
                 if (p1p2 == 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -755,16 +769,18 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /**
      * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
-     * the pinned server keys, the attestation, the trigger settings, the import counter), the
-     * index, the data area; no journal (the runtime's). The head is built in RAM, the entries are
-     * read from the index as they go out.
+     * the pinned server keys, the attestation, the trigger settings, the import counter, the key
+     * store's arrays and its work array), the index, the data area; no journal (the runtime's).
+     * The head is built in RAM, the entries are read from the index as they go out. The sums pass
+     * 32767: written as unsigned 16-bit values (the high halves of the 4-byte fields 0), which
+     * they are, all under 65536.
      */
     private void memoryMap(APDU apdu, short lc) {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length
-                + Triggers.AREA + handover.counter.length);
+                + Triggers.AREA + handover.counter.length + keys.persistentBytes());
         short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
         Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
         Util.setShort(answer, (short) 2, (short) (header + indexLen + ValueIndex.DATA_SIZE));
@@ -1675,7 +1691,15 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         if (!digestMatches(d, nw[C_DIGEST], nw[C_DIGEST_LEN], keys.out, KeyStore.OPENED, n)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        // the record as it is up to its certificate (8E, last), then the new certificate
+        rewriteCertificate(slot, at, curLen, d, off, newLen, (byte) (ValueIndex.FLAG_CERTIFICATE | ValueIndex.FLAG_ROTATED));
+    }
+
+    /**
+     * A certificate record with its certificate (at index.data[at..+curLen)) replaced by
+     * d[off..+newLen), in one transaction: the record as it is up to its certificate (8E, last),
+     * then the new certificate (apdu.backup.certificate_record of the record's title).
+     */
+    private void rewriteCertificate(short slot, short at, short curLen, byte[] d, short off, short newLen, byte flags) {
         short head = (short) (at - 1 - Records.lengthFieldSize(curLen) - index.offset(slot));
         short size = (short) (head + 1 + Records.lengthFieldSize(newLen) + newLen);
         if (size > Records.MAX_RECORD || size < 0) {
@@ -1685,8 +1709,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         building[head] = Records.TAG_CERTIFICATE;
         short pos = Records.writeLength(building, (short) (head + 1), newLen);
         Util.arrayCopyNonAtomic(d, off, building, pos, newLen);
-        replace(slot, building, (short) 0, size, index.type(slot),
-                (byte) (ValueIndex.FLAG_CERTIFICATE | ValueIndex.FLAG_ROTATED));
+        replace(slot, building, (short) 0, size, index.type(slot), flags);
     }
 
     /**
@@ -1720,6 +1743,101 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             byte flags = index.flags(s);
             if (index.id(s) != 0 && (flags & moved) != 0) {
                 index.setFlags(s, (byte) (flags & ~moved));
+            }
+        }
+        JCSystem.commitTransaction();
+        respond(apdu, SRC_RAM, keys.info(answer), lc, false);
+    }
+
+    // --- re-keying by the key manager (docs/APDU.md 7.2, card/rekey.py) ------------------------
+
+    /**
+     * SUCCEED CERTIFICATE: ``82`` an encrypted certificate's successor, ``9E`` the vault's
+     * signature (SUCCESSION, to this card's identity key) over the old and the new signed parts.
+     * Checked in card/rekey.py's order; the certificate rewritten, flags CERTIFICATE alone, in one
+     * transaction; again with the same certificate, 9000.
+     */
+    private void succeedCertificate(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        short end = (short) (off + lc);
+        // 82 certificate, 9E signature, nothing else, minimal lengths (apdu.rekey.Succession)
+        if (lc == 0 || d[off] != (byte) 0x82) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short newLen = Records.length(d, (short) (off + 1), end, tmp);
+        short cert = tmp[0];
+        short sigTag = (short) (cert + newLen);
+        if (sigTag >= end || d[sigTag] != (byte) 0x9E) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short sigLen = Records.length(d, (short) (sigTag + 1), end, tmp);
+        short sig = tmp[0];
+        if ((short) (sig + sigLen) != end) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0 || (flags & ValueIndex.FLAG_PENDING) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short at = certificateOf(slot);
+        short curLen = tmp[1];
+        if (curLen == newLen && Util.arrayCompare(index.data, at, d, cert, newLen) == 0) {
+            return;  // a retry after the swap: done already
+        }
+        short[] old = certFields;
+        short[] nw = newCert;
+        certificate(index.data, at, curLen, old);
+        certificate(d, cert, newLen, nw);
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
+        }
+        if (index.data[old[C_MODE]] != MODE_ENCRYPTED || d[nw[C_MODE]] != MODE_ENCRYPTED
+                || Util.arrayCompare(d, nw[C_CARD_ID], cardId, (short) 0, CARD_ID_LEN) != 0
+                || nw[C_DIGEST_LEN] != old[C_DIGEST_LEN]
+                || Util.arrayCompare(d, nw[C_DIGEST], index.data, old[C_DIGEST], old[C_DIGEST_LEN]) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, d, nw[C_CARD_ID], CARD_ID_LEN);
+        boolean good = v != null && ecc.finishVerify(d, cert, nw[C_SIGNED_LEN], d, nw[C_SIGNATURE], nw[C_SIGNATURE_LEN]);
+        if (good) {
+            // the succession's last fields: SHA-256 of the old and of the new signed part
+            sha256.reset();
+            sha256.doFinal(index.data, at, old[C_SIGNED_LEN], scratch, (short) 0);
+            sha256.reset();
+            sha256.doFinal(d, cert, nw[C_SIGNED_LEN], scratch, HASH_LEN);
+            v = ecc.startVerify(vaultKey, (short) 0, SUCCESSION, ecc.identity, (short) 0, Ecc.POINT_LEN);
+            v.update(cardId, (short) 0, CARD_ID_LEN);
+            good = ecc.finishVerify(scratch, (short) 0, (short) (2 * HASH_LEN), d, sig, sigLen);
+        }
+        if (!good) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+        rewriteCertificate(slot, at, curLen, d, cert, newLen, ValueIndex.FLAG_CERTIFICATE);
+    }
+
+    /**
+     * REPLACE KEY, P1 = mode: the key the pinned key manager sealed for this card and mode in
+     * place of the key (or of none); the transport key and the shares erased and the BACKED UP
+     * marks dropped (kept copies were registered under the old key), in one transaction.
+     */
+    private void replaceKey(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        byte[] buf = apdu.getBuffer();
+        byte mode = KeyStore.replaceMode(buf[ISO7816.OFFSET_P1]);
+        if (buf[ISO7816.OFFSET_P2] != 0) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (keys.rotating() || anyPending()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // a card-side rotation, backup or restore
+        }
+        keys.openReplacement(mode, d, off, lc);
+        JCSystem.beginTransaction();
+        keys.putReplaced(mode);
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            byte flags = index.flags(s);
+            if (index.id(s) != 0 && (flags & ValueIndex.FLAG_BACKED_UP) != 0) {
+                index.setFlags(s, (byte) (flags & ~ValueIndex.FLAG_BACKED_UP));
             }
         }
         JCSystem.commitTransaction();
