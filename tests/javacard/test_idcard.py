@@ -154,6 +154,49 @@ def test_many_signatures_are_all_low_s(pair: Pair) -> None:
         assert crypto.verify(doc.public_key, signature, i.auth_message(audience(KEYMGR), doc.number, challenge))
 
 
+# The classes: the Python card's OS answers a logical channel 6881 and an unknown class 6E00 for
+# every applet, collects chains (CLA | 10) of any known class, then the ID card takes class 00 only.
+CLASSES = ["01CA0083", "03CA0083", "11CA0083", "04CA0083", "0CCA0083", "20CA0083", "40CA0083",
+           "A0CA0083", "FFCA0083", "80CA0083", "80200081", "8020FF81", "84200081"]
+PIN = "2468"
+CHAINS = [
+    ["10200081023234", "00200081063638FFFFFFFF", "00200081"],       # a PIN block in two links
+    ["10200081023234", "80200081063638FFFFFFFF", "00200081"],       # joined, then refused: class 80
+    ["90200081023234", "00200081063638FFFFFFFF", "00200081"],       # a link of class 90 is collected
+    ["10200081023234", "00CA0083", "00200081063638FFFFFFFF"],       # another command ends it: 6883
+    ["10200081023234", "10200082063638FFFFFFFF", "00200081"],       # another P2 mid-chain: 6883
+    ["10200081023234", SELECT.hex(), "00200081063638FFFFFFFF"],     # a SELECT is no last link
+    ["1088000020" + "00" * 32, "0088000010" + "11" * 16],           # INTERNAL AUTHENTICATE in two links
+    ["10CA000001AA", "00CA000001BB"],                               # GET DATA ignores the data
+    ["10C0000000", "00C0000000"],                                   # GET RESPONSE is never chained
+    *[["10200081FF" + "00" * 255] * n + ["00200081"] for n in (15, 16, 17)],  # 3825, 4080, 6700
+    ["10DA0000FF" + "00" * 255, "00DA000001" + "00"],               # a long PUT DATA: 6985 issued
+    ["10200081FF" + "00" * 255, "0020FF8100"],                      # FF with data: 6700
+    ["10200081", "1020008100", "0020008108" + "32343638FFFFFFFF"],  # empty links, then the block
+]
+
+
+@pytest.mark.parametrize("apdu", CLASSES)
+def test_classes_blank_and_issued(pair: Pair, apdu: str) -> None:
+    """A wrong class gets the Python ID card's status word from the applet, blank and issued."""
+    both(pair, apdu)
+    issued(pair, pin=PIN)
+    both(pair, apdu)
+    both(pair, "00200081")
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=range(len(CHAINS)))
+def test_chains(pair: Pair, chain: list[str]) -> None:
+    """Command chains end to end: links collected, joined data, 6883 and 6700, and the PIN status
+    after, on an issued card with a PIN."""
+    issued(pair, pin=PIN)
+    for apdu in [*chain, "00200081"]:
+        if apdu.startswith(("0088", "00CA0083")):
+            _signature_or_sw(pair, apdu)
+        else:
+            both(pair, apdu)
+
+
 PIN_SEQUENCE = [
     "0088000030" + "00" * 48, "00200081", "0020008108" + "39393939FFFFFFFF", "00200081",
     "0020008108" + "3132FFFFFFFFFFFF", "00200082", "0020018108" + "32343638FFFFFFFF", "0020FF8101FF",

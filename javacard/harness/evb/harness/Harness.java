@@ -53,6 +53,7 @@ public final class Harness {
         this.heap = heap;
         loadClasses();
         SimulatorRuntime runtime = runtime();
+        widenShortBuffer(runtime);
         Memory.apduBuffers(buffer(runtime, "shortAPDU"), buffer(runtime, "extendedAPDU"));
     }
 
@@ -185,6 +186,21 @@ public final class Harness {
 
     private Applet installed() throws ReflectiveOperationException {
         return runtime().lookupApplet(aid).getApplet();
+    }
+
+    /**
+     * jCardSim copies a whole short command into a 260-byte buffer, Le included, so a case-4
+     * command with 255 data bytes (261 bytes) overflows it and the runtime answers 6F00 before the
+     * applet sees it. A card keeps the header and the data (260 bytes) and reads Le apart; one
+     * byte more here, which no applet reads, lets such a command through as on a card.
+     */
+    private static void widenShortBuffer(SimulatorRuntime runtime) throws ReflectiveOperationException {
+        Field a = SimulatorRuntime.class.getDeclaredField("shortAPDU");
+        a.setAccessible(true);
+        Object apdu = a.get(runtime);
+        Field b = apdu.getClass().getDeclaredField("buffer");
+        b.setAccessible(true);
+        b.set(apdu, new byte[261]);
     }
 
     private static byte[] buffer(SimulatorRuntime runtime, String name) throws ReflectiveOperationException {

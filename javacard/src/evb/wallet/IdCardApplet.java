@@ -44,6 +44,18 @@ public final class IdCardApplet extends EvbApplet {
     private static final short DOCUMENT_MAX = 255;
     private static final byte SRC_DOCUMENT = 2;  // the answer is document[] (EEPROM)
 
+    /** Bytes a command chain may collect, as the Python card's OS (card/card.py MAX_CHAIN). */
+    private static final short MAX_CHAIN = 4096;
+    /**
+     * Bytes of a chain kept: every command that can succeed fits, and each refuses longer data by
+     * its length alone (PUT DATA 6A80, VERIFY 6A80 or 6700, INTERNAL AUTHENTICATE 6700, GET DATA
+     * reads none), so the rest of a 4096-byte chain is counted, not kept.
+     */
+    private static final short CHAIN_KEPT = 256;
+    private static final short S_CHAIN = 3;     // bytes a chain under way has collected
+    private static final short S_CHAINING = 4;  // 1 while a chain is under way
+
+    private static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
     private static final short SW_REFERENCE_NOT_FOUND = (short) 0x6A88;
     private static final short SW_VERIFY_FAILED = (short) 0x63C0;
@@ -60,13 +72,17 @@ public final class IdCardApplet extends EvbApplet {
     private final byte[] hasPin;
     private final OwnerPIN pin;
     private final Signature ecdsa;
+    /** A chain's data (its first CHAIN_KEPT bytes): EEPROM written without a transaction, as the
+     * wallet's: nothing refers to it across a power loss (the chain's length is in RAM). */
+    private final byte[] received;
 
     // session (RAM)
     private final byte[] work;
     private final short[] fields; // offsets of the six document fields' values, then their lengths
+    private final byte[] chainHead; // INS P1 P2 of the chain under way
 
     private IdCardApplet() {
-        super((short) (2 + P256.POINT_LEN + 8), (short) 3);  // the key TLV, a signature (72)
+        super((short) (2 + P256.POINT_LEN + 8), (short) 5);  // the key TLV, a signature (72)
         pair = P256.generate();
         document = new byte[DOCUMENT_MAX];
         documentLen = new short[1];
@@ -75,6 +91,8 @@ public final class IdCardApplet extends EvbApplet {
         ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         work = JCSystem.makeTransientByteArray((short) 160, JCSystem.CLEAR_ON_DESELECT);
         fields = JCSystem.makeTransientShortArray((short) 12, JCSystem.CLEAR_ON_DESELECT);
+        received = new byte[CHAIN_KEPT];
+        chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -91,36 +109,106 @@ public final class IdCardApplet extends EvbApplet {
     }
 
     public void process(APDU apdu) {
-        if (gettingResponse(apdu) || selectingApplet()) {
+        if (gettingResponse(apdu)) {
             return;
         }
+        if (selectingApplet()) {
+            if (session[S_CHAINING] != 0) {  // a SELECT is no last link of the chain under way
+                endChain();
+                ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
+            }
+            return;
+        }
+        // the Python card's OS first (card/card.py _process): logical channels, the classes it
+        // knows (00, 80, with or without chaining), chains; then the ID card's own class, 00
         byte[] buf = apdu.getBuffer();
-        if ((byte) (buf[ISO7816.OFFSET_CLA] & (byte) 0xEF) != CLA_ISO) {
+        byte cla = buf[ISO7816.OFFSET_CLA];
+        if ((cla & 0x03) != 0) {
+            ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
+        }
+        byte base = (byte) (cla & ~CLA_CHAINING);
+        if (base != CLA_ISO && base != CLA_PROPRIETARY) {
+            ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
+        }
+        if ((cla & CLA_CHAINING) != 0) {
+            append(apdu);
+            Util.arrayCopyNonAtomic(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3);
+            session[S_CHAINING] = 1;
+            return;  // 9000: the link is kept
+        }
+        byte[] d = buf;
+        short off = ISO7816.OFFSET_CDATA;
+        short len;
+        if (session[S_CHAINING] != 0) {
+            len = append(apdu);
+            endChain();
+            d = received;
+            off = 0;
+        } else {
+            len = receive(apdu);
+        }
+        if (base != CLA_ISO) {
             ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
         }
         byte ins = buf[ISO7816.OFFSET_INS];
         if (ins == INS_GET_DATA) {
-            getData(apdu, buf);
+            getData(apdu, buf, len);
         } else if (ins == INS_PUT_DATA) {
-            issue(apdu, buf);
+            issue(buf, d, off, len);
         } else if (ins == INS_VERIFY || ins == INS_INTERNAL_AUTHENTICATE) {
             if (documentLen[0] == 0) {
                 ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED); // blank: nothing to prove yet
             }
             if (ins == INS_VERIFY) {
-                verify(apdu, buf);
+                verify(buf, d, off, len);
             } else {
-                authenticate(apdu, buf);
+                authenticate(apdu, d, off, len);
             }
         } else {
             ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
         }
     }
 
-    private void getData(APDU apdu, byte[] buf) {
+    /** This command's data, all of it, in the APDU buffer (a short APDU: at most 255 bytes). */
+    private static short receive(APDU apdu) {
+        short got = apdu.setIncomingAndReceive();
+        short lc = apdu.getIncomingLength();
+        while (got < lc) {
+            got += apdu.receiveBytes((short) (ISO7816.OFFSET_CDATA + got));
+        }
+        return lc;
+    }
+
+    private void endChain() {
+        session[S_CHAINING] = 0;
+        session[S_CHAIN] = 0;
+    }
+
+    /** Add this link's data to the chain: 6883 for another INS/P1/P2, 6700 past 4096 bytes;
+     * answers the chain's length so far. */
+    private short append(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        if (session[S_CHAINING] != 0 && Util.arrayCompare(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3) != 0) {
+            endChain();
+            ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
+        }
+        short at = session[S_CHAIN];
+        short lc = receive(apdu);
+        if (lc > (short) (MAX_CHAIN - at)) {
+            endChain();
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short room = (short) (CHAIN_KEPT - at);
+        if (room > 0) {
+            Util.arrayCopyNonAtomic(buf, ISO7816.OFFSET_CDATA, received, at, lc < room ? lc : room);
+        }
+        session[S_CHAIN] = (short) (at + lc);
+        return session[S_CHAIN];
+    }
+
+    private void getData(APDU apdu, byte[] buf, short lc) {
         byte p1 = buf[ISO7816.OFFSET_P1];
         byte p2 = buf[ISO7816.OFFSET_P2];
-        short lc = apdu.setIncomingAndReceive();
         if (p1 == 0 && p2 == TAG_KEY) {
             answer[0] = TAG_KEY;
             answer[1] = (byte) P256.POINT_LEN;
@@ -139,19 +227,18 @@ public final class IdCardApplet extends EvbApplet {
     }
 
     /** PUT DATA: the signed document, once, naming this card's key, with the PIN it promises. */
-    private void issue(APDU apdu, byte[] buf) {
-        if (buf[ISO7816.OFFSET_P1] != 0 || buf[ISO7816.OFFSET_P2] != 0) {
+    private void issue(byte[] head, byte[] buf, short start, short len) {
+        if (head[ISO7816.OFFSET_P1] != 0 || head[ISO7816.OFFSET_P2] != 0) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
         if (documentLen[0] != 0) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        short len = apdu.setIncomingAndReceive();
-        short off = ISO7816.OFFSET_CDATA;
-        short end = (short) (off + len);
-        if (len != apdu.getIncomingLength()) {
+        if (len > DOCUMENT_MAX) {  // longer than any issue (a chain's data beyond what is kept)
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
+        short off = start;
+        short end = (short) (off + len);
         for (short i = 0; i < (short) DOCUMENT_TAGS.length; i++) {
             off = field(buf, off, end, DOCUMENT_TAGS[i], MIN_LEN[i], MAX_LEN[i], i);
         }
@@ -180,13 +267,13 @@ public final class IdCardApplet extends EvbApplet {
         if (off != end || (flag == 1) != (block >= 0) || (block >= 0 && Pin.digits(buf, block) < 0)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        short docLen = (short) (docEnd - ISO7816.OFFSET_CDATA);
+        short docLen = (short) (docEnd - start);
         JCSystem.beginTransaction();
         if (block >= 0) {
             pin.update(buf, block, PIN_BLOCK_LEN);
             hasPin[0] = 1;
         }
-        Util.arrayCopy(buf, ISO7816.OFFSET_CDATA, document, (short) 0, docLen);
+        Util.arrayCopy(buf, start, document, (short) 0, docLen);
         documentLen[0] = docLen;
         JCSystem.commitTransaction();
     }
@@ -229,12 +316,11 @@ public final class IdCardApplet extends EvbApplet {
     }
 
     /** VERIFY as card/pin.py: status without data, FF forgets, a block spends a try first. */
-    private void verify(APDU apdu, byte[] buf) {
+    private void verify(byte[] buf, byte[] d, short off, short len) {
         if (hasPin[0] == 0) {
             return; // no PIN on this document: nothing to verify
         }
         byte p1 = buf[ISO7816.OFFSET_P1];
-        short len = apdu.setIncomingAndReceive();
         if ((p1 != 0 && p1 != P1_VERIFY_RESET) || buf[ISO7816.OFFSET_P2] != P2_PIN) {
             pin.reset();
             ISOException.throwIt(p1 == 0 || p1 == P1_VERIFY_RESET ? SW_REFERENCE_NOT_FOUND : ISO7816.SW_INCORRECT_P1P2);
@@ -256,7 +342,7 @@ public final class IdCardApplet extends EvbApplet {
             }
             return;
         }
-        if (len != PIN_BLOCK_LEN || Pin.digits(buf, ISO7816.OFFSET_CDATA) < 0) {
+        if (len != PIN_BLOCK_LEN || Pin.digits(d, off) < 0) {
             pin.reset();
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
@@ -264,32 +350,31 @@ public final class IdCardApplet extends EvbApplet {
             pin.reset();
             ISOException.throwIt(SW_AUTH_BLOCKED);
         }
-        if (!pin.check(buf, ISO7816.OFFSET_CDATA, PIN_BLOCK_LEN)) {
+        if (!pin.check(d, off, PIN_BLOCK_LEN)) {
             byte left = pin.getTriesRemaining();
             ISOException.throwIt(left > 0 ? (short) (SW_VERIFY_FAILED | left) : SW_AUTH_BLOCKED);
         }
     }
 
     /** The ECDSA signature (low s) over the ID-LOGIN context of the number and the challenge. */
-    private void authenticate(APDU apdu, byte[] buf) {
+    private void authenticate(APDU apdu, byte[] d, short off, short len) {
         if (hasPin[0] != 0 && !pin.isValidated()) {
             ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
         }
-        short len = apdu.setIncomingAndReceive();
         short challenge = (short) (len - AUDIENCE_LEN);
-        if (len != apdu.getIncomingLength() || challenge < CHALLENGE_MIN || challenge > CHALLENGE_MAX) {
+        if (challenge < CHALLENGE_MIN || challenge > CHALLENGE_MAX) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         // the number: the document's second field, found again in EEPROM
         short numberOff = (short) (2 + document[1] + 2);
         short numberLen = document[(short) (numberOff - 1)];
         short at = Util.arrayCopyNonAtomic(ID_LOGIN, (short) 0, work, (short) 0, (short) ID_LOGIN.length);
-        at = Util.arrayCopyNonAtomic(buf, ISO7816.OFFSET_CDATA, work, at, AUDIENCE_LEN);
+        at = Util.arrayCopyNonAtomic(d, off, work, at, AUDIENCE_LEN);
         work[at++] = (byte) numberLen;
         at = Util.arrayCopyNonAtomic(document, numberOff, work, at, numberLen);
         ecdsa.init((ECPrivateKey) pair.getPrivate(), Signature.MODE_SIGN);
         ecdsa.update(work, (short) 0, at);
-        short sigLen = ecdsa.sign(buf, (short) (ISO7816.OFFSET_CDATA + AUDIENCE_LEN), challenge, answer, (short) 0);
+        short sigLen = ecdsa.sign(d, (short) (off + AUDIENCE_LEN), challenge, answer, (short) 0);
         respond(apdu, SRC_RAM, P256.lowS(answer, (short) 0, sigLen, work), len, true);
     }
 
