@@ -18,14 +18,15 @@ tests/javacard/test_keys.py's and test_tearing*.py's; these cut the flows the ho
 
 from __future__ import annotations
 
-import itertools
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from apdu import triggers as t
 from apdu.keys import KeyMode
 from apdu.records import ValueFlags
 from card import ATR
@@ -35,16 +36,21 @@ from host import factors
 from host.backup import backup, connect, release_unneeded, restore
 from host.demo import FIG15
 from host.keymgr_client import KeyManagerClient
-from host.keys import backup_key, key_from_keymgr, restore_key
+from host.keys import backup_key, enrol_card, key_from_keymgr, restore_key
+from host.recovery import report_lost, take_handovers
 from host.session import WalletSession
 from host.transport import CardRemovedError
+from host.triggers import VaultLink, free_percent, run_if_due
 from host.vault_client import VaultClient
 from servers.keymgr.server import running as keymgr_running
 from servers.vault.server import running
 
 from ..card.helpers import personalized
 from ..conftest import FULL, ISSUER, PIN, PUK
+from ..host.test_triggers_flow import TODAY
 from ..readers import PcscReader
+from ..servers.test_recovery import PASSWORD, Lost, lose_a_card, names
+from ..servers.test_recovery import World as Servers
 from ..servers.test_split_key import FAST
 
 if not os.environ.get("JC_HOME"):
@@ -52,18 +58,25 @@ if not os.environ.get("JC_HOME"):
 
 CI_POINTS = 5  # cut points per flow in CI, both ends included
 VALUE = 3  # the value the flows back up and restore (the fig. 15 card's third)
-PASSWORD = "correct horse battery"
-owners = (f"owner{i}" for i in itertools.count())
+# the factory condition (C and G, the fig. 15 card's second and fourth, on TODAY), a week apart
+TRIGGERS = replace(t.FACTORY_SETTINGS, period_days=7, policy=t.ShortagePolicy.AUTOMATIC)
 
 
 @dataclass(frozen=True)
 class World:
     """What a flow talks to besides the card: the vault (its key, as the card pinned it) and the
-    key manager, logged in as the card's owner."""
+    key manager, logged in as the card's owner; the owner's lost card when the flow recovers it."""
 
     vault: VaultClient
     vault_key: bytes
     keymgr: KeyManagerClient
+    vault_url: str
+    lost: Lost | None = None
+
+    @property
+    def lost_card(self) -> Lost:
+        assert self.lost is not None, "a flow recovering a lost card in a world without one"
+        return self.lost
 
 
 def key_and_escrow(s: WalletSession, world: World) -> None:
@@ -81,11 +94,34 @@ def key_from_keymgr_once(s: WalletSession, world: World) -> None:
         key_from_keymgr(s, world.keymgr)
 
 
+def lost_reported(s: WalletSession, world: World) -> None:
+    """``evb keymgr lost`` (host.recovery.recover's first steps): the replacement enrolled, the
+    lost card revoked, its certificates waiting at the vault for this one."""
+    enrol_card(s, world.keymgr)
+    report_lost(world.keymgr, world.vault, world.lost_card.card_id, s.identity().card_id)
+
+
+def triggered(s: WalletSession, world: World) -> None:
+    """``evb triggers set`` then the periodic run a terminal session starts with (fig. 40)."""
+    s.put_triggers(TRIGGERS)
+    with VaultLink(world.vault_url) as link:
+        run_if_due(s, link, TODAY)
+
+
+def run_recorded(s: WalletSession, world: World) -> None:
+    """The run recorded (today, once: not due again today) with the settings as set."""
+    settings = s.triggers()
+    assert settings == replace(TRIGGERS, last_run=TODAY), f"the run not recorded as set: {settings}"
+    assert not settings.due(TODAY, free_percent(s)), "the run is due again the day it ran"
+
+
 @dataclass(frozen=True)
 class Flow:
     after: tuple[str, ...]  # the flows run (uncut) first, in order
     run: Callable[[WalletSession, World], object]
     in_vault: int = 0  # values in the vault once it is done
+    lost: bool = False  # the owner had a card before this one, lost with three values backed up
+    check: Callable[[WalletSession, World], None] | None = None  # before the values are checked
 
 
 def _backup(encrypt: bool) -> Flow:
@@ -99,7 +135,11 @@ FLOWS: dict[str, Flow] = {
     "key by the key manager": Flow((), key_from_keymgr_once),
     "encrypted backup": _backup(encrypt=True),
     "encrypted restore": Flow(("key", "encrypted backup"), lambda s, w: restore(s, w.vault, VALUE)),
+    "lost card reported": Flow((), lost_reported, lost=True),
+    "handover": Flow(("lost card reported",), lambda s, w: take_handovers(s, w.vault), lost=True),
+    "triggered backup": Flow((), triggered, 2, check=run_recorded),
 }
+CUT = [name for name in FLOWS if name != "lost card reported"]  # it writes nothing on the card
 
 
 @dataclass(frozen=True)
@@ -136,18 +176,25 @@ def unlocked(reader: PcscReader, card: AppletCard) -> WalletSession:
 def exactly_once(s: WalletSession, world: World, original: dict[int, bytes]) -> int:
     """Every value once: on the card as it was, or in the vault with its certificate on the card
     (restored through the host's own flow, the card checking the vault's answer against the
-    certificate, so an encrypted one is proved too); nothing pending; the vault keeps nothing once
-    the card's receipts released what it does not hold; the key manager escrows the card's key
-    and no other, and gives it back onto a new (Python) card. Answers how many values were in
-    the vault."""
+    certificate, so an encrypted one is proved too); nothing pending; the lost card's backed-up
+    values each once more, from certificates handed over one per step of the import counter
+    (none twice), and nothing else; the vault keeps nothing once the card's receipts released
+    what it does not hold; the key manager escrows the card's key and no other, and gives it
+    back onto a new (Python) card. Answers how many of the card's own values were in the vault."""
     held = 0
-    for value_id, body in original.items():
+    inherited = [e.id for e in s.list() if e.id not in original]
+    assert s.import_counter() == len(inherited), "the import counter is not the certificates handed over"
+    for value_id in [*original, *inherited]:
         entry = s.read(value_id)
         assert not entry.flags & ValueFlags.PENDING, f"value {value_id} left pending"
+        assert value_id in original or entry.flags & ValueFlags.CERTIFICATE, f"value {value_id} from nowhere"
         if entry.flags & ValueFlags.CERTIFICATE:
             restore(s, world.vault, value_id)
-            held += 1
-        assert s.read(value_id).body() == body, f"value {value_id} not what it was"
+            held += value_id in original
+        assert value_id not in original or s.read(value_id).body() == original[value_id], \
+            f"value {value_id} not what it was"
+    backed_up = world.lost.backed_up if world.lost else []
+    assert Counter(s.read(i).body() for i in inherited) == Counter(backed_up), "the lost card's values not once each"
     release_unneeded(s, world.vault)
     assert world.vault.registrations() == [], "a registration left at the vault"
     info, card_id = s.key_info(), s.identity().card_id
@@ -162,17 +209,20 @@ def trial(flow: str, card: AppletCard, reader: PcscReader, keymgr_url: str, tmp:
     """A new card, vault and owner; the flow with the power cut after ``cut`` applet writes
     (None: never), run again until it goes through; then every value exactly once, the flow's done."""
     tmp.mkdir()
-    with running(f"sqlite:///{tmp / 'vault.db'}", tmp / "key.pem") as url, VaultClient(url) as vault, \
-            KeyManagerClient(keymgr_url) as keymgr:
-        owner = next(owners)
-        keymgr.create_account(owner, PASSWORD)
+    with KeyManagerClient(keymgr_url) as keymgr, \
+            running(f"sqlite:///{tmp / 'vault.db'}", tmp / "key.pem", keymgr_key=keymgr.statement_key()) as url, \
+            VaultClient(url) as vault:
+        lost = lose_a_card(Servers(keymgr_url, url), encrypted=False) if FLOWS[flow].lost else None
+        owner = lost.name if lost else next(names)
+        if not lost:
+            keymgr.create_account(owner, PASSWORD)
         factors.login(keymgr, owner, PASSWORD)
         card.new_card()
         s = WalletSession(reader.insert(card))
         ISSUER.personalize(s, PIN, PUK)
         s.verify_pin(PIN)
         original = {s.store(record): record.body() for record in FIG15}
-        world = World(vault, connect(s, vault), keymgr)
+        world = World(vault, connect(s, vault), keymgr, url, lost)
         for before in FLOWS[flow].after:
             FLOWS[before].run(s, world)
         start = card.writes
@@ -192,6 +242,8 @@ def trial(flow: str, card: AppletCard, reader: PcscReader, keymgr_url: str, tmp:
         if not torn:
             writes = card.writes - start
         card.cut_power_after(None)
+        if (check := FLOWS[flow].check) is not None:
+            check(s, world)
         assert exactly_once(s, world, original) == FLOWS[flow].in_vault
         return Trial(writes, torn)
 
@@ -202,7 +254,7 @@ def cut_points(total: int) -> list[int]:
     return sorted({round(i * (total - 1) / (CI_POINTS - 1)) for i in range(CI_POINTS)})
 
 
-@pytest.mark.parametrize("flow", list(FLOWS))
+@pytest.mark.parametrize("flow", CUT)
 def test_power_cut_at_applet_writes_then_rerun(flow: str, applet_card: AppletCard, pcsc_bridge: VpcdBridge,
                                                keymgr_url: str, tmp_path: Path) -> None:
     reader = PcscReader(pcsc_bridge)
