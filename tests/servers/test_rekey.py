@@ -21,7 +21,7 @@ from apdu.records import ValueFlags
 from card import SimulatedCard
 from card.keys import wipe_key_store
 from host import factors
-from host.backup import connect, release_unneeded, restore, run_all
+from host.backup import BackupError, connect, release_unneeded, restore, run_all
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key_parts, enrol_card, restore_key_parts
 from host.recovery import inherited, report_lost, take_handovers
@@ -270,7 +270,8 @@ def recover_per_value(world: World, owner: Owner, new_card: SimulatedCard,
         if s.key_info().mode == KeyMode.NONE:
             restore_key_parts(s, km, vault, old_id)  # the certificate: a handed-over one on this card
         _, failed = run_all(inherited(s), lambda i: restore(s, vault, i))
-        assert not failed, failed
+        if failed:
+            raise BackupError(f"values not restored: {failed}")
         release_unneeded(s, vault)
         return s.key_info()
 
