@@ -279,9 +279,9 @@ class KeyManagerRepository:
 
     def put_share(self, e: Escrow, name: str, kind: str) -> None:
         """Share 1 of a split key (E4) of ``kind``: alone it says nothing about the key. It
-        replaces the key's share of the same kind (and a row of unknown kind), not the other kind's."""
+        replaces the key's share of the same kind only (a row of unknown kind may be the other's)."""
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM share_escrows WHERE card_id = ? AND key_id = ? AND kind IN (?, '')",
+            tx.execute("DELETE FROM share_escrows WHERE card_id = ? AND key_id = ? AND kind = ?",
                        (e.card_id, e.key_id, kind))
             tx.execute("INSERT INTO share_escrows (card_id, key_id, kind, mode, sealed_share, created_at) "
                        "VALUES (?, ?, ?, ?, ?, ?)", (e.card_id, e.key_id, kind, e.mode, e.sealed_seed, e.created_at))

@@ -263,3 +263,29 @@ def test_a_key_escrowed_only_whole_gives_its_per_value_part(parties: Parties) ->
         parties.keymgr.restore_share(card_id, new.identity().card_id, new.new_transport_key())
     assert refused.value.status == 404 and "2-of-3 share" in refused.value.message
     assert restore_key_parts(new, parties.keymgr, parties.vault, card_id, s.read(1).certificate) == info
+
+
+def test_a_share_kept_before_kinds_serves_either_restore(db_url: str) -> None:
+    """Migration 8: a share escrowed when the key manager kept one per key (kind unknown, '')
+    is still found by either restore, and a new escrow of one kind is found before it without
+    deleting it (it may be the other kind's: an owner's recovery code)."""
+    from servers.keymgr.repository import MIGRATIONS, PER_VALUE, SHAMIR, Escrow, KeyManagerRepository
+    from servers.storage import Database
+
+    card, key = bytes(8), bytes(range(8))
+    before = Database.open(db_url, MIGRATIONS[:7])
+    with before.transaction() as tx:
+        tx.execute("INSERT INTO share_escrows (card_id, key_id, mode, sealed_share, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (card, key, 1, b"legacy", 1))
+    before.close()
+    db = Database.open(db_url, MIGRATIONS)
+    try:
+        repo = KeyManagerRepository(db)
+        assert [e.sealed_seed for e in repo.shares(card, SHAMIR)] == [b"legacy"]
+        assert [e.sealed_seed for e in repo.shares(card, PER_VALUE)] == [b"legacy"]
+        repo.put_share(Escrow(card, key, 1, b"part", 2), "hanako", PER_VALUE)
+        repo.put_share(Escrow(card, key, 1, b"part again", 3), "hanako", PER_VALUE)
+        assert [e.sealed_seed for e in repo.shares(card, PER_VALUE)] == [b"legacy", b"part again"]
+        assert [e.sealed_seed for e in repo.shares(card, SHAMIR)] == [b"legacy"]
+    finally:
+        db.close()
