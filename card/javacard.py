@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -102,6 +103,9 @@ class AppletCard:
         self._lock = lock_image(state_file) if state_file is not None else None
         heap = [str(state_file)] if state_file is not None else []
         self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close())
+        # one request and its answer at a time: behind the vpcd bridge its thread sends what pcscd
+        # asks while a test's own thread arms a power cut or counts writes
+        self._turn = threading.Lock()
         self.powered = False
         self._process = subprocess.Popen(
             ["java", f"-Dcom.licel.jcardsim.card.ATR={self.atr.hex().upper()}", "-cp", built.classpath,
@@ -141,12 +145,13 @@ class AppletCard:
 
     def _ask(self, request: str) -> str:
         assert self._process.stdin is not None
-        try:
-            self._process.stdin.write(request + "\n")
-            self._process.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
-            raise CardMute("the applet's JVM ended") from exc
-        return self._line()
+        with self._turn:
+            try:
+                self._process.stdin.write(request + "\n")
+                self._process.stdin.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                raise CardMute("the applet's JVM ended") from exc
+            return self._line()
 
     def _expect_ok(self, request: str) -> None:
         if (answer := self._ask(request)) != "OK":

@@ -103,16 +103,17 @@ class KeyCommands:
         except seal.SealError as exc:
             raise CardError(SW.WRONG_DATA) from exc
 
-    def _install(self, mode: k.KeyMode, material: bytes, clear_transport: bool = False,
-                 clear_shares: bool = False) -> None:
+    def _install(self, mode: k.KeyMode, material: bytes, clear_transport: bool = False) -> None:
+        """The key in place of none, the share area cleared with it: the area holds a rotation's
+        next key while there is a key (card.rotation), so shares left from an unfinished recovery
+        must not read as a rotation under way after GENERATE KEY or IMPORT KEY."""
         with self.eeprom.transaction():
             self.eeprom.write(self.base + H_KEY_SECRET, k.secret_of(material))
             self.eeprom.write(self.base + H_KEY_PUBLIC, material[k.SECRET_LEN:].ljust(65, b"\x00"))
             self.eeprom.write(self.base + H_KEY_MODE, bytes((mode,)))
             if clear_transport:
                 self.eeprom.write(self.base + H_TRANSPORT, bytes(32))
-            if clear_shares:
-                self.eeprom.write(self.base + H_SHARES, bytes(10 + k.MAX_SHARES * k.SHARE_LEN))
+            self.eeprom.write(self.base + H_SHARES, bytes(10 + k.MAX_SHARES * k.SHARE_LEN))
 
     @staticmethod
     def _mode(p1: int) -> k.KeyMode:
@@ -263,7 +264,7 @@ class KeyCommands:
         shares = [s for s in shares if s[0] != share[0]] + [share]
         material = _rebuild(shares, mode, key_id, public)
         if material is not None:
-            self._install(mode, material, clear_transport=True, clear_shares=True)
+            self._install(mode, material, clear_transport=True)
             return bytes(self.key_info())
         if len(shares) >= k.MAX_SHARES:
             raise CardError(SW.WRONG_DATA)  # three shares that do not fit together: start again

@@ -70,11 +70,21 @@ def restore_key(session: WalletSession, keymgr: KeyManagerClient, source_card_id
 
 def key_from_keymgr(session: WalletSession, keymgr: KeyManagerClient, mode: KeyMode = KeyMode.PUBLIC) -> KeyInfo:
     """Claim 6: the key manager generates the key (escrowed from the start) and seals it to a
-    one-time transport key of this card; the terminal relays what it cannot open."""
+    one-time transport key of this card; the terminal relays what it cannot open.
+
+    Re-run after the card lost its power before IMPORT KEY landed, the key manager already
+    escrows the key it made for this card: that one is delivered again (E3's restore onto the
+    same card, in the mode first asked), not a second one. A second would stay escrowed beside the card's real key, and a
+    later restore, which takes the newest escrow, could hand a new card the key it never had."""
     if session.key_info().mode != KeyMode.NONE:
         raise KeyFlowError("the card already has a key")
     enrol_card(session, keymgr)
-    delivery = keymgr.generate_key(session.identity().card_id, mode, session.new_transport_key())
+    card_id = session.identity().card_id
+    transport = session.new_transport_key()
+    if keymgr.status()[1].get(card_id):
+        delivery = keymgr.restore_key(card_id, card_id, transport)
+    else:
+        delivery = keymgr.generate_key(card_id, mode, transport)
     info = session.import_key(delivery.mode, delivery.sealed)
     if info.key_id != delivery.key_id:
         raise KeyFlowError("the installed key is not the one the key manager made")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from card import ATR, SimulatedCard
-from card.bridge.vpcd import BASE_PORT, EchoCard, VpcdBridge, wait_connected
+from card.bridge.vpcd import BASE_PORT, BridgedCard, EchoCard, VpcdBridge, wait_connected
 from host.transport import Transport
 from host.transport.inprocess import connect_card
 
@@ -53,10 +53,11 @@ class PcscReader:
         self.reader_name = reader_name
         self._open: list[Transport] = []
 
-    def insert(self, card: SimulatedCard) -> Transport:
-        """Swap ``card`` into the bridged slot and connect to it through pcscd. The connections
-        to the card before end first, as taking a card out ends them (pcscd, which does not see
-        the swap, would otherwise keep their PC/SC transactions and make this one wait)."""
+    def insert(self, card: BridgedCard) -> Transport:
+        """Swap ``card`` (ours, or the applet: card/javacard.py) into the bridged slot and connect
+        to it through pcscd. The connections to the card before end first, as taking a card out
+        ends them (pcscd, which does not see the swap, would otherwise keep their PC/SC
+        transactions and make this one wait)."""
         from host.transport.pcsc import connect_reader
 
         self.close()

@@ -9,7 +9,7 @@ from hashlib import sha256
 
 import pytest
 
-from apdu import SW, ApduError, seal
+from apdu import SW, ApduError, seal, shamir
 from apdu import keys as k
 from card import SimulatedCard
 from host.session import WalletSession
@@ -221,3 +221,24 @@ def test_shares_with_a_public_key_that_does_not_fit_are_refused(forgery: str) ->
     assert s.import_share(k.KeyMode.PUBLIC, key_id, first, False, other).mode == k.KeyMode.NONE
     assert s.import_share(k.KeyMode.PUBLIC, key_id, second, False, other).mode == k.KeyMode.NONE
     assert s.key_info().mode == k.KeyMode.NONE
+
+
+@pytest.mark.parametrize("install", ["generate", "import"])
+def test_shares_left_from_an_unfinished_recovery_do_not_read_as_a_rotation(install: str) -> None:
+    """The share area holds a rotation's next key once the card has a key (card.rotation): one
+    share collected, then a key made or imported, must leave no rotation under way (GET KEY INFO
+    next: mode 00; BEGIN ROTATION makes a key of its own)."""
+    s = unlocked(clone(CELLS))
+    material = k.generate_material(k.KeyMode.SYMMETRIC)
+    share = shamir.split(material, 2, 3)[0]
+    s.new_transport_key()
+    assert s.import_share(k.KeyMode.SYMMETRIC, k.key_info_of(material, k.KeyMode.SYMMETRIC).key_id, share,
+                          sealed=False).mode == k.KeyMode.NONE
+    if install == "generate":
+        s.generate_key(k.KeyMode.PUBLIC)
+    else:
+        mine = k.generate_material(k.KeyMode.PUBLIC)
+        transport = s.new_transport_key()
+        s.import_key(k.KeyMode.PUBLIC, seal.seal(transport, mine, k.import_context(s.identity().card_id,
+                                                                                     k.KeyMode.PUBLIC)))
+    assert s.key_info(next_key=True) == k.KeyInfo(k.KeyMode.NONE)

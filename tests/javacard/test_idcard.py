@@ -44,9 +44,9 @@ def id_jvm(applet_build: Build) -> Iterator[AppletTransport]:
 class PythonIdCard:
     """The Python ID card behind a transport that, like the applet's, can cut its power."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: str = "T=1") -> None:
         self.card = SimulatedCard.manufacture_idcard()
-        self.link = connect_card(self.card)
+        self.link = connect_card(self.card, protocol)
         self.atr = self.link.atr
 
     def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
@@ -69,7 +69,7 @@ Pair = tuple[PythonIdCard, AppletTransport]
 def blank_pair(id_jvm: AppletTransport) -> Pair:
     """A blank Python ID card and a blank ID-card applet, each selected."""
     id_jvm.new_card()
-    pair = (PythonIdCard(), id_jvm)
+    pair = (PythonIdCard(id_jvm.protocol), id_jvm)
     for card in pair:
         assert card.send_and_receive(SELECT)[1] == 0x9000
     return pair
@@ -211,3 +211,46 @@ def test_random_sequences(id_jvm: AppletTransport, sequence: list[str]) -> None:
             _signature_or_sw(pair, apdu)
         else:
             both(pair, apdu)
+
+
+@pytest.fixture(scope="module")
+def id_jvm_t0(applet_build: Build) -> Iterator[AppletTransport]:
+    transport = AppletTransport(applet_build, ID_APPLET_CLASS, i.AID_IDCARD, protocol="T=0")
+    yield transport
+    transport.close()
+
+
+def test_t0_answers_61xx_and_get_response(id_jvm_t0: AppletTransport) -> None:
+    """On T=0 data without Le is announced with 61xx and fetched with GET RESPONSE (the Python
+    card's OS does it for every applet), an Le too short on a case-4 command gives Ne bytes and
+    61xx, and GET RESPONSE's refusals leave the data waiting."""
+    pair = blank_pair(id_jvm_t0)
+    for apdu in ["00CA0000", "00C00000", "80C0000000"]:
+        both(pair, apdu)  # blank: 6A88, then nothing waiting
+    for card in pair:
+        key, sw = card.send_and_receive(bytes.fromhex("00CA0083"))
+        assert (key, sw) == (b"", 0x6143)
+        for refused in ["90C0000000", "01C0000000", "A0C0000000", "00C0010000", "00C000000100"]:
+            assert card.send_and_receive(bytes.fromhex(refused))[0] == b""
+        key, sw = card.send_and_receive(bytes.fromhex("80C0000010"))
+        assert sw == 0x6133 and key[:2] == bytes.fromhex("8341")
+        assert card.send_and_receive(bytes.fromhex("00C0000000"))[1] == 0x9000
+    for apdu in ["00CA008310", "90C0000000", "01C0000000", "A0C0000000", "00C0010000", "00C000000100",
+                 "00C0000000", "00C0000000"]:
+        both(pair, apdu)  # refusals keep the data waiting; 6Cxx only on a case-2 command
+    documents = issued(pair, pin=None)
+    for card, doc in ((pair[0], documents[0]), (pair[1], documents[1])):
+        raw, sw = card.send_and_receive(bytes.fromhex("00CA0000"))
+        assert (raw, sw) == (b"", 0x6100 | len(bytes(doc.to_bytes())) & 0xFF)
+        raw, sw = card.send_and_receive(bytes.fromhex("00C0000000"))
+        assert (raw, sw) == (doc.to_bytes(), 0x9000)
+    challenge = bytes(16)
+    for le in ("", "10"):  # without Le: all of it waits; Le 16: 16 bytes, the rest waits
+        for card, doc in ((pair[0], documents[0]), (pair[1], documents[1])):
+            head, sw = card.send_and_receive(bytes.fromhex("0088000030") + bytes(32) + challenge + bytes.fromhex(le))
+            assert sw >> 8 == 0x61 and len(head) == (16 if le else 0), (head, sw)
+            rest, last = card.send_and_receive(bytes.fromhex("00C0000000"))
+            assert last == 0x9000 and len(rest) == sw & 0xFF
+            message = i.auth_message(bytes(32), doc.number, challenge)
+            assert is_canonical(head + rest) and crypto.verify(doc.public_key, head + rest, message)
+    both(pair, "00C0000000")  # fetched: nothing waits

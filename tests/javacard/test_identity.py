@@ -113,11 +113,15 @@ def own(transport: Transport) -> Card:
 
 
 Receipts = Callable[[Card, bytes, bytes], bytes]
+Masker = Callable[[Card, bytes, bytes, int], bytes]  # card, command, answer data, SW
 
 
-def run_pair(applet: AppletTransport, steps: Sequence[Step], receipts: Receipts | None = None) -> None:
+def run_pair(applet: AppletTransport, steps: Sequence[Step], receipts: Receipts | None = None,
+             more: Masker | None = None) -> None:
     """Each step to both cards, made for each card when it is a function of the card; answers
-    compared with each card's own values named (``receipts`` names SIGN RECEIPT's)."""
+    compared with each card's own values named (``receipts`` names SIGN RECEIPT's). With ``more``,
+    every answer is fetched whole (61xx followed by GET RESPONSE) and ``more`` names what else is
+    the card's own in it."""
     card, python = python_card()
     for t in (python, applet):
         t.send_and_receive(bytes.fromhex(SELECT))
@@ -133,8 +137,13 @@ def run_pair(applet: AppletTransport, steps: Sequence[Step], receipts: Receipts 
         for t, who in ((python, mine), (applet, theirs)):
             command = bytes.fromhex(step(who) if callable(step) else step)
             data, sw = t.send_and_receive(command)
+            while more is not None and sw >> 8 == 0x61 and command[1] != 0xC0:  # the whole answer, to look inside
+                rest, sw = t.send_and_receive(bytes.fromhex(f"00C00000{sw & 0xFF:02X}"))
+                data += rest
             if receipts is not None and command[1] == b.INS_SIGN_RECEIPT and sw == 0x9000:
                 data = receipts(who, command, data)
+            if more is not None:
+                data = more(who, command, data, sw)
             answers.append((masked(who, command, data), f"{sw:04X}"))
         assert answers[1] == answers[0], f"after {step if isinstance(step, str) else step(mine)}"
 

@@ -18,6 +18,7 @@ from host.api_client import ServiceError
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
 from host.keys import KeyFlowError, backup_key, enrol_card, key_from_keymgr, restore_key
 from host.session import WalletSession
+from host.transport import CardRemovedError
 from servers.keymgr.config import KeyManagerConfig
 from servers.keymgr.errors import KeyManagerError
 from servers.keymgr.repository import MIGRATIONS
@@ -90,6 +91,26 @@ def test_a_key_the_key_manager_generated_is_escrowed_from_the_start(owner: KeyMa
     _, stranger = personalized()  # not enrolled: the key manager makes nothing for it
     refused(lambda: owner.generate_key(stranger.identity().card_id, mode, stranger.new_transport_key()),
             403, "not enrolled")
+
+
+def test_a_rerun_after_the_card_lost_power_before_the_import_makes_no_second_key(
+        owner: KeyManagerClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card went mute before IMPORT KEY landed: the re-run installs the key the key manager
+    made the first time, and that stays the only one it escrows (restore takes the newest)."""
+    _, s = personalized()
+
+    def mute(mode: k.KeyMode, sealed: bytes) -> k.KeyInfo:
+        raise CardRemovedError("the card lost its power before IMPORT KEY landed")
+
+    monkeypatch.setattr(s, "import_key", mute)
+    with pytest.raises(CardRemovedError):
+        key_from_keymgr(s, owner, k.KeyMode.PUBLIC)
+    monkeypatch.undo()
+    info = key_from_keymgr(s, owner, k.KeyMode.PUBLIC)
+    card_id = s.identity().card_id
+    assert [e.key_id for e in owner.status()[1][card_id]] == [info.key_id]
+    _, new = personalized()
+    assert restore_key(new, owner, card_id) == info
 
 
 def test_a_refused_key_generation_escrows_nothing(owner: KeyManagerClient) -> None:

@@ -1,7 +1,6 @@
 package evb.wallet;
 
 import javacard.framework.APDU;
-import javacard.framework.Applet;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
@@ -18,8 +17,7 @@ import javacard.security.Signature;
  * over a key manager's challenge, behind an optional PIN. Answers byte for byte as the Python
  * ID card; the PIN is an OwnerPIN over the PIN block itself (the Python card keeps a hash).
  */
-public final class IdCardApplet extends Applet {
-    private static final byte CLA_ISO = (byte) 0x00;
+public final class IdCardApplet extends EvbApplet {
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_GET_DATA = (byte) 0xCA;
@@ -38,14 +36,13 @@ public final class IdCardApplet extends Applet {
     private static final byte[] MIN_LEN = {1, 1, 4, 65, 1, 1};
     private static final byte[] MAX_LEN = {64, 20, 4, 65, 1, 72};
 
-    private static final byte PIN_BLOCK_LEN = 8;
-    private static final byte PIN_MIN = 4;
-    private static final byte PIN_PAD = (byte) 0xFF;
+    private static final byte PIN_BLOCK_LEN = Pin.BLOCK_LEN;
     private static final byte PIN_MAX_TRIES = 3;
     private static final short AUDIENCE_LEN = 32;
     private static final short CHALLENGE_MIN = 16;
     private static final short CHALLENGE_MAX = 64;
     private static final short DOCUMENT_MAX = 255;
+    private static final byte SRC_DOCUMENT = 2;  // the answer is document[] (EEPROM)
 
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
     private static final short SW_REFERENCE_NOT_FOUND = (short) 0x6A88;
@@ -69,6 +66,7 @@ public final class IdCardApplet extends Applet {
     private final short[] fields; // offsets of the six document fields' values, then their lengths
 
     private IdCardApplet() {
+        super((short) (2 + P256.POINT_LEN + 8), (short) 3);  // the key TLV, a signature (72)
         pair = P256.generate();
         document = new byte[DOCUMENT_MAX];
         documentLen = new short[1];
@@ -80,14 +78,7 @@ public final class IdCardApplet extends Applet {
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
-        // as WalletApplet.install: GlobalPlatform parameters begin with the instance AID, if any
-        IdCardApplet applet = new IdCardApplet();
-        byte aidLength = bLength == 0 ? 0 : bArray[bOffset];
-        if (aidLength == 0) {
-            applet.register();
-        } else {
-            applet.register(bArray, (short) (bOffset + 1), aidLength);
-        }
+        new IdCardApplet().registerFrom(bArray, bOffset, bLength);
     }
 
     public boolean select() {
@@ -100,7 +91,7 @@ public final class IdCardApplet extends Applet {
     }
 
     public void process(APDU apdu) {
-        if (selectingApplet()) {
+        if (gettingResponse(apdu) || selectingApplet()) {
             return;
         }
         byte[] buf = apdu.getBuffer();
@@ -129,11 +120,12 @@ public final class IdCardApplet extends Applet {
     private void getData(APDU apdu, byte[] buf) {
         byte p1 = buf[ISO7816.OFFSET_P1];
         byte p2 = buf[ISO7816.OFFSET_P2];
+        short lc = apdu.setIncomingAndReceive();
         if (p1 == 0 && p2 == TAG_KEY) {
-            buf[0] = TAG_KEY;
-            buf[1] = (byte) P256.POINT_LEN;
-            ((ECPublicKey) pair.getPublic()).getW(buf, (short) 2);
-            Io.send(apdu, (short) (2 + P256.POINT_LEN));
+            answer[0] = TAG_KEY;
+            answer[1] = (byte) P256.POINT_LEN;
+            ((ECPublicKey) pair.getPublic()).getW(answer, (short) 2);
+            respond(apdu, SRC_RAM, (short) (2 + P256.POINT_LEN), lc, true);
             return;
         }
         if (p1 != 0 || p2 != 0) {
@@ -143,8 +135,7 @@ public final class IdCardApplet extends Applet {
         if (len == 0) {
             ISOException.throwIt(SW_REFERENCE_NOT_FOUND);
         }
-        Util.arrayCopyNonAtomic(document, (short) 0, buf, (short) 0, len);
-        Io.send(apdu, len);
+        respond(apdu, SRC_DOCUMENT, len, lc, true);
     }
 
     /** PUT DATA: the signed document, once, naming this card's key, with the PIN it promises. */
@@ -186,7 +177,7 @@ public final class IdCardApplet extends Applet {
             off = field(buf, off, end, TAG_PIN_BLOCK, PIN_BLOCK_LEN, PIN_BLOCK_LEN, (short) 0);
             block = (short) (off - PIN_BLOCK_LEN);
         }
-        if (off != end || (flag == 1) != (block >= 0) || (block >= 0 && !pinBlockValid(buf, block))) {
+        if (off != end || (flag == 1) != (block >= 0) || (block >= 0 && Pin.digits(buf, block) < 0)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         short docLen = (short) (docEnd - ISO7816.OFFSET_CDATA);
@@ -237,24 +228,6 @@ public final class IdCardApplet extends Applet {
         return (short) (((b >> 4) & 0x0F) * 10 + (b & 0x0F));
     }
 
-    /** 4 to 8 ASCII digits, then FF padding to 8 bytes. */
-    private static boolean pinBlockValid(byte[] buf, short off) {
-        short digits = 0;
-        while (digits < PIN_BLOCK_LEN && buf[(short) (off + digits)] != PIN_PAD) {
-            byte c = buf[(short) (off + digits)];
-            if (c < '0' || c > '9') {
-                return false;
-            }
-            digits++;
-        }
-        for (short i = digits; i < PIN_BLOCK_LEN; i++) {
-            if (buf[(short) (off + i)] != PIN_PAD) {
-                return false;
-            }
-        }
-        return digits >= PIN_MIN;
-    }
-
     /** VERIFY as card/pin.py: status without data, FF forgets, a block spends a try first. */
     private void verify(APDU apdu, byte[] buf) {
         if (hasPin[0] == 0) {
@@ -283,7 +256,7 @@ public final class IdCardApplet extends Applet {
             }
             return;
         }
-        if (len != PIN_BLOCK_LEN || !pinBlockValid(buf, ISO7816.OFFSET_CDATA)) {
+        if (len != PIN_BLOCK_LEN || Pin.digits(buf, ISO7816.OFFSET_CDATA) < 0) {
             pin.reset();
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
@@ -316,8 +289,15 @@ public final class IdCardApplet extends Applet {
         at = Util.arrayCopyNonAtomic(document, numberOff, work, at, numberLen);
         ecdsa.init((ECPrivateKey) pair.getPrivate(), Signature.MODE_SIGN);
         ecdsa.update(work, (short) 0, at);
-        short sigLen = ecdsa.sign(buf, (short) (ISO7816.OFFSET_CDATA + AUDIENCE_LEN), challenge, buf, (short) 0);
-        sigLen = P256.lowS(buf, (short) 0, sigLen, work);
-        Io.send(apdu, sigLen);
+        short sigLen = ecdsa.sign(buf, (short) (ISO7816.OFFSET_CDATA + AUDIENCE_LEN), challenge, answer, (short) 0);
+        respond(apdu, SRC_RAM, P256.lowS(answer, (short) 0, sigLen, work), len, true);
+    }
+
+    void emit(APDU apdu, byte source, short from, short count) {
+        if (source == SRC_DOCUMENT) {
+            apdu.sendBytesLong(document, from, count);
+        } else {
+            super.emit(apdu, source, from, count);
+        }
     }
 }

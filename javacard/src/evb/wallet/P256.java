@@ -36,7 +36,8 @@ final class P256 {
         0x65, 0x1D, 0x06, (byte) 0xB0, (byte) 0xCC, 0x53, (byte) 0xB0, (byte) 0xF6,
         0x3B, (byte) 0xCE, 0x3C, 0x3E, 0x27, (byte) 0xD2, 0x60, 0x4B
     };
-    private static final byte[] G = {
+    /** The generator, uncompressed: the peer of an ECDH that answers x(r·G). */
+    static final byte[] G = {
         0x04,
         0x6B, 0x17, (byte) 0xD1, (byte) 0xF2, (byte) 0xE1, 0x2C, 0x42, 0x47,
         (byte) 0xF8, (byte) 0xBC, (byte) 0xE6, (byte) 0xE5, 0x63, (byte) 0xA4, 0x40, (byte) 0xF2,
@@ -63,6 +64,17 @@ final class P256 {
     };
 
     private P256() {
+    }
+
+    /** 1 <= d < n for the 32 bytes at d[off], decided by byte comparison (apdu.seal.valid_scalar). */
+    static boolean validScalar(byte[] d, short off) {
+        boolean zero = true;
+        for (short i = 0; i < SCALAR_LEN; i++) {
+            if (d[(short) (off + i)] != 0) {
+                zero = false;
+            }
+        }
+        return !zero && Util.arrayCompare(d, off, N, (short) 0, SCALAR_LEN) < 0;
     }
 
     static void setCurve(ECKey key) {

@@ -27,6 +27,8 @@ import javacardx.crypto.Cipher;
  */
 final class Seal {
     static final short E_LEN = 65;
+    /** The x-only header of the card's deterministic E2 ciphertexts: 02 | x(r·G). */
+    static final short X_ONLY_LEN = 33;
     static final short IV_LEN = 16;
     static final short TAG_LEN = 16;
     static final short SALT_LEN = 16;
@@ -72,7 +74,40 @@ final class Seal {
         ((ECPublicKey) ephemeral.getPublic()).getW(out, outOff);
         ecdh.init((ECPrivateKey) ephemeral.getPrivate());
         agree(recipient, rOff);
-        return close(out, outOff, E_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen);
+        return close(out, outOff, E_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen, true);
+    }
+
+    /**
+     * Seal with the ephemeral scalar ``r`` already in ``eph`` and the IV already at
+     * out[outOff + 33..+16) (the card's deterministic E2 ciphertext, docs/APDU.md 7): the header is
+     * 02 | x(r·G), from ECDH with the generator, the secret x(r·Q). Answers the blob's length.
+     */
+    short sealXOnly(ECPrivateKey eph, byte[] recipient, short rOff, byte[] in, short inOff, short inLen,
+                    byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
+        ecdh.init(eph);
+        out[outOff] = 0x02;
+        ecdh.generateSecret(P256.G, (short) 0, E_LEN, work, (short) 0);
+        Util.arrayCopyNonAtomic(work, (short) 0, out, (short) (outOff + 1), KEY_LEN);
+        agree(recipient, rOff);
+        return close(out, outOff, X_ONLY_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen, false);
+    }
+
+    /**
+     * Open an x-only blob as its maker does (apdu.seal.open_x_only_by_ephemeral): the header must
+     * be 02 | x(r·G) for the ``r`` in ``eph``, the secret is x(r·Q). 6A80 otherwise.
+     */
+    short openXOnly(ECPrivateKey eph, byte[] recipient, short rOff, byte[] blob, short off, short len,
+                    byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
+        if (len < (short) (X_ONLY_LEN + IV_LEN + BLOCK + TAG_LEN)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        ecdh.init(eph);
+        ecdh.generateSecret(P256.G, (short) 0, E_LEN, work, (short) 0);
+        if (blob[off] != 0x02 || Util.arrayCompare(work, (short) 0, blob, (short) (off + 1), KEY_LEN) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        agree(recipient, rOff);
+        return unclose(blob, off, X_ONLY_LEN, len, ctx, ctxOff, ctxLen, out, outOff);
     }
 
     /** Open blob[off..+len) with ``key``; the plaintext goes to out[outOff..), its length answered. */
@@ -91,7 +126,29 @@ final class Seal {
                         byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
         rng.generateData(out, outOff, SALT_LEN);
         Util.arrayCopyNonAtomic(key, keyOff, work, (short) 0, KEY_LEN);
-        return close(out, outOff, SALT_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen);
+        return close(out, outOff, SALT_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen, true);
+    }
+
+    /** Seal under a 32-byte AES key with the salt and IV already at out[outOff..+32) (E2, symmetric). */
+    short sealSymmetricGiven(byte[] key, short keyOff, byte[] in, short inOff, short inLen,
+                             byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
+        Util.arrayCopyNonAtomic(key, keyOff, work, (short) 0, KEY_LEN);
+        return close(out, outOff, SALT_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen, false);
+    }
+
+    // --- HMAC-SHA256 for the key store's derivations (E2 IV and ephemeral, the E4 coefficient) ----
+
+    void hmacBegin(byte[] key, short off, short len) {
+        hmacKey.setKey(key, off, len);
+        hmac.init(hmacKey, Signature.MODE_SIGN);
+    }
+
+    void hmacUpdate(byte[] d, short off, short len) {
+        hmac.update(d, off, len);
+    }
+
+    short hmacFinish(byte[] d, short off, short len, byte[] out, short outOff) {
+        return hmac.sign(d, off, len, out, outOff);
     }
 
     short openSymmetric(byte[] key, short keyOff, byte[] blob, short off, short len,
@@ -119,13 +176,15 @@ final class Seal {
 
     /** With the secret in work[0..32) and the header at out[outOff..+hLen): IV, C, T after it. */
     private short close(byte[] out, short outOff, short hLen, byte[] in, short inOff, short inLen,
-                        byte[] ctx, short ctxOff, short ctxLen) {
+                        byte[] ctx, short ctxOff, short ctxLen, boolean randomIv) {
         if (inLen > MAX_PLAINTEXT) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         hkdf(out, outOff, hLen, ctx, ctxOff, ctxLen);
         short iv = (short) (outOff + hLen);
-        rng.generateData(out, iv, IV_LEN);
+        if (randomIv) {
+            rng.generateData(out, iv, IV_LEN);
+        }
         short body = (short) (iv + IV_LEN);
         Util.arrayCopyNonAtomic(in, inOff, out, body, inLen);
         short padded = pad(out, body, inLen);

@@ -27,6 +27,7 @@ final class ValueIndex {
     static final byte FLAG_CERTIFICATE = 0x01;
     static final byte FLAG_BACKED_UP = 0x02;
     static final byte FLAG_PENDING = 0x04;
+    static final byte FLAG_ROTATED = 0x08;  // moved to a rotation's next key (docs/APDU.md 7.1)
 
     private static final short SW_NOT_ENOUGH_MEMORY = (short) 0x6A84;
 

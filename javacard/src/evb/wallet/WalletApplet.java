@@ -1,7 +1,6 @@
 package evb.wallet;
 
 import javacard.framework.APDU;
-import javacard.framework.Applet;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
@@ -27,11 +26,7 @@ import javacardx.apdu.ExtendedLength;
  * RAM, a record behind a RAM head, or the listing) that GET RESPONSE reads on from where it stopped,
  * so no answer is ever copied whole into RAM.
  */
-public final class WalletApplet extends Applet implements ExtendedLength {
-    private static final byte CLA_ISO = (byte) 0x00;
-    private static final byte CLA_PROPRIETARY = (byte) 0x80;
-    private static final byte CLA_CHAINING = (byte) 0x10;
-
+public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_PERSONALIZE = (byte) 0x02;
     private static final byte INS_GET_CARD_INFO = (byte) 0x10;
     private static final byte INS_LIST_VALUES = (byte) 0x12;
@@ -51,12 +46,27 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte INS_BEGIN_RESTORE = (byte) 0x46;
     private static final byte INS_COMMIT_RESTORE = (byte) 0x48;
     private static final byte INS_SIGN_RECEIPT = (byte) 0x4A;
+    private static final byte INS_GET_TRIGGERS = (byte) 0x50;
+    private static final byte INS_PUT_TRIGGERS = (byte) 0x52;
+    private static final byte INS_SELECT_FOR_BACKUP = (byte) 0x54;
+    private static final byte INS_RECORD_RUN = (byte) 0x56;
+    private static final byte INS_BEGIN_ENCRYPTED_BACKUP = (byte) 0x4C;
+    private static final byte INS_GENERATE_KEY = (byte) 0x60;
+    private static final byte INS_GET_KEY_INFO = (byte) 0x62;
+    private static final byte INS_EXPORT_KEY = (byte) 0x66;
+    private static final byte INS_NEW_TRANSPORT_KEY = (byte) 0x68;
+    private static final byte INS_IMPORT_KEY = (byte) 0x6A;
+    private static final byte INS_SPLIT_KEY = (byte) 0x6C;
+    private static final byte INS_IMPORT_SHARE = (byte) 0x6E;
+    private static final byte INS_BEGIN_ROTATION = (byte) 0x70;
+    private static final byte INS_REENCRYPT = (byte) 0x72;
+    private static final byte INS_SWAP_CERTIFICATE = (byte) 0x74;
+    private static final byte INS_COMMIT_ROTATION = (byte) 0x76;
     private static final byte INS_INTERNAL_AUTHENTICATE = (byte) 0x88;
     private static final byte INS_VERIFY = (byte) 0x20;
     private static final byte INS_CHANGE_REFERENCE_DATA = (byte) 0x24;
     private static final byte INS_RESET_RETRY_COUNTER = (byte) 0x2C;
     private static final byte INS_SELECT = (byte) 0xA4;
-    private static final byte INS_GET_RESPONSE = (byte) 0xC0;
 
     private static final byte P2_PIN = (byte) 0x81;
     private static final byte P1_VERIFY_RESET = (byte) 0xFF;
@@ -64,10 +74,8 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte LIFE_PERSONALIZATION = 1;
     private static final byte LIFE_OPERATIONAL = 2;
 
-    private static final byte PIN_BLOCK_LEN = 8;
+    private static final byte PIN_BLOCK_LEN = Pin.BLOCK_LEN;
     private static final byte PUK_LEN = 8;
-    private static final byte PIN_MIN = 4;
-    private static final byte PIN_PAD = (byte) 0xFF;
     private static final byte PIN_MAX_TRIES = 3;
     private static final byte PUK_MAX_TRIES = 10;
     private static final byte HASH_LEN = 32;
@@ -84,10 +92,8 @@ public final class WalletApplet extends Applet implements ExtendedLength {
 
     /** Bytes a command chain may collect (docs/APDU.md 1), like a Java Card APDU buffer. */
     private static final short MAX_CHAIN = 4096;
-    private static final short MAX_SHORT = 32767;
 
     private static final short SW_CLA_NOT_SUPPORTED = ISO7816.SW_CLA_NOT_SUPPORTED;
-    private static final short SW_CHAINING_NOT_SUPPORTED = (short) 0x6884;
     private static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
     private static final short SW_RECORD_NOT_FOUND = ISO7816.SW_RECORD_NOT_FOUND;
@@ -124,16 +130,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final short SW_VERIFICATION_FAILED = (short) 0x6300;
     private static final short SW_REFERENCE_NOT_USABLE = (short) 0x6984;
 
-    // the answer being sent: its source, how far GET RESPONSE has read, its length, its record
-    private static final byte SRC_NONE = 0;
-    private static final byte SRC_RAM = 1;     // answer[0..total)
+    // the answer's sources beside SRC_RAM (EvbApplet), and the wallet's session state
     private static final byte SRC_DATA = 2;    // answer[0..head) then data-area bytes from S_AT
     private static final byte SRC_LIST = 3;    // the listing under the filter in filter[]
     private static final byte SRC_MAP = 4;     // answer[0..MAP_HEAD) then the entries, regenerated
+    private static final byte SRC_KEYS = 7;    // (5, 6: Triggers) the key store's out[] from S_AT
     private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
-    private static final short S_SOURCE = 0;
-    private static final short S_POS = 1;
-    private static final short S_TOTAL = 2;
     private static final short S_AT = 3;
     private static final short S_CHAIN = 4;      // bytes collected by a chain under way
     private static final short S_CHAINING = 5;   // 1 while a chain is under way
@@ -152,6 +154,8 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private final ValueIndex index;
     private final Records records;
     private final Ecc ecc;
+    private final Triggers triggers;
+    private final KeyStore keys;
     /** The servers' keys, pinned: an uncompressed point, or zeros while none is. */
     private final byte[] vaultKey;
     private final byte[] keymgrKey;
@@ -172,14 +176,14 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     // session (RAM, cleared on reset; the PIN status also on deselect)
     private final boolean[] verified;
     private final byte[] scratch;
-    private final byte[] answer;
     private final byte[] filter;
     private final byte[] chainHead;  // INS P1 P2 of the chain under way
-    private final short[] session;
     private final short[] tmp;
     private final short[] certFields;
+    private final short[] newCert;
 
     private WalletApplet() {
+        super((short) 160, SESSION);
         cardId = new byte[CARD_ID_LEN];
         RandomData.getInstance(RandomData.ALG_SECURE_RANDOM).generateData(cardId, (short) 0, CARD_ID_LEN);
         state = new byte[] {LIFE_PERSONALIZATION, 0, 1};
@@ -189,30 +193,24 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         index = new ValueIndex();
         records = new Records();
         ecc = new Ecc(sha256);
+        triggers = new Triggers(index);
         vaultKey = new byte[Ecc.POINT_LEN];
         keymgrKey = new byte[Ecc.POINT_LEN];
+        keys = new KeyStore(cardId, vaultKey, keymgrKey, ecc, sha256);
         attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
         building = new byte[Records.MAX_RECORD];
         received = new byte[MAX_CHAIN];
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
         scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
-        answer = JCSystem.makeTransientByteArray((short) 160, JCSystem.CLEAR_ON_RESET);
         filter = JCSystem.makeTransientByteArray(FILTER_LEN, JCSystem.CLEAR_ON_RESET);
         chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
-        session = JCSystem.makeTransientShortArray(SESSION, JCSystem.CLEAR_ON_RESET);
         tmp = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_RESET);
         certFields = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
+        newCert = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
-        // GlobalPlatform install parameters begin with the instance AID; a bare install has none
-        WalletApplet applet = new WalletApplet();
-        byte aidLength = bLength == 0 ? 0 : bArray[bOffset];
-        if (aidLength == 0) {
-            applet.register();
-        } else {
-            applet.register(bArray, (short) (bOffset + 1), aidLength);
-        }
+        new WalletApplet().registerFrom(bArray, bOffset, bLength);
     }
 
     public boolean select() {
@@ -232,12 +230,9 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         byte[] buf = apdu.getBuffer();
         byte cla = buf[ISO7816.OFFSET_CLA];
         byte ins = buf[ISO7816.OFFSET_INS];
-        if (!selectingApplet() && ins == INS_GET_RESPONSE) {
-            // a refused GET RESPONSE is no new command: the waiting data stays for a corrected one
-            getResponse(apdu);
+        if (gettingResponse(apdu)) {
             return;
         }
-        session[S_SOURCE] = SRC_NONE;  // any other command ends the wait (ISO 7816-4 5.3.4)
         if (selectingApplet()) {
             if (session[S_CHAINING] != 0) {
                 endChain();
@@ -361,6 +356,36 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_SIGN_RECEIPT:
                 signReceipt(apdu, d, off, lc);
                 return;
+            case INS_GET_TRIGGERS:
+            case INS_PUT_TRIGGERS:
+            case INS_SELECT_FOR_BACKUP:
+            case INS_RECORD_RUN:
+                trigger(apdu, ins, d, off, lc);
+                return;
+            case INS_BEGIN_ENCRYPTED_BACKUP:
+                beginEncrypted(apdu, d, off, lc);
+                return;
+            case INS_GENERATE_KEY:
+            case INS_GET_KEY_INFO:
+            case INS_EXPORT_KEY:
+            case INS_NEW_TRANSPORT_KEY:
+            case INS_IMPORT_KEY:
+            case INS_SPLIT_KEY:
+            case INS_IMPORT_SHARE:
+                keyCommand(apdu, ins, d, off, lc);
+                return;
+            case INS_BEGIN_ROTATION:
+                beginRotation(apdu, lc);
+                return;
+            case INS_REENCRYPT:
+                reencrypt(apdu, d, off, lc);
+                return;
+            case INS_SWAP_CERTIFICATE:
+                swapCertificate(apdu, d, off, lc);
+                return;
+            case INS_COMMIT_ROTATION:
+                commitRotation(apdu, lc);
+                return;
             case INS_VERIFY:
                 verify(buf, d, off, lc);
                 return;
@@ -397,6 +422,22 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
             case INS_SIGN_RECEIPT:
+            case INS_GET_TRIGGERS:
+            case INS_PUT_TRIGGERS:
+            case INS_SELECT_FOR_BACKUP:
+            case INS_RECORD_RUN:
+            case INS_BEGIN_ENCRYPTED_BACKUP:
+            case INS_GENERATE_KEY:
+            case INS_GET_KEY_INFO:
+            case INS_EXPORT_KEY:
+            case INS_NEW_TRANSPORT_KEY:
+            case INS_IMPORT_KEY:
+            case INS_SPLIT_KEY:
+            case INS_IMPORT_SHARE:
+            case INS_BEGIN_ROTATION:
+            case INS_REENCRYPT:
+            case INS_SWAP_CERTIFICATE:
+            case INS_COMMIT_ROTATION:
                 return CLA_PROPRIETARY;
             case INS_INTERNAL_AUTHENTICATE:
             case INS_VERIFY:
@@ -423,6 +464,13 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_GET_ATTESTATION:
             case INS_PUT_KEYMGR_KEY:
             case INS_SIGN_RECEIPT:
+            case INS_GET_TRIGGERS:
+            case INS_PUT_TRIGGERS:
+            case INS_SELECT_FOR_BACKUP:
+            case INS_RECORD_RUN:
+            case INS_NEW_TRANSPORT_KEY:
+            case INS_BEGIN_ROTATION:
+            case INS_COMMIT_ROTATION:
                 if (p1p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -435,6 +483,9 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             case INS_CANCEL_PENDING:
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
+            case INS_BEGIN_ENCRYPTED_BACKUP:
+            case INS_REENCRYPT:
+            case INS_SWAP_CERTIFICATE:
                 if (p1p2 == 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
@@ -518,80 +569,6 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     // --- answering: Ne, 6Cxx, 61xx and GET RESPONSE --------------------------------------------
 
     /**
-     * Send ``total`` bytes of the answer ``source`` as card/card.py shapes it: no Le, the status
-     * alone on T=1 and 61xx on T=0 (where a case-4 command arrives without its Le); what fits Ne
-     * sent; an Le too short on a read-only case-2 command with at most 256 bytes, 6Cxx; otherwise
-     * Ne bytes and 61xx, the rest waiting for GET RESPONSE.
-     */
-    private void respond(APDU apdu, byte source, short total, short lc, boolean readOnly) {
-        if (total == 0) {
-            return;
-        }
-        short le = apdu.setOutgoing();
-        if (le == 0 && (APDU.getProtocol() & 0x0F) == APDU.PROTOCOL_T1) {
-            return;
-        }
-        short ne = le < 0 ? MAX_SHORT : le;
-        if (total <= ne) {
-            apdu.setOutgoingLength(total);
-            emit(apdu, source, (short) 0, total);
-            return;
-        }
-        if (le != 0 && lc == 0 && readOnly && total <= 256) {  // case 2: an Le, no data
-            ISOException.throwIt((short) (ISO7816.SW_CORRECT_LENGTH_00 | (total & 0xFF)));
-        }
-        session[S_SOURCE] = source;
-        session[S_TOTAL] = total;
-        session[S_POS] = ne;
-        if (ne > 0) {
-            apdu.setOutgoingLength(ne);
-            emit(apdu, source, (short) 0, ne);
-        }
-        moreWaiting();
-    }
-
-    private void moreWaiting() {
-        short left = (short) (session[S_TOTAL] - session[S_POS]);
-        ISOException.throwIt((short) (ISO7816.SW_BYTES_REMAINING_00 | (left > 255 ? 0 : left)));
-    }
-
-    private void getResponse(APDU apdu) {
-        byte[] buf = apdu.getBuffer();
-        byte cla = buf[ISO7816.OFFSET_CLA];
-        if ((cla & 0x03) != 0) {
-            ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
-        }
-        if ((cla & CLA_CHAINING) != 0) {
-            ISOException.throwIt(SW_CHAINING_NOT_SUPPORTED);
-        }
-        if (cla != CLA_ISO && cla != CLA_PROPRIETARY) {
-            ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
-        }
-        if (Util.getShort(buf, ISO7816.OFFSET_P1) != 0) {
-            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
-        }
-        if (apdu.setIncomingAndReceive() != 0 || apdu.getIncomingLength() != 0) {
-            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
-        }
-        byte source = (byte) session[S_SOURCE];
-        if (source == SRC_NONE) {
-            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
-        }
-        short le = apdu.setOutgoing();
-        short ne = le == 0 ? (short) 256 : (le < 0 ? MAX_SHORT : le);
-        short pos = session[S_POS];
-        short left = (short) (session[S_TOTAL] - pos);
-        short n = left < ne ? left : ne;
-        apdu.setOutgoingLength(n);
-        emit(apdu, source, pos, n);
-        session[S_POS] = (short) (pos + n);
-        if (n < left) {
-            moreWaiting();
-        }
-        session[S_SOURCE] = SRC_NONE;
-    }
-
-    /**
      * Answer ``total`` bytes: answer[0..head) then the data area from ``at`` (a record, or a
      * certificate inside one); GET RESPONSE reads on from the same place, nothing changing between.
      */
@@ -601,14 +578,22 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         respond(apdu, SRC_DATA, total, lc, readOnly);
     }
 
-    /** Send bytes [from, from + count) of an answer. */
-    private void emit(APDU apdu, byte source, short from, short count) {
+    /** Send bytes [from, from + count) of an answer: RAM, a record behind a RAM head, the listing, the map. */
+    void emit(APDU apdu, byte source, short from, short count) {
+        if (source == Triggers.SRC_SETTINGS || source == Triggers.SRC_SELECTED) {
+            triggers.emit(apdu, source, from, count);
+            return;
+        }
         if (source == SRC_LIST) {
             listing(apdu, from, count);
             return;
         }
         if (source == SRC_MAP) {
             mapEntries(apdu, from, count);
+            return;
+        }
+        if (source == SRC_KEYS) {
+            apdu.sendBytesLong(keys.out, (short) (session[S_AT] + from), count);
             return;
         }
         short head = source == SRC_DATA ? session[S_HEAD] : (short) (from + count);
@@ -736,22 +721,10 @@ public final class WalletApplet extends Applet implements ExtendedLength {
                 Util.arrayCopyNonAtomic(index.data, name, scratch, LIST_HEAD, nameLen);
             }
             short n = (short) (LIST_HEAD + nameLen);
-            sendPart(apdu, scratch, total, n, from, end);
+            sendPart(apdu, scratch, (short) 0, total, n, from, end);
             total += n;
         }
         return total;
-    }
-
-    /**
-     * Of ``n`` bytes in src[0..n) that stand at ``at`` in a generated answer, send the part inside
-     * [from, end) (nothing when ``apdu`` is null: the caller is only measuring).
-     */
-    private static void sendPart(APDU apdu, byte[] src, short at, short n, short from, short end) {
-        if (apdu != null && at < end && (short) (at + n) > from) {
-            short a = at < from ? (short) (from - at) : 0;
-            short b = (short) (at + n) > end ? (short) (end - at) : n;
-            apdu.sendBytesLong(src, a, (short) (b - a));
-        }
     }
 
     // --- GET MEMORY MAP (docs/APDU.md 3.10) ------------------------------------------------------
@@ -793,7 +766,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     /** Bytes [from, from + count) of the map: its head from RAM, then each occupied slot's entry. */
     private void mapEntries(APDU apdu, short from, short count) {
         short end = (short) (from + count);
-        sendPart(apdu, answer, (short) 0, MAP_HEAD, from, end);
+        sendPart(apdu, answer, (short) 0, (short) 0, MAP_HEAD, from, end);
         short at = MAP_HEAD;
         for (short s = 0; s < ValueIndex.CAPACITY && at < end; s++) {
             if (index.id(s) == 0) {
@@ -801,7 +774,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
             }
             Util.setShort(scratch, (short) 0, s);
             Util.arrayCopyNonAtomic(index.entries, (short) (s * ValueIndex.ENTRY), scratch, (short) 2, ValueIndex.ENTRY);
-            sendPart(apdu, scratch, at, MAP_ENTRY, from, end);
+            sendPart(apdu, scratch, (short) 0, at, MAP_ENTRY, from, end);
             at += MAP_ENTRY;
         }
     }
@@ -1003,7 +976,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     private static final byte MODE_PLAIN = 0;
     private static final byte MODE_ENCRYPTED = 1;
     /** Record tags a vault may put in a digest (apdu.certificate.DigestField). */
-    private static final byte[] DIGEST_TAGS = {
+    static final byte[] DIGEST_TAGS = {
         Records.TAG_TYPE, Records.TAG_NAME, Records.TAG_QUANTITY, Records.TAG_VALID_FROM, Records.TAG_VALID_TO,
         Records.TAG_PLACE
     };
@@ -1111,8 +1084,8 @@ public final class WalletApplet extends Applet implements ExtendedLength {
 
     /**
      * Seed step 1-4 (card/backup.py _check_certificate): a vault key pinned (6984), the certificate
-     * names this card and its digest fits the value (6A80), X = SHA-256(value) for a plain one (an
-     * encrypted one needs the key store: 6A80, as on a card without a key), the vault signed (6300).
+     * names this card and its digest fits the value (6A80), X = SHA-256(value) for a plain one, of
+     * its E2 ciphertext under the key for an encrypted one (6A80 without a key), the vault signed (6300).
      */
     private void checkCertificate(byte[] d, short off, short[] cert, short value, short size) {
         if (vaultKey[0] != 0x04) {
@@ -1122,8 +1095,10 @@ public final class WalletApplet extends Applet implements ExtendedLength {
                 || !digestMatches(d, cert[C_DIGEST], cert[C_DIGEST_LEN], index.data, value, size)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        if (d[cert[C_MODE]] != MODE_PLAIN || !hashIs(value, size, d, cert[C_HASH])) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        boolean plain = d[cert[C_MODE]] == MODE_PLAIN;
+        if (plain ? !hashIs(value, size, d, cert[C_HASH])
+                  : keys.mode() == KeyStore.MODE_NONE || !keys.cipherHashIs(index.data, value, size, d, cert[C_HASH])) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // X of the value, or of its E2 ciphertext
         }
         javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, cardId, (short) 0, CARD_ID_LEN);
         if (v == null || !ecc.finishVerify(d, off, cert[C_SIGNED_LEN], d, cert[C_SIGNATURE], cert[C_SIGNATURE_LEN])) {
@@ -1274,8 +1249,12 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         short[] cert = certFields;
         short at = certificateOf(slot);
         certificate(index.data, at, tmp[1], cert);
-        if (index.data[cert[C_MODE]] != MODE_PLAIN) {
-            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // an encrypted one opens with the key store's key
+        boolean plain = index.data[cert[C_MODE]] == MODE_PLAIN;
+        if (!plain) {  // E2 step 2-4: the registered value checked against the certificate, then opened
+            lc = keys.openRegistered(d, off, lc, index.data, cert[C_CARD_ID], cert[C_HASH], cert[C_DIGEST],
+                                     cert[C_DIGEST_LEN]);
+            d = keys.out;
+            off = 0;
         }
         records.check(d, off, lc, tmp);
         if (!records.canonical(d, off, lc)) {
@@ -1287,7 +1266,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         }
         sha256.reset();
         sha256.doFinal(d, off, lc, scratch, (short) 0);
-        if (Util.arrayCompare(scratch, (short) 0, index.data, cert[C_HASH], HASH_LEN) != 0) {
+        if (plain && Util.arrayCompare(scratch, (short) 0, index.data, cert[C_HASH], HASH_LEN) != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // seed step 2-4: the value certified
         }
         replace(slot, d, off, lc, records.type(d), (byte) 0);
@@ -1296,7 +1275,7 @@ public final class WalletApplet extends Applet implements ExtendedLength {
     /**
      * SIGN RECEIPT: counter (4) and X (32). Signed only when no certificate on the card carries
      * that counter and X (their TLVs, 38 bytes, found in a certificate record) and no pending or
-     * kept value hashes to X; answers the import counter (no handovers here: 0) and the signature.
+     * kept value, or its E2 ciphertext under the key, hashes to X; answers the import counter (no handovers here: 0) and the signature.
      */
     private void signReceipt(APDU apdu, byte[] d, short off, short lc) {
         requirePin();
@@ -1324,7 +1303,8 @@ public final class WalletApplet extends Applet implements ExtendedLength {
                     }
                 }
             } else if ((flags & (ValueIndex.FLAG_PENDING | ValueIndex.FLAG_BACKED_UP)) != 0
-                    && hashIs(at, size, d, (short) (off + 4))) {
+                    && (hashIs(at, size, d, (short) (off + 4)) || keys.mode() != KeyStore.MODE_NONE
+                        && keys.cipherHashIs(index.data, at, size, d, (short) (off + 4)))) {
                 ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
             }
         }
@@ -1339,27 +1319,304 @@ public final class WalletApplet extends Applet implements ExtendedLength {
         respond(apdu, SRC_RAM, (short) (4 + n), lc, true);
     }
 
+    // --- the backup-trigger manager (docs/APDU.md 6) ----------------------------------------------
+
+    private void trigger(APDU apdu, byte ins, byte[] d, short off, short lc) {
+        switch (ins) {
+            case INS_GET_TRIGGERS:
+                if (lc != 0) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+                }
+                respond(apdu, Triggers.SRC_SETTINGS, triggers.length(), lc, true);
+                return;
+            case INS_SELECT_FOR_BACKUP:
+                respond(apdu, Triggers.SRC_SELECTED, triggers.select(d, off, lc), lc, true);
+                return;
+            case INS_PUT_TRIGGERS:
+                requirePin();
+                triggers.put(d, off, lc);
+                return;
+            default:
+                requirePin();
+                triggers.recordRun(d, off, lc);
+        }
+    }
+
+    // --- the key store (docs/APDU.md 7: KeyStore) and the encrypted backup (5.2, seed E2) --------
+
+    /** The key store's commands: all but GET KEY INFO need the PIN; the long answers are in its out[]. */
+    private void keyCommand(APDU apdu, byte ins, byte[] d, short off, short lc) {
+        if (ins != INS_GET_KEY_INFO) {
+            requirePin();
+        }
+        byte[] buf = apdu.getBuffer();
+        byte p1 = buf[ISO7816.OFFSET_P1];
+        byte p2 = buf[ISO7816.OFFSET_P2];
+        short n;
+        switch (ins) {
+            case INS_GENERATE_KEY:
+                n = keys.generate(p1, p2, lc, answer);
+                break;
+            case INS_GET_KEY_INFO:
+                n = keys.info(p1, p2, lc, answer);
+                break;
+            case INS_EXPORT_KEY:
+            case INS_SPLIT_KEY:
+                n = ins == INS_EXPORT_KEY ? keys.export(p1, p2, lc) : keys.split(p1, p2, lc);
+                session[S_AT] = keys.answerAt();
+                respond(apdu, SRC_KEYS, n, lc, true);
+                return;
+            case INS_NEW_TRANSPORT_KEY:
+                n = keys.newTransport(lc, answer);
+                break;
+            case INS_IMPORT_KEY:
+                n = keys.importKey(p1, d, off, lc, answer);
+                break;
+            default:
+                n = keys.importShare(p1, p2, d, off, lc, answer);
+        }
+        respond(apdu, SRC_RAM, n, lc, ins == INS_GET_KEY_INFO);
+    }
+
+    /**
+     * BEGIN ENCRYPTED BACKUP (card/backup.py _begin_encrypted_backup): like BEGIN BACKUP, but answers
+     * the registered value the key store builds: a key and no rotation (6985), known digest tags (6A80), a value
+     * (6985 for a certificate), a pinned vault key (6984), in that order.
+     */
+    private void beginEncrypted(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (keys.mode() == KeyStore.MODE_NONE || keys.rotating()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // no key, or a rotation under way
+        }
+        short mask = KeyStore.digestMask(d, off, lc);
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        if (vaultKey[0] != 0x04) {
+            ISOException.throwIt(SW_REFERENCE_NOT_USABLE);  // the audience of the signature
+        }
+        setFlags(slot, (byte) (flags | ValueIndex.FLAG_PENDING));
+        short n = keys.registered(keys.current(), mask, null, (short) 0, (short) 0, index.data, index.offset(slot),
+                                  index.size(slot));
+        session[S_AT] = keys.answerAt();
+        respond(apdu, SRC_KEYS, n, lc, (flags & ValueIndex.FLAG_PENDING) != 0);
+    }
+
+    // --- rotation (docs/APDU.md 7.1, card/rotation.py) ----------------------------------------
+
+    private boolean anyPending() {
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            if (index.id(s) != 0 && (index.flags(s) & ValueIndex.FLAG_PENDING) != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** BEGIN ROTATION: a key and nothing pending (6985); the next key made once, its info answered. */
+    private void beginRotation(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (keys.mode() == KeyStore.MODE_NONE || anyPending()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        boolean already = keys.rotating();
+        respond(apdu, SRC_RAM, keys.beginRotation(answer), lc, already);
+    }
+
+    /**
+     * The slot of an encrypted certificate P1-P2 names, not pending (6A83, 6985), its certificate
+     * parsed into certFields.
+     */
+    private short encryptedCertificate(APDU apdu) {
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0 || (flags & ValueIndex.FLAG_PENDING) != 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short at = certificateOf(slot);
+        certificate(index.data, at, tmp[1], certFields);
+        if (index.data[certFields[C_MODE]] != MODE_ENCRYPTED) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        return slot;
+    }
+
+    private void requireRotation() {
+        if (!keys.rotating()) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // no rotation under way
+        }
+    }
+
+    /** REENCRYPT: the vault's registered value of an encrypted certificate, sealed again under the next key. */
+    private void reencrypt(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        requireRotation();
+        encryptedCertificate(apdu);
+        short[] c = certFields;
+        short n = keys.reencrypt(d, off, lc, index.data, c[C_CARD_ID], c[C_HASH], c[C_DIGEST], c[C_DIGEST_LEN]);
+        session[S_AT] = keys.answerAt();
+        respond(apdu, SRC_KEYS, n, lc, true);
+    }
+
+    /**
+     * Where SWAP CERTIFICATE's registered value (A0) starts in d[off..+lc): every byte BER-TLV as
+     * apdu.tlv decodes it (tags of 1-3 bytes, minimal lengths), the items before the first A0 of
+     * the certificate's tags; 6A80 otherwise (apdu.rotation.split_swap).
+     */
+    private static short splitSwap(byte[] d, short off, short lc, short[] tmp) {
+        short end = (short) (off + lc);
+        short found = -1;
+        for (short pos = off; pos < end;) {
+            byte tag = d[pos];
+            boolean high = (tag & 0x1F) == 0x1F;
+            short n = 1;
+            if (high) {  // a high tag number: more bytes while b8 is set, three at most, minimal
+                boolean more = true;
+                while (more) {
+                    if ((short) (pos + n) >= end || n >= 3) {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                    more = (d[(short) (pos + n)] & 0x80) != 0;
+                    n++;
+                }
+                if (d[(short) (pos + 1)] == (byte) 0x80 || (n == 2 && d[(short) (pos + 1)] < 0x1F)) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                }
+            }
+            short len = Records.length(d, (short) (pos + n), end, tmp);
+            if (found < 0) {
+                if (!high && tag == (byte) 0xA0) {
+                    found = pos;
+                } else if (high || !isCertTag(tag)) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // a certificate, then a registered value
+                }
+            }
+            pos = (short) (tmp[0] + len);
+        }
+        if (found < 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        return found;
+    }
+
+    private static boolean isCertTag(byte tag) {
+        for (short i = 0; i < (short) CERT_TAGS.length; i++) {
+            if (CERT_TAGS[i] == tag) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * SWAP CERTIFICATE (card/rotation.py _swap_certificate): the vault's certificate of the
+     * re-encrypted value and that registered value. Checked as the Python card checks, in its
+     * order; the certificate record rewritten with the new certificate and flagged ROTATED in one
+     * transaction; again with the same certificate, 9000.
+     */
+    private void swapCertificate(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        requireRotation();
+        short reg = splitSwap(d, off, lc, tmp);
+        short newLen = (short) (reg - off);
+        short slot = encryptedCertificate(apdu);
+        short at = certificateOf(slot);
+        short curLen = tmp[1];
+        if ((index.flags(slot) & ValueIndex.FLAG_ROTATED) != 0) {
+            if (curLen == newLen && Util.arrayCompare(index.data, at, d, off, newLen) == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short[] old = certFields;
+        short[] nw = newCert;
+        certificate(d, off, newLen, nw);
+        short regLen = (short) (lc - newLen);
+        keys.parseRegistered(d, reg, regLen);
+        javacard.security.Signature v = ecc.startVerify(vaultKey, (short) 0, CERTIFICATE, d, nw[C_CARD_ID], CARD_ID_LEN);
+        if (v == null || !ecc.finishVerify(d, off, nw[C_SIGNED_LEN], d, nw[C_SIGNATURE], nw[C_SIGNATURE_LEN])) {
+            ISOException.throwIt(SW_VERIFICATION_FAILED);
+        }
+        if (Util.arrayCompare(d, nw[C_CARD_ID], cardId, (short) 0, CARD_ID_LEN) != 0 || d[nw[C_MODE]] != MODE_ENCRYPTED
+                || nw[C_DIGEST_LEN] != old[C_DIGEST_LEN]
+                || Util.arrayCompare(d, nw[C_DIGEST], index.data, old[C_DIGEST], old[C_DIGEST_LEN]) != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short n = keys.swapped(d, reg, regLen, d, nw[C_HASH], index.data, old[C_CARD_ID], old[C_HASH], old[C_DIGEST],
+                               old[C_DIGEST_LEN]);
+        if (!digestMatches(d, nw[C_DIGEST], nw[C_DIGEST_LEN], keys.out, KeyStore.OPENED, n)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        // the record as it is up to its certificate (8E, last), then the new certificate
+        short head = (short) (at - 1 - Records.lengthFieldSize(curLen) - index.offset(slot));
+        short size = (short) (head + 1 + Records.lengthFieldSize(newLen) + newLen);
+        if (size > Records.MAX_RECORD || size < 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Util.arrayCopyNonAtomic(index.data, index.offset(slot), building, (short) 0, head);
+        building[head] = Records.TAG_CERTIFICATE;
+        short pos = Records.writeLength(building, (short) (head + 1), newLen);
+        Util.arrayCopyNonAtomic(d, off, building, pos, newLen);
+        replace(slot, building, (short) 0, size, index.type(slot),
+                (byte) (ValueIndex.FLAG_CERTIFICATE | ValueIndex.FLAG_ROTATED));
+    }
+
+    /**
+     * COMMIT ROTATION: with no encrypted certificate left unmoved (6985), the next key becomes the
+     * key and the ROTATED and BACKED UP flags are cleared, in one transaction; again, or with no
+     * rotation under way, the key's info.
+     */
+    private void commitRotation(APDU apdu, short lc) {
+        requirePin();
+        if (lc != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        if (!keys.rotating()) {
+            respond(apdu, SRC_RAM, keys.info(answer), lc, true);
+            return;
+        }
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            byte flags = index.flags(s);
+            if (index.id(s) != 0 && (flags & ValueIndex.FLAG_CERTIFICATE) != 0 && (flags & ValueIndex.FLAG_ROTATED) == 0) {
+                short at = certificateOf(s);
+                certificate(index.data, at, tmp[1], certFields);
+                if (index.data[certFields[C_MODE]] == MODE_ENCRYPTED) {
+                    ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);  // a value still under the old key
+                }
+            }
+        }
+        byte moved = (byte) (ValueIndex.FLAG_ROTATED | ValueIndex.FLAG_BACKED_UP);
+        JCSystem.beginTransaction();
+        keys.promoteNext();
+        for (short s = 0; s < ValueIndex.CAPACITY; s++) {
+            byte flags = index.flags(s);
+            if (index.id(s) != 0 && (flags & moved) != 0) {
+                index.setFlags(s, (byte) (flags & ~moved));
+            }
+        }
+        JCSystem.commitTransaction();
+        respond(apdu, SRC_RAM, keys.info(answer), lc, false);
+    }
+
     // --- PIN ---------------------------------------------------------------------------------
 
     /** The digits' length in a PIN block (4-8 ASCII digits padded with FF), or 6A80. */
     private static short pinDigits(byte[] buf, short off) {
-        short n = PIN_BLOCK_LEN;
-        while (n > 0 && buf[(short) (off + n - 1)] == PIN_PAD) {
-            n--;
-        }
-        if (n < PIN_MIN) {
+        short n = Pin.digits(buf, off);
+        if (n < 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        checkDigits(buf, off, n);
         return n;
     }
 
     private static void checkDigits(byte[] buf, short off, short n) {
-        for (short i = 0; i < n; i++) {
-            byte b = buf[(short) (off + i)];
-            if (b < (byte) 0x30 || b > (byte) 0x39) {
-                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
-            }
+        if (!Pin.allDigits(buf, off, n)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
     }
 
