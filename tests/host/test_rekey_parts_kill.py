@@ -25,16 +25,14 @@ from host.backup import BackupError, connect
 from host.keymgr_client import KeyManagerClient
 from host.keys import backup_key_parts
 from host.vault_client import VaultClient, VaultClientError
-from keyfile import load_or_create_key, public_bytes
-from servers.keymgr.server import statement_key_path
 
 from ..card.helpers import personalized
 from ..conftest import FULL
-from ..processes import KeyManagerProcess, VaultProcess
 from ..servers.test_recovery import World
 from ..servers.test_rekey import backed_up_bodies, recover_per_value, rekey_once
 from ..servers.test_rotation import PASSWORD, Owner, owner_with_backups, unlocked
-from .test_rotation_kill import Killer, conserved
+from .test_rekey_kill import linked_servers
+from .test_rotation_kill import conserved, kill_and_rerun
 
 TRIALS = 100 if FULL else 4
 VALUES = 40 if FULL else 12
@@ -75,13 +73,7 @@ def nothing_lost(world: World, owner: Owner, new_card: SimulatedCard) -> None:
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_kill_a_server_mid_rekeying_then_per_value_recovery(trial: int, tmp_path: Path) -> None:
     rng = random.Random(trial)
-    trusted = public_bytes(load_or_create_key(statement_key_path(tmp_path / "keymgr-key.pem")).public_key())
-    vault = VaultProcess(tmp_path, keymgr_key=trusted)
-    keymgr = KeyManagerProcess(tmp_path, vault_url=vault.url)
-    try:
-        vault.start()
-        keymgr.start()
-        world = World(keymgr.url, vault.url)
+    with linked_servers(tmp_path) as (vault, keymgr, world):
         owner = owner_with_backups(world, VALUES)
         with KeyManagerClient(world.keymgr_url) as km:
             factors.login(km, owner.name, PASSWORD)
@@ -89,17 +81,9 @@ def test_kill_a_server_mid_rekeying_then_per_value_recovery(trial: int, tmp_path
         wipe_key_store(owner.card.eeprom)
         expected = backed_up_bodies(owner)
         new_card, _ = personalized(65536, 256)
-        victim = rng.choice([vault, keymgr])
-        killer = Killer(victim, rng.randint(1, 3 * VALUES), rng.uniform(0, 0.01))
-        try:
-            whole_story(world, owner, new_card, killer.client(KeyManagerClient), killer.client(VaultClient))
-        except (ServiceError, BackupError):
-            pass  # the server went away mid-run
-        assert killer.timer is not None, "the run ended before the chosen request"
-        killer.timer.join()
-        victim.kill()
-        victim.start()  # on the same database
-        nothing_lost(world, owner, new_card)
+        kill_and_rerun(rng, vault, keymgr, world, owner,
+                       lambda km, v: whole_story(world, owner, new_card, km, v), requests=3 * VALUES,
+                       check=lambda: nothing_lost(world, owner, new_card), cut=(ServiceError, BackupError))
         whole_story(world, owner, new_card, KeyManagerClient, VaultClient)  # the re-run finishes
         t = unlocked(new_card)
         assert Counter(t.read(e.id).body() for e in t.list()) == expected  # every value exactly once
@@ -107,6 +91,3 @@ def test_kill_a_server_mid_rekeying_then_per_value_recovery(trial: int, tmp_path
         with VaultClient(world.vault_url) as v:
             connect(t, v)
             assert v.registrations() == []
-    finally:
-        vault.kill()
-        keymgr.kill()
