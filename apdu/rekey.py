@@ -67,8 +67,20 @@ def succession_message(card_id: bytes, card_key: bytes, old_signed_part: bytes, 
 
 
 @dataclass(frozen=True)
+class RekeyJob:
+    """A re-keying under way, as the key manager begins it and the terminal follows it: the mode of
+    the card's key, the escrowed key it moves from and the new one it moves to."""
+
+    mode: KeyMode
+    old_key_id: bytes
+    new_key_id: bytes
+
+
+@dataclass(frozen=True)
 class Succession:
-    """SUCCEED CERTIFICATE's data: ``82`` the new certificate, ``9E`` the vault's signature."""
+    """SUCCEED CERTIFICATE's data: ``82`` the new certificate, ``9E`` the vault's signature. Also
+    what the key manager answers for each value it re-keys; there an empty signature says the
+    certificate was under the new key already, and nothing is sent to the card."""
 
     certificate: bytes
     signature: bytes

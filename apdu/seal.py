@@ -25,6 +25,8 @@ Symmetric mode (claim 10: 401 and 402 are one AES key K)::
 
 T = HMAC-SHA256(k_mac, header || IV || C)[:16]. ``context`` binds a sealed blob to its use
 (e.g. the card id and the digest of a backed-up value), so it cannot be replayed elsewhere.
+
+``cryptography`` is imported by the functions that use it (see :mod:`apdu.signature`).
 """
 
 from __future__ import annotations
@@ -33,14 +35,7 @@ import hmac
 import os
 from hashlib import sha256
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from .signature import CURVE, PUBLIC_KEY_LEN
+from .signature import PUBLIC_KEY_LEN
 
 INFO = b"EVB-SEAL-1"
 IV_LEN = TAG_LEN = SALT_LEN = 16
@@ -60,6 +55,9 @@ class SealError(ValueError):
 
 
 def hkdf(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(hashes.SHA256(), length, salt, info).derive(secret)
 
 
@@ -77,21 +75,28 @@ def unpad(data: bytes) -> bytes:
 
 
 def aes_cbc(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
     op = cipher.encryptor() if encrypt else cipher.decryptor()
     return op.update(data) + op.finalize()
 
 
 def public_key(scalar: bytes) -> bytes:
-    key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1())
     return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
 def ecdh(scalar: bytes, peer: bytes) -> bytes:
     """The shared point's x-coordinate (SEC 1 ECDH primitive, as ALG_EC_SVDP_DH_PLAIN)."""
-    key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1())
     try:
-        return key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(CURVE, peer))
+        return key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), peer))
     except ValueError as exc:
         raise SealError("not a P-256 public key") from exc
 
@@ -115,11 +120,15 @@ PAIR_CHECK = b"EVB-KEY-PAIR-CHECK-1"  # signed and verified on import; never lea
 def pair_matches(scalar: bytes, point: bytes) -> bool:
     """Whether ``scalar`` is the private key of ``point``, checked as a 3.0.4 card can (it
     cannot compute scalar*G): sign a fixed message with the one, verify with the other."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     if not valid_scalar(scalar):
         return False
     try:
-        key = ec.derive_private_key(int.from_bytes(scalar, "big"), CURVE)
-        ec.EllipticCurvePublicKey.from_encoded_point(CURVE, point).verify(
+        key = ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1())
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point).verify(
             key.sign(PAIR_CHECK, ec.ECDSA(hashes.SHA256())), PAIR_CHECK, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         return False

@@ -1,31 +1,21 @@
 """The wallet applet's command set (docs/APDU.md): constants, typed messages, builders.
 
-Fixed-layout messages are ``construct`` structs, compiled because the card builds them on every
-command; the value record is BER-TLV
-(:mod:`apdu.records`). Every message has a frozen dataclass with ``from_bytes`` and
-``__bytes__`` so card and host share one definition of each byte.
+Fixed-layout messages are ``construct`` structs, defined here and built when first used
+(:class:`LazyStruct`); the value record is BER-TLV (:mod:`apdu.records`). Every message has a
+frozen dataclass with ``from_bytes`` and ``__bytes__`` so card and host share one definition of
+each byte.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
 from struct import error as struct_error
-
-from construct import (
-    Bytes,
-    ConstructError,
-    GreedyRange,
-    Int8ub,
-    Int16ub,
-    Int32ub,
-    PascalString,
-    PrefixedArray,
-    Struct,
-    Terminated,
-)
+from types import ModuleType
+from typing import Any
 
 from .command import CommandApdu
 from .records import ValueFlags, ValueType, decode_bcd_date, encode_bcd_date
@@ -74,11 +64,44 @@ class ModifyOp(IntEnum):
     USE = 2  # use N of the tickets or coupons in a record
 
 
-def _parse(struct: Struct, raw: bytes):  # type: ignore[no-untyped-def]
-    try:
-        return struct.parse(raw)
-    except (ConstructError, UnicodeDecodeError, struct_error) as exc:  # compiled structs raise struct.error
-        raise MessageError(str(exc)) from exc
+class LazyStruct:
+    """A ``construct`` struct, defined where the message is and made when first used.
+
+    Why: importing construct (it loads pdb) and compiling a struct cost tens of milliseconds, which
+    every ``evb`` command paid at start-up though most parse none of these messages (GET CARD
+    INFO is a plain ``struct``). ``define`` takes the construct module and answers the struct;
+    ``compiled`` says whether compiling pays: it does for what the card parses or builds on every
+    command, not for a message parsed once per run."""
+
+    def __init__(self, define: Callable[[ModuleType], Any], compiled: bool = True) -> None:
+        self._define = define
+        self._compiled = compiled
+        self._struct: Any = None
+
+    @property
+    def struct(self) -> Any:
+        """The construct struct itself, to nest in another definition."""
+        if self._struct is None:
+            import construct
+
+            made = self._define(construct)
+            self._struct = made.compile() if self._compiled else made
+        return self._struct
+
+    def parse(self, raw: bytes) -> Any:
+        """The parsed container, or MessageError for bytes that do not decode."""
+        from construct import ConstructError
+
+        try:
+            return self.struct.parse(raw)
+        except (ConstructError, UnicodeDecodeError, struct_error) as exc:  # compiled structs raise struct.error
+            raise MessageError(str(exc)) from exc
+
+    def build(self, fields: dict[str, Any]) -> bytes:
+        return bytes(self.struct.build(fields))
+
+    def sizeof(self) -> int:
+        return int(self.struct.sizeof())
 
 
 # --- PIN ------------------------------------------------------------------------------------
@@ -158,12 +181,12 @@ FILTER_BY_TYPE = 0x01
 FILTER_CERTIFICATES = 0x02
 FILTER_EXPIRING = 0x04
 
-LIST_FILTER = Struct(
-    "flags" / Int8ub,
-    "type" / Int8ub,
-    "today" / Bytes(4),
-    "days" / Int16ub,
-).compile()
+LIST_FILTER = LazyStruct(lambda c: c.Struct(
+    "flags" / c.Int8ub,
+    "type" / c.Int8ub,
+    "today" / c.Bytes(4),
+    "days" / c.Int16ub,
+))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +220,14 @@ class ListFilter:
             | (FILTER_CERTIFICATES if self.certificates_only else 0)
             | (FILTER_EXPIRING if self.today is not None else 0)
         )
-        return bytes(LIST_FILTER.build(
+        return LIST_FILTER.build(
             dict(
                 flags=flags,
                 type=int(self.type or 0),
                 today=encode_bcd_date(self.today) if self.today else bytes(4),
                 days=self.expiring_within or 0,
             )
-        ))
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ListFilter:
@@ -212,7 +235,7 @@ class ListFilter:
             return cls()
         if len(raw) != LIST_FILTER.sizeof():
             raise MessageError("a list filter is 8 bytes")
-        f = _parse(LIST_FILTER, raw)
+        f = LIST_FILTER.parse(raw)
         if f.flags & ~(FILTER_BY_TYPE | FILTER_CERTIFICATES | FILTER_EXPIRING):
             raise MessageError("unknown filter flag")
         try:
@@ -228,14 +251,6 @@ class ListFilter:
         )
 
 
-LIST_ENTRY = Struct(
-    "id" / Int16ub,
-    "type" / Int8ub,
-    "flags" / Int8ub,
-    "size" / Int16ub,
-    "valid_to" / Bytes(4),
-    "name" / PascalString(Int8ub, "utf8"),
-).compile()
 NO_DATE = bytes(4)
 
 
@@ -256,40 +271,43 @@ class ListEntry:
 
 
 LIST_ENTRY_HEAD = struct.Struct(">HBBH4sB")
+"""A listing entry: id, type, flags, record size, valid-to (BCD, 00000000 for none), then the
+name's length and its UTF-8 bytes. struct, not construct, both ways: the card builds a LIST of
+many entries, and ``evb card list`` parses one without paying for construct's import."""
 
 
 def list_entry(value_id: int, vtype: int, flags: int, size: int, valid_to: bytes, name: bytes) -> bytes:
-    """A listing entry's bytes (``LIST_ENTRY``) from what the card's index and record hold as they
-    are: the BCD date and the UTF-8 name, not decoded and encoded again per entry and LIST."""
+    """A listing entry's bytes (``LIST_ENTRY_HEAD`` and the name) from what the card's index and
+    record hold as they are: the BCD date and the UTF-8 name, not decoded and encoded again per
+    entry and LIST."""
     return LIST_ENTRY_HEAD.pack(value_id, vtype, flags, size, valid_to, len(name)) + name
 
 
-LIST_RESPONSE = Struct("entries" / GreedyRange(LIST_ENTRY), Terminated).compile()
-
-
 def parse_listing(raw: bytes) -> list[ListEntry]:
-    entries = _parse(LIST_RESPONSE, raw).entries
+    """The entries of a LIST VALUES answer, or MessageError for one cut short, with bytes left
+    over, or with a type, flag, date or name that does not decode."""
+    entries, at = [], 0
     try:
-        return [
-            ListEntry(
-                e.id,
-                ValueType(e.type),
-                ValueFlags(e.flags),
-                e.size,
-                None if bytes(e.valid_to) == NO_DATE else decode_bcd_date(bytes(e.valid_to)),
-                e.name,
-            )
-            for e in entries
-        ]
-    except ValueError as exc:
-        raise MessageError(str(exc)) from exc
+        while at < len(raw):
+            value_id, vtype, flags, size, valid_to, name_len = LIST_ENTRY_HEAD.unpack_from(raw, at)
+            at += LIST_ENTRY_HEAD.size + name_len
+            if at > len(raw):
+                raise MessageError("a malformed listing: an entry's name runs past the end")
+            entries.append(ListEntry(value_id, ValueType(vtype), ValueFlags(flags), size,
+                                     None if valid_to == NO_DATE else decode_bcd_date(valid_to),
+                                     raw[at - name_len:at].decode()))
+    except MessageError:
+        raise
+    except (struct_error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise MessageError(f"a malformed listing: {exc}") from exc
+    return entries
 
 
 # --- MODIFY VALUE, STORE VALUE --------------------------------------------------------------
 
-MODIFY_REQUEST = Struct("op" / Int8ub, "amount" / Int32ub).compile()
-REMAINING = Struct("remaining" / Int32ub).compile()
-STORED_ID = Struct("id" / Int16ub).compile()
+MODIFY_REQUEST = LazyStruct(lambda c: c.Struct("op" / c.Int8ub, "amount" / c.Int32ub))
+REMAINING = LazyStruct(lambda c: c.Struct("remaining" / c.Int32ub))
+STORED_ID = LazyStruct(lambda c: c.Struct("id" / c.Int16ub))
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,13 +320,13 @@ class ModifyRequest:
             raise MessageError("amount must be positive")
 
     def __bytes__(self) -> bytes:
-        return bytes(MODIFY_REQUEST.build(dict(op=int(self.op), amount=self.amount)))
+        return MODIFY_REQUEST.build(dict(op=int(self.op), amount=self.amount))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ModifyRequest:
         if len(raw) != MODIFY_REQUEST.sizeof():
             raise MessageError("a modify request is 5 bytes")
-        m = _parse(MODIFY_REQUEST, raw)
+        m = MODIFY_REQUEST.parse(raw)
         try:
             return cls(ModifyOp(m.op), m.amount)
         except ValueError as exc:
@@ -316,23 +334,23 @@ class ModifyRequest:
 
 
 def encode_u16(n: int) -> bytes:
-    return bytes(STORED_ID.build(dict(id=n)))
+    return STORED_ID.build(dict(id=n))
 
 
 def parse_u16(raw: bytes) -> int:
     if len(raw) != 2:
         raise MessageError("expected 2 bytes")
-    return int(_parse(STORED_ID, raw).id)
+    return int(STORED_ID.parse(raw).id)
 
 
 def encode_remaining(n: int) -> bytes:
-    return bytes(REMAINING.build(dict(remaining=n)))
+    return REMAINING.build(dict(remaining=n))
 
 
 def parse_remaining(raw: bytes) -> int:
     if len(raw) != 4:
         raise MessageError("expected 4 bytes")
-    return int(_parse(REMAINING, raw).remaining)
+    return int(REMAINING.parse(raw).remaining)
 
 
 # --- GET MEMORY MAP -------------------------------------------------------------------------
@@ -349,21 +367,22 @@ class AreaKind(IntEnum):
     DATA = 5  # the data area the index entries point into
 
 
-MAP_AREA = Struct("kind" / Int8ub, "start" / Int32ub, "length" / Int32ub)
-MAP_ENTRY = Struct(
-    "slot" / Int16ub,
-    "id" / Int16ub,
-    "type" / Int8ub,
-    "flags" / Int8ub,
-    "offset" / Int16ub,
-    "size" / Int16ub,
-)
-MEMORY_MAP = Struct(
-    "memory_size" / Int32ub,
-    "areas" / PrefixedArray(Int8ub, MAP_AREA),
-    "entries" / PrefixedArray(Int16ub, MAP_ENTRY),
-    Terminated,
-).compile()
+MAP_AREA = LazyStruct(lambda c: c.Struct("kind" / c.Int8ub, "start" / c.Int32ub, "length" / c.Int32ub),
+                      compiled=False)
+MAP_ENTRY = LazyStruct(lambda c: c.Struct(
+    "slot" / c.Int16ub,
+    "id" / c.Int16ub,
+    "type" / c.Int8ub,
+    "flags" / c.Int8ub,
+    "offset" / c.Int16ub,
+    "size" / c.Int16ub,
+), compiled=False)
+MEMORY_MAP = LazyStruct(lambda c: c.Struct(
+    "memory_size" / c.Int32ub,
+    "areas" / c.PrefixedArray(c.Int8ub, MAP_AREA.struct),
+    "entries" / c.PrefixedArray(c.Int16ub, MAP_ENTRY.struct),
+    c.Terminated,
+), compiled=False)  # one map a run: compiling it costs more than parsing it
 MAP_FIXED_LEN = 4 + 1 + 2  # memory size, area count, entry count
 MAP_AREA_LEN, MAP_ENTRY_LEN = 9, 10
 INDEX_ENTRY_LEN = 8  # the index area holds its capacity of entries of this size
@@ -421,16 +440,16 @@ class MemoryMap:
         return next(a for a in self.areas if a.kind == kind)
 
     def __bytes__(self) -> bytes:
-        return bytes(MEMORY_MAP.build(dict(
+        return MEMORY_MAP.build(dict(
             memory_size=self.memory_size,
             areas=[dict(kind=int(a.kind), start=a.start, length=a.length) for a in self.areas],
             entries=[dict(slot=e.slot, id=e.id, type=int(e.type), flags=int(e.flags), offset=e.offset,
                           size=e.size) for e in self.entries],
-        )))
+        ))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MemoryMap:
-        m = _parse(MEMORY_MAP, raw)
+        m = MEMORY_MAP.parse(raw)
         try:
             return cls(
                 m.memory_size,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from apdu import CommandApdu
+
+if TYPE_CHECKING:
+    from apdu.certificate import Certificate
+
+    from .eeprom import Eeprom
+    from .index import Index, IndexEntry
 
 
 class CardError(Exception):
@@ -26,3 +32,25 @@ class Applet(Protocol):
 
     def process(self, command: CommandApdu) -> bytes:
         """Answer the response data of a 9000, or raise :class:`CardError`."""
+
+
+class WalletPart:
+    """What the wallet applet (:class:`card.wallet.WalletApplet`) and its backup part give the
+    command mixins that back up, re-key and rotate keys, declared once for the type checker: each
+    such mixin subclasses this and declares only what else it takes from the others."""
+
+    eeprom: Eeprom
+    base: int
+    index: Index
+
+    if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
+        @property
+        def card_id(self) -> bytes: ...
+        @property
+        def vault_key(self) -> bytes | None: ...
+
+        def _require_pin(self) -> None: ...
+        def _entry(self, command: CommandApdu) -> IndexEntry: ...
+        def _certificate_of(self, entry: IndexEntry) -> bytes: ...
+        def _parse_certificate(self, raw: bytes) -> Certificate: ...
+        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...

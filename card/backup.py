@@ -31,9 +31,8 @@ from apdu.seal import SealError
 from apdu.wallet import MessageError, encode_u16
 
 from . import crypto
-from .applet import CardError
-from .eeprom import Eeprom
-from .index import Index, IndexEntry
+from .applet import CardError, WalletPart
+from .index import IndexEntry
 
 # key area of the wallet header (see card.wallet for the rest of the layout)
 H_IDENTITY_KEY = 64  # private scalar, 32 bytes
@@ -45,22 +44,12 @@ KEY_AREA_END = 230
 H_ATTESTATION = 768
 ATTESTATION_END = H_ATTESTATION + 1 + 65 + b.MAX_SIGNATURE
 
-class BackupCommands:
-    eeprom: Eeprom
-    base: int
-    index: Index
-
-    if TYPE_CHECKING:  # provided by the wallet applet
-        @property
-        def card_id(self) -> bytes: ...
-
+class BackupCommands(WalletPart):
+    if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
         @property
         def keymgr_key(self) -> bytes | None: ...
 
-        def _require_pin(self) -> None: ...
-        def _entry(self, command: CommandApdu) -> IndexEntry: ...
         def _no_data(self, command: CommandApdu) -> None: ...
-        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
         def _add(self, body: bytes, type_: int, flags: int, also: Callable[[], None] = ...) -> int: ...
         @property
         def key_mode(self) -> KeyMode: ...

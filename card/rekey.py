@@ -11,40 +11,25 @@ from apdu import SW, CommandApdu
 from apdu import backup as b
 from apdu import keys as k
 from apdu import rekey as rk
-from apdu.certificate import Certificate, Mode
+from apdu.certificate import Mode
 from apdu.records import ValueFlags, ValueRecord
 from apdu.wallet import MessageError
 
 from . import crypto
-from .applet import CardError
-from .eeprom import Eeprom
-from .index import Index, IndexEntry
+from .applet import CardError, WalletPart
 from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, H_TRANSPORT
 
 SHARES_AREA = 10 + k.MAX_SHARES * k.SHARE_LEN  # also the next key's area of a card-side rotation
 
 
-class RekeyCommands:
-    eeprom: Eeprom
-    base: int
-    index: Index
-
-    if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
-        @property
-        def card_id(self) -> bytes: ...
+class RekeyCommands(WalletPart):
+    if TYPE_CHECKING:  # provided by the wallet applet's other mixins
         @property
         def identity(self) -> b.Identity: ...
-        @property
-        def vault_key(self) -> bytes | None: ...
         @property
         def next_mode(self) -> k.KeyMode: ...
 
         def key_info(self) -> k.KeyInfo: ...
-        def _require_pin(self) -> None: ...
-        def _entry(self, command: CommandApdu) -> IndexEntry: ...
-        def _certificate_of(self, entry: IndexEntry) -> bytes: ...
-        def _parse_certificate(self, raw: bytes) -> Certificate: ...
-        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
         def open_assisted(self, blob: bytes, context: bytes) -> bytes: ...
         @staticmethod
         def _mode(p1: int) -> k.KeyMode: ...

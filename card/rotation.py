@@ -15,14 +15,13 @@ from apdu import SW, CommandApdu, seal
 from apdu import backup as b
 from apdu import keys as k
 from apdu import rotation as r
-from apdu.certificate import Certificate, Mode, digest_matches, value_hash
+from apdu.certificate import Mode, digest_matches, value_hash
 from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
 from apdu.wallet import MessageError
 
 from . import crypto
-from .applet import CardError
-from .eeprom import Eeprom
-from .index import Index, IndexEntry
+from .applet import CardError, WalletPart
+from .index import IndexEntry
 from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, KEY_AREA_END
 
 H_NEXT_MODE = H_SHARES  # 1 byte: the next key's mode, 0 when no rotation is under way
@@ -31,30 +30,17 @@ NEXT_AREA = 1 + k.PUBLIC_MATERIAL_LEN
 assert H_SHARES + NEXT_AREA <= KEY_AREA_END
 
 
-class RotationCommands:
-    eeprom: Eeprom
-    base: int
-    index: Index
-
+class RotationCommands(WalletPart):
     if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
         @property
-        def card_id(self) -> bytes: ...
-        @property
         def key_mode(self) -> k.KeyMode: ...
-        @property
-        def vault_key(self) -> bytes | None: ...
 
-        def _require_pin(self) -> None: ...
         def _no_data(self, command: CommandApdu) -> None: ...
-        def _entry(self, command: CommandApdu) -> IndexEntry: ...
         def _material(self) -> bytes: ...
         @staticmethod
         def vault_part(material: bytes, mode: k.KeyMode, card_id: bytes, vault: bytes) -> bytes: ...
         def _stored(self, off: int, n: int) -> bytes: ...
         def _sign(self, message: bytes) -> bytes: ...
-        def _certificate_of(self, entry: IndexEntry) -> bytes: ...
-        def _parse_certificate(self, raw: bytes) -> Certificate: ...
-        def _replace(self, entry: IndexEntry, body: bytes, type_: int, flags: int) -> None: ...
 
     def rotation_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80

@@ -425,8 +425,9 @@ class StartupRow:
 
 
 def run_startup_bench(rounds: int = 15) -> list[StartupRow]:
-    """Wall time of ``evb --version`` and ``evb card info --card-image FILE`` (a fresh simulated
-    card) beside ``python3 -c pass``, the interpreter's own start-up, in interleaved rounds: medians.
+    """Wall time of ``evb --version``, ``evb card info`` and ``evb card list`` (``--card-image FILE``,
+    a simulated card holding fig. 15's values) beside ``python3 -c pass``, the interpreter's own
+    start-up, in interleaved rounds: medians.
 
     The CLI runs as ``python3 -m host.cli`` from the folder this code was imported from, so the
     figure is this code's whatever ``evb`` on PATH points at. Bytecode is cached (in a private
@@ -445,11 +446,12 @@ def run_startup_bench(rounds: int = 15) -> list[StartupRow]:
     with tempfile.TemporaryDirectory(prefix="evb-bench-") as tmp:
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         image = Path(tmp) / "card.img"
-        SimulatedCard.manufacture(image=image).close()
+        _loaded(SimulatedCard.manufacture(image=image)).close()
         runs = {
             "python3 -c pass": (py, "-c", "pass"),
             "evb --version": (py, "-m", "host.cli", "--version"),
             "evb card info --card-image FILE": (py, "-m", "host.cli", "card", "info", "--card-image", str(image)),
+            "evb card list --card-image FILE": (py, "-m", "host.cli", "card", "list", "--card-image", str(image)),
         }
         times: dict[str, list[float]] = {name: [] for name in runs}
         for argv in runs.values():  # the warm-up: bytecode written, files in the page cache

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from apdu.backup import Attestation
 from apdu.keys import KeyMode
+from apdu.rekey import RekeyJob, Succession
 
 from .api_client import ApiClient, ServiceError, b64
 from .vault_client import LostCardStatement
@@ -61,19 +62,6 @@ class KeyRestoration:
     key_id: bytes
     sealed: bytes  # for the target card's transport key: opaque here
     public_key: bytes = b""  # Q beside a share of a public key, for IMPORT SHARE
-
-
-@dataclass(frozen=True)
-class RekeyJob:
-    mode: KeyMode
-    old_key_id: bytes
-    new_key_id: bytes
-
-
-@dataclass(frozen=True)
-class RekeyedValue:
-    certificate: bytes  # the successor, or the one sent when it was under the new key already
-    succession: bytes  # the vault's signature for SUCCEED CERTIFICATE; empty when nothing moved
 
 
 class KeyManagerClient(ApiClient):
@@ -220,9 +208,9 @@ class KeyManagerClient(ApiClient):
         return RekeyJob(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["old_key_id"]),
                         bytes.fromhex(answer["new_key_id"]))
 
-    def rekey_value(self, card_id: bytes, certificate: bytes) -> RekeyedValue:
+    def rekey_value(self, card_id: bytes, certificate: bytes) -> Succession:
         answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/values", {"certificate": b64(certificate)})
-        return RekeyedValue(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
+        return Succession(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
 
     def rekey_key(self, card_id: bytes, transport_key: bytes) -> KeyRestoration:
         answer = self._call("POST", f"/v1/rekeys/{card_id.hex()}/key", {"transport_key": b64(transport_key)})

@@ -75,8 +75,8 @@ def rekey_by_keymgr(session: WalletSession, vault: VaultClient, keymgr: KeyManag
                 raise
             refused.append(f"value {value_id}: {exc.message}")
             continue
-        if answer.succession:
-            session.succeed_certificate(value_id, answer.certificate, answer.succession)
+        if answer.signature:
+            session.succeed_certificate(value_id, answer.certificate, answer.signature)
             moved += 1
         if progress:
             progress(done, len(todo))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,7 +13,6 @@ from apdu import SW, ApduError
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueRecord, ValueType
 
-from ..session import WalletSession
 from ..transport.open import default_image
 from .complete import value_ids
 from .errors import CliFail
@@ -34,6 +33,9 @@ from .options import (
 from .render import console, info_table, listing_table, memory_map_view, print_json, record_table
 from .secrets import secret_option
 from .shortage import day, decider, policy_for, shortage_options
+
+if TYPE_CHECKING:  # the session (every codec of the card's commands) is imported when a card is opened
+    from ..session import WalletSession
 
 # names other modules took from here before options.py held them (branches in flight still may)
 __all__ = ["HeldCard", "card", "card_image_option", "held_card", "need_pin", "reader_option", "unlock", "wallet"]

@@ -113,6 +113,27 @@ keymgr_option = url_option("--keymgr", "keymgr_url", "EVB_KEYMGR", DEFAULT_KEYMG
 today_option = click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), envvar="EVB_TODAY",
                             help="The date the conditions are evaluated on (or EVB_TODAY) [default: today].")
 
+# --- the servers' own side ----------------------------------------------------------------------
+
+
+def serve_options(port: int, key_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """What each server's ``serve`` takes first: its database (``db_url``), its own key
+    (``key_path``) and where it listens (``host``, ``port``)."""
+    options = [
+        click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…"),
+        click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help=key_help),
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", type=click.IntRange(1, 65535), default=port, show_default=True),
+    ]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):  # listed in --help in this order
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 # --- the ID card (seed E5) ---------------------------------------------------------------------
 
 id_pin_option = secret_option("id-pin", "EVB_ID_PIN", "The ID card's PIN, if it has one")

@@ -272,7 +272,7 @@ def bench_image(pairs: int, folder: Path | None, as_json: bool) -> None:
               help="Runs of each command, interleaved.")
 @json_option
 def bench_startup(rounds: int, as_json: bool) -> None:
-    """Start-up: 'evb --version' and 'evb card info' beside 'python3 -c pass' (goal: ratio <= 2)."""
+    """Start-up: 'evb --version', 'evb card info' and 'evb card list' beside 'python3 -c pass' (goal: ratio <= 2)."""
     from ..bench import run_startup_bench
 
     with console.status("starting evb and python3...") if not as_json else nullcontext():

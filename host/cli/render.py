@@ -11,19 +11,23 @@ from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
-from rich.table import Table
-
 from apdu import wallet as w
 from apdu.records import ValueFlags, ValueRecord
 
-if TYPE_CHECKING:
+from .lazy import lazy, made
+
+if TYPE_CHECKING:  # rich is imported when something is printed: not for --help, --json or a failure
+    from rich.console import Console, Group
+    from rich.table import Table
+
     from ..memory_map import Layout
 
 
 def make_console() -> Console:
     """Rich output for people. Not on a terminal (``evb demo > file``) nothing is wrapped or cut at
     80 columns: a line of text (a recovery code) stays one line, and tables take the width they need."""
+    from rich.console import Console
+
     out = Console(highlight=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out = Console(highlight=False, soft_wrap=True, width=UNWRAPPED_WIDTH)
@@ -31,7 +35,7 @@ def make_console() -> Console:
 
 
 UNWRAPPED_WIDTH = 1000  # wide enough for any table of ours; plain text is not wrapped at all (soft_wrap)
-console = make_console()
+console = lazy(make_console)
 
 # --- JSON: one shape per record (docs/JSON.md), made here and nowhere else -----------------------
 
@@ -78,6 +82,8 @@ def flags_text(flags: ValueFlags) -> str:
 
 
 def listing_table(entries: list[w.ListEntry], title: str = "Values on the card") -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("ID", justify="right")
     table.add_column("Type")
@@ -100,6 +106,8 @@ def listing_table(entries: list[w.ListEntry], title: str = "Values on the card")
 
 
 def record_table(r: ValueRecord) -> Table:
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"Value {r.id}: {r.name}", title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -128,6 +136,8 @@ def record_table(r: ValueRecord) -> Table:
 
 
 def info_table(info: w.CardInfo) -> Table:
+    from rich.table import Table
+
     table = Table(show_header=False, title="Card", title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -173,7 +183,7 @@ def progress_bar(what: str, as_json: bool = False) -> Iterator[Callable[[int, in
     """A transient bar on a terminal (nothing in pipes or with --json); yields ``(done, total)``."""
     from rich.progress import Progress
 
-    with Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+    with Progress(console=made(console), transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task(what, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -190,6 +200,8 @@ def memory_map_view(lay: Layout, names: dict[int, str]) -> Group:
     A cell shows what holds most of its bytes, free space included, so a gap of half a cell or more
     shows; the table lists every gap whatever its size. Free rows after the last record are counted,
     not drawn."""
+    from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
 
     from ..memory_map import AREA_NAMES, Gap

@@ -21,10 +21,11 @@ from apdu.signature import valid_public_key
 from .errors import CliFail
 from .issuer import trusted_keys, trusted_option
 from .net import trust, warn_plain_http, with_ca
-from .options import json_option
+from .options import json_option, serve_options
 from .render import console, print_json
 
 if TYPE_CHECKING:
+    from servers.storage import Database
     from servers.tls import ServerTls
 
 
@@ -63,17 +64,27 @@ def server_tls(cert: Path | None, key: Path | None, insecure_http: bool) -> Serv
     return tls
 
 
+def run_server(what: str, app: Any, db: Database, host: str, port: int, tls: ServerTls | None) -> None:
+    """Serve ``app`` in the foreground until Ctrl-C; its database is closed however it ends."""
+    import uvicorn
+
+    from servers.runner import server_config
+
+    console.print(f"{what} on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
+                  "Ctrl-C to stop.")
+    try:
+        uvicorn.Server(server_config(app, host, port, tls)).run()
+    finally:
+        db.close()
+
+
 @click.group()
 def vault() -> None:
     """The vault server."""
 
 
 @vault.command("serve")
-@click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The vault's signing key, PEM; created on first start [default: beside the data].")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
+@serve_options(8470, "The vault's signing key, PEM; created on first start [default: beside the data].")
 @click.option("--digest", default="type,name,count,start,expiry,place", show_default=True,
               help="Value fields copied into certificates (comma-separated, may be empty).")
 @click.option("--counter-modulus", type=click.IntRange(2, 2**32), default=2**32, show_default=True,
@@ -86,10 +97,7 @@ def vault() -> None:
 def vault_serve(db_url: str | None, key_path: Path | None, host: str, port: int, digest: str, counter_modulus: int,
           keymgr_key: str | None, issuer_key: tuple[str, ...], tls: ServerTls | None) -> None:
     """Run the vault in the foreground (OpenAPI schema at /openapi.json)."""
-    import uvicorn
-
     from apdu.certificate import DigestField
-    from servers.runner import server_config
     from servers.storage import StorageError
     from servers.vault.server import build, default_db, default_key
 
@@ -110,12 +118,7 @@ def vault_serve(db_url: str | None, key_path: Path | None, host: str, port: int,
         app, db = build(db_url or default_db(), key_path or default_key(), fields, counter_modulus, trusted, issuers)
     except (StorageError, ValueError) as exc:  # ValueError: a key file others can read
         raise CliFail(str(exc)) from exc
-    console.print(f"Vault on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
-                  "Ctrl-C to stop.")
-    try:
-        uvicorn.Server(server_config(app, host, port, tls)).run()
-    finally:
-        db.close()
+    run_server("Vault", app, db, host, port, tls)
 
 
 @vault.command("openapi")
@@ -132,28 +135,21 @@ def keymgr() -> None:
 
 
 @keymgr.command("serve")
-@click.option("--db", "db_url", help="sqlite:///PATH (default under $XDG_DATA_HOME/evb) or postgresql://…")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The key manager's own key pair, PEM; created on first start.")
+@serve_options(8471, "The key manager's own key pair, PEM; created on first start.")
 @click.option("--master-key", "master_path", type=click.Path(dir_okay=False, path_type=Path),
               help="32-byte file encrypting escrowed keys at rest, kept outside the database "
                    "(or EVB_KEYMGR_MASTER_KEY_FILE); created on first start.")
 @click.option("--vault", "vault_url", envvar="EVB_VAULT",
               help="The vault, for server-assisted restore (E6); its certificate is checked as a client's (--ca).")
 @with_ca
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8471, show_default=True)
 @trusted_option("--issuer-key", "EVB_ISSUER_KEY", "card")
 @trusted_option("--id-issuer-key", "EVB_ID_ISSUER_KEY", "ID-card")
 @serve_tls
 def keymgr_serve(db_url: str | None, key_path: Path | None, master_path: Path | None, vault_url: str | None, host: str,
           port: int, issuer_key: tuple[str, ...], id_issuer_key: tuple[str, ...], tls: ServerTls | None) -> None:
     """Run the key manager in the foreground (OpenAPI schema at /openapi.json)."""
-    import uvicorn
-
     from servers.keymgr.config import KeyManagerConfig
     from servers.keymgr.server import build, default_db, default_key, default_master_key
-    from servers.runner import server_config
     from servers.storage import StorageError
     from servers.tls import verify_context
 
@@ -169,12 +165,7 @@ def keymgr_serve(db_url: str | None, key_path: Path | None, master_path: Path | 
                                          id_issuers=id_issuers))
     except (StorageError, ValueError) as exc:
         raise CliFail(str(exc)) from exc
-    console.print(f"Key manager on {'https' if tls else 'http'}://{host}:{port} (database {db.describe()}); "
-                  "Ctrl-C to stop.")
-    try:
-        uvicorn.Server(server_config(app, host, port, tls)).run()
-    finally:
-        db.close()
+    run_server("Key manager", app, db, host, port, tls)
 
 
 @keymgr.command("unlock")

@@ -16,6 +16,7 @@ from ..session import WalletSession
 from ..triggers import AutoRun, free_percent, run_auto, run_if_due
 from ..vault_client import VaultClientError
 from .errors import CliFail
+from .lazy import made
 from .net import vault_link
 from .options import json_option, pin_option, today_option, unlock, vault_option, with_wallet
 from .render import console, listing_table, print_json
@@ -127,7 +128,7 @@ def report(run: AutoRun, as_json: bool) -> None:
 
 
 def _auto(session: WalletSession, vault_url: str, today: datetime | None, as_json: bool, only_if_due: bool) -> bool:
-    with vault_link(vault_url) as link, Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+    with vault_link(vault_url) as link, Progress(console=made(console), transient=True, disable=as_json or not console.is_terminal) as bar:
         task = bar.add_task("automatic backup", total=None)
         try:
             run = (run_if_due if only_if_due else run_auto)(session, link, day(today), lambda n: bar.advance(task, n))

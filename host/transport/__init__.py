@@ -35,6 +35,6 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-from .pyscard import PyscardTransport  # noqa: E402  (the adapter needs the errors above)
-
-__all__ = ["CardBusyError", "CardRemovedError", "PyscardTransport", "Transport", "TransportError"]
+# PyscardTransport lives in .pyscard, imported where a connection is made: pyscard loads the PC/SC
+# library, which a command that never opens a card (or `--help`) need not pay for
+__all__ = ["CardBusyError", "CardRemovedError", "Transport", "TransportError"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from smartcard.CardConnection import CardConnection
 from smartcard.Exceptions import CardConnectionException
@@ -17,15 +18,17 @@ from smartcard.Exceptions import CardConnectionException
 from card import CardMute, SimulatedCard
 from card.card import T0, T1
 from card.eeprom import ImageError
-from card.javacard import AppletCard
 
 from . import TransportError
 from .pyscard import PyscardTransport
 
+if TYPE_CHECKING:  # the applet's runner starts a JVM: imported by whoever runs one, not by every card
+    from card.javacard import AppletCard
+
 READER_NAME = "EVB in-process reader"
 
 
-InProcessCard = SimulatedCard | AppletCard  # the Python card, or the applet in its JVM child
+InProcessCard: TypeAlias = "SimulatedCard | AppletCard"  # the Python card, or the applet in its JVM child
 
 
 class InProcessCardConnection(CardConnection):  # type: ignore[misc]

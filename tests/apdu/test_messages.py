@@ -59,6 +59,22 @@ def test_listing_round_trip(entry: w.ListEntry, n: int) -> None:
     assert w.parse_listing(bytes(entry) * n) == [entry] * n
 
 
+ENTRY = bytes(w.ListEntry(3, ValueType.TICKET, ValueFlags.NONE, 10, date(2027, 1, 31), "Zoé"))
+
+
+@pytest.mark.parametrize("raw", [
+    ENTRY[:-1],  # the name cut short
+    ENTRY[:5],  # the fixed part cut short
+    ENTRY + b"\x00",  # a byte left over
+    ENTRY[:11] + b"\xff" + ENTRY[12:],  # a name that is not UTF-8
+    ENTRY[:2] + b"\x63" + ENTRY[3:],  # an unknown value type
+    ENTRY[:6] + bytes.fromhex("20279999") + ENTRY[10:],  # not a date
+], ids=["name short", "head short", "trailing", "not utf-8", "unknown type", "bad date"])
+def test_a_malformed_listing_is_a_message_error(raw: bytes) -> None:
+    with pytest.raises(w.MessageError, match="malformed listing"):
+        w.parse_listing(raw)
+
+
 @given(st.one_of(st.none(), st.sampled_from(list(ValueType))), st.booleans(),
        st.one_of(st.none(), st.tuples(dates, st.integers(0, 0xFFFF))))
 def test_list_filter_round_trip(vtype: ValueType | None, certs: bool, expiry: tuple[date, int] | None) -> None:

@@ -1,7 +1,8 @@
 """Start-up (issue 16): commands import what they use. ``evb --version`` imports no command
-module; ``evb card info`` on a card image imports neither the HTTP client nor the servers'
-stacks nor numpy; ``evb bench startup`` reports medians and ratios (figures for the closing
-note, never an assertion about time)."""
+module; a card command's ``--help`` imports no library it would use to run; ``evb card info``
+and ``evb card list`` on a card image import neither the HTTP client nor the servers' stacks nor
+numpy nor any crypto or construct, and with a reader no simulated card; ``evb bench startup``
+reports medians and ratios (figures for the closing note, never an assertion about time)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ from pathlib import Path
 import pytest
 
 from card import SimulatedCard
+from host.session import WalletSession
+from host.transport.inprocess import connect_card
 
 from .test_cli import evb
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("httpx", "fastapi", "pydantic", "numpy", "uvicorn", "sqlalchemy", "argon2")
+# what reading a card's state needs none of: signatures and sealing, construct's parsers
+CARD_READ_HEAVY = ("cryptography", "construct")
+# what printing a command's help needs none of: rich prints, pyscard and the simulated card
+# open cards, the session speaks to one
+HELP_HEAVY = (*HEAVY, *CARD_READ_HEAVY, "rich", "smartcard", "card")
 
 
 def imported_by(*argv: str) -> set[str]:
@@ -53,13 +61,41 @@ def test_the_version_is_the_packages() -> None:
     assert evb("--version").stdout == f"evb, version {declared}\n"
 
 
-def test_card_info_imports_no_client_or_server_stack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["info", "list"])
+def test_reading_a_card_imports_no_client_server_or_crypto_stack(tmp_path: Path, command: str) -> None:
     image = tmp_path / "card.img"
-    SimulatedCard.manufacture(image=image).close()
-    mods = imported_by("card", "info", "--card-image", str(image))
-    assert "host.cli.card" in mods  # the probe ran the command
-    assert not top_level(mods) & {*HEAVY, "servers"}
-    assert not {"host.backup", "host.triggers", "host.cli.keymgr", "host.cli.vault", "host.cli.pcsc"} & mods
+    card = SimulatedCard.manufacture(image=image)
+    WalletSession(connect_card(card)).personalize("1234")  # 'card list' needs a personalized card
+    card.close()
+    mods = imported_by("card", command, "--card-image", str(image))
+    assert "host.session" in mods  # the probe ran the command
+    assert not top_level(mods) & {*HEAVY, *CARD_READ_HEAVY, "servers"}
+    assert not {"host.backup", "host.triggers", "host.cli.keymgr", "host.cli.vault", "host.cli.pcsc",
+                "host.transport.pcsc", "card.javacard"} & mods
+
+
+@pytest.mark.parametrize("argv", [
+    ["card", "info", "--help"], ["card", "list", "--help"], ["card", "show", "--help"], ["card", "store", "--help"],
+    ["card", "modify", "--help"], ["card", "delete", "--help"], ["card", "map", "--help"],
+    ["card", "pin", "status", "--help"], ["card", "pin", "change", "--help"],
+], ids=" ".join)
+def test_a_card_commands_help_imports_nothing_it_would_run_with(argv: list[str]) -> None:
+    mods = imported_by(*argv)
+    assert "host.cli.card" in mods  # the probe reached the command
+    assert not top_level(mods) & set(HELP_HEAVY), sorted(top_level(mods) & set(HELP_HEAVY))
+    assert "host.session" not in mods
+
+
+def test_a_reader_never_loads_the_simulated_card() -> None:
+    """What ``evb card info --reader NAME`` imports on its way to pcscd: no module of card/ (the
+    simulator and its applet runner), no crypto (checked by import, without touching the shared pcscd)."""
+    script = ("import sys\nimport host.cli.card, host.session, host.transport.open, host.transport.pcsc\n"
+              "print('\\n'.join(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    mods = set(done.stdout.split())
+    assert "host.transport.pcsc" in mods
+    assert not top_level(mods) & {"card", *CARD_READ_HEAVY}, sorted(top_level(mods) & {"card", *CARD_READ_HEAVY})
 
 
 @pytest.mark.parametrize("args, names", [
@@ -77,5 +113,5 @@ def test_startup_bench_reports_medians_and_ratios() -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert [row["command"] for row in out["rows"]] == [
-        "python3 -c pass", "evb --version", "evb card info --card-image FILE"]
+        "python3 -c pass", "evb --version", "evb card info --card-image FILE", "evb card list --card-image FILE"]
     assert out["rows"][0]["ratio"] == 1.0 and all(row["median_ms"] > 0 for row in out["rows"])

@@ -32,7 +32,7 @@ def begin_rekey(body: RekeyRequest, owner: Owner, service: Service) -> RekeyJob:
 @router.post("/v1/rekeys/{card_id}/values", response_model=RekeyValueResponse)
 def rekey_value(card_id: CardPath, body: RekeyValueRequest, owner: Owner, service: Service) -> RekeyValueResponse:
     done = service.rekeys.rekey_value(owner, unhex(card_id, "card_id"), unb64(body.certificate, "certificate"))
-    return RekeyValueResponse(certificate=b64(done.certificate), succession=b64(done.succession))
+    return RekeyValueResponse(certificate=b64(done.certificate), succession=b64(done.signature))
 
 
 @router.post("/v1/rekeys/{card_id}/key", response_model=RekeyKeyResponse)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from apdu import backup as b
 from apdu import keys as k
@@ -37,19 +37,6 @@ from .cards import Cards
 from .escrow import Escrows, _escrow_aad
 
 
-@dataclass(frozen=True)
-class Job:
-    mode: int
-    old_key_id: bytes
-    new_key_id: bytes
-
-
-@dataclass(frozen=True)
-class Rekeyed:
-    certificate: bytes  # the successor, or the certificate given when it was under the new key already
-    succession: bytes  # the vault's signature for the card; empty when nothing was replaced
-
-
 class Rekeys:
     """``key`` seals the new key to the card (ECDH with its transport key); ``signer`` signs for
     the vault (one key, one use)."""
@@ -58,7 +45,7 @@ class Rekeys:
                  cards: Cards, escrows: Escrows) -> None:
         self.repo, self.key, self.master, self.signer, self.cards, self.escrows = repo, key, master, signer, cards, escrows
 
-    def begin(self, owner: SteppedUp, card_id: bytes) -> Job:
+    def begin(self, owner: SteppedUp, card_id: bytes) -> rk.RekeyJob:
         """Seed E7 steps 1-3 and 1-8: the old key found by the owner's authentication, the new pair made."""
         self.cards.key_of(owner, card_id)
         under_way = self.repo.rotation(card_id)
@@ -75,15 +62,15 @@ class Rekeys:
             under_way = self.repo.begin_rekey(card_id, old.key_id, Escrow(card_id, new_id, old.mode, sealed,
                                                                           int(time.time())), owner.name)
         new = self._escrow(card_id, under_way[1])
-        return Job(new.mode, under_way[0], new.key_id)
+        return rk.RekeyJob(k.KeyMode(new.mode), under_way[0], new.key_id)
 
-    def rekey_value(self, owner: Account, card_id: bytes, certificate: bytes) -> Rekeyed:
+    def rekey_value(self, owner: Account, card_id: bytes, certificate: bytes) -> rk.Succession:
         """Seed E7 steps 1-4..1-11 for one certificate the card holds (its own, or handed over)."""
         self.cards.key_of(owner, card_id)
         new = self._escrow(card_id, self._under_way(card_id)[1])
         cert, registered = self.escrows.fetch_registered(owner, certificate)
         if registered.key_id == new.key_id:
-            return Rekeyed(certificate, b"")  # moved already
+            return rk.Succession(certificate, b"")  # moved already
         old = next((e for e in self.repo.escrows(cert.card_id) if e.key_id == registered.key_id), None)
         if old is None:
             raise KeyManagerError(404, "the key that encrypted this value is not escrowed here: it cannot be "
@@ -106,7 +93,7 @@ class Rekeys:
             "issued_at": request.issued_at, "signature": b64(self.signer.sign(request.message(vault_key)))})
         self.repo.log(owner.name, f"value {cert.counter} of card {cert.card_id.hex()} re-sealed under key "
                                   f"{new.key_id.hex()} of card {card_id.hex()}", int(time.time()))
-        return Rekeyed(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
+        return rk.Succession(base64.b64decode(answer["certificate"]), base64.b64decode(answer["succession"]))
 
     def deliver_key(self, owner: Account, card_id: bytes, transport_key: bytes) -> tuple[int, bytes, bytes]:
         """Seed E7 step 1-13: the new key sealed for REPLACE KEY under ECDH(our key, the card's
