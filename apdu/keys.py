@@ -248,6 +248,21 @@ def server_share(share: bytes, info: KeyInfo) -> bytes:
     return share + (info.public_key if info.mode == KeyMode.PUBLIC else b"")
 
 
+def keymgr_part(material: bytes, mode: KeyMode) -> bytes:
+    """The key manager's part 405 with Q (as :func:`server_share`): what EXPORT KEY P1 02 seals
+    to it, and what it makes itself from a key it holds whole (one it generated, or re-keyed to)."""
+    return server_share(key_parts(material)[0], key_info_of(material, mode))
+
+
+def sealed_vault_part(material: bytes, mode: KeyMode, card_id: bytes, vault_key: bytes) -> bytes:
+    """Claims 7/31: the vault's part 406 with Q, sealed to ``vault_key`` for a registered value of
+    ``card_id`` (tag 83): only the vault opens it, bound to this card and key id. The card makes
+    it for every encrypted backup, the key manager for every value it re-seals (E7)."""
+    info = key_info_of(material, mode)
+    part = server_share(key_parts(material)[1], info)
+    return seal.seal(vault_key, part, part_context(card_id, info.key_id, VAULT_PART))
+
+
 def parse_server_share(plain: bytes, mode: KeyMode, key_id: bytes, x: int) -> tuple[bytes, bytes]:
     """(share, Q) of what a server opened: share x, and Q whose key id is ``key_id``."""
     share, public = plain[:SHARE_LEN], plain[SHARE_LEN:]

@@ -54,7 +54,8 @@ def rekeyed_message(registered: RegisteredValue, card_id: bytes, vault_key: byte
     """What the key manager signs over a registered value it re-sealed for ``card_id``, for the
     vault whose key is ``vault_key`` (the card's own signature, purpose REGISTERED, it cannot make)."""
     return message(Purpose.REKEYED, audience(vault_key), card_id, tlv.encode(
-        [(0x80, registered.digest), (0x81, registered.key_id), (0x82, registered.ciphertext)]))
+        [(0x80, registered.digest), (0x81, registered.key_id), (0x82, registered.ciphertext),
+         *([(0x83, registered.key_part)] if registered.key_part else [])]))
 
 
 def succession_message(card_id: bytes, card_key: bytes, old_signed_part: bytes, new_signed_part: bytes) -> bytes:

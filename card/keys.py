@@ -176,17 +176,15 @@ class KeyCommands:
         material, mode = self.key_material(next_key=bool(command.p1 & k.EXPORT_NEXT))
         info = k.key_info_of(material, mode)
         if command.p1 & k.EXPORT_PART:
-            part = k.server_share(k.key_parts(material)[0], info)
-            return seal.seal(keymgr, part, k.part_context(self.card_id, info.key_id, k.KEYMGR_PART))
+            return seal.seal(keymgr, k.keymgr_part(material, mode), k.part_context(self.card_id, info.key_id,
+                                                                                  k.KEYMGR_PART))
         return seal.seal(keymgr, material, k.export_context(self.card_id, info.key_id))
 
     @staticmethod
     def vault_part(material: bytes, mode: k.KeyMode, card_id: bytes, vault: bytes) -> bytes:
         """Claims 7/31: the vault's part 406 of this key, with Q, sealed to the pinned vault key
         for a registered value: only the vault opens it, bound to this card and key id."""
-        info = k.key_info_of(material, mode)
-        part = k.server_share(k.key_parts(material)[1], info)
-        return seal.seal(vault, part, k.part_context(card_id, info.key_id, k.VAULT_PART))
+        return k.sealed_vault_part(material, mode, card_id, vault)
 
     def _new_transport_key(self, command: CommandApdu) -> bytes:
         self._require_pin()

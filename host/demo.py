@@ -241,9 +241,11 @@ def run_key_story(old: WalletSession, new: WalletSession, vault: VaultClient, ke
 
 
 def run_rekey_story(session: WalletSession, lose_key: Callable[[], None], vault: VaultClient,
-                    keymgr: KeyManagerClient, report: Reporter) -> None:
+                    keymgr: KeyManagerClient, report: Reporter, heir: WalletSession | None = None) -> None:
     """Seed E7 (claims 16, 46): a card whose key store broke is re-keyed by the key manager,
-    which opens its backups with the escrowed key; the card-side rotation could not."""
+    which opens its backups with the escrowed key; the card-side rotation could not. With
+    ``heir``, E4 as the seed has it (claim 49): another card rebuilds the new key from the key
+    manager's part and the vault's part riding with a value the key manager re-sealed."""
     session.verify_pin(DEMO_PIN)
     key = connect(session, vault)
     ids = [e.id for e in session.list()]
@@ -266,9 +268,29 @@ def run_rekey_story(session: WalletSession, lose_key: Callable[[], None], vault:
     done = rekey_flow.rekey_by_keymgr(session, vault, keymgr)
     report.note(f"new key {done.key.key_id.hex().upper()}: {done.moved} certificate(s) succeeded, "
                 f"{done.destroyed} old key destroyed at the key manager")
+    if heir is not None:
+        run_per_value_step(session, heir, ids[0], vault, keymgr, report)
     for value_id in ids:
         report.note(f"{restore(session, vault, value_id).name}: restored with the new key")
     report.listing(session.list())
+
+
+def run_per_value_step(session: WalletSession, heir: WalletSession, value_id: int, vault: VaultClient,
+                       keymgr: KeyManagerClient, report: Reporter) -> None:
+    """Seed E4 (claims 7, 49) after E7: part 405 at the key manager, part 406 in every registered
+    value (those the key manager re-sealed too); a new card rebuilds the key from the two."""
+    report.step("The owner escrows the key per value (E4): part 405 at the key manager, part 406 rides "
+                "with every registered value; another card rebuilds the key from the two")
+    keys.backup_key_parts(session, keymgr)
+    heir.personalize(DEMO_PIN)
+    heir.verify_pin(DEMO_PIN)
+    connect(heir, vault)  # the vault seals its part to the card whose session asks
+    certificate = session.read(value_id).certificate
+    rebuilt = keys.restore_key_parts(heir, keymgr, vault, session.identity().card_id, certificate)
+    connect(session, vault)
+    report.note(f"card {heir.identity().card_id.hex().upper()} rebuilt key {rebuilt.key_id.hex().upper()} "
+                f"({'the same key' if rebuilt == session.key_info() else 'ANOTHER KEY'}) from part 405 and the "
+                f"part 406 of the re-sealed {session.read(value_id).name}: no recovery code, no lost-card report")
 
 
 def run_factor_story(card: WalletSession, spare: WalletSession, id_card: IdCardSession, keymgr: KeyManagerClient,

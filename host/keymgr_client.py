@@ -191,10 +191,12 @@ class KeyManagerClient(ApiClient):
                                                  "mode": mode.name.lower(), "sealed": b64(sealed),
                                                  "kind": "per-value" if per_value else "shamir"})
 
-    def restore_share(self, card_id: bytes, target_card_id: bytes, transport_key: bytes) -> KeyRestoration:
-        answer = self._call("POST", "/v1/share-restorations", {"card_id": card_id.hex(),
-                                                               "target_card_id": target_card_id.hex(),
-                                                               "transport_key": b64(transport_key)})
+    def restore_share(self, card_id: bytes, target_card_id: bytes, transport_key: bytes, per_value: bool = False,
+                      key_id: bytes | None = None) -> KeyRestoration:
+        """Share 1 of the 2-of-3 split, or (``per_value``) the part 405; of ``key_id`` or the newest key."""
+        answer = self._call("POST", "/v1/share-restorations", {
+            "card_id": card_id.hex(), "target_card_id": target_card_id.hex(), "transport_key": b64(transport_key),
+            "kind": "per-value" if per_value else "shamir", **({"key_id": key_id.hex()} if key_id else {})})
         return KeyRestoration(KeyMode[answer["mode"].upper()], bytes.fromhex(answer["key_id"]),
                               base64.b64decode(answer["sealed"]), base64.b64decode(answer["public_key"] or ""))
 

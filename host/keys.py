@@ -175,19 +175,19 @@ def restore_key_parts(session: WalletSession, keymgr: KeyManagerClient, vault: V
                            "--certificate")
     enrol_card(session, keymgr)
     transport = session.new_transport_key()
-    try:
-        ours = keymgr.restore_share(source_card_id, session.identity().card_id, transport)
+    try:  # the vault's part first: it names the key, whose part the key manager is asked for
         theirs = vault.key_part(certificate, transport)
+        ours = keymgr.restore_share(source_card_id, session.identity().card_id, transport, per_value=True,
+                                    key_id=theirs.key_id)
     except (KeyManagerClientError, VaultClientError) as exc:
         if exc.status in (400, 403, 404):
             raise KeyFlowError(exc.message) from exc
         raise
     if theirs.key_id != ours.key_id:
-        raise KeyFlowError("the certificate's value is under another key than the key manager's part: "
-                           "give a certificate of a backup made with the escrowed key")
+        raise KeyFlowError("the key manager answered a part of another key than the certificate's value is under")
     session.import_share(ours.mode, ours.key_id, ours.sealed, True, ours.public_key)
     info = session.import_share(ours.mode, ours.key_id, theirs.sealed, True, ours.public_key)
     if info.mode == KeyMode.NONE:
-        raise KeyFlowError("the two parts do not rebuild the key: the key manager keeps a 2-of-3 share of it, "
-                           "not its per-value part ('evb key backup --per-value')")
+        raise KeyFlowError("the two parts do not rebuild the key: the key manager's share was kept before it told "
+                           "the two splits apart and is a 2-of-3 share ('evb key backup --per-value' again)")
     return info

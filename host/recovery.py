@@ -19,7 +19,7 @@ from apdu.records import ValueFlags
 
 from .backup import BackupError, MakeRoom, Outcome, release_unneeded, restore, run_all
 from .keymgr_client import KeyManagerClient
-from .keys import enrol_card, restore_key, restore_key_parts, restore_split_key
+from .keys import KeyFlowError, enrol_card, restore_key, restore_key_parts, restore_split_key
 from .session import WalletSession
 from .vault_client import VaultClient, VaultClientError
 
@@ -76,10 +76,10 @@ def recover_key(session: WalletSession, keymgr: KeyManagerClient, vault: VaultCl
     try:
         try:
             info = restore_split_key(session, keymgr, old_card_id, (), vault=vault)
-        except VaultClientError as exc:
-            if exc.status != 404:
+        except (VaultClientError, KeyFlowError) as exc:  # no 2-of-3 share at one of them: per value
+            if isinstance(exc, VaultClientError) and exc.status != 404:
                 raise
-            info = restore_key_parts(session, keymgr, vault, old_card_id)  # no 2-of-3 share: per value
+            info = restore_key_parts(session, keymgr, vault, old_card_id)
     except BackupError as exc:
         return f"no key restored ({exc})"
     return f"rebuilt key {info.key_id.hex().upper()} from the key manager's and the vault's shares"

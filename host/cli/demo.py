@@ -79,9 +79,10 @@ def demo(workdir: Path | None) -> None:
         third, fresh = base / "demo-card-keys.img", base / "demo-card-fresh.img"
         manufacture(third)
         manufacture(fresh)
-        id_image, spare = base / "demo-id-card.img", base / "demo-card-spare.img"
+        id_image, spare, heir = base / "demo-id-card.img", base / "demo-card-spare.img", base / "demo-card-heir.img"
         SimulatedCard.issue_idcard("Hanako Yamada", "DL-2031-0042", date(2031, 3, 31), issuer.sign, image=id_image)
         manufacture(spare)
+        manufacture(heir)
         with open_image(image) as transport:
             session = WalletSession(transport)
             ids = run_wallet_story(session, reporter)
@@ -102,10 +103,10 @@ def demo(workdir: Path | None) -> None:
                 with keymgr_running(f"sqlite:///{base / 'keymgr.db'}", km_key, base / "keymgr-master.key",
                                     KeyManagerConfig(issuers=issuers, vault_url=url, vault_ca=ca), tls=tls) as km_url, \
                         KeyManagerClient(km_url, ca=ca) as keymgr, VaultClient(url, ca=ca) as vault, \
-                        open_image(third) as old, held(fresh) as (fresh_card, new):
+                        open_image(third) as old, held(fresh) as (fresh_card, new), open_image(heir) as heir_card:
                     run_key_story(WalletSession(old), WalletSession(new), vault, keymgr, reporter)
                     run_rekey_story(WalletSession(new), lambda: wipe_key_store(fresh_card.eeprom), vault, keymgr,
-                                    reporter)
+                                    reporter, WalletSession(heir_card))
                     with open_image(id_image) as id_card, open_image(spare) as spare_card:
                         run_factor_story(WalletSession(new), WalletSession(spare_card), IdCardSession(id_card),
                                          keymgr, reporter)

@@ -107,14 +107,14 @@ def key_backup(session: WalletSession, keymgr_url: str, split: bool, per_value: 
             return
         if not split:
             info = backup_key(session, client)
-            print_json(info_json(info)) if as_json else console.print(
+            print_json({**info_json(info), "kind": "whole"}) if as_json else console.print(
                 f"Key {info.key_id.hex().upper()} escrowed; this terminal never saw it.")
             return
         with vault_client(vault_url) as vault:
             connect(session, vault)
             info, codes = split_key(session, client, vault)
     if as_json:
-        print_json({**info_json(info), "recovery_codes": list(codes)})
+        print_json({**info_json(info), "kind": "shamir", "recovery_codes": list(codes)})
         return
     console.print(f"Key {info.key_id.hex().upper()} split 2 of 3: a share at the key manager, one at the vault.")
     for code in codes:

@@ -184,6 +184,14 @@ class KeyRestoreRequest(StrictModel):
     transport_key: B64
 
 
+class ShareRestoreRequest(KeyRestoreRequest):
+    kind: Annotated[str, Field(pattern="^(shamir|per-value)$")] = Field(
+        default="shamir", description="shamir: share 1 of the 2-of-3 split; per-value: the part 405 (made from the "
+                                      "whole key when only that is escrowed)")
+    key_id: HEX_ID | None = Field(default=None, description="the share of this key (default: the newest key's); a "
+                                                            "per-value restore names the key of the vault's part")
+
+
 class AssistedRestoreRequest(StrictModel):
     card_id: HEX_ID
     certificate: B64

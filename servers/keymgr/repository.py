@@ -55,7 +55,20 @@ MIGRATIONS = [
         ALTER TABLE factor_guesses ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX factor_guesses_by_update ON factor_guesses (updated_at)
     """),
+    Migration(8, "a key's 2-of-3 share and its per-value part kept side by side (kind); older rows: ''", """
+        CREATE TABLE share_escrows_by_kind (card_id BLOB NOT NULL, key_id BLOB NOT NULL, kind TEXT NOT NULL,
+                                            mode INTEGER NOT NULL, sealed_share BLOB NOT NULL,
+                                            created_at INTEGER NOT NULL, PRIMARY KEY (card_id, key_id, kind));
+        INSERT INTO share_escrows_by_kind (card_id, key_id, kind, mode, sealed_share, created_at)
+            SELECT card_id, key_id, '', mode, sealed_share, created_at FROM share_escrows;
+        DROP TABLE share_escrows;
+        ALTER TABLE share_escrows_by_kind RENAME TO share_escrows
+    """),
 ]
+
+# What a share escrow is: share 1 of a 2-of-3 split, or the key manager's part 405 of the
+# per-value split (E4). One of each per key; a row from before kinds were kept ('') serves either.
+SHAMIR, PER_VALUE = "shamir", "per-value"
 
 # Expired rows each write purges at most, from the table it writes: bounded work per request,
 # and still more than one write adds, so expired rows never pile up.
@@ -264,19 +277,22 @@ class KeyManagerRepository:
         with self.db.transaction() as tx:
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)", (now, name, event))
 
-    def put_share(self, e: Escrow, name: str) -> None:
-        """Share 1 of a split key (E4): alone it says nothing about the key."""
+    def put_share(self, e: Escrow, name: str, kind: str) -> None:
+        """Share 1 of a split key (E4) of ``kind``: alone it says nothing about the key. It
+        replaces the key's share of the same kind only (a row of unknown kind may be the other's)."""
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM share_escrows WHERE card_id = ? AND key_id = ?", (e.card_id, e.key_id))
-            tx.execute("INSERT INTO share_escrows (card_id, key_id, mode, sealed_share, created_at) "
-                       "VALUES (?, ?, ?, ?, ?)", (e.card_id, e.key_id, e.mode, e.sealed_seed, e.created_at))
+            tx.execute("DELETE FROM share_escrows WHERE card_id = ? AND key_id = ? AND kind = ?",
+                       (e.card_id, e.key_id, kind))
+            tx.execute("INSERT INTO share_escrows (card_id, key_id, kind, mode, sealed_share, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (e.card_id, e.key_id, kind, e.mode, e.sealed_seed, e.created_at))
             tx.execute("INSERT INTO audit (at, name, event) VALUES (?, ?, ?)",
-                       (e.created_at, name, f"share of key {e.key_id.hex()} of card {e.card_id.hex()} escrowed"))
+                       (e.created_at, name, f"{kind} share of key {e.key_id.hex()} of card {e.card_id.hex()} escrowed"))
 
-    def shares(self, card_id: bytes) -> list[Escrow]:
+    def shares(self, card_id: bytes, kind: str) -> list[Escrow]:
+        """The card's shares of ``kind`` (and of unknown kind), oldest first."""
         with self.db.transaction() as tx:
             rows = tx.execute("SELECT card_id, key_id, mode, sealed_share, created_at FROM share_escrows "
-                              "WHERE card_id = ? ORDER BY created_at", (card_id,))
+                              "WHERE card_id = ? AND kind IN (?, '') ORDER BY created_at", (card_id, kind))
         return [Escrow(bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in rows]
 
     # --- rotations (E7) ------------------------------------------------------------------------

@@ -202,6 +202,7 @@ def test_demo_runs_the_fig15_story() -> None:
         "Movie ticket A: restored under the new key",
         "the card's key now: none",  # re-keying by the key manager of a card that lost its key (E7)
         "1 certificate(s) succeeded, 1 old key destroyed",
+        "(the same key) from part 405 and the part 406 of the re-sealed Movie ticket A",  # E4 after E7
         "Movie ticket A: restored with the new key",
         "the password alone is refused",
         "restored onto a spare card (the same key)",

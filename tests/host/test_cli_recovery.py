@@ -205,3 +205,30 @@ def test_key_rotate_by_the_key_manager_on_a_card_that_lost_its_key(tmp_path: Pat
         assert [v["flags"] for v in json.loads(ok("card", "list", *card, "--json"))] == [[], []]
         text = ok("key", "rotate", "--by-keymgr", *card, "--pin", PIN, *servers)
         assert "re-sealed by the key manager" in text
+
+
+def test_a_key_the_key_manager_rekeyed_restores_per_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          cli_tls: Issued) -> None:
+    """Claims 16 and 49 through the CLI: after 'key rotate --by-keymgr' the re-sealed backup
+    carries the vault's part of the new key, so 'key restore --per-value' rebuilds the new key
+    on another card from it and the key manager's part; 'key backup' says which escrow it made."""
+    with linked(tmp_path, monkeypatch, cli_tls) as (km, vault):
+        card, other = ["--card-image", str(tmp_path / "c.img")], ["--card-image", str(tmp_path / "d.img")]
+        servers = ["--keymgr", km, "--vault", vault]
+        for c in (card, other):
+            ok("card", "init", *c, "--pin", PIN)
+        ok("card", "store", *card, "--pin", PIN, "--type", "ticket", "--name", "Movie ticket A")
+        ok("account", "create", "rokuro", "--keymgr", km)
+        ok("account", "login", "rokuro", "--keymgr", km)
+        ok("key", "init", *card, "--pin", PIN)
+        assert json.loads(ok("key", "backup", *card, "--pin", PIN, "--keymgr", km, "--json"))["kind"] == "whole"
+        assert json.loads(ok("key", "backup", *card, "--pin", PIN, "--keymgr", km, "--per-value",
+                             "--json"))["kind"] == "per-value"
+        ok("backup", "1", *card, "--pin", PIN, "--vault", vault)
+        rekeyed = json.loads(ok("key", "rotate", "--by-keymgr", *card, "--pin", PIN, *servers, "--json"))
+        assert rekeyed["moved"] == 1
+        certificate = json.loads(ok("card", "show", "1", *card, "--json"))["certificate"]
+        card_id = json.loads(ok("card", "info", *card, "--json"))["card_id"]
+        restored = json.loads(ok("key", "restore", "--from-card", card_id, *other, "--pin", PIN, *servers,
+                                 "--per-value", "--certificate", certificate, "--json"))
+        assert restored["key_id"] == rekeyed["key_id"] and restored["public_key"] == rekeyed["public_key"]

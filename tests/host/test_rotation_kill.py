@@ -66,20 +66,24 @@ def conserved(world: World, owner: Any) -> None:
 
 
 def kill_and_rerun(rng: random.Random, vault: ServerProcess, keymgr: ServerProcess, world: World, owner: Any,
-                   run: Callable[[type[KeyManagerClient], type[VaultClient]], object]) -> None:
-    """One trial: ``run`` with either server SIGKILLed at a random request, the server restarted
-    on its database, conservation checked; the caller re-runs and checks the end."""
+                   run: Callable[[type[KeyManagerClient], type[VaultClient]], object], requests: int = 2 * VALUES,
+                   check: Callable[[], None] | None = None,
+                   cut: tuple[type[Exception], ...] = (ServiceError,)) -> None:
+    """One trial: ``run`` with either server SIGKILLed at a random one of its first ``requests``
+    requests (``cut`` the errors that may end it), the server restarted on its database,
+    conservation checked (by ``check``, default :func:`conserved`); the caller re-runs and
+    checks the end."""
     victim = rng.choice([vault, keymgr])
-    killer = Killer(victim, rng.randint(1, 2 * VALUES), rng.uniform(0, 0.01))
+    killer = Killer(victim, rng.randint(1, requests), rng.uniform(0, 0.01))
     try:
         run(killer.client(KeyManagerClient), killer.client(VaultClient))
-    except ServiceError:
+    except cut:
         pass  # the server went away mid-run
     assert killer.timer is not None, "the run ended before the chosen request"
     killer.timer.join()
     victim.kill()
     victim.start()  # on the same database
-    conserved(world, owner)
+    check() if check else conserved(world, owner)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))

@@ -131,17 +131,19 @@ def test_a_stranger_with_a_copied_certificate_gets_no_usable_key(parties: Partie
     alone is nothing); the key manager gives the other only to the owner's login and cards."""
     old, info, certificate = backed_up(parties)
     _, thief = new_card(parties, parties.stranger)
-    with pytest.raises(KeyFlowError, match="no share of the key"):
+    with pytest.raises(KeyFlowError, match="no per-value part of key"):
         restore_key_parts(thief, parties.stranger, parties.vault, old.identity().card_id, certificate)
     assert thief.key_info().mode == k.KeyMode.NONE
     # the vault's part, sealed for the thief's own card, rebuilds nothing there
     part = parties.vault.key_part(certificate, thief.new_transport_key())
     assert thief.import_share(part.mode, part.key_id, part.sealed, True, part.public_key).mode == k.KeyMode.NONE
     with pytest.raises(KeyManagerClientError) as refused:  # the owner's part: not for taro's card
-        parties.stranger.restore_share(old.identity().card_id, thief.identity().card_id, thief.new_transport_key())
+        parties.stranger.restore_share(old.identity().card_id, thief.identity().card_id, thief.new_transport_key(),
+                                       per_value=True)
     assert refused.value.status in (403, 404)
     with pytest.raises(KeyManagerClientError) as refused:  # nor for the owner's card asked by taro
-        parties.keymgr.restore_share(old.identity().card_id, thief.identity().card_id, thief.new_transport_key())
+        parties.keymgr.restore_share(old.identity().card_id, thief.identity().card_id, thief.new_transport_key(),
+                                     per_value=True)
     assert refused.value.status == 403
     assert thief.key_info().mode == k.KeyMode.NONE
 
@@ -152,7 +154,7 @@ def test_parts_sealed_for_the_owners_new_card_do_not_open_on_another(parties: Pa
     old, info, certificate = backed_up(parties)
     _, new = new_card(parties, parties.keymgr)
     transport = new.new_transport_key()
-    ours = parties.keymgr.restore_share(old.identity().card_id, new.identity().card_id, transport)
+    ours = parties.keymgr.restore_share(old.identity().card_id, new.identity().card_id, transport, per_value=True)
     theirs = parties.vault.key_part(certificate, transport)
     card, thief = new_card(parties, parties.stranger)
     thief.new_transport_key()
@@ -197,9 +199,9 @@ def test_the_vault_gives_parts_only_for_its_own_encrypted_certificates(parties: 
     assert refused.value.status == status
 
 
-def test_the_two_modes_do_not_mix(parties: Parties) -> None:
-    """A card split 2 of 3 keeps a Shamir share at the key manager: the vault's per-value part
-    does not complete it, and nothing is installed; the owner is told which mode they chose."""
+def test_a_card_split_only_2_of_3_has_no_per_value_part(parties: Parties) -> None:
+    """A card split 2 of 3 keeps a Shamir share at the key manager, no per-value part: the
+    per-value restore is told so (404 through the flow) and nothing is installed."""
     from host.demo import FIG15
 
     _, s = personalized()
@@ -209,6 +211,81 @@ def test_the_two_modes_do_not_mix(parties: Parties) -> None:
     split_key(s, parties.keymgr, parties.vault)
     backup(s, parties.vault, vault_key, 1)
     _, new = new_card(parties, parties.keymgr)
-    with pytest.raises(KeyFlowError, match="2-of-3"):
+    with pytest.raises(KeyFlowError, match="no per-value part of key"):
         restore_key_parts(new, parties.keymgr, parties.vault, s.identity().card_id, s.read(1).certificate)
     assert new.key_info().mode == k.KeyMode.NONE and info.mode == k.KeyMode.PUBLIC
+
+
+@pytest.mark.parametrize("per_value_first", [False, True], ids=["split-then-per-value", "per-value-then-split"])
+def test_both_splits_of_one_key_coexist(parties: Parties, per_value_first: bool) -> None:
+    """One key escrowed whole, split 2 of 3 and split per value: each escrow keeps its own row
+    at the key manager, so the owner's recovery code still rebuilds the key after a per-value
+    backup and the per-value parts after a new 2-of-3 split (the key manager used to keep one
+    share per key: the later mode silently overwrote the earlier, and its restore failed)."""
+    from host.demo import FIG15
+    from host.keys import backup_key, restore_split_key
+
+    _, s = personalized()
+    s.store(FIG15[0])
+    info = s.generate_key()
+    vault_key = connect(s, parties.vault)
+    backup_key(s, parties.keymgr)  # whole, beside both splits
+    if per_value_first:
+        backup_key_parts(s, parties.keymgr)
+        _, codes = split_key(s, parties.keymgr, parties.vault)
+    else:
+        _, codes = split_key(s, parties.keymgr, parties.vault)
+        backup_key_parts(s, parties.keymgr)
+    backup(s, parties.vault, vault_key, 1)
+    card_id = s.identity().card_id
+    _, by_code = new_card(parties, parties.keymgr)
+    assert restore_split_key(by_code, parties.keymgr, card_id, codes[:1]) == info
+    _, by_parts = new_card(parties, parties.keymgr)
+    assert restore_key_parts(by_parts, parties.keymgr, parties.vault, card_id, s.read(1).certificate) == info
+
+
+def test_a_key_escrowed_only_whole_gives_its_per_value_part(parties: Parties) -> None:
+    """A key the key manager holds whole (escrowed, made by it, or re-keyed to by it) serves a
+    per-value restore too: its part 405 is made from the whole key, for the same owner's login
+    and cards the whole key would be sealed to; a 2-of-3 share it never had is still a 404."""
+    from host.demo import FIG15
+    from host.keys import backup_key
+
+    _, s = personalized()
+    s.store(FIG15[0])
+    info = s.generate_key()
+    vault_key = connect(s, parties.vault)
+    backup_key(s, parties.keymgr)
+    backup(s, parties.vault, vault_key, 1)
+    card_id = s.identity().card_id
+    _, new = new_card(parties, parties.keymgr)
+    with pytest.raises(KeyManagerClientError) as refused:
+        parties.keymgr.restore_share(card_id, new.identity().card_id, new.new_transport_key())
+    assert refused.value.status == 404 and "2-of-3 share" in refused.value.message
+    assert restore_key_parts(new, parties.keymgr, parties.vault, card_id, s.read(1).certificate) == info
+
+
+def test_a_share_kept_before_kinds_serves_either_restore(db_url: str) -> None:
+    """Migration 8: a share escrowed when the key manager kept one per key (kind unknown, '')
+    is still found by either restore, and a new escrow of one kind is found before it without
+    deleting it (it may be the other kind's: an owner's recovery code)."""
+    from servers.keymgr.repository import MIGRATIONS, PER_VALUE, SHAMIR, Escrow, KeyManagerRepository
+    from servers.storage import Database
+
+    card, key = bytes(8), bytes(range(8))
+    before = Database.open(db_url, MIGRATIONS[:7])
+    with before.transaction() as tx:
+        tx.execute("INSERT INTO share_escrows (card_id, key_id, mode, sealed_share, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (card, key, 1, b"legacy", 1))
+    before.close()
+    db = Database.open(db_url, MIGRATIONS)
+    try:
+        repo = KeyManagerRepository(db)
+        assert [e.sealed_seed for e in repo.shares(card, SHAMIR)] == [b"legacy"]
+        assert [e.sealed_seed for e in repo.shares(card, PER_VALUE)] == [b"legacy"]
+        repo.put_share(Escrow(card, key, 1, b"part", 2), "hanako", PER_VALUE)
+        repo.put_share(Escrow(card, key, 1, b"part again", 3), "hanako", PER_VALUE)
+        assert [e.sealed_seed for e in repo.shares(card, PER_VALUE)] == [b"legacy", b"part again"]
+        assert [e.sealed_seed for e in repo.shares(card, SHAMIR)] == [b"legacy"]
+    finally:
+        db.close()

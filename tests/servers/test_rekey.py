@@ -7,20 +7,24 @@ followed by a re-run, end in the same place."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from apdu.backup import RegisteredValue
 from apdu.certificate import Certificate
-from apdu.keys import KeyMode
+from apdu.keys import KeyInfo, KeyMode
 from apdu.records import ValueFlags
+from card import SimulatedCard
 from card.keys import wipe_key_store
 from host import factors
-from host.backup import connect, restore
+from host.backup import BackupError, connect, release_unneeded, restore, run_all
 from host.keymgr_client import KeyManagerClient, KeyManagerClientError
-from host.keys import KeyFlowError
+from host.keys import KeyFlowError, backup_key_parts, enrol_card, restore_key_parts
+from host.recovery import inherited, report_lost, take_handovers
 from host.rekey import Rekeying, rekey_by_keymgr
 from host.rotation import encrypted_certificates, rotate
 from host.transport import CardRemovedError
@@ -247,6 +251,65 @@ def test_restore_after_rekey_needs_no_other_key(world: World) -> None:
         for value_id in encrypted_certificates(s):
             restore(s, vault, value_id)
             assert s.read(value_id).body() == owner.originals[value_id]
+
+
+def recover_per_value(world: World, owner: Owner, new_card: SimulatedCard,
+                      km_client: type[KeyManagerClient] = KeyManagerClient,
+                      vault_client: type[VaultClient] = VaultClient) -> KeyInfo:
+    """The owner's card lost: on ``new_card`` report it, take its certificates, rebuild its key
+    from the key manager's part and the vault's (seed E4, claim 49: no recovery code), restore
+    every value and release. Each step idempotent, so a cut run finishes by running it again."""
+    with km_client(world.keymgr_url) as km, vault_client(world.vault_url) as vault:
+        factors.login(km, owner.name, PASSWORD)
+        s = unlocked(new_card)
+        connect(s, vault)
+        enrol_card(s, km)
+        old_id = unlocked(owner.card).identity().card_id
+        report_lost(km, vault, old_id, s.identity().card_id)
+        take_handovers(s, vault)
+        if s.key_info().mode == KeyMode.NONE:
+            restore_key_parts(s, km, vault, old_id)  # the certificate: a handed-over one on this card
+        _, failed = run_all(inherited(s), lambda i: restore(s, vault, i))
+        if failed:
+            raise BackupError(f"values not restored: {failed}")
+        release_unneeded(s, vault)
+        return s.key_info()
+
+
+def backed_up_bodies(owner: Owner) -> Counter[bytes]:
+    """What a new card must end with after the loss: each value the card held as a certificate."""
+    s = unlocked(owner.card)
+    return Counter(owner.originals[e.id] for e in s.list() if e.flags & ValueFlags.CERTIFICATE)
+
+
+def test_claims_16_and_49_a_card_rekeyed_by_the_key_manager_restores_per_value_once_lost(world: World) -> None:
+    """E7 then E4: every value the key manager re-sealed carries the vault's part 406 of the new
+    key (tag 83), and the key manager answers its part 405 of the key it made; so once the card
+    is lost a new card rebuilds the new key from the two parts and takes every value back
+    exactly once. Before, a re-sealed value had no part and the vault answered 404."""
+    owner = owner_with_backups(world)
+    with KeyManagerClient(world.keymgr_url) as km:
+        factors.login(km, owner.name, PASSWORD)
+        backup_key_parts(unlocked(owner.card), km)  # the owner's per-value split of the old key
+    wipe_key_store(owner.card.eeprom)
+    new_key = rekey_once(world, owner).key
+    s = unlocked(owner.card)
+    with VaultClient(world.vault_url) as vault:
+        connect(s, vault)
+        for value_id in encrypted_certificates(s):
+            registered = RegisteredValue.from_bytes(vault.restore(s.read(value_id).certificate))
+            assert registered.key_id == new_key.key_id and registered.key_part
+    expected = backed_up_bodies(owner)
+    assert sum(expected.values()) == len(owner.originals) - 2  # the encrypted ones and the plain one
+    card, _ = personalized()
+    assert recover_per_value(world, owner, card) == new_key
+    assert recover_per_value(world, owner, card) == new_key  # a re-run changes nothing
+    t = unlocked(card)
+    assert Counter(t.read(e.id).body() for e in t.list()) == expected
+    assert {e.flags for e in t.list()} == {ValueFlags.NONE}
+    with VaultClient(world.vault_url) as vault:
+        connect(t, vault)
+        assert vault.registrations() == []
 
 
 def test_the_vault_replaces_a_registration_only_on_the_key_managers_word(world: World, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from ..models import (
     KeyRestoreRequest,
     KeyRestoreResponse,
     ShareEscrowRequest,
+    ShareRestoreRequest,
     ShareRestoreResponse,
 )
 
@@ -44,10 +45,11 @@ def escrow_share(body: ShareEscrowRequest, owner: Owner, service: Service) -> Es
 
 
 @router.post("/v1/share-restorations", response_model=ShareRestoreResponse)
-def restore_share(body: KeyRestoreRequest, owner: Owner, service: Service) -> ShareRestoreResponse:
-    mode, key_id, sealed, public = service.escrows.restore_share(owner, unhex(body.card_id, "card_id"),
-                                                                 unhex(body.target_card_id, "target_card_id"),
-                                                                 unb64(body.transport_key, "transport_key"))
+def restore_share(body: ShareRestoreRequest, owner: Owner, service: Service) -> ShareRestoreResponse:
+    mode, key_id, sealed, public = service.escrows.restore_share(
+        owner, unhex(body.card_id, "card_id"), unhex(body.target_card_id, "target_card_id"),
+        unb64(body.transport_key, "transport_key"), body.kind,
+        None if body.key_id is None else unhex(body.key_id, "key_id"))
     return ShareRestoreResponse(mode=MODE_NAMES[mode], key_id=key_id.hex(), sealed=b64(sealed),
                                 public_key=b64(public) if public else None)
 

@@ -23,7 +23,7 @@ from ...statements import Fetch
 from ...tls import TlsError, untrusted_reason, verify_context
 from ..config import KeyManagerConfig
 from ..errors import KeyManagerError
-from ..repository import Account, Escrow, KeyManagerRepository
+from ..repository import PER_VALUE, SHAMIR, Account, Escrow, KeyManagerRepository
 from ..signatures import signed_by_card_or_us
 from .cards import Cards
 
@@ -58,14 +58,17 @@ class Escrows:
         """Seed E4 steps 1-6/1-7: keep share 1 of the card's split key for this owner (with Q in
         public mode: the public half a new card checks the rebuilt d against): of the 2-of-3
         split, or (``per_value``, claim 7) the part 405 whose other half rides with every
-        registered value. One kept per key: the newest escrow says the owner's mode."""
+        registered value. One of each kind kept per key, side by side: making one does not undo
+        the other (a recovery code stays good after a per-value backup, and the other way round)."""
         context = k.part_context(card_id, key_id, k.KEYMGR_PART) if per_value else k.share_context(card_id, key_id, 1)
         plain = self._open_from_card(card_id, key_id, mode, sealed, context)
         try:
             k.parse_server_share(plain, k.KeyMode(mode), key_id, 1)
         except MessageError as exc:
             raise KeyManagerError(400, f"not the key manager's share of a split key: {exc}") from exc
-        self._keep(account, Escrow(card_id, key_id, mode, plain, int(time.time())), self.repo.put_share, b"share")
+        kind = PER_VALUE if per_value else SHAMIR
+        self._keep(account, Escrow(card_id, key_id, mode, plain, int(time.time())),
+                   lambda e, name: self.repo.put_share(e, name, kind), b"share")
 
     def restore(self, account: Account, card_id: bytes, target_card_id: bytes,
                 transport_key: bytes) -> tuple[int, bytes, bytes]:
@@ -92,13 +95,28 @@ class Escrows:
                       int(time.time()))
         return mode, key_id, blob
 
-    def restore_share(self, account: Account, card_id: bytes, target_card_id: bytes,
-                      transport_key: bytes) -> tuple[int, bytes, bytes, bytes]:
-        """The key manager's share, sealed for the target card: one of the k it needs. Answers
-        (mode, key id, blob, Q): Q (empty in symmetric mode) goes beside, for IMPORT SHARE."""
-        e = self._latest(account, card_id, self.repo.shares, "share of the key")
-        return self._seal_for(account, e, target_card_id, transport_key, b"share",
-                              k.share_import_context(target_card_id, e.key_id))
+    def restore_share(self, account: Account, card_id: bytes, target_card_id: bytes, transport_key: bytes,
+                      kind: str = SHAMIR, key_id: bytes | None = None) -> tuple[int, bytes, bytes, bytes]:
+        """The key manager's share of ``kind``, sealed for the target card: one of the k it needs;
+        of key ``key_id``, or of the newest key. Answers (mode, key id, blob, Q): Q (empty in
+        symmetric mode) goes beside, for IMPORT SHARE. A per-value part of a key escrowed only
+        whole (made or re-keyed by us, or rotated on the card) is made from it: whoever may have
+        the whole key may have its part."""
+        what = "per-value part" if kind == PER_VALUE else "2-of-3 share"
+        shares = [e for e in self._kept(account, card_id, lambda c: self.repo.shares(c, kind))
+                  if key_id is None or e.key_id == key_id]
+        if shares:
+            e = shares[-1]
+            return self._seal_for(account, e, target_card_id, transport_key, b"share",
+                                  k.share_import_context(target_card_id, e.key_id))
+        whole = [e for e in self._kept(account, card_id, self.repo.escrows) if key_id is None or e.key_id == key_id]
+        if kind != PER_VALUE or not whole:
+            of = f"key {key_id.hex()}" if key_id is not None else "the key"
+            raise KeyManagerError(404, f"no {what} of {of} of that card is escrowed in this account")
+        e = whole[-1]
+        part = k.keymgr_part(self.material(e), k.KeyMode(e.mode))
+        return self._seal(account, e, part[:k.SHARE_LEN], target_card_id, transport_key, "share",
+                          k.share_import_context(target_card_id, e.key_id)) + (part[k.SHARE_LEN:],)
 
     # the steps both kinds of escrow share
 
@@ -116,28 +134,37 @@ class Escrows:
         put(Escrow(e.card_id, e.key_id, e.mode, blob, e.created_at), account.name)
 
     def _latest(self, account: Account, card_id: bytes, kept: Callable[[bytes], list[Escrow]], what: str) -> Escrow:
-        found = kept(card_id) if card_id in self.repo.cards(account.id) else []
+        found = self._kept(account, card_id, kept)
         if not found:
             raise KeyManagerError(404, f"no {what} of that card is escrowed in this account")
         return found[-1]
 
+    def _kept(self, account: Account, card_id: bytes, kept: Callable[[bytes], list[Escrow]]) -> list[Escrow]:
+        """What is kept of a card of this account, oldest first (nothing of another's card)."""
+        return kept(card_id) if card_id in self.repo.cards(account.id) else []
+
     def _seal_for(self, account: Account, e: Escrow, target_card_id: bytes, transport_key: bytes, kind: bytes,
                   context: bytes) -> tuple[int, bytes, bytes, bytes]:
         """Seal the escrowed key material, or a share (and answer the Q kept beside it)."""
-        if len(target_card_id) != 8:
-            raise KeyManagerError(400, "a card id is 8 bytes")
-        self.cards.key_of(account, target_card_id)
         secret = self.master.open(e.sealed_seed, _escrow_aad(e.card_id, e.key_id, e.mode) + kind)
         public = b""
         if kind:
             secret, public = secret[:k.SHARE_LEN], secret[k.SHARE_LEN:]
+        return self._seal(account, e, secret, target_card_id, transport_key, "share" if kind else "key",
+                          context) + (public,)
+
+    def _seal(self, account: Account, e: Escrow, secret: bytes, target_card_id: bytes, transport_key: bytes,
+              what: str, context: bytes) -> tuple[int, bytes, bytes]:
+        if len(target_card_id) != 8:
+            raise KeyManagerError(400, "a card id is 8 bytes")
+        self.cards.key_of(account, target_card_id)
         try:
             blob = seal.seal(transport_key, secret, context)
         except seal.SealError as exc:
             raise KeyManagerError(400, "the transport key is not a P-256 public key") from exc
-        self.repo.log(account.name, f"{'share' if kind else 'key'} {e.key_id.hex()} of card {e.card_id.hex()} "
+        self.repo.log(account.name, f"{what} {e.key_id.hex()} of card {e.card_id.hex()} "
                                     f"sealed for card {target_card_id.hex()}", int(time.time()))
-        return e.mode, e.key_id, blob, public
+        return e.mode, e.key_id, blob
 
     # --- server-assisted restore (E6) -----------------------------------------------------------
 

@@ -4,8 +4,9 @@ After the owner proves the account's factors (step-up), the key manager makes th
 key and escrows it with the job, in one transaction (the card's old key is the newest escrowed
 one). Then, per certificate the card holds, it fetches the registered value from the vault with
 the signed request of E6 (:meth:`Escrows.fetch_registered`), opens it with the escrowed key of
-the card that sealed it, re-seals the value under the new key for this card, signs the new
-registered value (REKEYED) and has the vault register it as the old one's successor (REKEY;
+the card that sealed it, re-seals the value under the new key for this card (with the vault's
+part of the new key, tag 83, as a card's own backup carries it), signs the new registered value
+(REKEYED) and has the vault register it as the old one's successor (REKEY;
 :meth:`servers.vault.service.VaultService.replace_registration`); last it seals the new key to
 the card's transport key under ECDH with its own key, for REPLACE KEY. The rotation's finish
 (:meth:`Rotations.finish_rotation`) then destroys the old key, as in the card-side mode.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import replace
 
 from apdu import backup as b
 from apdu import keys as k
@@ -79,10 +81,12 @@ class Rekeys:
         except seal.SealError as exc:
             raise KeyManagerError(409, f"the escrowed key does not open the value: {exc}") from exc
         vault_key = self.escrows.vault_key()
-        resealed = b.RegisteredValue(cert.digest, new.key_id, k.seal_value(self.escrows.material(new),
-                                                                           k.KeyMode(new.mode), value, card_id))
-        resealed = b.RegisteredValue(resealed.digest, resealed.key_id, resealed.ciphertext,
-                                     self.signer.sign(rk.rekeyed_message(resealed, card_id, vault_key)))
+        material, mode = self.escrows.material(new), k.KeyMode(new.mode)
+        # with the vault's part 406 of the new key, as a card's own backup carries it (claims 7/31):
+        # a re-keyed value serves a per-value key restore like any other
+        resealed = b.RegisteredValue(cert.digest, new.key_id, k.seal_value(material, mode, value, card_id),
+                                     key_part=k.sealed_vault_part(material, mode, card_id, vault_key))
+        resealed = replace(resealed, signature=self.signer.sign(rk.rekeyed_message(resealed, card_id, vault_key)))
         request = Rekey(card_id, certificate, resealed.to_bytes(), int(time.time()))
         answer = self.escrows.post_to_vault("/v1/keymgr/rekeyed-values", {
             "card_id": card_id.hex(), "certificate": b64(certificate), "registered_value": b64(request.registered),
