@@ -142,13 +142,13 @@ class Case:
     """A command to tear: ``prepare`` from a new card, ``setup`` after each power-on (not torn),
     ``op`` torn; ``spent``, from the prepared state, reaches the one state a tear may leave
     besides before and after: a PIN or unblocking try spent before its comparison. Steps made
-    for the card are made once per sweep, from the prepared card."""
+    for the card (in ``op`` or ``probes``) are made once per sweep, from the prepared card."""
 
     name: str
     prepare: Sequence[Step]
     setup: Sequence[bytes]
     op: Sequence[Step]
-    probes: Sequence[Sequence[bytes]]
+    probes: Sequence[Sequence[Step]]
     spent: Sequence[bytes] = ()
     idcard: bool = False
 
@@ -202,14 +202,15 @@ def sweep(card: Tearable, case: Case) -> Sweep:
     for step in case.prepare:
         card.send(_made(card, step))
     op = [_made(card, step) for step in case.op]
+    probes = [[_made(card, step) for step in probe] for probe in case.probes]
     base = card.snapshot()
-    before = observe(card, base, case.probes)
+    before = observe(card, base, probes)
     spent = None
     if case.spent:
         card.restore(base)
         for apdu in [*case.setup, *case.spent]:
             card.send(apdu)
-        spent = observe(card, card.snapshot(), case.probes)
+        spent = observe(card, card.snapshot(), probes)
 
     def run(n: int | None) -> tuple[tuple[Answer, ...], int, Observation]:
         card.restore(base)
@@ -226,7 +227,7 @@ def sweep(card: Tearable, case: Case) -> Sweep:
         card.cut_power_after(None)
         total = card.writes() - start
         card.power_cycle()
-        return tuple(answers), total, observe(card, card.snapshot(), case.probes)
+        return tuple(answers), total, observe(card, card.snapshot(), probes)
 
     answers, total, after = run(None)
     outcomes = tuple((n, run(n)[2]) for n in tear_points(total))
