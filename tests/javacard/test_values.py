@@ -379,8 +379,10 @@ def test_memory_map_entries_are_the_python_cards(applet: AppletTransport) -> Non
 
 # WalletApplet's header arrays: card id, life cycle and next id, the vault's and the key manager's
 # keys, the attestation (issuer key, a signature); KeyStore's: key and next key (mode, d, Q), the
-# transport scalar, the shares and their zeros, the work array (a registered value, an opened one)
-APPLET_HEADER_BYTES = 8 + 3 + 65 + 65 + (1 + 65 + 72) + 2 * (1 + 32 + 65) + 32 + 2 * (10 + 3 * 33) + (2560 + 1024 + 16)
+# transport scalar, the shares and their zeros, the work array (a registered value, an opened one);
+# Triggers' settings area (length, TLV) and Handover's import counter
+APPLET_HEADER_BYTES = (8 + 3 + 65 + 65 + (1 + 65 + 72) + 2 * (1 + 32 + 65) + 32 + 2 * (10 + 3 * 33) + (2560 + 1024 + 16)
+                       + (2 + 250) + 4)
 
 
 def send_all(transport: AppletTransport | Transport, command: str) -> bytes:
