@@ -216,6 +216,9 @@ class Receipt:
         return cls(int.from_bytes(raw[:4], "big"), raw[4:])
 
 
+MAX_HANDOVER = 4096  # what a card's receive buffer holds (docs/APDU.md 1: a chain collects at most this)
+
+
 @dataclass(frozen=True)
 class Handover:
     """A certificate of a replaced card, handed by the vault to the card that replaced it.
@@ -240,6 +243,8 @@ class Handover:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Handover:
+        if len(raw) > MAX_HANDOVER:
+            raise MessageError(f"a handover is at most {MAX_HANDOVER} bytes")
         try:
             (outer,) = tlv.decode(raw)
             items = tlv.decode(outer.value)

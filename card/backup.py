@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from apdu import SW, CommandApdu, tlv
 from apdu import backup as b
 from apdu import keys as k
+from apdu import seal as sl
 from apdu.certificate import (
     Certificate,
     CertificateError,
@@ -43,6 +44,8 @@ KEY_AREA_END = 230
 # attestation area, after the key store: signature length (1), issuer key (65), signature (<= 72)
 H_ATTESTATION = 768
 ATTESTATION_END = H_ATTESTATION + 1 + 65 + b.MAX_SIGNATURE
+# the longest sealed value COMMIT ASSISTED RESTORE opens: a record's worth of padded ciphertext
+MAX_ASSISTED = sl.SALT_LEN + sl.IV_LEN + MAX_RECORD + sl.BLOCK + sl.TAG_LEN
 
 class BackupCommands(WalletPart):
     if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
@@ -315,6 +318,8 @@ class BackupCommands(WalletPart):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         raw = self._certificate_of(entry)
         cert = self._parse_certificate(raw)
+        if len(command.data) > MAX_ASSISTED:
+            raise CardError(SW.WRONG_LENGTH)  # it would open to more than a record: not opened
         value = self.open_assisted(command.data, k.assisted_context(self.card_id, raw))
         if len(value) > MAX_RECORD:
             raise CardError(SW.WRONG_LENGTH)
@@ -415,8 +420,11 @@ class BackupCommands(WalletPart):
 
 
 def _title_of(cert: Certificate) -> ValueRecord:
-    """What an imported certificate is listed by: the fields its digest shows."""
+    """What an imported certificate is listed by: the fields its digest shows, only those a vault
+    may certify (one with others could never restore: digest_matches refuses it)."""
     fields = tlv.decode_map(cert.digest)
+    if not fields.keys() <= {int(f.value) for f in DigestField}:
+        raise CardError(SW.WRONG_DATA)
     fields.setdefault(Tag.TYPE, bytes((ValueType.OTHER,)))
     fields.setdefault(Tag.NAME, f"certificate {cert.counter}".encode())
     try:

@@ -55,11 +55,13 @@ def refusals(s: WalletSession, cert: bytes, transport: bytes) -> dict[str, tuple
         "for another certificate": (sealed_for(s, other_cert, transport), SW.WRONG_DATA),
         "not the certified value": (sealed_for(s, cert, transport, FIG15[0].body()), SW.WRONG_DATA),
         "tampered": (sealed_for(s, cert, transport)[:-1] + b"\0", SW.WRONG_DATA),
+        # longer than any record's sealing: refused by its length, not opened (a card's buffers)
+        "longer than a sealed record": (sealed_for(s, cert, transport) + bytes(1100), SW.WRONG_LENGTH),
     }
 
 
 @pytest.mark.parametrize("case", ["sealed by someone else", "for another certificate", "not the certified value",
-                                  "tampered"])
+                                  "tampered", "longer than a sealed record"])
 def test_refusals_change_nothing(reader: Reader, case: str) -> None:
     card, s = opened(reader)
     cert, transport = prepared(s)

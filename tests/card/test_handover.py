@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from apdu import SW, ApduError
+from apdu import SW, ApduError, tlv
 from apdu.backup import Handover, Identity, Receipt, receipt_message
 from apdu.certificate import Certificate
 from apdu.records import ValueFlags, ValueType
@@ -83,6 +83,12 @@ def refusals(me: Identity) -> dict[str, tuple[Handover, SW]]:
         "certificate not signed": (handover(me, 0, cert=replace(Certificate.from_bytes(VAULT.certify(
             OLD_CARD, VALUE)), signature=b"\x30\x00").to_bytes()), SW.VERIFICATION_FAILED),
         "the card's own certificate": (handover(me, 0, card_id=me.card_id), SW.WRONG_DATA),
+        # well formed (out of sequence), but longer than a card's receive buffer: refused by its length
+        "longer than 4096 bytes": (handover(me, 1, cert=VAULT.certify(OLD_CARD, VALUE, digest=bytes(
+            tlv.Tlv(0x8C, bytes(4100))))), SW.WRONG_DATA),
+        # signed, but its digest names the issuer: such a certificate could never restore
+        "a digest with a field no vault certifies": (handover(me, 0, cert=VAULT.certify(
+            OLD_CARD, VALUE, digest=bytes.fromhex("810101820149"))), SW.WRONG_DATA),
     }
 
 

@@ -231,3 +231,19 @@ def sweep(card: Tearable, case: Case) -> Sweep:
     answers, total, after = run(None)
     outcomes = tuple((n, run(n)[2]) for n in tear_points(total))
     return Sweep(card.name, total, answers, before, after, spent, outcomes)
+
+
+def sweep_both(case: Case, applet: AppletCard, folder: Path) -> tuple[Sweep, Sweep]:
+    """The sweep on the Python card and on the applet: each card exactly before or exactly after
+    at every tear point, both sides reached, and both cards' answers and states alike. Prints
+    the tear-point counts (``-s``)."""
+    python = sweep(PythonCard(case.idcard), case)
+    on_applet = sweep(AppletOnHarness(applet, folder), case)
+    for result in (python, on_applet):
+        assert result.writes > 0
+        assert not result.unexpected(), f"{result.card}, {case.name}: torn after {result.unexpected()} writes"
+        assert result.reached() == {"before", "after"}, f"{result.card}, {case.name}: both sides of the commit"
+    assert on_applet.answers == python.answers
+    assert (on_applet.before, on_applet.after) == (python.before, python.after)
+    print(f"\n{case.name}: python card {python.writes} page writes; applet {on_applet.writes} persistent writes")
+    return python, on_applet

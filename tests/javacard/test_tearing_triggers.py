@@ -19,7 +19,7 @@ from card.javacard import AppletBuild, AppletCard
 from host.demo import FIG15
 
 from .applet import NO_KIT
-from .tearing import AppletOnHarness, Case, PythonCard, sweep
+from .tearing import Case, sweep_both
 
 if not os.environ.get("JC_HOME"):
     pytest.skip(NO_KIT, allow_module_level=True)
@@ -51,13 +51,5 @@ def applet_card(applet_build: AppletBuild) -> Iterator[AppletCard]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_tearing_at_every_write_of_the_trigger_commands(case: Case, applet_card: AppletCard, tmp_path: Path) -> None:
-    python = sweep(PythonCard(), case)
-    applet = sweep(AppletOnHarness(applet_card, tmp_path), case)
-    for result in (python, applet):
-        assert result.writes > 0
-        assert not result.unexpected(), f"{result.card}, {case.name}: torn after {result.unexpected()} writes"
-        assert result.reached() == {"before", "after"}, f"{result.card}, {case.name}: both sides of the commit"
-    assert applet.answers == python.answers
-    assert (applet.before, applet.after) == (python.before, python.after)
+    python, _ = sweep_both(case, applet_card, tmp_path)
     assert python.before != python.after
-    print(f"\n{case.name}: python card {python.writes} page writes; applet {applet.writes} persistent writes")

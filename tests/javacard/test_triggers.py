@@ -7,7 +7,8 @@ against random wallets and dates; and the host's trigger-driven run on the apple
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,9 +16,13 @@ from hypothesis import strategies as st
 
 from apdu import tlv
 from apdu import triggers as t
-from apdu.records import ValueType
+from apdu.records import ValueFlags, ValueType
+from host.demo import FIG15
+from host.session import WalletSession
+from host.triggers import VaultLink, run_auto, run_if_due
+from servers.vault.server import running
 
-from ..conftest import FULL
+from ..conftest import FULL, ISSUER, PIN, PUK
 from .applet import NO_KIT, AppletTransport
 from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT, run_both
 from .test_values import BIG, COUPON, MOVIE, PREPAID, VERIFY, body, command, store
@@ -247,3 +252,34 @@ def test_random_trigger_sequences(applet_jvm: AppletTransport, sequence: list[st
     for step in sequence:
         steps += [POWER_CYCLE, SELECT] if step == POWER_CYCLE else [step]
     run_both(applet_jvm, [*steps, GET])
+
+
+# --- the host's trigger-driven run (fig. 40) on the applet -------------------------------------
+
+
+def test_the_hosts_periodic_run_backs_up_what_the_applet_selects(applet: AppletTransport, tmp_path: Path) -> None:
+    """host.triggers on the applet through a real vault on loopback: the factory settings are due
+    on a card never run; the run backs up exactly the values the applet's condition selects
+    (the seed's fig. 15 values on 2000-03-15: C and G, no usable day within 30 days), records the
+    run, and is not due again until the period has passed; a value left pending by a torn run is
+    finished by the next."""
+    session = WalletSession(applet)
+    ISSUER.personalize(session, PIN, PUK)
+    session.verify_pin(PIN)
+    ids = [session.store(record) for record in FIG15]
+    with running(f"sqlite:///{tmp_path / 'vault.db'}", tmp_path / "vault-key.pem") as url, VaultLink(url) as link:
+        assert session.triggers() == t.FACTORY_SETTINGS and session.triggers().due(TODAY)
+        run = run_if_due(session, link, TODAY)
+        assert run is not None and not run.failed
+        chosen = [c.value_id for c in run.selected]
+        assert chosen == [ids[1], ids[3]] and sorted(o.value_id for o in run.done) == chosen
+        flags = {e.id: e.flags for e in session.list()}
+        assert {i for i, f in flags.items() if f & ValueFlags.CERTIFICATE} == set(chosen)
+        assert session.triggers().last_run == TODAY
+        assert run_if_due(session, link, TODAY + timedelta(days=29)) is None
+        session.put_triggers(t.TriggerSettings(t.parse_condition("type=prepaid"), 7, t.ShortagePolicy.AUTOMATIC))
+        session.begin_backup(ids[2])  # a run torn after its BEGIN BACKUP
+        again = run_auto(session, link, TODAY + timedelta(days=1))
+        assert again.selected == () and [o.value_id for o in again.done] == [ids[2]]
+        assert len(link.client().registrations()) == 3
+        assert session.triggers().last_run == TODAY + timedelta(days=1)

@@ -226,6 +226,21 @@ final class KeyStore {
     }
 
     /**
+     * What the key manager sends this card (card/keys.py open_assisted): sealed under
+     * ECDH(transport key, pinned key manager key), so only the pinned key manager made it and only
+     * this card opens it; no transport key or no key manager pinned: 6985; anything else 6A80.
+     * Answers the plaintext's length, the plaintext at dst[dstOff..).
+     */
+    short openAssisted(byte[] blob, short off, short len, byte[] ctx, short ctxOff, short ctxLen,
+                       byte[] dst, short dstOff) {
+        if (!hasTransport() || keymgrKey[0] != 0x04) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        priv.setS(transport, (short) 0, SECRET_LEN);
+        return seal.openAgreed(priv, keymgrKey, (short) 0, blob, off, len, ctx, ctxOff, ctxLen, dst, dstOff);
+    }
+
+    /**
      * IMPORT KEY, P1 = mode (P2 not looked at, as on the Python card): key material sealed to the
      * transport key for this card and mode, a pair that fits; installed with the transport key
      * erased in one transaction.

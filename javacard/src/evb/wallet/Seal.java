@@ -113,12 +113,18 @@ final class Seal {
     /** Open blob[off..+len) with ``key``; the plaintext goes to out[outOff..), its length answered. */
     short open(ECPrivateKey key, byte[] blob, short off, short len,
                byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
-        if (len < (short) (E_LEN + IV_LEN + BLOCK + TAG_LEN)) {
+        return openWith(key, blob, off, E_LEN, blob, off, len, ctx, ctxOff, ctxLen, out, outOff);
+    }
+
+    /** ECDH(key, peer) as the secret, then the blob whose header is hLen bytes long. */
+    private short openWith(ECPrivateKey key, byte[] peer, short peerOff, short hLen, byte[] blob, short off, short len,
+                           byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
+        if (len < (short) (hLen + IV_LEN + BLOCK + TAG_LEN)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         ecdh.init(key);
-        agree(blob, off);
-        return unclose(blob, off, E_LEN, len, ctx, ctxOff, ctxLen, out, outOff);
+        agree(peer, peerOff);
+        return unclose(blob, off, hLen, len, ctx, ctxOff, ctxLen, out, outOff);
     }
 
     /** Seal under a 32-byte AES key (symmetric mode, claim 10) with a random salt. */
@@ -134,6 +140,15 @@ final class Seal {
                              byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
         Util.arrayCopyNonAtomic(key, keyOff, work, (short) 0, KEY_LEN);
         return close(out, outOff, SALT_LEN, in, inOff, inLen, ctx, ctxOff, ctxLen, false);
+    }
+
+    /**
+     * Open a blob sealed with the symmetric mode under ECDH(key, peer)'s x (static-static: only the
+     * holder of the peer's scalar made it; E6's assisted restore); the plaintext to out[outOff..).
+     */
+    short openAgreed(ECPrivateKey key, byte[] peer, short peerOff, byte[] blob, short off, short len,
+                     byte[] ctx, short ctxOff, short ctxLen, byte[] out, short outOff) {
+        return openWith(key, peer, peerOff, SALT_LEN, blob, off, len, ctx, ctxOff, ctxLen, out, outOff);
     }
 
     // --- HMAC-SHA256 for the key store's derivations (E2 IV and ephemeral, the E4 coefficient) ----

@@ -19,6 +19,8 @@ final class Triggers {
     static final byte SRC_SELECTED = 6;
 
     private static final short MAX_SETTINGS = 250;
+    /** The settings area's size: a u16 length, then the TLV. */
+    static final short AREA = 2 + MAX_SETTINGS;
     private static final byte S_VERSION = (byte) 0xC0;
     private static final byte S_CONDITION = (byte) 0xE0;
     private static final byte S_PERIOD = (byte) 0xC1;
@@ -59,7 +61,7 @@ final class Triggers {
 
     Triggers(ValueIndex index) {
         this.index = index;
-        area = new byte[(short) (2 + MAX_SETTINGS)];
+        area = new byte[AREA];
         Util.setShort(area, (short) 0, (short) FACTORY.length);
         Util.arrayCopyNonAtomic(FACTORY, (short) 0, area, (short) 2, (short) FACTORY.length);
         ram = JCSystem.makeTransientByteArray((short) 16, JCSystem.CLEAR_ON_RESET);

@@ -46,6 +46,9 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte INS_BEGIN_RESTORE = (byte) 0x46;
     private static final byte INS_COMMIT_RESTORE = (byte) 0x48;
     private static final byte INS_SIGN_RECEIPT = (byte) 0x4A;
+    private static final byte INS_GET_IMPORT_COUNTER = (byte) 0x34;
+    private static final byte INS_IMPORT_CERTIFICATE = (byte) 0x4E;
+    private static final byte INS_COMMIT_ASSISTED_RESTORE = (byte) 0x38;
     private static final byte INS_GET_TRIGGERS = (byte) 0x50;
     private static final byte INS_PUT_TRIGGERS = (byte) 0x52;
     private static final byte INS_SELECT_FOR_BACKUP = (byte) 0x54;
@@ -116,7 +119,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte[] CARD_ATTESTATION = {
         'E', 'V', 'B', '-', 'C', 'A', 'R', 'D', '-', 'A', 'T', 'T', 'E', 'S', 'T', 'A', 'T', 'I', 'O', 'N', '-', '1'
     };
-    private static final byte[] CERTIFICATE = {
+    static final byte[] CERTIFICATE = {
         'E', 'V', 'B', '-', 'C', 'E', 'R', 'T', 'I', 'F', 'I', 'C', 'A', 'T', 'E', '-', '2'
     };
     private static final byte[] RECEIPT = {'E', 'V', 'B', '-', 'R', 'E', 'C', 'E', 'I', 'P', 'T', '-', '2'};
@@ -155,6 +158,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private final Records records;
     private final Ecc ecc;
     private final Triggers triggers;
+    private final Handover handover;
     private final KeyStore keys;
     /** The servers' keys, pinned: an uncompressed point, or zeros while none is. */
     private final byte[] vaultKey;
@@ -200,6 +204,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
         building = new byte[Records.MAX_RECORD];
         received = new byte[MAX_CHAIN];
+        handover = new Handover(records, ecc, cardId, vaultKey, building);
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
         scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
         filter = JCSystem.makeTransientByteArray(FILTER_LEN, JCSystem.CLEAR_ON_RESET);
@@ -353,6 +358,9 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_COMMIT_RESTORE:
                 commitRestore(apdu, d, off, lc);
                 return;
+            case INS_COMMIT_ASSISTED_RESTORE:
+                commitAssisted(apdu, d, off, lc);
+                return;
             case INS_SIGN_RECEIPT:
                 signReceipt(apdu, d, off, lc);
                 return;
@@ -361,6 +369,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_SELECT_FOR_BACKUP:
             case INS_RECORD_RUN:
                 trigger(apdu, ins, d, off, lc);
+                return;
+            case INS_GET_IMPORT_COUNTER:
+            case INS_IMPORT_CERTIFICATE:
+                imported(apdu, ins, d, off, lc);
                 return;
             case INS_BEGIN_ENCRYPTED_BACKUP:
                 beginEncrypted(apdu, d, off, lc);
@@ -426,6 +438,9 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_PUT_TRIGGERS:
             case INS_SELECT_FOR_BACKUP:
             case INS_RECORD_RUN:
+            case INS_GET_IMPORT_COUNTER:
+            case INS_IMPORT_CERTIFICATE:
+            case INS_COMMIT_ASSISTED_RESTORE:
             case INS_BEGIN_ENCRYPTED_BACKUP:
             case INS_GENERATE_KEY:
             case INS_GET_KEY_INFO:
@@ -468,6 +483,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_PUT_TRIGGERS:
             case INS_SELECT_FOR_BACKUP:
             case INS_RECORD_RUN:
+            case INS_GET_IMPORT_COUNTER:
+            case INS_IMPORT_CERTIFICATE:
             case INS_NEW_TRANSPORT_KEY:
             case INS_BEGIN_ROTATION:
             case INS_COMMIT_ROTATION:
@@ -483,6 +500,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             case INS_CANCEL_PENDING:
             case INS_BEGIN_RESTORE:
             case INS_COMMIT_RESTORE:
+            case INS_COMMIT_ASSISTED_RESTORE:
             case INS_BEGIN_ENCRYPTED_BACKUP:
             case INS_REENCRYPT:
             case INS_SWAP_CERTIFICATE:
@@ -737,14 +755,16 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
 
     /**
      * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
-     * the pinned server keys, the attestation), the index, the data area; no journal (the
-     * runtime's). The head is built in RAM, the entries are read from the index as they go out.
+     * the pinned server keys, the attestation, the trigger settings, the import counter), the
+     * index, the data area; no journal (the runtime's). The head is built in RAM, the entries are
+     * read from the index as they go out.
      */
     private void memoryMap(APDU apdu, short lc) {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length);
+        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length
+                + Triggers.AREA + handover.counter.length);
         short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
         Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
         Util.setShort(answer, (short) 2, (short) (header + indexLen + ValueIndex.DATA_SIZE));
@@ -799,20 +819,60 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // no record is this long
         }
         short size = records.check(d, off, lc, tmp);
-        short id = Util.getShort(state, ST_NEXT_ID);
-        if (id == 0) {
-            ISOException.throwIt(SW_NOT_ENOUGH_MEMORY);  // 65535 values stored over the card's life
-        }
+        short id = newId();
         short at = index.reserve(size);
         // into free space, which nothing refers to until the entry is written: no transaction needed
         records.write(d, index.data, at, false);
-        byte type = records.type(d);
+        addEntry(apdu, id, records.type(d), (byte) 0, at, size, lc, false);
+    }
+
+    /** The id the next value gets; 6A84 when 65535 values were stored over the card's life. */
+    private short newId() {
+        short id = Util.getShort(state, ST_NEXT_ID);
+        if (id == 0) {
+            ISOException.throwIt(SW_NOT_ENOUGH_MEMORY);
+        }
+        return id;
+    }
+
+    /**
+     * The entry of a record already in free space and the next id, in one transaction (with the
+     * import counter moved on for a handover); answers the id.
+     */
+    private void addEntry(APDU apdu, short id, byte type, byte flags, short at, short size, short lc, boolean imported) {
         JCSystem.beginTransaction();
-        index.add(id, type, (byte) 0, at, size);
+        index.add(id, type, flags, at, size);
         Util.setShort(state, ST_NEXT_ID, (short) (id + 1));
+        if (imported) {
+            handover.count();
+        }
         JCSystem.commitTransaction();
         Util.setShort(answer, (short) 0, id);
         respond(apdu, SRC_RAM, (short) 2, lc, false);
+    }
+
+    // --- handovers from a lost card (docs/APDU.md 5.3) ---------------------------------------------
+
+    private void imported(APDU apdu, byte ins, byte[] d, short off, short lc) {
+        if (ins == INS_GET_IMPORT_COUNTER) {
+            if (lc != 0) {
+                ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+            }
+            Util.arrayCopyNonAtomic(handover.counter, (short) 0, answer, (short) 0, (short) 4);
+            respond(apdu, SRC_RAM, (short) 4, lc, true);
+            return;
+        }
+        requirePin();
+        if (lc > MAX_CHAIN) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // no handover is this long
+        }
+        short c = handover.envelope(d, off, lc);
+        certificate(d, c, handover.certificateLength(), certFields);
+        short size = handover.check(d, certFields);
+        short id = newId();
+        short at = index.reserve(size);
+        byte type = handover.write(d, index.data, at);
+        addEntry(apdu, id, type, ValueIndex.FLAG_CERTIFICATE, at, size, lc, true);
     }
 
     private void modify(APDU apdu, byte[] d, short off, short lc) {
@@ -981,15 +1041,15 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         Records.TAG_PLACE
     };
     // where certificate() found each field: offsets in cert[], the digest's and signature's lengths
-    private static final short C_CARD_ID = 0;
-    private static final short C_COUNTER = 1;
-    private static final short C_HASH = 2;
-    private static final short C_MODE = 3;
-    private static final short C_DIGEST = 4;
-    private static final short C_DIGEST_LEN = 5;
-    private static final short C_SIGNATURE = 6;
-    private static final short C_SIGNATURE_LEN = 7;
-    private static final short C_SIGNED_LEN = 8;
+    static final short C_CARD_ID = 0;
+    static final short C_COUNTER = 1;
+    static final short C_HASH = 2;
+    static final short C_MODE = 3;
+    static final short C_DIGEST = 4;
+    static final short C_DIGEST_LEN = 5;
+    static final short C_SIGNATURE = 6;
+    static final short C_SIGNATURE_LEN = 7;
+    static final short C_SIGNED_LEN = 8;
 
     /**
      * Parse a certificate in its one encoding (apdu.certificate.Certificate.from_bytes): the seven
@@ -1073,6 +1133,16 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             pos = (short) (v + len);
         }
         return true;
+    }
+
+    /** Whether a vault may put this record tag in a digest. */
+    static boolean digestTag(byte tag) {
+        for (short i = 0; i < (short) DIGEST_TAGS.length; i++) {
+            if (DIGEST_TAGS[i] == tag) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** SHA-256 of data-area bytes compared with 32 bytes at d[x]. */
@@ -1256,6 +1326,15 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             d = keys.out;
             off = 0;
         }
+        finishRestore(slot, cert, d, off, lc);
+    }
+
+    /**
+     * The value the vault (or the key manager) returned, checked against the certificate found
+     * in cert[] (the digest; X for a plain one) and swapped in, in one transaction.
+     */
+    private void finishRestore(short slot, short[] cert, byte[] d, short off, short lc) {
+        boolean plain = index.data[cert[C_MODE]] == MODE_PLAIN;
         records.check(d, off, lc, tmp);
         if (!records.canonical(d, off, lc)) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);  // only a value in the card's own encoding
@@ -1272,10 +1351,54 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         replace(slot, d, off, lc, records.type(d), (byte) 0);
     }
 
+    /** apdu/keys.py's ASSISTED_CONTEXT: an E6 value bound to the card and the certificate. */
+    private static final byte[] ASSISTED = {'E', 'V', 'B', '-', 'E', '6', '-', '1'};
+    /** The longest sealed value opened: a record's worth of padded ciphertext (card/backup.py MAX_ASSISTED). */
+    private static final short MAX_ASSISTED = (short) (Seal.SALT_LEN + Seal.IV_LEN + Records.MAX_RECORD + Seal.BLOCK
+                                                       + Seal.TAG_LEN);
+
+    /**
+     * COMMIT ASSISTED RESTORE (seed E6): the value the key manager opened with the escrowed key and
+     * sealed to this card, under ECDH(transport key, pinned key manager key) with the context
+     * "EVB-E6-1" | card id | SHA-256(certificate); then checked as COMMIT RESTORE checks a value.
+     * The card never needs the decryption key. A retry after the swap answers 9000.
+     */
+    private void commitAssisted(APDU apdu, byte[] d, short off, short lc) {
+        requirePin();
+        if (lc == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        short slot = entry(apdu);
+        byte flags = index.flags(slot);
+        if ((flags & ValueIndex.FLAG_CERTIFICATE) == 0) {
+            if (flags == 0) {
+                return;  // a retry after the swap: done already
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short[] cert = certFields;
+        short at = certificateOf(slot);
+        short certLen = tmp[1];
+        certificate(index.data, at, certLen, cert);
+        if (lc > MAX_ASSISTED) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);  // it would open to more than a record: not opened
+        }
+        short ctx = Util.arrayCopyNonAtomic(ASSISTED, (short) 0, scratch, (short) 0, (short) ASSISTED.length);
+        ctx = Util.arrayCopyNonAtomic(cardId, (short) 0, scratch, ctx, CARD_ID_LEN);
+        sha256.reset();
+        ctx += sha256.doFinal(index.data, at, certLen, scratch, ctx);
+        short n = keys.openAssisted(d, off, lc, scratch, (short) 0, ctx, keys.out, (short) 0);
+        if (n > Records.MAX_RECORD) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        finishRestore(slot, cert, keys.out, (short) 0, n);
+    }
+
     /**
      * SIGN RECEIPT: counter (4) and X (32). Signed only when no certificate on the card carries
      * that counter and X (their TLVs, 38 bytes, found in a certificate record) and no pending or
-     * kept value, or its E2 ciphertext under the key, hashes to X; answers the import counter (no handovers here: 0) and the signature.
+     * kept value, or its E2 ciphertext under the key, hashes to X; answers the import counter and the
+     * signature.
      */
     private void signReceipt(APDU apdu, byte[] d, short off, short lc) {
         requirePin();
@@ -1311,7 +1434,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         if (vaultKey[0] != 0x04) {
             ISOException.throwIt(SW_REFERENCE_NOT_USABLE);
         }
-        Util.arrayFillNonAtomic(answer, (short) 0, (short) 4, (byte) 0);  // the import counter
+        Util.arrayCopyNonAtomic(handover.counter, (short) 0, answer, (short) 0, (short) 4);
         javacard.security.Signature s = ecc.startSign(RECEIPT, vaultKey, (short) 0, Ecc.POINT_LEN);
         s.update(cardId, (short) 0, CARD_ID_LEN);
         s.update(d, off, (short) (4 + HASH_LEN));
