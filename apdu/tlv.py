@@ -4,6 +4,7 @@ definite lengths of 1-3 bytes. Enough for JavaCard's ``BERTLV`` classes to read 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,9 @@ def _first_tag_byte(tag: int) -> int:
     return tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")[0]
 
 
+@functools.lru_cache(maxsize=256)
 def encode_tag(tag: int) -> bytes:
+    """Cached (bounded: tags can come from the wire): a handful recur in every record."""
     raw = tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")
     parse_tag(raw, 0)  # refuses tags that would not read back as themselves
     return raw

@@ -26,7 +26,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +38,14 @@ DATABASES = ("vault", "keymgr")
 
 
 class ClusterError(Exception):
-    """A step of the recipe failed; the message says which and where its log is."""
+    """A step of the recipe failed; the message says which, with the last lines of its logs."""
+
+
+TAIL_LINES = 15
+DEFAULT_PORT = 25400
+"""Below the kernel's ephemeral range (32768-60999 by default), from which every outgoing
+connection takes its local port: a port in it can be held by some client's connection when a
+server of the cluster binds it, or when a killed one restarts on it."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Layout:
     """Where everything lives: ports from ``port`` up, files under ``root``."""
 
     root: Path
-    port: int = 55400
+    port: int = DEFAULT_PORT
     vaults: int = 2
     keymgrs: int = 2
 
@@ -85,6 +93,10 @@ class Layout:
     def keymgr_url(self) -> str:
         return f"https://127.0.0.1:{self.keymgr_port}"
 
+    def ports(self) -> list[int]:
+        return [self.monitor_port, *self.node_ports, self.vault_port, self.keymgr_port,
+                *self.replica_ports("vault"), *self.replica_ports("keymgr")]
+
     @property
     def ca(self) -> Path:
         return self.root / "tls" / "ca.pem"
@@ -106,6 +118,30 @@ def _parent(proc: Path) -> int | None:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def port_free(port: int) -> bool:
+    """Whether a server can bind ``port`` on loopback now: nothing listens there and no
+    connection holds it as its local port (SO_REUSEADDR, which PostgreSQL, uvicorn and haproxy
+    set, still binds over a closed connection's TIME_WAIT)."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _listening(port: int) -> bool:
@@ -183,12 +219,44 @@ class Cluster:
         if sig == signal.SIGKILL:
             self._wait(lambda: not self.alive(name), 10, f"{name} to die")
 
-    def _wait(self, done: object, seconds: float, what: str) -> None:
+    def _wait(self, done: Callable[[], bool], seconds: float, what: str, *watch: str) -> None:
+        """Until ``done``; the processes named in ``watch`` must live meanwhile: one that exits
+        fails the wait at once instead of at the deadline. Either failure quotes their logs."""
         deadline = time.monotonic() + seconds
-        while not done():  # type: ignore[operator]
+        while not done():
+            for name in watch:
+                if not self.alive(name):
+                    raise ClusterError(f"{name} exited while waiting for {what}{self.tails(*watch)}")
             if time.monotonic() > deadline:
-                raise ClusterError(f"timed out waiting for {what} (logs in {self.logs})")
+                raise ClusterError(f"timed out after {seconds:.0f} s waiting for {what}{self.tails(*watch)}")
             time.sleep(0.1)
+
+    def tails(self, *names: str) -> str:
+        """The last lines of these processes' logs, for an error message: CI shows only that."""
+        out = []
+        for name in names:
+            log = self.logs / f"{name}.log"
+            try:
+                lines = log.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+            except OSError as exc:
+                lines = [f"(unreadable: {exc.strerror})"]
+            out.append(f"\n--- last lines of {log}:\n" + "\n".join(lines))
+        return "".join(out)
+
+    @contextmanager
+    def step(self, what: str, *logs: str) -> Iterator[None]:
+        """One step of ``up``: timed into logs/steps.log; any failure is a ClusterError naming
+        the step, with the tails of ``logs``."""
+        started = time.monotonic()
+        try:
+            yield
+        except ClusterError as exc:
+            raise ClusterError(f"step '{what}' failed after {time.monotonic() - started:.0f} s: {exc}") from exc
+        except Exception as exc:
+            raise ClusterError(f"step '{what}' failed after {time.monotonic() - started:.0f} s: "
+                               f"{type(exc).__name__}: {exc}{self.tails(*logs)}") from exc
+        with open(self.logs / "steps.log", "a") as record:
+            record.write(f"{what}: {time.monotonic() - started:.1f} s\n")
 
     def pg_autoctl(self, *args: str) -> str:
         out = subprocess.run(["pg_autoctl", *args], capture_output=True, text=True, cwd=self.pg,
@@ -202,8 +270,9 @@ class Cluster:
     def _sql(self, port: int, sql: str, dbname: str = "postgres") -> list[tuple[object, ...]]:
         import psycopg
 
+        # a statement timeout: a commit waiting for a standby that is not there would wait forever
         with psycopg.connect(f"host=127.0.0.1 port={port} dbname={dbname} user={PG_USER} sslmode=require "
-                             "connect_timeout=2", autocommit=True) as conn:
+                             "connect_timeout=2 options='-c statement_timeout=30s'", autocommit=True) as conn:
             cur = conn.execute(sql.encode())
             return cur.fetchall() if cur.description else []
 
@@ -234,18 +303,33 @@ class Cluster:
             return False
         return states == {("primary", "primary"), ("secondary", "secondary")}
 
-    def wait_healthy(self, seconds: float = 120) -> None:
+    def wait_healthy(self, seconds: float = 180) -> None:
         """Until the monitor shows a primary and a synchronous standby, and the primary takes a
         write, three times over two seconds: the monitor's view lags a kill by a moment."""
         deadline = time.monotonic() + seconds
-        for _ in range(3):
-            self._wait(lambda: self.healthy() and self._try(self._writable) and self._try(self.health_checks_pass),
-                       deadline - time.monotonic(),
-                       "primary + synchronous standby")
-            time.sleep(1)
+        try:
+            for _ in range(3):
+                self._wait(lambda: self.healthy() and self._try(self._writable) and self._try(self.health_checks_pass),
+                           deadline - time.monotonic(), "primary + synchronous standby", "monitor", "node1", "node2")
+                time.sleep(1)
+        except ClusterError as exc:
+            raise ClusterError(f"{exc}\n--- the monitor's view: {self._states_now()}") from exc
+
+    def _states_now(self) -> str:
+        try:
+            return ", ".join(f"{name} {reported}/{goal}" for name, _, reported, goal in self.states())
+        except Exception as exc:
+            return f"unreachable, {type(exc).__name__}"
 
     def _writable(self) -> bool:
-        self._sql(self.layout.node_ports[self.primary() - 1], "SELECT txid_current()")
+        """The primary streams to a synchronous standby (else a commit would wait for one) and
+        commits a write."""
+        port = self.layout.node_ports[self.primary() - 1]
+        synchronous = self._sql(port, "SELECT count(*) FROM pg_stat_replication "
+                                "WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')")
+        if int(str(synchronous[0][0])) == 0:
+            return False
+        self._sql(port, "SELECT txid_current()")
         return True
 
     def start_node(self, n: int, create: bool = False) -> None:
@@ -285,16 +369,24 @@ class Cluster:
                 pass
 
     def _up_postgres(self) -> None:
-        self.spawn("monitor", ["pg_autoctl", "create", "monitor", "--pgdata", str(self.pg / "monitor"),
-                               "--pgport", str(self.layout.monitor_port), "--hostname", "127.0.0.1",
-                               "--auth", "trust", "--ssl-self-signed", "--run"], postgres=True)
-        self._wait(lambda: self._try(lambda: self.states() is not None), 60, "the monitor")
-        self.start_node(1, create=True)
-        self._wait(lambda: self._try(lambda: self.primary() == 1), 90, "node1 to be primary")
-        self.start_node(2, create=True)  # before any write: its base backup waits for no checkpoint
-        self.wait_healthy(180)
-        for db in DATABASES:
-            self._sql(self.layout.node_ports[0], f"CREATE DATABASE {db}")
+        """The timeouts are ceilings for a loaded 2-core machine (a start takes 30-90 s there)."""
+        with self.step("the pg_auto_failover monitor", "monitor"):
+            self.spawn("monitor", ["pg_autoctl", "create", "monitor", "--pgdata", str(self.pg / "monitor"),
+                                   "--pgport", str(self.layout.monitor_port), "--hostname", "127.0.0.1",
+                                   "--auth", "trust", "--ssl-self-signed", "--run"], postgres=True)
+            self._wait(lambda: self._try(lambda: self.states() is not None), 120, "the monitor", "monitor")
+        with self.step("node1, the first primary", "node1", "monitor"):
+            self.start_node(1, create=True)
+            self._wait(lambda: self._try(lambda: self.primary() == 1), 180, "node1 to be primary", "node1", "monitor")
+            # pg_basebackup (node2's) asks for a spread checkpoint, paced over minutes when there
+            # is much to write: write it now at full speed, so that one finds next to nothing
+            self._sql(self.layout.node_ports[0], "CHECKPOINT")
+        with self.step("node2, the synchronous standby", "node2", "node1", "monitor"):
+            self.start_node(2, create=True)
+            self.wait_healthy(300)
+        with self.step("the databases", "node1"):
+            for db in DATABASES:
+                self._sql(self.layout.node_ports[0], f"CREATE DATABASE {db}")
 
     @staticmethod
     def _try(check: object) -> bool:
@@ -329,7 +421,8 @@ class Cluster:
     def start_replica(self, server: str, i: int, synchronous: bool = True) -> None:
         port = self.layout.replica_ports(server)[i]
         self.spawn(f"{server}{i}", self._server_args(server, port, synchronous))
-        self._wait(lambda: self.healthy_server(port, f"/v1/{server}"), 120, f"{server} replica {i} on {port}")
+        self._wait(lambda: self.healthy_server(port, f"/v1/{server}"), 180, f"{server} replica {i} on {port}",
+                   f"{server}{i}")
 
     def restart_replicas(self, server: str, synchronous: bool = True, count: int | None = None) -> None:
         """Replace ``server``'s replicas (the first ``count`` of them run; the rest stay down)."""
@@ -353,8 +446,8 @@ class Cluster:
         config = self.root / "haproxy.cfg"
         config.write_text(self._haproxy_config())
         self.spawn("haproxy", ["haproxy", "-db", "-f", str(config)])
-        self._wait(lambda: _listening(self.layout.vault_port) and _listening(self.layout.keymgr_port), 20,
-                   "haproxy")
+        self._wait(lambda: _listening(self.layout.vault_port) and _listening(self.layout.keymgr_port), 60,
+                   "haproxy", "haproxy")
 
     def _keys(self) -> None:
         from keyfile import load_or_create_key, public_bytes
@@ -376,6 +469,14 @@ class Cluster:
     def up(self) -> None:
         if self.root.exists() and any(self.root.iterdir()):
             raise ClusterError(f"{self.root} is not empty: 'scripts/cluster down --dir {self.root}' first")
+        ephemeral = ephemeral_ports()
+        if any(port in ephemeral for port in self.layout.ports()):
+            raise ClusterError(f"ports {self.layout.port}-{max(self.layout.ports())} are in the kernel's range for "
+                               f"outgoing connections ({ephemeral.start}-{ephemeral.stop - 1}), which may take "
+                               f"one of them at any time: choose a --port below {ephemeral.start - 60}")
+        taken = [port for port in self.layout.ports() if not port_free(port)]
+        if taken:  # another cluster, a process left from one, a connection: nothing would start there
+            raise ClusterError(f"port(s) {', '.join(map(str, taken))} already in use: choose another --port")
         for folder in (self.root, self.pids, self.logs, self.pg):
             folder.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
@@ -387,11 +488,15 @@ class Cluster:
         self._up_postgres()
         for server in ("vault", "keymgr"):  # the first replica makes the schema and key files alone
             for i in range(len(self.layout.replica_ports(server))):
-                self.start_replica(server, i)
+                with self.step(f"{server} replica {i}", f"{server}{i}"):
+                    self.start_replica(server, i)
             if server == "vault":
-                self.start_haproxy()  # the key managers reach the vault through it
+                with self.step("haproxy", "haproxy"):
+                    self.start_haproxy()  # the key managers reach the vault through it
 
-    def down(self) -> None:
+    def down(self, keep_logs: bool = False) -> Path | None:
+        """Stop every process of the cluster and remove its folder; ``keep_logs`` (after a failed
+        start) moves the logs beside it first, and answers where."""
         names = [p.stem for p in self.pids.glob("*.pid")] if self.pids.exists() else []
         for name in sorted(names, key=lambda n: n in ("monitor",)):  # the monitor last
             self.kill(name, signal.SIGTERM)
@@ -400,7 +505,12 @@ class Cluster:
             time.sleep(0.2)
         for name in names:
             self.kill(name)
+        kept = None
+        if keep_logs and self.logs.exists():
+            kept = self.root.with_name(f"{self.root.name}-logs-{time.strftime('%Y%m%dT%H%M%S')}")
+            shutil.move(self.logs, kept)
         shutil.rmtree(self.root, ignore_errors=True)
+        return kept
 
     def status(self) -> str:
         lines = [f"cluster in {self.root}"]
@@ -423,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("EVB_CLUSTER_DIR", "/tmp/evb-cluster")))
-    parser.add_argument("--port", type=int, default=55400, help="the first of the ports used (up to +60)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the first of the ports used (up to +60)")
     parser.add_argument("--vaults", type=int, default=2)
     parser.add_argument("--keymgrs", type=int, default=2)
     args = parser.parse_args(argv)
@@ -434,7 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 cluster.up()
             except BaseException:
-                cluster.down()
+                kept = cluster.down(keep_logs=True)
+                if kept:
+                    print(f"scripts/cluster up: stopped; the logs are kept in {kept}", file=sys.stderr)
                 raise
             print(cluster.status())
         elif args.command == "status":

@@ -4,15 +4,15 @@ where servers keep their files by default."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
 from pathlib import Path
 
-import h11
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .tls import ServerTls
 
@@ -22,38 +22,62 @@ MAX_CONNECTIONS = 1000
 KEEP_ALIVE_SECONDS = 5
 """An idle keep-alive connection is closed after this long."""
 MAX_HEADER_BYTES = 16 * 1024
-"""A request line and headers larger than this are refused (h11's incomplete-event limit)."""
+"""A request line and headers larger than this are refused with 431 (:func:`header_deadline`)."""
 HEADER_SECONDS = 10.0
 """A request's line and headers must have arrived this long after the connection opened (or the
 previous answer went out); then 408 and the connection closes (:func:`header_deadline`)."""
 
-_TIMED_OUT_BODY = b'{"detail": "the request line and headers did not arrive in time"}'
-_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-              b"content-length: " + str(len(_TIMED_OUT_BODY)).encode() + b"\r\n\r\n" + _TIMED_OUT_BODY)
+
+def _closing_answer(status: str, detail: str) -> bytes:
+    """A whole refusal written straight to the socket, before any request reached the app."""
+    body = json.dumps({"detail": detail}).encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
-def header_deadline(seconds: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a deadline for each request's headers. uvicorn has none: its
-    keep-alive timer stops at the first byte, so a client sending its headers a byte at a time
-    (slowloris) held a connection, and a slot under the connection limit, for ever."""
+LINGER_SECONDS = 1.0
+"""How long a connection refused before its headers were in is read (and dropped) before it closes."""
 
-    class HeaderDeadline(H11Protocol):
+
+def _drop(data: bytes) -> None:
+    """What a refused connection does with the bytes still arriving."""
+
+
+_TIMED_OUT = _closing_answer("408 Request Timeout", "the request line and headers did not arrive in time")
+_TOO_LARGE = _closing_answer("431 Request Header Fields Too Large", "the request line and headers are too large")
+
+
+def header_deadline(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with a deadline and a size cap for each request's line and
+    headers. uvicorn has neither: its keep-alive timer stops at the first byte, so a client
+    sending its headers a byte at a time (slowloris) held a connection, and a slot under the
+    connection limit, for ever; and httptools buffers a header's value whole before handing it
+    over, so one endless header grew the process without limit."""
+
+    class HeaderDeadline(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
+        _awaiting_headers = True  # from the connection or the last answer until the headers are in
+        _header_bytes = 0
 
         def _arm(self) -> None:
             self._disarm()
-            self._deadline = self.loop.call_later(seconds, self._expired)
+            self._awaiting_headers, self._header_bytes = True, 0
+            self._deadline = self.loop.call_later(seconds, self._refuse, _TIMED_OUT)
 
         def _disarm(self) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
 
-        def _expired(self) -> None:
+        def _refuse(self, answer: bytes) -> None:
+            """Answer, then read and drop what the client still sends for a moment before
+            closing: closing on unread bytes resets the connection, and a reset can destroy
+            the answer before the client reads it."""
             self._deadline = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.write(_TIMED_OUT)
-                self.transport.close()
+            if self._awaiting_headers and not self.transport.is_closing():
+                self.transport.write(answer)
+                self._awaiting_headers, self.data_received = False, _drop  # type: ignore[method-assign]
+                self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -61,12 +85,20 @@ def header_deadline(seconds: float) -> type[H11Protocol]:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:  # the headers are in: the request runs
-                self._disarm()
+            if self._awaiting_headers:  # these bytes did not finish the headers
+                self._header_bytes += len(data)
+                if self._header_bytes > max_bytes:
+                    self._disarm()
+                    self._refuse(_TOO_LARGE)
+
+        def on_headers_complete(self) -> None:
+            self._awaiting_headers = False  # the request runs: no deadline on its body or answer
+            self._disarm()
+            super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            if not self.transport.is_closing() and not self.pipeline and self.cycle.response_complete:
                 self._arm()  # the next request's headers, on a kept-alive connection
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -97,7 +129,7 @@ def server_config(app: FastAPI, host: str, port: int, tls: ServerTls | None, log
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan=lifespan,  # type: ignore[arg-type]
                           ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
                           limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048,
+                          backlog=2048,
                           http=header_deadline(header_seconds))
 
 

@@ -17,6 +17,7 @@ applied once each, in order, under a lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -71,7 +72,9 @@ class Tx(Protocol):
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
 
 
+@functools.lru_cache(maxsize=1024)
 def _to_postgres(sql: str) -> str:
+    """Cached: every statement is a constant of ours, translated on each execute (two regexes)."""
     sql = sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
     sql = re.sub(r"\bBLOB\b", "BYTEA", sql)
     sql = re.sub(r"\bINTEGER\b", "BIGINT", sql)

@@ -89,7 +89,9 @@ def bench_all(postgres_url: str | None, pcsc: bool, markdown: bool, as_json: boo
                   f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {took:.0f} s) on "
                   f"{platform.machine()} with {os.cpu_count()} cores, Python {platform.python_version()}. "
                   "The machine is shared: only ratios of the same run compare. A ratio is ours over the "
-                  "baseline, or over the goal's own number where there is no baseline.")
+                  "baseline, or over the goal's own number where there is no baseline. An image card is "
+                  "durable at every answer, one fdatasync per command: its rate is bounded by the disk's "
+                  "sync latency, measured between the same batches and shown beside it.")
         click.echo(to_markdown(figures, header), nl=False)
         return
     _print_figures(figures, f"evb bench all ({took:.0f} s)", as_json)

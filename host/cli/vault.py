@@ -7,12 +7,10 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import click
-from rich.progress import Progress
 
 from apdu import wallet as w
 from apdu.records import ValueFlags
 
-from ..assisted import assisted_restore
 from ..backup import (
     BackupError,
     Outcome,
@@ -28,7 +26,6 @@ from ..vault_client import VaultClient, VaultClientError
 from .card import TypeChoice
 from .complete import value_ids
 from .errors import CliFail
-from .keymgr import logged_in
 from .net import vault_client, vault_link
 from .options import json_option, keymgr_option, pin_option, unlock, vault_option, with_wallet
 from .proof import ProofOptions, proof_options
@@ -71,7 +68,9 @@ def run_with_progress(ids: list[int], run: Steps, what: str, as_json: bool,
     """Run the steps for ``ids`` (told how to advance the bar), then ``then`` (the vault's
     clean-up, answering how many registrations it released), and print both: a release is said,
     never silent."""
-    if len(ids) > 3 and not as_json:
+    if len(ids) > 3 and not as_json and console.is_terminal:  # a bar is for a terminal: in a pipe, no import
+        from rich.progress import Progress
+
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(what, total=len(ids))
             done, failed = run(lambda n: progress.advance(task, n))
@@ -146,6 +145,9 @@ def restore_cmd(session: WalletSession, ids: tuple[int, ...], all_: bool, via_ke
     with vault_session(session, vault_url, pin) as (client, _), vault_link(vault_url) as link:
         room = room_maker(session, link, on_shortage, today)
         if via_keymgr:
+            from ..assisted import assisted_restore  # only here: the key manager's client and enrolment
+            from .keymgr import logged_in
+
             with logged_in(keymgr_url, proof) as keymgr:
                 step = each(targets, lambda i: _wrap(lambda: assisted_restore(session, keymgr, i, client, room)))
                 run_with_progress(targets, step,

@@ -107,6 +107,9 @@ class VaultRepository:
     def __init__(self, db: Database, counter_modulus: int = 2**32) -> None:
         self.db = db
         self.modulus = counter_modulus
+        # PostgreSQL locks a card's row for what follows a find; SQLite's BEGIN IMMEDIATE queues
+        # every writer already (and has no FOR UPDATE)
+        self._for_update = " FOR UPDATE" if db.dialect == "postgresql" else ""
 
     # --- cards, challenges, sessions ---------------------------------------------------------
 
@@ -139,9 +142,9 @@ class VaultRepository:
     def replace_card(self, old: bytes, new: bytes | None, now: int) -> None:
         """Revoke ``old`` and, with ``new``, make it the holder of everything ``old`` held (also
         what ``old`` had inherited): those certificates are handed over afresh."""
-        with self.db.transaction() as tx:
-            if not tx.execute("SELECT 1 FROM cards WHERE card_id = ?", (old,)):
-                tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?)", (old, b"", now))
+        with self.db.transaction() as tx:  # two replicas may carry out the same statement at once
+            tx.execute("INSERT INTO cards (card_id, public_key, created_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (card_id) DO NOTHING", (old, b"", now))
             tx.execute("UPDATE cards SET revoked_at = COALESCE(revoked_at, ?) WHERE card_id = ?", (now, old))
             tx.execute("DELETE FROM sessions WHERE card_id = ?", (old,))
             if new is not None:
@@ -152,7 +155,7 @@ class VaultRepository:
         """The registration whose certificate goes to ``holder`` as handover number ``imported``
         (the one given before, for a retry), and how many wait after it; None when all went."""
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT next_handover FROM cards WHERE card_id = ?", (holder,))
+            rows = tx.execute(f"SELECT next_handover FROM cards WHERE card_id = ?{self._for_update}", (holder,))
             next_seq = int(rows[0][0]) if rows else 0
             if imported > next_seq:
                 raise ConflictError("the card has imported more handovers than this vault gave it")
@@ -211,24 +214,30 @@ class VaultRepository:
 
     def register_values(self, card_id: bytes, now: int, prepare: Prepare) -> list[Registration]:
         """Register the values ``prepare`` checks for this card, each answered by its earlier
-        registration if the card registered the same X before: a retry registers nothing twice."""
+        registration if the card registered the same X before: a retry registers nothing twice,
+        also when the retry reaches another replica while the first attempt is still running
+        (the card's row stays locked from the find to the commit; a card the vault has never
+        seen has no row to lock, and no session either, so no request of the API comes here)."""
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT public_key FROM cards WHERE card_id = ?", (card_id,))
+            rows = tx.execute(f"SELECT public_key FROM cards WHERE card_id = ?{self._for_update}", (card_id,))
             return self._find_or_insert(tx, card_id, bytes(rows[0][0]) if rows else None, now, prepare)
 
     def register_for_session(self, token_hash: bytes, now: int, prepare: Prepare) -> list[Registration] | None:
         """As :meth:`register_values` for the card of a session (None when it is unknown or expired),
         in one transaction with the session's check: a registration is one commit."""
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT s.card_id, s.expires_at, c.public_key FROM sessions s "
-                              "LEFT JOIN cards c ON c.card_id = s.card_id WHERE s.token_hash = ?", (token_hash,))
+            rows = tx.execute("SELECT card_id, expires_at FROM sessions WHERE token_hash = ?", (token_hash,))
             if not rows or int(rows[0][1]) < now:
                 return None
-            card_id, key = bytes(rows[0][0]), None if rows[0][2] is None else bytes(rows[0][2])
-            return self._find_or_insert(tx, card_id, key, now, prepare)
+            card_id = bytes(rows[0][0])
+            keys = tx.execute(f"SELECT public_key FROM cards WHERE card_id = ?{self._for_update}", (card_id,))
+            return self._find_or_insert(tx, card_id, bytes(keys[0][0]) if keys else None, now, prepare)
 
     def _find_or_insert(self, tx: Tx, card_id: bytes, key: bytes | None, now: int,
                         prepare: Prepare) -> list[Registration]:
+        """Only with the card's row locked (or SQLite's writer lock) in ``tx``: under PostgreSQL's
+        READ COMMITTED two transactions would otherwise both find nothing and both insert, two
+        certificates for one value."""
         out = []
         for new in prepare(card_id, key):
             rows = tx.execute(f"SELECT {COLUMNS} FROM registrations WHERE card_id = ? AND value_hash = ? "
@@ -287,10 +296,10 @@ class VaultRepository:
             return int(tx.execute("SELECT COUNT(*) FROM registrations")[0][0])
 
     def put_key_share(self, card_id: bytes, key_id: bytes, sealed_share: bytes, now: int) -> None:
-        with self.db.transaction() as tx:
-            tx.execute("DELETE FROM key_shares WHERE card_id = ? AND key_id = ?", (card_id, key_id))
-            tx.execute("INSERT INTO key_shares (card_id, key_id, sealed_share, created_at) VALUES (?, ?, ?, ?)",
-                       (card_id, key_id, sealed_share, now))
+        with self.db.transaction() as tx:  # one statement: two replicas may store the same share at once
+            tx.execute("INSERT INTO key_shares (card_id, key_id, sealed_share, created_at) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (card_id, key_id) DO UPDATE SET sealed_share = excluded.sealed_share, "
+                       "created_at = excluded.created_at", (card_id, key_id, sealed_share, now))
 
     def key_share(self, card_id: bytes, key_id: bytes) -> bytes | None:
         with self.db.transaction() as tx:

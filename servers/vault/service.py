@@ -285,13 +285,14 @@ class VaultService:
                       rk.rekeyed_message(registered, found.holder, self.public_key)):
             raise VaultError(403, "the key manager's signature over the re-sealed value is not valid")
         x = value_hash(registered.ciphertext)
-        successor = self.repo.find_by_hash(found.holder, x)
-        if successor is None:
-            def certify(counter: int) -> bytes:
-                new = Certificate(found.holder, counter, x, registered.digest, Mode.ENCRYPTED)
-                return replace(new, signature=self.key.sign(new.message())).to_bytes()
 
-            successor = self.repo.register(found.holder, x, request.registered, int(time.time()), certify)
+        def certify(counter: int) -> bytes:
+            new = Certificate(found.holder, counter, x, registered.digest, Mode.ENCRYPTED)
+            return replace(new, signature=self.key.sign(new.message())).to_bytes()
+
+        # found or registered in one transaction: a retry on another replica finds this one
+        [successor] = self.repo.register_values(found.holder, int(time.time()),
+                                                lambda card, key: [NewValue(x, request.registered, certify)])
         new = Certificate.from_bytes(successor.certificate)
         named = rk.succession_message(found.holder, key, cert.signed_part(), new.signed_part())
         return successor.certificate, self.key.sign(named)

@@ -115,3 +115,25 @@ def test_startup_bench_reports_medians_and_ratios() -> None:
     assert [row["command"] for row in out["rows"]] == [
         "python3 -c pass", "evb --version", "evb card info --card-image FILE", "evb card list --card-image FILE"]
     assert out["rows"][0]["ratio"] == 1.0 and all(row["median_ms"] > 0 for row in out["rows"])
+
+
+def test_backup_in_a_pipe_imports_neither_trio_nor_the_progress_bar(tmp_path: Path) -> None:
+    """httpcore imports trio whenever it is installed and httpx its command-line client (0.6 s of
+    start-up), and our bar is drawn only on a terminal: ``evb backup --all`` (the process, as
+    ``run`` starts it) loads the HTTP client and none of them. The vault here is unreachable: the
+    command gets as far as its client."""
+    from host.bench_suite import stocked_card
+    from host.issuer import Issuer
+
+    image = tmp_path / "card.img"
+    stocked_card(Issuer.load_or_create(tmp_path / "issuer.pem"), 5, image=image).close()
+    probe = ("import sys\nfrom host.cli.main import run\nsys.argv[0] = 'evb'\n"
+             "try:\n    run()\nexcept SystemExit:\n    pass\n"
+             "print('\\n'.join(sorted(m for m, v in sys.modules.items() if v is not None)), file=sys.stderr)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EVB_PIN": "1234"}
+    done = subprocess.run([sys.executable, "-c", probe, "backup", "--all", "--plain", "--card-image", str(image),
+                           "--vault", "http://127.0.0.1:9"], env=env, cwd=ROOT, capture_output=True, text=True)
+    mods = set(done.stderr.split())
+    assert "httpcore" in mods and "host.cli.vault" in mods, done.stderr[-2000:]  # it got as far as the client
+    assert "trio" not in mods and not {m for m in mods if m.startswith("trio.")}
+    assert not {"rich.progress", "httpx._main", "pygments"} & mods

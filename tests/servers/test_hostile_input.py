@@ -178,35 +178,62 @@ def test_the_vault_answers_while_200_slow_clients_hold_connections(tmp_path: Pat
         db.close()
 
 
-def test_headers_sent_a_byte_at_a_time_are_cut_off_with_a_408(tmp_path: Path) -> None:
-    """Slowloris: uvicorn's keep-alive timer stops at the first byte, so a client dribbling its
-    headers held the connection for ever. With the header deadline (1 s here) the server answers
-    408 and closes, long before the headers reach the size limit. The 20 s loop is a guard
-    against a hang, not a measurement."""
-    app, db = vault_server.build(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "vault-key.pem")
-    server = BackgroundServer(app, header_seconds=1.0)
-    host, port = server.start().removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
+def header_without_end(server: BackgroundServer, piece: bytes, most: int, pause: float) -> tuple[int, bytes]:
+    """Open a request whose last header never ends and send ``piece`` after ``piece`` of it
+    (``pause`` apart, at most ``most`` bytes) until the server answers or closes: the bytes sent
+    and everything it answered. The bound is a guard against a hang, not a measurement."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
     answer, sent = b"", 0
     try:
-        sock.sendall(b"GET /v1/vault HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        for _ in range(200):
-            readable, _, _ = select.select([sock], [], [], 0.1)
+        sock.sendall(b"GET /v1/vault HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        while sent < most:
+            readable, _, _ = select.select([sock], [], [], pause)
             if readable:
                 break
             try:
-                sock.sendall(b"a")
+                sock.sendall(piece)
             except OSError:  # closed under us: read what it said
                 break
-            sent += 1
+            sent += len(piece)
         while chunk := sock.recv(4096):
             answer += chunk
     finally:
         sock.close()
+    return sent, answer
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_with_a_408(tmp_path: Path) -> None:
+    """Slowloris: uvicorn's keep-alive timer stops at the first byte, so a client dribbling its
+    headers held the connection for ever. With the header deadline (1 s here) the server answers
+    408 and closes, long before the headers reach the size limit."""
+    app, db = vault_server.build(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "vault-key.pem")
+    server = BackgroundServer(app, header_seconds=1.0)
+    server.start()
+    try:
+        sent, answer = header_without_end(server, b"a", 200, 0.1)
+    finally:
         server.stop()
         db.close()
     assert answer.startswith(b"HTTP/1.1 408 "), (sent, answer)
     assert b"did not arrive in time" in answer and sent < MAX_HEADER_BYTES
+
+
+def test_an_endless_header_is_cut_off_with_a_431(tmp_path: Path) -> None:
+    """httptools buffers a header's value whole before handing it to uvicorn, so one header that
+    never ends grew the server for as long as the client kept sending (up to the 408). Past the
+    cap the server answers 431 and closes; headers just under it still pass."""
+    app, db = vault_server.build(f"sqlite:///{tmp_path / 'v.db'}", tmp_path / "vault-key.pem")
+    server = BackgroundServer(app)
+    url = server.start()
+    try:
+        assert httpx.get(f"{url}/v1/vault", headers={"X-Big": "a" * (MAX_HEADER_BYTES // 2)}).status_code == 200
+        sent, answer = header_without_end(server, b"a" * 1024, 64 * MAX_HEADER_BYTES, 0)
+    finally:
+        server.stop()
+        db.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), (sent, answer)
+    assert b"too large" in answer
 
 
 def test_no_request_reaches_the_database_when_refused_for_size(tmp_path: Path) -> None:

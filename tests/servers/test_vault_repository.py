@@ -12,7 +12,7 @@ import pytest
 
 from apdu.certificate import Certificate
 from servers.storage import Database, Migration, StorageError
-from servers.vault.repository import MIGRATIONS, ConflictError, VaultRepository
+from servers.vault.repository import MIGRATIONS, ConflictError, NewValue, Registration, VaultRepository
 
 CARD, OTHER = bytes(range(8)), bytes(range(1, 9))
 
@@ -108,6 +108,91 @@ def test_concurrent_registrations_get_distinct_counters(db_url: str) -> None:
         t.join()
     assert sorted(got) == list(range(80))
 
+
+
+@pytest.mark.parametrize("entry", ["session", "card"])
+def test_two_replicas_racing_one_registration_store_it_once(db_url: str, entry: str) -> None:
+    """A retry that reaches the other replica while the first attempt still runs (a client's
+    timeout, haproxy's redispatch), through a session or the key manager's re-keying (by card):
+    both find-or-insert the same value. The barrier holds the first at its certificate, after
+    its find, until the other could have found nothing too: without the card's lock both insert."""
+    replicas = [repo(db_url), repo(db_url)]  # two pools, as two processes have
+    replicas[0].register_card(CARD, b"key", 0)
+    replicas[0].add_session(b"t" * 32, CARD, expires_at=100)
+    both_certifying = threading.Barrier(2, timeout=3)
+    got: list[Registration] = []
+
+    def certify(counter: int) -> bytes:
+        try:
+            both_certifying.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other replica waits for this transaction: it will find this registration
+        return cert_for(counter)
+
+    def attempt(r: VaultRepository) -> None:
+        def prepare(card_id: bytes, key: bytes | None) -> list[NewValue]:
+            return [NewValue(bytes(32), b"value", certify)]
+
+        found = r.register_for_session(b"t" * 32, 1, prepare) if entry == "session" else \
+            r.register_values(CARD, 1, prepare)
+        assert found is not None
+        got.extend(found)
+
+    threads = [threading.Thread(target=attempt, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 2 and got[0] == got[1], "the two attempts answered different certificates"
+    assert replicas[1].count() == 1
+    for r in replicas:
+        r.db.close()
+
+
+@pytest.mark.parametrize("writes", ["lost card", "key share"])
+def test_a_write_racing_the_same_row_on_another_replica_does_not_fail(writes: str) -> None:
+    """The same statement of a lost card, or the same key share, carried out by two replicas at
+    once (a retry that went elsewhere): the second's insert waits for the first's uncommitted row,
+    and once that commits must take it as there, not fail on the key (a 500). PostgreSQL only:
+    SQLite queues whole writers."""
+    import psycopg
+
+    from .conftest import fresh_postgres
+
+    url = fresh_postgres()
+    r = repo(url)
+    first = {"lost card": ("INSERT INTO cards (card_id, public_key, created_at) VALUES (%s, '', 0)", (CARD,)),
+             "key share": ("INSERT INTO key_shares (card_id, key_id, sealed_share, created_at) "
+                           "VALUES (%s, %s, 'a', 0)", (CARD, OTHER))}[writes]
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            if writes == "lost card":
+                r.replace_card(CARD, OTHER, 1)
+            else:
+                r.put_key_share(CARD, OTHER, b"b", 1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failed.append(exc)
+
+    with psycopg.connect(url) as one:
+        one.execute(*first)  # uncommitted
+        other = threading.Thread(target=second)
+        other.start()
+        with psycopg.connect(url, autocommit=True) as watch:
+            while not watch.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'").fetchall():
+                assert other.is_alive(), failed
+                time.sleep(0.05)
+        one.commit()
+    other.join()
+    assert not failed, failed
+    if writes == "lost card":
+        state = r.card_state(CARD)
+        assert state is not None and state.revoked and state.replaced_by == OTHER
+    else:
+        assert r.key_share(CARD, OTHER) == b"b"
+    r.db.close()
 
 WRITER = """
 import sys, itertools
