@@ -116,10 +116,10 @@ def new_card(reader: PcscReader, applets: list[AppletCard]) -> WalletSession:
     return session
 
 
-def backed_up(s: WalletSession, world: World) -> tuple[KeyInfo, list[bytes]]:
+def backed_up(s: WalletSession, world: World, mode: KeyMode = KeyMode.PUBLIC) -> tuple[KeyInfo, list[bytes]]:
     """The owner's card: a key made and escrowed, then every value stored and backed up
     encrypted, its certificate left in its place. Answers the key and the values' bodies."""
-    info = s.generate_key()
+    info = s.generate_key(mode)
     assert backup_key(s, world.keymgr) == info
     vault_key = connect(s, world.vault)
     bodies = []
@@ -167,14 +167,7 @@ def test_rotation_on_the_card_then_every_value_restored(slot0: PcscReader, apple
     """E7: the next key escrowed, every encrypted backup re-encrypted on the card and registered
     anew, the commit, the old registrations released; every value restores under the new key."""
     s = new_card(slot0, applets)
-    old = s.generate_key(mode)
-    assert backup_key(s, world.keymgr) == old
-    vault_key = connect(s, world.vault)
-    bodies = []
-    for record in VALUES:
-        value_id = s.store(record)
-        bodies.append(s.read(value_id).body())
-        backup(s, world.vault, vault_key, value_id)
+    old, bodies = backed_up(s, world, mode)
     result = rotate(s, world.vault, world.keymgr)
     assert result.moved == len(bodies) and result.key.key_id != old.key_id and result.key.mode == mode
     assert s.key_info() == result.key
