@@ -86,16 +86,6 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 @pytest.fixture
-def slot0(pcsc_bridge: VpcdBridge) -> Iterator[PcscReader]:
-    reader = PcscReader(pcsc_bridge)
-    try:
-        yield reader
-    finally:
-        reader.close()
-        pcsc_bridge.swap_card(EchoCard(ATR))  # the bridge outlives this test; its applets do not
-
-
-@pytest.fixture
 def applets() -> Iterator[list[AppletCard]]:
     """Wallet applets made by :func:`new_card`, each in a JVM of its own, closed at the end."""
     made: list[AppletCard] = []
@@ -104,6 +94,17 @@ def applets() -> Iterator[list[AppletCard]]:
     finally:
         for card in made:
             card.close()
+
+
+@pytest.fixture
+def slot0(pcsc_bridge: VpcdBridge, applets: list[AppletCard]) -> Iterator[PcscReader]:
+    reader = PcscReader(pcsc_bridge)
+    try:
+        yield reader
+    finally:
+        reader.close()
+        # the bridge outlives this test, its applets do not: out of the reader before their JVMs end
+        pcsc_bridge.swap_card(EchoCard(ATR))
 
 
 def new_card(reader: PcscReader, applets: list[AppletCard]) -> WalletSession:
