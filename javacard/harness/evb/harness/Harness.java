@@ -115,26 +115,6 @@ public final class Harness {
         }
     }
 
-    /**
-     * A short APDU of 255 data bytes and an Le is 261 bytes, one more than jCardSim's short APDU
-     * buffer (APDUProxy.BUFFER_SIZE 260, where ISO 7816-4 needs 261): jCardSim answered 6F00 before
-     * the applet saw it. The same command in extended form (Lc 255, Ne as the Le said) reaches the
-     * applet as a card with a 261-byte buffer would take the short one.
-     */
-    static byte[] fitted(byte[] apdu) {
-        if (apdu.length != 261 || apdu[4] != (byte) 0xFF) {
-            return apdu;
-        }
-        byte[] out = new byte[4 + 3 + 255 + 2];
-        System.arraycopy(apdu, 0, out, 0, 4);
-        out[6] = (byte) 0xFF;
-        System.arraycopy(apdu, 5, out, 7, 255);
-        byte le = apdu[260];
-        out[262] = le == 0 ? (byte) 0x01 : 0;  // Le 00 is 256
-        out[263] = le;
-        return out;
-    }
-
     /** One APDU, with what the runtime does around it that jCardSim does not. */
     private String command(byte[] apdu) throws IOException, ReflectiveOperationException {
         if (!powered) {
@@ -142,7 +122,7 @@ public final class Harness {
         }
         byte[] response;
         try {
-            response = simulator.transmitCommand(fitted(apdu));
+            response = simulator.transmitCommand(apdu);
         } catch (ArrayIndexOutOfBoundsException e) {
             // jCardSim cannot parse it (a 6-byte APDU, say: header, 00, one byte): malformed, as the
             // Python card answers it; the applet never saw it
