@@ -660,10 +660,16 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final short MAP_HEAD = (short) (4 + 1 + 3 * 9 + 2);
     private static final short MAP_ENTRY = 10;
 
+    /** An OwnerPIN's EEPROM: the hash it compares (PIN or unblocking code) and its try counter. */
+    private static final short PIN_BYTES = HASH_LEN + 1;
+
     /**
-     * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
-     * the pinned server keys, the attestation, the trigger settings, the import counter, the key
-     * store's arrays and its work array), the index, the data area; no journal (the runtime's).
+     * The applet's persistent memory laid end to end: its header (card id, life cycle and next
+     * id, the PIN and the unblocking code, the pinned server keys, the attestation, the certificate
+     * being built, the receive buffer, the identity key pair with its point and the peer key, the
+     * trigger settings, the import counter, the key store's: KeyStore.persistentBytes), the index,
+     * the data area; no journal (the runtime's). tests/javacard/test_values.py holds the header to
+     * what the harness finds in the applet's heap, array by array and key by key.
      * The head is built in RAM, the entries are read from the index as they go out. The sums pass
      * 32767: written as unsigned 16-bit values (the high halves of the 4-byte fields 0), which
      * they are, all under 65536.
@@ -672,7 +678,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length
+        short header = (short) (cardId.length + state.length + PIN_BYTES + PIN_BYTES + vaultKey.length
+                + keymgrKey.length + attestation.length + building.length + received.length + ecc.persistentBytes()
                 + Triggers.AREA + handover.counter.length + keys.persistentBytes());
         short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
         Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
