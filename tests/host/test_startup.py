@@ -70,6 +70,8 @@ def test_reading_a_card_imports_no_client_server_or_crypto_stack(tmp_path: Path,
     mods = imported_by("card", command, "--card-image", str(image))
     assert "host.session" in mods  # the probe ran the command
     assert not top_level(mods) & {*HEAVY, *CARD_READ_HEAVY, "servers"}
+    # in a pipe (the probe's stdout) the table is drawn without rich, and a card image needs no PC/SC
+    assert not top_level(mods) & {"rich", "smartcard"}, sorted(top_level(mods) & {"rich", "smartcard"})
     assert not {"host.backup", "host.triggers", "host.cli.keymgr", "host.cli.vault", "host.cli.pcsc",
                 "host.transport.pcsc", "card.javacard"} & mods
 
