@@ -20,8 +20,9 @@ from .lazy import made
 from .net import vault_link
 from .options import json_option, pin_option, today_option, unlock, vault_option, with_wallet
 from .render import console, listing_table, print_json, print_sheet
-from .shortage import POLICIES, day
+from .shortage import ON_SHORTAGE, day, policy_named
 
+POLICIES = {name: policy_named(name) for name in ON_SHORTAGE}
 POLICY_NAMES = {v: k for k, v in POLICIES.items()}
 
 
