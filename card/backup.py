@@ -47,6 +47,12 @@ ATTESTATION_END = H_ATTESTATION + 1 + 65 + b.MAX_SIGNATURE
 # the longest sealed value COMMIT ASSISTED RESTORE opens: a record's worth of padded ciphertext
 MAX_ASSISTED = sl.SALT_LEN + sl.IV_LEN + MAX_RECORD + sl.BLOCK + sl.TAG_LEN
 
+# SIGN RECEIPT's scan as plain ints (an IntFlag's & costs a call per entry): the entries that may
+# still need a registration, and of those the certificates
+_CERTIFICATE = int(ValueFlags.CERTIFICATE)
+_HOLDING = int(ValueFlags.CERTIFICATE | ValueFlags.PENDING | ValueFlags.BACKED_UP)
+
+
 class BackupCommands(WalletPart):
     if TYPE_CHECKING:  # provided by the wallet applet and its other mixins
         @property
@@ -367,14 +373,12 @@ class BackupCommands(WalletPart):
         # certificate entries: a byte search, as a Java Card would compare at fixed offsets,
         # instead of parsing every certificate for every receipt (a rotation asks N receipts)
         named = tlv.encode([(CertTag.COUNTER, counter.to_bytes(4, "big")), (CertTag.VALUE_HASH, x)])
-        for entry in self.index.entries():
-            if entry.flags & ValueFlags.CERTIFICATE:
-                if named in self.index.read(entry):
+        for flags, record in self.index.flagged(_HOLDING):
+            if flags & _CERTIFICATE:
+                if named in record:
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-            elif entry.flags & (ValueFlags.PENDING | ValueFlags.BACKED_UP):
-                value = self.index.read(entry)  # its registration may be plain or encrypted
-                if x in (value_hash(value), self._backed_up_hash(value, Mode.ENCRYPTED)):
-                    raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+            elif x in (value_hash(record), self._backed_up_hash(record, Mode.ENCRYPTED)):
+                raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # pending or kept: plain or encrypted
         vault = self.vault_key
         if vault is None:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)

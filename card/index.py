@@ -9,6 +9,7 @@ that is laid out differently but holds exactly the same values.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import compress
 
@@ -87,6 +88,15 @@ class Index:
 
     def read(self, entry: IndexEntry) -> bytes:
         return self.eeprom.read(self.data_start + entry.offset, entry.size)
+
+    def flagged(self, mask: int) -> Iterator[tuple[int, bytes]]:
+        """(flags, record) of each occupied entry with any flag of ``mask``, in slot order: the
+        table and the data area read once, no entry built, for a scan that runs once per command
+        (SIGN RECEIPT: a rotation asks one receipt per value, so a card of N values scans N times)."""
+        data = self.eeprom.read(self.data_start, self.data_size)
+        for value_id, _, flags, offset, size in ENTRY.iter_unpack(self._table()):
+            if value_id != FREE_ID and flags & mask:
+                yield flags, data[offset:offset + size]
 
     def used_bytes(self) -> int:
         return sum(int(e.size) for e in self.entries())

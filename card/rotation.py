@@ -15,7 +15,7 @@ from apdu import SW, CommandApdu, seal
 from apdu import backup as b
 from apdu import keys as k
 from apdu import rotation as r
-from apdu.certificate import Mode, digest_matches, value_hash
+from apdu.certificate import Certificate, Mode, digest_matches, value_hash
 from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
 from apdu.wallet import MessageError
 
@@ -83,8 +83,7 @@ class RotationCommands(WalletPart):
         """Open a registered value with the current key, seal it with the next, sign the new one."""
         self._require_pin()
         mode = self._rotating()
-        entry = self._encrypted_certificate(command)
-        cert = self._parse_certificate(self._certificate_of(entry))
+        _, _, _, cert = self._encrypted_certificate(command)
         old = _registered(command.data)
         if value_hash(old.ciphertext) != cert.value_hash or old.digest != cert.digest:
             raise CardError(SW.WRONG_DATA)
@@ -111,13 +110,12 @@ class RotationCommands(WalletPart):
             raw_new, raw_registered = r.split_swap(command.data)
         except (MessageError, ValueError) as exc:
             raise CardError(SW.WRONG_DATA) from exc
-        entry = self._encrypted_certificate(command)
-        current = self._certificate_of(entry)
+        entry, title, current, old = self._encrypted_certificate(command)
         if entry.flags & ValueFlags.ROTATED:
             if current == raw_new:
                 return b""  # a retry after the swap: done already
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        old, new = self._parse_certificate(current), self._parse_certificate(raw_new)
+        new = self._parse_certificate(raw_new)
         registered = _registered(raw_registered)
         vault = self.vault_key
         if vault is None or not crypto.verify(vault, new.signature, new.message()):
@@ -131,7 +129,6 @@ class RotationCommands(WalletPart):
             raise CardError(SW.WRONG_DATA)  # not the value the old certificate names
         if not digest_matches(new.digest, value):
             raise CardError(SW.WRONG_DATA)
-        title = ValueRecord.from_bytes(self.index.read(entry))
         self._replace(entry, b.certificate_record(title, raw_new).body(), entry.type,
                       ValueFlags.CERTIFICATE | ValueFlags.ROTATED)
         return b""
@@ -158,13 +155,17 @@ class RotationCommands(WalletPart):
                     self.index.set_flags(entry, entry.flags & ~(ValueFlags.ROTATED | ValueFlags.BACKED_UP))
         return bytes(k.key_info_of(material, mode))
 
-    def _encrypted_certificate(self, command: CommandApdu) -> IndexEntry:
+    def _encrypted_certificate(self, command: CommandApdu) -> tuple[IndexEntry, ValueRecord, bytes, Certificate]:
+        """The addressed entry, its record, the certificate's bytes and the certificate, each read
+        and parsed once: an encrypted backup's certificate, not pending."""
         entry = self._entry(command)
         if not entry.flags & ValueFlags.CERTIFICATE or entry.flags & ValueFlags.PENDING:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        if self._parse_certificate(self._certificate_of(entry)).mode != Mode.ENCRYPTED:
+        record = ValueRecord.from_bytes(self.index.read(entry))
+        cert = self._parse_certificate(record.certificate)
+        if cert.mode != Mode.ENCRYPTED:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        return entry
+        return entry, record, record.certificate, cert
 
     @staticmethod
     def _open(material: bytes, mode: k.KeyMode, ciphertext: bytes, card_id: bytes) -> bytes:

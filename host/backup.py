@@ -303,13 +303,24 @@ def release(session: WalletSession, vault: VaultClient, counter: int, x: bytes) 
     return vault.release(counter, x, receipt)
 
 
-def release_unneeded(session: WalletSession, vault: VaultClient) -> int:
+def release_unneeded(session: WalletSession, vault: VaultClient, held: set[tuple[int, bytes]] | None = None) -> int:
     """Garbage-collect this card's registrations at the vault; answers how many went. The card is
     asked for a receipt only for registrations whose certificate it does not hold (it would refuse
-    those anyway): after a rotation, half of them."""
-    held = {(c.counter, c.value_hash) for c in certificates_on(session)}
-    return sum(release(session, vault, r.counter, r.value_hash) for r in vault.registrations()
-               if (r.counter, r.value_hash) not in held)
+    those anyway): after a rotation, half of them. ``held`` is the (counter, X) of every
+    certificate on the card when the caller knows them (a rotation read them all), else they are
+    read; the receipts go to the vault in batches."""
+    if held is None:
+        held = {(c.counter, c.value_hash) for c in certificates_on(session)}
+    receipts = []
+    for r in vault.registrations():
+        if (r.counter, r.value_hash) in held:
+            continue
+        try:
+            receipts.append((r.counter, r.value_hash, session.sign_receipt(r.counter, r.value_hash)))
+        except ApduError as exc:
+            if exc.sw != SW.CONDITIONS_NOT_SATISFIED:
+                raise  # else the card still holds its certificate or a pending or kept value
+    return sum(vault.release_many(receipts)) if receipts else 0
 
 
 def certificates_on(session: WalletSession) -> list[Certificate]:

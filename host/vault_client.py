@@ -110,9 +110,29 @@ class VaultClient(ApiClient):
     def restore(self, certificate: bytes) -> bytes:
         return base64.b64decode(self._call("POST", "/v1/restorations", {"certificate": b64(certificate)})["value"])
 
+    def restore_many(self, certificates: Sequence[bytes]) -> list[bytes]:
+        """:meth:`restore` of several certificates in as few requests as the batch limit allows,
+        answers in the order given; a refusal refuses its whole request (which only reads)."""
+        out: list[bytes] = []
+        for start in range(0, len(certificates), MAX_BATCH):
+            body = {"certificates": [b64(c) for c in certificates[start:start + MAX_BATCH]]}
+            out += [base64.b64decode(v) for v in self._call("POST", "/v1/restoration-batches", body)["values"]]
+        return out
+
     def release(self, counter: int, value_hash: bytes, receipt: bytes) -> bool:
         body = {"counter": counter, "value_hash": value_hash.hex(), "receipt": b64(receipt)}
         return bool(self._call("POST", "/v1/releases", body)["released"])
+
+    def release_many(self, receipts: Sequence[tuple[int, bytes, bytes]]) -> list[bool]:
+        """:meth:`release` of several (counter, X, receipt): whether each registration went, in
+        the order given. A batch is checked whole before anything goes, and sent again after a
+        lost answer releases nothing twice."""
+        out: list[bool] = []
+        for start in range(0, len(receipts), MAX_BATCH):
+            body = {"releases": [{"counter": c, "value_hash": x.hex(), "receipt": b64(r)}
+                                 for c, x, r in receipts[start:start + MAX_BATCH]]}
+            out += [bool(g) for g in self._call("POST", "/v1/release-batches", body)["released"]]
+        return out
 
     def replace_card(self, statement: LostCardStatement) -> int:
         """Deliver the statement; answers how many certificates wait for the new card."""

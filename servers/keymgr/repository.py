@@ -64,6 +64,24 @@ MIGRATIONS = [
         DROP TABLE share_escrows;
         ALTER TABLE share_escrows_by_kind RENAME TO share_escrows
     """),
+    Migration(9, "escrows and shares in the order kept (seq): created_at ties within a second", """
+        CREATE TABLE escrows_in_order (seq INTEGER PRIMARY KEY AUTOINCREMENT, card_id BLOB NOT NULL,
+                                       key_id BLOB NOT NULL, mode INTEGER NOT NULL, sealed_seed BLOB NOT NULL,
+                                       created_at INTEGER NOT NULL, UNIQUE (card_id, key_id));
+        INSERT INTO escrows_in_order (card_id, key_id, mode, sealed_seed, created_at)
+            SELECT card_id, key_id, mode, sealed_seed, created_at FROM escrows ORDER BY created_at, key_id;
+        DROP TABLE escrows;
+        ALTER TABLE escrows_in_order RENAME TO escrows;
+        CREATE TABLE share_escrows_in_order (seq INTEGER PRIMARY KEY AUTOINCREMENT, card_id BLOB NOT NULL,
+                                             key_id BLOB NOT NULL, kind TEXT NOT NULL, mode INTEGER NOT NULL,
+                                             sealed_share BLOB NOT NULL, created_at INTEGER NOT NULL,
+                                             UNIQUE (card_id, key_id, kind));
+        INSERT INTO share_escrows_in_order (card_id, key_id, kind, mode, sealed_share, created_at)
+            SELECT card_id, key_id, kind, mode, sealed_share, created_at FROM share_escrows
+            ORDER BY created_at, key_id, kind;
+        DROP TABLE share_escrows;
+        ALTER TABLE share_escrows_in_order RENAME TO share_escrows
+    """),
 ]
 
 # What a share escrow is: share 1 of a 2-of-3 split, or the key manager's part 405 of the
@@ -268,9 +286,11 @@ class KeyManagerRepository:
                        (e.created_at, name, f"key {e.key_id.hex()} of card {e.card_id.hex()} escrowed"))
 
     def escrows(self, card_id: bytes) -> list[Escrow]:
+        """The card's escrowed keys in the order kept, oldest first: the last is the newest even
+        when two came in one second (created_at is kept to the second; seq never ties)."""
         with self.db.transaction() as tx:
             rows = tx.execute("SELECT card_id, key_id, mode, sealed_seed, created_at FROM escrows "
-                              "WHERE card_id = ? ORDER BY created_at", (card_id,))
+                              "WHERE card_id = ? ORDER BY seq", (card_id,))
         return [Escrow(bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in rows]
 
     def log(self, name: str, event: str, now: int) -> None:
@@ -289,10 +309,10 @@ class KeyManagerRepository:
                        (e.created_at, name, f"{kind} share of key {e.key_id.hex()} of card {e.card_id.hex()} escrowed"))
 
     def shares(self, card_id: bytes, kind: str) -> list[Escrow]:
-        """The card's shares of ``kind`` (and of unknown kind), oldest first."""
+        """The card's shares of ``kind`` (and of unknown kind) in the order kept, oldest first."""
         with self.db.transaction() as tx:
             rows = tx.execute("SELECT card_id, key_id, mode, sealed_share, created_at FROM share_escrows "
-                              "WHERE card_id = ? AND kind IN (?, '') ORDER BY created_at", (card_id, kind))
+                              "WHERE card_id = ? AND kind IN (?, '') ORDER BY seq", (card_id, kind))
         return [Escrow(bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in rows]
 
     # --- rotations (E7) ------------------------------------------------------------------------

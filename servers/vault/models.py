@@ -76,6 +76,17 @@ class RestoreResponse(StrictModel):
     value: B64
 
 
+class RestoreBatch(StrictModel):
+    """Several certificates of one card at once (a key rotation reads every encrypted value):
+    one request, all or nothing; only reads."""
+
+    certificates: list[B64] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RestoreBatchOut(StrictModel):
+    values: list[B64] = Field(description="in the order sent")
+
+
 class KeyShareRequest(StrictModel):
     key_id: Annotated[str, Field(min_length=16, max_length=16, pattern=HEX_PATTERN)]
     sealed_share: B64
@@ -93,6 +104,17 @@ class ReleaseRequest(StrictModel):
 
 class ReleaseResponse(StrictModel):
     released: bool
+
+
+class ReleaseBatch(StrictModel):
+    """Several receipts of one card at once (a key rotation releases every old registration);
+    each release stands alone, as if sent by itself, and a batch sent again releases nothing twice."""
+
+    releases: list[ReleaseRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ReleaseBatchOut(StrictModel):
+    released: list[bool] = Field(description="in the order sent: whether a registration went")
 
 
 class ReplacementRequest(StrictModel):

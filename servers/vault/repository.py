@@ -283,13 +283,22 @@ class VaultRepository:
 
     def delete(self, holder: bytes, counter: int, value_hash: bytes, may_go: Callable[[Registration], bool]) -> bool:
         """Delete the holder's registrations (counter, X) that ``may_go``; answers whether any went."""
+        [gone] = self.delete_many(holder, [(counter, value_hash, may_go)])
+        return gone
+
+    def delete_many(self, holder: bytes,
+                    doomed: Sequence[tuple[int, bytes, Callable[[Registration], bool]]]) -> Sequence[bool]:
+        """:meth:`delete` of each (counter, X, may_go) in one transaction: one commit for a batch."""
+        out = []
         with self.db.transaction() as tx:
-            rows = tx.execute(f"SELECT id, {COLUMNS} FROM registrations WHERE holder = ? AND counter = ? "
-                              "AND value_hash = ?", (holder, counter, value_hash))
-            gone = [row[0] for row in rows if may_go(_reg(row[1:]))]
-            for row_id in gone:
-                tx.execute("DELETE FROM registrations WHERE id = ?", (row_id,))
-        return bool(gone)
+            for counter, value_hash, may_go in doomed:
+                rows = tx.execute(f"SELECT id, {COLUMNS} FROM registrations WHERE holder = ? AND counter = ? "
+                                  "AND value_hash = ?", (holder, counter, value_hash))
+                gone = [row[0] for row in rows if may_go(_reg(row[1:]))]
+                for row_id in gone:
+                    tx.execute("DELETE FROM registrations WHERE id = ?", (row_id,))
+                out.append(bool(gone))
+        return out
 
     def count(self) -> int:
         with self.db.transaction() as tx:

@@ -8,7 +8,7 @@ Transport-free: :mod:`servers.vault.app` maps this onto HTTP. Every refusal is a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from apdu import backup as b
@@ -181,6 +181,16 @@ class VaultService:
         if not _consistent(found.value, cert):
             raise VaultError(409, "inconsistent vault entry: the stored value does not match its certificate")
         return found.value
+
+    def restore_many(self, card_id: bytes, certificates: Sequence[bytes]) -> list[bytes]:
+        """:meth:`restore` of each, all or nothing (it only reads): a refusal names the certificate."""
+        out = []
+        for i, certificate in enumerate(certificates):
+            try:
+                out.append(self.restore(card_id, certificate))
+            except VaultError as exc:
+                raise VaultError(exc.status, f"certificate {i + 1} of {len(certificates)}: {exc.message}") from exc
+        return out
 
     def key_part_for(self, card_id: bytes, certificate: bytes, transport_key: bytes) -> tuple[int, bytes, bytes, bytes]:
         """Seed E4 steps 3-7/3-8 (claims 41, 49): for a certificate we issued, the part 406 of the
@@ -380,7 +390,25 @@ class VaultService:
     def release(self, card_id: bytes, counter: int, x: bytes, receipt: bytes) -> bool:
         """Forget a registration the card signed it no longer needs; answers whether one went.
         A handed-over one goes only once the card's import counter shows it took it."""
+        [gone] = self.release_many(card_id, [(counter, x, receipt)])
+        return gone
+
+    def release_many(self, card_id: bytes, receipts: Sequence[tuple[int, bytes, bytes]]) -> Sequence[bool]:
+        """:meth:`release` of each (counter, X, receipt), in one transaction: every receipt is
+        checked before any registration goes, so a refused batch changes nothing."""
         key = self.repo.card_key(card_id)
+        doomed = []
+        for i, (counter, x, receipt) in enumerate(receipts):
+            try:
+                doomed.append((counter, x, self._receipt_check(key, card_id, counter, x, receipt)))
+            except VaultError as exc:
+                where = f"release {i + 1} of {len(receipts)}: " if len(receipts) > 1 else ""
+                raise VaultError(exc.status, where + exc.message) from exc
+        return self.repo.delete_many(card_id, doomed)
+
+    def _receipt_check(self, key: bytes | None, card_id: bytes, counter: int, x: bytes,
+                       receipt: bytes) -> Callable[[Registration], bool]:
+        """The card's receipt checked against its key: which registrations of (counter, X) it lets go."""
         try:
             signed = b.Receipt.from_bytes(receipt)
         except ValueError as exc:
@@ -392,7 +420,7 @@ class VaultService:
         def may_go(r: Registration) -> bool:
             return r.card_id == card_id or (r.handover_seq is not None and r.handover_seq < signed.imported)
 
-        return self.repo.delete(card_id, counter, x, may_go)
+        return may_go
 
 
 def _consistent(stored: bytes, cert: Certificate) -> bool:

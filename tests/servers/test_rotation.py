@@ -187,3 +187,18 @@ def test_a_power_cut_at_every_card_write_of_a_rotation(world: World) -> None:
         assert_rotated(world, owner, old)
         n += 1 if FULL else 9
     assert writes is not None and writes > 10
+
+
+def test_a_rotation_moves_values_in_rounds_not_requests_per_value(world: World) -> None:
+    """Issue 18: a rotation made three requests a value (restore, register, release); it moves
+    its values in rounds of a restoration batch and a registration batch, and releases the old
+    registrations in batches too, so 32 more values cost a handful of requests."""
+    requests = []
+    for n in (8, 40):
+        owner = owner_with_backups(world, n)
+        old = unlocked(owner.card).key_info().key_id
+        counting = Faults(0)  # loses no answer: counts the requests of both clients
+        rotate_once(world, owner, km_client=counting.client(KeyManagerClient), vault_client=counting.client(VaultClient))
+        assert_rotated(world, owner, old)
+        requests.append(counting.calls)
+    assert requests[1] - requests[0] <= 3 * 2, requests  # 32 more values: 2 more rounds, one more release batch

@@ -12,8 +12,12 @@ from ..models import (
     RegistrationBatchOut,
     RegistrationOut,
     RegistrationRequest,
+    ReleaseBatch,
+    ReleaseBatchOut,
     ReleaseRequest,
     ReleaseResponse,
+    RestoreBatch,
+    RestoreBatchOut,
     RestoreRequest,
     RestoreResponse,
 )
@@ -55,6 +59,22 @@ async def release(body: ReleaseRequest, token: Token, service: Service) -> Relea
     x, receipt = unhex(body.value_hash, "value_hash"), unb64(body.receipt, "receipt")
     released = await blocking(lambda: service.release(service.sessions.subject(token), body.counter, x, receipt))
     return ReleaseResponse(released=released)
+
+
+@router.post("/v1/restoration-batches", response_model=RestoreBatchOut)
+async def restore_batch(body: RestoreBatch, token: Token, service: Service) -> RestoreBatchOut:
+    """Several certificates' values at once (a key rotation reads them all): one request, one hop."""
+    certificates = [unb64(c, "certificate") for c in body.certificates]
+    values = await blocking(lambda: service.restore_many(service.sessions.subject(token), certificates))
+    return RestoreBatchOut(values=[b64(v) for v in values])
+
+
+@router.post("/v1/release-batches", response_model=ReleaseBatchOut)
+async def release_batch(body: ReleaseBatch, token: Token, service: Service) -> ReleaseBatchOut:
+    """Several receipts at once (a key rotation releases every old registration): one transaction."""
+    receipts = [(r.counter, unhex(r.value_hash, "value_hash"), unb64(r.receipt, "receipt")) for r in body.releases]
+    released = await blocking(lambda: service.release_many(service.sessions.subject(token), receipts))
+    return ReleaseBatchOut(released=list(released))
 
 
 def submission(service: VaultService, body: RegistrationRequest) -> Submission:
