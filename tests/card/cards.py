@@ -11,7 +11,6 @@ one JVM per card it needs at once (a handover needs two) and a test takes them a
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from datetime import date
@@ -188,9 +187,6 @@ class Cards:
         return card
 
 
-def heaps_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="evb-card-heaps-"))
-
-
-def kit_present() -> bool:
-    return bool(os.environ.get("JC_HOME"))
+def python_cards() -> Cards:
+    """Python cards for a test of the Python card alone (its tearing by page, say)."""
+    return Cards(PYTHON, None, {}, Path(tempfile.gettempdir()))

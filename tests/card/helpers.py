@@ -16,7 +16,7 @@ from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
 from ..conftest import ISSUER, PUK
-from .cards import AnyCard
+from .cards import AnyCard, AppletPool
 
 PIN = "1234"
 
@@ -84,22 +84,23 @@ def _seen(session: WalletSession) -> tuple[tuple[tuple[object, ...], ...], int, 
 
 
 def observe_applet(card: AppletCard, pins: tuple[str, ...] = ()) -> Observed:
-    """:func:`observe` through APDUs alone: the applet has no clone, so each PIN is tried on the
-    card and its heap put back after (the card is left selected, no PIN verified, as a SELECT
-    leaves it)."""
+    """:func:`observe` through APDUs alone, on a copy of the applet's heap in the module's
+    observer JVM (tests/card/cards.py), so the card under test keeps its session."""
+    assert AppletPool.current is not None, "an applet outside the tests' pool"
+    observer = AppletPool.current.observer()
     with tempfile.TemporaryDirectory(prefix="evb-observe-") as folder:
         heap = Path(folder) / "heap"
         card.save_heap(heap)
-        values, free, used, tries = _seen(WalletSession(connect_card(card)))
+        observer.load_heap(heap)
+        values, free, used, tries = _seen(WalletSession(connect_card(observer)))
         pin_ok = {}
         for pin in pins:
+            observer.load_heap(heap)
             try:
-                WalletSession(connect_card(card)).verify_pin(pin)
+                WalletSession(connect_card(observer)).verify_pin(pin)
                 pin_ok[pin] = True
             except ApduError:
                 pin_ok[pin] = False
-            card.load_heap(heap)
-        WalletSession(connect_card(card))
     return Observed(values, free, used, tries, pin_ok)
 
 
