@@ -18,6 +18,7 @@ from pathlib import Path
 
 from apdu import ApduError
 from apdu import idcard as i
+from apdu.wallet import AID_WALLET
 from card import Eeprom, SimulatedCard
 from card.javacard import APPLET_CLASS, ID_APPLET_CLASS, AppletBuild, AppletCard
 from host.idcard import IdCardSession
@@ -37,13 +38,29 @@ def state(card: AnyCard) -> object:
     the card under test keeps its selection, PIN status and waiting answer."""
     if isinstance(card, SimulatedCard):
         return card.eeprom.snapshot()
-    assert AppletPool.current is not None, "an applet outside the tests' pool"
-    observer = AppletPool.current.observer()
+    pool = AppletPool.current
+    assert pool is not None, "an applet outside the tests' pool"
+    id_card = pool.holds_id_card(card)
+    observer = pool.observer(ID_APPLET_CLASS if id_card else APPLET_CLASS)
     with tempfile.TemporaryDirectory(prefix="evb-heap-") as folder:
         path = Path(folder) / "heap"
         card.save_heap(path)
         observer.load_heap(path)
+    if id_card:
+        return id_readable(IdCardSession(connect_card(observer)))
     return readable(WalletSession(connect_card(observer)))
+
+
+def _answer(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except ApduError as refused:
+        return refused.sw
+
+
+def id_readable(s: IdCardSession) -> tuple[object, ...]:
+    """What an ID card shows: its key and its document (or that it has none)."""
+    return _answer(s.public_key), _answer(s.document)
 
 
 def readable(s: WalletSession) -> tuple[object, ...]:
@@ -51,21 +68,15 @@ def readable(s: WalletSession) -> tuple[object, ...]:
     PIN 1234 opens: the card's info, PIN tries, identity, attestation, import counter, each value
     listed and read, the key, the next key, the triggers and the memory map."""
 
-    def answer(read: Callable[[], object]) -> object:
-        try:
-            return read()
-        except ApduError as refused:
-            return refused.sw
-
-    seen: list[object] = [answer(s.info), answer(s.pin_tries_remaining), answer(s.identity),
-                          answer(s.attestation), answer(s.import_counter)]
-    listing = answer(s.list)
+    seen: list[object] = [_answer(s.info), _answer(s.pin_tries_remaining), _answer(s.identity),
+                          _answer(s.attestation), _answer(s.import_counter)]
+    listing = _answer(s.list)
     seen.append(listing)
     if isinstance(listing, list):
-        seen += [answer(lambda value_id=e.id: s.read(value_id)) for e in listing]
-    seen.append(answer(lambda: s.verify_pin(PIN)))
-    seen += [answer(s.key_info), answer(lambda: s.key_info(next_key=True)), answer(s.triggers),
-             answer(s.memory_map)]
+        seen += [_answer(lambda value_id=e.id: s.read(value_id)) for e in listing]
+    seen.append(_answer(lambda: s.verify_pin(PIN)))
+    seen += [_answer(s.key_info), _answer(lambda: s.key_info(next_key=True)), _answer(s.triggers),
+             _answer(s.memory_map)]
     return tuple(seen)
 
 
@@ -79,14 +90,18 @@ class AppletPool:
         self.build = build
         self._jvms: dict[str, list[AppletCard]] = {}
         self._taken: dict[str, int] = {}
-        self._observer: AppletCard | None = None
+        self._observers: dict[str, AppletCard] = {}
         AppletPool.current = self
 
-    def observer(self) -> AppletCard:
+    def observer(self, applet_class: str = APPLET_CLASS) -> AppletCard:
         """A JVM of the module's own, never handed to a test: :func:`state` loads heaps into it."""
-        if self._observer is None:
-            self._observer = AppletCard(self.build)
-        return self._observer
+        if applet_class not in self._observers:
+            aid = i.AID_IDCARD if applet_class == ID_APPLET_CLASS else AID_WALLET
+            self._observers[applet_class] = AppletCard(self.build, applet_class, aid)
+        return self._observers[applet_class]
+
+    def holds_id_card(self, card: AppletCard) -> bool:
+        return any(card is c for c in self._jvms.get(ID_APPLET_CLASS, []))
 
     def begin_test(self) -> None:
         self._taken.clear()
@@ -107,9 +122,9 @@ class AppletPool:
             for card in jvms:
                 card.close()
         self._jvms.clear()
-        if self._observer is not None:
-            self._observer.close()
-            self._observer = None
+        for observer in self._observers.values():
+            observer.close()
+        self._observers.clear()
         AppletPool.current = None
 
 
@@ -135,8 +150,6 @@ class Cards:
         """A new wallet card in the personalization state, powered off."""
         if self._pool is None:
             return SimulatedCard.manufacture()
-        from apdu.wallet import AID_WALLET
-
         return self._pool.take(APPLET_CLASS, AID_WALLET)
 
     def new(self) -> AnyCard:
@@ -166,8 +179,6 @@ class Cards:
         if isinstance(saved, bytes):
             return SimulatedCard(Eeprom(bytearray(saved)))
         assert self._pool is not None and isinstance(saved, Path)
-        from apdu.wallet import AID_WALLET
-
         card = self._pool.take(APPLET_CLASS, AID_WALLET)
         card.load_heap(saved)
         card.powered = False
