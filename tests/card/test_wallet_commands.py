@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from apdu import SW, split_chain
+from apdu import SW, ApduError, split_chain
 from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 from card import CardMute, SimulatedCard
@@ -241,6 +241,27 @@ def test_list_filters(session: WalletSession, flt: w.ListFilter, names: list[str
     for r in FIG15:
         session.store(r)
     assert [e.name for e in session.list(flt)] == names
+
+
+@pytest.mark.parametrize("payload", [500, 0], ids=["data-area-full", "index-full"])
+def test_a_full_card_answers_6a84_and_changes_nothing(card: AnyCard, payload: int) -> None:
+    """Both cards' default geometry: a 28656-byte data area, 128 index entries."""
+    s = WalletSession(connect_card(card))
+    s.verify_pin("1234")
+    record = ValueRecord(ValueType.COUPON, "Big" if payload else "Tiny", payload=bytes(payload))
+    refused = None
+    while refused is None:
+        try:
+            s.store(record)
+        except ApduError as exc:
+            refused = exc.sw
+    assert refused == SW.NOT_ENOUGH_MEMORY
+    info = s.info()
+    assert (info.index_used == info.index_capacity) == (payload == 0)  # which of the two is full
+    before = state(card)
+    with pytest.raises(ApduError) as again:
+        s.store(record)
+    assert again.value.sw == SW.NOT_ENOUGH_MEMORY and state(card) == before
 
 
 @pytest.mark.python_only("a card of 8 KiB: the applet's sizes are fixed")
