@@ -5,8 +5,9 @@ than one) and talks APDUs; both objects have what ``connect_card`` and the vpcd 
 (power, protocol, transmit). What only the Python card has (its EEPROM, page writes, index
 checks, geometry) stays in tests marked ``python_only`` (tests/card/conftest.py).
 
-The applet's JVM is slow to start and quick to give a new card (``NEW``): each test module keeps
-one JVM per card it needs at once (a handover needs two) and a test takes them afresh.
+The applet's JVM is slow to start and quick to give a new card (``NEW``): the run keeps one JVM
+per card a test needs at once (two, to move a key from one card to another) and each test takes
+them afresh.
 """
 
 from __future__ import annotations
@@ -81,10 +82,10 @@ def readable(s: WalletSession) -> tuple[object, ...]:
 
 
 class AppletPool:
-    """The JVMs of one test module, by applet class; :meth:`take` hands out the next one of a
-    class not yet taken in this test, as a new card."""
+    """The run's JVMs, by applet class; :meth:`take` hands out the next one of a class not yet
+    taken in this test, as a new card."""
 
-    current: AppletPool | None = None  # the running module's: :func:`state` reads on its observer
+    current: AppletPool | None = None  # the run's: :func:`state` reads on its observer
 
     def __init__(self, build: AppletBuild) -> None:
         self.build = build
@@ -94,7 +95,7 @@ class AppletPool:
         AppletPool.current = self
 
     def observer(self, applet_class: str = APPLET_CLASS) -> AppletCard:
-        """A JVM of the module's own, never handed to a test: :func:`state` loads heaps into it."""
+        """A JVM of the pool's own, never handed to a test: :func:`state` loads heaps into it."""
         if applet_class not in self._observers:
             aid = i.AID_IDCARD if applet_class == ID_APPLET_CLASS else AID_WALLET
             self._observers[applet_class] = AppletCard(self.build, applet_class, aid)

@@ -1,6 +1,6 @@
 """The card suite over both implementations of docs/APDU.md: every test that takes ``card``,
 ``cards`` or ``reader`` runs on the Python card (in-process, and through pcscd + vpcd where it
-takes ``reader``) and on the applet (in-process, its JVM per module: tests/card/cards.py).
+takes ``reader``) and on the applet (in-process, its JVMs kept for the run: tests/card/cards.py).
 
 A test of the Python card's internals is marked ``python_only("why")`` and so is parametrized
 over the Python card alone (nothing reported as skipped). Without JC_HOME the applet's params
@@ -42,8 +42,9 @@ def _prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str,
     return {}, tmp_path_factory.mktemp("card-heaps")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def applet_pool(applet_build: AppletBuild) -> Iterator[AppletPool]:
+    """The applet's JVMs for the whole run: a JVM starts in seconds, ``NEW`` gives a new card at once."""
     pool = AppletPool(applet_build)
     yield pool
     pool.close()

@@ -84,7 +84,7 @@ def _seen(session: WalletSession) -> tuple[tuple[tuple[object, ...], ...], int, 
 
 
 def observe_applet(card: AppletCard, pins: tuple[str, ...] = ()) -> Observed:
-    """:func:`observe` through APDUs alone, on a copy of the applet's heap in the module's
+    """:func:`observe` through APDUs alone, on a copy of the applet's heap in the pool's
     observer JVM (tests/card/cards.py), so the card under test keeps its session."""
     assert AppletPool.current is not None, "an applet outside the tests' pool"
     observer = AppletPool.current.observer()
