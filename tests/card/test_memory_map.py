@@ -43,6 +43,20 @@ def test_the_areas_are_the_cards_geometry() -> None:
     assert m.area(w.AreaKind.DATA).length == s.info().total_memory
 
 
+def test_the_areas_lie_in_the_memory_and_name_the_data_area_and_index(card: AnyCard) -> None:
+    """What docs/APDU.md 3.10 asks of either card's map (the Python card's own areas are above,
+    the applet's are its arrays): areas in address order, disjoint, inside the memory; the data
+    area as long as GET CARD INFO's total, the index as its capacity's entries; no entries yet."""
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
+    m, info = s.memory_map(), s.info()
+    assert m.areas[-1].end <= m.memory_size
+    assert all(a.end <= b.start for a, b in zip(m.areas, m.areas[1:], strict=False))
+    assert m.area(w.AreaKind.DATA).length == info.total_memory
+    assert m.area(w.AreaKind.INDEX).length == info.index_capacity * w.INDEX_ENTRY_LEN
+    assert m.entries == ()
+
+
 def test_entries_follow_store_delete_and_compaction(card: AnyCard) -> None:
     s = WalletSession(connect_card(card))
     s.verify_pin(PIN)
