@@ -20,8 +20,7 @@ from apdu import wallet as w
 from apdu.records import ValueRecord, ValueType
 from card import SimulatedCard
 from card.card import T1
-from host.transport.inprocess import connect_card
-from host.transport.pyscard import PyscardTransport
+from host.transport.inprocess import InProcessTransport, connect_card
 
 from ..conftest import FULL
 from .applet import NO_KIT, AppletTransport, Build
@@ -93,7 +92,7 @@ VECTORS: dict[str, list[str]] = {
 }
 
 
-def python_card(protocol: str = T1) -> tuple[SimulatedCard, PyscardTransport]:
+def python_card(protocol: str = T1) -> tuple[SimulatedCard, InProcessTransport]:
     card = SimulatedCard.manufacture()
     return card, connect_card(card, protocol)
 
