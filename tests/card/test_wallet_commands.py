@@ -113,13 +113,7 @@ ERRORS = [
 ]
 
 
-# jCardSim's parser throws on these (the harness's JVM ends): the harness's own answer for them is
-# branch applet's work; until it lands they run on the Python card alone
-UNPARSED = {"malformed-apdu", "lc-mismatch"}
-
-
-@pytest.mark.parametrize(("name", "pin", "apdu", "sw"), [e for e in ERRORS if e[0] not in UNPARSED],
-                         ids=[e[0] for e in ERRORS if e[0] not in UNPARSED])
+@pytest.mark.parametrize(("name", "pin", "apdu", "sw"), ERRORS, ids=[e[0] for e in ERRORS])
 def test_error_status_words_change_nothing(
     card: AnyCard, link: Transport, name: str, pin: bool, apdu: str, sw: int
 ) -> None:
@@ -129,15 +123,6 @@ def test_error_status_words_change_nothing(
     response = send(link, apdu)
     assert (response.sw, response.data) == (sw, b""), name
     assert state(card) == before
-
-
-@pytest.mark.python_only("jCardSim's APDU parser throws on them: the harness's answer is branch applet's")
-@pytest.mark.parametrize(("name", "pin", "apdu", "sw"), [e for e in ERRORS if e[0] in UNPARSED],
-                         ids=[e[0] for e in ERRORS if e[0] in UNPARSED])
-def test_unparsed_apdus_change_nothing(
-    card: AnyCard, link: Transport, name: str, pin: bool, apdu: str, sw: int
-) -> None:
-    test_error_status_words_change_nothing(card, link, name, pin, apdu, sw)
 
 
 def test_list_filter_with_unknown_flag_is_wrong_data(card: AnyCard, link: Transport) -> None:
