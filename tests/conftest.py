@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from card import SimulatedCard
+from card.javacard import AppletBuild
 from host.issuer import Issuer
 from host.session import WalletSession
 from host.transport import Transport
@@ -54,6 +55,18 @@ def issue(card: SimulatedCard, pin: str = PIN) -> SimulatedCard:
     ISSUER.personalize(WalletSession(connect_card(card)), pin, PUK)
     card.power_off()
     return card
+
+
+@pytest.fixture(scope="session")
+def applet_build(tmp_path_factory: pytest.TempPathFactory) -> AppletBuild:
+    """The applet's CAP and harness, built once per run from JC_HOME (tests/javacard and the
+    applet half of tests/card); the converter's refusals raise here."""
+    from card.javacard import NO_KIT, build
+
+    if not os.environ.get("JC_HOME"):  # the test modules skip first, in one line each
+        pytest.skip(NO_KIT)
+    out: Path = tmp_path_factory.mktemp("javacard") / "build"
+    return build(out, force=True)
 
 
 @pytest.fixture

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from apdu import ApduError, ResponseApdu
 from apdu.records import ValueRecord
 from card import Eeprom, SimulatedCard
+from card.javacard import AppletCard
 from host.session import WalletSession
 from host.transport import CardRemovedError, Transport
 from host.transport.inprocess import connect_card
 
 from ..conftest import ISSUER, PUK
+from .cards import AnyCard, AppletPool
 
 PIN = "1234"
 
@@ -54,14 +58,13 @@ class Observed:
     pin_ok: dict[str, bool]
 
 
-def observe(card: SimulatedCard, pins: tuple[str, ...] = ()) -> Observed:
+def observe(card: AnyCard, pins: tuple[str, ...] = ()) -> Observed:
     """Everything the host can see, read without writing (PIN checks run on a throwaway clone)."""
+    if isinstance(card, AppletCard):
+        return observe_applet(card, pins)
     cells = card.eeprom.snapshot()
     probe = clone(cells)
-    session = WalletSession(connect_card(probe))
-    info = session.info()
-    values = tuple((e.id, e.type, e.flags, e.size, e.name, session.read(e.id)) for e in session.list())
-    tries = session.pin_tries_remaining()
+    values, free, used, tries = _seen(WalletSession(connect_card(probe)))
     pin_ok = {}
     for pin in pins:
         trial = WalletSession(connect_card(clone(cells)))
@@ -71,7 +74,34 @@ def observe(card: SimulatedCard, pins: tuple[str, ...] = ()) -> Observed:
         except ApduError:
             pin_ok[pin] = False
     probe.applets[0].index.check()  # type: ignore[attr-defined]
-    return Observed(values, info.free_memory, info.index_used, tries, pin_ok)
+    return Observed(values, free, used, tries, pin_ok)
+
+
+def _seen(session: WalletSession) -> tuple[tuple[tuple[object, ...], ...], int, int, int | None]:
+    info = session.info()
+    values = tuple((e.id, e.type, e.flags, e.size, e.name, session.read(e.id)) for e in session.list())
+    return values, info.free_memory, info.index_used, session.pin_tries_remaining()
+
+
+def observe_applet(card: AppletCard, pins: tuple[str, ...] = ()) -> Observed:
+    """:func:`observe` through APDUs alone, on a copy of the applet's heap in the pool's
+    observer JVM (tests/card/cards.py), so the card under test keeps its session."""
+    assert AppletPool.current is not None, "an applet outside the tests' pool"
+    observer = AppletPool.current.observer()
+    with tempfile.TemporaryDirectory(prefix="evb-observe-") as folder:
+        heap = Path(folder) / "heap"
+        card.save_heap(heap)
+        observer.load_heap(heap)
+        values, free, used, tries = _seen(WalletSession(connect_card(observer)))
+        pin_ok = {}
+        for pin in pins:
+            observer.load_heap(heap)
+            try:
+                WalletSession(connect_card(observer)).verify_pin(pin)
+                pin_ok[pin] = True
+            except ApduError:
+                pin_ok[pin] = False
+    return Observed(values, free, used, tries, pin_ok)
 
 
 def tear_every_write(cells: bytes, op: Callable[[WalletSession], object], state: Callable[[WalletSession], object],

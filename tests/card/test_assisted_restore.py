@@ -15,6 +15,7 @@ from host.demo import FIG15
 from host.session import WalletSession
 
 from ..readers import Reader
+from .cards import Cards
 from .helpers import observe, tear_every_write
 from .test_backup_commands import VAULT, loaded, opened
 
@@ -38,8 +39,8 @@ def sealed_for(s: WalletSession, cert: bytes, transport: bytes, value: bytes = V
     return seal.seal_symmetric(seal.ecdh(sender, transport), value, k.assisted_context(s.identity().card_id, cert))
 
 
-def test_the_key_managers_value_is_restored(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_the_key_managers_value_is_restored(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     cert, transport = prepared(s)
     s.begin_restore(3)
     blob = sealed_for(s, cert, transport)
@@ -62,8 +63,8 @@ def refusals(s: WalletSession, cert: bytes, transport: bytes) -> dict[str, tuple
 
 @pytest.mark.parametrize("case", ["sealed by someone else", "for another certificate", "not the certified value",
                                   "tampered", "longer than a sealed record"])
-def test_refusals_change_nothing(reader: Reader, case: str) -> None:
-    card, s = opened(reader)
+def test_refusals_change_nothing(reader: Reader, cards: Cards, case: str) -> None:
+    card, s = opened(reader, cards)
     cert, transport = prepared(s)
     blob, sw = refusals(s, cert, transport)[case]
     before = observe(card)
@@ -72,8 +73,8 @@ def test_refusals_change_nothing(reader: Reader, case: str) -> None:
     assert refused.value.sw == sw and observe(card) == before
 
 
-def test_no_transport_key_or_no_key_manager(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_no_transport_key_or_no_key_manager(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     s.begin_backup(3)
     s.commit_backup(3, VAULT.certify(s.identity().card_id, VALUE))
     before = observe(card)

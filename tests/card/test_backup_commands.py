@@ -21,6 +21,7 @@ from keyfile import sign
 
 from ..conftest import ISSUER
 from ..readers import Reader
+from .cards import AnyCard, Cards
 from .helpers import clone, observe
 
 PIN = "1234"
@@ -50,14 +51,19 @@ def crypto_public(key: ec.EllipticCurvePrivateKey) -> bytes:
 VAULT = Vault()
 
 
-def loaded(vault: Vault = VAULT) -> bytes:
+def fill(s: WalletSession) -> None:
+    """The fig. 15 values and the vault's key pinned: where each test here starts."""
+    for r in FIG15:
+        s.store(r)
+    s.put_vault_key(VAULT.public_key)
+
+
+def loaded() -> bytes:
     card = SimulatedCard.manufacture(index_capacity=16)
     s = WalletSession(card_link(card))
     ISSUER.personalize(s, PIN)
     s.verify_pin(PIN)
-    for r in FIG15:
-        s.store(r)
-    s.put_vault_key(vault.public_key)
+    fill(s)
     card.power_off()
     return card.eeprom.snapshot()
 
@@ -71,15 +77,15 @@ def card_link(card: SimulatedCard):  # type: ignore[no-untyped-def]
 CELLS = loaded()
 
 
-def opened(reader: Reader, cells: bytes = CELLS) -> tuple[SimulatedCard, WalletSession]:
-    card = clone(cells)
+def opened(reader: Reader, cards: Cards) -> tuple[AnyCard, WalletSession]:
+    card = cards.prepared("backup: fig. 15 and the vault's key", fill)
     s = WalletSession(reader.insert(card))
     s.verify_pin(PIN)
     return card, s
 
 
-def test_backup_then_restore_round_trip(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_backup_then_restore_round_trip(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     before = s.read(3)
     value = s.begin_backup(3)
     assert s.list()[2].flags & ValueFlags.PENDING
@@ -98,9 +104,9 @@ def test_backup_then_restore_round_trip(reader: Reader) -> None:
     assert s.read(3) == before
 
 
-def test_unknown_commit_option_is_refused(reader: Reader) -> None:
+def test_unknown_commit_option_is_refused(reader: Reader, cards: Cards) -> None:
     """Option bits other than 01 are wrong data, not a plain commit by another name."""
-    card, s = opened(reader)
+    card, s = opened(reader, cards)
     value = s.begin_backup(1)
     cert = VAULT.certify(s.identity().card_id, value)
     for option in (0x02, 0x03, 0x80):
@@ -109,8 +115,8 @@ def test_unknown_commit_option_is_refused(reader: Reader) -> None:
     assert s.list()[0].flags == ValueFlags.PENDING  # nothing swapped
 
 
-def test_keep_option_marks_backed_up(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_keep_option_marks_backed_up(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     value = s.begin_backup(1)
     cert = VAULT.certify(s.identity().card_id, value)
     s.commit_backup(1, cert, keep=True)
@@ -137,8 +143,8 @@ BAD_CERTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CERTS))
-def test_bad_certificate_is_refused_and_changes_nothing(reader: Reader, case: str) -> None:
-    card, s = opened(reader)
+def test_bad_certificate_is_refused_and_changes_nothing(reader: Reader, cards: Cards, case: str) -> None:
+    card, s = opened(reader, cards)
     value = s.begin_backup(2)
     before = observe(card)
     make, sw = BAD_CERTS[case]
@@ -150,8 +156,8 @@ def test_bad_certificate_is_refused_and_changes_nothing(reader: Reader, case: st
     assert s.list()[1].flags == ValueFlags.NONE
 
 
-def test_restore_refuses_a_value_that_is_not_the_certified_one(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_restore_refuses_a_value_that_is_not_the_certified_one(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     value = s.begin_backup(4)
     s.commit_backup(4, VAULT.certify(s.identity().card_id, value))
     s.begin_restore(4)
@@ -163,8 +169,8 @@ def test_restore_refuses_a_value_that_is_not_the_certified_one(reader: Reader) -
     assert observe(card) == before
 
 
-def test_receipts_only_for_registrations_the_card_no_longer_needs(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_receipts_only_for_registrations_the_card_no_longer_needs(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     value = s.begin_backup(2)
     x = value_hash(value)
     with pytest.raises(ApduError):  # pending: the registration is about to be needed
@@ -180,8 +186,8 @@ def test_receipts_only_for_registrations_the_card_no_longer_needs(reader: Reader
     s.sign_receipt(c.counter, c.value_hash)  # consumed: now it may go
 
 
-def test_vault_key_is_pinned_while_certificates_exist(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_vault_key_is_pinned_while_certificates_exist(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     value = s.begin_backup(1)
     s.commit_backup(1, VAULT.certify(s.identity().card_id, value))
     with pytest.raises(ApduError) as refused:
@@ -190,8 +196,8 @@ def test_vault_key_is_pinned_while_certificates_exist(reader: Reader) -> None:
     s.put_vault_key(VAULT.public_key)  # the same key again is fine
 
 
-def test_commands_need_the_pin(reader: Reader) -> None:
-    card = clone(CELLS)
+def test_commands_need_the_pin(reader: Reader, cards: Cards) -> None:
+    card = cards.prepared("backup: fig. 15 and the vault's key", fill)
     s = WalletSession(reader.insert(card))
     for call in (lambda: s.begin_backup(1), lambda: s.authenticate(Audience.VAULT, bytes(32)),
                  lambda: s.sign_receipt(1, bytes(32))):

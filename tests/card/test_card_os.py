@@ -23,20 +23,21 @@ from host.transport import Transport
 from host.transport.inprocess import connect_card
 
 from ..conftest import PIN
+from .cards import AnyCard
 from .helpers import send
 
 SELECT_NO_LE = w.select().to_bytes()[:-1].hex()
 FCI_LEN = 12
 
 
-def selected(card: SimulatedCard, protocol: str) -> Transport:
+def selected(card: AnyCard, protocol: str) -> Transport:
     link = connect_card(card, protocol)
     assert card.protocol == protocol
     assert send(link, w.select().to_bytes().hex()).sw == SW.OK
     return link
 
 
-def test_t1_command_without_le_gets_no_61xx(card: SimulatedCard) -> None:
+def test_t1_command_without_le_gets_no_61xx(card: AnyCard) -> None:
     """On T=1 no Le field means Ne = 0: the status alone, never 61xx."""
     link = connect_card(card, T1)
     assert send(link, SELECT_NO_LE) == ResponseApdu(b"", SW.OK)
@@ -48,7 +49,7 @@ def test_t1_command_without_le_gets_no_61xx(card: SimulatedCard) -> None:
     assert send(link, "00C0000002").sw == SW.CONDITIONS_NOT_SATISFIED  # nothing waits
 
 
-def test_t0_command_without_le_gets_61xx_and_get_response_under_either_class(card: SimulatedCard) -> None:
+def test_t0_command_without_le_gets_61xx_and_get_response_under_either_class(card: AnyCard) -> None:
     link = connect_card(card, T0)
     assert send(link, SELECT_NO_LE).sw == 0x6100 | FCI_LEN
     fci = send(link, f"00C00000{FCI_LEN:02X}")
@@ -59,7 +60,7 @@ def test_t0_command_without_le_gets_61xx_and_get_response_under_either_class(car
     assert send(link, "80C0000002").data == (1).to_bytes(2, "big")  # the JDK's GET RESPONSE: CLA 80
 
 
-def test_waiting_data_survives_a_refused_get_response_and_not_another_command(card: SimulatedCard) -> None:
+def test_waiting_data_survives_a_refused_get_response_and_not_another_command(card: AnyCard) -> None:
     link = selected(card, T0)
     send(link, "0020008108" + w.pin_block(PIN).hex())
     store = w.store_value(FIG15[0].body()).to_bytes()[:-1].hex()
@@ -81,7 +82,7 @@ def test_waiting_data_survives_a_refused_get_response_and_not_another_command(ca
     assert send(link, "80C0000002").sw == SW.CONDITIONS_NOT_SATISFIED  # the id of value 2 is gone
 
 
-def test_a_power_cycle_returns_to_t0(card: SimulatedCard) -> None:
+def test_a_power_cycle_returns_to_t0(card: AnyCard) -> None:
     connect_card(card, T1)
     assert card.protocol == T1
     card.reset()
@@ -125,7 +126,7 @@ class JdkT0Transport:
         self.inner.close()
 
 
-def test_every_proprietary_case_4_command_works_for_a_jdk_t0_client(card: SimulatedCard) -> None:
+def test_every_proprietary_case_4_command_works_for_a_jdk_t0_client(card: AnyCard) -> None:
     jdk = JdkT0Transport(connect_card(card, T0))
     s = WalletSession(jdk)
     s.verify_pin(PIN)
@@ -145,7 +146,7 @@ def test_every_proprietary_case_4_command_works_for_a_jdk_t0_client(card: Simula
     assert any(c[:2] == b"\x80\xc0" for c in jdk.sent)  # the data came back through GET RESPONSE under 80
 
 
-def test_verify_with_p1_ff_forgets_the_pin(card: SimulatedCard) -> None:
+def test_verify_with_p1_ff_forgets_the_pin(card: AnyCard) -> None:
     link = selected(card, T1)
     assert send(link, "0020008108" + w.pin_block(PIN).hex()).sw == SW.OK
     assert send(link, "00200081").sw == SW.OK
@@ -155,7 +156,7 @@ def test_verify_with_p1_ff_forgets_the_pin(card: SimulatedCard) -> None:
 
 
 @pytest.mark.parametrize("protocol", [T0, T1])
-def test_case_2_with_le_is_answered_the_same_on_both_protocols(card: SimulatedCard, protocol: str) -> None:
+def test_case_2_with_le_is_answered_the_same_on_both_protocols(card: AnyCard, protocol: str) -> None:
     link = selected(card, protocol)
     info = send(link, bytes(w.get_card_info()).hex())
     assert info.sw == SW.OK and len(info.data) == 0x1D

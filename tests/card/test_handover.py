@@ -15,9 +15,12 @@ from apdu.records import ValueFlags, ValueType
 from card import crypto
 from host.demo import FIG15
 from host.session import WalletSession
+from host.transport.inprocess import connect_card
 from keyfile import sign
 
+from ..conftest import PIN
 from ..readers import Reader
+from .cards import AnyCard, Cards
 from .helpers import observe, tear_every_write
 from .test_backup_commands import CELLS, VAULT, Vault, loaded, opened
 
@@ -35,8 +38,8 @@ def handover(target: Identity, sequence: int, vault: Vault = VAULT, cert: bytes 
     return replace(h, signature=sign(vault.key, h.signed_part(target)))
 
 
-def test_a_handover_is_imported_once_and_its_value_restored(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_a_handover_is_imported_once_and_its_value_restored(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     me = s.identity()
     assert s.import_counter() == 0
     h = handover(me, 0)
@@ -60,8 +63,8 @@ def test_a_handover_is_imported_once_and_its_value_restored(reader: Reader) -> N
                          receipt_message(VAULT.public_key, me.card_id, c.counter, c.value_hash, 1))
 
 
-def test_a_certificate_without_name_or_type_is_listed_by_its_counter(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_a_certificate_without_name_or_type_is_listed_by_its_counter(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     cert = VAULT.certify(OLD_CARD, VALUE, digest=b"")
     value_id = s.import_certificate(handover(s.identity(), 0, cert=cert))
     entry = next(e for e in s.list() if e.id == value_id)
@@ -93,8 +96,8 @@ def refusals(me: Identity) -> dict[str, tuple[Handover, SW]]:
 
 
 @pytest.mark.parametrize("case", list(refusals(OTHER_CARD)))
-def test_refused_handovers_change_nothing(reader: Reader, case: str) -> None:
-    card, s = opened(reader)
+def test_refused_handovers_change_nothing(reader: Reader, cards: Cards, case: str) -> None:
+    card, s = opened(reader, cards)
     h, sw = refusals(s.identity())[case]
     before = observe(card)
     with pytest.raises(ApduError) as refused:
@@ -102,10 +105,9 @@ def test_refused_handovers_change_nothing(reader: Reader, case: str) -> None:
     assert refused.value.sw == sw and observe(card) == before
 
 
-def test_no_vault_key_no_import() -> None:
-    from .helpers import personalized
-
-    card, s = personalized()
+def test_no_vault_key_no_import(card: AnyCard) -> None:
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
     with pytest.raises(ApduError) as refused:
         s.import_certificate(handover(s.identity(), 0))
     assert refused.value.sw == SW.REFERENCE_DATA_NOT_USABLE

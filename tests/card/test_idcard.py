@@ -17,13 +17,14 @@ from host.transport.inprocess import connect_card
 
 from ..conftest import ISSUER
 from ..readers import Reader
+from .cards import AnyCard, Cards, state
 
 EXPIRY = date(2031, 3, 31)
 KEYMGR = ISSUER.public_key  # any P-256 key serves as the audience here
 
 
-def test_document_and_signature(reader: Reader) -> None:
-    card = SimulatedCard.issue_idcard("Hanako Yamada", "DL-123456789", EXPIRY, ISSUER.sign)
+def test_document_and_signature(reader: Reader, cards: Cards) -> None:
+    card = cards.id_issued("Hanako Yamada", "DL-123456789", EXPIRY)
     s = IdCardSession(reader.insert(card))
     doc = s.document()
     assert (doc.holder, doc.number, doc.expiry, doc.has_pin) == ("Hanako Yamada", "DL-123456789", EXPIRY, False)
@@ -36,14 +37,13 @@ def test_document_and_signature(reader: Reader) -> None:
                                                                        challenge))  # for one key manager only
 
 
-def test_each_card_makes_its_own_key() -> None:
-    keys = {IdCardSession(connect_card(SimulatedCard.issue_idcard("A", "N1", EXPIRY, ISSUER.sign))).public_key()
-            for _ in range(3)}
+def test_each_card_makes_its_own_key(cards: Cards) -> None:
+    keys = {IdCardSession(connect_card(cards.id_issued("A", "N1", EXPIRY))).public_key() for _ in range(3)}
     assert len(keys) == 3
 
 
-def test_a_pin_guards_the_signature(reader: Reader) -> None:
-    card = SimulatedCard.issue_idcard("Taro Sato", "P-0001", EXPIRY, ISSUER.sign, pin="2468")
+def test_a_pin_guards_the_signature(reader: Reader, cards: Cards) -> None:
+    card = cards.id_issued("Taro Sato", "P-0001", EXPIRY, pin="2468")
     s = IdCardSession(reader.insert(card))
     assert s.document().has_pin
     with pytest.raises(ApduError) as locked:
@@ -56,8 +56,8 @@ def test_a_pin_guards_the_signature(reader: Reader) -> None:
     assert s.authenticate(KEYMGR, bytes(16))
 
 
-def test_a_blocked_id_card_pin_does_not_send_the_holder_to_the_wallet_unblock() -> None:
-    s = IdCardSession(connect_card(SimulatedCard.issue_idcard("Taro Sato", "P-0002", EXPIRY, ISSUER.sign, pin="2468")))
+def test_a_blocked_id_card_pin_does_not_send_the_holder_to_the_wallet_unblock(cards: Cards) -> None:
+    s = IdCardSession(connect_card(cards.id_issued("Taro Sato", "P-0002", EXPIRY, pin="2468")))
     for _ in range(3):
         with pytest.raises(ApduError):
             s.verify_pin("1111")
@@ -73,33 +73,32 @@ def test_a_blocked_id_card_pin_does_not_send_the_holder_to_the_wallet_unblock() 
     ("00B00000", SW.INS_NOT_SUPPORTED),
     ("80CA0000", SW.CLA_NOT_SUPPORTED),
 ])
-def test_bad_commands(reader: Reader, apdu: str, sw: SW) -> None:
+def test_bad_commands(reader: Reader, cards: Cards, apdu: str, sw: SW) -> None:
     from ..card.helpers import send
 
-    link = reader.insert(SimulatedCard.issue_idcard("A", "N1", EXPIRY, ISSUER.sign))
+    link = reader.insert(cards.id_issued("A", "N1", EXPIRY))
     send(link, "00A4040007" + i.AID_IDCARD.hex())
     assert send(link, apdu).sw == sw
 
 
-def test_the_wallet_is_not_on_an_id_card() -> None:
-    from apdu import wallet as w
-    from host.transport.inprocess import connect_card
-
-    link = connect_card(SimulatedCard.issue_idcard("A", "N1", EXPIRY, ISSUER.sign))
+def test_the_wallet_is_not_on_an_id_card(cards: Cards) -> None:
+    link = connect_card(cards.id_issued("A", "N1", EXPIRY))
     data, sw = link.send_and_receive(bytes(w.select()))
-    assert sw == SW.FILE_NOT_FOUND
+    assert sw != SW.OK and not data
+    if cards.python:  # with no applet selected a Java Card's OS answers (jCardSim 6999: docs/APDU.md 3.1)
+        assert sw == SW.FILE_NOT_FOUND
 
 
 # --- issuing a blank card (PUT DATA), as on a Java Card -------------------------------------
 
 
-def blank_session() -> tuple[SimulatedCard, IdCardSession]:
-    card = SimulatedCard.manufacture_idcard()
+def blank_session(cards: Cards) -> tuple[AnyCard, IdCardSession]:
+    card = cards.id_blank()
     return card, IdCardSession(connect_card(card))
 
 
-def test_a_blank_card_shows_its_key_and_nothing_else() -> None:
-    _, s = blank_session()
+def test_a_blank_card_shows_its_key_and_nothing_else(cards: Cards) -> None:
+    _, s = blank_session(cards)
     assert len(s.public_key()) == 65
     for attempt, sw in ((s.document, SW.REFERENCE_DATA_NOT_FOUND), (lambda: s.verify_pin("1234"),
                         SW.CONDITIONS_NOT_SATISFIED), (lambda: s.authenticate(KEYMGR, bytes(16)),
@@ -109,8 +108,8 @@ def test_a_blank_card_shows_its_key_and_nothing_else() -> None:
         assert refused.value.sw == sw
 
 
-def test_issue_through_the_cards_commands() -> None:
-    _, s = blank_session()
+def test_issue_through_the_cards_commands(cards: Cards) -> None:
+    _, s = blank_session(cards)
     key = s.public_key()
     doc = s.issue("Hanako Yamada", "DL-1", EXPIRY, ISSUER.sign, pin="2468")
     assert s.document() == doc and doc.public_key == key and doc.has_pin
@@ -144,10 +143,11 @@ STRUCTURE = {
 @pytest.mark.parametrize("case", ["another card's key", "PIN flag without a PIN", "PIN without the flag",
                                   "bad PIN block", "not a document", "P1P2", "long length form",
                                   *STRUCTURE])
-def test_a_bad_issue_changes_nothing(case: str) -> None:
-    """Every refused PUT DATA leaves the card blank: the same EEPROM, byte for byte. The card
-    checks structure, sizes and its own key (docs/APDU.md 7.2), as the applet does."""
-    card, s = blank_session()
+def test_a_bad_issue_changes_nothing(cards: Cards, case: str) -> None:
+    """Every refused PUT DATA leaves the card blank: the same EEPROM, byte for byte (on the
+    applet: the same key, no document). The card checks structure, sizes and its own key
+    (docs/APDU.md 7.2), as the applet does."""
+    card, s = blank_session(cards)
     key = s.public_key()
     other = crypto.generate()[1]
     command = {
@@ -160,14 +160,14 @@ def test_a_bad_issue_changes_nothing(case: str) -> None:
         "long length form": CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, _raw(key).replace(b"\x80\x07", b"\x80\x81\x07", 1)),
         **{name: CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, _raw(key, **fields)) for name, fields in STRUCTURE.items()},
     }[case]
-    before = card.eeprom.snapshot()
+    before = state(card)
     _, sw = s.protocol.transport.send_and_receive(bytes(command))
     assert sw == (SW.INCORRECT_P1P2 if case == "P1P2" else SW.WRONG_DATA)
-    assert card.eeprom.snapshot() == before
+    assert state(card) == before
 
 
-def test_a_card_is_issued_once() -> None:
-    _, s = blank_session()
+def test_a_card_is_issued_once(cards: Cards) -> None:
+    _, s = blank_session(cards)
     s.issue("Hanako Yamada", "DL-1", EXPIRY, ISSUER.sign)
     with pytest.raises(ApduError) as again:
         s.issue("Mallory", "DL-2", EXPIRY, ISSUER.sign)
@@ -214,8 +214,8 @@ def test_issue_torn_at_every_write_is_blank_or_issued() -> None:
     assert outcomes == {"blank", "issued"} and total > 1
 
 
-def test_a_well_formed_document_the_card_takes() -> None:
+def test_a_well_formed_document_the_card_takes(cards: Cards) -> None:
     """The structure check's positive twin: the same builder, nothing replaced, is issued."""
-    _, s = blank_session()
+    _, s = blank_session(cards)
     s.protocol.send(CommandApdu(0x00, i.INS_PUT_DATA, 0, 0, _raw(s.public_key())))
     assert s.protocol.send(i.get_document()) == _raw(s.public_key())

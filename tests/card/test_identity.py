@@ -14,16 +14,17 @@ from host.session import WalletSession
 
 from ..conftest import ISSUER, PIN
 from ..readers import Reader
+from .cards import AnyCard, Cards, state
 from .test_backup_commands import VAULT
 
 
-def blank(reader: Reader) -> tuple[SimulatedCard, WalletSession]:
-    card = SimulatedCard.manufacture(index_capacity=16)
+def blank(reader: Reader, cards: Cards) -> tuple[AnyCard, WalletSession]:
+    card = cards.blank()
     return card, WalletSession(reader.insert(card))
 
 
-def test_the_issuer_attests_once_before_the_pin(reader: Reader) -> None:
-    card, s = blank(reader)
+def test_the_issuer_attests_once_before_the_pin(reader: Reader, cards: Cards) -> None:
+    card, s = blank(reader, cards)
     with pytest.raises(ApduError) as none:
         s.attestation()
     assert none.value.sw == SW.REFERENCE_DATA_NOT_FOUND
@@ -32,10 +33,10 @@ def test_the_issuer_attests_once_before_the_pin(reader: Reader) -> None:
     s.put_attestation(attestation)
     assert s.attestation() == attestation
     assert verify(attestation.issuer_key, attestation.signature, Attestation.message(identity))
-    before = card.eeprom.snapshot()
+    before = state(card)
     with pytest.raises(ApduError) as again:  # once for the card's life
         s.put_attestation(ISSUER.attestation(identity))
-    assert again.value.sw == SW.CONDITIONS_NOT_SATISFIED and card.eeprom.snapshot() == before
+    assert again.value.sw == SW.CONDITIONS_NOT_SATISFIED and state(card) == before
     s.personalize(PIN)
     with pytest.raises(ApduError) as after:
         s.put_attestation(attestation)
@@ -43,8 +44,8 @@ def test_the_issuer_attests_once_before_the_pin(reader: Reader) -> None:
 
 
 @pytest.mark.parametrize("case", ["another card's", "tampered", "malformed"])
-def test_a_wrong_attestation_is_refused_and_changes_nothing(reader: Reader, case: str) -> None:
-    card, s = blank(reader)
+def test_a_wrong_attestation_is_refused_and_changes_nothing(reader: Reader, cards: Cards, case: str) -> None:
+    card, s = blank(reader, cards)
     good = ISSUER.attestation(s.identity())
     other = ISSUER.attestation(SimulatedCard.manufacture().applets[0].identity)  # type: ignore[attr-defined]
     bad, sw = {
@@ -52,13 +53,13 @@ def test_a_wrong_attestation_is_refused_and_changes_nothing(reader: Reader, case
         "tampered": (Attestation(good.issuer_key, good.signature[:-1] + b"\x01"), SW.VERIFICATION_FAILED),
         "malformed": (Attestation(b"\x04" + bytes(64), b"\x30\x00"), SW.VERIFICATION_FAILED),
     }[case]
-    before = card.eeprom.snapshot()
+    before = state(card)
     with pytest.raises(ApduError) as refused:
         s.put_attestation(bad)
-    assert refused.value.sw == sw and card.eeprom.snapshot() == before
+    assert refused.value.sw == sw and state(card) == before
 
 
-def test_internal_authenticate_signs_for_the_pinned_server_only(reader: Reader, card: SimulatedCard) -> None:
+def test_internal_authenticate_signs_for_the_pinned_server_only(reader: Reader, card: AnyCard) -> None:
     s = WalletSession(reader.insert(card))
     s.verify_pin(PIN)
     challenge = bytes(range(32))
@@ -77,7 +78,7 @@ def test_internal_authenticate_signs_for_the_pinned_server_only(reader: Reader, 
 
 @pytest.mark.parametrize("p1p2, sw", [("0000", SW.INCORRECT_P1P2), ("0300", SW.INCORRECT_P1P2),
                                       ("0101", SW.INCORRECT_P1P2)])
-def test_internal_authenticate_refuses_unknown_audiences(reader: Reader, card: SimulatedCard, p1p2: str,
+def test_internal_authenticate_refuses_unknown_audiences(reader: Reader, card: AnyCard, p1p2: str,
                                                          sw: SW) -> None:
     from .helpers import send
 
@@ -88,7 +89,7 @@ def test_internal_authenticate_refuses_unknown_audiences(reader: Reader, card: S
     assert send(link, f"0088{p1p2}20" + "00" * 32 + "00").sw == sw
 
 
-def test_the_card_signs_in_the_canonical_form(card: SimulatedCard) -> None:
+def test_the_card_signs_in_the_canonical_form(card: AnyCard) -> None:
     from host.transport.inprocess import connect_card
 
     s = WalletSession(connect_card(card))

@@ -17,15 +17,18 @@ from apdu.certificate import DigestField
 from apdu.signature import verify
 from host.session import WalletSession
 
-from .helpers import clone, send, tear_every_write
-from .test_backup_commands import CELLS, PIN, VAULT, card_link
+from .cards import Cards, python_cards
+from .helpers import send, tear_every_write
+from .test_backup_commands import CELLS, PIN, VAULT, card_link, fill
+
+LOADED = "backup: fig. 15 and the vault's key"
 
 KEYMGR = sha256(b"key manager").digest()
 VAULT_SCALAR = VAULT.key.private_numbers().private_value.to_bytes(32, "big")
 
 
-def keyed(mode: k.KeyMode = k.KeyMode.PUBLIC) -> tuple[WalletSession, k.KeyInfo, bytes]:
-    s = WalletSession(card_link(clone(CELLS)))
+def keyed(cards: Cards, mode: k.KeyMode = k.KeyMode.PUBLIC) -> tuple[WalletSession, k.KeyInfo, bytes]:
+    s = WalletSession(card_link(cards.prepared(LOADED, fill)))
     s.verify_pin(PIN)
     info = s.generate_key(mode)
     s.put_keymgr_key(seal.public_key(KEYMGR))
@@ -44,10 +47,10 @@ def parts_of(s: WalletSession, info: k.KeyInfo, card_id: bytes) -> tuple[bytes, 
 
 
 @pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
-def test_claim_31_every_registered_value_carries_the_vaults_part(mode: k.KeyMode) -> None:
+def test_claim_31_every_registered_value_carries_the_vaults_part(cards: Cards, mode: k.KeyMode) -> None:
     """Claim 31: one part rides with each encrypted value, sealed so only the vault opens it, for
     this card and key only; the card signs it with the rest of the registered value."""
-    s, info, card_id = keyed(mode)
+    s, info, card_id = keyed(cards, mode)
     registered = b.RegisteredValue.from_bytes(s.begin_encrypted_backup(1, (DigestField.NAME,)))
     context = k.part_context(card_id, info.key_id, 2)
     for outsider in (KEYMGR, sha256(b"terminal").digest()):
@@ -64,10 +67,10 @@ def test_claim_31_every_registered_value_carries_the_vaults_part(mode: k.KeyMode
 
 
 @pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
-def test_claim_32_the_parts_split_d_and_only_both_rebuild_it(mode: k.KeyMode) -> None:
+def test_claim_32_the_parts_split_d_and_only_both_rebuild_it(cards: Cards, mode: k.KeyMode) -> None:
     """Claim 32: the parts are the two halves of d (or K), the information the key pair is
     made from; each alone is not the key, both are, and Q is the public point of what they give."""
-    s, info, card_id = keyed(mode)
+    s, info, card_id = keyed(cards, mode)
     ours, theirs, public = parts_of(s, info, card_id)
     secret = shamir.combine([ours, theirs])
     assert k.check_material(secret + public, mode) == info
@@ -85,7 +88,7 @@ def test_claim_32_the_parts_split_d_and_only_both_rebuild_it(mode: k.KeyMode) ->
 def test_the_parts_rebuild_the_key_on_a_new_card_and_tearing_leaves_parts_or_key() -> None:
     """IMPORT SHARE takes 405 and 406 like any two shares; torn at every write of the import
     that installs the key, the card has the key or the first part, never a half key."""
-    s, info, card_id = keyed()
+    s, info, card_id = keyed(python_cards())
     ours, theirs, public = parts_of(s, info, card_id)
 
     def prepare(t: WalletSession) -> None:
@@ -95,13 +98,13 @@ def test_the_parts_rebuild_the_key_on_a_new_card_and_tearing_leaves_parts_or_key
                      lambda t: t.key_info(), prepare)
 
 
-def test_a_part_of_another_key_installs_nothing() -> None:
+def test_a_part_of_another_key_installs_nothing(cards: Cards) -> None:
     """Parts of two cards' keys do not combine: the rebuilt d fits neither Q, nothing installs."""
-    s, info, card_id = keyed()
+    s, info, card_id = keyed(cards)
     ours, _, public = parts_of(s, info, card_id)
-    other_s, other_info, other_id = keyed()
+    other_s, other_info, other_id = keyed(cards)
     _, foreign, _ = parts_of(other_s, other_info, other_id)
-    card = clone(CELLS)
+    card = cards.prepared(LOADED, fill)
     t = WalletSession(card_link(card))
     t.verify_pin(PIN)
     assert t.import_share(info.mode, info.key_id, ours, False, public).mode == k.KeyMode.NONE
@@ -109,8 +112,8 @@ def test_a_part_of_another_key_installs_nothing() -> None:
     assert t.key_info().mode == k.KeyMode.NONE
 
 
-def test_export_key_refuses_p1_beyond_its_bits() -> None:
-    card = clone(CELLS)
+def test_export_key_refuses_p1_beyond_its_bits(cards: Cards) -> None:
+    card = cards.prepared(LOADED, fill)
     link = card_link(card)
     s = WalletSession(link)
     s.verify_pin(PIN)

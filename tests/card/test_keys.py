@@ -11,35 +11,35 @@ import pytest
 
 from apdu import SW, ApduError, seal, shamir
 from apdu import keys as k
-from card import SimulatedCard
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
 
 from ..readers import Reader
-from .helpers import PIN, clone, observe, personalized, send, tear_every_write
+from .cards import AnyCard, Cards, python_cards
+from .helpers import PIN, observe, personalized, send, tear_every_write
 
 KEYMGR = sha256(b"key manager".ljust(32, b"\0")).digest()
 KEYMGR_PUBLIC = seal.public_key(KEYMGR)
 CELLS = personalized()[0].eeprom.snapshot()
 
 
-def unlocked(card: SimulatedCard) -> WalletSession:
+def unlocked(card: AnyCard) -> WalletSession:
     s = WalletSession(connect_card(card))
     s.verify_pin(PIN)
     return s
 
 
-def escrowed(mode: k.KeyMode = k.KeyMode.PUBLIC) -> tuple[k.KeyInfo, bytes, bytes]:
+def escrowed(cards: Cards, mode: k.KeyMode = k.KeyMode.PUBLIC) -> tuple[k.KeyInfo, bytes, bytes]:
     """A card with a key, exported to the key manager: (info, the export, the card id)."""
-    s = unlocked(clone(CELLS))
+    s = unlocked(cards.new())
     info = s.generate_key(mode)
     s.put_keymgr_key(KEYMGR_PUBLIC)
     return info, s.export_key(), s.identity().card_id
 
 
 @pytest.mark.parametrize("mode", [k.KeyMode.PUBLIC, k.KeyMode.SYMMETRIC])
-def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, mode: k.KeyMode) -> None:
-    old = WalletSession(reader.insert(clone(CELLS)))
+def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, cards: Cards, mode: k.KeyMode) -> None:
+    old = WalletSession(reader.insert(cards.new()))
     old.verify_pin(PIN)
     assert old.key_info() == k.KeyInfo(k.KeyMode.NONE)
     info = old.generate_key(mode)
@@ -51,7 +51,7 @@ def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, mode: k.Ke
     seed = seal.open_sealed(KEYMGR, sealed, k.export_context(old.identity().card_id, info.key_id))
     assert k.check_material(seed, mode) == info
     # ... and seals it to the transport key a fresh card made for this import
-    new = unlocked(clone(personalized()[0].eeprom.snapshot()))
+    new = unlocked(cards.new())
     transport = new.new_transport_key()
     blob = seal.seal(transport, seed, k.import_context(new.identity().card_id, mode))
     assert new.import_key(mode, blob) == info
@@ -60,8 +60,8 @@ def test_generate_export_and_import_onto_a_fresh_card(reader: Reader, mode: k.Ke
     assert again.value.sw == SW.CONDITIONS_NOT_SATISFIED
 
 
-def test_the_export_is_opaque_to_everyone_but_the_key_manager() -> None:
-    info, sealed, card_id = escrowed()
+def test_the_export_is_opaque_to_everyone_but_the_key_manager(cards: Cards) -> None:
+    info, sealed, card_id = escrowed(cards)
     context = k.export_context(card_id, info.key_id)
     for outsider in (sha256(bytes(32)).digest(), sha256(b"vault".ljust(32, b"\0")).digest()):
         with pytest.raises(seal.SealError):
@@ -70,17 +70,17 @@ def test_the_export_is_opaque_to_everyone_but_the_key_manager() -> None:
     assert len(material) == 97 and seal.public_key(material[:32]) == material[32:] == info.public_key
 
 
-def _fresh_with_transport() -> tuple[SimulatedCard, WalletSession, bytes]:
-    card = clone(CELLS)
+def _fresh_with_transport(cards: Cards) -> tuple[AnyCard, WalletSession, bytes]:
+    card = cards.new()
     s = unlocked(card)
     return card, s, s.new_transport_key()
 
 
 @pytest.mark.parametrize("forgery", ["other-d", "point-off-curve", "compressed", "d-zero", "d-is-n", "short"])
-def test_an_import_whose_pair_does_not_fit_is_refused(forgery: str) -> None:
+def test_an_import_whose_pair_does_not_fit_is_refused(cards: Cards, forgery: str) -> None:
     """A 3.0.4 card cannot compute d*G: it signs with d and verifies with Q before it takes a
     pair, so key material whose halves do not belong together changes nothing (6A80)."""
-    info, sealed, card_id = escrowed()
+    info, sealed, card_id = escrowed(cards)
     material = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
     d, q = material[:32], material[32:]
     forged = {
@@ -91,7 +91,7 @@ def test_an_import_whose_pair_does_not_fit_is_refused(forgery: str) -> None:
         "d-is-n": seal.N_BYTES + q,
         "short": material[:-1],
     }[forgery]
-    card, s, transport = _fresh_with_transport()
+    card, s, transport = _fresh_with_transport(cards)
     blob = seal.seal(transport, forged, k.import_context(s.identity().card_id, k.KeyMode.PUBLIC))
     before = observe(card)
     with pytest.raises(ApduError) as refused:
@@ -101,23 +101,23 @@ def test_an_import_whose_pair_does_not_fit_is_refused(forgery: str) -> None:
     assert s.import_key(k.KeyMode.PUBLIC, good) == info  # the same card takes the real pair
 
 
-def test_generated_keys_are_random_pairs() -> None:
+def test_generated_keys_are_random_pairs(cards: Cards) -> None:
     """GENERATE KEY draws d (no seed to derive it from): two cards never share a key, and what
     EXPORT KEY hands the key manager is d || Q with Q = d*G."""
     materials = []
     for _ in range(2):
-        info, sealed, card_id = escrowed()
+        info, sealed, card_id = escrowed(cards)
         material = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
         assert seal.valid_scalar(material[:32]) and seal.public_key(material[:32]) == info.public_key
         materials.append(material)
     assert materials[0] != materials[1]
 
 
-def test_an_import_made_for_another_card_is_refused() -> None:
-    info, sealed, card_id = escrowed()
+def test_an_import_made_for_another_card_is_refused(cards: Cards) -> None:
+    info, sealed, card_id = escrowed(cards)
     seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
-    target = unlocked(clone(CELLS))
-    thief_card = clone(personalized()[0].eeprom.snapshot())
+    target = unlocked(cards.new())
+    thief_card = cards.new()
     thief = unlocked(thief_card)
     transport = target.new_transport_key()
     thief.new_transport_key()
@@ -144,8 +144,8 @@ def test_an_import_made_for_another_card_is_refused() -> None:
     ("import-over-a-key", "pin key transport", "806A0100" + "60" + "00" * 96, SW.CONDITIONS_NOT_SATISFIED),
     ("info-with-data", "", "806200000100", SW.WRONG_LENGTH),
 ])
-def test_refusals_change_nothing(reader: Reader, name: str, setup: str, apdu: str, sw: SW) -> None:
-    card = clone(CELLS)
+def test_refusals_change_nothing(reader: Reader, cards: Cards, name: str, setup: str, apdu: str, sw: SW) -> None:
+    card = cards.new()
     s = unlocked(card)
     if "key" in setup.split():
         s.generate_key()
@@ -171,7 +171,7 @@ def test_tearing_key_generation() -> None:
 
 
 def test_tearing_key_import() -> None:
-    info, sealed, card_id = escrowed()
+    info, sealed, card_id = escrowed(python_cards())
     seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
     made: list[bytes] = []
 
@@ -184,7 +184,7 @@ def test_tearing_key_import() -> None:
 
 def test_tearing_share_import() -> None:
     """The second share installs the key: torn anywhere, the card has the key or the shares."""
-    info, sealed, card_id = escrowed()
+    info, sealed, card_id = escrowed(python_cards())
     seed = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))
     from apdu import shamir
 
@@ -199,17 +199,17 @@ def test_tearing_share_import() -> None:
 
 
 @pytest.mark.parametrize("forgery", ["q-of-another-key", "q-not-the-key-ids"])
-def test_shares_with_a_public_key_that_does_not_fit_are_refused(forgery: str) -> None:
+def test_shares_with_a_public_key_that_does_not_fit_are_refused(cards: Cards, forgery: str) -> None:
     """Q travels beside the shares in clear: the card takes it only when the key id names it,
     and installs only a rebuilt d that is its private key."""
     from apdu import shamir
 
-    info, sealed, card_id = escrowed()
+    info, sealed, card_id = escrowed(cards)
     d = seal.open_sealed(KEYMGR, sealed, k.export_context(card_id, info.key_id))[:32]
     first, second, _ = shamir.split(d, 2, 3)
     other = seal.public_key(seal.random_scalar())
     key_id = seal.key_id(other) if forgery == "q-of-another-key" else info.key_id
-    card = clone(CELLS)
+    card = cards.new()
     s = unlocked(card)
     if forgery == "q-not-the-key-ids":
         before = observe(card)
@@ -224,11 +224,11 @@ def test_shares_with_a_public_key_that_does_not_fit_are_refused(forgery: str) ->
 
 
 @pytest.mark.parametrize("install", ["generate", "import"])
-def test_shares_left_from_an_unfinished_recovery_do_not_read_as_a_rotation(install: str) -> None:
+def test_shares_left_from_an_unfinished_recovery_do_not_read_as_a_rotation(cards: Cards, install: str) -> None:
     """The share area holds a rotation's next key once the card has a key (card.rotation): one
     share collected, then a key made or imported, must leave no rotation under way (GET KEY INFO
     next: mode 00; BEGIN ROTATION makes a key of its own)."""
-    s = unlocked(clone(CELLS))
+    s = unlocked(cards.new())
     material = k.generate_material(k.KeyMode.SYMMETRIC)
     share = shamir.split(material, 2, 3)[0]
     s.new_transport_key()

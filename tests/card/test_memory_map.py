@@ -15,6 +15,7 @@ from host.memory_map import layout
 from host.session import WalletSession
 from host.transport.inprocess import connect_card
 
+from .cards import AnyCard, Cards
 from .helpers import PIN, personalized, send
 
 
@@ -42,8 +43,23 @@ def test_the_areas_are_the_cards_geometry() -> None:
     assert m.area(w.AreaKind.DATA).length == s.info().total_memory
 
 
-def test_entries_follow_store_delete_and_compaction() -> None:
-    card, s = personalized(size=8192, index_capacity=32)
+def test_the_areas_lie_in_the_memory_and_name_the_data_area_and_index(card: AnyCard) -> None:
+    """What docs/APDU.md 3.10 asks of either card's map (the Python card's own areas are above,
+    the applet's are its arrays): areas in address order, disjoint, inside the memory; the data
+    area as long as GET CARD INFO's total, the index as its capacity's entries; no entries yet."""
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
+    m, info = s.memory_map(), s.info()
+    assert m.areas[-1].end <= m.memory_size
+    assert all(a.end <= b.start for a, b in zip(m.areas, m.areas[1:], strict=False))
+    assert m.area(w.AreaKind.DATA).length == info.total_memory
+    assert m.area(w.AreaKind.INDEX).length == info.index_capacity * w.INDEX_ENTRY_LEN
+    assert m.entries == ()
+
+
+def test_entries_follow_store_delete_and_compaction(card: AnyCard) -> None:
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
     a, b = s.store(coupon("A", 300)), s.store(coupon("B", 300))
     size = {e.id: e.size for e in s.list()}[a]
     assert extents(s.memory_map()) == {a: (0, size), b: (size, size)}
@@ -73,23 +89,30 @@ def test_entries_follow_store_delete_and_compaction() -> None:
     assert all(e.type == ValueType.COUPON and e.flags == ValueFlags.NONE for e in s.memory_map().entries)
 
 
-def test_no_pin_no_writes_and_the_same_answer_twice() -> None:
-    card, s = personalized()
+def writes(card: AnyCard) -> int:
+    """Persistent writes so far: the Python card's page writes, the applet's as the harness counts."""
+    return card.eeprom.page_writes if isinstance(card, SimulatedCard) else card.writes
+
+
+def test_no_pin_no_writes_and_the_same_answer_twice(card: AnyCard) -> None:
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
     s.store(coupon("A", 10))
     s.log_out()
-    writes = card.eeprom.page_writes
+    before = writes(card)
     assert s.memory_map() == s.memory_map()
-    assert card.eeprom.page_writes == writes
+    assert writes(card) == before
 
 
-def test_p1p2_data_and_life_cycle_are_checked() -> None:
-    card, s = personalized()
+def test_p1p2_data_and_life_cycle_are_checked(cards: Cards) -> None:
+    s = WalletSession(connect_card(cards.new()))
+    s.verify_pin(PIN)
     link = s.protocol.transport
     assert send(link, "801C000100").sw == SW.INCORRECT_P1P2
     assert send(link, "801C010000").sw == SW.INCORRECT_P1P2
     assert send(link, "801C00000100").sw == SW.WRONG_LENGTH
     assert send(link, "001C000000").sw == SW.CLA_NOT_SUPPORTED
-    fresh = WalletSession(connect_card(SimulatedCard.manufacture()))
+    fresh = WalletSession(connect_card(cards.blank()))
     try:
         fresh.memory_map()
     except ApduError as exc:
@@ -98,8 +121,8 @@ def test_p1p2_data_and_life_cycle_are_checked() -> None:
         raise AssertionError("a card in personalization answered its memory map")
 
 
-def test_a_long_map_comes_through_get_response_on_t0() -> None:
-    card = SimulatedCard.manufacture(index_capacity=64)
+def test_a_long_map_comes_through_get_response_on_t0(cards: Cards) -> None:
+    card = cards.blank()
     s = WalletSession(connect_card(card, "T=0"))
     from ..conftest import ISSUER, PUK
 

@@ -17,6 +17,7 @@ from host.transport import CardRemovedError
 from host.transport.inprocess import connect_card
 
 from ..conftest import ISSUER, PIN, PUK
+from .cards import AnyCard, Cards, state
 from .helpers import clone, observe, send
 
 NEW_PIN = "5678"
@@ -31,7 +32,7 @@ def block_pin(s: WalletSession) -> None:
         s.verify_pin(PIN)
 
 
-def test_a_blocked_pin_is_unblocked_with_the_puk(card: SimulatedCard) -> None:
+def test_a_blocked_pin_is_unblocked_with_the_puk(card: AnyCard) -> None:
     s = WalletSession(connect_card(card))
     block_pin(s)
     assert s.info().pin_tries_remaining == 0
@@ -45,7 +46,7 @@ def test_a_blocked_pin_is_unblocked_with_the_puk(card: SimulatedCard) -> None:
     s.verify_pin(NEW_PIN)
 
 
-def test_wrong_puks_count_down_its_own_counter_and_block_it(card: SimulatedCard) -> None:
+def test_wrong_puks_count_down_its_own_counter_and_block_it(card: AnyCard) -> None:
     s = WalletSession(connect_card(card))
     block_pin(s)
     answers = []
@@ -60,7 +61,7 @@ def test_wrong_puks_count_down_its_own_counter_and_block_it(card: SimulatedCard)
     assert blocked.value.sw == SW.AUTH_METHOD_BLOCKED and observe(card, (PIN, NEW_PIN)) == before
 
 
-def test_a_right_puk_restores_its_counter(card: SimulatedCard) -> None:
+def test_a_right_puk_restores_its_counter(card: AnyCard) -> None:
     s = WalletSession(connect_card(card))
     with pytest.raises(ApduError) as wrong:
         s.unblock_pin(WRONG_PUK, NEW_PIN)
@@ -73,6 +74,7 @@ def test_a_right_puk_restores_its_counter(card: SimulatedCard) -> None:
     s.verify_pin(PIN)
 
 
+@pytest.mark.python_only("page writes and a power cut at one: the applet's is tests/javacard/test_tearing.py")
 def test_the_puk_try_is_spent_before_the_comparison(card: SimulatedCard) -> None:
     """Cutting power just after the counter's own transaction still costs the try: no free guesses."""
     link = connect_card(card)
@@ -104,16 +106,16 @@ REFUSALS: list[tuple[str, str, int]] = [
 
 
 @pytest.mark.parametrize(("name", "apdu", "sw"), REFUSALS, ids=[r[0] for r in REFUSALS])
-def test_refused_unblocks_change_nothing_and_cost_no_try(card: SimulatedCard, name: str, apdu: str, sw: int) -> None:
+def test_refused_unblocks_change_nothing_and_cost_no_try(card: AnyCard, name: str, apdu: str, sw: int) -> None:
     link = connect_card(card)
     send(link, w.select().to_bytes().hex())
-    before = card.eeprom.snapshot()
+    before = state(card)
     assert send(link, apdu).sw == sw, name
-    assert card.eeprom.snapshot() == before
+    assert state(card) == before
 
 
-def test_unblock_needs_an_operational_card() -> None:
-    link = connect_card(SimulatedCard.manufacture())
+def test_unblock_needs_an_operational_card(cards: Cards) -> None:
+    link = connect_card(cards.blank())
     send(link, w.select().to_bytes().hex())
     assert send(link, w.reset_retry_counter(PUK, NEW_PIN).to_bytes().hex()).sw == SW.CONDITIONS_NOT_SATISFIED
 
@@ -123,7 +125,7 @@ def test_new_puks_are_eight_random_digits() -> None:
     assert all(len(p) == 8 and p.isdigit() for p in puks) and len(puks) > 45
 
 
-def test_the_blocked_pin_error_says_what_to_do(card: SimulatedCard) -> None:
+def test_the_blocked_pin_error_says_what_to_do(card: AnyCard) -> None:
     s = WalletSession(connect_card(card))
     block_pin(s)
     with pytest.raises(PinBlockedError) as blocked:

@@ -23,31 +23,36 @@ from host.session import WalletSession
 from keyfile import sign
 
 from ..readers import Reader
-from .helpers import clone, observe, tear_every_write
+from .cards import AnyCard, Cards, python_cards
+from .helpers import observe, tear_every_write
 from .test_assisted_restore import KEYMGR, OTHER
-from .test_backup_commands import PIN, VAULT, card_link
-from .test_rotation import CELLS as ROTATION_CELLS
+from .test_backup_commands import PIN, VAULT
+from .test_rotation import backed_up
+
+KEPT_AND_KEYMGR = "rekey: the rotation tests' card, value 4 backed up and kept, the key manager pinned"
+
+
+def kept_and_keymgr(s: WalletSession) -> None:
+    """The rotation tests' card (values 1, 2 encrypted backups, 3 plain) with value 4 backed up
+    and kept, and the key manager pinned."""
+    backed_up(s)
+    s.put_keymgr_key(seal.public_key(KEYMGR))
+    s.commit_backup(4, VAULT.certify(s.identity().card_id, s.begin_backup(4)), keep=True)
 
 
 def prepared() -> bytes:
-    """The rotation tests' card (values 1, 2 encrypted backups, 3 plain) with value 4 backed up
-    and kept, and the key manager pinned."""
-    card = clone(ROTATION_CELLS)
-    s = WalletSession(card_link(card))
-    s.verify_pin(PIN)
-    s.put_keymgr_key(seal.public_key(KEYMGR))
-    s.commit_backup(4, VAULT.certify(s.identity().card_id, s.begin_backup(4)), keep=True)
-    card.power_off()
+    card = python_cards().prepared(KEPT_AND_KEYMGR, kept_and_keymgr)
+    assert isinstance(card, SimulatedCard)
     return card.eeprom.snapshot()
 
 
-CELLS = prepared()
+CELLS = prepared()  # the Python card's, for its tearing
 MATERIAL = k.generate_material(KeyMode.PUBLIC)  # d || Q, as the key manager makes it
 MISFIT = MATERIAL[:k.SECRET_LEN] + k.generate_material(KeyMode.PUBLIC)[k.SECRET_LEN:]  # d of another Q
 
 
-def opened(reader: Reader) -> tuple[SimulatedCard, WalletSession]:
-    card = clone(CELLS)
+def opened(reader: Reader, cards: Cards) -> tuple[AnyCard, WalletSession]:
+    card = cards.prepared(KEPT_AND_KEYMGR, kept_and_keymgr)
     s = WalletSession(reader.insert(card))
     s.verify_pin(PIN)
     return card, s
@@ -72,8 +77,8 @@ def sealed_key(s: WalletSession, transport: bytes, mode: KeyMode = KeyMode.PUBLI
     return seal.seal_symmetric(seal.ecdh(sender, transport), material, context)
 
 
-def test_a_successor_replaces_the_certificate_once(reader: Reader) -> None:
-    _, s = opened(reader)
+def test_a_successor_replaces_the_certificate_once(reader: Reader, cards: Cards) -> None:
+    _, s = opened(reader, cards)
     cert, signature = successor(s, 1)
     s.succeed_certificate(1, cert, signature)
     assert s.read(1).certificate == cert and s.list()[0].flags == ValueFlags.CERTIFICATE
@@ -81,8 +86,10 @@ def test_a_successor_replaces_the_certificate_once(reader: Reader) -> None:
     assert s.read(1).certificate == cert
 
 
-def test_a_card_without_its_key_takes_successors_and_a_new_key(reader: Reader) -> None:
-    card, s = opened(reader)
+@pytest.mark.python_only("a card that lost its key: its key store wiped in EEPROM, which no APDU does")
+def test_a_card_without_its_key_takes_successors_and_a_new_key(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
+    assert isinstance(card, SimulatedCard)
     wipe_key_store(card.eeprom)
     assert s.key_info().mode == KeyMode.NONE
     for value_id in (1, 2):
@@ -91,8 +98,8 @@ def test_a_card_without_its_key_takes_successors_and_a_new_key(reader: Reader) -
     assert info == k.key_info_of(MATERIAL, KeyMode.PUBLIC) and s.key_info() == info
 
 
-def test_the_new_key_replaces_the_old_and_drops_the_kept_marks(reader: Reader) -> None:
-    _, s = opened(reader)
+def test_the_new_key_replaces_the_old_and_drops_the_kept_marks(reader: Reader, cards: Cards) -> None:
+    _, s = opened(reader, cards)
     old = s.key_info()
     assert s.list()[3].flags == ValueFlags.BACKED_UP
     info = s.replace_key(KeyMode.PUBLIC, sealed_key(s, s.new_transport_key()))
@@ -150,9 +157,9 @@ def refusals() -> dict[str, tuple[Step | None, Step, SW]]:
 
 
 @pytest.mark.parametrize("case", list(refusals()))
-def test_refusals_change_nothing(reader: Reader, case: str) -> None:
+def test_refusals_change_nothing(reader: Reader, cards: Cards, case: str) -> None:
     """Each a test that fails without its check: the card would take the certificate or key."""
-    card, s = opened(reader)
+    card, s = opened(reader, cards)
     first, step, sw = refusals()[case]
     if first is not None:
         first(s)

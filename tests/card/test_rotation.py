@@ -14,12 +14,14 @@ from apdu.backup import RegisteredValue
 from apdu.certificate import DigestField, Mode, value_hash
 from apdu.keys import KeyMode
 from apdu.records import ValueFlags
+from card import SimulatedCard
 from host.demo import FIG15
 from host.session import WalletSession
 
 from ..readers import Reader
-from .helpers import clone, observe, tear_every_write
-from .test_backup_commands import PIN, VAULT, card_link, loaded
+from .cards import AnyCard, Cards, python_cards
+from .helpers import observe, tear_every_write
+from .test_backup_commands import PIN, VAULT, card_link, fill
 
 TAGS = (DigestField.TYPE, DigestField.NAME)
 
@@ -37,23 +39,36 @@ def encrypted(s: WalletSession, value_id: int) -> bytes:
     return registered
 
 
-def with_backups() -> tuple[bytes, dict[int, bytes]]:
-    """A card with a key, values 1 and 2 backed up encrypted, 3 plain: (cells, registered)."""
-    card = clone(loaded())
-    s = WalletSession(card_link(card))
-    s.verify_pin(PIN)
+REGISTERED: dict[bytes, dict[int, bytes]] = {}  # by card id: the registered values 1 and 2 of its backups
+BACKED_UP = "rotation: a key, values 1 and 2 backed up encrypted, 3 plain"
+
+
+def backed_up(s: WalletSession) -> None:
+    """The backup tests' card with a key, values 1 and 2 backed up encrypted, 3 plain."""
+    fill(s)
     s.generate_key()
-    kept = {i: encrypted(s, i) for i in (1, 2)}
+    REGISTERED[s.identity().card_id] = {i: encrypted(s, i) for i in (1, 2)}
     s.commit_backup(3, VAULT.certify(s.identity().card_id, s.begin_backup(3)))
+
+
+def kept(s: WalletSession) -> dict[int, bytes]:
+    return REGISTERED[s.identity().card_id]
+
+
+def with_backups() -> tuple[bytes, dict[int, bytes]]:
+    """The Python card of :func:`backed_up`: (cells, registered)."""
+    card = python_cards().prepared(BACKED_UP, backed_up)
+    assert isinstance(card, SimulatedCard)
+    registered = kept(WalletSession(card_link(card)))
     card.power_off()
-    return card.eeprom.snapshot(), kept
+    return card.eeprom.snapshot(), registered
 
 
-CELLS, KEPT = with_backups()
+CELLS, KEPT = with_backups()  # the Python card's, for its tearing
 
 
-def opened(reader: Reader) -> tuple[object, WalletSession]:
-    card = clone(CELLS)
+def opened(reader: Reader, cards: Cards) -> tuple[AnyCard, WalletSession]:
+    card = cards.prepared(BACKED_UP, backed_up)
     s = WalletSession(reader.insert(card))
     s.verify_pin(PIN)
     return card, s
@@ -65,8 +80,8 @@ def move(s: WalletSession, value_id: int, old: bytes) -> bytes:
     return new
 
 
-def test_a_whole_rotation(reader: Reader) -> None:
-    card, s = opened(reader)
+def test_a_whole_rotation(reader: Reader, cards: Cards) -> None:
+    card, s = opened(reader, cards)
     before = s.key_info()
     nxt = s.begin_rotation()
     assert nxt != before and s.begin_rotation() == nxt and s.key_info(next_key=True) == nxt
@@ -76,7 +91,7 @@ def test_a_whole_rotation(reader: Reader) -> None:
     with pytest.raises(ApduError) as early:  # value 2 has not moved yet
         s.commit_rotation()
     assert early.value.sw == SW.CONDITIONS_NOT_SATISFIED
-    new = {i: move(s, i, KEPT[i]) for i in (1, 2)}
+    new = {i: move(s, i, kept(s)[i]) for i in (1, 2)}
     assert {e.id: e.flags for e in s.list()}[1] == ValueFlags.CERTIFICATE | ValueFlags.ROTATED
     cert = s.read(1).certificate
     s.swap_certificate(1, cert, new[1])  # a retry after the swap: done already
@@ -89,58 +104,60 @@ def test_a_whole_rotation(reader: Reader) -> None:
     assert s.read(1).body() == FIG15[0].body()
 
 
-def test_a_value_restores_mid_rotation_from_either_side(reader: Reader) -> None:
-    _, s = opened(reader)
+def test_a_value_restores_mid_rotation_from_either_side(reader: Reader, cards: Cards) -> None:
+    _, s = opened(reader, cards)
     s.begin_rotation()
-    new = move(s, 1, KEPT[1])
+    new = move(s, 1, kept(s)[1])
     s.begin_restore(1)
     s.commit_restore(1, new)
     s.begin_restore(2)
-    s.commit_restore(2, KEPT[2])  # not moved yet: the old key opens it
+    s.commit_restore(2, kept(s)[2])  # not moved yet: the old key opens it
     assert [s.read(i).body() for i in (1, 2)] == [FIG15[0].body(), FIG15[1].body()]
 
 
-def refusals() -> dict[str, tuple[Callable[[WalletSession], object], SW]]:
+def refusals(registered: dict[int, bytes]) -> dict[str, tuple[Callable[[WalletSession], object], SW]]:
+    """The refused steps on the card whose registered values are ``registered``."""
+
     def swap_other_value(s: WalletSession) -> None:
-        new2 = s.reencrypt(2, KEPT[2])
+        new2 = s.reencrypt(2, registered[2])
         s.swap_certificate(1, certify(s, new2), new2)  # value 2's ciphertext for value 1
 
     def swap_unsigned(s: WalletSession) -> None:
 
         from apdu.certificate import Certificate
 
-        new = s.reencrypt(1, KEPT[1])
+        new = s.reencrypt(1, registered[1])
         cert = replace(Certificate.from_bytes(certify(s, new)), signature=b"\x30\x00").to_bytes()
         s.swap_certificate(1, cert, new)
 
-    kept = RegisteredValue.from_bytes(KEPT[1])
-    flipped = bytearray(kept.ciphertext)
+    one = RegisteredValue.from_bytes(registered[1])
+    flipped = bytearray(one.ciphertext)
     flipped[-20] ^= 1  # in the ciphertext (the key part is the vault's, the card never reads it)
-    tampered = replace(kept, ciphertext=bytes(flipped)).to_bytes()
+    tampered = replace(one, ciphertext=bytes(flipped)).to_bytes()
     return {
         "reencrypt a tampered value": (lambda s: s.reencrypt(1, bytes(tampered)), SW.WRONG_DATA),
-        "reencrypt another value's": (lambda s: s.reencrypt(1, KEPT[2]), SW.WRONG_DATA),
-        "reencrypt a plain certificate": (lambda s: s.reencrypt(3, KEPT[1]), SW.CONDITIONS_NOT_SATISFIED),
+        "reencrypt another value's": (lambda s: s.reencrypt(1, registered[2]), SW.WRONG_DATA),
+        "reencrypt a plain certificate": (lambda s: s.reencrypt(3, registered[1]), SW.CONDITIONS_NOT_SATISFIED),
         "swap in another value": (swap_other_value, SW.WRONG_DATA),
         "swap in an unsigned certificate": (swap_unsigned, SW.VERIFICATION_FAILED),
     }
 
 
-@pytest.mark.parametrize("case", list(refusals()))
-def test_refusals_change_nothing(reader: Reader, case: str) -> None:
-    card, s = opened(reader)
+@pytest.mark.parametrize("case", list(refusals(KEPT)))
+def test_refusals_change_nothing(reader: Reader, cards: Cards, case: str) -> None:
+    card, s = opened(reader, cards)
     s.begin_rotation()
-    step, sw = refusals()[case]
-    before = observe(card)  # type: ignore[arg-type]
+    step, sw = refusals(kept(s))[case]
+    before = observe(card)
     with pytest.raises(ApduError) as refused:
         step(s)
-    assert refused.value.sw == sw and observe(card) == before  # type: ignore[arg-type]
+    assert refused.value.sw == sw and observe(card) == before
 
 
-def test_no_rotation_without_a_key_or_while_a_swap_is_pending(reader: Reader) -> None:
-    _, s = opened(reader)
+def test_no_rotation_without_a_key_or_while_a_swap_is_pending(reader: Reader, cards: Cards) -> None:
+    _, s = opened(reader, cards)
     with pytest.raises(ApduError) as idle:
-        s.reencrypt(1, KEPT[1])
+        s.reencrypt(1, kept(s)[1])
     assert idle.value.sw == SW.CONDITIONS_NOT_SATISFIED
     s.begin_restore(1)
     with pytest.raises(ApduError) as pending:

@@ -103,6 +103,7 @@ def tear_points(total: int, reader: Reader) -> list[int]:
     return sorted({round(i * (total - 1) / (PCSC_POINTS - 1)) for i in range(PCSC_POINTS)})
 
 
+@pytest.mark.python_only("torn at each EEPROM page write: the applet's sweeps are tests/javacard/test_tearing*.py")
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_tearing_at_every_write(case: Case, reader: Reader) -> None:
     cells = case.image()

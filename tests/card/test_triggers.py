@@ -22,14 +22,24 @@ from host.transport import Transport
 from host.transport.inprocess import connect_card
 
 from ..readers import Reader
-from .helpers import cells_with, clone, observe, personalized, send, tear_every_write
+from .cards import AnyCard, Cards
+from .helpers import cells_with, observe, personalized, send, tear_every_write
 
 PIN = "1234"
 TODAY = date(2000, 3, 15)  # the seed's "today"
 
 
-CELLS = cells_with(FIG15)
+CELLS = cells_with(FIG15)  # the Python card's, for its tearing
 NAMES = {1: "A", 2: "C", 3: "E", 4: "G"}
+
+
+def fig15(s: WalletSession) -> None:
+    for r in FIG15:
+        s.store(r)
+
+
+def fig15_card(cards: Cards) -> AnyCard:
+    return cards.prepared("triggers: fig. 15", fig15)
 
 
 def selected(s: WalletSession, condition: str, today: date = TODAY) -> str:
@@ -59,22 +69,23 @@ SELECTIONS = [
 
 
 @pytest.mark.parametrize(("condition", "expected"), SELECTIONS)
-def test_fig15_selections(reader: Reader, condition: str, expected: str) -> None:
-    s = WalletSession(reader.insert(clone(CELLS)))
+def test_fig15_selections(reader: Reader, cards: Cards, condition: str, expected: str) -> None:
+    s = WalletSession(reader.insert(fig15_card(cards)))
     s.verify_pin(PIN)
     assert selected(s, condition) == expected
 
 
-def test_expired_values_are_unusable_and_certificates_are_never_selected() -> None:
-    s = WalletSession(connect_card(clone(CELLS)))
+def test_expired_values_are_unusable_and_certificates_are_never_selected(cards: Cards) -> None:
+    s = WalletSession(connect_card(fig15_card(cards)))
     s.verify_pin(PIN)
     assert selected(s, "unusable-within=0", date(2000, 6, 1)) == "AC"  # expired; G still valid
     s.begin_backup(2)  # pending: not selectable
     assert selected(s, "type=ticket") == "AG"
 
 
-def test_share_of_free_memory() -> None:
-    _, s = personalized(size=8192, index_capacity=8)
+def test_share_of_free_memory(card: AnyCard) -> None:
+    s = WalletSession(connect_card(card))
+    s.verify_pin(PIN)
     big = s.store(ValueRecord(ValueType.COUPON, "Big", payload=bytes(500)))
     s.store(ValueRecord(ValueType.COUPON, "Small"))
     free = s.info().free_memory
@@ -85,8 +96,8 @@ def test_share_of_free_memory() -> None:
     assert s.select_for_backup(TODAY) == ()
 
 
-def test_factory_defaults_and_settings_round_trip(reader: Reader) -> None:
-    s = WalletSession(reader.insert(clone(CELLS)))
+def test_factory_defaults_and_settings_round_trip(reader: Reader, cards: Cards) -> None:
+    s = WalletSession(reader.insert(fig15_card(cards)))
     assert s.triggers() == t.FACTORY_SETTINGS
     s.verify_pin(PIN)
     new = t.TriggerSettings(t.parse_condition("type=ticket and name~Movie"), 7, t.ShortagePolicy.AUTOMATIC)
@@ -113,8 +124,8 @@ def test_factory_defaults_and_settings_round_trip(reader: Reader) -> None:
     ("record-run-bad-date", True, "8056000004200003AA", SW.WRONG_DATA),
     ("get-with-data", False, "805000000100", SW.WRONG_LENGTH),
 ])
-def test_refusals_change_nothing(reader: Reader, name: str, verify: bool, apdu: str, sw: SW) -> None:
-    card = clone(CELLS)
+def test_refusals_change_nothing(reader: Reader, cards: Cards, name: str, verify: bool, apdu: str, sw: SW) -> None:
+    card = fig15_card(cards)
     before = observe(card)
     link: Transport = reader.insert(card)
     WalletSession(link).info()  # selects the wallet
@@ -232,8 +243,8 @@ def test_tearing_at_every_write(name: str, op: Callable[[WalletSession], object]
     tear_every_write(CELLS, op, lambda s: s.triggers())
 
 
-def test_pending_value_is_not_selected_after_a_torn_backup() -> None:
-    s = WalletSession(connect_card(clone(CELLS)))
+def test_pending_value_is_not_selected_after_a_torn_backup(cards: Cards) -> None:
+    s = WalletSession(connect_card(fig15_card(cards)))
     s.verify_pin(PIN)
     s.begin_backup(4)
     assert ValueFlags.PENDING in s.list()[3].flags

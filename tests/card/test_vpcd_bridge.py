@@ -13,6 +13,10 @@ from apdu import wallet as w
 from card import SimulatedCard
 from card.bridge.vpcd import CTRL_ATR, CTRL_OFF, CTRL_ON, CTRL_RESET, VpcdBridge
 
+# the bridge's own wire protocol, with the Python card in it; the applet behind the bridge is
+# tests/pcsc/test_serve_javacard.py's
+pytestmark = pytest.mark.python_only("the vpcd bridge's protocol, not the card's")
+
 
 class Driver:
     """The driver's side: it listens, the bridge (the card) connects."""

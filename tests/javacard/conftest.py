@@ -1,22 +1,13 @@
-"""Fixtures for the applet: built once per run from JC_HOME, one JVM per test module."""
+"""Fixtures for the applet: one JVM per test module (the build, once per run, is the root
+conftest's ``applet_build``: tests/card runs the applet too)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from .applet import NO_KIT, AppletTransport, Build, build
-
-
-@pytest.fixture(scope="session")
-def applet_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    if not os.environ.get("JC_HOME"):  # the test modules skip first, in one line each
-        pytest.skip(NO_KIT)
-    out: Path = tmp_path_factory.mktemp("javacard") / "build"
-    return build(out, force=True)
+from .applet import AppletTransport, Build
 
 
 @pytest.fixture(scope="module")
