@@ -192,6 +192,11 @@ class AppletCard:
         """The card becomes the one ``path`` holds, powered off and on (RAM cleared)."""
         self._expect_ok(f"LOAD {path}")
 
+    def footprint(self) -> dict[str, int]:
+        """What the applet holds in EEPROM, measured on its heap: each persistent array or key
+        (an OwnerPIN, a key pair: what they keep) by the field path that reaches it, in bytes."""
+        return {path: int(n) for path, _, n in (word.partition("=") for word in self._ask("FOOTPRINT").split())}
+
     def power_on(self) -> bytes:
         self.powered = True
         return self.atr

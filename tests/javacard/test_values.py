@@ -377,12 +377,48 @@ def test_memory_map_entries_are_the_python_cards(applet: AppletTransport) -> Non
     assert ours.memory_size == sum(a.length for a in ours.areas)
 
 
-# WalletApplet's header arrays: card id, life cycle and next id, the vault's and the key manager's
-# keys, the attestation (issuer key, a signature); KeyStore's: key and next key (mode, d, Q), the
-# transport scalar, the shares and their zeros, the work array (a registered value, an opened one);
-# Triggers' settings area (length, TLV) and Handover's import counter
-APPLET_HEADER_BYTES = (8 + 3 + 65 + 65 + (1 + 65 + 72) + 2 * (1 + 32 + 65) + 32 + 2 * (10 + 3 * 33) + (2560 + 1024 + 16)
-                       + (2 + 250) + 4)
+# What the wallet applet holds in EEPROM, by the field that holds it (card/javacard.py footprint):
+# arrays at their length, an OwnerPIN as its hash and try counter, a persistent key as its
+# material (a point 65, a scalar 32; a pair both), nothing for RAM, crypto engines or constants
+APPLET_EEPROM = {
+    "cardId": 8,
+    "state": 3,                 # life cycle, next value id
+    "pin": 32 + 1,              # SHA-256(card id | digits), try counter
+    "puk": 32 + 1,
+    "vaultKey": 65,
+    "keymgrKey": 65,
+    "attestation": 1 + 65 + 72,  # signature length, issuer key, signature
+    "building": 1024,           # a certificate record put together before its swap
+    "received": 4096,           # chains and long data (EvbApplet)
+    "index.entries": 128 * 8,   # the index area
+    "index.data": 28656,        # the data area
+    "ecc.pair": 65 + 32,        # the identity key pair
+    "ecc.identity": 65,         # its point, read out at install
+    "ecc.peer": 65,             # a server's key being checked or used
+    "triggers.area": 2 + 250,   # the trigger settings (length, TLV)
+    "handover.counter": 4,      # the import counter
+    "keys.key": 1 + 32 + 65,    # mode, d, Q
+    "keys.next": 1 + 32 + 65,   # a rotation's next key
+    "keys.transport": 32,
+    "keys.shares": 10 + 3 * 33,
+    "keys.zeros": 10 + 3 * 33,
+    "keys.out": 2560 + 1024 + 16,  # a registered value, an opened one
+    "keys.pair": 65,            # genKeyPair's public half (the private one is RAM)
+    "keys.seal.ephemeral": 65 + 32,
+}
+APPLET_HEADER_BYTES = sum(APPLET_EEPROM.values()) - APPLET_EEPROM["index.entries"] - APPLET_EEPROM["index.data"]
+
+
+def test_memory_map_header_is_all_the_applet_holds(applet: AppletTransport) -> None:
+    """The map's header area is every persistent byte the applet holds beside its index and data
+    area, as the harness finds them in its heap (a new array or key the map does not count shows
+    up here by name), and the memory size is the sum of all."""
+    assert applet.card.footprint() == APPLET_EEPROM
+    for step in [SELECT, *OPEN]:
+        assert applet.send_and_receive(bytes.fromhex(step))[1] == 0x9000
+    ours = w.MemoryMap.from_bytes(send_all(applet, MAP))
+    assert ours.area(w.AreaKind.APPLET_HEADER).length == APPLET_HEADER_BYTES
+    assert ours.memory_size == sum(APPLET_EEPROM.values())
 
 
 def send_all(transport: AppletTransport | Transport, command: str) -> bytes:

@@ -31,6 +31,7 @@ import javacard.framework.Applet;
  *   CAPACITY n    -> the commit buffer holds n bytes from now on (tests): "OK"
  *   SAVE path     -> the persistent heap into path, a snapshot (tests): "OK"
  *   LOAD path     -> the card becomes the one path holds, power cycled (tests): "OK"
+ *   FOOTPRINT     -> what the applet holds in EEPROM, "path=bytes" space-separated ({@link Footprint})
  * Usage: Harness APPLET_CLASS AID_HEX [HEAP_FILE]. The applet's classes are loaded through
  * {@link Instrument} (transactions that roll back, the power-cut hook: {@link Memory}). With a
  * heap file the card's EEPROM lives there ({@link HeapImage}): loaded at start when it exists,
@@ -102,6 +103,8 @@ public final class Harness {
             case "SAVE":
                 HeapImage.save(Paths.get(line.substring(5)), installed(), loader.appletClasses());
                 return "OK";
+            case "FOOTPRINT":
+                return Footprint.of(installed(), loader.appletClasses());
             case "LOAD":
                 Memory.powerOn();
                 simulator.reset();

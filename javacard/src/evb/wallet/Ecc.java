@@ -21,7 +21,8 @@ final class Ecc {
     static final short POINT_LEN = P256.POINT_LEN;
     static final short MAX_SIGNATURE = 72;
 
-    private final ECPrivateKey privateKey;
+    /** Kept whole: its public half stays allocated on a card, which collects no garbage. */
+    private final KeyPair pair;
     /** The identity's public point (65 bytes), read once at install. */
     final byte[] identity;
     private final ECPublicKey peer;
@@ -33,8 +34,7 @@ final class Ecc {
 
     Ecc(MessageDigest sha256) {
         this.sha256 = sha256;
-        KeyPair pair = P256.generate();
-        privateKey = (ECPrivateKey) pair.getPrivate();
+        pair = P256.generate();
         identity = new byte[POINT_LEN];
         ((ECPublicKey) pair.getPublic()).getW(identity, (short) 0);
         peer = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.LENGTH_EC_FP_256, false);
@@ -42,6 +42,11 @@ final class Ecc {
         signer = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         verifier = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         work = JCSystem.makeTransientByteArray((short) 32, JCSystem.CLEAR_ON_RESET);
+    }
+
+    /** EEPROM of the identity (GET MEMORY MAP): the key pair, its point read out, the peer key. */
+    short persistentBytes() {
+        return (short) (P256.PAIR_BYTES + identity.length + P256.PUBLIC_KEY_BYTES);
     }
 
     /**
@@ -74,7 +79,7 @@ final class Ecc {
     private static final byte[] ZERO = {0};
 
     Signature startSign(byte[] label, byte[] aud, short audOff, short audLen) {
-        signer.init(privateKey, Signature.MODE_SIGN);
+        signer.init((ECPrivateKey) pair.getPrivate(), Signature.MODE_SIGN);
         begin(signer, label, aud, audOff, audLen);
         return signer;
     }

@@ -44,18 +44,13 @@ public final class IdCardApplet extends EvbApplet {
     private static final short DOCUMENT_MAX = 255;
     private static final byte SRC_DOCUMENT = 2;  // the answer is document[] (EEPROM)
 
-    /** Bytes a command chain may collect, as the Python card's OS (card/card.py MAX_CHAIN). */
-    private static final short MAX_CHAIN = 4096;
     /**
      * Bytes of a chain kept: every command that can succeed fits, and each refuses longer data by
      * its length alone (PUT DATA 6A80, VERIFY 6A80 or 6700, INTERNAL AUTHENTICATE 6700, GET DATA
      * reads none), so the rest of a 4096-byte chain is counted, not kept.
      */
     private static final short CHAIN_KEPT = 256;
-    private static final short S_CHAIN = 3;     // bytes a chain under way has collected
-    private static final short S_CHAINING = 4;  // 1 while a chain is under way
 
-    private static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
     private static final short SW_REFERENCE_NOT_FOUND = (short) 0x6A88;
     private static final short SW_VERIFY_FAILED = (short) 0x63C0;
@@ -72,17 +67,13 @@ public final class IdCardApplet extends EvbApplet {
     private final byte[] hasPin;
     private final OwnerPIN pin;
     private final Signature ecdsa;
-    /** A chain's data (its first CHAIN_KEPT bytes): EEPROM written without a transaction, as the
-     * wallet's: nothing refers to it across a power loss (the chain's length is in RAM). */
-    private final byte[] received;
 
     // session (RAM)
     private final byte[] work;
     private final short[] fields; // offsets of the six document fields' values, then their lengths
-    private final byte[] chainHead; // INS P1 P2 of the chain under way
 
     private IdCardApplet() {
-        super((short) (2 + P256.POINT_LEN + 8), (short) 5);  // the key TLV, a signature (72)
+        super((short) (2 + P256.POINT_LEN + 8), S_APPLET, CHAIN_KEPT);  // the key TLV, a signature (72)
         pair = P256.generate();
         document = new byte[DOCUMENT_MAX];
         documentLen = new short[1];
@@ -91,8 +82,6 @@ public final class IdCardApplet extends EvbApplet {
         ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         work = JCSystem.makeTransientByteArray((short) 160, JCSystem.CLEAR_ON_DESELECT);
         fields = JCSystem.makeTransientShortArray((short) 12, JCSystem.CLEAR_ON_DESELECT);
-        received = new byte[CHAIN_KEPT];
-        chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -113,41 +102,19 @@ public final class IdCardApplet extends EvbApplet {
             return;
         }
         if (selectingApplet()) {
-            if (session[S_CHAINING] != 0) {  // a SELECT is no last link of the chain under way
-                endChain();
-                ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
-            }
+            selectEndsChain();
             return;
         }
-        // the Python card's OS first (card/card.py _process): logical channels, the classes it
-        // knows (00, 80, with or without chaining), chains; then the ID card's own class, 00
+        // the Python card's OS first (receiveCommand: logical channels, the classes it knows,
+        // chains); then the ID card's own class, 00
+        short len = receiveCommand(apdu);
+        if (len < 0) {
+            return;  // 9000: a chain link, kept
+        }
         byte[] buf = apdu.getBuffer();
-        byte cla = buf[ISO7816.OFFSET_CLA];
-        if ((cla & 0x03) != 0) {
-            ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
-        }
-        byte base = (byte) (cla & ~CLA_CHAINING);
-        if (base != CLA_ISO && base != CLA_PROPRIETARY) {
-            ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
-        }
-        if ((cla & CLA_CHAINING) != 0) {
-            append(apdu);
-            Util.arrayCopyNonAtomic(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3);
-            session[S_CHAINING] = 1;
-            return;  // 9000: the link is kept
-        }
-        byte[] d = buf;
-        short off = ISO7816.OFFSET_CDATA;
-        short len;
-        if (session[S_CHAINING] != 0) {
-            len = append(apdu);
-            endChain();
-            d = received;
-            off = 0;
-        } else {
-            len = receive(apdu);
-        }
-        if (base != CLA_ISO) {
+        byte[] d = data(apdu);
+        short off = dataOffset(apdu);
+        if (buf[ISO7816.OFFSET_CLA] != CLA_ISO) {
             ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
         }
         byte ins = buf[ISO7816.OFFSET_INS];
@@ -167,43 +134,6 @@ public final class IdCardApplet extends EvbApplet {
         } else {
             ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
         }
-    }
-
-    /** This command's data, all of it, in the APDU buffer (a short APDU: at most 255 bytes). */
-    private static short receive(APDU apdu) {
-        short got = apdu.setIncomingAndReceive();
-        short lc = apdu.getIncomingLength();
-        while (got < lc) {
-            got += apdu.receiveBytes((short) (ISO7816.OFFSET_CDATA + got));
-        }
-        return lc;
-    }
-
-    private void endChain() {
-        session[S_CHAINING] = 0;
-        session[S_CHAIN] = 0;
-    }
-
-    /** Add this link's data to the chain: 6883 for another INS/P1/P2, 6700 past 4096 bytes;
-     * answers the chain's length so far. */
-    private short append(APDU apdu) {
-        byte[] buf = apdu.getBuffer();
-        if (session[S_CHAINING] != 0 && Util.arrayCompare(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3) != 0) {
-            endChain();
-            ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
-        }
-        short at = session[S_CHAIN];
-        short lc = receive(apdu);
-        if (lc > (short) (MAX_CHAIN - at)) {
-            endChain();
-            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
-        }
-        short room = (short) (CHAIN_KEPT - at);
-        if (room > 0) {
-            Util.arrayCopyNonAtomic(buf, ISO7816.OFFSET_CDATA, received, at, lc < room ? lc : room);
-        }
-        session[S_CHAIN] = (short) (at + lc);
-        return session[S_CHAIN];
     }
 
     private void getData(APDU apdu, byte[] buf, short lc) {

@@ -141,9 +141,14 @@ final class KeyStore {
         return key[K_MODE];
     }
 
-    /** The bytes of the key store's persistent arrays (the keys, the shares, the zeros, the work array), for GET MEMORY MAP. */
+    /**
+     * The key store's EEPROM, for GET MEMORY MAP: the key, the next key, the transport scalar, the
+     * shares and their zeros, the work array, genKeyPair's public key (its private half is RAM)
+     * and the seal's ephemeral pair.
+     */
     short persistentBytes() {
-        return (short) (key.length + next.length + transport.length + shares.length + zeros.length + out.length);
+        return (short) (key.length + next.length + transport.length + shares.length + zeros.length + out.length
+                + P256.PUBLIC_KEY_BYTES + Seal.PERSISTENT_BYTES);
     }
 
     /** The key (for {@link #registered}). */

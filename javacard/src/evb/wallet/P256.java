@@ -17,6 +17,10 @@ import javacard.security.KeyPair;
 final class P256 {
     static final short SCALAR_LEN = 32;
     static final short POINT_LEN = 65;
+    /** EEPROM a persistent key keeps of its own (GET MEMORY MAP): a public key's point, a pair's
+     * point and scalar; the curve's parameters are the runtime's. */
+    static final short PUBLIC_KEY_BYTES = POINT_LEN;
+    static final short PAIR_BYTES = (short) (POINT_LEN + SCALAR_LEN);
 
     private static final byte[] P = {
         (byte) 0xFF, (byte) 0xFF, (byte) 0xFF, (byte) 0xFF, 0x00, 0x00, 0x00, 0x01,

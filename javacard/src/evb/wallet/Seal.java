@@ -38,6 +38,8 @@ final class Seal {
     static final short MAX_PLAINTEXT = 1024;
 
     private static final short HMAC_BLOCK = 64;
+    /** EEPROM the seal keeps (GET MEMORY MAP): the ephemeral pair; its other keys are RAM. */
+    static final short PERSISTENT_BYTES = P256.PAIR_BYTES;
     private static final byte[] INFO = {'E', 'V', 'B', '-', 'S', 'E', 'A', 'L', '-', '1'};
 
     private final KeyAgreement ecdh;

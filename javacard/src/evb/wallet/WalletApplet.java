@@ -95,11 +95,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte OP_USE = 2;
     private static final short LIST_HEAD = 11;  // id, type, flags, size, valid-to, name length
 
-    /** Bytes a command chain may collect (docs/APDU.md 1), like a Java Card APDU buffer. */
-    private static final short MAX_CHAIN = 4096;
-
     private static final short SW_CLA_NOT_SUPPORTED = ISO7816.SW_CLA_NOT_SUPPORTED;
-    private static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;
     private static final short SW_AUTH_BLOCKED = (short) 0x6983;
     private static final short SW_RECORD_NOT_FOUND = ISO7816.SW_RECORD_NOT_FOUND;
     private static final short SW_NOT_ENOUGH_MEMORY = (short) 0x6A84;
@@ -144,12 +140,9 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final byte SRC_MAP = 4;     // answer[0..MAP_HEAD) then the entries, regenerated
     private static final byte SRC_KEYS = 7;    // (5, 6: Triggers) the key store's out[] from S_AT
     private static final short RECORD_HEAD = 7;  // 80 02 id 8D 01 flags
-    private static final short S_AT = 3;
-    private static final short S_CHAIN = 4;      // bytes collected by a chain under way
-    private static final short S_CHAINING = 5;   // 1 while a chain is under way
-    private static final short S_BIG = 6;        // 1 when the command's data is in received[]
-    private static final short S_HEAD = 7;
-    private static final short SESSION = 8;
+    private static final short S_AT = S_APPLET;
+    private static final short S_HEAD = S_APPLET + 1;
+    private static final short SESSION = S_APPLET + 2;
 
     // persistent (EEPROM)
     private final byte[] cardId;
@@ -175,24 +168,17 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
      * it replaces the value in one transaction (EEPROM: it is as long as a record).
      */
     private final byte[] building;
-    /**
-     * Chains and data longer than the APDU buffer collect here; in EEPROM, written without a
-     * transaction (nothing refers to it across a power loss: the chain's length is in RAM), because
-     * 4 KB is more RAM than many cards have.
-     */
-    private final byte[] received;
 
     // session (RAM, cleared on reset; the PIN status also on deselect)
     private final boolean[] verified;
     private final byte[] scratch;
     private final byte[] filter;
-    private final byte[] chainHead;  // INS P1 P2 of the chain under way
     private final short[] tmp;
     private final short[] certFields;
     private final short[] newCert;
 
     private WalletApplet() {
-        super((short) 160, SESSION);
+        super((short) 160, SESSION, MAX_CHAIN);  // received[] keeps a whole chain
         cardId = new byte[CARD_ID_LEN];
         RandomData.getInstance(RandomData.ALG_SECURE_RANDOM).generateData(cardId, (short) 0, CARD_ID_LEN);
         state = new byte[] {LIFE_PERSONALIZATION, 0, 1};
@@ -208,12 +194,10 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         keys = new KeyStore(cardId, vaultKey, keymgrKey, ecc, sha256);
         attestation = new byte[(short) (1 + Ecc.POINT_LEN + Ecc.MAX_SIGNATURE)];
         building = new byte[Records.MAX_RECORD];
-        received = new byte[MAX_CHAIN];
         handover = new Handover(records, ecc, cardId, vaultKey, building);
         verified = JCSystem.makeTransientBooleanArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
         scratch = JCSystem.makeTransientByteArray((short) 96, JCSystem.CLEAR_ON_RESET);
         filter = JCSystem.makeTransientByteArray(FILTER_LEN, JCSystem.CLEAR_ON_RESET);
-        chainHead = JCSystem.makeTransientByteArray((short) 3, JCSystem.CLEAR_ON_RESET);
         tmp = JCSystem.makeTransientShortArray((short) 2, JCSystem.CLEAR_ON_RESET);
         certFields = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
         newCert = JCSystem.makeTransientShortArray((short) 9, JCSystem.CLEAR_ON_RESET);
@@ -244,10 +228,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             return;
         }
         if (selectingApplet()) {
-            if (session[S_CHAINING] != 0) {
-                endChain();
-                ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
-            }
+            selectEndsChain();
             // the runtime selects on any P2; the Python card refuses all but 00 and 0C (then the
             // applet stays selected here, with the PIN status reset by select(): javacard/README.md)
             if (buf[ISO7816.OFFSET_P2] == (byte) 0x0C) {
@@ -259,29 +240,12 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
             fci(apdu);
             return;
         }
-        if ((cla & 0x03) != 0) {
-            ISOException.throwIt(ISO7816.SW_LOGICAL_CHANNEL_NOT_SUPPORTED);
+        short lc = receiveCommand(apdu);
+        if (lc < 0) {
+            return;  // 9000: a chain link, kept
         }
-        byte base = (byte) (cla & ~CLA_CHAINING);
-        if (base != CLA_ISO && base != CLA_PROPRIETARY) {
-            ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
-        }
-        short lc;
-        if ((cla & CLA_CHAINING) != 0) {
-            chainLink(apdu);
-            return;  // 9000: the link is kept
-        }
-        byte[] d = received;
-        short off = 0;
-        if (session[S_CHAINING] != 0) {
-            lc = lastLink(apdu);
-        } else {
-            lc = receive(apdu, (short) 0);
-            if (session[S_BIG] == 0) {
-                d = buf;
-                off = apdu.getOffsetCdata();
-            }
-        }
+        byte[] d = data(apdu);
+        short off = dataOffset(apdu);
         if (ins == INS_SELECT && cla == CLA_ISO) {
             // a SELECT the runtime did not take: bad P1-P2, or an AID of no applet
             if (buf[ISO7816.OFFSET_P1] != (byte) 0x04
@@ -294,7 +258,7 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         if (expected == 0x01) {
             ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
         }
-        if (base != expected) {
+        if (cla != expected) {
             ISOException.throwIt(SW_CLA_NOT_SUPPORTED);
         }
         checkP1P2(buf, ins);
@@ -527,77 +491,6 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         }
     }
 
-    // --- receiving: the APDU buffer, or the receive buffer for chains and long data -------------
-
-    /**
-     * Receive the command data; answers Lc (at most 32767). Data that fits the APDU buffer stays
-     * there; longer data (a real card's extended APDU) goes to received[at..], as much as fits,
-     * and session[S_BIG] says so: every command that takes data refuses a length beyond 4096 by
-     * its Lc alone, as the Python card refuses it by its length.
-     */
-    private short receive(APDU apdu, short at) {
-        byte[] buf = apdu.getBuffer();
-        short got = apdu.setIncomingAndReceive();
-        short off = apdu.getOffsetCdata();
-        short lc = apdu.getIncomingLength();
-        session[S_BIG] = 0;
-        if (lc >= 0 && lc <= (short) (buf.length - off)) {
-            while (got < lc) {
-                got += apdu.receiveBytes((short) (off + got));
-            }
-            return lc;
-        }
-        session[S_BIG] = 1;
-        short total = 0;
-        while (got > 0) {
-            short room = (short) (MAX_CHAIN - at - total);
-            if (room > 0) {
-                Util.arrayCopyNonAtomic(buf, off, received, (short) (at + total), got < room ? got : room);
-            }
-            total = (short) (total + got) < 0 ? MAX_SHORT : (short) (total + got);
-            got = apdu.receiveBytes(off);
-        }
-        return total;
-    }
-
-    private void endChain() {
-        session[S_CHAINING] = 0;
-        session[S_CHAIN] = 0;
-    }
-
-    /** Append this command's data to the chain: 6883 for another INS/P1/P2, 6700 past 4096 bytes. */
-    private short append(APDU apdu) {
-        byte[] buf = apdu.getBuffer();
-        if (session[S_CHAINING] != 0 && Util.arrayCompare(buf, ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3) != 0) {
-            endChain();
-            ISOException.throwIt(SW_LAST_COMMAND_EXPECTED);
-        }
-        short at = session[S_CHAIN];
-        short lc = receive(apdu, at);
-        if (lc > (short) (MAX_CHAIN - at)) {
-            endChain();
-            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
-        }
-        if (session[S_BIG] == 0) {
-            Util.arrayCopyNonAtomic(buf, apdu.getOffsetCdata(), received, at, lc);
-        }
-        session[S_CHAIN] = (short) (at + lc);
-        return session[S_CHAIN];
-    }
-
-    private void chainLink(APDU apdu) {
-        append(apdu);
-        Util.arrayCopyNonAtomic(apdu.getBuffer(), ISO7816.OFFSET_INS, chainHead, (short) 0, (short) 3);
-        session[S_CHAINING] = 1;
-    }
-
-    /** The unchained last link: the joined data, in received[0..), is the command's. */
-    private short lastLink(APDU apdu) {
-        short total = append(apdu);
-        endChain();
-        return total;
-    }
-
     // --- answering: Ne, 6Cxx, 61xx and GET RESPONSE --------------------------------------------
 
     /**
@@ -767,10 +660,16 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
     private static final short MAP_HEAD = (short) (4 + 1 + 3 * 9 + 2);
     private static final short MAP_ENTRY = 10;
 
+    /** An OwnerPIN's EEPROM: the hash it compares (PIN or unblocking code) and its try counter. */
+    private static final short PIN_BYTES = HASH_LEN + 1;
+
     /**
-     * The applet's persistent arrays laid end to end: its header (card id, life cycle and next id,
-     * the pinned server keys, the attestation, the trigger settings, the import counter, the key
-     * store's arrays and its work array), the index, the data area; no journal (the runtime's).
+     * The applet's persistent memory laid end to end: its header (card id, life cycle and next
+     * id, the PIN and the unblocking code, the pinned server keys, the attestation, the certificate
+     * being built, the receive buffer, the identity key pair with its point and the peer key, the
+     * trigger settings, the import counter, the key store's: KeyStore.persistentBytes), the index,
+     * the data area; no journal (the runtime's). tests/javacard/test_values.py holds the header to
+     * what the harness finds in the applet's heap, array by array and key by key.
      * The head is built in RAM, the entries are read from the index as they go out. The sums pass
      * 32767: written as unsigned 16-bit values (the high halves of the 4-byte fields 0), which
      * they are, all under 65536.
@@ -779,7 +678,8 @@ public final class WalletApplet extends EvbApplet implements ExtendedLength {
         if (lc != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        short header = (short) (cardId.length + state.length + vaultKey.length + keymgrKey.length + attestation.length
+        short header = (short) (cardId.length + state.length + PIN_BYTES + PIN_BYTES + vaultKey.length
+                + keymgrKey.length + attestation.length + building.length + received.length + ecc.persistentBytes()
                 + Triggers.AREA + handover.counter.length + keys.persistentBytes());
         short indexLen = (short) (ValueIndex.CAPACITY * ValueIndex.ENTRY);
         Util.arrayFillNonAtomic(answer, (short) 0, MAP_HEAD, (byte) 0);
