@@ -132,6 +132,11 @@ class Database:
             self._group = GroupCommit(self)  # a thread only for a server that uses it
         return await self._group.run(work)
 
+    def conflicted(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the database undoing the transaction to break a deadlock (or a
+        serialization failure): the same work run again succeeds."""
+        return False
+
     def _stop_group(self) -> None:
         if self._group is not None:
             self._group.close()
@@ -277,6 +282,11 @@ class _Postgres(Database):
     def _lock_migrations(self, tx: Tx) -> None:
         tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
 
+    def conflicted(self, exc: BaseException) -> bool:
+        from psycopg.errors import DeadlockDetected, SerializationFailure
+
+        return isinstance(exc, StorageUnavailable) and isinstance(exc.__cause__, DeadlockDetected | SerializationFailure)
+
     def close(self) -> None:
         self._stop_group()
         self.pool.close()
@@ -351,7 +361,10 @@ class GroupCommit:
             if stop:
                 return
 
-    def _commit(self, group: list[_Work[Any]]) -> None:
+    def _commit(self, group: list[_Work[Any]], retry: bool = True) -> None:
+        """``retry``: once more after a deadlock, which groups make possible between replicas (a
+        group locks its cards' rows in the order its works came, another replica's in another);
+        PostgreSQL undoes one of the two transactions, and the other has gone on by then."""
         outcomes: list[tuple[object, BaseException | None]] = []
         try:
             with self.db.transaction() as tx:
@@ -360,6 +373,9 @@ class GroupCommit:
                 else:
                     outcomes += [_in_savepoint(tx, w.work, self.db.errors) for w in group]
         except Exception as exc:  # nothing of the group committed (or, StorageUnavailable, maybe all)
+            if retry and self.db.conflicted(exc):
+                self._commit(group, retry=False)
+                return
             for w in group:
                 w.answer(error=exc)
             return

@@ -150,3 +150,62 @@ def test_closing_the_database_stops_its_committer(db_url: str, groups: int) -> N
     assert committer is not None
     db.close()
     assert not committer._thread.is_alive()
+
+
+def test_groups_of_two_replicas_locking_rows_in_opposite_orders_both_commit() -> None:
+    """Replica A's group locks row x then y, replica B's y then x: a deadlock, which PostgreSQL
+    breaks by undoing one of the transactions. That group runs again once the other has
+    committed; without the retry its works would hear a 503 that nobody's refusal caused.
+    PostgreSQL only: SQLite has one writer at a time."""
+    from .conftest import fresh_postgres
+
+    url = fresh_postgres()
+    rows = Migration(1, "locked", "CREATE TABLE locked (name TEXT PRIMARY KEY); "
+                                  "INSERT INTO locked (name) VALUES ('x'); INSERT INTO locked (name) VALUES ('y')")
+    replicas = [Database.open(url, [rows]), Database.open(url, [rows])]
+    both_hold_one = threading.Barrier(2, timeout=10)
+
+    def lock(name: str, first: bool) -> Any:
+        attempts = [0]
+
+        def work(tx: Tx) -> str:
+            tx.execute("SELECT name FROM locked WHERE name = ? FOR UPDATE", (name,))
+            attempts[0] += 1
+            if first and attempts[0] == 1:
+                both_hold_one.wait()
+            return name
+
+        return work
+
+    async def one_group(db: Database, works: list[Any]) -> list[object]:
+        """``works`` queued behind a held one, so that they make one group."""
+        started, gate = threading.Event(), threading.Event()
+
+        def hold(tx: Tx) -> None:
+            started.set()
+            gate.wait(10)
+
+        leading = asyncio.ensure_future(db.grouped(hold))
+        await asyncio.to_thread(started.wait, 10)
+        rest = [asyncio.ensure_future(db.grouped(w)) for w in works]
+        await asyncio.sleep(0)
+        gate.set()
+        await leading
+        return list(await asyncio.gather(*rest, return_exceptions=True))
+
+    answers: dict[int, list[object]] = {}
+
+    def run(i: int, works: list[Any]) -> None:
+        answers[i] = asyncio.run(one_group(replicas[i], works))
+
+    threads = [threading.Thread(target=run, args=(0, [lock("x", True), lock("y", False)])),
+               threading.Thread(target=run, args=(1, [lock("y", True), lock("x", False)]))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert answers == {0: ["x", "y"], 1: ["y", "x"]}
+    finally:
+        for db in replicas:
+            db.close()
