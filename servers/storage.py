@@ -101,11 +101,14 @@ def redact(url: str) -> str:
 
 
 T = TypeVar("T")
+_STARTING = threading.Lock()
+"""Held while a database makes its committer: two event loops' first calls make one."""
 
 
 class Database:
     dialect: str
     errors: tuple[type[Exception], ...] = ()  # the driver's own errors: the database failed, not the work
+    committers = 1  # threads committing groups (GroupCommit)
     _group: GroupCommit | None = None
 
     @classmethod
@@ -128,8 +131,9 @@ class Database:
     async def grouped(self, work: Callable[[Tx], T]) -> T:
         """``work`` in a transaction shared with the works that arrive with it, each in its own
         savepoint (its exception is its own), answered once the shared commit is durable."""
-        if self._group is None:
-            self._group = GroupCommit(self)  # a thread only for a server that uses it
+        with _STARTING:
+            if self._group is None:
+                self._group = GroupCommit(self)  # a thread only for a server that uses it
         return await self._group.run(work)
 
     def conflicted(self, exc: BaseException) -> bool:
@@ -236,6 +240,9 @@ class _PgTx:
 
 class _Postgres(Database):
     dialect = "postgresql"
+    committers = 4
+    """PostgreSQL runs several transactions at once on as many connections: one committer would
+    queue every statement's round trip behind the last (SQLite has one writer anyway)."""
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -320,13 +327,14 @@ def _settle(future: asyncio.Future[Any], result: object, error: BaseException | 
 
 
 class GroupCommit:
-    """Group commit: one thread runs the works queued while the previous group committed, in one
-    transaction, each in a savepoint, so N concurrent callers pay one commit (one fsync) between
-    them, and the callers' only thread hop is this one. A work that raises is rolled back to its
+    """Group commit: a thread (``db.committers`` of them) runs the works queued while it committed
+    its previous group, in one transaction, each in a savepoint, so N concurrent callers pay one
+    commit (one fsync) between them, and the callers' only thread hop is this one. A work that raises is rolled back to its
     savepoint and answered with its exception; the others commit. Nobody is answered before the
     commit returns: a process killed before then acknowledged nothing, and what it acknowledged
     is durable. A failed commit answers every work of the group with its error (for a lost
-    database :class:`StorageUnavailable`, a 503 the clients retry; every write is idempotent)."""
+    database :class:`StorageUnavailable`: a 503 with Retry-After, and a work run again after a
+    commit whose outcome was lost finds what it wrote, as every write of the servers does)."""
 
     LIMIT = 48
     """Works in one transaction at most: a bound on how long the first of them waits, and below
@@ -335,8 +343,10 @@ class GroupCommit:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._queue: queue.SimpleQueue[_Work[Any] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="evb-group-commit", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._serve, name="evb-group-commit", daemon=True)
+                         for _ in range(db.committers)]
+        for thread in self._threads:
+            thread.start()
 
     async def run(self, work: Callable[[Tx], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -345,8 +355,10 @@ class GroupCommit:
         return await future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(10)
+        for _ in self._threads:
+            self._queue.put(None)  # one stop for each thread
+        for thread in self._threads:
+            thread.join(10)
 
     def _serve(self) -> None:
         while (first := self._queue.get()) is not None:
