@@ -9,14 +9,13 @@ caps Ne when the card has no extended length; :class:`ReissueProcessor` answers 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Protocol
 
 from apdu import CommandApdu, ResponseApdu, split_chain
 from apdu.atr import capabilities
 from apdu.command import SHORT_MAX_NC, SHORT_MAX_NE
-from apdu.keys import INS_EXPORT_KEY, INS_IMPORT_KEY, INS_IMPORT_SHARE, INS_SPLIT_KEY
-from apdu.rekey import INS_REPLACE_KEY
 from apdu.wallet import INS_CHANGE_REFERENCE_DATA, INS_GET_RESPONSE, INS_PERSONALIZE, INS_VERIFY, get_response
 
 from .transport import Transport, TransportError
@@ -25,12 +24,6 @@ log = logging.getLogger("evb.apdu")
 TRACE = 5  # below DEBUG: APDU traffic is noisy and only wanted on purpose
 logging.addLevelName(TRACE, "TRACE")
 
-# commands whose data is secret: PIN blocks, key material sealed for this card, a key share (a
-# recovery code when unsealed)
-SECRET_INS = {INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_IMPORT_KEY, INS_IMPORT_SHARE,
-              INS_REPLACE_KEY}
-# commands whose answer is secret: the recovery codes among the shares, the sealed key material
-SECRET_ANSWER_INS = {INS_SPLIT_KEY, INS_EXPORT_KEY}
 MAX_GET_RESPONSE = 1024  # a card that keeps answering 61xx is broken, not generous
 
 
@@ -47,6 +40,20 @@ class RawProcessor:
         return ResponseApdu(data, sw)
 
 
+@functools.cache
+def secret_commands() -> tuple[frozenset[int], frozenset[int]]:
+    """The commands whose data is secret (PIN blocks, key material sealed for this card, a key
+    share: a recovery code when unsealed), and those whose answer is (the recovery codes among the
+    shares, the sealed key material). Made when a trace is first written: the key commands' codecs
+    cost a command that traces nothing more than its work."""
+    from apdu.keys import INS_EXPORT_KEY, INS_IMPORT_KEY, INS_IMPORT_SHARE, INS_SPLIT_KEY
+    from apdu.rekey import INS_REPLACE_KEY
+
+    return (frozenset({INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_PERSONALIZE, INS_IMPORT_KEY, INS_IMPORT_SHARE,
+                       INS_REPLACE_KEY}),
+            frozenset({INS_SPLIT_KEY, INS_EXPORT_KEY}))
+
+
 class TraceProcessor:
     """Hex of every APDU at the TRACE level, secret data replaced by AA bytes of the same length.
 
@@ -55,20 +62,24 @@ class TraceProcessor:
 
     def __init__(self, inner: ApduProcessor) -> None:
         self.inner = inner
-        self._secret_answer = False
+        self._secret_answer: bool | None = False  # None: not known (sent untraced), so redacted
 
     def send_apdu(self, command: CommandApdu) -> ResponseApdu:
+        if not log.isEnabledFor(TRACE):
+            if command.ins != INS_GET_RESPONSE:
+                self._secret_answer = None  # a trace turned on before the rest of this answer hides it
+            return self.inner.send_apdu(command)
+        secret_data, secret_answer = secret_commands()
         if command.ins != INS_GET_RESPONSE:
-            self._secret_answer = command.ins in SECRET_ANSWER_INS
-        if log.isEnabledFor(TRACE):
-            shown = command.to_bytes()
-            if command.ins in SECRET_INS and command.data:
-                shown = shown[:5] + b"\xaa" * len(command.data)
-            log.log(TRACE, "> %s", shown.hex(" ").upper())
+            self._secret_answer = command.ins in secret_answer
+        shown = command.to_bytes()
+        if command.ins in secret_data and command.data:
+            shown = shown[:5] + b"\xaa" * len(command.data)
+        log.log(TRACE, "> %s", shown.hex(" ").upper())
         response = self.inner.send_apdu(command)
         if log.isEnabledFor(TRACE):
             shown = bytes(response)
-            if self._secret_answer and response.data:
+            if self._secret_answer is not False and response.data:
                 shown = b"\xaa" * len(response.data) + shown[-2:]
             log.log(TRACE, "< %s", shown.hex(" ").upper())
         return response

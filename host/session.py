@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import secrets
 from datetime import date
+from typing import TYPE_CHECKING
 
 from apdu import SW, ApduError, CommandApdu, InvalidPinError, PinBlockedError, error_for
-from apdu import backup as b
-from apdu import keys as k
-from apdu import rekey as rk
-from apdu import rotation as r
-from apdu import triggers as t
 from apdu import wallet as w
-from apdu.certificate import DigestField
 from apdu.command import EXTENDED_MAX_NE
 from apdu.records import ValueRecord
 
+from .deferred import deferred
 from .processors import ApduProcessor, build_stack
 from .transport import Transport, TransportError
+
+if TYPE_CHECKING:
+    from apdu import backup as b
+    from apdu import keys as k
+    from apdu import rekey as rk
+    from apdu import rotation as r
+    from apdu import triggers as t
+    from apdu.certificate import DigestField
+else:  # run by the first command that speaks them: reading a card's state needs none
+    b, k, rk, r, t = map(deferred, ("apdu.backup", "apdu.keys", "apdu.rekey", "apdu.rotation", "apdu.triggers"))
 
 
 class ValueRefusedError(ApduError):
@@ -238,8 +244,9 @@ class WalletSession:
 
     # --- the key store (apdu.keys) -----------------------------------------------------------
 
-    def generate_key(self, mode: k.KeyMode = k.KeyMode.PUBLIC) -> k.KeyInfo:
-        return k.KeyInfo.from_bytes(self._send(k.generate_key(mode)))
+    def generate_key(self, mode: k.KeyMode | None = None) -> k.KeyInfo:
+        """``mode`` PUBLIC when not given (a default read at the call: apdu.keys is deferred)."""
+        return k.KeyInfo.from_bytes(self._send(k.generate_key(k.KeyMode.PUBLIC if mode is None else mode)))
 
     def key_info(self, next_key: bool = False) -> k.KeyInfo:
         """The card's key, or the next one of a rotation under way (mode NONE if none)."""

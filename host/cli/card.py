@@ -30,7 +30,7 @@ from .options import (
     wallet,
     with_wallet,
 )
-from .render import console, info_table, listing_table, memory_map_view, print_json, record_table
+from .render import console, info_table, listing_table, memory_map_view, print_json, print_sheet, record_table
 from .secrets import secret_option
 from .shortage import day, decider, policy_for, shortage_options
 
@@ -137,7 +137,7 @@ def attested(session: WalletSession) -> bool:
 def info(session: WalletSession, as_json: bool) -> None:
     """Card ID, memory and PIN state."""
     data = session.info()
-    print_json(data) if as_json else console.print(info_table(data))
+    print_json(data) if as_json else print_sheet(info_table(data))
 
 
 @card.command("list")
@@ -170,7 +170,7 @@ def list_(
         expiring_within=expiring_within,
     )
     entries = session.list(flt)
-    print_json(entries) if as_json else console.print(listing_table(entries))
+    print_json(entries) if as_json else print_sheet(listing_table(entries))
 
 
 @card.command()
@@ -180,7 +180,7 @@ def list_(
 def show(session: WalletSession, value_id: int, as_json: bool) -> None:
     """Show one value in full."""
     record = session.read(value_id)
-    print_json(record) if as_json else console.print(record_table(record))
+    print_json(record) if as_json else print_sheet(record_table(record))
 
 
 @card.command()

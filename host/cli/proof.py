@@ -10,14 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..idcard import IdCardSession
 from .errors import CliFail
-from .idcard import optional_id_card
 from .secrets import secret_option
+
+if TYPE_CHECKING:  # the ID card's commands load the issuer's crypto: imported when a proof is gathered
+    from ..idcard import IdCardSession
 
 
 def ask_password(value: str | None, confirm: bool = False, label: str = "Password",
@@ -84,6 +85,8 @@ def gathered(proof: ProofOptions) -> Iterator[tuple[str | None, IdCardSession | 
     gathers them."""
     source = f"pass {proof.password_option}-file FILE or set EVB_PASSWORD"
     secret = None if proof.no_password else ask_password(proof.password, source=source)
+    from .idcard import optional_id_card
+
     with optional_id_card(proof.id_image, proof.id_reader) as card:
         if card is not None and proof.id_pin is not None:
             card.verify_pin(proof.id_pin)

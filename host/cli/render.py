@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -16,7 +18,7 @@ from apdu.records import ValueFlags, ValueRecord
 
 from .lazy import lazy, made
 
-if TYPE_CHECKING:  # rich is imported when something is printed: not for --help, --json or a failure
+if TYPE_CHECKING:  # rich is imported when a terminal is printed to: not for --help, --json, a pipe or a failure
     from rich.console import Console, Group
     from rich.table import Table
 
@@ -81,42 +83,115 @@ def flags_text(flags: ValueFlags) -> str:
     return ", ".join(str(f.name).lower().replace("_", "-") for f in ValueFlags if f and f in flags)
 
 
-def listing_table(entries: list[w.ListEntry], title: str = "Values on the card") -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("ID", justify="right")
-    table.add_column("Type")
-    table.add_column("Name")
-    table.add_column("Valid to")
-    table.add_column("Size", justify="right")
-    table.add_column("Flags")
-    for e in entries:
-        table.add_row(
-            str(e.id),
-            e.type.name.lower(),
-            e.name,
-            e.valid_to.isoformat() if e.valid_to else "unlimited",
-            f"{e.size} B",
-            flags_text(e.flags),
-        )
-    if not entries:
-        table.caption = "(none)"
-    return table
+# --- tables: rich on a terminal, drawn here for a pipe ------------------------------------------
 
 
-def record_table(r: ValueRecord) -> Table:
-    from rich.table import Table
+@dataclasses.dataclass(frozen=True)
+class Sheet:
+    """A table as data. On a terminal rich draws it; in a pipe or a file :meth:`text` draws the box
+    rich would draw there (no colour, nothing wrapped), because importing rich costs a card command
+    more than its work (``evb bench startup``). tests/host/test_render.py holds the two to the same
+    text. Cells are text as given: no markup, no emoji codes (a value's name is the user's)."""
 
-    table = Table(show_header=False, title=f"Value {r.id}: {r.name}", title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    right: frozenset[int] = frozenset()  # the columns justified right
+    header: bool = True  # False: a two-column sheet of fields, their names in bold
+    caption: str = ""
+
+    def rich(self) -> Table:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(show_header=self.header, title=self.title, title_justify="left", caption=self.caption or None)
+        for i, name in enumerate(self.columns):
+            table.add_column(name, justify="right" if i in self.right else "left",
+                             style="bold" if i == 0 and not self.header else None)
+        for row in self.rows:
+            table.add_row(*(Text(cell) for cell in row))
+        return table
+
+    def text(self) -> str:
+        """rich's default box (heavy head; square without a header), one space of padding."""
+        lines = [*self.rows, self.columns] if self.header else list(self.rows)
+        widths = [max((cell_width(row[i]) for row in lines), default=0) for i in range(len(self.columns))]
+
+        def rule(left: str, fill: str, cross: str, right: str) -> str:
+            return left + cross.join(fill * (w + 2) for w in widths) + right
+
+        def row(cells: tuple[str, ...], bar: str) -> str:
+            padded = (" " * (w - cell_width(c)) + c if i in self.right else c + " " * (w - cell_width(c))
+                      for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+            return bar + bar.join(f" {c} " for c in padded) + bar
+
+        out = [self.title] if self.title else []
+        if self.header:
+            out += [rule("┏", "━", "┳", "┓"), row(self.columns, "┃"), rule("┡", "━", "╇", "┩")]
+        else:
+            out.append(rule("┌", "─", "┬", "┐"))
+        out += [row(r, "│") for r in self.rows]
+        out.append(rule("└", "─", "┴", "┘"))
+        return "\n".join([*out, self.caption] if self.caption else out)
+
+
+def cell_width(text: str) -> int:
+    """Terminal cells ``text`` takes: two for a wide (East Asian) character, none for a combining one."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def is_terminal() -> bool:
+    """rich's test (``Console.is_terminal``), without importing rich: TTY_COMPATIBLE, then
+    FORCE_COLOR, then whether stdout is a terminal."""
+    tty = os.environ.get("TTY_COMPATIBLE", "")
+    if tty in ("0", "1"):
+        return tty == "1"
+    if "FORCE_COLOR" in os.environ:
+        return os.environ["FORCE_COLOR"] != ""
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # closed (the end of a test run)
+        return False
+
+
+def plain_stream() -> bool:
+    """Whether rich would print to stdout unwrapped and without colour: a pipe or a file, no
+    COLUMNS, UTF-8 (elsewhere rich draws an ASCII box). Then we print without rich."""
+    return not (is_terminal() or "COLUMNS" in os.environ or not (sys.stdout.encoding or "").lower().startswith("utf"))
+
+
+def print_sheet(sheet: Sheet) -> None:
+    print(sheet.text()) if plain_stream() else console.print(sheet.rich())
+
+
+def say(line: str) -> None:
+    """A line for people, as it is (no markup: a value's name is the user's), printed by rich only
+    on a terminal (see :func:`plain_stream`)."""
+    if plain_stream():
+        print(line)
+    else:
+        from rich.text import Text
+
+        console.print(Text(line))
+
+
+def listing_table(entries: list[w.ListEntry], title: str = "Values on the card") -> Sheet:
+    rows = tuple(
+        (str(e.id), e.type.name.lower(), e.name, e.valid_to.isoformat() if e.valid_to else "unlimited", f"{e.size} B",
+         flags_text(e.flags))
+        for e in entries)
+    return Sheet(title, ("ID", "Type", "Name", "Valid to", "Size", "Flags"), rows, right=frozenset({0, 4}),
+                 caption="" if entries else "(none)")
+
+
+def record_table(r: ValueRecord) -> Sheet:
     validity = (
         f"{r.valid_from.isoformat() if r.valid_from else '…'} .. {r.valid_to.isoformat() if r.valid_to else '…'}"
         if r.valid_from or r.valid_to
         else "unlimited"
     )
-    rows = [
+    rows = (
         ("Type", r.type.name.lower()),
         ("Issuer", r.issuer or "-"),
         ("Quantity", str(r.quantity)),
@@ -129,19 +204,12 @@ def record_table(r: ValueRecord) -> Table:
         ("Remarks", r.remarks or "-"),
         ("Payload", f"{len(r.payload)} bytes" if r.payload else "-"),
         ("Flags", flags_text(r.flags) or "-"),
-    ]
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
+    )
+    return Sheet(f"Value {r.id}: {r.name}", ("", ""), rows, header=False)
 
 
-def info_table(info: w.CardInfo) -> Table:
-    from rich.table import Table
-
-    table = Table(show_header=False, title="Card", title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for k, v in [
+def info_table(info: w.CardInfo) -> Sheet:
+    rows = (
         ("Card ID", info.card_id.hex().upper()),
         ("Version", f"{info.version[0]}.{info.version[1]}"),
         ("State", info.life_cycle.name.lower()),
@@ -150,9 +218,8 @@ def info_table(info: w.CardInfo) -> Table:
         ("Values", str(info.value_count)),
         ("Certificates", str(info.certificate_count)),
         ("PIN", f"{info.pin_tries_remaining} of {info.pin_max_tries} tries left"),
-    ]:
-        table.add_row(k, v)
-    return table
+    )
+    return Sheet("Card", ("", ""), rows, header=False)
 
 
 class ConsoleReporter:
@@ -166,13 +233,13 @@ class ConsoleReporter:
         console.print(f"\n[bold cyan]{self._n}. {title}[/]")
 
     def listing(self, entries: list[w.ListEntry]) -> None:
-        console.print(listing_table(entries, title=""))
+        print_sheet(listing_table(entries, title=""))
 
     def record(self, record: ValueRecord) -> None:
-        console.print(record_table(record))
+        print_sheet(record_table(record))
 
     def info(self, info: w.CardInfo) -> None:
-        console.print(info_table(info))
+        print_sheet(info_table(info))
 
     def note(self, text: str) -> None:
         console.print(f"   {text}")

@@ -10,21 +10,29 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from apdu.triggers import ShortagePolicy
-
 from .options import today_option, vault_option
 
 if TYPE_CHECKING:  # the shortage flow is imported when a card runs short, not with every command
     from rich.table import Table
 
+    from apdu.triggers import ShortagePolicy
+
     from ..session import WalletSession
     from ..triggers import Choice, Decide, Shortage, VaultLink
 
-POLICIES = {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}
+ON_SHORTAGE = ("abort", "auto", "ask")  # the policies --on-shortage names (besides the card's own)
+
+
+def policy_named(name: str) -> ShortagePolicy:
+    """The policy ``name`` (one of :data:`ON_SHORTAGE`) stands for. The triggers' codecs are
+    imported here, when a policy is used: every card command takes the option."""
+    from apdu.triggers import ShortagePolicy
+
+    return {"abort": ShortagePolicy.ABORT, "auto": ShortagePolicy.AUTOMATIC, "ask": ShortagePolicy.ASK}[name]
 
 
 on_shortage_option = click.option(
-    "--on-shortage", type=click.Choice(["card", *POLICIES]), default="card", show_default=True,
+    "--on-shortage", type=click.Choice(["card", *ON_SHORTAGE]), default="card", show_default=True,
     help="When the card is full: the card's policy, abort, back up automatically by the card's conditions, or ask.")
 
 
@@ -50,7 +58,7 @@ def day(today: datetime | None) -> date:
 
 
 def policy_for(session: WalletSession, on_shortage: str) -> ShortagePolicy:
-    return session.triggers().policy if on_shortage == "card" else POLICIES[on_shortage]
+    return session.triggers().policy if on_shortage == "card" else policy_named(on_shortage)
 
 
 def gains_table(shortage: Shortage) -> Table:

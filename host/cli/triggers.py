@@ -19,9 +19,10 @@ from .errors import CliFail
 from .lazy import made
 from .net import vault_link
 from .options import json_option, pin_option, today_option, unlock, vault_option, with_wallet
-from .render import console, listing_table, print_json
-from .shortage import POLICIES, day
+from .render import console, listing_table, print_json, print_sheet
+from .shortage import ON_SHORTAGE, day, policy_named
 
+POLICIES = {name: policy_named(name) for name in ON_SHORTAGE}
 POLICY_NAMES = {v: k for k, v in POLICIES.items()}
 
 
@@ -109,7 +110,7 @@ def check(session: WalletSession, today: datetime | None, as_json: bool) -> None
     if as_json:
         print_json(entries)
         return
-    console.print(listing_table(entries, title=f"Selected for backup on {day(today).isoformat()}"))
+    print_sheet(listing_table(entries, title=f"Selected for backup on {day(today).isoformat()}"))
 
 
 def report(run: AutoRun, as_json: bool) -> None:

@@ -29,7 +29,7 @@ from .errors import CliFail
 from .net import vault_client, vault_link
 from .options import json_option, keymgr_option, pin_option, unlock, vault_option, with_wallet
 from .proof import ProofOptions, proof_options
-from .render import console, listing_table, print_json
+from .render import console, is_terminal, listing_table, print_json, print_sheet, say
 from .shortage import room_maker, shortage_options
 
 
@@ -68,7 +68,7 @@ def run_with_progress(ids: list[int], run: Steps, what: str, as_json: bool,
     """Run the steps for ``ids`` (told how to advance the bar), then ``then`` (the vault's
     clean-up, answering how many registrations it released), and print both: a release is said,
     never silent."""
-    if len(ids) > 3 and not as_json and console.is_terminal:  # a bar is for a terminal: in a pipe, no import
+    if len(ids) > 3 and not as_json and is_terminal():  # a bar is for a terminal: in a pipe, no import
         from rich.progress import Progress
 
         with Progress(console=console, transient=True) as progress:
@@ -90,14 +90,17 @@ def run_with_progress(ids: list[int], run: Steps, what: str, as_json: bool,
         print_json(out)
     else:
         for o in done:
-            console.print(f"{o.value_id:>5}  {o.name}: {o.action}")
-        for i, e in failed:
-            console.print(f"{i:>5}  [red]failed[/red]: {e}")
+            say(f"{o.value_id:>5}  {o.name}: {o.action}")
+        if len(ids) > 1:  # one value asked: the error line below says it
+            for i, e in failed:
+                console.print(f"{i:>5}  [red]failed[/red]: {e}")
         if released:
             console.print(released_note(released))
     if cleanup_error is not None:
         raise cleanup_error
     if failed:
+        if len(ids) == 1:
+            raise CliFail(failed[0][1])
         raise CliFail(f"{len(failed)} of {len(ids)} values failed" + (f": {failed[0][1]}" if len(failed) == 1 else ""))
 
 
@@ -167,7 +170,7 @@ def certs(session: WalletSession, as_json: bool) -> None:
     if as_json:
         print_json(entries)
     else:
-        console.print(listing_table(entries, title="Certificates"))
+        print_sheet(listing_table(entries, title="Certificates"))
 
 
 def released_note(count: int) -> str:

@@ -1,8 +1,9 @@
 """The one seam between protocol code and a card: ``send_and_receive(apdu) -> (data, sw)``.
 
-Every connection is a pyscard ``CardConnection`` underneath (a PC/SC reader, or
-:class:`~host.transport.inprocess.InProcessCardConnection` driving a simulated card), wrapped
-by :class:`PyscardTransport`. Protocol code above never imports pyscard.
+A PC/SC reader is a pyscard ``CardConnection`` wrapped by
+:class:`~host.transport.pyscard.PyscardTransport`; a simulated card in this process is driven
+directly by :class:`~host.transport.inprocess.InProcessTransport`, without pyscard. Protocol
+code above never imports pyscard.
 """
 
 from __future__ import annotations

@@ -134,3 +134,16 @@ def test_trace_redacts_a_secret_answer_through_get_response(caplog: pytest.LogCa
     flat = caplog.text.replace(" ", "")
     assert not any(share[i:i + 4].hex().upper() in flat for i in range(len(share) - 3))
     assert "< AA AA" in caplog.text and "< 12 34 90 00" in caplog.text
+
+
+def test_a_trace_turned_on_mid_answer_hides_the_rest_of_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Untraced, the trace knows no command's name (their codecs load on first trace): an answer
+    whose command went untraced stays hidden when a trace starts before its GET RESPONSE."""
+    share = bytes(range(0x30, 0x51))
+    script = Scripted([ResponseApdu(share[:20], 0x610D), ResponseApdu(share[20:], 0x9000)])
+    trace = TraceProcessor(script)
+    first = trace.send_apdu(CommandApdu(0x80, 0x6C, 2, 3, ne=256))  # SPLIT KEY, not traced
+    with caplog.at_level(TRACE, logger="evb.apdu"):
+        rest = trace.send_apdu(CommandApdu(0x80, 0xC0, 0, 0, ne=first.sw & 0xFF))
+    assert rest.data == share[20:]
+    assert share[20:24].hex(" ").upper() not in caplog.text and "< AA AA" in caplog.text
