@@ -13,10 +13,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPBearer
 
 from .wire import ApiError
 
@@ -64,17 +64,23 @@ class Sessions(Generic[S]):
         return found
 
 
-_bearer = HTTPBearer(auto_error=False, description="the token from POST /v1/sessions")
+class _Bearer(HTTPBearer):
+    """HTTPBearer (the API's documented security scheme) answering the token itself, or a 401
+    with the route's message: one dependency where a function over HTTPBearer made two, and each
+    level of FastAPI's dependency solving cost about 0.08 ms of CPU a request."""
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__(auto_error=False, description="the token from POST /v1/sessions", scheme_name="HTTPBearer")
+        self.refusal = refusal
+
+    async def __call__(self, request: Request) -> str:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        if credentials is None or not credentials.credentials:
+            raise ApiError(401, self.refusal)
+        return credentials.credentials
 
 
 def bearer(refusal: str) -> Callable[..., Awaitable[str]]:
     """A dependency answering the request's bearer token (documented as the API's security
-    scheme), or a 401 with ``refusal``."""
-
-    async def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-        """Async: a sync dependency costs a thread hop per request."""
-        if credentials is None or not credentials.credentials:
-            raise ApiError(401, refusal)
-        return credentials.credentials
-
-    return token
+    scheme), or a 401 with ``refusal``. Async: a sync dependency costs a thread hop per request."""
+    return _Bearer(refusal)

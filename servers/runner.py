@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,12 +48,65 @@ _TIMED_OUT = _closing_answer("408 Request Timeout", "the request line and header
 _TOO_LARGE = _closing_answer("431 Request Header Fields Too Large", "the request line and headers are too large")
 
 
+class Coalescing(asyncio.Transport):
+    """A connection's transport whose writes of one event-loop turn go out as one: uvicorn writes
+    an answer's head and its body separately, which over TLS made two records, two ``send``
+    calls and two wake-ups of the client, a third of the server's CPU for a small answer."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport, self._loop, self._pending = transport, loop, bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending += data
+
+    def _flush(self) -> None:
+        if self._pending and not self._transport.is_closing():
+            self._transport.write(bytes(self._pending))
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._pending)
+
+
 def header_deadline(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with a deadline and a size cap for each request's line and
     headers. uvicorn has neither: its keep-alive timer stops at the first byte, so a client
     sending its headers a byte at a time (slowloris) held a connection, and a slot under the
     connection limit, for ever; and httptools buffers a header's value whole before handing it
-    over, so one endless header grew the process without limit."""
+    over, so one endless header grew the process without limit. Its writes go out through
+    :class:`Coalescing`."""
 
     class HeaderDeadline(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
@@ -80,7 +134,7 @@ def header_deadline(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> type[H
                 self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(Coalescing(transport, self.loop))
             self._arm()
 
         def data_received(self, data: bytes) -> None:

@@ -13,20 +13,25 @@
 SQL is written once, with ``?`` placeholders and SQLite's type names; :func:`_to_postgres`
 makes the three changes PostgreSQL needs. Schema changes are numbered :class:`Migration` s,
 applied once each, in order, under a lock.
+
+:meth:`Database.grouped` runs a transaction's work together with the others that arrive while
+the previous group commits (group commit, :class:`GroupCommit`): one commit, one fsync, for all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from keyfile import private_dir
@@ -95,8 +100,16 @@ def redact(url: str) -> str:
     return url
 
 
+T = TypeVar("T")
+_STARTING = threading.Lock()
+"""Held while a database makes its committer: two event loops' first calls make one."""
+
+
 class Database:
     dialect: str
+    errors: tuple[type[Exception], ...] = ()  # the driver's own errors: the database failed, not the work
+    committers = 1  # threads committing groups (GroupCommit)
+    _group: GroupCommit | None = None
 
     @classmethod
     def open(cls, url: str, migrations: Sequence[Migration]) -> Database:
@@ -114,6 +127,24 @@ class Database:
 
     def transaction(self) -> Any:  # a context manager yielding a Tx
         raise NotImplementedError
+
+    async def grouped(self, work: Callable[[Tx], T]) -> T:
+        """``work`` in a transaction shared with the works that arrive with it, each in its own
+        savepoint (its exception is its own), answered once the shared commit is durable."""
+        with _STARTING:
+            if self._group is None:
+                self._group = GroupCommit(self)  # a thread only for a server that uses it
+        return await self._group.run(work)
+
+    def conflicted(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the database undoing the transaction to break a deadlock (or a
+        serialization failure): the same work run again succeeds."""
+        return False
+
+    def _stop_group(self) -> None:
+        if self._group is not None:
+            self._group.close()
+            self._group = None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -147,6 +178,7 @@ class _SqliteTx:
 
 class _Sqlite(Database):
     dialect = "sqlite"
+    errors = (sqlite3.Error,)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -184,6 +216,7 @@ class _Sqlite(Database):
         conn.execute("COMMIT")
 
     def close(self) -> None:
+        self._stop_group()
         with self._guard:
             for conn in self._all:
                 conn.close()
@@ -207,12 +240,16 @@ class _PgTx:
 
 class _Postgres(Database):
     dialect = "postgresql"
+    committers = 4
+    """PostgreSQL runs several transactions at once on as many connections: one committer would
+    queue every statement's round trip behind the last (SQLite has one writer anyway)."""
 
     def __init__(self, url: str) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
 
         self.url = url
+        self.errors = (psycopg.Error,)
         try:
             psycopg.connect(url, connect_timeout=5).close()  # fail fast with the server's reason
             self.pool = ConnectionPool(url, min_size=1, max_size=8, open=True, timeout=CHECKOUT_SECONDS)
@@ -252,8 +289,123 @@ class _Postgres(Database):
     def _lock_migrations(self, tx: Tx) -> None:
         tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
 
+    def conflicted(self, exc: BaseException) -> bool:
+        from psycopg.errors import DeadlockDetected, SerializationFailure
+
+        return isinstance(exc, StorageUnavailable) and isinstance(exc.__cause__, DeadlockDetected | SerializationFailure)
+
     def close(self) -> None:
+        self._stop_group()
         self.pool.close()
 
     def describe(self) -> str:
         return f"PostgreSQL {redact(self.url)}"
+
+
+@dataclass(frozen=True)
+class _Work(Generic[T]):
+    """One caller's work, and how to answer it on its own event loop."""
+
+    work: Callable[[Tx], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+    def answer(self, result: T | None = None, error: BaseException | None = None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        except RuntimeError:  # its loop has closed: nobody waits any more
+            pass
+
+
+def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.cancelled():  # the client went away; the work stands, committed or not
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class GroupCommit:
+    """Group commit: a thread (``db.committers`` of them) runs the works queued while it committed
+    its previous group, in one transaction, each in a savepoint, so N concurrent callers pay one
+    commit (one fsync) between them, and the callers' only thread hop is this one. A work that raises is rolled back to its
+    savepoint and answered with its exception; the others commit. Nobody is answered before the
+    commit returns: a process killed before then acknowledged nothing, and what it acknowledged
+    is durable. A failed commit answers every work of the group with its error (for a lost
+    database :class:`StorageUnavailable`: a 503 with Retry-After, and a work run again after a
+    commit whose outcome was lost finds what it wrote, as every write of the servers does)."""
+
+    LIMIT = 48
+    """Works in one transaction at most: a bound on how long the first of them waits, and below
+    the 64 subtransactions PostgreSQL keeps per transaction before every snapshot slows down."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: queue.SimpleQueue[_Work[Any] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, name="evb-group-commit", daemon=True)
+                         for _ in range(db.committers)]
+        for thread in self._threads:
+            thread.start()
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Work(work, loop, future))
+        return await future
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)  # one stop for each thread
+        for thread in self._threads:
+            thread.join(10)
+
+    def _serve(self) -> None:
+        while (first := self._queue.get()) is not None:
+            group, stop = [first], False
+            while len(group) < self.LIMIT and not self._queue.empty():
+                item = self._queue.get()
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit(group)
+            if stop:
+                return
+
+    def _commit(self, group: list[_Work[Any]], retry: bool = True) -> None:
+        """``retry``: once more after a deadlock, which groups make possible between replicas (a
+        group locks its cards' rows in the order its works came, another replica's in another);
+        PostgreSQL undoes one of the two transactions, and the other has gone on by then."""
+        outcomes: list[tuple[object, BaseException | None]] = []
+        try:
+            with self.db.transaction() as tx:
+                if len(group) == 1:  # alone: the transaction is its savepoint
+                    outcomes.append((group[0].work(tx), None))
+                else:
+                    outcomes += [_in_savepoint(tx, w.work, self.db.errors) for w in group]
+        except Exception as exc:  # nothing of the group committed (or, StorageUnavailable, maybe all)
+            if retry and self.db.conflicted(exc):
+                self._commit(group, retry=False)
+                return
+            for w in group:
+                w.answer(error=exc)
+            return
+        for w, (result, error) in zip(group, outcomes, strict=True):
+            w.answer(result, error)
+
+
+def _in_savepoint(tx: Tx, work: Callable[[Tx], T],
+                  fatal: tuple[type[Exception], ...]) -> tuple[T | None, BaseException | None]:
+    """The work's refusal is its own; an error of the database (``fatal``: a lost connection, a
+    deadlock) fails the group's transaction, as it would have failed the work's own. No RELEASE
+    (a round trip on PostgreSQL): each work's savepoint of the same name nests in the last one,
+    a rollback goes to the newest, and the commit keeps every one not rolled back."""
+    tx.execute("SAVEPOINT grouped")
+    try:
+        return work(tx), None
+    except Exception as exc:
+        if isinstance(exc, fatal):
+            raise
+        tx.execute("ROLLBACK TO SAVEPOINT grouped")
+        return None, exc

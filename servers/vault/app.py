@@ -10,10 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from ..wire import RESPONSES, install_error_handler
 from .routes import key_shares, registrations, rekey, replacements, sessions
 from .service import VaultService
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""The vault reports to no OpenTelemetry provider; left on, FastAPI looks the global providers up
+on every request (0.04 ms of CPU)."""
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -24,7 +29,7 @@ def openapi_schema() -> dict[str, Any]:
 def create_app(service: VaultService | None) -> FastAPI:
     """The HTTP app over ``service`` (None only to describe the API)."""
     app = FastAPI(title="evb vault", version="1", description="Backs up electronic value against certificates.",
-                  responses=RESPONSES)
+                  responses=RESPONSES, telemetry=NO_TELEMETRY)
     install_error_handler(app)
     app.state.service = service
     for resource in (sessions, registrations, key_shares, replacements, rekey):

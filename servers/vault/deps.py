@@ -1,6 +1,7 @@
 """What the vault's routes take besides the body: the service and the bearer token. Every
-dependency is async (a sync one costs a thread hop per request), and a route makes one hop,
-:func:`blocking`, for all its database work, the session's check included."""
+dependency is async (a sync one costs a thread hop per request), and a route makes one hop for
+all its database work, the session's check included: :func:`blocking`, or for registrations the
+group commit's thread (:meth:`servers.storage.Database.grouped`)."""
 
 from __future__ import annotations
 

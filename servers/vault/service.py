@@ -107,10 +107,12 @@ class VaultService:
     def register_all(self, card_id: bytes, submitted: Sequence[Submission]) -> list[Registration]:
         return self.repo.register_values(card_id, int(time.time()), self._preparer(submitted))
 
-    def register_for_session(self, token: str, submitted: Sequence[Submission]) -> list[Registration]:
-        """What the HTTP API does: the session's card and its registrations in one transaction.
-        A batch is all or nothing: one refused value registers none of them."""
-        found = self.repo.register_for_session(token_hash(token), int(time.time()), self._preparer(submitted))
+    async def register_for_session(self, token: str, submitted: Sequence[Submission]) -> list[Registration]:
+        """What the HTTP API does: the session's card and its registrations in one transaction
+        (shared with other requests' registrations, in a savepoint of its own). A batch is all or
+        nothing: one refused value registers none of them."""
+        found = await self.repo.register_for_session(token_hash(token), int(time.time()),
+                                                     self._preparer(submitted))
         if found is None:
             raise VaultError(401, self.sessions.refusal)
         return found

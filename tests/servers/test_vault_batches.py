@@ -4,6 +4,7 @@ registers none, and a registration is one transaction with its session's check."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,9 +134,9 @@ def test_a_registration_and_its_session_check_are_one_transaction(db_url: str, t
     vault.repo.add_session(token_hash(token), card_id, 2**40)
     _, values = values_of(NAMES[:4])
     with counting_transactions(db) as count:
-        vault.register_for_session(token, [vault.plain(values[0])])
+        asyncio.run(vault.register_for_session(token, [vault.plain(values[0])]))
         assert count == [1]
-        vault.register_for_session(token, [vault.plain(v) for v in values])  # a batch too
+        asyncio.run(vault.register_for_session(token, [vault.plain(v) for v in values]))  # a batch too
         assert count == [2]
     assert vault.repo.count() == 4
     db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -133,7 +134,7 @@ def test_two_replicas_racing_one_registration_store_it_once(db_url: str, entry: 
         def prepare(card_id: bytes, key: bytes | None) -> list[NewValue]:
             return [NewValue(bytes(32), b"value", certify)]
 
-        found = r.register_for_session(b"t" * 32, 1, prepare) if entry == "session" else \
+        found = asyncio.run(r.register_for_session(b"t" * 32, 1, prepare)) if entry == "session" else \
             r.register_values(CARD, 1, prepare)
         assert found is not None
         got.extend(found)

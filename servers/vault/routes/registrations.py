@@ -29,15 +29,14 @@ router = APIRouter()
 
 @router.post("/v1/registrations", response_model=RegistrationOut)
 async def register(body: RegistrationRequest, token: Token, service: Service) -> RegistrationOut:
-    submitted = [submission(service, body)]
-    [r] = await blocking(lambda: service.register_for_session(token, submitted))
+    [r] = await service.register_for_session(token, [submission(service, body)])
     return registration_out(r)
 
 
 @router.post("/v1/registration-batches", response_model=RegistrationBatchOut)
 async def register_batch(body: RegistrationBatch, token: Token, service: Service) -> RegistrationBatchOut:
     submitted = [submission(service, r) for r in body.registrations]
-    found = await blocking(lambda: service.register_for_session(token, submitted))
+    found = await service.register_for_session(token, submitted)
     return RegistrationBatchOut(registrations=[registration_out(r) for r in found])
 
 
