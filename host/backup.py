@@ -249,8 +249,15 @@ def restore(session: WalletSession, vault: VaultClient, value_id: int, make_room
     if not _answers(cert, value):
         session.cancel_pending(value_id)
         raise BackupError(f"value {value_id}: the vault's value does not match the certificate")
-    commit_with_room(session, value_id, entry.name, _record_bound(cert, value),
-                     lambda: session.commit_restore(value_id, value), make_room)
+    try:
+        commit_with_room(session, value_id, entry.name, _record_bound(cert, value),
+                         lambda: session.commit_restore(value_id, value), make_room)
+    except ApduError as exc:
+        if cert.mode != Mode.ENCRYPTED or exc.sw != SW.REFERENCE_DATA_NOT_USABLE:
+            raise
+        session.cancel_pending(value_id)  # the certificate stays, for the key manager to restore
+        raise BackupError(f"value {value_id}: the card holds no key that opens it (a lost card's, or "
+                          "one not restored yet); restore it with --via-keymgr") from exc
     release(session, vault, cert.counter, cert.value_hash)
     return Outcome(value_id, entry.name, "restored")
 

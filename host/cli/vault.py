@@ -91,13 +91,16 @@ def run_with_progress(ids: list[int], run: Steps, what: str, as_json: bool,
     else:
         for o in done:
             say(f"{o.value_id:>5}  {o.name}: {o.action}")
-        for i, e in failed:
-            console.print(f"{i:>5}  [red]failed[/red]: {e}")
+        if len(ids) > 1:  # one value asked: the error line below says it
+            for i, e in failed:
+                console.print(f"{i:>5}  [red]failed[/red]: {e}")
         if released:
             console.print(released_note(released))
     if cleanup_error is not None:
         raise cleanup_error
     if failed:
+        if len(ids) == 1:
+            raise CliFail(failed[0][1])
         raise CliFail(f"{len(failed)} of {len(ids)} values failed" + (f": {failed[0][1]}" if len(failed) == 1 else ""))
 
 

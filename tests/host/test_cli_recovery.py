@@ -232,3 +232,31 @@ def test_a_key_the_key_manager_rekeyed_restores_per_value(tmp_path: Path, monkey
         restored = json.loads(ok("key", "restore", "--from-card", card_id, *other, "--pin", PIN, *servers,
                                  "--per-value", "--certificate", certificate, "--json"))
         assert restored["key_id"] == rekeyed["key_id"] and restored["public_key"] == rekeyed["public_key"]
+
+
+def test_plain_restore_of_a_certificate_the_card_has_no_key_for(stocked: Path, tmp_path: Path,  # noqa: F811
+                                                                urls: tuple[str, str]) -> None:
+    """A lost card's encrypted certificates on a new card without its key (never escrowed): a
+    plain ``evb restore`` cannot open them (the card answers 6984), says so in one line with the
+    way that can (--via-keymgr), and leaves the certificate as it was, not pending."""
+    km, vault = urls
+    old, new = ["--card-image", str(stocked)], ["--card-image", str(tmp_path / "new.img")]
+    servers = ["--keymgr", km, "--vault", vault]
+    ok("card", "init", *new, "--pin", PIN)
+    ok("account", "create", "shiro", "--keymgr", km)
+    ok("account", "login", "shiro", "--keymgr", km)
+    ok("key", "init", *old, "--pin", PIN)  # kept on the card alone: nothing escrowed
+    old_id = json.loads(ok("card", "info", *old, "--json"))["card_id"]
+    ok("account", "enrol-card", *old, "--pin", PIN, "--keymgr", km)
+    ok("backup", "1", *old, "--pin", PIN, "--vault", vault)
+    ok("card", "lost", old_id, *servers)
+    r = evb("recover", "--from-card", old_id, *new, "--pin", PIN, *servers, "--json")
+    assert r.exit_code == 1, r.output  # the value not restored, said per value
+    result = json.loads(r.output[r.output.index("{"):])
+    assert result["imported"] == 1 and result["restored"] == [] and "--via-keymgr" in result["failed"][0]["error"]
+    value_id = result["failed"][0]["id"]
+    r = evb("restore", str(value_id), *new, "--pin", PIN, "--vault", vault)
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert "no key" in r.output and "--via-keymgr" in r.output and "6984" not in r.output
+    [entry] = json.loads(ok("card", "list", *new, "--json"))
+    assert entry["flags"] == ["certificate"], entry  # the certificate stays, not left pending

@@ -137,6 +137,40 @@ def test_a_short_command_with_255_data_bytes_and_le(applet: AppletTransport) -> 
                       "80160000FF" + junk, "80160000FF" + record + "00", bytes(w.list_values()).hex()])
 
 
+# Bytes that are no command APDU: the Python card's OS answers 6700 (apdu.command.ApduFormatError)
+# and jCardSim throws out of transmitCommand, which ended the harness's JVM; the harness now
+# answers as the card does, and ends the chain and the answer waiting as card/card.py does
+MALFORMED = [
+    "8010000005010203",            # Lc 5, three data bytes
+    "80100000020102030405",        # Lc 2, five bytes after it
+    "801000000201020304",          # Lc 2, Le, one byte more
+    "8010000000AA",                # Lc 0 with a data byte (six bytes: jCardSim's own failure)
+    "80100000000000AA",            # extended Lc 0 with data
+    "801000000000030102",          # extended Lc 3, two data bytes
+    "80100000000003010203AA",      # extended Lc 3, one byte after the data (no Le is one byte)
+    "80100000000003010203AABBCC",  # extended Lc 3, three bytes after it
+    "8010000000000301",            # extended Lc 3, one data byte
+    "8010000000012C" + "00" * 255,  # extended Lc 300, 255 bytes
+    "80100000FF" + "00" * 254,     # short Lc 255, 254 bytes
+    "801000", "8010", "80",        # no whole header
+]
+STORE = bytes(w.store_value(ValueRecord(ValueType.COUPON, "c").body())).hex()[:-2]  # without its Le
+
+
+def test_malformed_apdus(applet: AppletTransport) -> None:
+    run_both(applet, [*MALFORMED, CARD_INFO, PERSONALIZE, *MALFORMED, CARD_INFO])
+
+
+def test_malformed_apdus_end_a_chain_and_a_waiting_answer(applet: AppletTransport) -> None:
+    """Half a PIN block chained, a malformed APDU, the other half: the chain ended, so the last
+    link is a VERIFY of half a block (6A80), not of the PIN; an answer waiting (STORE VALUE with
+    Le 1: 6101) is not there for GET RESPONSE after one (6985)."""
+    half = pin("1234")[:8], pin("1234")[8:]
+    run_both(applet, [PERSONALIZE, "1020008104" + half[0], "8010000005010203", "0020008104" + half[1],
+                      "00200081", "0020008108" + pin("1234"), STORE + "01", "80", "80C0000001",
+                      STORE + "01", "80C0000001", CARD_INFO])
+
+
 def test_card_id_is_random_per_card(applet: AppletTransport) -> None:
     ids = set()
     for _ in range(3):

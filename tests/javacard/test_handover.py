@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from apdu import backup as b
 from apdu import tlv
 from apdu.certificate import Certificate, make_digest, value_hash
+from apdu.command import CommandApdu
 from apdu.signature import canonical
 from host import factors
 from host.backup import connect, release_unneeded, restore
@@ -52,7 +53,7 @@ from .test_backup import (
 )
 from .test_differential import CARD_INFO, PERSONALIZE, POWER_CYCLE, SELECT
 from .test_identity import OTHER_PUB, VAULT, VERIFY, Card, Step, run_pair
-from .test_values import COUPON, LIST_ALL, MOVIE, PREPAID, bare, command, delete, read, store
+from .test_values import COUPON, LIST_ALL, MOVIE, PREPAID, bare, delete, read, store
 
 if not os.environ.get("JC_HOME"):
     pytest.skip(NO_KIT, allow_module_level=True)
@@ -96,9 +97,10 @@ def handover(sequence: int, cert: bytes | Callable[[Card], bytes] | None = None,
             h = b.Handover(sequence, c)
             card.made[recipe] = b.Handover(sequence, c, sign(signer, h.signed_part(target or card.identity))).to_bytes()
         data = raw(card.made[recipe]) if raw else card.made[recipe]
-        if len(data) == 255:  # extended: jCardSim's short APDU buffer (260 bytes) has no room for Le
-            return f"804E000000{len(data):04X}{data.hex().upper()}0000"
-        return command("804E0000", data.hex().upper(), "00")
+        # as the host encodes it (apdu.backup.import_certificate): short up to 255 bytes (the
+        # refusals send 254, 255 and 256), Le 2
+        apdu = CommandApdu(b.CLA_PROPRIETARY, b.INS_IMPORT_CERTIFICATE, 0, 0, data, ne=2)
+        return bytes(apdu).hex().upper()
     return make
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,11 +66,14 @@ class Lost:
     a: SimulatedCard
 
 
-def lose_a_card(world: World, encrypted: bool, per_value: bool = False) -> Lost:
-    """Owner with card A: values 1 and 2 backed up, 3 backed up and kept, 4 never backed up."""
+def lose_a_card(world: World, encrypted: bool, per_value: bool = False,
+                value_names: Sequence[str] = ()) -> Lost:
+    """Owner with card A: values 1 and 2 backed up, 3 backed up and kept, 4 never backed up;
+    each named after its owner, or as ``value_names`` has it (its sizes then fixed)."""
     name = next(names)
     card, a = personalized()
-    bodies = [a.read(a.store(replace(r, name=f"{r.name} of {name}"))).body() for r in FIG15]
+    renamed = [*value_names, *(f"{r.name} of {name}" for r in FIG15[len(value_names):])]
+    bodies = [a.read(a.store(replace(r, name=n))).body() for r, n in zip(FIG15, renamed, strict=True)]
     with KeyManagerClient(world.keymgr_url) as km, VaultClient(world.vault_url) as vault:
         km.create_account(name, PASSWORD)
         factors.login(km, name, PASSWORD)

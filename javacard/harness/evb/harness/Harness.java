@@ -20,7 +20,8 @@ import javacard.framework.Applet;
  *
  * One request a line on stdin, one answer a line on stdout:
  *   hex APDU      -> hex response (data then SW1 SW2); "TORN" when the armed power cut fell in it
- *                    (the card is then off: "MUTE" to every APDU until RESET)
+ *                    (the card is then off: "MUTE" to every APDU until RESET); 6700 for bytes that
+ *                    are no command APDU (an empty one cannot be sent: blank lines are skipped)
  *   RESET         -> the card loses power and comes back (RAM cleared, EEPROM kept): "OK"
  *   ATR           -> the simulator's ATR in hex
  *   NEW           -> a new card: every applet deleted, the applet installed afresh: "OK"
@@ -123,14 +124,13 @@ public final class Harness {
         if (!powered) {
             return "MUTE";
         }
-        byte[] response;
-        try {
-            response = simulator.transmitCommand(apdu);
-        } catch (ArrayIndexOutOfBoundsException e) {
-            // jCardSim cannot parse it (a 6-byte APDU, say: header, 00, one byte): malformed, as the
-            // Python card answers it; the applet never saw it
-            response = new byte[] {0x67, 0x00};
+        if (!wellFormed(apdu)) {
+            // jCardSim throws out of transmitCommand for these (the JVM would end); the card's OS
+            // answers 6700 before any applet runs, and the chain or the answer waiting ends
+            endWaitAndChain();
+            return "6700";
         }
+        byte[] response = simulator.transmitCommand(apdu);
         Memory.endOfCommand();  // a transaction process() left open is aborted
         if (Memory.torn()) {
             // the recovery a card runs at its next power-on, done now so the image holds its result
@@ -142,6 +142,44 @@ public final class Harness {
         }
         save();
         return toHex(response);
+    }
+
+    /**
+     * Whether the bytes are a command APDU of one of ISO 7816-3's cases, short or extended, as
+     * apdu/command.py's CommandApdu.from_bytes parses them (card/card.py answers 6700 otherwise):
+     * a header, then nothing, Le, Lc and exactly Lc bytes, or those and Le; an extended Lc is
+     * never 0.
+     */
+    static boolean wellFormed(byte[] apdu) {
+        int n = apdu.length - 4;
+        if (n < 0) {
+            return false;
+        }
+        if (n <= 1) {
+            return true;
+        }
+        int lc = apdu[4] & 0xFF;
+        if (lc != 0) {
+            return n == 1 + lc || n == 2 + lc;
+        }
+        if (n == 3) {
+            return true;  // an extended Le alone
+        }
+        int extended = n > 3 ? (apdu[5] & 0xFF) << 8 | (apdu[6] & 0xFF) : 0;
+        return extended != 0 && (n == 3 + extended || n == 5 + extended);
+    }
+
+    /**
+     * What card/card.py does to the OS layer's state for a malformed APDU, done to the applet's:
+     * the answer waiting for GET RESPONSE and a chain under way both end (docs/APDU.md 1). Both
+     * live in EvbApplet's session[] (RAM), which holds nothing else that outlives a command.
+     */
+    private void endWaitAndChain() throws ReflectiveOperationException {
+        for (Field f : Fields.instanceFields(installed().getClass(), Applet.class)) {
+            if (f.getName().equals("session") && f.getType() == short[].class) {
+                Arrays.fill((short[]) Fields.get(f, installed()), (short) 0);
+            }
+        }
     }
 
     private void start() throws IOException, ReflectiveOperationException {
