@@ -63,20 +63,21 @@ from enum import IntEnum
 from . import seal, shamir, tlv
 from .backup import E2_CONTEXT
 from .command import CommandApdu
+from .ins import INS_EXPORT_KEY as INS_EXPORT_KEY
+from .ins import INS_GENERATE_KEY as INS_GENERATE_KEY
+from .ins import INS_GET_KEY_INFO as INS_GET_KEY_INFO
+from .ins import INS_IMPORT_KEY as INS_IMPORT_KEY
+from .ins import INS_IMPORT_SHARE as INS_IMPORT_SHARE
+from .ins import INS_NEW_TRANSPORT_KEY as INS_NEW_TRANSPORT_KEY
+from .ins import INS_PUT_KEYMGR_KEY as INS_PUT_KEYMGR_KEY
+from .ins import INS_SPLIT_KEY as INS_SPLIT_KEY
+from .ins import MAX_SHARES as MAX_SHARES
+from .ins import PUBLIC_MATERIAL_LEN as PUBLIC_MATERIAL_LEN
+from .ins import SECRET_LEN as SECRET_LEN
+from .ins import SHARE_LEN as SHARE_LEN
 from .signature import PUBLIC_KEY_LEN, valid_public_key
 from .wallet import CLA_PROPRIETARY, MessageError
 
-INS_GENERATE_KEY = 0x60
-INS_GET_KEY_INFO = 0x62
-INS_PUT_KEYMGR_KEY = 0x64
-INS_EXPORT_KEY = 0x66
-INS_NEW_TRANSPORT_KEY = 0x68
-INS_IMPORT_KEY = 0x6A
-INS_SPLIT_KEY = 0x6C
-INS_IMPORT_SHARE = 0x6E
-
-SECRET_LEN = 32  # d, or K
-PUBLIC_MATERIAL_LEN = SECRET_LEN + PUBLIC_KEY_LEN  # d || Q
 EXPORT_CONTEXT = b"EVB-KEY-EXPORT-1"
 IMPORT_CONTEXT = b"EVB-KEY-IMPORT-1"
 SHARE_CONTEXT = b"EVB-SHARE-1"
@@ -85,11 +86,9 @@ ASSISTED_CONTEXT = b"EVB-E6-1"
 PART_CONTEXT = b"EVB-KEY-PART-1"
 PART_COEFFICIENT_LABEL = b"EVB-E4-PART-1"
 KEYMGR_PART, VAULT_PART = 1, 2  # the x of 405 and 406
-SHARE_LEN = 1 + SECRET_LEN  # x, then one byte per byte of d or K
 E2_IV_LABEL = b"EVB-E2-IV"
 E2_EPHEMERAL_LABEL = b"EVB-E2-EPHEMERAL"
 E2_NONCE_LABEL = b"EVB-E2-NONCE"
-MAX_SHARES = 3
 
 
 class KeyMode(IntEnum):

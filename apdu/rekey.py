@@ -36,11 +36,10 @@ from . import tlv
 from .backup import RegisteredValue
 from .command import CommandApdu
 from .context import Purpose, audience, message
+from .ins import INS_REPLACE_KEY as INS_REPLACE_KEY
+from .ins import INS_SUCCEED_CERTIFICATE as INS_SUCCEED_CERTIFICATE
 from .keys import KeyMode
 from .wallet import CLA_PROPRIETARY, MessageError, _id_p1p2
-
-INS_REPLACE_KEY = 0x78
-INS_SUCCEED_CERTIFICATE = 0x7A
 
 REPLACE_CONTEXT = b"EVB-KEY-REPLACE-1"
 

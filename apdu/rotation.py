@@ -23,12 +23,11 @@ from __future__ import annotations
 from . import tlv
 from .certificate import CertTag
 from .command import CommandApdu
+from .ins import INS_BEGIN_ROTATION as INS_BEGIN_ROTATION
+from .ins import INS_COMMIT_ROTATION as INS_COMMIT_ROTATION
+from .ins import INS_REENCRYPT as INS_REENCRYPT
+from .ins import INS_SWAP_CERTIFICATE as INS_SWAP_CERTIFICATE
 from .wallet import CLA_PROPRIETARY, MessageError, _id_p1p2
-
-INS_BEGIN_ROTATION = 0x70
-INS_REENCRYPT = 0x72
-INS_SWAP_CERTIFICATE = 0x74
-INS_COMMIT_ROTATION = 0x76
 
 
 def begin_rotation() -> CommandApdu:

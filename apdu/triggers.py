@@ -50,16 +50,15 @@ from enum import IntEnum
 
 from . import tlv
 from .command import CommandApdu
+from .ins import INS_GET_TRIGGERS as INS_GET_TRIGGERS
+from .ins import INS_PUT_TRIGGERS as INS_PUT_TRIGGERS
+from .ins import INS_RECORD_RUN as INS_RECORD_RUN
+from .ins import INS_SELECT_FOR_BACKUP as INS_SELECT_FOR_BACKUP
+from .ins import MAX_SETTINGS as MAX_SETTINGS
 from .records import RecordError, ValueType, decode_bcd_date, encode_bcd_date
 from .wallet import CLA_PROPRIETARY, MessageError
 
-INS_GET_TRIGGERS = 0x50
-INS_PUT_TRIGGERS = 0x52
-INS_SELECT_FOR_BACKUP = 0x54
-INS_RECORD_RUN = 0x56
-
 VERSION = 1
-MAX_SETTINGS = 250  # bytes of the settings TLV; the card reserves 256 with a length prefix
 MAX_DEPTH = 4
 MAX_CHILDREN = 8
 MAX_NAME = 32

@@ -12,28 +12,22 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu, tlv
-from apdu import backup as b
-from apdu import keys as k
+from apdu import SW, CommandApdu, ins, tlv
 from apdu import seal as sl
-from apdu.certificate import (
-    Certificate,
-    CertificateError,
-    CertTag,
-    DigestField,
-    Mode,
-    digest_matches,
-    make_digest,
-    value_hash,
-)
-from apdu.keys import KeyInfo, KeyMode
+from apdu.deferred import deferred
 from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType
-from apdu.seal import SealError
 from apdu.wallet import MessageError, encode_u16
 
 from . import crypto
 from .applet import CardError, WalletPart
 from .index import IndexEntry
+
+if TYPE_CHECKING:
+    from apdu import backup as b
+    from apdu import certificate as c
+    from apdu import keys as k
+else:  # run at the first command of backup or restore: a card boots and reads its values without them
+    b, c, k = map(deferred, ("apdu.backup", "apdu.certificate", "apdu.keys"))
 
 # key area of the wallet header (see card.wallet for the rest of the layout)
 H_IDENTITY_KEY = 64  # private scalar, 32 bytes
@@ -43,7 +37,7 @@ H_IMPORTED = 226  # handovers imported, 4 bytes: the sequence number the next on
 KEY_AREA_END = 230
 # attestation area, after the key store: signature length (1), issuer key (65), signature (<= 72)
 H_ATTESTATION = 768
-ATTESTATION_END = H_ATTESTATION + 1 + 65 + b.MAX_SIGNATURE
+ATTESTATION_END = H_ATTESTATION + 1 + 65 + ins.MAX_SIGNATURE
 # the longest sealed value COMMIT ASSISTED RESTORE opens: a record's worth of padded ciphertext
 MAX_ASSISTED = sl.SALT_LEN + sl.IV_LEN + MAX_RECORD + sl.BLOCK + sl.TAG_LEN
 
@@ -61,15 +55,15 @@ class BackupCommands(WalletPart):
         def _no_data(self, command: CommandApdu) -> None: ...
         def _add(self, body: bytes, type_: int, flags: int, also: Callable[[], None] = ...) -> int: ...
         @property
-        def key_mode(self) -> KeyMode: ...
-        def key_info(self) -> KeyInfo: ...
+        def key_mode(self) -> k.KeyMode: ...
+        def key_info(self) -> k.KeyInfo: ...
         def seal_value(self, value: bytes, card_id: bytes) -> bytes: ...
         def open_assisted(self, blob: bytes, context: bytes) -> bytes: ...
         @property
-        def next_mode(self) -> KeyMode: ...
-        def key_material(self, next_key: bool) -> tuple[bytes, KeyMode]: ...
+        def next_mode(self) -> k.KeyMode: ...
+        def key_material(self, next_key: bool) -> tuple[bytes, k.KeyMode]: ...
         @staticmethod
-        def vault_part(material: bytes, mode: KeyMode, card_id: bytes, vault: bytes) -> bytes: ...
+        def vault_part(material: bytes, mode: k.KeyMode, card_id: bytes, vault: bytes) -> bytes: ...
 
     @staticmethod
     def format_keys(header: bytearray) -> None:
@@ -81,21 +75,21 @@ class BackupCommands(WalletPart):
     def backup_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
         return {
-            (p, b.INS_GET_IDENTITY): self._get_identity,
-            (p, b.INS_PUT_VAULT_KEY): self._put_vault_key,
-            (p, b.INS_PUT_ATTESTATION): self._put_attestation,
-            (p, b.INS_GET_ATTESTATION): self._get_attestation,
-            (0x00, b.INS_INTERNAL_AUTHENTICATE): self._authenticate,
-            (p, b.INS_BEGIN_BACKUP): self._begin_backup,
-            (p, b.INS_BEGIN_ENCRYPTED_BACKUP): self._begin_encrypted_backup,
-            (p, b.INS_COMMIT_BACKUP): self._commit_backup,
-            (p, b.INS_CANCEL_PENDING): self._cancel_pending,
-            (p, b.INS_BEGIN_RESTORE): self._begin_restore,
-            (p, b.INS_COMMIT_RESTORE): self._commit_restore,
-            (p, b.INS_SIGN_RECEIPT): self._sign_receipt,
-            (p, b.INS_GET_IMPORT_COUNTER): self._get_import_counter,
-            (p, b.INS_IMPORT_CERTIFICATE): self._import_certificate,
-            (p, b.INS_COMMIT_ASSISTED_RESTORE): self._commit_assisted_restore,
+            (p, ins.INS_GET_IDENTITY): self._get_identity,
+            (p, ins.INS_PUT_VAULT_KEY): self._put_vault_key,
+            (p, ins.INS_PUT_ATTESTATION): self._put_attestation,
+            (p, ins.INS_GET_ATTESTATION): self._get_attestation,
+            (0x00, ins.INS_INTERNAL_AUTHENTICATE): self._authenticate,
+            (p, ins.INS_BEGIN_BACKUP): self._begin_backup,
+            (p, ins.INS_BEGIN_ENCRYPTED_BACKUP): self._begin_encrypted_backup,
+            (p, ins.INS_COMMIT_BACKUP): self._commit_backup,
+            (p, ins.INS_CANCEL_PENDING): self._cancel_pending,
+            (p, ins.INS_BEGIN_RESTORE): self._begin_restore,
+            (p, ins.INS_COMMIT_RESTORE): self._commit_restore,
+            (p, ins.INS_SIGN_RECEIPT): self._sign_receipt,
+            (p, ins.INS_GET_IMPORT_COUNTER): self._get_import_counter,
+            (p, ins.INS_IMPORT_CERTIFICATE): self._import_certificate,
+            (p, ins.INS_COMMIT_ASSISTED_RESTORE): self._commit_assisted_restore,
         }
 
     # --- keys --------------------------------------------------------------------------------
@@ -192,10 +186,10 @@ class BackupCommands(WalletPart):
         """Seed E2 steps 1-1..1-2: like BEGIN BACKUP, but answers the registered value 203:
         the digest of the vault's fields, the value sealed to 401, and the card's signature."""
         self._require_pin()
-        if self.key_mode == KeyMode.NONE or self.next_mode != KeyMode.NONE:
+        if self.key_mode == k.KeyMode.NONE or self.next_mode != k.KeyMode.NONE:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # no key, or a rotation under way
         try:
-            fields = [DigestField(t) for t in command.data]
+            fields = [c.DigestField(t) for t in command.data]
         except ValueError as exc:
             raise CardError(SW.WRONG_DATA) from exc
         entry = self._entry(command)
@@ -209,7 +203,7 @@ class BackupCommands(WalletPart):
             with self.eeprom.transaction():
                 self.index.set_flags(entry, entry.flags | ValueFlags.PENDING)
         material, mode = self.key_material(next_key=False)
-        registered = b.RegisteredValue(make_digest(value, fields), self.key_info().key_id,
+        registered = b.RegisteredValue(c.make_digest(value, fields), self.key_info().key_id,
                                        self.seal_value(value, self.card_id),
                                        key_part=self.vault_part(material, mode, self.card_id, vault))
         return replace(registered, signature=self._sign(registered.signed_part(self.card_id, vault))).to_bytes()
@@ -244,31 +238,31 @@ class BackupCommands(WalletPart):
         self._replace(entry, b.certificate_record(record, raw).body(), entry.type, ValueFlags.CERTIFICATE)
         return b""
 
-    def _parse_certificate(self, raw: bytes) -> Certificate:
+    def _parse_certificate(self, raw: bytes) -> c.Certificate:
         try:
-            return Certificate.from_bytes(raw)
-        except CertificateError as exc:
+            return c.Certificate.from_bytes(raw)
+        except c.CertificateError as exc:
             raise CardError(SW.WRONG_DATA) from exc
 
-    def _check_certificate(self, cert: Certificate, value: bytes) -> None:
+    def _check_certificate(self, cert: c.Certificate, value: bytes) -> None:
         """Seed step 1-4: digest and X must fit the value, and the vault must have signed."""
         vault = self.vault_key
         if vault is None:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-        if cert.card_id != self.card_id or not digest_matches(cert.digest, value):
+        if cert.card_id != self.card_id or not c.digest_matches(cert.digest, value):
             raise CardError(SW.WRONG_DATA)
         if cert.value_hash != self._backed_up_hash(value, cert.mode):
             raise CardError(SW.WRONG_DATA)
         if not crypto.verify(vault, cert.signature, cert.message()):
             raise CardError(SW.VERIFICATION_FAILED)
 
-    def _backed_up_hash(self, value: bytes, mode: Mode) -> bytes | None:
+    def _backed_up_hash(self, value: bytes, mode: c.Mode) -> bytes | None:
         """X as the vault computes it: of the value (E1), or of its ciphertext (E2)."""
-        if mode == Mode.PLAIN:
-            return value_hash(value)
-        if self.key_mode == KeyMode.NONE:
+        if mode == c.Mode.PLAIN:
+            return c.value_hash(value)
+        if self.key_mode == k.KeyMode.NONE:
             return None
-        return value_hash(self.seal_value(value, self.card_id))
+        return c.value_hash(self.seal_value(value, self.card_id))
 
     def _certificate_of(self, entry: IndexEntry) -> bytes:
         return ValueRecord.from_bytes(self.index.read(entry)).certificate
@@ -306,7 +300,7 @@ class BackupCommands(WalletPart):
                 return b""
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         cert = self._parse_certificate(self._certificate_of(entry))  # ours, or a verified handover's
-        if cert.mode == Mode.ENCRYPTED:  # E2 step 2-4: check X, then open with 402
+        if cert.mode == c.Mode.ENCRYPTED:  # E2 step 2-4: check X, then open with 402
             value = self._open_registered(value, cert)
         self._finish_restore(entry, cert, value)
         return b""
@@ -332,32 +326,32 @@ class BackupCommands(WalletPart):
         self._finish_restore(entry, cert, value)
         return b""
 
-    def _finish_restore(self, entry: IndexEntry, cert: Certificate, value: bytes) -> None:
+    def _finish_restore(self, entry: IndexEntry, cert: c.Certificate, value: bytes) -> None:
         record = ValueRecord.from_bytes(value)
         if record.certificate or record.body() != value:
             raise CardError(SW.WRONG_DATA)  # only a value in the card's own encoding
-        if not digest_matches(cert.digest, value) or (
-                cert.mode == Mode.PLAIN and cert.value_hash != value_hash(value)):
+        if not c.digest_matches(cert.digest, value) or (
+                cert.mode == c.Mode.PLAIN and cert.value_hash != c.value_hash(value)):
             raise CardError(SW.WRONG_DATA)  # seed step 2-4: the value must be the one certified
         self._replace(entry, value, int(record.type), ValueFlags.NONE)
 
-    def _open_registered(self, raw: bytes, cert: Certificate) -> bytes:
+    def _open_registered(self, raw: bytes, cert: c.Certificate) -> bytes:
         try:
             registered = b.RegisteredValue.from_bytes(raw)
         except ValueError as exc:
             raise CardError(SW.WRONG_DATA) from exc
-        if value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
+        if c.value_hash(registered.ciphertext) != cert.value_hash or registered.digest != cert.digest:
             raise CardError(SW.WRONG_DATA)
-        if self.key_mode == KeyMode.NONE:
+        if self.key_mode == k.KeyMode.NONE:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # restore the key first
         material, mode = self.key_material(next_key=False)
-        if registered.key_id != k.key_info_of(material, mode).key_id and self.next_mode != KeyMode.NONE:
+        if registered.key_id != k.key_info_of(material, mode).key_id and self.next_mode != k.KeyMode.NONE:
             material, mode = self.key_material(next_key=True)  # already moved in a rotation under way
         if registered.key_id != k.key_info_of(material, mode).key_id:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)  # another key: restore the key first
         try:
             return k.open_value(material, mode, registered.ciphertext, cert.card_id)
-        except SealError as exc:
+        except sl.SealError as exc:
             raise CardError(SW.WRONG_DATA) from exc
 
     def _sign_receipt(self, command: CommandApdu) -> bytes:
@@ -372,12 +366,12 @@ class BackupCommands(WalletPart):
         # registration's certificate is on the card iff these 38 bytes are in one of its
         # certificate entries: a byte search, as a Java Card would compare at fixed offsets,
         # instead of parsing every certificate for every receipt (a rotation asks N receipts)
-        named = tlv.encode([(CertTag.COUNTER, counter.to_bytes(4, "big")), (CertTag.VALUE_HASH, x)])
+        named = tlv.encode([(c.CertTag.COUNTER, counter.to_bytes(4, "big")), (c.CertTag.VALUE_HASH, x)])
         for flags, record in self.index.flagged(_HOLDING):
             if flags & _CERTIFICATE:
                 if named in record:
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-            elif x in (value_hash(record), self._backed_up_hash(record, Mode.ENCRYPTED)):
+            elif x in (c.value_hash(record), self._backed_up_hash(record, c.Mode.ENCRYPTED)):
                 raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # pending or kept: plain or encrypted
         vault = self.vault_key
         if vault is None:
@@ -423,11 +417,11 @@ class BackupCommands(WalletPart):
         return encode_u16(value_id)
 
 
-def _title_of(cert: Certificate) -> ValueRecord:
+def _title_of(cert: c.Certificate) -> ValueRecord:
     """What an imported certificate is listed by: the fields its digest shows, only those a vault
     may certify (one with others could never restore: digest_matches refuses it)."""
     fields = tlv.decode_map(cert.digest)
-    if not fields.keys() <= {int(f.value) for f in DigestField}:
+    if not fields.keys() <= {int(f.value) for f in c.DigestField}:
         raise CardError(SW.WRONG_DATA)
     fields.setdefault(Tag.TYPE, bytes((ValueType.OTHER,)))
     fields.setdefault(Tag.NAME, f"certificate {cert.counter}".encode())

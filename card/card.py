@@ -13,19 +13,25 @@ import logging
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from apdu import SW, ApduFormatError, CommandApdu, ResponseApdu
-from apdu import idcard as i
 from apdu import wallet as w
 from apdu.atr import build_atr
+from apdu.deferred import deferred
 from apdu.wallet import INS_GET_RESPONSE, INS_SELECT, P1_SELECT_BY_DF_NAME
 
 from .applet import Applet, CardError
 from .eeprom import DEFAULT_SIZE, Eeprom, ImageError, PowerLoss, TransactionError, lock_image
-from .idcard import MAGIC as ID_MAGIC
-from .idcard import IdCardApplet
 from .wallet import DEFAULT_INDEX_CAPACITY, WalletApplet
+from .wallet import MAGIC as WALLET_MAGIC
+
+if TYPE_CHECKING:
+    from apdu import idcard as i
+
+    from . import idcard
+else:  # run for an ID card only: a wallet boots without the ID card's applet and codec
+    i, idcard = map(deferred, ("apdu.idcard", "card.idcard"))
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +48,11 @@ class CardMute(Exception):
 
 
 def _applet_for(eeprom: Eeprom) -> Applet:
-    """The applet the EEPROM was personalized for: an ID card, or else the wallet."""
-    if eeprom.read(eeprom.app_offset, 4) == ID_MAGIC:
-        return IdCardApplet(eeprom)
+    """The applet the EEPROM was personalized for: an ID card, or else the wallet (a wallet's
+    magic is compared first, so booting a wallet never runs the ID card's module)."""
+    magic = eeprom.read(eeprom.app_offset, 4)
+    if magic != WALLET_MAGIC and magic == idcard.MAGIC:
+        return idcard.IdCardApplet(eeprom)
     return WalletApplet(eeprom)
 
 
@@ -81,7 +89,7 @@ class SimulatedCard:
         """A blank ID card (seed E5): its key pair made on the card, no document yet."""
         eeprom = Eeprom.blank(8192)
         eeprom.power_on()
-        IdCardApplet.make(eeprom)
+        idcard.IdCardApplet.make(eeprom)
         eeprom.power_off()
         if image is not None:
             eeprom.save(image)

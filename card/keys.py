@@ -10,13 +10,19 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu, seal, shamir
-from apdu import keys as k
+from apdu import SW, CommandApdu, ins, seal
+from apdu.deferred import deferred
 from apdu.wallet import MessageError
 
 from . import crypto
 from .applet import CardError
 from .eeprom import Eeprom
+
+if TYPE_CHECKING:
+    from apdu import keys as k
+    from apdu import shamir
+else:  # run at the first key command: a card boots and reads its values without them
+    k, shamir = map(deferred, ("apdu.keys", "apdu.shamir"))
 
 # the key store area of the wallet header (after the trigger area of card.triggers)
 H_KEYSTORE = 512
@@ -25,7 +31,7 @@ H_KEY_SECRET = H_KEYSTORE + 1  # 32 bytes: d (402), or K in symmetric mode
 H_KEYMGR_KEY = H_KEYSTORE + 33  # 65 bytes, the key manager's public key; zero until pinned
 H_TRANSPORT = H_KEYSTORE + 98  # 32 bytes, a one-time import key's scalar; zero when none
 H_SHARES = H_KEYSTORE + 130  # shares being collected: count (1), mode (1), key id (8), 3 x 33
-KEY_AREA_END = H_SHARES + 10 + k.MAX_SHARES * k.SHARE_LEN
+KEY_AREA_END = H_SHARES + 10 + ins.MAX_SHARES * ins.SHARE_LEN
 # Q (401), 65 bytes, zero in symmetric mode: after the unblocking code (card.wallet), the one
 # place left in the header when layout 6 made keys random rather than derived from a seed
 H_KEY_PUBLIC = 946
@@ -52,14 +58,14 @@ class KeyCommands:
     def key_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
         return {
-            (p, k.INS_GENERATE_KEY): self._generate_key,
-            (p, k.INS_GET_KEY_INFO): self._get_key_info,
-            (p, k.INS_PUT_KEYMGR_KEY): self._put_keymgr_key,
-            (p, k.INS_EXPORT_KEY): self._export_key,
-            (p, k.INS_NEW_TRANSPORT_KEY): self._new_transport_key,
-            (p, k.INS_IMPORT_KEY): self._import_key,
-            (p, k.INS_SPLIT_KEY): self._split_key,
-            (p, k.INS_IMPORT_SHARE): self._import_share,
+            (p, ins.INS_GENERATE_KEY): self._generate_key,
+            (p, ins.INS_GET_KEY_INFO): self._get_key_info,
+            (p, ins.INS_PUT_KEYMGR_KEY): self._put_keymgr_key,
+            (p, ins.INS_EXPORT_KEY): self._export_key,
+            (p, ins.INS_NEW_TRANSPORT_KEY): self._new_transport_key,
+            (p, ins.INS_IMPORT_KEY): self._import_key,
+            (p, ins.INS_SPLIT_KEY): self._split_key,
+            (p, ins.INS_IMPORT_SHARE): self._import_share,
         }
 
     # --- the store ---------------------------------------------------------------------------

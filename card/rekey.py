@@ -7,11 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu
-from apdu import backup as b
-from apdu import keys as k
-from apdu import rekey as rk
-from apdu.certificate import Mode
+from apdu import SW, CommandApdu, ins
+from apdu.deferred import deferred
 from apdu.records import ValueFlags, ValueRecord
 from apdu.wallet import MessageError
 
@@ -19,7 +16,15 @@ from . import crypto
 from .applet import CardError, WalletPart
 from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, H_TRANSPORT
 
-SHARES_AREA = 10 + k.MAX_SHARES * k.SHARE_LEN  # also the next key's area of a card-side rotation
+if TYPE_CHECKING:
+    from apdu import backup as b
+    from apdu import certificate as c
+    from apdu import keys as k
+    from apdu import rekey as rk
+else:  # run at the first re-keying command: a card boots and reads its values without them
+    b, c, k, rk = map(deferred, ("apdu.backup", "apdu.certificate", "apdu.keys", "apdu.rekey"))
+
+SHARES_AREA = 10 + ins.MAX_SHARES * ins.SHARE_LEN  # also the next key's area of a card-side rotation
 
 
 class RekeyCommands(WalletPart):
@@ -37,8 +42,8 @@ class RekeyCommands(WalletPart):
     def rekey_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
         return {
-            (p, rk.INS_REPLACE_KEY): self._replace_key,
-            (p, rk.INS_SUCCEED_CERTIFICATE): self._succeed_certificate,
+            (p, ins.INS_REPLACE_KEY): self._replace_key,
+            (p, ins.INS_SUCCEED_CERTIFICATE): self._succeed_certificate,
         }
 
     def _succeed_certificate(self, command: CommandApdu) -> bytes:
@@ -61,7 +66,7 @@ class RekeyCommands(WalletPart):
         vault = self.vault_key
         if vault is None:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-        if old.mode != Mode.ENCRYPTED or new.mode != Mode.ENCRYPTED or new.card_id != self.card_id \
+        if old.mode != c.Mode.ENCRYPTED or new.mode != c.Mode.ENCRYPTED or new.card_id != self.card_id \
                 or new.digest != old.digest:
             raise CardError(SW.WRONG_DATA)
         identity = self.identity

@@ -11,11 +11,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu, seal
-from apdu import backup as b
-from apdu import keys as k
-from apdu import rotation as r
-from apdu.certificate import Certificate, Mode, digest_matches, value_hash
+from apdu import SW, CommandApdu, ins, seal
+from apdu.deferred import deferred
 from apdu.records import MAX_RECORD, ValueFlags, ValueRecord
 from apdu.wallet import MessageError
 
@@ -24,9 +21,17 @@ from .applet import CardError, WalletPart
 from .index import IndexEntry
 from .keys import H_KEY_MODE, H_KEY_PUBLIC, H_KEY_SECRET, H_SHARES, KEY_AREA_END
 
+if TYPE_CHECKING:
+    from apdu import backup as b
+    from apdu import certificate as c
+    from apdu import keys as k
+    from apdu import rotation as r
+else:  # run at the first rotation command: a card boots and reads its values without them
+    b, c, k, r = map(deferred, ("apdu.backup", "apdu.certificate", "apdu.keys", "apdu.rotation"))
+
 H_NEXT_MODE = H_SHARES  # 1 byte: the next key's mode, 0 when no rotation is under way
 H_NEXT_MATERIAL = H_SHARES + 1  # 97 bytes: d || Q, or K and zeros
-NEXT_AREA = 1 + k.PUBLIC_MATERIAL_LEN
+NEXT_AREA = 1 + ins.PUBLIC_MATERIAL_LEN
 assert H_SHARES + NEXT_AREA <= KEY_AREA_END
 
 
@@ -45,10 +50,10 @@ class RotationCommands(WalletPart):
     def rotation_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
         return {
-            (p, r.INS_BEGIN_ROTATION): self._begin_rotation,
-            (p, r.INS_REENCRYPT): self._reencrypt,
-            (p, r.INS_SWAP_CERTIFICATE): self._swap_certificate,
-            (p, r.INS_COMMIT_ROTATION): self._commit_rotation,
+            (p, ins.INS_BEGIN_ROTATION): self._begin_rotation,
+            (p, ins.INS_REENCRYPT): self._reencrypt,
+            (p, ins.INS_SWAP_CERTIFICATE): self._swap_certificate,
+            (p, ins.INS_COMMIT_ROTATION): self._commit_rotation,
         }
 
     @property
@@ -85,7 +90,7 @@ class RotationCommands(WalletPart):
         mode = self._rotating()
         _, _, _, cert = self._encrypted_certificate(command)
         old = _registered(command.data)
-        if value_hash(old.ciphertext) != cert.value_hash or old.digest != cert.digest:
+        if c.value_hash(old.ciphertext) != cert.value_hash or old.digest != cert.digest:
             raise CardError(SW.WRONG_DATA)
         if old.key_id != k.key_info_of(self._material(), self.key_mode).key_id:
             raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
@@ -120,14 +125,14 @@ class RotationCommands(WalletPart):
         vault = self.vault_key
         if vault is None or not crypto.verify(vault, new.signature, new.message()):
             raise CardError(SW.VERIFICATION_FAILED)
-        if (new.card_id != self.card_id or new.mode != Mode.ENCRYPTED or new.digest != old.digest
-                or registered.digest != old.digest or value_hash(registered.ciphertext) != new.value_hash
+        if (new.card_id != self.card_id or new.mode != c.Mode.ENCRYPTED or new.digest != old.digest
+                or registered.digest != old.digest or c.value_hash(registered.ciphertext) != new.value_hash
                 or registered.key_id != k.key_info_of(self.next_material(), mode).key_id):
             raise CardError(SW.WRONG_DATA)
         value = self._open(self.next_material(), mode, registered.ciphertext, self.card_id)
-        if value_hash(k.seal_value(self._material(), self.key_mode, value, old.card_id)) != old.value_hash:
+        if c.value_hash(k.seal_value(self._material(), self.key_mode, value, old.card_id)) != old.value_hash:
             raise CardError(SW.WRONG_DATA)  # not the value the old certificate names
-        if not digest_matches(new.digest, value):
+        if not c.digest_matches(new.digest, value):
             raise CardError(SW.WRONG_DATA)
         self._replace(entry, b.certificate_record(title, raw_new).body(), entry.type,
                       ValueFlags.CERTIFICATE | ValueFlags.ROTATED)
@@ -142,7 +147,7 @@ class RotationCommands(WalletPart):
         entries = self.index.entries()
         for entry in entries:
             if entry.flags & ValueFlags.CERTIFICATE and not entry.flags & ValueFlags.ROTATED:
-                if self._parse_certificate(self._certificate_of(entry)).mode == Mode.ENCRYPTED:
+                if self._parse_certificate(self._certificate_of(entry)).mode == c.Mode.ENCRYPTED:
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)  # a value still under the old key
         mode, material = self.next_mode, self.next_material()
         with self.eeprom.transaction():
@@ -155,7 +160,7 @@ class RotationCommands(WalletPart):
                     self.index.set_flags(entry, entry.flags & ~(ValueFlags.ROTATED | ValueFlags.BACKED_UP))
         return bytes(k.key_info_of(material, mode))
 
-    def _encrypted_certificate(self, command: CommandApdu) -> tuple[IndexEntry, ValueRecord, bytes, Certificate]:
+    def _encrypted_certificate(self, command: CommandApdu) -> tuple[IndexEntry, ValueRecord, bytes, c.Certificate]:
         """The addressed entry, its record, the certificate's bytes and the certificate, each read
         and parsed once: an encrypted backup's certificate, not pending."""
         entry = self._entry(command)
@@ -163,7 +168,7 @@ class RotationCommands(WalletPart):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         record = ValueRecord.from_bytes(self.index.read(entry))
         cert = self._parse_certificate(record.certificate)
-        if cert.mode != Mode.ENCRYPTED:
+        if cert.mode != c.Mode.ENCRYPTED:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         return entry, record, record.certificate, cert
 

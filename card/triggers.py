@@ -10,17 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from apdu import SW, CommandApdu, tlv
-from apdu import triggers as t
+from apdu import SW, CommandApdu, ins, tlv
+from apdu.deferred import deferred
 from apdu.records import Tag, ValueFlags, decode_bcd_date
 
 from .applet import CardError
 from .eeprom import Eeprom
 from .index import Index, IndexEntry
 
+if TYPE_CHECKING:
+    from apdu import triggers as t
+else:  # run at the first trigger command: a card boots and reads its values without the codec
+    t = deferred("apdu.triggers")
+
 # the trigger area of the wallet header: u16 length, then the settings TLV
 H_TRIGGERS = 256
-TRIGGER_AREA_END = H_TRIGGERS + 2 + t.MAX_SETTINGS
+TRIGGER_AREA_END = H_TRIGGERS + 2 + ins.MAX_SETTINGS
 
 
 class Facts:
@@ -57,10 +62,10 @@ class TriggerCommands:
     def trigger_handlers(self) -> dict[tuple[int, int], Callable[[CommandApdu], bytes]]:
         p = 0x80
         return {
-            (p, t.INS_GET_TRIGGERS): self._get_triggers,
-            (p, t.INS_PUT_TRIGGERS): self._put_triggers,
-            (p, t.INS_SELECT_FOR_BACKUP): self._select_for_backup,
-            (p, t.INS_RECORD_RUN): self._record_run,
+            (p, ins.INS_GET_TRIGGERS): self._get_triggers,
+            (p, ins.INS_PUT_TRIGGERS): self._put_triggers,
+            (p, ins.INS_SELECT_FOR_BACKUP): self._select_for_backup,
+            (p, ins.INS_RECORD_RUN): self._record_run,
         }
 
     def _settings_raw(self) -> bytes:

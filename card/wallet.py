@@ -11,12 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from apdu import SW, CommandApdu, tlv
-from apdu import backup as b
-from apdu import keys as k
-from apdu import rekey as rk
-from apdu import rotation as r
-from apdu import triggers as t
+from apdu import SW, CommandApdu, ins, tlv
 from apdu import wallet as w
 from apdu.records import MAX_RECORD, RecordError, Tag, ValueFlags, ValueRecord, ValueType, decode_bcd_date
 
@@ -48,24 +43,24 @@ PUK_AREA_END = H_PUK_HASH + 32
 PUK_SALT = b"PUK"  # appended to the card id, so a PUK never hashes like a PIN of the same digits
 assert ATTESTATION_END <= H_PUK_TRIES and PUK_AREA_END <= H_KEY_PUBLIC and KEY_PUBLIC_END <= HEADER_SIZE
 # what a card in its personalization state answers: its issuer attests it, then the PIN is set
-PERSONALIZATION_INS = (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, b.INS_GET_IDENTITY, b.INS_PUT_ATTESTATION,
-                       b.INS_GET_ATTESTATION)
+PERSONALIZATION_INS = (w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, ins.INS_GET_IDENTITY, ins.INS_PUT_ATTESTATION,
+                       ins.INS_GET_ATTESTATION)
 # P1-P2 are checked before anything else (6A86), so a host learns of a malformed command first:
 # these commands take none (00 00), these a value id (1..65535)
 NO_P1P2 = frozenset({
     w.INS_PERSONALIZE, w.INS_GET_CARD_INFO, w.INS_LIST_VALUES, w.INS_STORE_VALUE, w.INS_GET_MEMORY_MAP,
-    b.INS_GET_IDENTITY,
-    b.INS_PUT_VAULT_KEY, b.INS_GET_IMPORT_COUNTER, b.INS_SIGN_RECEIPT, b.INS_IMPORT_CERTIFICATE,
-    b.INS_PUT_ATTESTATION, b.INS_GET_ATTESTATION, t.INS_GET_TRIGGERS, t.INS_PUT_TRIGGERS,
-    t.INS_SELECT_FOR_BACKUP, t.INS_RECORD_RUN, k.INS_PUT_KEYMGR_KEY, k.INS_NEW_TRANSPORT_KEY,
-    r.INS_BEGIN_ROTATION, r.INS_COMMIT_ROTATION,
+    ins.INS_GET_IDENTITY,
+    ins.INS_PUT_VAULT_KEY, ins.INS_GET_IMPORT_COUNTER, ins.INS_SIGN_RECEIPT, ins.INS_IMPORT_CERTIFICATE,
+    ins.INS_PUT_ATTESTATION, ins.INS_GET_ATTESTATION, ins.INS_GET_TRIGGERS, ins.INS_PUT_TRIGGERS,
+    ins.INS_SELECT_FOR_BACKUP, ins.INS_RECORD_RUN, ins.INS_PUT_KEYMGR_KEY, ins.INS_NEW_TRANSPORT_KEY,
+    ins.INS_BEGIN_ROTATION, ins.INS_COMMIT_ROTATION,
 })
 # tags a stored record never carries as sent, not even empty or zero: the card assigns and owns them
 CARD_OWNED_TAGS = frozenset({Tag.ID, Tag.FLAGS, Tag.CERTIFICATE})
 VALUE_ID_P1P2 = frozenset({
-    w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, b.INS_BEGIN_BACKUP, b.INS_COMMIT_BACKUP,
-    b.INS_CANCEL_PENDING, b.INS_BEGIN_RESTORE, b.INS_COMMIT_RESTORE, b.INS_COMMIT_ASSISTED_RESTORE,
-    b.INS_BEGIN_ENCRYPTED_BACKUP, r.INS_REENCRYPT, r.INS_SWAP_CERTIFICATE, rk.INS_SUCCEED_CERTIFICATE,
+    w.INS_READ_VALUE, w.INS_MODIFY_VALUE, w.INS_DELETE_VALUE, ins.INS_BEGIN_BACKUP, ins.INS_COMMIT_BACKUP,
+    ins.INS_CANCEL_PENDING, ins.INS_BEGIN_RESTORE, ins.INS_COMMIT_RESTORE, ins.INS_COMMIT_ASSISTED_RESTORE,
+    ins.INS_BEGIN_ENCRYPTED_BACKUP, ins.INS_REENCRYPT, ins.INS_SWAP_CERTIFICATE, ins.INS_SUCCEED_CERTIFICATE,
 })
 
 
@@ -158,7 +153,7 @@ class WalletApplet(BackupCommands, TriggerCommands, KeyCommands, RotationCommand
         personalizing = self.life_cycle == w.LifeCycle.PERSONALIZATION
         if personalizing and command.ins not in PERSONALIZATION_INS:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        if not personalizing and command.ins in (w.INS_PERSONALIZE, b.INS_PUT_ATTESTATION):
+        if not personalizing and command.ins in (w.INS_PERSONALIZE, ins.INS_PUT_ATTESTATION):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         try:
             return handler(command)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from apdu import SW, ApduError, CommandApdu, InvalidPinError, PinBlockedError, error_for
 from apdu import wallet as w
 from apdu.command import EXTENDED_MAX_NE
+from apdu.deferred import deferred
 from apdu.records import ValueRecord
 
-from .deferred import deferred
 from .processors import ApduProcessor, build_stack
 from .transport import Transport, TransportError
 

@@ -28,7 +28,7 @@ CARD_READ_HEAVY = ("cryptography", "construct")
 # open cards, the session speaks to one
 HELP_HEAVY = (*HEAVY, *CARD_READ_HEAVY, "rich", "smartcard", "card")
 DEFERRED = ("apdu.backup", "apdu.keys", "apdu.rekey", "apdu.rotation", "apdu.triggers", "apdu.idcard")
-# the modules that ran: a deferred one (host.deferred) is in sys.modules before it runs
+# the modules that ran: a deferred one (apdu.deferred) is in sys.modules before it runs
 RAN = "(n for n, m in sys.modules.items() if m is not None and type(m).__name__ != '_LazyModule')"
 
 
@@ -77,6 +77,23 @@ def test_reading_a_card_imports_no_client_server_or_crypto_stack(tmp_path: Path,
     assert not top_level(mods) & {"rich", "smartcard"}, sorted(top_level(mods) & {"rich", "smartcard"})
     assert not {"host.backup", "host.triggers", "host.cli.keymgr", "host.cli.vault", "host.cli.pcsc",
                 "host.transport.pcsc", "card.javacard"} & mods
+
+
+@pytest.mark.parametrize("command", ["info", "list"])
+def test_the_simulated_card_boots_from_an_image_without_the_codecs_of_commands_not_sent(
+        tmp_path: Path, command: str) -> None:
+    """The card (card/) runs a command family's codec at that family's first command: reading a
+    card image sends none of backup's, the key store's, rotation's, re-keying's or the triggers'
+    (apdu.deferred; the card dispatches and lays out its header by apdu.ins), and a wallet runs
+    no module of the ID card."""
+    image = tmp_path / "card.img"
+    card = SimulatedCard.manufacture(image=image)
+    WalletSession(connect_card(card)).personalize("1234")
+    card.close()
+    mods = imported_by("card", command, "--card-image", str(image))
+    assert "card.triggers" in mods  # the probe ran the card
+    codecs = {*DEFERRED, "apdu.certificate", "apdu.shamir", "card.idcard"}
+    assert not mods & codecs, sorted(mods & codecs)
 
 
 @pytest.mark.parametrize("argv", [

@@ -1,8 +1,9 @@
 """Modules a module names at import and runs at their first use (importlib's ``LazyLoader``).
 
 Why: a module's codecs (frozen dataclasses and enums, built when it runs) cost more than most
-commands' work, and :mod:`host.session` speaks every command the card has: ``evb card info``
-through a reader uses none of backup's, keys' or triggers'. A module that defers one imports it
+commands' work, and both :mod:`host.session` and the simulated card speak every command the
+card has: ``evb card info`` uses none of backup's, keys' or triggers'. Pure standard library,
+so the card (which never imports the host) and the host share it. A module that defers one imports it
 for the type checker under ``TYPE_CHECKING`` and binds :func:`deferred` of it otherwise.
 """
 
