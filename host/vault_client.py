@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from apdu.backup import Attestation, Handover, RegisteredValue
 from apdu.certificate import DigestField
@@ -13,6 +13,7 @@ from apdu.keys import KeyMode
 
 from .api_client import ApiClient, ServiceError, b64
 
+T = TypeVar("T")
 MAX_BATCH = 32  # the vault's limit (servers.vault.app.MAX_BATCH): the host does not import the servers
 
 
@@ -94,12 +95,10 @@ class VaultClient(ApiClient):
         """Register several values (plain bytes, or registered values for E2) in as few requests as
         the vault's batch limit allows, answers in the order given. Each batch is all or nothing at
         the vault, and sending one again after a lost answer registers nothing twice."""
-        out: list[RegistrationInfo] = []
-        for start in range(0, len(values), MAX_BATCH):
-            body = {"registrations": [{"registered_value": b64(bytes(v))} if isinstance(v, RegisteredValue)
-                                      else {"value": b64(v)} for v in values[start:start + MAX_BATCH]]}
-            out += [_registration(r) for r in self._call("POST", "/v1/registration-batches", body)["registrations"]]
-        return out
+        answers = self._in_batches("/v1/registration-batches", "registrations", values, "registrations",
+                                   lambda v: {"registered_value": b64(bytes(v))} if isinstance(v, RegisteredValue)
+                                   else {"value": b64(v)})
+        return [_registration(r) for r in answers]
 
     def keep_key_share(self, key_id: bytes, sealed_share: bytes) -> None:
         self._call("POST", "/v1/key-shares", {"key_id": key_id.hex(), "sealed_share": b64(sealed_share)})
@@ -113,11 +112,8 @@ class VaultClient(ApiClient):
     def restore_many(self, certificates: Sequence[bytes]) -> list[bytes]:
         """:meth:`restore` of several certificates in as few requests as the batch limit allows,
         answers in the order given; a refusal refuses its whole request (which only reads)."""
-        out: list[bytes] = []
-        for start in range(0, len(certificates), MAX_BATCH):
-            body = {"certificates": [b64(c) for c in certificates[start:start + MAX_BATCH]]}
-            out += [base64.b64decode(v) for v in self._call("POST", "/v1/restoration-batches", body)["values"]]
-        return out
+        answers = self._in_batches("/v1/restoration-batches", "certificates", certificates, "values", b64)
+        return [base64.b64decode(v) for v in answers]
 
     def release(self, counter: int, value_hash: bytes, receipt: bytes) -> bool:
         body = {"counter": counter, "value_hash": value_hash.hex(), "receipt": b64(receipt)}
@@ -127,11 +123,17 @@ class VaultClient(ApiClient):
         """:meth:`release` of several (counter, X, receipt): whether each registration went, in
         the order given. A batch is checked whole before anything goes, and sent again after a
         lost answer releases nothing twice."""
-        out: list[bool] = []
-        for start in range(0, len(receipts), MAX_BATCH):
-            body = {"releases": [{"counter": c, "value_hash": x.hex(), "receipt": b64(r)}
-                                 for c, x, r in receipts[start:start + MAX_BATCH]]}
-            out += [bool(g) for g in self._call("POST", "/v1/release-batches", body)["released"]]
+        answers = self._in_batches("/v1/release-batches", "releases", receipts, "released",
+                                   lambda cxr: {"counter": cxr[0], "value_hash": cxr[1].hex(), "receipt": b64(cxr[2])})
+        return [bool(g) for g in answers]
+
+    def _in_batches(self, path: str, field: str, items: Sequence[T], answers: str,
+                    encode: Callable[[T], Any]) -> list[Any]:
+        """POST ``items`` to ``path`` as many at a time as the vault takes, as ``field`` of the
+        body; the answers (``answers`` of each reply) in the order given."""
+        out: list[Any] = []
+        for start in range(0, len(items), MAX_BATCH):
+            out += self._call("POST", path, {field: [encode(i) for i in items[start:start + MAX_BATCH]]})[answers]
         return out
 
     def replace_card(self, statement: LostCardStatement) -> int:
