@@ -294,13 +294,18 @@ def commit_with_room(session: WalletSession, value_id: int, name: str, needed: i
 
 def release(session: WalletSession, vault: VaultClient, counter: int, x: bytes) -> bool:
     """Let the vault forget a registration if the card signs that it needs it no more."""
+    receipt = _receipt(session, counter, x)
+    return receipt is not None and vault.release(counter, x, receipt)
+
+
+def _receipt(session: WalletSession, counter: int, x: bytes) -> bytes | None:
+    """The card's receipt for a registration, or None while it still needs it."""
     try:
-        receipt = session.sign_receipt(counter, x)
+        return session.sign_receipt(counter, x)
     except ApduError as exc:
         if exc.sw == SW.CONDITIONS_NOT_SATISFIED:
-            return False  # the card still holds its certificate or a pending or kept value
+            return None  # the card still holds its certificate or a pending or kept value
         raise
-    return vault.release(counter, x, receipt)
 
 
 def release_unneeded(session: WalletSession, vault: VaultClient, held: set[tuple[int, bytes]] | None = None) -> int:
@@ -313,13 +318,10 @@ def release_unneeded(session: WalletSession, vault: VaultClient, held: set[tuple
         held = {(c.counter, c.value_hash) for c in certificates_on(session)}
     receipts = []
     for r in vault.registrations():
-        if (r.counter, r.value_hash) in held:
-            continue
-        try:
-            receipts.append((r.counter, r.value_hash, session.sign_receipt(r.counter, r.value_hash)))
-        except ApduError as exc:
-            if exc.sw != SW.CONDITIONS_NOT_SATISFIED:
-                raise  # else the card still holds its certificate or a pending or kept value
+        if (r.counter, r.value_hash) not in held:
+            receipt = _receipt(session, r.counter, r.value_hash)
+            if receipt is not None:
+                receipts.append((r.counter, r.value_hash, receipt))
     return sum(vault.release_many(receipts)) if receipts else 0
 
 
